@@ -1,0 +1,277 @@
+// URL and URLSearchParams. Parsing and setters are the WHATWG algorithms of
+// the Rust `url` crate (op_isoexec_url_parse / op_isoexec_url_set).
+import { op_isoexec_url_parse, op_isoexec_url_set } from "ext:core/ops";
+
+// Order of the parts array returned by the ops (see src/js/ops.rs).
+const HREF = 0;
+const ORIGIN = 1;
+const PROTOCOL = 2;
+const USERNAME = 3;
+const PASSWORD = 4;
+const HOST = 5;
+const HOSTNAME = 6;
+const PORT = 7;
+const PATHNAME = 8;
+const SEARCH = 9;
+const HASH = 10;
+
+// Setter numbers understood by op_isoexec_url_set.
+const SET = {
+  href: 0,
+  protocol: 1,
+  username: 2,
+  password: 3,
+  host: 4,
+  hostname: 5,
+  port: 6,
+  pathname: 7,
+  search: 8,
+  hash: 9,
+};
+
+function formEncode(s) {
+  return encodeURIComponent(s)
+    .replace(/%20/g, "+")
+    .replace(/[!'()~]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+}
+
+function formDecode(s) {
+  const text = s.replace(/\+/g, " ");
+  try {
+    return decodeURIComponent(text);
+  } catch (_e) {
+    return text.replace(/(%[0-9A-Fa-f]{2})+/g, (m) => {
+      try {
+        return decodeURIComponent(m);
+      } catch (_e2) {
+        return m;
+      }
+    });
+  }
+}
+
+export class URLSearchParams {
+  #list = [];
+  #url = null;
+
+  constructor(init = undefined) {
+    if (init === undefined || init === null) return;
+    if (typeof init === "object" || typeof init === "function") {
+      if (typeof init[Symbol.iterator] === "function") {
+        for (const pair of init) {
+          const p = Array.from(pair);
+          if (p.length !== 2) {
+            throw new TypeError("URLSearchParams: each pair must have exactly two items");
+          }
+          this.#list.push([String(p[0]), String(p[1])]);
+        }
+      } else {
+        for (const key of Object.keys(init)) this.#list.push([key, String(init[key])]);
+      }
+      return;
+    }
+    this.#parse(String(init));
+  }
+
+  #parse(text) {
+    this.#list = [];
+    const s = text.startsWith("?") ? text.slice(1) : text;
+    for (const part of s.split("&")) {
+      if (part === "") continue;
+      const eq = part.indexOf("=");
+      const name = eq >= 0 ? part.slice(0, eq) : part;
+      const value = eq >= 0 ? part.slice(eq + 1) : "";
+      this.#list.push([formDecode(name), formDecode(value)]);
+    }
+  }
+
+  #update() {
+    if (this.#url) this.#url._setSearchFromParams(this.toString());
+  }
+
+  static _attach(params, url) {
+    params.#url = url;
+  }
+
+  static _reparse(params, search) {
+    params.#parse(search);
+  }
+
+  get size() {
+    return this.#list.length;
+  }
+  append(name, value) {
+    this.#list.push([String(name), String(value)]);
+    this.#update();
+  }
+  delete(name, value = undefined) {
+    const n = String(name);
+    this.#list = this.#list.filter(([k, v]) => !(k === n && (value === undefined || v === String(value))));
+    this.#update();
+  }
+  get(name) {
+    const n = String(name);
+    const e = this.#list.find(([k]) => k === n);
+    return e ? e[1] : null;
+  }
+  getAll(name) {
+    const n = String(name);
+    return this.#list.filter(([k]) => k === n).map(([, v]) => v);
+  }
+  has(name, value = undefined) {
+    const n = String(name);
+    return this.#list.some(([k, v]) => k === n && (value === undefined || v === String(value)));
+  }
+  set(name, value) {
+    const n = String(name);
+    const i = this.#list.findIndex(([k]) => k === n);
+    if (i < 0) {
+      this.#list.push([n, String(value)]);
+    } else {
+      this.#list[i][1] = String(value);
+      this.#list = this.#list.filter(([k], j) => j <= i || k !== n);
+    }
+    this.#update();
+  }
+  sort() {
+    this.#list.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    this.#update();
+  }
+  forEach(callback, thisArg = undefined) {
+    for (const [k, v] of this.#list) callback.call(thisArg, v, k, this);
+  }
+  *entries() {
+    for (const [k, v] of this.#list) yield [k, v];
+  }
+  *keys() {
+    for (const [k] of this.#list) yield k;
+  }
+  *values() {
+    for (const [, v] of this.#list) yield v;
+  }
+  [Symbol.iterator]() {
+    return this.entries();
+  }
+  toString() {
+    return this.#list.map(([k, v]) => formEncode(k) + "=" + formEncode(v)).join("&");
+  }
+}
+
+export class URL {
+  #parts;
+  #params = null;
+
+  constructor(url, base = undefined) {
+    const parts = op_isoexec_url_parse(String(url), base === undefined ? null : String(base));
+    if (parts === null) {
+      throw new TypeError("Invalid URL: '" + String(url) + "'" + (base === undefined ? "" : " with base '" + String(base) + "'"));
+    }
+    this.#parts = parts;
+  }
+
+  static canParse(url, base = undefined) {
+    return op_isoexec_url_parse(String(url), base === undefined ? null : String(base)) !== null;
+  }
+
+  static parse(url, base = undefined) {
+    try {
+      return new URL(url, base);
+    } catch (_e) {
+      return null;
+    }
+  }
+
+  #set(which, value) {
+    const parts = op_isoexec_url_set(this.#parts[HREF], which, String(value));
+    if (parts === null) {
+      if (which === SET.href) throw new TypeError("Invalid URL: '" + String(value) + "'");
+      return;
+    }
+    this.#parts = parts;
+    if (this.#params && which !== SET.hash) {
+      URLSearchParams._reparse(this.#params, this.#parts[SEARCH]);
+    }
+  }
+
+  _setSearchFromParams(query) {
+    const parts = op_isoexec_url_set(this.#parts[HREF], SET.search, query);
+    if (parts !== null) this.#parts = parts;
+  }
+
+  get href() {
+    return this.#parts[HREF];
+  }
+  set href(v) {
+    this.#set(SET.href, v);
+  }
+  get origin() {
+    return this.#parts[ORIGIN];
+  }
+  get protocol() {
+    return this.#parts[PROTOCOL];
+  }
+  set protocol(v) {
+    this.#set(SET.protocol, v);
+  }
+  get username() {
+    return this.#parts[USERNAME];
+  }
+  set username(v) {
+    this.#set(SET.username, v);
+  }
+  get password() {
+    return this.#parts[PASSWORD];
+  }
+  set password(v) {
+    this.#set(SET.password, v);
+  }
+  get host() {
+    return this.#parts[HOST];
+  }
+  set host(v) {
+    this.#set(SET.host, v);
+  }
+  get hostname() {
+    return this.#parts[HOSTNAME];
+  }
+  set hostname(v) {
+    this.#set(SET.hostname, v);
+  }
+  get port() {
+    return this.#parts[PORT];
+  }
+  set port(v) {
+    this.#set(SET.port, v);
+  }
+  get pathname() {
+    return this.#parts[PATHNAME];
+  }
+  set pathname(v) {
+    this.#set(SET.pathname, v);
+  }
+  get search() {
+    return this.#parts[SEARCH];
+  }
+  set search(v) {
+    this.#set(SET.search, v);
+  }
+  get hash() {
+    return this.#parts[HASH];
+  }
+  set hash(v) {
+    this.#set(SET.hash, v);
+  }
+  get searchParams() {
+    if (this.#params === null) {
+      this.#params = new URLSearchParams(this.#parts[SEARCH]);
+      URLSearchParams._attach(this.#params, this);
+    }
+    return this.#params;
+  }
+  toString() {
+    return this.#parts[HREF];
+  }
+  toJSON() {
+    return this.#parts[HREF];
+  }
+}

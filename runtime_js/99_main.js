@@ -1,0 +1,68 @@
+// Bootstrap: installs the web globals and the restricted Deno namespace, hands
+// the host its hooks, then removes every path to deno_core's internals.
+import { op_isoexec_set_hooks } from "ext:core/ops";
+import { createConsole } from "ext:isoexec/01_console.js";
+import {
+  cancelAllTimers,
+  clearInterval,
+  clearTimeout,
+  setInterval,
+  setTimeout,
+} from "ext:isoexec/02_timers.js";
+import { atob, btoa, TextDecoder, TextEncoder } from "ext:isoexec/03_encoding.js";
+import {
+  AbortController,
+  AbortSignal,
+  CustomEvent,
+  DOMException,
+  Event,
+  EventTarget,
+} from "ext:isoexec/04_events.js";
+import { URL, URLSearchParams } from "ext:isoexec/05_url.js";
+import { crypto, performance, structuredClone } from "ext:isoexec/06_web.js";
+import { createDeno, fetch } from "ext:isoexec/07_deno.js";
+
+const globals = {
+  console: createConsole(),
+  setTimeout,
+  setInterval,
+  clearTimeout,
+  clearInterval,
+  TextEncoder,
+  TextDecoder,
+  atob,
+  btoa,
+  DOMException,
+  Event,
+  CustomEvent,
+  EventTarget,
+  AbortController,
+  AbortSignal,
+  URL,
+  URLSearchParams,
+  crypto,
+  performance,
+  structuredClone,
+  fetch,
+  Deno: createDeno(),
+};
+
+for (const name of ["Deno", "__bootstrap", "console"]) {
+  delete globalThis[name];
+}
+for (const [name, value] of Object.entries(globals)) {
+  Object.defineProperty(globalThis, name, {
+    value,
+    writable: true,
+    enumerable: false,
+    configurable: true,
+  });
+}
+Object.defineProperty(globalThis, "self", {
+  value: globalThis,
+  writable: true,
+  enumerable: false,
+  configurable: true,
+});
+
+op_isoexec_set_hooks(cancelAllTimers);

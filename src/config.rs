@@ -1,0 +1,468 @@
+//! Configuration: environment variables and matching command-line flags,
+//! read and validated once at start-up into typed values. Nothing else in the
+//! crate reads the environment.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A configuration value that could not be used. The message names the
+/// variable (and its flag) so the operator knows what to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{var} (--{flag}): {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub flag: String,
+    pub message: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Every setting of the server, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub workspace_dir: PathBuf,
+    pub tools_dir: PathBuf,
+    pub vendor_dir: PathBuf,
+    /// `None` means `<workspace_dir>/import_map.json` when that file exists.
+    pub import_map: Option<PathBuf>,
+    /// `None` means the default: workspace and tools directories.
+    pub allow_read: Option<Vec<PathBuf>>,
+    pub allow_write: Vec<PathBuf>,
+    pub allow_net: Vec<String>,
+    pub allow_env: Vec<String>,
+    pub limits: Limits,
+    pub pool_size: usize,
+    pub queue_size: usize,
+    pub max_body_bytes: usize,
+    pub api_key: Option<String>,
+}
+
+/// The per-execution limits, passed down to the isolate pool.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub default_timeout: Duration,
+    pub max_timeout: Duration,
+    pub default_cpu_limit: Option<Duration>,
+    pub memory_limit_bytes: usize,
+    pub max_result_bytes: usize,
+    pub max_log_entries: usize,
+    pub max_log_bytes: usize,
+    pub max_json_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            default_timeout: Duration::from_millis(5000),
+            max_timeout: Duration::from_millis(300_000),
+            default_cpu_limit: None,
+            memory_limit_bytes: 128 * MIB,
+            max_result_bytes: 10 * MIB,
+            max_log_entries: 1000,
+            max_log_bytes: MIB,
+            max_json_depth: 128,
+        }
+    }
+}
+
+const MIB: usize = 1024 * 1024;
+
+/// Flags as given on the command line; each overrides its variable.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Flags {
+    #[arg(long)]
+    pub host: Option<String>,
+    #[arg(long)]
+    pub port: Option<String>,
+    #[arg(long)]
+    pub log_level: Option<String>,
+    #[arg(long)]
+    pub log_format: Option<String>,
+    #[arg(long)]
+    pub workspace_dir: Option<String>,
+    #[arg(long)]
+    pub tools_dir: Option<String>,
+    #[arg(long)]
+    pub vendor_dir: Option<String>,
+    #[arg(long)]
+    pub import_map: Option<String>,
+    #[arg(long)]
+    pub allow_read: Option<String>,
+    #[arg(long)]
+    pub allow_write: Option<String>,
+    #[arg(long)]
+    pub allow_net: Option<String>,
+    #[arg(long)]
+    pub allow_env: Option<String>,
+    #[arg(long)]
+    pub default_timeout: Option<String>,
+    #[arg(long)]
+    pub max_timeout: Option<String>,
+    #[arg(long)]
+    pub cpu_limit_ms: Option<String>,
+    #[arg(long)]
+    pub pool_size: Option<String>,
+    #[arg(long)]
+    pub queue_size: Option<String>,
+    #[arg(long)]
+    pub memory_limit_mb: Option<String>,
+    #[arg(long)]
+    pub max_body_bytes: Option<String>,
+    #[arg(long)]
+    pub max_result_bytes: Option<String>,
+    #[arg(long)]
+    pub max_log_entries: Option<String>,
+    #[arg(long)]
+    pub max_log_bytes: Option<String>,
+    #[arg(long)]
+    pub max_json_depth: Option<String>,
+    #[arg(long)]
+    pub api_key: Option<String>,
+}
+
+/// Where raw values come from: flags first, then a variable lookup.
+struct Source<E: Fn(&str) -> Option<String>> {
+    env: E,
+}
+
+impl<E: Fn(&str) -> Option<String>> Source<E> {
+    /// The raw text for `var`: the flag when given, else the variable.
+    /// Empty values count as unset.
+    fn raw(&self, var: &'static str, flag: &Option<String>) -> Option<(String, &'static str)> {
+        flag.clone()
+            .or_else(|| (self.env)(var))
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (v.trim().to_string(), var))
+    }
+}
+
+fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        flag: var.to_ascii_lowercase().replace('_', "-"),
+        message: message.into(),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(
+    value: Option<(String, &'static str)>,
+    default: T,
+    min: T,
+    max: T,
+    what: &str,
+) -> Result<T, ConfigError>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    let Some((text, var)) = value else {
+        return Ok(default);
+    };
+    let n: T = text
+        .parse()
+        .map_err(|_| err(var, format!("'{text}' is not a valid {what}")))?;
+    if n < min || n > max {
+        return Err(err(var, format!("{n} is out of range ({min} to {max})")));
+    }
+    Ok(n)
+}
+
+/// Parses a byte size: a plain number of bytes, or with a suffix
+/// `K`/`KB`/`KiB`, `M`/`MB`/`MiB`, `G`/`GB`/`GiB` (all binary).
+pub fn parse_byte_size(text: &str) -> Option<usize> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: usize = digits.parse().ok()?;
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => MIB,
+        "g" | "gb" | "gib" => 1024 * MIB,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn parse_size(
+    value: Option<(String, &'static str)>,
+    default: usize,
+    min: usize,
+    max: usize,
+) -> Result<usize, ConfigError> {
+    let Some((text, var)) = value else {
+        return Ok(default);
+    };
+    let n = parse_byte_size(&text).ok_or_else(|| {
+        err(
+            var,
+            format!("'{text}' is not a byte size (a number, optionally with K, M or G)"),
+        )
+    })?;
+    if n < min || n > max {
+        return Err(err(var, format!("{n} bytes is out of range ({min} to {max})")));
+    }
+    Ok(n)
+}
+
+fn parse_list(value: Option<(String, &'static str)>) -> Option<Vec<String>> {
+    value.map(|(text, _)| {
+        text.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    })
+}
+
+impl Config {
+    /// Reads the configuration from `flags` and the process environment.
+    pub fn from_env(flags: &Flags) -> Result<Config, ConfigError> {
+        Config::from_source(flags, |k| std::env::var(k).ok())
+    }
+
+    /// Reads the configuration from `flags` and a variable lookup function.
+    pub fn from_source(
+        flags: &Flags,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let s = Source { env };
+        let f = flags;
+
+        let host = match s.raw("HOST", &f.host) {
+            None => IpAddr::from([127, 0, 0, 1]),
+            Some((text, var)) => {
+                if text == "localhost" {
+                    IpAddr::from([127, 0, 0, 1])
+                } else {
+                    text.parse()
+                        .map_err(|_| err(var, format!("'{text}' is not an IP address")))?
+                }
+            }
+        };
+        let port = parse_num(s.raw("PORT", &f.port), 3000u16, 0, u16::MAX, "port")?;
+
+        let log_level = match s.raw("LOG_LEVEL", &f.log_level) {
+            None => "info".to_string(),
+            Some((text, var)) => {
+                tracing_subscriber::EnvFilter::try_new(&text)
+                    .map_err(|e| err(var, format!("'{text}' is not a log filter: {e}")))?;
+                text
+            }
+        };
+        let log_format = match s.raw("LOG_FORMAT", &f.log_format) {
+            None => LogFormat::Text,
+            Some((text, var)) => match text.to_ascii_lowercase().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(err(var, format!("'{text}' is not 'text' or 'json'"))),
+            },
+        };
+
+        let path = |v: Option<(String, &'static str)>, default: &str| {
+            PathBuf::from(v.map(|(t, _)| t).unwrap_or_else(|| default.to_string()))
+        };
+        let workspace_dir = path(s.raw("WORKSPACE_DIR", &f.workspace_dir), "./workspace");
+        let tools_dir = path(s.raw("TOOLS_DIR", &f.tools_dir), "./tools");
+        let vendor_dir = path(s.raw("VENDOR_DIR", &f.vendor_dir), "./vendor");
+        let import_map = s.raw("IMPORT_MAP", &f.import_map).map(|(t, _)| PathBuf::from(t));
+
+        let to_paths = |v: Option<Vec<String>>| v.map(|l| l.into_iter().map(PathBuf::from).collect());
+        let allow_read = to_paths(parse_list(s.raw("ALLOW_READ", &f.allow_read)));
+        let allow_write: Vec<PathBuf> =
+            to_paths(parse_list(s.raw("ALLOW_WRITE", &f.allow_write))).unwrap_or_default();
+        let allow_net = parse_list(s.raw("ALLOW_NET", &f.allow_net)).unwrap_or_default();
+        let allow_env = parse_list(s.raw("ALLOW_ENV", &f.allow_env)).unwrap_or_default();
+        if let Some(bad) = allow_env
+            .iter()
+            .find(|k| !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        {
+            return Err(err(
+                "ALLOW_ENV",
+                format!("'{bad}' is not a variable name (letters, digits, '_')"),
+            ));
+        }
+
+        let max_timeout_ms = parse_num(
+            s.raw("MAX_TIMEOUT", &f.max_timeout),
+            300_000u64,
+            1,
+            24 * 3600 * 1000,
+            "number of milliseconds",
+        )?;
+        let default_timeout_ms = parse_num(
+            s.raw("DEFAULT_TIMEOUT", &f.default_timeout),
+            5000u64.min(max_timeout_ms),
+            1,
+            max_timeout_ms,
+            "number of milliseconds (at most MAX_TIMEOUT)",
+        )?;
+        let cpu_limit_ms = match s.raw("CPU_LIMIT_MS", &f.cpu_limit_ms) {
+            None => None,
+            Some((text, _)) if text.eq_ignore_ascii_case("off") => None,
+            v => Some(parse_num(v, 0u64, 1, 24 * 3600 * 1000, "number of milliseconds")?),
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pool_size = parse_num(s.raw("POOL_SIZE", &f.pool_size), cores, 1, 1024, "thread count")?;
+        let queue_size = parse_num(
+            s.raw("QUEUE_SIZE", &f.queue_size),
+            256usize,
+            0,
+            1_000_000,
+            "queue length",
+        )?;
+        let memory_limit_mb = parse_num(
+            s.raw("MEMORY_LIMIT_MB", &f.memory_limit_mb),
+            128usize,
+            16,
+            64 * 1024,
+            "number of megabytes",
+        )?;
+        let max_body_bytes = parse_size(
+            s.raw("MAX_BODY_BYTES", &f.max_body_bytes),
+            16 * MIB,
+            1024,
+            1024 * MIB,
+        )?;
+        let max_result_bytes = parse_size(
+            s.raw("MAX_RESULT_BYTES", &f.max_result_bytes),
+            10 * MIB,
+            64,
+            1024 * MIB,
+        )?;
+        let max_log_entries = parse_num(
+            s.raw("MAX_LOG_ENTRIES", &f.max_log_entries),
+            1000usize,
+            0,
+            10_000_000,
+            "count",
+        )?;
+        let max_log_bytes =
+            parse_size(s.raw("MAX_LOG_BYTES", &f.max_log_bytes), MIB, 0, 1024 * MIB)?;
+        let max_json_depth = parse_num(
+            s.raw("MAX_JSON_DEPTH", &f.max_json_depth),
+            128usize,
+            1,
+            1000,
+            "depth",
+        )?;
+        let api_key = s.raw("API_KEY", &f.api_key).map(|(t, _)| t);
+
+        Ok(Config {
+            host,
+            port,
+            log_level,
+            log_format,
+            workspace_dir,
+            tools_dir,
+            vendor_dir,
+            import_map,
+            allow_read,
+            allow_write,
+            allow_net,
+            allow_env,
+            limits: Limits {
+                default_timeout: Duration::from_millis(default_timeout_ms),
+                max_timeout: Duration::from_millis(max_timeout_ms),
+                default_cpu_limit: cpu_limit_ms.map(Duration::from_millis),
+                memory_limit_bytes: memory_limit_mb * MIB,
+                max_result_bytes,
+                max_log_entries,
+                max_log_bytes,
+                max_json_depth,
+            },
+            pool_size,
+            queue_size,
+            max_body_bytes,
+            api_key,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)], flags: Flags) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_source(&flags, |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_documented_table() {
+        let c = load(&[], Flags::default()).unwrap();
+        assert_eq!(c.host.to_string(), "127.0.0.1");
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.limits.default_timeout, Duration::from_millis(5000));
+        assert_eq!(c.limits.max_timeout, Duration::from_millis(300_000));
+        assert_eq!(c.limits.memory_limit_bytes, 128 * MIB);
+        assert_eq!(c.max_body_bytes, 16 * MIB);
+        assert_eq!(c.limits.max_result_bytes, 10 * MIB);
+        assert_eq!(c.limits.max_log_entries, 1000);
+        assert_eq!(c.limits.max_log_bytes, MIB);
+        assert_eq!(c.limits.max_json_depth, 128);
+        assert_eq!(c.queue_size, 256);
+        assert!(c.pool_size >= 1);
+        assert!(c.limits.default_cpu_limit.is_none());
+        assert!(c.api_key.is_none());
+    }
+
+    #[test]
+    fn a_flag_wins_over_its_variable() {
+        let flags = Flags {
+            port: Some("4000".into()),
+            ..Flags::default()
+        };
+        let c = load(&[("PORT", "5000")], flags).unwrap();
+        assert_eq!(c.port, 4000);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let e = load(&[("PORT", "http")], Flags::default()).unwrap_err();
+        assert_eq!(e.var, "PORT");
+        assert!(e.to_string().starts_with("PORT (--port):"), "{e}");
+        let e = load(&[("POOL_SIZE", "0")], Flags::default()).unwrap_err();
+        assert_eq!(e.var, "POOL_SIZE");
+        let e = load(&[("LOG_FORMAT", "xml")], Flags::default()).unwrap_err();
+        assert_eq!(e.var, "LOG_FORMAT");
+        let e = load(&[("MAX_BODY_BYTES", "lots")], Flags::default()).unwrap_err();
+        assert_eq!(e.var, "MAX_BODY_BYTES");
+        let e = load(
+            &[("DEFAULT_TIMEOUT", "9000"), ("MAX_TIMEOUT", "1000")],
+            Flags::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.var, "DEFAULT_TIMEOUT");
+    }
+
+    #[test]
+    fn byte_sizes_accept_binary_suffixes() {
+        assert_eq!(parse_byte_size("1024"), Some(1024));
+        assert_eq!(parse_byte_size("16MiB"), Some(16 * MIB));
+        assert_eq!(parse_byte_size("2 k"), Some(2048));
+        assert_eq!(parse_byte_size("1G"), Some(1024 * MIB));
+        assert_eq!(parse_byte_size("1.5M"), None);
+        assert_eq!(parse_byte_size("ten"), None);
+    }
+
+    #[test]
+    fn lists_are_split_on_commas() {
+        let c = load(&[("ALLOW_ENV", "A_B, C1 ,")], Flags::default()).unwrap();
+        assert_eq!(c.allow_env, vec!["A_B", "C1"]);
+        assert!(load(&[("ALLOW_ENV", "A-B")], Flags::default()).is_err());
+    }
+}

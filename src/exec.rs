@@ -1,0 +1,109 @@
+//! What the HTTP layer and the isolate pool exchange: a job, and a report of
+//! how it ended. Plain Rust data; no V8 handle ever crosses this boundary.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Where a call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// A fresh isolate per call: nothing from earlier calls is visible.
+    Isolate,
+    /// A warm isolate that may keep module state between calls ("none").
+    Warm,
+    /// A separate OS process.
+    Process,
+}
+
+impl Isolation {
+    pub fn parse(text: &str) -> Option<Isolation> {
+        match text {
+            "isolate" => Some(Isolation::Isolate),
+            "none" => Some(Isolation::Warm),
+            "process" => Some(Isolation::Process),
+            _ => None,
+        }
+    }
+}
+
+/// One function call to run.
+#[derive(Debug, Clone)]
+pub struct CallJob {
+    pub script: Arc<str>,
+    pub fn_name: String,
+    /// The argument, as JSON text.
+    pub payload: String,
+    pub timeout: Duration,
+    pub cpu_limit: Option<Duration>,
+    pub isolation: Isolation,
+    pub env: HashMap<String, String>,
+}
+
+/// Console level of a captured log entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Log,
+    Info,
+    Warn,
+    Error,
+}
+
+/// One captured console call.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogEntry {
+    /// Milliseconds since the Unix epoch, taken on the host.
+    pub ts: u64,
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// How a call ended, with what it logged.
+#[derive(Debug)]
+pub struct Report {
+    /// The result as JSON text, or why there is none.
+    pub outcome: Result<String, ExecError>,
+    pub logs: Vec<LogEntry>,
+    pub logs_truncated: bool,
+}
+
+/// Why a call produced no result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExecError {
+    Syntax {
+        message: String,
+        line: usize,
+        column: usize,
+    },
+    FnNotFound {
+        name: String,
+    },
+    /// User code threw (or a promise could never settle: `PendingPromise`).
+    Exception {
+        name: String,
+        message: String,
+        stack: Option<String>,
+    },
+    /// `Deno.exit(code)` ended the call.
+    Exit {
+        code: i32,
+    },
+    Timeout,
+    CpuLimit,
+    MemoryLimit,
+    OutputLimit {
+        message: String,
+    },
+    PermissionDenied {
+        message: String,
+    },
+    /// The caller went away before the call ended.
+    Cancelled,
+    Internal {
+        message: String,
+    },
+}

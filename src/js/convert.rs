@@ -1,0 +1,305 @@
+//! Converts a call's result from V8 to JSON text: `JSON.stringify` semantics
+//! plus data URIs for binary values and BigInts as decimal strings, with a
+//! depth cap, a size cap and no host-side recursion deeper than the cap.
+
+use deno_core::v8;
+
+use crate::mime;
+
+/// Why a value could not be converted.
+#[derive(Debug)]
+pub enum ConvertError {
+    /// JS threw while being read (a getter, `toJSON`, a proxy trap), or the
+    /// value cannot be represented (a cycle): the pending exception is in the
+    /// caller's `TryCatch`, or `synthetic` carries a `(name, message)`.
+    Thrown { synthetic: Option<(String, String)> },
+    /// Over `MAX_RESULT_BYTES` or deeper than `MAX_JSON_DEPTH`.
+    OutputLimit(String),
+}
+
+/// Limits applied while converting.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvertLimits {
+    pub max_bytes: usize,
+    pub max_depth: usize,
+}
+
+struct Writer {
+    out: Vec<u8>,
+    limits: ConvertLimits,
+    /// Identity hashes and handles of the containers on the current path.
+    path: Vec<(i32, v8::Global<v8::Object>)>,
+}
+
+type Result<T> = std::result::Result<T, ConvertError>;
+
+const THROWN: ConvertError = ConvertError::Thrown { synthetic: None };
+
+/// JSON text for `value`. A top-level `undefined` (or function or symbol)
+/// becomes `null`.
+pub fn to_json<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    value: v8::Local<'s, v8::Value>,
+    limits: ConvertLimits,
+) -> Result<String> {
+    let mut w = Writer {
+        out: Vec::with_capacity(64),
+        limits,
+        path: Vec::new(),
+    };
+    let key: v8::Local<v8::Value> = v8::String::empty(scope).into();
+    let value = prepare(scope, value, key)?;
+    if is_skipped(value) {
+        w.out.extend_from_slice(b"null");
+    } else {
+        write_value(scope, &mut w, value, 1)?;
+    }
+    // The writer only ever emits valid UTF-8 (serde_json escapes, ASCII
+    // punctuation and V8's own number text).
+    String::from_utf8(w.out).map_err(|_| ConvertError::OutputLimit("invalid text".into()))
+}
+
+/// Values `JSON.stringify` leaves out of objects (and writes as `null` in arrays).
+fn is_skipped(v: v8::Local<v8::Value>) -> bool {
+    v.is_undefined() || v.is_function() || v.is_symbol()
+}
+
+/// Applies `toJSON` and unwraps boxed primitives, as `JSON.stringify` does
+/// before it looks at a value.
+fn prepare<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    value: v8::Local<'s, v8::Value>,
+    key: v8::Local<'s, v8::Value>,
+) -> Result<v8::Local<'s, v8::Value>> {
+    if !value.is_object() || is_bytes(value) {
+        return Ok(value);
+    }
+    let Ok(obj) = v8::Local::<v8::Object>::try_from(value) else {
+        return Ok(value);
+    };
+    let name = v8::String::new(scope, "toJSON").ok_or(THROWN)?;
+    let to_json = obj.get(scope, name.into()).ok_or(THROWN)?;
+    let value = if let Ok(f) = v8::Local::<v8::Function>::try_from(to_json) {
+        f.call(scope, value, &[key]).ok_or(THROWN)?
+    } else {
+        value
+    };
+    if value.is_number_object() {
+        return Ok(value.to_number(scope).ok_or(THROWN)?.into());
+    }
+    if value.is_string_object() {
+        return Ok(value.to_string(scope).ok_or(THROWN)?.into());
+    }
+    if value.is_boolean_object() {
+        return Ok(v8::Boolean::new(scope, value.boolean_value(scope)).into());
+    }
+    if value.is_big_int_object() {
+        // Written as its decimal string, like a BigInt primitive.
+        return Ok(value.to_string(scope).ok_or(THROWN)?.into());
+    }
+    Ok(value)
+}
+
+fn is_bytes(v: v8::Local<v8::Value>) -> bool {
+    v.is_array_buffer() || v.is_array_buffer_view() || v.is_shared_array_buffer()
+}
+
+fn write_value<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    w: &mut Writer,
+    v: v8::Local<'s, v8::Value>,
+    depth: usize,
+) -> Result<()> {
+    if v.is_null() {
+        w.out.extend_from_slice(b"null");
+    } else if v.is_true() {
+        w.out.extend_from_slice(b"true");
+    } else if v.is_false() {
+        w.out.extend_from_slice(b"false");
+    } else if v.is_string() {
+        let s = v.to_rust_string_lossy(scope);
+        w.check_room(s.len() + 2)?;
+        write_str(&mut w.out, &s);
+    } else if v.is_number() {
+        write_number(scope, w, v)?;
+    } else if v.is_big_int() {
+        let s = v.to_rust_string_lossy(scope);
+        write_str(&mut w.out, &s);
+    } else if is_bytes(v) {
+        let bytes = copy_bytes(scope, v);
+        w.check_room(bytes.len() / 3 * 4 + 64)?;
+        write_str(&mut w.out, &mime::data_uri(&bytes));
+    } else if let Ok(obj) = v8::Local::<v8::Object>::try_from(v) {
+        if depth > w.limits.max_depth {
+            return Err(ConvertError::OutputLimit(format!(
+                "the result is nested deeper than {} levels",
+                w.limits.max_depth
+            )));
+        }
+        w.enter(scope, obj)?;
+        let r = if v.is_array() {
+            write_array(scope, w, obj, depth)
+        } else {
+            write_object(scope, w, obj, depth)
+        };
+        w.path.pop();
+        r?;
+    } else {
+        // undefined, functions and symbols inside arrays.
+        w.out.extend_from_slice(b"null");
+    }
+    w.check_room(0)
+}
+
+fn write_array<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    w: &mut Writer,
+    obj: v8::Local<'s, v8::Object>,
+    depth: usize,
+) -> Result<()> {
+    let length_key = v8::String::new(scope, "length").ok_or(THROWN)?;
+    let len = obj
+        .get(scope, length_key.into())
+        .ok_or(THROWN)?
+        .uint32_value(scope)
+        .unwrap_or(0);
+    w.out.push(b'[');
+    for i in 0..len {
+        if i > 0 {
+            w.out.push(b',');
+        }
+        v8::scope!(let inner, scope);
+        let item = obj.get_index(inner, i).ok_or(THROWN)?;
+        let key = v8::Integer::new_from_unsigned(inner, i).into();
+        let item = prepare(inner, item, key)?;
+        if is_skipped(item) {
+            w.out.extend_from_slice(b"null");
+        } else {
+            write_value(inner, w, item, depth + 1)?;
+        }
+        w.check_room(0)?;
+    }
+    w.out.push(b']');
+    Ok(())
+}
+
+fn write_object<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    w: &mut Writer,
+    obj: v8::Local<'s, v8::Object>,
+    depth: usize,
+) -> Result<()> {
+    let names = obj
+        .get_own_property_names(
+            scope,
+            v8::GetPropertyNamesArgs {
+                mode: v8::KeyCollectionMode::OwnOnly,
+                property_filter: v8::PropertyFilter::ONLY_ENUMERABLE
+                    | v8::PropertyFilter::SKIP_SYMBOLS,
+                index_filter: v8::IndexFilter::IncludeIndices,
+                key_conversion: v8::KeyConversionMode::ConvertToString,
+            },
+        )
+        .ok_or(THROWN)?;
+    w.out.push(b'{');
+    let mut first = true;
+    for i in 0..names.length() {
+        v8::scope!(let inner, scope);
+        let key = names.get_index(inner, i).ok_or(THROWN)?;
+        let item = obj.get(inner, key).ok_or(THROWN)?;
+        let item = prepare(inner, item, key)?;
+        if is_skipped(item) {
+            continue;
+        }
+        if !first {
+            w.out.push(b',');
+        }
+        first = false;
+        let key_text = key.to_rust_string_lossy(inner);
+        w.check_room(key_text.len() + 3)?;
+        write_str(&mut w.out, &key_text);
+        w.out.push(b':');
+        write_value(inner, w, item, depth + 1)?;
+    }
+    w.out.push(b'}');
+    Ok(())
+}
+
+fn write_number<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    w: &mut Writer,
+    v: v8::Local<'s, v8::Value>,
+) -> Result<()> {
+    let n = v.number_value(scope).unwrap_or(f64::NAN);
+    if !n.is_finite() {
+        w.out.extend_from_slice(b"null");
+    } else if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        // Integers print the same in Rust and JS (and -0 prints as 0).
+        w.out.extend_from_slice((n as i64).to_string().as_bytes());
+    } else {
+        // V8's own number-to-text, so 1e21 and 0.1 read exactly as in JS.
+        let text = v.to_string(scope).ok_or(THROWN)?;
+        w.out
+            .extend_from_slice(text.to_rust_string_lossy(scope).as_bytes());
+    }
+    Ok(())
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn copy_bytes<'s>(scope: &mut v8::PinScope<'s, '_>, v: v8::Local<'s, v8::Value>) -> Vec<u8> {
+    if let Ok(view) = v8::Local::<v8::ArrayBufferView>::try_from(v) {
+        let mut bytes = vec![0u8; view.byte_length()];
+        view.copy_contents(&mut bytes);
+        return bytes;
+    }
+    if let Ok(ab) = v8::Local::<v8::ArrayBuffer>::try_from(v) {
+        let len = ab.byte_length();
+        if let Some(view) = v8::Uint8Array::new(scope, ab, 0, len) {
+            let mut bytes = vec![0u8; len];
+            view.copy_contents(&mut bytes);
+            return bytes;
+        }
+    }
+    if let Ok(sab) = v8::Local::<v8::SharedArrayBuffer>::try_from(v) {
+        let store = sab.get_backing_store();
+        return store.iter().map(|c| c.get()).collect();
+    }
+    Vec::new()
+}
+
+impl Writer {
+    fn check_room(&self, extra: usize) -> Result<()> {
+        if self.out.len() + extra > self.limits.max_bytes {
+            return Err(ConvertError::OutputLimit(format!(
+                "the result is larger than {} bytes",
+                self.limits.max_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Pushes a container on the path, refusing one already on it (a cycle).
+    fn enter<'s>(
+        &mut self,
+        scope: &mut v8::PinScope<'s, '_>,
+        obj: v8::Local<'s, v8::Object>,
+    ) -> Result<()> {
+        let hash = obj.get_identity_hash().get();
+        for (h, seen) in &self.path {
+            if *h == hash && v8::Local::new(scope, seen) == obj {
+                return Err(ConvertError::Thrown {
+                    synthetic: Some((
+                        "TypeError".into(),
+                        "Converting circular structure to JSON".into(),
+                    )),
+                });
+            }
+        }
+        self.path.push((hash, v8::Global::new(scope, obj)));
+        Ok(())
+    }
+}

@@ -1,0 +1,11 @@
+//! Everything that touches V8: the extension and its ops, module loading, the
+//! sandbox that runs one call, and result conversion. Nothing outside this
+//! module holds a V8 handle.
+
+pub mod convert;
+pub mod loader;
+pub mod ops;
+pub mod sandbox;
+
+pub use convert::ConvertLimits;
+pub use sandbox::Sandbox;

@@ -1,0 +1,344 @@
+//! The host side of the JS glue in `runtime_js/`: the `isoexec` extension, its
+//! ops, and the per-call state they read and write.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use deno_core::{OpDecl, OpState, op2, v8};
+use crate::exec::{LogEntry, LogLevel};
+use crate::watchdog::{KillReason, KillRecord};
+
+/// Maps the level numbers of `runtime_js/01_console.js`.
+fn level_from_number(n: u32) -> LogLevel {
+    match n {
+        0 => LogLevel::Debug,
+        2 => LogLevel::Info,
+        3 => LogLevel::Warn,
+        4 => LogLevel::Error,
+        _ => LogLevel::Log,
+    }
+}
+
+/// Captured logs of one call, kept up to their caps.
+#[derive(Debug, Default)]
+pub struct LogSink {
+    pub entries: Vec<LogEntry>,
+    pub bytes: usize,
+    pub truncated: bool,
+    pub max_entries: usize,
+    pub max_bytes: usize,
+}
+
+impl LogSink {
+    pub fn new(max_entries: usize, max_bytes: usize) -> LogSink {
+        LogSink {
+            max_entries,
+            max_bytes,
+            ..LogSink::default()
+        }
+    }
+
+    fn push(&mut self, level: LogLevel, message: &str) {
+        if self.truncated {
+            return;
+        }
+        if self.entries.len() >= self.max_entries || self.bytes + message.len() > self.max_bytes {
+            self.truncated = true;
+            return;
+        }
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.bytes += message.len();
+        self.entries.push(LogEntry {
+            ts,
+            level,
+            message: message.to_owned(),
+        });
+    }
+}
+
+/// What one call may use and what it did, kept in the `OpState`.
+pub struct CallState {
+    pub logs: LogSink,
+    /// Variables `Deno.env.get` can see.
+    pub env: HashMap<String, String>,
+    /// The first capability refused to this call, if any.
+    pub denied: Option<String>,
+    /// The code passed to `Deno.exit`, if it was called.
+    pub exit_code: Option<i32>,
+    /// Origin of `performance.now()`.
+    pub started: Instant,
+}
+
+impl CallState {
+    pub fn new(logs: LogSink, env: HashMap<String, String>) -> CallState {
+        CallState {
+            logs,
+            env,
+            denied: None,
+            exit_code: None,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// The isolate's own handle and kill record, for ops that stop execution.
+pub struct SelfKill {
+    pub isolate: v8::IsolateHandle,
+    pub record: Arc<KillRecord>,
+}
+
+/// JS functions the glue hands to the host at bootstrap.
+#[derive(Default)]
+pub struct Hooks {
+    pub cancel_timers: Option<v8::Global<v8::Function>>,
+}
+
+#[op2(fast)]
+fn op_isoexec_log(state: &mut OpState, level: u32, #[string] message: &str) {
+    if let Some(call) = state.try_borrow_mut::<CallState>() {
+        call.logs.push(level_from_number(level), message);
+    }
+}
+
+#[op2]
+#[string]
+fn op_isoexec_utf8_decode(#[buffer] bytes: &[u8], fatal: bool, strip_bom: bool) -> Option<String> {
+    let bytes = if strip_bom {
+        bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+    } else {
+        bytes
+    };
+    if fatal {
+        std::str::from_utf8(bytes).ok().map(str::to_owned)
+    } else {
+        Some(String::from_utf8_lossy(bytes).into_owned())
+    }
+}
+
+/// The parts of a URL in the order `runtime_js/05_url.js` reads them.
+fn url_parts(url: &deno_core::url::Url) -> Vec<String> {
+    use deno_core::url::quirks;
+    vec![
+        quirks::href(url).to_string(),
+        quirks::origin(url),
+        quirks::protocol(url).to_string(),
+        quirks::username(url).to_string(),
+        quirks::password(url).to_string(),
+        quirks::host(url).to_string(),
+        quirks::hostname(url).to_string(),
+        quirks::port(url).to_string(),
+        quirks::pathname(url).to_string(),
+        quirks::search(url).to_string(),
+        quirks::hash(url).to_string(),
+    ]
+}
+
+#[op2]
+#[serde]
+fn op_isoexec_url_parse(#[string] href: &str, #[string] base: Option<String>) -> Option<Vec<String>> {
+    let url = match base {
+        None => deno_core::url::Url::parse(href).ok()?,
+        Some(base) => deno_core::url::Url::parse(&base).ok()?.join(href).ok()?,
+    };
+    Some(url_parts(&url))
+}
+
+#[op2]
+#[serde]
+fn op_isoexec_url_set(#[string] href: &str, which: u32, #[string] value: &str) -> Option<Vec<String>> {
+    use deno_core::url::quirks;
+    let mut url = deno_core::url::Url::parse(href).ok()?;
+    let ok = match which {
+        0 => quirks::set_href(&mut url, value).is_ok(),
+        1 => quirks::set_protocol(&mut url, value).is_ok(),
+        2 => quirks::set_username(&mut url, value).is_ok(),
+        3 => quirks::set_password(&mut url, value).is_ok(),
+        4 => quirks::set_host(&mut url, value).is_ok(),
+        5 => quirks::set_hostname(&mut url, value).is_ok(),
+        6 => quirks::set_port(&mut url, value).is_ok(),
+        7 => {
+            quirks::set_pathname(&mut url, value);
+            true
+        }
+        8 => {
+            quirks::set_search(&mut url, value);
+            true
+        }
+        9 => {
+            quirks::set_hash(&mut url, value);
+            true
+        }
+        _ => false,
+    };
+    ok.then(|| url_parts(&url))
+}
+
+#[op2(fast)]
+fn op_isoexec_now(state: &mut OpState) -> f64 {
+    state
+        .try_borrow::<CallState>()
+        .map_or(0.0, |c| c.started.elapsed().as_secs_f64() * 1000.0)
+}
+
+#[op2(fast)]
+fn op_isoexec_random_fill(#[buffer] buf: &mut [u8]) {
+    fill_random(buf);
+}
+
+/// Fills `buf` from the kernel's CSPRNG.
+fn fill_random(buf: &mut [u8]) {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n > 0 {
+            filled += n as usize;
+        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // getrandom(2) cannot fail on Linux ≥ 3.17 once the pool is
+            // seeded; fall back to a time-seeded generator rather than panic.
+            let mut x = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0x9E37_79B9_7F4A_7C15, |d| d.as_nanos() as u64);
+            for b in rest.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            return;
+        }
+    }
+}
+
+#[op2]
+#[string]
+fn op_isoexec_deny(state: &mut OpState, #[string] what: &str) -> String {
+    let message = format!("Requires {what}; this capability is not granted");
+    if let Some(call) = state.try_borrow_mut::<CallState>() {
+        call.denied.get_or_insert_with(|| message.clone());
+    }
+    message
+}
+
+#[op2]
+#[string]
+fn op_isoexec_env_get(state: &mut OpState, #[string] key: &str) -> Option<String> {
+    state.try_borrow::<CallState>()?.env.get(key).cloned()
+}
+
+#[op2]
+#[serde]
+fn op_isoexec_env_object(state: &mut OpState) -> HashMap<String, String> {
+    state
+        .try_borrow::<CallState>()
+        .map(|c| c.env.clone())
+        .unwrap_or_default()
+}
+
+#[op2(fast)]
+fn op_isoexec_exit(state: &mut OpState, code: i32) {
+    if let Some(call) = state.try_borrow_mut::<CallState>() {
+        call.exit_code.get_or_insert(code);
+    }
+    if let Some(me) = state.try_borrow::<SelfKill>() {
+        me.record.mark(KillReason::Exit);
+        me.isolate.terminate_execution();
+    }
+}
+
+#[op2(fast)]
+fn op_isoexec_set_hooks(
+    scope: &mut v8::PinScope,
+    state: &mut OpState,
+    cancel_timers: v8::Local<v8::Function>,
+) {
+    state.put(Hooks {
+        cancel_timers: Some(v8::Global::new(scope, cancel_timers)),
+    });
+}
+
+/// Built-in deno_core ops that user code must never run even if it found a
+/// way to them: `op_panic` aborts the process, `op_print` writes to the
+/// server's own stdout.
+fn restrict_builtin_ops(op: OpDecl) -> OpDecl {
+    match op.name {
+        "op_panic" | "op_print" => op.disable(),
+        _ => op,
+    }
+}
+
+deno_core::extension!(
+    isoexec,
+    ops = [
+        op_isoexec_log,
+        op_isoexec_utf8_decode,
+        op_isoexec_url_parse,
+        op_isoexec_url_set,
+        op_isoexec_now,
+        op_isoexec_random_fill,
+        op_isoexec_deny,
+        op_isoexec_env_get,
+        op_isoexec_env_object,
+        op_isoexec_exit,
+        op_isoexec_set_hooks,
+    ],
+    middleware = restrict_builtin_ops,
+    customizer = |ext: &mut deno_core::Extension| {
+        ext.esm_files = std::borrow::Cow::Borrowed(&RUNTIME_JS);
+        ext.esm_entry_point = Some("ext:isoexec/99_main.js");
+    },
+);
+
+macro_rules! runtime_js {
+    ($($file:literal),* $(,)?) => {
+        [$(deno_core::ExtensionFileSource::new(
+            concat!("ext:isoexec/", $file),
+            deno_core::ascii_str_include!(concat!("../../runtime_js/", $file)),
+        )),*]
+    };
+}
+
+/// The JS glue, embedded in the binary.
+static RUNTIME_JS: [deno_core::ExtensionFileSource; 9] = runtime_js!(
+    "00_inspect.js",
+    "01_console.js",
+    "02_timers.js",
+    "03_encoding.js",
+    "04_events.js",
+    "05_url.js",
+    "06_web.js",
+    "07_deno.js",
+    "99_main.js",
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_stop_at_their_caps_and_say_so() {
+        let mut sink = LogSink::new(2, 1000);
+        sink.push(LogLevel::Log, "a");
+        sink.push(LogLevel::Warn, "b");
+        sink.push(LogLevel::Log, "c");
+        assert_eq!(sink.entries.len(), 2);
+        assert!(sink.truncated);
+
+        let mut sink = LogSink::new(100, 5);
+        sink.push(LogLevel::Log, "abc");
+        sink.push(LogLevel::Log, "def");
+        assert_eq!(sink.entries.len(), 1);
+        assert!(sink.truncated);
+    }
+
+    #[test]
+    fn random_fill_fills() {
+        let mut a = [0u8; 64];
+        fill_random(&mut a);
+        assert!(a.iter().any(|&b| b != 0));
+    }
+}

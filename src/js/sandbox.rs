@@ -1,0 +1,400 @@
+//! One isolate: a `JsRuntime` with the `isoexec` extension, a heap limit and
+//! a near-heap-limit callback wired to its kill record, and the sequence that
+//! runs a function call in it.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use deno_core::error::{CoreError, CoreErrorKind, JsError};
+use deno_core::{JsRuntime, ModuleId, PollEventLoopOptions, RuntimeOptions, v8};
+
+use super::convert::{self, ConvertError, ConvertLimits};
+use super::loader::{Denials, Loader};
+use super::ops::{CallState, Hooks, LogSink, SelfKill, isoexec};
+use crate::exec::{ExecError, LogEntry};
+use crate::transpile::Module;
+use crate::watchdog::{KillReason, KillRecord};
+
+/// Extra heap granted once the limit is hit, so V8 can unwind instead of
+/// aborting the process.
+const HEAP_GRACE_MIN: usize = 32 * 1024 * 1024;
+
+/// A runtime and what the host keeps beside it.
+pub struct Sandbox {
+    runtime: JsRuntime,
+    record: Arc<KillRecord>,
+    isolate: v8::IsolateHandle,
+    denials: Denials,
+    /// Modules already evaluated in this runtime (warm mode), by source hash.
+    modules: HashMap<[u8; 32], ModuleId>,
+    /// Set when the runtime must not run another call.
+    poisoned: bool,
+}
+
+impl Sandbox {
+    /// Creates a runtime whose heap is capped at `heap_limit` bytes. Must run
+    /// inside a tokio runtime context.
+    pub fn new(heap_limit: usize) -> Result<Sandbox, CoreError> {
+        let record = Arc::new(KillRecord::default());
+        let denials = Denials::default();
+        let params = v8::Isolate::create_params().heap_limits(0, heap_limit);
+        let mut runtime = JsRuntime::try_new(RuntimeOptions {
+            extensions: vec![isoexec::init()],
+            module_loader: Some(Rc::new(Loader {
+                denials: denials.clone(),
+            })),
+            create_params: Some(params),
+            ..Default::default()
+        })?;
+        let isolate = runtime.v8_isolate().thread_safe_handle();
+        let (cb_isolate, cb_record) = (isolate.clone(), record.clone());
+        runtime.add_near_heap_limit_callback(move |current, _initial| {
+            cb_record.mark(KillReason::MemoryLimit);
+            cb_isolate.terminate_execution();
+            current + (current / 2).max(HEAP_GRACE_MIN)
+        });
+        runtime.op_state().borrow_mut().put(SelfKill {
+            isolate: isolate.clone(),
+            record: record.clone(),
+        });
+        // V8 keeps a per-thread stack of entered isolates and creating one
+        // enters it. A worker keeps several runtimes, so each one is entered
+        // only while in use (see `with_entered`) and before it is dropped.
+        // SAFETY: the isolate was entered by its creation just above, on this
+        // thread, and nothing else was entered since.
+        unsafe { runtime.v8_isolate().exit() };
+        Ok(Sandbox {
+            runtime,
+            record,
+            isolate,
+            denials,
+            modules: HashMap::new(),
+            poisoned: false,
+        })
+    }
+
+    /// Runs `f` with this sandbox's isolate entered on the current thread.
+    /// Every use of the runtime goes through here.
+    pub fn with_entered<R>(&mut self, f: impl FnOnce(&mut Sandbox) -> R) -> R {
+        // SAFETY: enter/exit are paired around `f` on this thread; the
+        // runtime never leaves the thread (JsRuntime is !Send).
+        unsafe { self.runtime.v8_isolate().enter() };
+        let r = f(self);
+        // SAFETY: this isolate is the one entered just above; `f` cannot
+        // leave another entered (every use goes through this method).
+        unsafe { self.runtime.v8_isolate().exit() };
+        r
+    }
+
+    pub fn isolate_handle(&self) -> v8::IsolateHandle {
+        self.isolate.clone()
+    }
+
+    pub fn kill_record(&self) -> Arc<KillRecord> {
+        self.record.clone()
+    }
+
+    /// False once the runtime was killed or left in a state no later call
+    /// may see.
+    pub fn reusable(&self) -> bool {
+        !self.poisoned && self.record.reason().is_none()
+    }
+
+    /// Number of distinct modules loaded so far.
+    pub fn module_count(&self) -> usize {
+        self.modules.len()
+    }
+
+    /// Bytes of V8 heap in use.
+    pub fn heap_used(&mut self) -> usize {
+        self.runtime.v8_isolate().get_heap_statistics().used_heap_size()
+    }
+
+    /// Prepares the per-call state (logs, env) before a call.
+    pub fn begin_call(&mut self, logs: LogSink, env: HashMap<String, String>) {
+        self.denials.borrow_mut().take();
+        self.runtime
+            .op_state()
+            .borrow_mut()
+            .put(CallState::new(logs, env));
+    }
+
+    /// Takes the logs of the call that just ended.
+    pub fn take_logs(&mut self) -> (Vec<LogEntry>, bool) {
+        let state = self.runtime.op_state();
+        let mut state = state.borrow_mut();
+        match state.try_take::<CallState>() {
+            Some(call) => (call.logs.entries, call.logs.truncated),
+            None => (Vec::new(), false),
+        }
+    }
+
+    /// Runs `fn_name(payload)` from `module` and returns the result as JSON.
+    /// With `warm`, the module is loaded once and reused by later calls.
+    pub async fn call(
+        &mut self,
+        module: &Module,
+        fn_name: &str,
+        payload_json: &str,
+        limits: ConvertLimits,
+        warm: bool,
+    ) -> Result<String, ExecError> {
+        let result = self.call_inner(module, fn_name, payload_json, limits, warm).await;
+        if result.is_err() {
+            // An isolate that failed mid-call may hold half-changed state.
+            self.poisoned = true;
+        } else if warm {
+            self.cancel_timers();
+        }
+        result.map_err(|e| self.explain(e))
+    }
+
+    async fn call_inner(
+        &mut self,
+        module: &Module,
+        fn_name: &str,
+        payload_json: &str,
+        limits: ConvertLimits,
+        warm: bool,
+    ) -> Result<String, Failure> {
+        let id = match self.modules.get(&module.hash) {
+            Some(id) if warm => *id,
+            _ => {
+                let id = if warm {
+                    self.runtime
+                        .load_side_es_module_from_code(&module.specifier, module.code.clone())
+                        .await
+                } else {
+                    self.runtime
+                        .load_main_es_module_from_code(&module.specifier, module.code.clone())
+                        .await
+                }
+                .map_err(Failure::Load)?;
+                let eval = self.runtime.mod_evaluate(id);
+                self.runtime
+                    .with_event_loop_promise(Box::pin(eval), PollEventLoopOptions::default())
+                    .await
+                    .map_err(Failure::Core)?;
+                if warm {
+                    self.modules.insert(module.hash, id);
+                }
+                id
+            }
+        };
+        let namespace = self
+            .runtime
+            .get_module_namespace(id)
+            .map_err(Failure::Core)?;
+
+        let (function, argument) = {
+            deno_core::scope!(scope, &mut self.runtime);
+            v8::tc_scope!(let tc, scope);
+            let ns = v8::Local::new(tc, &namespace);
+            let export = v8::String::new(tc, fn_name)
+                .and_then(|key| ns.get(tc, key.into()))
+                .and_then(|v| v8::Local::<v8::Function>::try_from(v).ok());
+            let Some(function) = export else {
+                if tc.has_terminated() {
+                    return Err(Failure::Terminated);
+                }
+                return Err(Failure::FnNotFound);
+            };
+            let argument = v8::String::new(tc, payload_json).and_then(|s| v8::json::parse(tc, s));
+            let Some(argument) = argument else {
+                return Err(if tc.has_terminated() {
+                    Failure::Terminated
+                } else {
+                    Failure::Internal("the payload could not be passed to V8".into())
+                });
+            };
+            (
+                v8::Global::new(tc, function),
+                v8::Global::new(tc, argument),
+            )
+        };
+
+        let call = self.runtime.call_with_args(&function, &[argument]);
+        let value = self
+            .runtime
+            .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())
+            .await
+            .map_err(Failure::Core)?;
+
+        deno_core::scope!(scope, &mut self.runtime);
+        v8::tc_scope!(let tc, scope);
+        let local = v8::Local::new(tc, &value);
+        match convert::to_json(tc, local, limits) {
+            Ok(json) => Ok(json),
+            Err(ConvertError::OutputLimit(message)) => Err(Failure::OutputLimit(message)),
+            Err(ConvertError::Thrown {
+                synthetic: Some((name, message)),
+            }) => Err(Failure::Thrown {
+                name,
+                message,
+                stack: None,
+            }),
+            Err(ConvertError::Thrown { synthetic: None }) => {
+                if tc.has_terminated() || !tc.can_continue() {
+                    return Err(Failure::Terminated);
+                }
+                match tc.exception() {
+                    Some(exception) => {
+                        let js = JsError::from_v8_exception(tc, exception);
+                        Err(Failure::Js(*js))
+                    }
+                    None => Err(Failure::Terminated),
+                }
+            }
+        }
+    }
+
+    /// Cancels timers a warm call left behind, so they cannot fire during a
+    /// later call.
+    fn cancel_timers(&mut self) {
+        let hook = self
+            .runtime
+            .op_state()
+            .borrow()
+            .try_borrow::<Hooks>()
+            .and_then(|h| h.cancel_timers.clone());
+        let Some(hook) = hook else { return };
+        deno_core::scope!(scope, &mut self.runtime);
+        v8::tc_scope!(let tc, scope);
+        let f = v8::Local::new(tc, &hook);
+        let recv = v8::undefined(tc).into();
+        if f.call(tc, recv, &[]).is_none() {
+            self.poisoned = true;
+        }
+    }
+
+    /// Turns a failure into what the caller sees, trusting the host's own
+    /// records (kill reason, refused capability) over V8's messages.
+    fn explain(&mut self, failure: Failure) -> ExecError {
+        if let Some(reason) = self.record.reason() {
+            return match reason {
+                KillReason::Timeout => ExecError::Timeout,
+                KillReason::CpuLimit => ExecError::CpuLimit,
+                KillReason::MemoryLimit => ExecError::MemoryLimit,
+                KillReason::Cancelled => ExecError::Cancelled,
+                KillReason::Exit => {
+                    let code = self
+                        .runtime
+                        .op_state()
+                        .borrow()
+                        .try_borrow::<CallState>()
+                        .and_then(|c| c.exit_code)
+                        .unwrap_or(0);
+                    ExecError::Exit { code }
+                }
+            };
+        }
+        let denied = self.denials.borrow_mut().take().or_else(|| {
+            self.runtime
+                .op_state()
+                .borrow_mut()
+                .try_borrow_mut::<CallState>()
+                .and_then(|c| c.denied.take())
+        });
+        match failure {
+            Failure::FnNotFound => ExecError::FnNotFound {
+                name: String::new(),
+            },
+            Failure::OutputLimit(message) => ExecError::OutputLimit { message },
+            Failure::Internal(message) => ExecError::Internal { message },
+            Failure::Terminated => ExecError::Internal {
+                message: "execution was terminated without a recorded reason".into(),
+            },
+            _ if denied.is_some() => ExecError::PermissionDenied {
+                message: denied.unwrap_or_default(),
+            },
+            Failure::Thrown {
+                name,
+                message,
+                stack,
+            } => ExecError::Exception {
+                name,
+                message,
+                stack,
+            },
+            Failure::Js(js) => exception_from_js(&js),
+            Failure::Load(e) => load_error(e),
+            Failure::Core(e) => core_error(e),
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Dropping the runtime exits its isolate, which must be the current
+        // one: enter it first. The field drops run after this.
+        // SAFETY: balanced by the exit in the isolate's own drop.
+        unsafe { self.runtime.v8_isolate().enter() };
+    }
+}
+
+/// How a call failed, before the host's records are consulted.
+enum Failure {
+    Load(CoreError),
+    Core(CoreError),
+    Js(JsError),
+    Thrown {
+        name: String,
+        message: String,
+        stack: Option<String>,
+    },
+    FnNotFound,
+    OutputLimit(String),
+    Terminated,
+    Internal(String),
+}
+
+fn exception_from_js(js: &JsError) -> ExecError {
+    let name = js.name.clone().unwrap_or_else(|| "Error".into());
+    let message = js.message.clone().unwrap_or_else(|| {
+        js.exception_message
+            .strip_prefix("Uncaught ")
+            .unwrap_or(&js.exception_message)
+            .to_string()
+    });
+    ExecError::Exception {
+        name,
+        message,
+        stack: js.stack.clone(),
+    }
+}
+
+fn core_error(e: CoreError) -> ExecError {
+    match *e.0 {
+        CoreErrorKind::Js(js) => exception_from_js(&js),
+        CoreErrorKind::PendingPromiseResolution => ExecError::Exception {
+            name: "PendingPromise".into(),
+            message: "The returned promise can never settle: nothing is left to run".into(),
+            stack: None,
+        },
+        CoreErrorKind::ExecutionTerminated => ExecError::Internal {
+            message: "execution was terminated without a recorded reason".into(),
+        },
+        other => ExecError::Exception {
+            name: "Error".into(),
+            message: other.to_string(),
+            stack: None,
+        },
+    }
+}
+
+/// Errors while compiling and linking the module: V8's early syntax errors
+/// and failed imports.
+fn load_error(e: CoreError) -> ExecError {
+    match *e.0 {
+        CoreErrorKind::Js(js) if js.name.as_deref() == Some("SyntaxError") => {
+            let frame = js.frames.first();
+            ExecError::Syntax {
+                message: js.message.clone().unwrap_or_default(),
+                line: frame.and_then(|f| f.line_number).unwrap_or(1).max(1) as usize,
+                column: frame.and_then(|f| f.column_number).unwrap_or(1).max(1) as usize,
+            }
+        }
+        other => core_error(CoreError(Box::new(other))),
+    }
+}

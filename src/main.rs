@@ -1,0 +1,122 @@
+//! The `isoexec` binary: parses configuration, sets up logging and V8, binds
+//! the listener and serves until SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use isoexec::config::{Config, Flags, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "isoexec", version, about = "Runs TypeScript and JavaScript functions in pooled V8 isolates")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    flags: Flags,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the HTTP server (the default).
+    Serve {
+        #[command(flatten)]
+        flags: Flags,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let flags = match cli.command {
+        Some(Command::Serve { flags }) => merge(cli.flags, flags),
+        None => cli.flags,
+    };
+    let config = match Config::from_env(&flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("isoexec: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    isoexec::init_v8();
+
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("isoexec-http")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("isoexec: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind((config.host, config.port)).await?;
+        let addr = listener.local_addr()?;
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "isoexec listening on http://{addr}")?;
+            out.flush()?;
+        }
+        tracing::info!(%addr, pool = config.pool_size, "listening");
+        isoexec::run(listener, config, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("isoexec: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Flags given after `serve` win over those given before it.
+fn merge(outer: Flags, inner: Flags) -> Flags {
+    macro_rules! pick {
+        ($($f:ident),*) => { Flags { $($f: inner.$f.or(outer.$f)),* } };
+    }
+    pick!(
+        host, port, log_level, log_format, workspace_dir, tools_dir, vendor_dir, import_map,
+        allow_read, allow_write, allow_net, allow_env, default_timeout, max_timeout,
+        cpu_limit_ms, pool_size, queue_size, memory_limit_mb, max_body_bytes,
+        max_result_bytes, max_log_entries, max_log_bytes, max_json_depth, api_key
+    )
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutdown signal received");
+}

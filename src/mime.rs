@@ -1,0 +1,171 @@
+//! MIME sniffing for binary results and their `data:` URIs: magic numbers
+//! through `infer`, then content checks for SVG, JSON, XML, HTML and text.
+
+use base64::Engine as _;
+
+/// How far into a buffer the markup checks look for an `<svg` tag.
+const MARKUP_SCAN: usize = 4096;
+
+/// The MIME type of `bytes`, without parameters.
+pub fn sniff(bytes: &[u8]) -> &'static str {
+    if bytes.is_empty() {
+        return "application/octet-stream";
+    }
+    if let Some(t) = infer::get(bytes) {
+        match t.mime_type() {
+            "text/xml" => {
+                return if looks_like_svg(bytes) {
+                    "image/svg+xml"
+                } else {
+                    "application/xml"
+                };
+            }
+            // infer reports anything starting with `#!` as a shell script and
+            // knows only some HTML tags: let the text checks below decide.
+            "text/x-shellscript" | "text/html" => {}
+            mime => return mime,
+        }
+    }
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return "application/octet-stream";
+    };
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{c}'))
+    {
+        return "application/octet-stream";
+    }
+    let body = text.trim_start_matches('\u{feff}').trim();
+    if looks_like_svg(body.as_bytes()) {
+        return "image/svg+xml";
+    }
+    if (body.starts_with('{') || body.starts_with('['))
+        && serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok()
+    {
+        return "application/json";
+    }
+    if body.starts_with('<') && body.ends_with('>') {
+        return if looks_like_html(body) {
+            "text/html"
+        } else {
+            "application/xml"
+        };
+    }
+    "text/plain"
+}
+
+/// `data:<mime>;base64,<bytes>` for `bytes`.
+pub fn data_uri(bytes: &[u8]) -> String {
+    let mime = sniff(bytes);
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut out = String::with_capacity(13 + mime.len() + bytes.len().div_ceil(3) * 4);
+    out.push_str("data:");
+    out.push_str(mime);
+    out.push_str(";base64,");
+    engine.encode_string(bytes, &mut out);
+    out
+}
+
+/// Markup that starts (after a BOM, white space, an XML declaration, comments
+/// or a doctype) with an `<svg` element.
+fn looks_like_svg(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(MARKUP_SCAN)];
+    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+    let mut rest = text.trim_start_matches('\u{feff}').trim_start();
+    loop {
+        if rest.starts_with("<svg") {
+            return rest[4..].starts_with(|c: char| c.is_whitespace() || c == '>' || c == '/');
+        }
+        let skip_to = if rest.starts_with("<?") {
+            rest.find("?>").map(|i| i + 2)
+        } else if rest.starts_with("<!--") {
+            rest.find("-->").map(|i| i + 3)
+        } else if rest.starts_with("<!doctype") {
+            rest.find('>').map(|i| i + 1)
+        } else {
+            return false;
+        };
+        match skip_to {
+            Some(i) => rest = rest[i..].trim_start(),
+            None => return false,
+        }
+    }
+}
+
+fn looks_like_html(body: &str) -> bool {
+    let head: String = body.chars().take(256).collect::<String>().to_ascii_lowercase();
+    const OPENERS: [&str; 12] = [
+        "<!doctype html",
+        "<html",
+        "<head",
+        "<body",
+        "<div",
+        "<p>",
+        "<p ",
+        "<span",
+        "<table",
+        "<h1",
+        "<script",
+        "<!--",
+    ];
+    OPENERS.iter().any(|p| head.starts_with(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_examples() {
+        assert_eq!(data_uri(b"Hello"), "data:text/plain;base64,SGVsbG8=");
+        assert_eq!(
+            data_uri(&[0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]),
+            "data:image/png;base64,iVBORw0KGgo="
+        );
+        assert_eq!(
+            data_uri(br#"{"message":"Hello"}"#),
+            "data:application/json;base64,eyJtZXNzYWdlIjoiSGVsbG8ifQ=="
+        );
+        assert_eq!(data_uri(&[0xFF, 0xD8, 0xFF]), "data:image/jpeg;base64,/9j/");
+    }
+
+    #[test]
+    fn svg_with_and_without_declaration() {
+        let bare = br#"<svg xmlns="http://www.w3.org/2000/svg"><circle r="10"/></svg>"#;
+        assert_eq!(sniff(bare), "image/svg+xml");
+        let declared = br#"<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>"#;
+        assert_eq!(sniff(declared), "image/svg+xml");
+        let spaced = b"\n   <!-- made by hand -->\n<svg viewBox=\"0 0 1 1\"></svg>";
+        assert_eq!(sniff(spaced), "image/svg+xml");
+        let doctype = b"<!DOCTYPE svg PUBLIC \"-//W3C//DTD SVG 1.1//EN\" \"x\"><svg></svg>";
+        assert_eq!(sniff(doctype), "image/svg+xml");
+    }
+
+    #[test]
+    fn xml_html_json_and_text() {
+        assert_eq!(sniff(b"<?xml version=\"1.0\"?><note/>"), "application/xml");
+        assert_eq!(sniff(b"<note><to>x</to></note>"), "application/xml");
+        assert_eq!(sniff(b"<!DOCTYPE html><html></html>"), "text/html");
+        assert_eq!(sniff(b"<section>hi</section><div>x</div>"), "application/xml");
+        assert_eq!(sniff(b"<div class=\"a\">hi</div>"), "text/html");
+        assert_eq!(sniff(b"[1, 2, 3]"), "application/json");
+        assert_eq!(sniff(b"{not json}"), "text/plain");
+        assert_eq!(sniff(b"#!/bin/sh\necho hi\n"), "text/plain");
+        assert_eq!(sniff("h\u{e9}llo".as_bytes()), "text/plain");
+    }
+
+    #[test]
+    fn binary_is_octet_stream() {
+        assert_eq!(sniff(&[0, 1, 2, 3]), "application/octet-stream");
+        assert_eq!(sniff(&[0xC3]), "application/octet-stream");
+        assert_eq!(sniff(&[]), "application/octet-stream");
+    }
+
+    #[test]
+    fn magic_numbers_use_infer_names() {
+        assert_eq!(sniff(b"%PDF-1.7\n"), "application/pdf");
+        assert_eq!(sniff(&[0x1F, 0x8B, 0x08, 0x00]), "application/gzip");
+        assert_eq!(sniff(b"GIF89a\x01\x00"), "image/gif");
+        assert_eq!(sniff(b"PK\x03\x04\x14\x00\x00\x00"), "application/zip");
+    }
+}

@@ -1,0 +1,381 @@
+//! The isolate pool: a bounded queue in front of N dedicated OS threads, each
+//! owning its isolates. A worker keeps one fresh isolate ready ahead of time
+//! for clean-state calls and one warm isolate for `"none"` calls; any isolate
+//! that was killed, or failed mid-call, is dropped and replaced.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::config::Limits;
+use crate::exec::{CallJob, ExecError, Isolation, Report};
+use crate::js::ops::LogSink;
+use crate::js::{ConvertLimits, Sandbox};
+use crate::transpile::TranspileCache;
+pub use crate::watchdog::CancelFlag;
+use crate::watchdog::{KillReason, ThreadCpuClock, Watch, Watchdog};
+
+/// Stack size of an isolate thread: well above V8's own stack limit (about
+/// 1 MiB), so runaway recursion is a catchable `RangeError`.
+const WORKER_STACK: usize = 8 * 1024 * 1024;
+/// A warm isolate is replaced after this many distinct modules…
+const WARM_MAX_MODULES: usize = 64;
+/// …or once its heap holds more than this share of the memory limit.
+const WARM_MAX_HEAP_FRACTION: usize = 2;
+/// Budget of the shared transpile cache.
+const TRANSPILE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Settings of the pool.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub size: usize,
+    pub queue_size: usize,
+    pub limits: Limits,
+}
+
+/// Pool occupancy, as `/health` reports it.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct PoolStats {
+    pub size: usize,
+    pub busy: usize,
+    pub idle: usize,
+    pub queued: usize,
+}
+
+/// The queue is full: the caller should retry later.
+#[derive(Debug)]
+pub struct Overloaded;
+
+struct Queued {
+    job: CallJob,
+    reply: oneshot::Sender<Report>,
+    cancel: Arc<CancelFlag>,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Queued>,
+    /// Workers blocked waiting for a job.
+    waiting: usize,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    queue_size: usize,
+    size: usize,
+    busy: AtomicUsize,
+    limits: Limits,
+    watchdog: Watchdog,
+    cache: TranspileCache,
+}
+
+/// Handle to the pool; cheap to share behind an `Arc`.
+pub struct Pool {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Pool {
+    /// Starts the watchdog and `options.size` isolate threads.
+    pub fn start(options: PoolOptions) -> std::io::Result<Pool> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+            queue_size: options.queue_size,
+            size: options.size,
+            busy: AtomicUsize::new(0),
+            limits: options.limits,
+            watchdog: Watchdog::start()?,
+            cache: TranspileCache::new(TRANSPILE_CACHE_BYTES),
+        });
+        let mut threads = Vec::with_capacity(options.size);
+        for id in 0..options.size {
+            let shared = shared.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("isoexec-isolate-{id}"))
+                    .stack_size(WORKER_STACK)
+                    .spawn(move || worker_main(&shared))?,
+            );
+        }
+        Ok(Pool {
+            shared,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// Queues a call. Fails at once when the queue is full.
+    pub fn submit(
+        &self,
+        job: CallJob,
+        cancel: Arc<CancelFlag>,
+    ) -> Result<oneshot::Receiver<Report>, Overloaded> {
+        let (reply, rx) = oneshot::channel();
+        let mut queue = lock(&self.shared.queue);
+        if queue.closed || queue.jobs.len() >= self.shared.queue_size + queue.waiting {
+            return Err(Overloaded);
+        }
+        queue.jobs.push_back(Queued { job, reply, cancel });
+        drop(queue);
+        self.shared.ready.notify_one();
+        Ok(rx)
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let queued = lock(&self.shared.queue).jobs.len();
+        let busy = self.shared.busy.load(Ordering::Relaxed).min(self.shared.size);
+        PoolStats {
+            size: self.shared.size,
+            busy,
+            idle: self.shared.size - busy,
+            queued,
+        }
+    }
+
+    /// Wakes the watchdog so it notices a cancelled call now.
+    pub fn poke_watchdog(&self) {
+        self.shared.watchdog.poke();
+    }
+
+    /// Stops taking jobs, lets the workers finish what is queued, and waits
+    /// for them up to `grace`.
+    pub fn shutdown(&self, grace: Duration) {
+        lock(&self.shared.queue).closed = true;
+        self.shared.ready.notify_all();
+        let deadline = Instant::now() + grace;
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for t in threads {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+        self.shared.watchdog.shutdown();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    /// Blocks until a job is available; `None` once the pool is closed and
+    /// drained.
+    fn next_job(&self) -> Option<Queued> {
+        let mut queue = lock(&self.queue);
+        loop {
+            if let Some(q) = queue.jobs.pop_front() {
+                return Some(q);
+            }
+            if queue.closed {
+                return None;
+            }
+            queue.waiting += 1;
+            queue = self.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
+            queue.waiting -= 1;
+        }
+    }
+}
+
+/// The isolates one worker thread owns.
+struct Worker<'a> {
+    shared: &'a Shared,
+    rt: tokio::runtime::Runtime,
+    cpu_clock: Option<ThreadCpuClock>,
+    /// A fresh isolate, made before it is needed.
+    spare: Option<Sandbox>,
+    /// The isolate `"none"` calls share.
+    warm: Option<Sandbox>,
+}
+
+fn worker_main(shared: &Shared) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "isolate thread could not start its runtime");
+            return;
+        }
+    };
+    // deno_core needs a tokio context whenever V8 may post a delayed task.
+    let _enter = rt.enter();
+    let mut worker = Worker {
+        shared,
+        rt,
+        cpu_clock: ThreadCpuClock::current(),
+        spare: None,
+        warm: None,
+    };
+    loop {
+        if worker.spare.is_none() {
+            worker.spare = worker.new_sandbox();
+        }
+        let Some(queued) = shared.next_job() else { break };
+        if queued.reply.is_closed() || queued.cancel.is_cancelled() {
+            continue;
+        }
+        shared.busy.fetch_add(1, Ordering::Relaxed);
+        let (report, used) = worker.run(&queued);
+        shared.busy.fetch_sub(1, Ordering::Relaxed);
+        let _ = queued.reply.send(report);
+        // Dropping an isolate takes time: do it after the caller has its answer.
+        drop(used);
+    }
+}
+
+impl Worker<'_> {
+    fn new_sandbox(&self) -> Option<Sandbox> {
+        match Sandbox::new(self.shared.limits.memory_limit_bytes) {
+            Ok(sb) => Some(sb),
+            Err(e) => {
+                tracing::error!(error = %e, "could not create an isolate");
+                None
+            }
+        }
+    }
+
+    /// Runs one job; returns the report and any isolate to drop afterwards.
+    fn run(&mut self, queued: &Queued) -> (Report, Option<Sandbox>) {
+        let job = &queued.job;
+        let warm = match job.isolation {
+            Isolation::Isolate => false,
+            Isolation::Warm => true,
+            Isolation::Process => {
+                return (
+                    failed(ExecError::Internal {
+                        message: "process isolation does not run on isolate threads".into(),
+                    }),
+                    None,
+                );
+            }
+        };
+        let module = match self.shared.cache.get(&job.script) {
+            Ok(m) => m,
+            Err(e) => {
+                return (
+                    failed(ExecError::Syntax {
+                        message: e.message,
+                        line: e.line,
+                        column: e.column,
+                    }),
+                    None,
+                );
+            }
+        };
+        let slot = if warm { &mut self.warm } else { &mut self.spare };
+        let mut sandbox = match slot.take() {
+            Some(sb) => sb,
+            None => match Sandbox::new(self.shared.limits.memory_limit_bytes) {
+                Ok(sb) => sb,
+                Err(e) => {
+                    return (
+                        failed(ExecError::Internal {
+                            message: format!("could not create an isolate: {e}"),
+                        }),
+                        None,
+                    );
+                }
+            },
+        };
+
+        let limits = &self.shared.limits;
+        let convert = ConvertLimits {
+            max_bytes: limits.max_result_bytes,
+            max_depth: limits.max_json_depth,
+        };
+        let (shared, rt, cpu_clock) = (self.shared, &self.rt, self.cpu_clock);
+        let (report, heap_used) = sandbox.with_entered(|sandbox| {
+            sandbox.begin_call(
+                LogSink::new(limits.max_log_entries, limits.max_log_bytes),
+                job.env.clone(),
+            );
+            let record = sandbox.kill_record();
+            let deadline = Instant::now() + job.timeout;
+            let ticket = shared.watchdog.arm(Watch {
+                isolate: sandbox.isolate_handle(),
+                record: record.clone(),
+                deadline,
+                cpu: job
+                    .cpu_limit
+                    .zip(cpu_clock)
+                    .map(|(budget, clock)| (clock, clock.now(), budget)),
+                cancel: Some(queued.cancel.clone()),
+            });
+            let outcome = rt.block_on(async {
+                tokio::select! {
+                    r = sandbox.call(&module, &job.fn_name, &job.payload, convert, warm) => r,
+                    _ = tokio::time::sleep_until(deadline.into()) => {
+                        Err(stopped(&record, KillReason::Timeout))
+                    }
+                    _ = closed(&queued.reply) => Err(stopped(&record, KillReason::Cancelled)),
+                }
+            });
+            shared.watchdog.disarm(ticket);
+
+            let outcome = outcome.map_err(|e| match e {
+                ExecError::FnNotFound { .. } => ExecError::FnNotFound {
+                    name: job.fn_name.clone(),
+                },
+                other => other,
+            });
+            let (logs, logs_truncated) = sandbox.take_logs();
+            let report = Report {
+                outcome,
+                logs,
+                logs_truncated,
+            };
+            (report, if warm { sandbox.heap_used() } else { 0 })
+        });
+
+        let keep = warm
+            && sandbox.reusable()
+            && sandbox.module_count() < WARM_MAX_MODULES
+            && heap_used < limits.memory_limit_bytes / WARM_MAX_HEAP_FRACTION;
+        if keep {
+            self.warm = Some(sandbox);
+            (report, None)
+        } else {
+            (report, Some(sandbox))
+        }
+    }
+}
+
+/// Resolves when the caller has dropped its end of the reply channel.
+async fn closed(reply: &oneshot::Sender<Report>) {
+    // `Sender::closed` needs `&mut`; poll the flag instead, at a pace that
+    // costs nothing next to a call.
+    while !reply.is_closed() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Records `reason` (unless another was recorded first) and reports the
+/// reason that stands.
+fn stopped(record: &crate::watchdog::KillRecord, reason: KillReason) -> ExecError {
+    record.mark(reason);
+    match record.reason().unwrap_or(reason) {
+        KillReason::Timeout => ExecError::Timeout,
+        KillReason::CpuLimit => ExecError::CpuLimit,
+        KillReason::MemoryLimit => ExecError::MemoryLimit,
+        KillReason::Cancelled => ExecError::Cancelled,
+        KillReason::Exit => ExecError::Exit { code: 0 },
+    }
+}
+
+fn failed(error: ExecError) -> Report {
+    Report {
+        outcome: Err(error),
+        logs: Vec::new(),
+        logs_truncated: false,
+    }
+}

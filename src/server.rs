@@ -1,0 +1,289 @@
+//! The HTTP server: accept loop (HTTP/1.1 and HTTP/2), graceful shutdown,
+//! request ids, auth, body limits, routing, and the one place where
+//! [`ApiError`] becomes an HTTP response.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::error::{ApiError, ErrorKind};
+use crate::pool::{Pool, PoolOptions};
+
+/// How long a client may take to send its request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+pub type Body = Full<Bytes>;
+
+/// State shared by all requests.
+pub struct App {
+    pub config: Config,
+    pub pool: Pool,
+    pub started: Instant,
+}
+
+/// Serves `listener` until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish (up to a grace period) and stops the pool.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let pool = Pool::start(PoolOptions {
+        size: config.pool_size,
+        queue_size: config.queue_size,
+        limits: config.limits.clone(),
+    })?;
+    let app = Arc::new(App {
+        config,
+        pool,
+        started: Instant::now(),
+    });
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(handle(&app, req).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    tracing::info!("shutting down: finishing in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!("in-flight requests did not finish in time");
+        }
+    }
+    let app2 = app.clone();
+    let _ = tokio::task::spawn_blocking(move || app2.pool.shutdown(Duration::from_secs(5))).await;
+    Ok(())
+}
+
+/// Handles one request: id, auth, routing, and the error-to-HTTP mapping.
+async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .cloned()
+        .unwrap_or_else(new_request_id);
+    let span = tracing::info_span!(
+        "request",
+        id = %request_id.to_str().unwrap_or("-"),
+        method = %req.method(),
+        path = %req.uri().path(),
+    );
+    async move {
+        let started = Instant::now();
+        let mut response = match route(app, req).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e, None),
+        };
+        response.headers_mut().insert("x-request-id", request_id);
+        tracing::info!(
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "done"
+        );
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    if path != "/health" {
+        check_auth(app, &req)?;
+    }
+    match (path.as_str(), method) {
+        ("/" | "/run", Method::POST) => {
+            let body = read_body(req, app.config.max_body_bytes).await?;
+            crate::api::run(app, &body).await
+        }
+        ("/health", Method::GET | Method::HEAD) => Ok(crate::health::health(app)),
+        ("/" | "/run", _) => Err(method_not_allowed("POST")),
+        ("/health", _) => Err(method_not_allowed("GET")),
+        _ => Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!("No route for {path}"),
+        )),
+    }
+}
+
+fn method_not_allowed(allowed: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::MethodNotAllowed,
+        format!("Method not allowed; use {allowed}"),
+    )
+    .with("allow", allowed)
+}
+
+fn check_auth(app: &App, req: &Request<Incoming>) -> Result<(), ApiError> {
+    let Some(key) = &app.config.api_key else {
+        return Ok(());
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), key.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorKind::Unauthorized,
+            "Missing or invalid API key (Authorization: Bearer <key>)",
+        ))
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal a prefix match.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0xff);
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+/// Reads the body up to `limit` bytes, with or without `Content-Length`.
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorKind::PayloadTooLarge,
+            format!("Request body is larger than {limit} bytes"),
+        )
+        .with("limit", limit)
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "Could not read the request body: {e}"
+        ))),
+    }
+}
+
+/// A JSON response.
+pub fn json_response(status: u16, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// `{"error", "kind", "details", "logs"}` with the kind's status. `logs` is
+/// the JSON text of the captured logs and whether they were cut at their cap.
+pub fn error_response(e: &ApiError, logs: Option<(&str, bool)>) -> Response<Body> {
+    let (logs, truncated) = logs.unwrap_or(("[]", false));
+    let body = format!(
+        "{{\"error\":{},\"kind\":\"{}\",\"details\":{},\"logs\":{}{}}}",
+        serde_json::Value::String(e.message.clone()),
+        e.kind.as_str(),
+        serde_json::Value::Object(e.details.clone()),
+        logs,
+        if truncated { ",\"logsTruncated\":true" } else { "" },
+    );
+    let mut r = json_response(e.status(), body);
+    if let Some(secs) = e.retry_after {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if e.kind == ErrorKind::MethodNotAllowed
+        && let Some(allow) = e.details.get("allow").and_then(|v| v.as_str())
+        && let Ok(v) = HeaderValue::from_str(allow)
+    {
+        r.headers_mut().insert(header::ALLOW, v);
+    }
+    r
+}
+
+fn new_request_id() -> HeaderValue {
+    use std::hash::{BuildHasher, RandomState};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static SEED: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let hash = SEED.get_or_init(RandomState::new).hash_one(n);
+    HeaderValue::from_str(&format!("{hash:016x}{n:08x}")).unwrap_or(HeaderValue::from_static("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_whole_keys() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn request_ids_differ() {
+        assert_ne!(new_request_id(), new_request_id());
+    }
+}

@@ -1,0 +1,289 @@
+//! The watchdog: one thread that enforces wall-clock deadlines and CPU-time
+//! budgets from outside the isolate threads, by calling `terminate_execution`.
+//!
+//! Each armed execution has its own [`KillRecord`]; the watchdog writes the
+//! reason there *before* terminating, so the worker never has to guess why V8
+//! stopped. A kill is re-sent until the execution is disarmed, and disarming
+//! under the same lock guarantees that no late kill reaches a later execution.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use deno_core::v8;
+
+/// Why the host stopped an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillReason {
+    Timeout,
+    CpuLimit,
+    MemoryLimit,
+    /// User code called `Deno.exit`.
+    Exit,
+    /// The caller went away.
+    Cancelled,
+}
+
+impl KillReason {
+    fn code(self) -> u8 {
+        match self {
+            KillReason::Timeout => 1,
+            KillReason::CpuLimit => 2,
+            KillReason::MemoryLimit => 3,
+            KillReason::Exit => 4,
+            KillReason::Cancelled => 5,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<KillReason> {
+        Some(match code {
+            1 => KillReason::Timeout,
+            2 => KillReason::CpuLimit,
+            3 => KillReason::MemoryLimit,
+            4 => KillReason::Exit,
+            5 => KillReason::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// The host's own record of a forced stop: the first reason written wins.
+#[derive(Debug, Default)]
+pub struct KillRecord(AtomicU8);
+
+impl KillRecord {
+    /// Records `reason` unless another reason was recorded first; returns
+    /// whether this call recorded it.
+    pub fn mark(&self, reason: KillReason) -> bool {
+        self.0
+            .compare_exchange(0, reason.code(), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    pub fn reason(&self) -> Option<KillReason> {
+        KillReason::from_code(self.0.load(Ordering::Acquire))
+    }
+}
+
+/// Set by the HTTP side when the caller goes away; read by the worker and
+/// the watchdog.
+#[derive(Debug, Default)]
+pub struct CancelFlag(AtomicBool);
+
+impl CancelFlag {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// How often a kill is re-sent, and how often CPU budgets are sampled.
+const RESEND_EVERY: Duration = Duration::from_millis(10);
+const CPU_SAMPLE_EVERY: Duration = Duration::from_millis(5);
+
+/// The CPU clock of one thread, readable from any thread.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadCpuClock(libc::clockid_t);
+
+impl ThreadCpuClock {
+    /// The clock of the calling thread.
+    pub fn current() -> Option<ThreadCpuClock> {
+        let mut id: libc::clockid_t = 0;
+        // SAFETY: pthread_self() is always a valid thread of this process and
+        // `id` is a valid out-pointer.
+        let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) };
+        (rc == 0).then_some(ThreadCpuClock(id))
+    }
+
+    /// CPU time the thread has used so far.
+    pub fn now(self) -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid out-pointer; an invalid clock id only makes
+        // the call fail, which reads as zero.
+        let rc = unsafe { libc::clock_gettime(self.0, &mut ts) };
+        if rc != 0 {
+            return Duration::ZERO;
+        }
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+}
+
+/// What the watchdog watches for one execution.
+pub struct Watch {
+    pub isolate: v8::IsolateHandle,
+    pub record: Arc<KillRecord>,
+    pub deadline: Instant,
+    /// The worker thread's CPU clock, the reading at the start, and the budget.
+    pub cpu: Option<(ThreadCpuClock, Duration, Duration)>,
+    /// Set when the caller has gone away.
+    pub cancel: Option<Arc<CancelFlag>>,
+}
+
+struct Armed {
+    watch: Watch,
+    /// When the kill was last sent, once it has been.
+    fired_at: Option<Instant>,
+}
+
+#[derive(Default)]
+struct State {
+    armed: HashMap<u64, Armed>,
+    next_ticket: u64,
+    shutdown: bool,
+}
+
+/// Shared handle to the watchdog thread.
+#[derive(Clone)]
+pub struct Watchdog {
+    shared: Arc<(Mutex<State>, Condvar)>,
+}
+
+/// Proof that an execution is armed; give it back with [`Watchdog::disarm`].
+#[must_use]
+pub struct Ticket(u64);
+
+impl Watchdog {
+    /// Starts the watchdog thread.
+    pub fn start() -> std::io::Result<Watchdog> {
+        let shared = Arc::new((Mutex::new(State::default()), Condvar::new()));
+        let thread_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("isoexec-watchdog".into())
+            .spawn(move || run(&thread_shared))?;
+        Ok(Watchdog { shared })
+    }
+
+    /// Starts watching an execution.
+    pub fn arm(&self, watch: Watch) -> Ticket {
+        let (lock, cvar) = &*self.shared;
+        let mut state = lock_state(lock);
+        state.next_ticket += 1;
+        let ticket = state.next_ticket;
+        state.armed.insert(
+            ticket,
+            Armed {
+                watch,
+                fired_at: None,
+            },
+        );
+        cvar.notify_one();
+        Ticket(ticket)
+    }
+
+    /// Stops watching an execution. After this returns, the watchdog never
+    /// touches that execution's isolate again.
+    pub fn disarm(&self, ticket: Ticket) {
+        let (lock, _) = &*self.shared;
+        lock_state(lock).armed.remove(&ticket.0);
+    }
+
+    /// Makes the watchdog look at every armed execution now (a caller
+    /// may have gone away).
+    pub fn poke(&self) {
+        self.shared.1.notify_one();
+    }
+
+    /// Stops the watchdog thread.
+    pub fn shutdown(&self) {
+        let (lock, cvar) = &*self.shared;
+        lock_state(lock).shutdown = true;
+        cvar.notify_one();
+    }
+}
+
+fn lock_state(lock: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    lock.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn run(shared: &(Mutex<State>, Condvar)) {
+    let (lock, cvar) = shared;
+    let mut state = lock_state(lock);
+    loop {
+        if state.shutdown {
+            return;
+        }
+        let now = Instant::now();
+        let mut next_wake: Option<Instant> = None;
+        let mut wake_at = |t: Instant| {
+            next_wake = Some(next_wake.map_or(t, |w| w.min(t)));
+        };
+        for armed in state.armed.values_mut() {
+            let w = &armed.watch;
+            let reason = if let Some(fired) = armed.fired_at {
+                // Already killed: keep re-sending until disarmed, since V8
+                // only notices termination while JS runs.
+                if now >= fired + RESEND_EVERY {
+                    w.isolate.terminate_execution();
+                    armed.fired_at = Some(now);
+                }
+                wake_at(armed.fired_at.unwrap_or(now) + RESEND_EVERY);
+                continue;
+            } else if w.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+                Some(KillReason::Cancelled)
+            } else if now >= w.deadline {
+                Some(KillReason::Timeout)
+            } else if let Some((clock, start, budget)) = w.cpu {
+                if clock.now().saturating_sub(start) >= budget {
+                    Some(KillReason::CpuLimit)
+                } else {
+                    wake_at(now + CPU_SAMPLE_EVERY);
+                    None
+                }
+            } else {
+                None
+            };
+            match reason {
+                Some(reason) => {
+                    w.record.mark(reason);
+                    w.isolate.terminate_execution();
+                    armed.fired_at = Some(now);
+                    wake_at(now + RESEND_EVERY);
+                }
+                None => wake_at(w.deadline),
+            }
+        }
+        state = match next_wake {
+            None => cvar.wait(state).unwrap_or_else(|e| e.into_inner()),
+            Some(t) => {
+                let wait = t.saturating_duration_since(Instant::now());
+                cvar.wait_timeout(state, wait)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_reason_wins() {
+        let r = KillRecord::default();
+        assert_eq!(r.reason(), None);
+        assert!(r.mark(KillReason::MemoryLimit));
+        assert!(!r.mark(KillReason::Timeout));
+        assert_eq!(r.reason(), Some(KillReason::MemoryLimit));
+    }
+
+    #[test]
+    fn thread_cpu_clock_advances_with_work() {
+        let clock = ThreadCpuClock::current().unwrap();
+        let start = clock.now();
+        let mut x = 0u64;
+        let until = Instant::now() + Duration::from_millis(30);
+        while Instant::now() < until {
+            x = x.wrapping_add(1);
+        }
+        assert!(x > 0);
+        assert!(clock.now() > start);
+    }
+}
