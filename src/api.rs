@@ -273,15 +273,15 @@ pub fn api_error(job: &CallJob, e: ExecError) -> ApiError {
         .with("exitCode", code),
         ExecError::Timeout => ApiError::new(ErrorKind::Timeout, "Execution timeout")
             .with("timeoutMs", job.timeout.as_millis() as u64),
-        ExecError::CpuLimit => ApiError::new(ErrorKind::CpuLimit, "CPU time limit exceeded")
-            .with(
-                "cpuTimeoutMs",
-                job.cpu_limit.map_or(0, |d| d.as_millis() as u64),
-            ),
+        ExecError::CpuLimit => ApiError::new(ErrorKind::CpuLimit, "CPU time limit exceeded").with(
+            "cpuTimeoutMs",
+            job.cpu_limit.map_or(0, |d| d.as_millis() as u64),
+        ),
         ExecError::MemoryLimit => ApiError::new(ErrorKind::MemoryLimit, "Memory limit exceeded"),
-        ExecError::OutputLimit { message } => {
-            ApiError::new(ErrorKind::OutputLimit, format!("Output limit exceeded: {message}"))
-        }
+        ExecError::OutputLimit { message } => ApiError::new(
+            ErrorKind::OutputLimit,
+            format!("Output limit exceeded: {message}"),
+        ),
         ExecError::PermissionDenied { message } => {
             ApiError::new(ErrorKind::PermissionDenied, message)
         }
@@ -300,7 +300,7 @@ mod tests {
         assert!(json_depth_exceeds(br#"{"a":[1,{"b":2}]}"#, 2));
         // Brackets inside strings do not count, escaped quotes do not end them.
         assert!(!json_depth_exceeds(br#"{"a":"[[[[\"[[[["}"#, 1));
-        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(json_depth_exceeds(deep.as_bytes(), 128));
     }
 }

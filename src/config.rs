@@ -154,7 +154,7 @@ fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-fn parse_num<T: std::str::FromStr>(
+fn parse_num<T>(
     value: Option<(String, &'static str)>,
     default: T,
     min: T,
@@ -162,7 +162,7 @@ fn parse_num<T: std::str::FromStr>(
     what: &str,
 ) -> Result<T, ConfigError>
 where
-    T: PartialOrd + std::fmt::Display + Copy,
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
     let Some((text, var)) = value else {
         return Ok(default);
@@ -209,7 +209,10 @@ fn parse_size(
         )
     })?;
     if n < min || n > max {
-        return Err(err(var, format!("{n} bytes is out of range ({min} to {max})")));
+        return Err(err(
+            var,
+            format!("{n} bytes is out of range ({min} to {max})"),
+        ));
     }
     Ok(n)
 }
@@ -274,9 +277,12 @@ impl Config {
         let workspace_dir = path(s.raw("WORKSPACE_DIR", &f.workspace_dir), "./workspace");
         let tools_dir = path(s.raw("TOOLS_DIR", &f.tools_dir), "./tools");
         let vendor_dir = path(s.raw("VENDOR_DIR", &f.vendor_dir), "./vendor");
-        let import_map = s.raw("IMPORT_MAP", &f.import_map).map(|(t, _)| PathBuf::from(t));
+        let import_map = s
+            .raw("IMPORT_MAP", &f.import_map)
+            .map(|(t, _)| PathBuf::from(t));
 
-        let to_paths = |v: Option<Vec<String>>| v.map(|l| l.into_iter().map(PathBuf::from).collect());
+        let to_paths =
+            |v: Option<Vec<String>>| v.map(|l| l.into_iter().map(PathBuf::from).collect());
         let allow_read = to_paths(parse_list(s.raw("ALLOW_READ", &f.allow_read)));
         let allow_write: Vec<PathBuf> =
             to_paths(parse_list(s.raw("ALLOW_WRITE", &f.allow_write))).unwrap_or_default();
@@ -309,10 +315,22 @@ impl Config {
         let cpu_limit_ms = match s.raw("CPU_LIMIT_MS", &f.cpu_limit_ms) {
             None => None,
             Some((text, _)) if text.eq_ignore_ascii_case("off") => None,
-            v => Some(parse_num(v, 0u64, 1, 24 * 3600 * 1000, "number of milliseconds")?),
+            v => Some(parse_num(
+                v,
+                0u64,
+                1,
+                24 * 3600 * 1000,
+                "number of milliseconds",
+            )?),
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let pool_size = parse_num(s.raw("POOL_SIZE", &f.pool_size), cores, 1, 1024, "thread count")?;
+        let pool_size = parse_num(
+            s.raw("POOL_SIZE", &f.pool_size),
+            cores,
+            1,
+            1024,
+            "thread count",
+        )?;
         let queue_size = parse_num(
             s.raw("QUEUE_SIZE", &f.queue_size),
             256usize,

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use isoexec::config::{Config, Flags, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "isoexec", version, about = "Runs TypeScript and JavaScript functions in pooled V8 isolates")]
+#[command(
+    name = "isoexec",
+    version,
+    about = "Runs TypeScript and JavaScript functions in pooled V8 isolates"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -78,10 +82,30 @@ fn merge(outer: Flags, inner: Flags) -> Flags {
         ($($f:ident),*) => { Flags { $($f: inner.$f.or(outer.$f)),* } };
     }
     pick!(
-        host, port, log_level, log_format, workspace_dir, tools_dir, vendor_dir, import_map,
-        allow_read, allow_write, allow_net, allow_env, default_timeout, max_timeout,
-        cpu_limit_ms, pool_size, queue_size, memory_limit_mb, max_body_bytes,
-        max_result_bytes, max_log_entries, max_log_bytes, max_json_depth, api_key
+        host,
+        port,
+        log_level,
+        log_format,
+        workspace_dir,
+        tools_dir,
+        vendor_dir,
+        import_map,
+        allow_read,
+        allow_write,
+        allow_net,
+        allow_env,
+        default_timeout,
+        max_timeout,
+        cpu_limit_ms,
+        pool_size,
+        queue_size,
+        memory_limit_mb,
+        max_body_bytes,
+        max_result_bytes,
+        max_log_entries,
+        max_log_bytes,
+        max_json_depth,
+        api_key
     )
 }
 

@@ -73,8 +73,8 @@ fn looks_like_svg(bytes: &[u8]) -> bool {
     let text = String::from_utf8_lossy(head).to_ascii_lowercase();
     let mut rest = text.trim_start_matches('\u{feff}').trim_start();
     loop {
-        if rest.starts_with("<svg") {
-            return rest[4..].starts_with(|c: char| c.is_whitespace() || c == '>' || c == '/');
+        if let Some(after) = rest.strip_prefix("<svg") {
+            return after.starts_with(|c: char| c.is_whitespace() || c == '>' || c == '/');
         }
         let skip_to = if rest.starts_with("<?") {
             rest.find("?>").map(|i| i + 2)
@@ -93,7 +93,11 @@ fn looks_like_svg(bytes: &[u8]) -> bool {
 }
 
 fn looks_like_html(body: &str) -> bool {
-    let head: String = body.chars().take(256).collect::<String>().to_ascii_lowercase();
+    let head: String = body
+        .chars()
+        .take(256)
+        .collect::<String>()
+        .to_ascii_lowercase();
     const OPENERS: [&str; 12] = [
         "<!doctype html",
         "<html",
@@ -146,7 +150,10 @@ mod tests {
         assert_eq!(sniff(b"<?xml version=\"1.0\"?><note/>"), "application/xml");
         assert_eq!(sniff(b"<note><to>x</to></note>"), "application/xml");
         assert_eq!(sniff(b"<!DOCTYPE html><html></html>"), "text/html");
-        assert_eq!(sniff(b"<section>hi</section><div>x</div>"), "application/xml");
+        assert_eq!(
+            sniff(b"<section>hi</section><div>x</div>"),
+            "application/xml"
+        );
         assert_eq!(sniff(b"<div class=\"a\">hi</div>"), "text/html");
         assert_eq!(sniff(b"[1, 2, 3]"), "application/json");
         assert_eq!(sniff(b"{not json}"), "text/plain");

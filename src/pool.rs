@@ -4,7 +4,6 @@
 //! that was killed, or failed mid-call, is dropped and replaced.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -59,8 +58,8 @@ struct Queued {
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<Queued>,
-    /// Workers blocked waiting for a job.
-    waiting: usize,
+    /// Jobs taken by a worker and not finished yet.
+    running: usize,
     closed: bool,
 }
 
@@ -69,7 +68,6 @@ struct Shared {
     ready: Condvar,
     queue_size: usize,
     size: usize,
-    busy: AtomicUsize,
     limits: Limits,
     watchdog: Watchdog,
     cache: TranspileCache,
@@ -89,7 +87,6 @@ impl Pool {
             ready: Condvar::new(),
             queue_size: options.queue_size,
             size: options.size,
-            busy: AtomicUsize::new(0),
             limits: options.limits,
             watchdog: Watchdog::start()?,
             cache: TranspileCache::new(TRANSPILE_CACHE_BYTES),
@@ -118,7 +115,10 @@ impl Pool {
     ) -> Result<oneshot::Receiver<Report>, Overloaded> {
         let (reply, rx) = oneshot::channel();
         let mut queue = lock(&self.shared.queue);
-        if queue.closed || queue.jobs.len() >= self.shared.queue_size + queue.waiting {
+        // Workers not running a job take one at once (even while they are
+        // still preparing a fresh isolate); beyond those, QUEUE_SIZE wait.
+        let free_workers = self.shared.size.saturating_sub(queue.running);
+        if queue.closed || queue.jobs.len() >= self.shared.queue_size + free_workers {
             return Err(Overloaded);
         }
         queue.jobs.push_back(Queued { job, reply, cancel });
@@ -128,8 +128,10 @@ impl Pool {
     }
 
     pub fn stats(&self) -> PoolStats {
-        let queued = lock(&self.shared.queue).jobs.len();
-        let busy = self.shared.busy.load(Ordering::Relaxed).min(self.shared.size);
+        let queue = lock(&self.shared.queue);
+        let busy = queue.running.min(self.shared.size);
+        let queued = queue.jobs.len();
+        drop(queue);
         PoolStats {
             size: self.shared.size,
             busy,
@@ -173,15 +175,19 @@ impl Shared {
         let mut queue = lock(&self.queue);
         loop {
             if let Some(q) = queue.jobs.pop_front() {
+                queue.running += 1;
                 return Some(q);
             }
             if queue.closed {
                 return None;
             }
-            queue.waiting += 1;
             queue = self.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
-            queue.waiting -= 1;
         }
+    }
+
+    fn finish_job(&self) {
+        let mut queue = lock(&self.queue);
+        queue.running = queue.running.saturating_sub(1);
     }
 }
 
@@ -220,13 +226,15 @@ fn worker_main(shared: &Shared) {
         if worker.spare.is_none() {
             worker.spare = worker.new_sandbox();
         }
-        let Some(queued) = shared.next_job() else { break };
+        let Some(queued) = shared.next_job() else {
+            break;
+        };
         if queued.reply.is_closed() || queued.cancel.is_cancelled() {
+            shared.finish_job();
             continue;
         }
-        shared.busy.fetch_add(1, Ordering::Relaxed);
         let (report, used) = worker.run(&queued);
-        shared.busy.fetch_sub(1, Ordering::Relaxed);
+        shared.finish_job();
         let _ = queued.reply.send(report);
         // Dropping an isolate takes time: do it after the caller has its answer.
         drop(used);
@@ -272,7 +280,11 @@ impl Worker<'_> {
                 );
             }
         };
-        let slot = if warm { &mut self.warm } else { &mut self.spare };
+        let slot = if warm {
+            &mut self.warm
+        } else {
+            &mut self.spare
+        };
         let mut sandbox = match slot.take() {
             Some(sb) => sb,
             None => match Sandbox::new(self.shared.limits.memory_limit_bytes) {

@@ -244,7 +244,11 @@ pub fn error_response(e: &ApiError, logs: Option<(&str, bool)>) -> Response<Body
         e.kind.as_str(),
         serde_json::Value::Object(e.details.clone()),
         logs,
-        if truncated { ",\"logsTruncated\":true" } else { "" },
+        if truncated {
+            ",\"logsTruncated\":true"
+        } else {
+            ""
+        },
     );
     let mut r = json_response(e.status(), body);
     if let Some(secs) = e.retry_after {

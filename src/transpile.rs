@@ -70,7 +70,9 @@ impl TranspileCache {
             let mut inner = self.lock();
             if !inner.entries.contains_key(&hash) {
                 while inner.bytes + cost > self.max_bytes {
-                    let Some(old) = inner.order.pop_front() else { break };
+                    let Some(old) = inner.order.pop_front() else {
+                        break;
+                    };
                     if let Some((_, c)) = inner.entries.remove(&old) {
                         inner.bytes -= c;
                     }
@@ -181,7 +183,9 @@ mod tests {
     #[test]
     fn syntax_errors_carry_positions() {
         let cache = TranspileCache::new(1 << 20);
-        let e = cache.get("export const a = 1;\nexport function fn( {").unwrap_err();
+        let e = cache
+            .get("export const a = 1;\nexport function fn( {")
+            .unwrap_err();
         assert_eq!(e.line, 2);
         assert!(e.column >= 1);
         assert!(!e.message.is_empty());
@@ -200,7 +204,10 @@ mod tests {
         let cache = TranspileCache::new(4096);
         for i in 0..200 {
             cache
-                .get(&format!("export const fn = () => {i}; // {}", "x".repeat(100)))
+                .get(&format!(
+                    "export const fn = () => {i}; // {}",
+                    "x".repeat(100)
+                ))
                 .unwrap();
         }
         assert!(cache.bytes() <= 4096, "{}", cache.bytes());

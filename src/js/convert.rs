@@ -91,7 +91,10 @@ fn prepare<'s>(
         return Ok(value.to_string(scope).ok_or(THROWN)?.into());
     }
     if value.is_boolean_object() {
-        return Ok(v8::Boolean::new(scope, value.boolean_value(scope)).into());
+        // The binding has no accessor for the wrapped flag; its text is it.
+        let text = value.to_string(scope).ok_or(THROWN)?;
+        let flag = text.to_rust_string_lossy(scope) == "true";
+        return Ok(v8::Boolean::new(scope, flag).into());
     }
     if value.is_big_int_object() {
         // Written as its decimal string, like a BigInt primitive.

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use deno_core::{OpDecl, OpState, op2, v8};
 use crate::exec::{LogEntry, LogLevel};
 use crate::watchdog::{KillReason, KillRecord};
+use deno_core::{OpDecl, OpState, op2, v8};
 
 /// Maps the level numbers of `runtime_js/01_console.js`.
 fn level_from_number(n: u32) -> LogLevel {
@@ -138,7 +138,10 @@ fn url_parts(url: &deno_core::url::Url) -> Vec<String> {
 
 #[op2]
 #[serde]
-fn op_isoexec_url_parse(#[string] href: &str, #[string] base: Option<String>) -> Option<Vec<String>> {
+fn op_isoexec_url_parse(
+    #[string] href: &str,
+    #[string] base: Option<String>,
+) -> Option<Vec<String>> {
     let url = match base {
         None => deno_core::url::Url::parse(href).ok()?,
         Some(base) => deno_core::url::Url::parse(&base).ok()?.join(href).ok()?,
@@ -148,7 +151,11 @@ fn op_isoexec_url_parse(#[string] href: &str, #[string] base: Option<String>) ->
 
 #[op2]
 #[serde]
-fn op_isoexec_url_set(#[string] href: &str, which: u32, #[string] value: &str) -> Option<Vec<String>> {
+fn op_isoexec_url_set(
+    #[string] href: &str,
+    which: u32,
+    #[string] value: &str,
+) -> Option<Vec<String>> {
     use deno_core::url::quirks;
     let mut url = deno_core::url::Url::parse(href).ok()?;
     let ok = match which {

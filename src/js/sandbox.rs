@@ -16,9 +16,15 @@ use crate::exec::{ExecError, LogEntry};
 use crate::transpile::Module;
 use crate::watchdog::{KillReason, KillRecord};
 
-/// Extra heap granted once the limit is hit, so V8 can unwind instead of
-/// aborting the process.
-const HEAP_GRACE_MIN: usize = 32 * 1024 * 1024;
+/// Extra heap granted the first time the limit is hit. V8 aborts the process
+/// if the callback does not raise the limit enough for the allocation in
+/// progress, and a builtin such as `Array.prototype.fill` can ask for up to
+/// about 1 GiB (V8's largest single object) without ever checking for
+/// termination; this margin covers that allocation, so the builtin returns
+/// and the pending termination stops the script.
+const HEAP_GRACE_FIRST: usize = 1280 * 1024 * 1024;
+/// Extra heap granted on each later call while termination is pending.
+const HEAP_GRACE_MORE: usize = 64 * 1024 * 1024;
 
 /// A runtime and what the host keeps beside it.
 pub struct Sandbox {
@@ -49,10 +55,17 @@ impl Sandbox {
         })?;
         let isolate = runtime.v8_isolate().thread_safe_handle();
         let (cb_isolate, cb_record) = (isolate.clone(), record.clone());
+        let mut granted = false;
         runtime.add_near_heap_limit_callback(move |current, _initial| {
             cb_record.mark(KillReason::MemoryLimit);
             cb_isolate.terminate_execution();
-            current + (current / 2).max(HEAP_GRACE_MIN)
+            let grace = if granted {
+                HEAP_GRACE_MORE
+            } else {
+                HEAP_GRACE_FIRST
+            };
+            granted = true;
+            current + grace
         });
         runtime.op_state().borrow_mut().put(SelfKill {
             isolate: isolate.clone(),
@@ -108,7 +121,10 @@ impl Sandbox {
 
     /// Bytes of V8 heap in use.
     pub fn heap_used(&mut self) -> usize {
-        self.runtime.v8_isolate().get_heap_statistics().used_heap_size()
+        self.runtime
+            .v8_isolate()
+            .get_heap_statistics()
+            .used_heap_size()
     }
 
     /// Prepares the per-call state (logs, env) before a call.
@@ -140,7 +156,14 @@ impl Sandbox {
         limits: ConvertLimits,
         warm: bool,
     ) -> Result<String, ExecError> {
-        let result = self.call_inner(module, fn_name, payload_json, limits, warm).await;
+        let mut result = self
+            .call_inner(module, fn_name, payload_json, limits, warm)
+            .await;
+        if result.is_ok() && self.record.reason().is_some() {
+            // Killed after the last JS ran (say, a builtin that allocated
+            // past the memory limit and returned): the kill stands.
+            result = Err(Failure::Terminated);
+        }
         if result.is_err() {
             // An isolate that failed mid-call may hold half-changed state.
             self.poisoned = true;
@@ -208,10 +231,7 @@ impl Sandbox {
                     Failure::Internal("the payload could not be passed to V8".into())
                 });
             };
-            (
-                v8::Global::new(tc, function),
-                v8::Global::new(tc, argument),
-            )
+            (v8::Global::new(tc, function), v8::Global::new(tc, argument))
         };
 
         let call = self.runtime.call_with_args(&function, &[argument]);

@@ -1,1 +1,8 @@
+//! The one integration-test binary: every test starts the real `isoexec`
+//! binary on port 0 and talks real HTTP to it.
 
+mod function_calls;
+mod http;
+mod isolation;
+mod limits;
+mod support;

@@ -1,0 +1,345 @@
+//! `POST /` and `/run`: results, logs, errors and the data-URI encoding.
+
+use serde_json::{Value, json};
+
+use crate::support::Server;
+
+#[tokio::test]
+async fn calls_an_exported_function_with_its_payload() {
+    let s = Server::start();
+    let script = r#"
+        export function greet(p: { name: string }): { greeting: string } {
+            console.log("greeting", p.name);
+            console.error("careful");
+            return { greeting: `Hello, ${p.name}!` };
+        }
+    "#;
+    let r = s
+        .call(script, "greet", json!({"payload": {"name": "Ada"}}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let body = r.json();
+    assert_eq!(body["result"], json!({"greeting": "Hello, Ada!"}));
+    let logs = body["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 2);
+    assert_eq!(logs[0]["level"], "log");
+    assert_eq!(logs[0]["message"], "greeting Ada");
+    assert_eq!(logs[1]["level"], "error");
+    assert!(logs[0]["ts"].as_u64().unwrap() > 1_600_000_000_000);
+    assert!(body.get("logsTruncated").is_none());
+}
+
+#[tokio::test]
+async fn post_root_and_code_alias_work_like_run() {
+    let s = Server::start();
+    let r = s
+        .post(
+            "/",
+            &json!({"code": "export const f = (x) => x * 2", "fn": "f", "payload": 21}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["result"], 42);
+    // Same value under both names is fine; different values are refused.
+    let same = s
+        .post("/run", &json!({"code": "export const f = () => 1", "script": "export const f = () => 1", "fn": "f"}))
+        .await;
+    assert_eq!(same.status, 200);
+    let differ = s
+        .post("/run", &json!({"code": "export const f = () => 1", "script": "export const f = () => 2", "fn": "f"}))
+        .await;
+    assert_eq!(differ.status, 400);
+    assert_eq!(differ.json()["kind"], "bad_request");
+}
+
+#[tokio::test]
+async fn absent_payload_is_null() {
+    let s = Server::start();
+    let r = s
+        .call("export const f = (p) => p === null", "f", json!({}))
+        .await;
+    assert_eq!(r.json()["result"], true);
+}
+
+#[tokio::test]
+async fn binary_results_come_back_as_exact_data_uris() {
+    let s = Server::start();
+    let cases = [
+        (
+            "new Uint8Array([72,101,108,108,111])",
+            json!("data:text/plain;base64,SGVsbG8="),
+        ),
+        (
+            "new Uint8Array([0x89,0x50,0x4E,0x47,0x0D,0x0A,0x1A,0x0A])",
+            json!("data:image/png;base64,iVBORw0KGgo="),
+        ),
+        (
+            r#"new TextEncoder().encode(JSON.stringify({message: "Hello"}))"#,
+            json!("data:application/json;base64,eyJtZXNzYWdlIjoiSGVsbG8ifQ=="),
+        ),
+        (
+            r#"new TextEncoder().encode('<svg xmlns="http://www.w3.org/2000/svg"><circle r="10"/></svg>')"#,
+            json!(
+                "data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcvMjAwMC9zdmciPjxjaXJjbGUgcj0iMTAiLz48L3N2Zz4="
+            ),
+        ),
+        (
+            "({image: new Uint8Array([0x89,0x50,0x4E,0x47,0x0D,0x0A,0x1A,0x0A]), metadata: {thumbnail: new Uint8Array([0xFF,0xD8,0xFF])}})",
+            json!({"image": "data:image/png;base64,iVBORw0KGgo=", "metadata": {"thumbnail": "data:image/jpeg;base64,/9j/"}}),
+        ),
+        (
+            "new Uint8Array([72,101,108,108,111]).buffer",
+            json!("data:text/plain;base64,SGVsbG8="),
+        ),
+        (
+            "new DataView(new Uint8Array([0, 72, 105]).buffer, 1)",
+            json!("data:text/plain;base64,SGk="),
+        ),
+    ];
+    for (expr, expected) in cases {
+        let script = format!("export function f() {{ return {expr}; }}");
+        let r = s.call(&script, "f", json!({})).await;
+        assert_eq!(r.status, 200, "{expr}: {:?}", r.json());
+        assert_eq!(r.json()["result"], expected, "{expr}");
+    }
+}
+
+#[tokio::test]
+async fn results_follow_json_stringify_with_bigint_as_text() {
+    let s = Server::start();
+    let script = r#"
+        export function f() {
+            return {
+                big: 12345678901234567890n,
+                skipped: undefined,
+                fn: () => 1,
+                list: [undefined, () => 1, NaN, Infinity, -0],
+                date: new Date(0),
+                float: 0.1,
+                large: 1e21,
+                custom: { toJSON() { return "custom"; } },
+                boxed: [new Number(3), new String("s"), new Boolean(false)],
+                map: new Map([[1, 2]]),
+            };
+        }
+    "#;
+    let r = s.call(script, "f", json!({})).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    // Functions and undefined are left out of objects, as JSON.stringify does.
+    assert_eq!(
+        r.json()["result"],
+        json!({
+            "big": "12345678901234567890",
+            "list": [null, null, null, null, 0],
+            "date": "1970-01-01T00:00:00.000Z",
+            "float": 0.1,
+            "large": 1e21,
+            "custom": "custom",
+            "boxed": [3, "s", false],
+            "map": {}
+        })
+    );
+    // A top-level undefined is null.
+    let r = s.call("export function f() {}", "f", json!({})).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["result"], Value::Null);
+}
+
+#[tokio::test]
+async fn async_functions_are_awaited_with_timers() {
+    let s = Server::start();
+    let script = r#"
+        export async function f(p: { ms: number }) {
+            const start = Date.now();
+            await new Promise((resolve) => setTimeout(resolve, p.ms));
+            console.info("waited");
+            return Date.now() - start >= p.ms - 1;
+        }
+    "#;
+    let r = s.call(script, "f", json!({"payload": {"ms": 30}})).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["result"], true);
+    assert_eq!(r.json()["logs"][0]["level"], "info");
+}
+
+#[tokio::test]
+async fn a_thrown_error_is_an_exception_with_typescript_positions() {
+    let s = Server::start();
+    let script = "interface Point { x: number }\n\
+                  export function f(): number {\n\
+                  \x20 const p: Point = { x: 1 };\n\
+                  \x20 console.log('before');\n\
+                  \x20 throw new TypeError('bad point ' + p.x);\n\
+                  }\n";
+    let r = s.call(script, "f", json!({})).await;
+    assert_eq!(r.status, 500);
+    let body = r.json();
+    assert_eq!(body["kind"], "exception");
+    assert_eq!(body["error"], "TypeError: bad point 1");
+    assert_eq!(body["details"]["name"], "TypeError");
+    assert_eq!(body["details"]["message"], "bad point 1");
+    let stack = body["details"]["stack"].as_str().unwrap();
+    // Line 5 of the TypeScript source, not of the emitted JavaScript.
+    assert!(stack.contains(".ts:5:"), "{stack}");
+    // Logs captured before the failure are kept.
+    assert_eq!(body["logs"][0]["message"], "before");
+}
+
+#[tokio::test]
+async fn a_rejected_promise_and_throw_null_are_exceptions() {
+    let s = Server::start();
+    let r = s
+        .call(
+            "export async function f() { throw new RangeError('nope') }",
+            "f",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 500);
+    assert_eq!(r.json()["details"]["name"], "RangeError");
+    let r = s
+        .call("export function f() { throw null }", "f", json!({}))
+        .await;
+    assert_eq!(r.status, 500);
+    assert_eq!(r.json()["kind"], "exception");
+}
+
+#[tokio::test]
+async fn a_missing_function_is_fn_not_found() {
+    let s = Server::start();
+    let r = s
+        .call("export const a = 1; export function b() {}", "a", json!({}))
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["kind"], "fn_not_found");
+    let r = s.call("export function b() {}", "nope", json!({})).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["kind"], "fn_not_found");
+    assert_eq!(r.json()["details"]["fn"], "nope");
+}
+
+#[tokio::test]
+async fn a_syntax_error_reports_line_and_column() {
+    let s = Server::start();
+    let r = s
+        .call(
+            "export const ok = 1;\nexport const f = () => { return 1 +; };\n",
+            "f",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let body = r.json();
+    assert_eq!(body["kind"], "syntax_error");
+    assert_eq!(body["details"]["line"], 2, "{body}");
+    assert!(body["details"]["column"].as_u64().unwrap() >= 1);
+}
+
+#[tokio::test]
+async fn a_promise_that_can_never_settle_is_pending_promise() {
+    let s = Server::start();
+    let r = s
+        .call(
+            "export function f() { return new Promise(() => {}); }",
+            "f",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 500);
+    assert_eq!(r.json()["kind"], "exception");
+    assert_eq!(r.json()["details"]["name"], "PendingPromise");
+}
+
+#[tokio::test]
+async fn web_globals_are_available() {
+    let s = Server::start();
+    let script = r#"
+        export async function f() {
+            const u = new URL("/a b?x=1#h", "https://example.com/base/");
+            u.searchParams.append("y", "2 3");
+            const ac = new AbortController();
+            let aborted = false;
+            ac.signal.addEventListener("abort", () => { aborted = true; });
+            ac.abort();
+            const bytes = new Uint8Array(8);
+            crypto.getRandomValues(bytes);
+            await new Promise((r) => queueMicrotask(r));
+            return {
+                href: u.href,
+                host: u.host,
+                b64: btoa("hello"),
+                text: atob("aGVsbG8="),
+                roundtrip: new TextDecoder().decode(new TextEncoder().encode("caf\u00e9")),
+                uuid: /^[0-9a-f-]{36}$/.test(crypto.randomUUID()),
+                clone: structuredClone({ a: [1, { b: 2 }] }),
+                aborted,
+                reason: ac.signal.reason.name,
+                now: typeof performance.now(),
+                timers: typeof setInterval + typeof clearTimeout,
+            };
+        }
+    "#;
+    let r = s.call(script, "f", json!({})).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(
+        r.json()["result"],
+        json!({
+            "href": "https://example.com/a%20b?x=1&y=2+3#h",
+            "host": "example.com",
+            "b64": "aGVsbG8=",
+            "text": "hello",
+            "roundtrip": "caf\u{e9}",
+            "uuid": true,
+            "clone": {"a": [1, {"b": 2}]},
+            "aborted": true,
+            "reason": "AbortError",
+            "now": "number",
+            "timers": "functionfunction",
+        })
+    );
+}
+
+#[tokio::test]
+async fn capabilities_not_granted_are_permission_denied() {
+    let s = Server::start();
+    let r = s
+        .call(
+            "export async function f() { return await fetch('https://example.com/x'); }",
+            "f",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 500);
+    assert_eq!(r.json()["kind"], "permission_denied");
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("https://example.com/x")
+    );
+
+    let r = s
+        .call(
+            "import x from 'https://example.com/mod.ts'; export const f = () => x;",
+            "f",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.json()["kind"], "permission_denied", "{:?}", r.json());
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("https://example.com/mod.ts")
+    );
+
+    let r = s
+        .call(
+            "export async function f() { return await Deno.readTextFile('/etc/passwd'); }",
+            "f",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.json()["kind"], "permission_denied");
+    assert!(!String::from_utf8_lossy(&r.body).contains("root:"));
+}

@@ -1,0 +1,148 @@
+//! Isolation modes: clean state per call, warm reuse, no way to deno_core's
+//! internals.
+
+use serde_json::json;
+
+use crate::support::Server;
+
+const COUNTER: &str = r#"
+    let calls = 0;
+    export function f() {
+        calls += 1;
+        const g = globalThis as any;
+        const before = g.leaked;
+        g.leaked = "set";
+        (Object.prototype as any).polluted = true;
+        return { calls, before: before ?? null };
+    }
+"#;
+
+#[tokio::test]
+async fn isolate_mode_shows_nothing_from_earlier_calls() {
+    let s = Server::start_with(&[("POOL_SIZE", "1")]);
+    for _ in 0..3 {
+        let r = s.call(COUNTER, "f", json!({})).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["result"], json!({"calls": 1, "before": null}));
+    }
+    // Another script does not see the globals or the prototype pollution.
+    let probe = r#"
+        export function f() {
+            return {
+                leaked: (globalThis as any).leaked ?? null,
+                polluted: ({} as any).polluted ?? null,
+            };
+        }
+    "#;
+    let r = s.call(probe, "f", json!({"isolation": "isolate"})).await;
+    assert_eq!(
+        r.json()["result"],
+        json!({"leaked": null, "polluted": null})
+    );
+}
+
+#[tokio::test]
+async fn none_mode_reuses_a_warm_isolate_and_cancels_leftover_timers() {
+    let s = Server::start_with(&[("POOL_SIZE", "1")]);
+    let r1 = s.call(COUNTER, "f", json!({"isolation": "none"})).await;
+    let r2 = s.call(COUNTER, "f", json!({"isolation": "none"})).await;
+    assert_eq!(r1.json()["result"], json!({"calls": 1, "before": null}));
+    assert_eq!(r2.json()["result"], json!({"calls": 2, "before": "set"}));
+
+    // A timer left pending by one call never fires (or logs) in a later one.
+    let leaves_timer = r#"
+        export function f() {
+            setTimeout(() => console.log("late"), 30);
+            return "armed";
+        }
+    "#;
+    let r = s
+        .call(leaves_timer, "f", json!({"isolation": "none"}))
+        .await;
+    assert_eq!(r.json()["result"], "armed");
+    let waits = r#"
+        export async function f() {
+            await new Promise((r) => setTimeout(r, 80));
+            return "waited";
+        }
+    "#;
+    let r = s.call(waits, "f", json!({"isolation": "none"})).await;
+    assert_eq!(r.json()["result"], "waited");
+    assert_eq!(r.json()["logs"], json!([]));
+}
+
+#[tokio::test]
+async fn a_failed_warm_call_does_not_leave_its_state_behind() {
+    let s = Server::start_with(&[("POOL_SIZE", "1")]);
+    let poisons = r#"
+        export function f() {
+            (globalThis as any).half = "done";
+            while (true) {}
+        }
+    "#;
+    let r = s
+        .call(poisons, "f", json!({"isolation": "none", "timeout": 100}))
+        .await;
+    assert_eq!(r.json()["kind"], "timeout");
+    let probe = "export const f = () => (globalThis as any).half ?? null;";
+    let r = s.call(probe, "f", json!({"isolation": "none"})).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["result"], json!(null));
+}
+
+#[tokio::test]
+async fn process_isolation_is_unavailable_and_unknown_modes_are_refused() {
+    let s = Server::start();
+    let r = s
+        .call(
+            "export const f = () => 1",
+            "f",
+            json!({"isolation": "process"}),
+        )
+        .await;
+    assert_eq!(r.status, 501);
+    assert_eq!(r.json()["kind"], "unavailable");
+    let r = s
+        .call("export const f = () => 1", "f", json!({"isolation": "vm"}))
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["kind"], "bad_request");
+}
+
+#[tokio::test]
+async fn deno_core_internals_are_out_of_reach() {
+    let s = Server::start();
+    let pid = s.pid();
+    let script = r#"
+        export function f() {
+            const g = globalThis as any;
+            g.__bootstrap?.core?.ops?.op_panic?.("x");
+            g.Deno?.core?.ops?.op_panic?.("x");
+            g.Deno?.core?.print?.("leak\n");
+            let viaFunction = "none";
+            try {
+                const root = (function () { return this; }).constructor("return this")();
+                viaFunction = typeof root.__bootstrap + "/" + typeof root.Deno?.core;
+            } catch (e) {
+                viaFunction = "threw";
+            }
+            return {
+                bootstrap: typeof g.__bootstrap,
+                core: typeof g.Deno?.core,
+                viaFunction,
+            };
+        }
+    "#;
+    let r = s.call(script, "f", json!({})).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(
+        r.json()["result"],
+        json!({"bootstrap": "undefined", "core": "undefined", "viaFunction": "undefined/undefined"})
+    );
+    assert_eq!(s.pid(), pid);
+    let r = s
+        .call("export const f = () => 'alive'", "f", json!({}))
+        .await;
+    assert_eq!(r.json()["result"], "alive");
+    s.assert_healthy().await;
+}
