@@ -343,3 +343,43 @@ async fn capabilities_not_granted_are_permission_denied() {
     assert_eq!(r.json()["kind"], "permission_denied");
     assert!(!String::from_utf8_lossy(&r.body).contains("root:"));
 }
+
+/// The scripts in `examples/` answer as their comments say.
+#[tokio::test]
+async fn the_examples_run_as_documented() {
+    let s = Server::start();
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    let r = s
+        .call(
+            &read("hello.ts"),
+            "hello",
+            json!({"payload": {"name": "Ada"}}),
+        )
+        .await;
+    assert_eq!(
+        r.json()["result"],
+        json!({"greeting": "Hello, Ada!", "length": 3})
+    );
+    assert_eq!(r.json()["logs"][0]["message"], "greeting Ada");
+
+    let r = s
+        .call(
+            &read("async.ts"),
+            "slowSum",
+            json!({"payload": {"values": [1, 2, 3], "delayMs": 50}}),
+        )
+        .await;
+    assert_eq!(r.json()["result"], json!({"sum": 6, "waitedMs": 50}));
+
+    let r = s.call(&read("image.ts"), "pixel", json!({})).await;
+    let result = &r.json()["result"];
+    assert_eq!(result["bytes"], 67);
+    assert!(
+        result["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:image/png;base64,iVBORw0KGgo")
+    );
+}
