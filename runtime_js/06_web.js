@@ -2,6 +2,7 @@
 import {
   op_isoexec_now,
   op_isoexec_random_fill,
+  op_isoexec_time_origin,
 } from "ext:core/ops";
 import { core } from "ext:core/mod.js";
 import { DOMException } from "ext:isoexec/04_events.js";
@@ -48,12 +49,13 @@ function randomUUID() {
 
 export const crypto = Object.freeze({ getRandomValues, randomUUID });
 
-const timeOrigin = Date.now();
-
+// Both are relative to the start of the current call.
 export const performance = Object.freeze({
   now: () => op_isoexec_now(),
-  timeOrigin,
-  toJSON: () => ({ timeOrigin }),
+  get timeOrigin() {
+    return op_isoexec_time_origin();
+  },
+  toJSON: () => ({ timeOrigin: op_isoexec_time_origin() }),
 });
 
 export function structuredClone(value, options = undefined) {

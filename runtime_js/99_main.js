@@ -1,5 +1,6 @@
-// Bootstrap: installs the web globals and the restricted Deno namespace, hands
-// the host its hooks, then removes every path to deno_core's internals.
+// Bootstrap: builds the web globals and the restricted Deno namespace and
+// hands the host its hooks; `seal` later removes every path to deno_core's
+// internals and installs the globals.
 import { op_isoexec_set_hooks } from "ext:core/ops";
 import { createConsole } from "ext:isoexec/01_console.js";
 import {
@@ -47,22 +48,26 @@ const globals = {
   Deno: createDeno(),
 };
 
-for (const name of ["Deno", "__bootstrap", "console"]) {
-  delete globalThis[name];
-}
-for (const [name, value] of Object.entries(globals)) {
-  Object.defineProperty(globalThis, name, {
-    value,
+// Runs once per runtime, after deno_core has restored it from the snapshot
+// and no longer needs `globalThis.Deno.core`.
+function seal() {
+  for (const name of ["Deno", "__bootstrap", "console"]) {
+    delete globalThis[name];
+  }
+  for (const [name, value] of Object.entries(globals)) {
+    Object.defineProperty(globalThis, name, {
+      value,
+      writable: true,
+      enumerable: false,
+      configurable: true,
+    });
+  }
+  Object.defineProperty(globalThis, "self", {
+    value: globalThis,
     writable: true,
     enumerable: false,
     configurable: true,
   });
 }
-Object.defineProperty(globalThis, "self", {
-  value: globalThis,
-  writable: true,
-  enumerable: false,
-  configurable: true,
-});
 
-op_isoexec_set_hooks(cancelAllTimers);
+op_isoexec_set_hooks(cancelAllTimers, seal);

@@ -70,6 +70,8 @@ pub struct CallState {
     pub exit_code: Option<i32>,
     /// Origin of `performance.now()`.
     pub started: Instant,
+    /// The same instant as milliseconds since the Unix epoch.
+    pub started_epoch_ms: f64,
 }
 
 impl CallState {
@@ -80,6 +82,9 @@ impl CallState {
             denied: None,
             exit_code: None,
             started: Instant::now(),
+            started_epoch_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         }
     }
 }
@@ -90,11 +95,16 @@ pub struct SelfKill {
     pub record: Arc<KillRecord>,
 }
 
-/// JS functions the glue hands to the host at bootstrap.
-#[derive(Default)]
-pub struct Hooks {
-    pub cancel_timers: Option<v8::Global<v8::Function>>,
-}
+/// Name of the V8 private symbol under which the glue's cancel-all-timers
+/// function hangs on the global object. Private symbols are invisible to
+/// JS, and, unlike `OpState`, they survive the startup snapshot.
+pub const CANCEL_TIMERS_KEY: &str = "isoexec.cancelTimers";
+
+/// Name of the private symbol holding the glue's `seal` function, which
+/// removes deno_core's namespace and installs the user-facing globals. It
+/// runs once per runtime after creation: deno_core itself reads
+/// `globalThis.Deno.core` while it restores a runtime from the snapshot.
+pub const SEAL_KEY: &str = "isoexec.seal";
 
 #[op2(fast)]
 fn op_isoexec_log(state: &mut OpState, level: u32, #[string] message: &str) {
@@ -260,12 +270,23 @@ fn op_isoexec_exit(state: &mut OpState, code: i32) {
 #[op2(fast)]
 fn op_isoexec_set_hooks(
     scope: &mut v8::PinScope,
-    state: &mut OpState,
     cancel_timers: v8::Local<v8::Function>,
+    seal: v8::Local<v8::Function>,
 ) {
-    state.put(Hooks {
-        cancel_timers: Some(v8::Global::new(scope, cancel_timers)),
-    });
+    let global = scope.get_current_context().global(scope);
+    for (name, f) in [(CANCEL_TIMERS_KEY, cancel_timers), (SEAL_KEY, seal)] {
+        if let Some(name) = v8::String::new(scope, name) {
+            let key = v8::Private::for_api(scope, Some(name));
+            global.set_private(scope, key, f.into());
+        }
+    }
+}
+
+#[op2(fast)]
+fn op_isoexec_time_origin(state: &mut OpState) -> f64 {
+    state
+        .try_borrow::<CallState>()
+        .map_or(0.0, |c| c.started_epoch_ms)
 }
 
 /// Built-in deno_core ops that user code must never run even if it found a
@@ -286,6 +307,7 @@ deno_core::extension!(
         op_isoexec_url_parse,
         op_isoexec_url_set,
         op_isoexec_now,
+        op_isoexec_time_origin,
         op_isoexec_random_fill,
         op_isoexec_deny,
         op_isoexec_env_get,

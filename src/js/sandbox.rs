@@ -11,7 +11,7 @@ use deno_core::{JsRuntime, ModuleId, PollEventLoopOptions, RuntimeOptions, v8};
 
 use super::convert::{self, ConvertError, ConvertLimits};
 use super::loader::{Denials, Loader};
-use super::ops::{CallState, Hooks, LogSink, SelfKill, isoexec};
+use super::ops::{CANCEL_TIMERS_KEY, CallState, LogSink, SEAL_KEY, SelfKill, isoexec};
 use crate::exec::{ExecError, LogEntry};
 use crate::transpile::Module;
 use crate::watchdog::{KillReason, KillRecord};
@@ -25,6 +25,47 @@ use crate::watchdog::{KillReason, KillRecord};
 const HEAP_GRACE_FIRST: usize = 1280 * 1024 * 1024;
 /// Extra heap granted on each later call while termination is pending.
 const HEAP_GRACE_MORE: usize = 64 * 1024 * 1024;
+
+/// V8 heap with deno_core's JS and the `isoexec` extension already
+/// evaluated, made by `build.rs`.
+static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/isoexec.snap"));
+
+/// Why a runtime could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("{0}")]
+    Runtime(#[from] CoreError),
+    #[error("the runtime's globals could not be installed")]
+    Seal,
+}
+
+/// Removes deno_core's namespace from a fresh runtime and installs the
+/// user-facing globals, via the glue's one-shot `seal` hook.
+fn seal(runtime: &mut JsRuntime) -> bool {
+    call_hook(runtime, SEAL_KEY, true)
+}
+
+/// Calls the glue function stored under the private symbol `key` on the
+/// global object, removing it first when `take` is set. False when it is
+/// missing or threw.
+fn call_hook(runtime: &mut JsRuntime, key: &str, take: bool) -> bool {
+    deno_core::scope!(scope, runtime);
+    v8::tc_scope!(let tc, scope);
+    let global = tc.get_current_context().global(tc);
+    let Some(name) = v8::String::new(tc, key) else {
+        return false;
+    };
+    let key = v8::Private::for_api(tc, Some(name));
+    let hook = global
+        .get_private(tc, key)
+        .and_then(|v| v8::Local::<v8::Function>::try_from(v).ok());
+    let Some(hook) = hook else { return false };
+    if take && global.delete_private(tc, key).is_none() {
+        return false;
+    }
+    let recv = v8::undefined(tc).into();
+    hook.call(tc, recv, &[]).is_some()
+}
 
 /// A runtime and what the host keeps beside it.
 pub struct Sandbox {
@@ -41,18 +82,21 @@ pub struct Sandbox {
 impl Sandbox {
     /// Creates a runtime whose heap is capped at `heap_limit` bytes. Must run
     /// inside a tokio runtime context.
-    pub fn new(heap_limit: usize) -> Result<Sandbox, CoreError> {
+    pub fn new(heap_limit: usize) -> Result<Sandbox, InitError> {
         let record = Arc::new(KillRecord::default());
         let denials = Denials::default();
         let params = v8::Isolate::create_params().heap_limits(0, heap_limit);
         let mut runtime = JsRuntime::try_new(RuntimeOptions {
             extensions: vec![isoexec::init()],
+            startup_snapshot: Some(SNAPSHOT),
             module_loader: Some(Rc::new(Loader {
                 denials: denials.clone(),
             })),
             create_params: Some(params),
             ..Default::default()
-        })?;
+        })
+        .map_err(InitError::Runtime)?;
+        let sealed = seal(&mut runtime);
         let isolate = runtime.v8_isolate().thread_safe_handle();
         let (cb_isolate, cb_record) = (isolate.clone(), record.clone());
         let mut granted = false;
@@ -77,6 +121,18 @@ impl Sandbox {
         // SAFETY: the isolate was entered by its creation just above, on this
         // thread, and nothing else was entered since.
         unsafe { runtime.v8_isolate().exit() };
+        if !sealed {
+            // Dropping enters the isolate again, as `Drop` requires.
+            drop(Sandbox {
+                runtime,
+                record,
+                isolate,
+                denials,
+                modules: HashMap::new(),
+                poisoned: true,
+            });
+            return Err(InitError::Seal);
+        }
         Ok(Sandbox {
             runtime,
             record,
@@ -272,18 +328,9 @@ impl Sandbox {
     /// Cancels timers a warm call left behind, so they cannot fire during a
     /// later call.
     fn cancel_timers(&mut self) {
-        let hook = self
-            .runtime
-            .op_state()
-            .borrow()
-            .try_borrow::<Hooks>()
-            .and_then(|h| h.cancel_timers.clone());
-        let Some(hook) = hook else { return };
-        deno_core::scope!(scope, &mut self.runtime);
-        v8::tc_scope!(let tc, scope);
-        let f = v8::Local::new(tc, &hook);
-        let recv = v8::undefined(tc).into();
-        if f.call(tc, recv, &[]).is_none() {
+        // Without the hook, or if it fails, pending timers could fire in a
+        // later call: retire this runtime instead.
+        if !call_hook(&mut self.runtime, CANCEL_TIMERS_KEY, false) {
             self.poisoned = true;
         }
     }

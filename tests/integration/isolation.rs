@@ -69,6 +69,9 @@ async fn none_mode_reuses_a_warm_isolate_and_cancels_leftover_timers() {
     let r = s.call(waits, "f", json!({"isolation": "none"})).await;
     assert_eq!(r.json()["result"], "waited");
     assert_eq!(r.json()["logs"], json!([]));
+    // The timers were cancelled, not the isolate replaced: state lives on.
+    let r3 = s.call(COUNTER, "f", json!({"isolation": "none"})).await;
+    assert_eq!(r3.json()["result"], json!({"calls": 3, "before": "set"}));
 }
 
 #[tokio::test]
