@@ -7,8 +7,12 @@
 
 #[path = "src/exec.rs"]
 mod exec;
+#[path = "src/net.rs"]
+mod net;
 #[path = "src/js/ops.rs"]
 mod ops;
+#[path = "src/permissions.rs"]
+mod permissions;
 #[path = "src/watchdog.rs"]
 mod watchdog;
 
@@ -19,6 +23,8 @@ fn main() {
     println!("cargo:rerun-if-changed=src/js/ops.rs");
     println!("cargo:rerun-if-changed=src/exec.rs");
     println!("cargo:rerun-if-changed=src/watchdog.rs");
+    println!("cargo:rerun-if-changed=src/permissions.rs");
+    println!("cargo:rerun-if-changed=src/net.rs");
     let output = deno_core::snapshot::create_snapshot(
         deno_core::snapshot::CreateSnapshotOptions {
             cargo_manifest_dir: env!("CARGO_MANIFEST_DIR"),

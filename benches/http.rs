@@ -3,9 +3,15 @@
 //! fixed JSON body (the floor), all measured in the same run with the same
 //! client over keep-alive connections.
 //!
+//! A second table measures the restexec API — `/execute` of the hello-world
+//! example and `/lint` of a 200-line file — next to a `deno` child process
+//! per call (`deno run` / `deno lint --json`), when a `deno` binary is found
+//! (`DENO_BIN` or the `PATH`; `npm install deno` provides one).
+//!
 //! Run: `cargo bench --bench http` (env `BENCH_SECONDS` sets the length of
 //! each throughput run, default 3; `BENCH_REQUESTS` the number of sequential
-//! latency samples, default 2000).
+//! latency samples, default 2000; `BENCH_CHILD_RUNS` the child-process runs,
+//! default 20).
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -78,7 +84,157 @@ fn main() {
         print_report(&rows, samples, seconds);
         drop(server);
         drop(floor);
+        restexec_section(seconds).await;
     });
+}
+
+/// Lines of the file `/lint` is measured on.
+const LINT_LINES: usize = 200;
+
+/// A TypeScript file of about `LINT_LINES` lines with a few lint findings.
+fn lint_source() -> String {
+    let mut s = String::new();
+    let mut i = 0;
+    while s.lines().count() < LINT_LINES {
+        s.push_str(&format!(
+            "interface Item{i} {{\n  id: number;\n  name: string;\n}}\n\
+             export function make{i}(id: number, name: string): Item{i} {{\n  const unused{i} = id * 2;\n  \
+             if (name.length > 3) {{\n    return {{ id, name: name.toUpperCase() }};\n  }}\n  \
+             return {{ id, name }};\n}}\n\n"
+        ));
+        i += 1;
+    }
+    s
+}
+
+/// A `deno` executable: `DENO_BIN`, else the first `deno` on the `PATH`.
+fn find_deno() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("DENO_BIN") {
+        return Some(p.into());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("deno"))
+        .find(|p| p.is_file())
+}
+
+/// Median wall time of `runs` runs of a command (after one warm-up run),
+/// in microseconds.
+fn child_median_us(mut make: impl FnMut() -> Command, runs: usize) -> Option<f64> {
+    let ok = |cmd: &mut Command| {
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success() || s.code() == Some(1))
+    };
+    if !ok(&mut make()) {
+        return None;
+    }
+    let mut us = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        if !ok(&mut make()) {
+            return None;
+        }
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    us.sort_by(|a, b| a.total_cmp(b));
+    Some(percentile(&us, 0.5))
+}
+
+/// `/execute` of the hello-world example and `/lint` of a 200-line file,
+/// next to the same work done the restexec way (a `deno` child process per
+/// call) when a `deno` binary is found.
+async fn restexec_section(seconds: u64) {
+    let dir = std::env::temp_dir().join(format!("isoexec-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let hello = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/workspace/hello-world.ts"
+    );
+    std::fs::copy(hello, dir.join("hello-world.ts")).expect("copy hello-world");
+    std::fs::write(dir.join("lint200.ts"), lint_source()).expect("lint file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_isoexec"));
+    cmd.env("PORT", "0")
+        .env("LOG_LEVEL", "error")
+        .env("WORKSPACE_DIR", &dir);
+    let server = Spawned::start(cmd, "isoexec listening on http://");
+    let samples = env_num("BENCH_CHILD_RUNS", 20usize);
+
+    let exec_body = Bytes::from(r#"{"codeId":"hello-world"}"#);
+    let lint_body = Bytes::from(r#"{"codeId":"lint200"}"#);
+    check(server.addr, "/execute", &exec_body).await;
+    check(server.addr, "/lint", &lint_body).await;
+    let exec_lat = latency(server.addr, "/execute", &exec_body, 1000).await;
+    let exec_rps = throughput(
+        server.addr,
+        "/execute",
+        &exec_body,
+        4,
+        Duration::from_secs(seconds),
+    )
+    .await;
+    let lint_lat = latency(server.addr, "/lint", &lint_body, 500).await;
+    let lint_rps = throughput(
+        server.addr,
+        "/lint",
+        &lint_body,
+        4,
+        Duration::from_secs(seconds),
+    )
+    .await;
+    drop(server);
+
+    let deno = find_deno();
+    let (deno_run, deno_lint) = match &deno {
+        Some(bin) => {
+            let child = |args: &[&str]| {
+                let mut c = Command::new(bin);
+                c.args(args)
+                    .current_dir(&dir)
+                    .env("DENO_NO_UPDATE_CHECK", "1")
+                    .env("NO_COLOR", "1");
+                c
+            };
+            let run = child_median_us(|| child(&["run", "--no-prompt", "hello-world.ts"]), samples);
+            let lint = child_median_us(|| child(&["lint", "--json", "lint200.ts"]), samples);
+            (run, lint)
+        }
+        None => (None, None),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+
+    println!();
+    println!("restexec API (median of 1000 / 500 sequential calls; req/s with 4 connections):");
+    match &deno {
+        Some(bin) => println!(
+            "baseline: `deno run` / `deno lint --json` as a child process per call ({}), median of {samples} runs",
+            bin.display()
+        ),
+        None => println!(
+            "baseline skipped: no `deno` on the PATH (set DENO_BIN or install the npm package `deno`)"
+        ),
+    }
+    println!();
+    println!(
+        "| operation | isoexec median | isoexec p99 | isoexec req/s | child process median | speed-up |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, lat, rps, child) in [
+        ("/execute hello-world", &exec_lat, exec_rps, deno_run),
+        ("/lint 200-line file", &lint_lat, lint_rps, deno_lint),
+    ] {
+        let (child_text, ratio) = match child {
+            Some(us) => (
+                format!("{:.1} ms", us / 1000.0),
+                format!("{:.0}×", us / lat.median_us),
+            ),
+            None => ("—".into(), "—".into()),
+        };
+        println!(
+            "| {name} | {:.0} µs | {:.0} µs | {rps:.0} | {child_text} | {ratio} |",
+            lat.median_us, lat.p99_us
+        );
+    }
 }
 
 fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {

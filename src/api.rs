@@ -1,7 +1,6 @@
 //! `POST /` and `POST /run`: validates a function call, queues it on the
 //! pool, and shapes the reply.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::{ApiError, ErrorKind};
-use crate::exec::{CallJob, ExecError, Isolation, Report};
+use crate::exec::{CallJob, ExecError, Isolation, Report, Task};
 use crate::pool::CancelFlag;
 use crate::server::{App, Body, error_response, json_response};
 
@@ -49,11 +48,7 @@ pub async fn run(app: &App, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let cancel = Arc::new(CancelFlag::default());
     // If this future is dropped (the client went away), the guard cancels
     // the execution.
-    let guard = CancelOnDrop {
-        flag: cancel.clone(),
-        app,
-        armed: true,
-    };
+    let guard = CancelOnDrop::new(cancel.clone(), app);
     let rx = app.pool.submit(job.clone(), cancel).map_err(|_| {
         let mut e = ApiError::new(
             ErrorKind::Overloaded,
@@ -66,15 +61,31 @@ pub async fn run(app: &App, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let report = rx
         .await
         .map_err(|_| ApiError::internal("the isolate thread dropped a call without a report"))?;
-    let mut guard = guard;
-    guard.armed = false;
+    guard.disarm();
     Ok(reply(&job, report))
 }
 
-struct CancelOnDrop<'a> {
+/// Cancels an execution if dropped while armed: the request future went
+/// away (the client disconnected) before the execution ended.
+pub struct CancelOnDrop<'a> {
     flag: Arc<CancelFlag>,
     app: &'a App,
     armed: bool,
+}
+
+impl<'a> CancelOnDrop<'a> {
+    pub fn new(flag: Arc<CancelFlag>, app: &'a App) -> CancelOnDrop<'a> {
+        CancelOnDrop {
+            flag,
+            app,
+            armed: true,
+        }
+    }
+
+    /// The execution ended: nothing to cancel any more.
+    pub fn disarm(mut self) {
+        self.armed = false;
+    }
 }
 
 impl Drop for CancelOnDrop<'_> {
@@ -146,13 +157,15 @@ fn parse_call(app: &App, body: &[u8]) -> Result<CallJob, ApiError> {
         })?,
     };
     Ok(CallJob {
-        script: script.into(),
-        fn_name,
-        payload,
+        task: Task::Call {
+            script: script.into(),
+            fn_name,
+            payload,
+        },
         timeout,
         cpu_limit,
         isolation,
-        env: HashMap::new(),
+        env: app.config.allow_env_values.clone(),
     })
 }
 

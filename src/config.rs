@@ -2,6 +2,7 @@
 //! read and validated once at start-up into typed values. Nothing else in the
 //! crate reads the environment.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +41,9 @@ pub struct Config {
     pub allow_write: Vec<PathBuf>,
     pub allow_net: Vec<String>,
     pub allow_env: Vec<String>,
+    /// The values, at start-up, of the variables `ALLOW_ENV` names (those
+    /// that were set): what `Deno.env.get` sees besides a request's `env`.
+    pub allow_env_values: HashMap<String, String>,
     pub limits: Limits,
     pub pool_size: usize,
     pub queue_size: usize,
@@ -298,6 +302,11 @@ impl Config {
             ));
         }
 
+        let allow_env_values = allow_env
+            .iter()
+            .filter_map(|k| (s.env)(k).map(|v| (k.clone(), v)))
+            .collect();
+
         let max_timeout_ms = parse_num(
             s.raw("MAX_TIMEOUT", &f.max_timeout),
             300_000u64,
@@ -388,6 +397,7 @@ impl Config {
             allow_write,
             allow_net,
             allow_env,
+            allow_env_values,
             limits: Limits {
                 default_timeout: Duration::from_millis(default_timeout_ms),
                 max_timeout: Duration::from_millis(max_timeout_ms),
@@ -409,7 +419,6 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn load(vars: &[(&str, &str)], flags: Flags) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = vars
@@ -479,8 +488,15 @@ mod tests {
 
     #[test]
     fn lists_are_split_on_commas() {
-        let c = load(&[("ALLOW_ENV", "A_B, C1 ,")], Flags::default()).unwrap();
+        let c = load(
+            &[("ALLOW_ENV", "A_B, C1 ,"), ("A_B", "x")],
+            Flags::default(),
+        )
+        .unwrap();
         assert_eq!(c.allow_env, vec!["A_B", "C1"]);
+        // Only variables that are set are passed on, with their values.
+        assert_eq!(c.allow_env_values.len(), 1);
+        assert_eq!(c.allow_env_values["A_B"], "x");
         assert!(load(&[("ALLOW_ENV", "A-B")], Flags::default()).is_err());
     }
 }

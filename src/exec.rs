@@ -2,6 +2,7 @@
 //! how it ended. Plain Rust data; no V8 handle ever crosses this boundary.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,13 +30,24 @@ impl Isolation {
     }
 }
 
-/// One function call to run.
+/// What a job runs.
+#[derive(Debug, Clone)]
+pub enum Task {
+    /// Calls `fn_name(payload)` exported by a function-call script.
+    Call {
+        script: Arc<str>,
+        fn_name: String,
+        /// The argument, as JSON text.
+        payload: String,
+    },
+    /// Runs a saved file as the main module, capturing stdout and stderr.
+    Program { path: PathBuf },
+}
+
+/// One execution to run.
 #[derive(Debug, Clone)]
 pub struct CallJob {
-    pub script: Arc<str>,
-    pub fn_name: String,
-    /// The argument, as JSON text.
-    pub payload: String,
+    pub task: Task,
     pub timeout: Duration,
     pub cpu_limit: Option<Duration>,
     pub isolation: Isolation,
@@ -51,6 +63,13 @@ pub enum LogLevel {
     Info,
     Warn,
     Error,
+}
+
+impl LogLevel {
+    /// Whether a program's output at this level goes to stderr.
+    pub fn is_stderr(self) -> bool {
+        matches!(self, LogLevel::Warn | LogLevel::Error)
+    }
 }
 
 /// One captured console call.

@@ -1,4 +1,5 @@
-//! `GET /health`: liveness, uptime, version and pool occupancy.
+//! `GET /health`: liveness, uptime, version, memory and pool occupancy, in
+//! restexec's shape plus the pool.
 
 use hyper::Response;
 use serde::Serialize;
@@ -21,6 +22,9 @@ struct Health {
 #[serde(rename_all = "camelCase")]
 struct MemoryUsage {
     rss: u64,
+    heap_total: u64,
+    heap_used: u64,
+    external: u64,
 }
 
 pub fn health(app: &App) -> Response<Body> {
@@ -30,7 +34,15 @@ pub fn health(app: &App) -> Response<Body> {
         uptime: app.started.elapsed().as_secs_f64(),
         version: env!("CARGO_PKG_VERSION"),
         active_processes: pool.busy,
-        memory_usage: MemoryUsage { rss: rss_bytes() },
+        memory_usage: {
+            let [heap_total, heap_used, external] = app.pool.heap();
+            MemoryUsage {
+                rss: rss_bytes(),
+                heap_total,
+                heap_used,
+                external,
+            }
+        },
         pool,
     };
     json_response(

@@ -21,11 +21,17 @@ pub mod error;
 pub mod exec;
 pub mod health;
 pub mod js;
+pub mod lint;
 pub mod mime;
+pub mod net;
+pub mod permissions;
 pub mod pool;
+pub mod resolve;
+pub mod restexec;
 pub mod server;
 pub mod transpile;
 pub mod watchdog;
+pub mod workspace;
 
 pub use config::Config;
 pub use server::run;

@@ -4,6 +4,7 @@
 //! that was killed, or failed mid-call, is dropped and replaced.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -11,10 +12,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::config::Limits;
-use crate::exec::{CallJob, ExecError, Isolation, Report};
+use deno_core::ModuleSpecifier;
+
+use crate::exec::{CallJob, ExecError, Isolation, Report, Task};
 use crate::js::ops::LogSink;
-use crate::js::{ConvertLimits, Sandbox};
-use crate::transpile::TranspileCache;
+use crate::js::{ConvertLimits, Sandbox, SandboxHost};
+use crate::permissions::Permissions;
+use crate::resolve::Resolver;
+use crate::transpile::{Module, TranspileCache};
 pub use crate::watchdog::CancelFlag;
 use crate::watchdog::{KillReason, ThreadCpuClock, Watch, Watchdog};
 
@@ -25,15 +30,19 @@ const WORKER_STACK: usize = 8 * 1024 * 1024;
 const WARM_MAX_MODULES: usize = 64;
 /// …or once its heap holds more than this share of the memory limit.
 const WARM_MAX_HEAP_FRACTION: usize = 2;
+/// Cap on a program's stdout, and separately its stderr.
+const PROGRAM_STREAM_BYTES: usize = 10 * 1024 * 1024;
 /// Budget of the shared transpile cache.
 const TRANSPILE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Settings of the pool.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PoolOptions {
     pub size: usize,
     pub queue_size: usize,
     pub limits: Limits,
+    pub resolver: Arc<Resolver>,
+    pub permissions: Arc<Permissions>,
 }
 
 /// Pool occupancy, as `/health` reports it.
@@ -70,7 +79,10 @@ struct Shared {
     size: usize,
     limits: Limits,
     watchdog: Watchdog,
-    cache: TranspileCache,
+    host: SandboxHost,
+    /// Per worker: heap total, used and external bytes of its isolates,
+    /// as of its last job.
+    heap: Vec<[AtomicU64; 3]>,
 }
 
 /// Handle to the pool; cheap to share behind an `Arc`.
@@ -87,9 +99,15 @@ impl Pool {
             ready: Condvar::new(),
             queue_size: options.queue_size,
             size: options.size,
-            limits: options.limits,
+            limits: options.limits.clone(),
             watchdog: Watchdog::start()?,
-            cache: TranspileCache::new(TRANSPILE_CACHE_BYTES),
+            host: SandboxHost {
+                heap_limit: options.limits.memory_limit_bytes,
+                resolver: options.resolver,
+                cache: Arc::new(TranspileCache::new(TRANSPILE_CACHE_BYTES)),
+                permissions: options.permissions,
+            },
+            heap: (0..options.size).map(|_| Default::default()).collect(),
         });
         let mut threads = Vec::with_capacity(options.size);
         for id in 0..options.size {
@@ -98,7 +116,7 @@ impl Pool {
                 std::thread::Builder::new()
                     .name(format!("isoexec-isolate-{id}"))
                     .stack_size(WORKER_STACK)
-                    .spawn(move || worker_main(&shared))?,
+                    .spawn(move || worker_main(&shared, id))?,
             );
         }
         Ok(Pool {
@@ -138,6 +156,18 @@ impl Pool {
             idle: self.shared.size - busy,
             queued,
         }
+    }
+
+    /// Heap bytes of all isolates: (total, used, external), as of each
+    /// worker's last job.
+    pub fn heap(&self) -> [u64; 3] {
+        let mut sum = [0u64; 3];
+        for worker in &self.shared.heap {
+            for (s, v) in sum.iter_mut().zip(worker) {
+                *s += v.load(Ordering::Relaxed);
+            }
+        }
+        sum
     }
 
     /// Wakes the watchdog so it notices a cancelled call now.
@@ -202,7 +232,7 @@ struct Worker<'a> {
     warm: Option<Sandbox>,
 }
 
-fn worker_main(shared: &Shared) {
+fn worker_main(shared: &Shared, id: usize) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -225,6 +255,7 @@ fn worker_main(shared: &Shared) {
     loop {
         if worker.spare.is_none() {
             worker.spare = worker.new_sandbox();
+            worker.record_heap(id);
         }
         let Some(queued) = shared.next_job() else {
             break;
@@ -238,12 +269,32 @@ fn worker_main(shared: &Shared) {
         let _ = queued.reply.send(report);
         // Dropping an isolate takes time: do it after the caller has its answer.
         drop(used);
+        worker.record_heap(id);
     }
 }
 
 impl Worker<'_> {
+    /// Publishes the heap figures of this worker's live isolates.
+    fn record_heap(&mut self, id: usize) {
+        let mut sum = [0u64; 3];
+        for sandbox in [self.warm.as_mut(), self.spare.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let figures = sandbox.with_entered(|sb| sb.heap_figures());
+            for (s, v) in sum.iter_mut().zip(figures) {
+                *s += v;
+            }
+        }
+        if let Some(slot) = self.shared.heap.get(id) {
+            for (a, v) in slot.iter().zip(sum) {
+                a.store(v, Ordering::Relaxed);
+            }
+        }
+    }
+
     fn new_sandbox(&self) -> Option<Sandbox> {
-        match Sandbox::new(self.shared.limits.memory_limit_bytes) {
+        match Sandbox::new(&self.shared.host) {
             Ok(sb) => Some(sb),
             Err(e) => {
                 tracing::error!(error = %e, "could not create an isolate");
@@ -267,18 +318,33 @@ impl Worker<'_> {
                 );
             }
         };
-        let module = match self.shared.cache.get(&job.script) {
-            Ok(m) => m,
-            Err(e) => {
-                return (
-                    failed(ExecError::Syntax {
-                        message: e.message,
-                        line: e.line,
-                        column: e.column,
-                    }),
-                    None,
-                );
-            }
+        // Programs always start clean.
+        let warm = warm && matches!(job.task, Task::Call { .. });
+        let work = match &job.task {
+            Task::Call { script, .. } => match self.shared.host.cache.get(script) {
+                Ok(m) => Work::Call(m),
+                Err(e) => {
+                    return (
+                        failed(ExecError::Syntax {
+                            message: e.message,
+                            line: e.line,
+                            column: e.column,
+                        }),
+                        None,
+                    );
+                }
+            },
+            Task::Program { path } => match ModuleSpecifier::from_file_path(path) {
+                Ok(url) => Work::Program(url),
+                Err(()) => {
+                    return (
+                        failed(ExecError::Internal {
+                            message: format!("{} is not an absolute path", path.display()),
+                        }),
+                        None,
+                    );
+                }
+            },
         };
         let slot = if warm {
             &mut self.warm
@@ -287,7 +353,7 @@ impl Worker<'_> {
         };
         let mut sandbox = match slot.take() {
             Some(sb) => sb,
-            None => match Sandbox::new(self.shared.limits.memory_limit_bytes) {
+            None => match Sandbox::new(&self.shared.host) {
                 Ok(sb) => sb,
                 Err(e) => {
                     return (
@@ -305,12 +371,13 @@ impl Worker<'_> {
             max_bytes: limits.max_result_bytes,
             max_depth: limits.max_json_depth,
         };
+        let sink = match &work {
+            Work::Call(_) => LogSink::new(limits.max_log_entries, limits.max_log_bytes),
+            Work::Program(_) => LogSink::streams(PROGRAM_STREAM_BYTES),
+        };
         let (shared, rt, cpu_clock) = (self.shared, &self.rt, self.cpu_clock);
         let (report, heap_used) = sandbox.with_entered(|sandbox| {
-            sandbox.begin_call(
-                LogSink::new(limits.max_log_entries, limits.max_log_bytes),
-                job.env.clone(),
-            );
+            sandbox.begin_call(sink, job.env.clone());
             let record = sandbox.kill_record();
             let deadline = Instant::now() + job.timeout;
             let ticket = shared.watchdog.arm(Watch {
@@ -324,8 +391,24 @@ impl Worker<'_> {
                 cancel: Some(queued.cancel.clone()),
             });
             let outcome = rt.block_on(async {
+                let run = async {
+                    match (&work, &job.task) {
+                        (
+                            Work::Call(module),
+                            Task::Call {
+                                fn_name, payload, ..
+                            },
+                        ) => sandbox.call(module, fn_name, payload, convert, warm).await,
+                        (Work::Program(url), _) => {
+                            sandbox.run_program(url).await.map(|()| String::new())
+                        }
+                        _ => Err(ExecError::Internal {
+                            message: "job and work disagree".into(),
+                        }),
+                    }
+                };
                 tokio::select! {
-                    r = sandbox.call(&module, &job.fn_name, &job.payload, convert, warm) => r,
+                    r = run => r,
                     _ = tokio::time::sleep_until(deadline.into()) => {
                         Err(stopped(&record, KillReason::Timeout))
                     }
@@ -334,11 +417,13 @@ impl Worker<'_> {
             });
             shared.watchdog.disarm(ticket);
 
-            let outcome = outcome.map_err(|e| match e {
-                ExecError::FnNotFound { .. } => ExecError::FnNotFound {
-                    name: job.fn_name.clone(),
-                },
-                other => other,
+            let outcome = outcome.map_err(|e| match (e, &job.task) {
+                (ExecError::FnNotFound { .. }, Task::Call { fn_name, .. }) => {
+                    ExecError::FnNotFound {
+                        name: fn_name.clone(),
+                    }
+                }
+                (other, _) => other,
             });
             let (logs, logs_truncated) = sandbox.take_logs();
             let report = Report {
@@ -360,6 +445,12 @@ impl Worker<'_> {
             (report, Some(sandbox))
         }
     }
+}
+
+/// A job's code, ready for the sandbox.
+enum Work {
+    Call(Arc<Module>),
+    Program(ModuleSpecifier),
 }
 
 /// Resolves when the caller has dropped its end of the reply channel.

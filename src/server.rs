@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -21,7 +22,12 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorKind};
+use crate::lint::Lint;
+use crate::permissions::Permissions;
 use crate::pool::{Pool, PoolOptions};
+use crate::resolve::Resolver;
+use crate::restexec::{self, RestError};
+use crate::workspace::Workspace;
 
 /// How long a client may take to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,6 +41,8 @@ pub struct App {
     pub config: Config,
     pub pool: Pool,
     pub started: Instant,
+    pub workspace: Workspace,
+    pub lint: Lint,
 }
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting, lets
@@ -44,15 +52,46 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let workspace = Workspace::open(&config.workspace_dir).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("WORKSPACE_DIR {}: {e}", config.workspace_dir.display()),
+        )
+    })?;
+    let ws = workspace.dir().to_path_buf();
+    let tools = real_or_absolute(&config.tools_dir);
+    let vendor = real_or_absolute(&config.vendor_dir);
+    let import_map = config
+        .import_map
+        .clone()
+        .unwrap_or_else(|| ws.join("import_map.json"));
+    let resolver = Resolver::new(&ws, vec![ws.clone(), tools.clone(), vendor], import_map);
+    let permissions = Permissions {
+        read: match &config.allow_read {
+            Some(list) => list.iter().map(|p| real_or_absolute(p)).collect(),
+            None => vec![ws.clone(), tools],
+        },
+        write: config
+            .allow_write
+            .iter()
+            .map(|p| real_or_absolute(p))
+            .collect(),
+        net: config.allow_net.clone(),
+        base_dir: ws,
+    };
     let pool = Pool::start(PoolOptions {
         size: config.pool_size,
         queue_size: config.queue_size,
         limits: config.limits.clone(),
+        resolver: Arc::new(resolver),
+        permissions: Arc::new(permissions),
     })?;
     let app = Arc::new(App {
         config,
         pool,
         started: Instant::now(),
+        workspace,
+        lint: Lint::new(),
     });
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -105,8 +144,15 @@ pub async fn run(
     Ok(())
 }
 
+/// `path` with symlinks resolved when it exists, else made absolute.
+fn real_or_absolute(path: &std::path::Path) -> PathBuf {
+    std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// Handles one request: id, auth, routing, and the error-to-HTTP mapping.
-async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
+async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -121,9 +167,17 @@ async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     );
     async move {
         let started = Instant::now();
-        let mut response = match route(app, req).await {
-            Ok(r) => r,
-            Err(e) => error_response(&e, None),
+        let restexec = is_restexec_path(req.uri().path());
+        let mut response = if restexec {
+            match route_restexec(app, req).await {
+                Ok(r) => r,
+                Err(e) => e.response(None),
+            }
+        } else {
+            match route(app, req).await {
+                Ok(r) => r,
+                Err(e) => error_response(&e, None),
+            }
         };
         response.headers_mut().insert("x-request-id", request_id);
         tracing::info!(
@@ -135,6 +189,70 @@ async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     }
     .instrument(span)
     .await
+}
+
+/// Paths of the restexec-compatible API, which replies in its own shape.
+fn is_restexec_path(path: &str) -> bool {
+    path == "/execute" || path == "/lint" || path == "/workspace" || path.starts_with("/workspace/")
+}
+
+async fn route_restexec(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, RestError> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    check_auth(app, &req)?;
+    let limit = app.config.max_body_bytes;
+    match (path.as_str(), method) {
+        ("/workspace", Method::PUT | Method::POST) => {
+            let body = read_body(req, limit).await?;
+            restexec::save(app, &body).await
+        }
+        ("/workspace", Method::GET) => restexec::list(app).await,
+        ("/execute", Method::POST) => {
+            let body = read_body(req, limit).await?;
+            restexec::execute(app, &body).await
+        }
+        ("/lint", Method::POST) => {
+            let body = read_body(req, limit).await?;
+            restexec::lint(app, &body).await
+        }
+        (p, m) if p.starts_with("/workspace/") => {
+            let code_id = percent_decode(&p["/workspace/".len()..]);
+            match m {
+                Method::GET => restexec::read(app, &code_id).await,
+                Method::DELETE => restexec::delete(app, &code_id).await,
+                _ => Err(method_not_allowed("GET, DELETE").into()),
+            }
+        }
+        ("/workspace", _) => Err(method_not_allowed("PUT, GET").into()),
+        _ => Err(method_not_allowed("POST").into()),
+    }
+}
+
+/// Decodes `%XX` escapes (a codeId never needs them, but a client may send
+/// `%2F` to probe; decoding lets validation see and refuse it).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2)))
+        {
+            out.push(hi << 4 | lo);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(b: Option<&u8>) -> Option<u8> {
+    (*b? as char).to_digit(16).map(|d| d as u8)
 }
 
 async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {

@@ -54,13 +54,42 @@ impl TranspileCache {
         }
     }
 
-    /// The module for `source`, transpiled now or taken from the cache.
+    /// The module for a function-call script, transpiled now or taken from
+    /// the cache.
     pub fn get(&self, source: &str) -> Entry {
         let hash: [u8; 32] = Sha256::digest(source.as_bytes()).into();
+        self.get_or_transpile(hash, source, || {
+            transpile(hash, specifier_for(&hash), MediaType::TypeScript, source)
+        })
+    }
+
+    /// The module for a file at `specifier` with this text. The specifier
+    /// is part of the key: it is written into the emitted source map.
+    pub fn get_file(&self, specifier: &ModuleSpecifier, source: &str) -> Entry {
+        let mut hasher = Sha256::new();
+        hasher.update(specifier.as_str().as_bytes());
+        hasher.update([0]);
+        hasher.update(source.as_bytes());
+        let hash: [u8; 32] = hasher.finalize().into();
+        self.get_or_transpile(hash, source, || {
+            let media_type = match MediaType::from_specifier(specifier) {
+                MediaType::Unknown => MediaType::TypeScript,
+                known => known,
+            };
+            transpile(hash, specifier.clone(), media_type, source)
+        })
+    }
+
+    fn get_or_transpile(
+        &self,
+        hash: [u8; 32],
+        source: &str,
+        make: impl FnOnce() -> Entry,
+    ) -> Entry {
         if let Some((entry, _)) = self.lock().entries.get(&hash) {
             return entry.clone();
         }
-        let entry = transpile(hash, source);
+        let entry = make();
         let cost = source.len()
             + match &entry {
                 Ok(m) => m.code.len(),
@@ -104,13 +133,17 @@ pub fn specifier_for(hash: &[u8; 32]) -> ModuleSpecifier {
         .expect("a URL of hex digits always parses")
 }
 
-fn transpile(hash: [u8; 32], source: &str) -> Entry {
-    let specifier = specifier_for(&hash);
+fn transpile(
+    hash: [u8; 32],
+    specifier: ModuleSpecifier,
+    media_type: MediaType,
+    source: &str,
+) -> Entry {
     let text = source.strip_prefix('\u{feff}').unwrap_or(source);
     let parsed = deno_ast::parse_module(ParseParams {
         specifier: specifier.clone(),
         text: text.into(),
-        media_type: MediaType::TypeScript,
+        media_type,
         capture_tokens: false,
         scope_analysis: false,
         maybe_syntax: None,

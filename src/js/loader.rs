@@ -1,33 +1,113 @@
-//! Module resolution for user scripts. Function-call scripts are single
-//! modules: every import is refused with an error that names it, and the
-//! refusal is recorded so the call reports `permission_denied`.
+//! Module loading for user code: resolution by [`Resolver`], files read from
+//! disk and transpiled through the shared cache. Refusals and syntax errors
+//! are recorded so the call reports `permission_denied` / `syntax_error`
+//! rather than a generic exception.
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use deno_core::{
-    ModuleLoadOptions, ModuleLoadReferrer, ModuleLoadResponse, ModuleLoader, ModuleSpecifier,
-    ResolutionKind,
+    ModuleLoadOptions, ModuleLoadReferrer, ModuleLoadResponse, ModuleLoader, ModuleSource,
+    ModuleSourceCode, ModuleSpecifier, ModuleType, RequestedModuleType, ResolutionKind,
 };
 use deno_error::JsErrorBox;
 
-/// The first refused import of the current call, shared with the sandbox.
-pub type Denials = Rc<RefCell<Option<String>>>;
+use crate::exec::ExecError;
+use crate::resolve::{ResolveError, Resolver};
+use crate::transpile::TranspileCache;
+
+/// Largest module file that is loaded.
+const MAX_MODULE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// What went wrong while loading the current call's modules, shared with
+/// the sandbox.
+#[derive(Debug, Default)]
+pub struct LoadNotes {
+    /// The first refused import.
+    pub denied: Option<String>,
+    /// The first module that did not parse.
+    pub syntax: Option<ExecError>,
+}
+
+pub type Notes = Rc<RefCell<LoadNotes>>;
 
 pub struct Loader {
-    pub denials: Denials,
+    pub notes: Notes,
+    pub resolver: Arc<Resolver>,
+    pub cache: Arc<TranspileCache>,
 }
 
 impl Loader {
-    fn refuse(&self, specifier: &str) -> JsErrorBox {
-        let message = format!(
-            "Import of '{specifier}' is not allowed: function-call scripts are single modules \
-             and nothing is fetched from the network"
-        );
-        self.denials
+    fn refuse(&self, message: String) -> JsErrorBox {
+        self.notes
             .borrow_mut()
+            .denied
             .get_or_insert_with(|| message.clone());
-        JsErrorBox::type_error(message)
+        JsErrorBox::new("PermissionDenied", message)
+    }
+
+    fn load_file(
+        &self,
+        specifier: &ModuleSpecifier,
+        requested: &RequestedModuleType,
+    ) -> Result<ModuleSource, JsErrorBox> {
+        let path = specifier.to_file_path().map_err(|()| {
+            JsErrorBox::type_error(format!("Module not found: '{specifier}' is not a file"))
+        })?;
+        let meta = std::fs::metadata(&path)
+            .map_err(|e| JsErrorBox::type_error(format!("Module not found: '{specifier}': {e}")))?;
+        if meta.len() > MAX_MODULE_BYTES {
+            return Err(JsErrorBox::type_error(format!(
+                "Module '{specifier}' is {} bytes; modules are limited to {MAX_MODULE_BYTES}",
+                meta.len()
+            )));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            JsErrorBox::type_error(format!("Module '{specifier}' could not be read: {e}"))
+        })?;
+        let is_json = path.extension().is_some_and(|e| e == "json");
+        match (is_json, requested) {
+            (true, RequestedModuleType::Json) => {
+                return Ok(ModuleSource::new(
+                    ModuleType::Json,
+                    ModuleSourceCode::String(text.into()),
+                    specifier,
+                    None,
+                ));
+            }
+            (true, _) => {
+                return Err(JsErrorBox::type_error(format!(
+                    "'{specifier}' is a JSON module: import it with {{ type: \"json\" }}"
+                )));
+            }
+            (false, RequestedModuleType::None) => {}
+            (false, _) => {
+                return Err(JsErrorBox::type_error(format!(
+                    "'{specifier}' is a JavaScript or TypeScript module, not the requested type"
+                )));
+            }
+        }
+        match self.cache.get_file(specifier, &text) {
+            Ok(module) => Ok(ModuleSource::new(
+                ModuleType::JavaScript,
+                ModuleSourceCode::String(module.code.to_string().into()),
+                specifier,
+                None,
+            )),
+            Err(e) => {
+                let message = format!("{} at {specifier}:{}:{}", e.message, e.line, e.column);
+                self.notes
+                    .borrow_mut()
+                    .syntax
+                    .get_or_insert_with(|| ExecError::Syntax {
+                        message: message.clone(),
+                        line: e.line,
+                        column: e.column,
+                    });
+                Err(JsErrorBox::new("SyntaxError", message))
+            }
+        }
     }
 }
 
@@ -38,20 +118,24 @@ impl ModuleLoader for Loader {
         referrer: &str,
         kind: ResolutionKind,
     ) -> Result<ModuleSpecifier, JsErrorBox> {
-        // The host's own root modules (main or side) come with referrer ".";
-        // user imports always name the importing module.
+        // The host's own root modules come as main modules or with referrer
+        // "."; their URLs were made by the host.
         if kind == ResolutionKind::MainModule || referrer == "." {
             return ModuleSpecifier::parse(specifier).map_err(JsErrorBox::from_err);
         }
-        Err(self.refuse(specifier))
+        match self.resolver.resolve(specifier, referrer) {
+            Ok(url) => Ok(url),
+            Err(ResolveError::Refused(message)) => Err(self.refuse(message)),
+            Err(ResolveError::NotFound(message)) => Err(JsErrorBox::type_error(message)),
+        }
     }
 
     fn load(
         &self,
         specifier: &ModuleSpecifier,
         _referrer: Option<&ModuleLoadReferrer>,
-        _options: ModuleLoadOptions,
+        options: ModuleLoadOptions,
     ) -> ModuleLoadResponse {
-        ModuleLoadResponse::Sync(Err(self.refuse(specifier.as_str())))
+        ModuleLoadResponse::Sync(self.load_file(specifier, &options.requested_module_type))
     }
 }

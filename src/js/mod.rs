@@ -8,4 +8,4 @@ pub mod ops;
 pub mod sandbox;
 
 pub use convert::ConvertLimits;
-pub use sandbox::Sandbox;
+pub use sandbox::{Sandbox, SandboxHost};

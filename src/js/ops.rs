@@ -1,13 +1,18 @@
 //! The host side of the JS glue in `runtime_js/`: the `isoexec` extension, its
 //! ops, and the per-call state they read and write.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::exec::{LogEntry, LogLevel};
+use crate::net::{FetchError, FetchRequest, FetchResponse};
+use crate::permissions::{FsError, Permissions};
 use crate::watchdog::{KillReason, KillRecord};
-use deno_core::{OpDecl, OpState, op2, v8};
+use deno_core::{OpDecl, OpState, ToJsBuffer, op2, v8};
+use deno_error::JsErrorBox;
 
 /// Maps the level numbers of `runtime_js/01_console.js`.
 fn level_from_number(n: u32) -> LogLevel {
@@ -28,6 +33,10 @@ pub struct LogSink {
     pub truncated: bool,
     pub max_entries: usize,
     pub max_bytes: usize,
+    /// Program mode: `max_bytes` caps stdout (log/info/debug) and stderr
+    /// (warn/error) each, and the entry count is not capped.
+    pub streams: bool,
+    stderr_bytes: usize,
 }
 
 impl LogSink {
@@ -39,18 +48,43 @@ impl LogSink {
         }
     }
 
-    fn push(&mut self, level: LogLevel, message: &str) {
-        if self.truncated {
-            return;
+    /// A sink for a program's stdout and stderr, each capped at `max_bytes`
+    /// (a line's bytes plus its newline). Output past a cap is dropped.
+    pub fn streams(max_bytes: usize) -> LogSink {
+        LogSink {
+            max_entries: usize::MAX,
+            max_bytes,
+            streams: true,
+            ..LogSink::default()
         }
-        if self.entries.len() >= self.max_entries || self.bytes + message.len() > self.max_bytes {
-            self.truncated = true;
-            return;
+    }
+
+    fn push(&mut self, level: LogLevel, message: &str) {
+        if self.streams {
+            let used = if level.is_stderr() {
+                &mut self.stderr_bytes
+            } else {
+                &mut self.bytes
+            };
+            if *used + message.len() + 1 > self.max_bytes {
+                self.truncated = true;
+                return;
+            }
+            *used += message.len() + 1;
+        } else {
+            if self.truncated {
+                return;
+            }
+            if self.entries.len() >= self.max_entries || self.bytes + message.len() > self.max_bytes
+            {
+                self.truncated = true;
+                return;
+            }
+            self.bytes += message.len();
         }
         let ts = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        self.bytes += message.len();
         self.entries.push(LogEntry {
             ts,
             level,
@@ -256,6 +290,87 @@ fn op_isoexec_env_object(state: &mut OpState) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
+/// Largest file `Deno.readFile` / `readTextFile` return.
+const MAX_READ_BYTES: usize = 64 * 1024 * 1024;
+
+/// Turns a refused or failed file operation into the JS error the glue
+/// registered for its class, recording a refusal for the call's report.
+fn fs_error(state: &mut OpState, e: FsError) -> JsErrorBox {
+    match e {
+        FsError::Denied(message) => {
+            if let Some(call) = state.try_borrow_mut::<CallState>() {
+                call.denied.get_or_insert_with(|| message.clone());
+            }
+            JsErrorBox::new("PermissionDenied", message)
+        }
+        FsError::NotFound(message) => JsErrorBox::new("NotFound", message),
+        FsError::Other(message) => JsErrorBox::generic(message),
+    }
+}
+
+fn permissions(state: &OpState) -> Arc<Permissions> {
+    state
+        .try_borrow::<Arc<Permissions>>()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[op2]
+#[buffer]
+fn op_isoexec_read_file(state: &mut OpState, #[string] path: &str) -> Result<Vec<u8>, JsErrorBox> {
+    permissions(state)
+        .read_file(path, MAX_READ_BYTES)
+        .map_err(|e| fs_error(state, e))
+}
+
+#[op2]
+#[string]
+fn op_isoexec_read_text_file(
+    state: &mut OpState,
+    #[string] path: &str,
+) -> Result<String, JsErrorBox> {
+    let bytes = permissions(state)
+        .read_file(path, MAX_READ_BYTES)
+        .map_err(|e| fs_error(state, e))?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
+#[op2(fast)]
+fn op_isoexec_write_file(
+    state: &mut OpState,
+    #[string] path: &str,
+    #[buffer] data: &[u8],
+    append: bool,
+) -> Result<(), JsErrorBox> {
+    permissions(state)
+        .write_file(path, data, append)
+        .map_err(|e| fs_error(state, e))
+}
+
+#[op2]
+#[serde]
+async fn op_isoexec_fetch(
+    state: Rc<RefCell<OpState>>,
+    #[serde] request: FetchRequest,
+    #[buffer(copy)] body: Vec<u8>,
+) -> Result<(FetchResponse, ToJsBuffer), JsErrorBox> {
+    let perms = permissions(&state.borrow());
+    match crate::net::send(&perms, request, body).await {
+        Ok((response, bytes)) => Ok((response, bytes.into())),
+        Err(FetchError::Denied(message)) => {
+            if let Some(call) = state.borrow_mut().try_borrow_mut::<CallState>() {
+                call.denied.get_or_insert_with(|| message.clone());
+            }
+            Err(JsErrorBox::new("PermissionDenied", message))
+        }
+        Err(FetchError::Type(message)) => Err(JsErrorBox::type_error(message)),
+        Err(FetchError::Network(message)) => Err(JsErrorBox::type_error(message)),
+    }
+}
+
 #[op2(fast)]
 fn op_isoexec_exit(state: &mut OpState, code: i32) {
     if let Some(call) = state.try_borrow_mut::<CallState>() {
@@ -313,6 +428,10 @@ deno_core::extension!(
         op_isoexec_env_get,
         op_isoexec_env_object,
         op_isoexec_exit,
+        op_isoexec_read_file,
+        op_isoexec_read_text_file,
+        op_isoexec_write_file,
+        op_isoexec_fetch,
         op_isoexec_set_hooks,
     ],
     middleware = restrict_builtin_ops,

@@ -7,13 +7,16 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use deno_core::error::{CoreError, CoreErrorKind, JsError};
-use deno_core::{JsRuntime, ModuleId, PollEventLoopOptions, RuntimeOptions, v8};
+use deno_core::{JsRuntime, ModuleId, ModuleSpecifier, PollEventLoopOptions, RuntimeOptions, v8};
 
 use super::convert::{self, ConvertError, ConvertLimits};
-use super::loader::{Denials, Loader};
+use super::loader::{LoadNotes, Loader, Notes};
 use super::ops::{CANCEL_TIMERS_KEY, CallState, LogSink, SEAL_KEY, SelfKill, isoexec};
 use crate::exec::{ExecError, LogEntry};
+use crate::permissions::Permissions;
+use crate::resolve::Resolver;
 use crate::transpile::Module;
+use crate::transpile::TranspileCache;
 use crate::watchdog::{KillReason, KillRecord};
 
 /// Extra heap granted the first time the limit is hit. V8 aborts the process
@@ -29,6 +32,16 @@ const HEAP_GRACE_MORE: usize = 64 * 1024 * 1024;
 /// V8 heap with deno_core's JS and the `isoexec` extension already
 /// evaluated, made by `build.rs`.
 static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/isoexec.snap"));
+
+/// What every runtime is made with.
+#[derive(Clone)]
+pub struct SandboxHost {
+    /// V8 heap limit in bytes.
+    pub heap_limit: usize,
+    pub resolver: Arc<Resolver>,
+    pub cache: Arc<TranspileCache>,
+    pub permissions: Arc<Permissions>,
+}
 
 /// Why a runtime could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +85,7 @@ pub struct Sandbox {
     runtime: JsRuntime,
     record: Arc<KillRecord>,
     isolate: v8::IsolateHandle,
-    denials: Denials,
+    notes: Notes,
     /// Modules already evaluated in this runtime (warm mode), by source hash.
     modules: HashMap<[u8; 32], ModuleId>,
     /// Set when the runtime must not run another call.
@@ -80,17 +93,19 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Creates a runtime whose heap is capped at `heap_limit` bytes. Must run
-    /// inside a tokio runtime context.
-    pub fn new(heap_limit: usize) -> Result<Sandbox, InitError> {
+    /// Creates a runtime as `host` says. Must run inside a tokio runtime
+    /// context.
+    pub fn new(host: &SandboxHost) -> Result<Sandbox, InitError> {
         let record = Arc::new(KillRecord::default());
-        let denials = Denials::default();
-        let params = v8::Isolate::create_params().heap_limits(0, heap_limit);
+        let notes = Notes::default();
+        let params = v8::Isolate::create_params().heap_limits(0, host.heap_limit);
         let mut runtime = JsRuntime::try_new(RuntimeOptions {
             extensions: vec![isoexec::init()],
             startup_snapshot: Some(SNAPSHOT),
             module_loader: Some(Rc::new(Loader {
-                denials: denials.clone(),
+                notes: notes.clone(),
+                resolver: host.resolver.clone(),
+                cache: host.cache.clone(),
             })),
             create_params: Some(params),
             ..Default::default()
@@ -111,10 +126,15 @@ impl Sandbox {
             granted = true;
             current + grace
         });
-        runtime.op_state().borrow_mut().put(SelfKill {
-            isolate: isolate.clone(),
-            record: record.clone(),
-        });
+        {
+            let state = runtime.op_state();
+            let mut state = state.borrow_mut();
+            state.put(SelfKill {
+                isolate: isolate.clone(),
+                record: record.clone(),
+            });
+            state.put(host.permissions.clone());
+        }
         // V8 keeps a per-thread stack of entered isolates and creating one
         // enters it. A worker keeps several runtimes, so each one is entered
         // only while in use (see `with_entered`) and before it is dropped.
@@ -127,7 +147,7 @@ impl Sandbox {
                 runtime,
                 record,
                 isolate,
-                denials,
+                notes,
                 modules: HashMap::new(),
                 poisoned: true,
             });
@@ -137,7 +157,7 @@ impl Sandbox {
             runtime,
             record,
             isolate,
-            denials,
+            notes,
             modules: HashMap::new(),
             poisoned: false,
         })
@@ -183,9 +203,19 @@ impl Sandbox {
             .used_heap_size()
     }
 
+    /// Heap figures in bytes: (total, used, external).
+    pub fn heap_figures(&mut self) -> [u64; 3] {
+        let stats = self.runtime.v8_isolate().get_heap_statistics();
+        [
+            stats.total_heap_size() as u64,
+            stats.used_heap_size() as u64,
+            stats.external_memory() as u64,
+        ]
+    }
+
     /// Prepares the per-call state (logs, env) before a call.
     pub fn begin_call(&mut self, logs: LogSink, env: HashMap<String, String>) {
-        self.denials.borrow_mut().take();
+        *self.notes.borrow_mut() = LoadNotes::default();
         self.runtime
             .op_state()
             .borrow_mut()
@@ -227,6 +257,34 @@ impl Sandbox {
             self.cancel_timers();
         }
         result.map_err(|e| self.explain(e))
+    }
+
+    /// Runs the file at `url` as the main module until nothing is left to
+    /// do (or `Deno.exit`). The runtime is not reused afterwards.
+    pub async fn run_program(&mut self, url: &ModuleSpecifier) -> Result<(), ExecError> {
+        let mut result = self.program_inner(url).await;
+        if result.is_ok() && self.record.reason().is_some() {
+            result = Err(Failure::Terminated);
+        }
+        self.poisoned = true;
+        result.map_err(|e| self.explain(e))
+    }
+
+    async fn program_inner(&mut self, url: &ModuleSpecifier) -> Result<(), Failure> {
+        let id = self
+            .runtime
+            .load_main_es_module(url)
+            .await
+            .map_err(Failure::Load)?;
+        let eval = self.runtime.mod_evaluate(id);
+        self.runtime
+            .with_event_loop_promise(Box::pin(eval), PollEventLoopOptions::default())
+            .await
+            .map_err(Failure::Core)?;
+        self.runtime
+            .run_event_loop(PollEventLoopOptions::default())
+            .await
+            .map_err(Failure::Core)
     }
 
     async fn call_inner(
@@ -356,7 +414,8 @@ impl Sandbox {
                 }
             };
         }
-        let denied = self.denials.borrow_mut().take().or_else(|| {
+        let syntax = self.notes.borrow_mut().syntax.take();
+        let denied = self.notes.borrow_mut().denied.take().or_else(|| {
             self.runtime
                 .op_state()
                 .borrow_mut()
@@ -372,6 +431,9 @@ impl Sandbox {
             Failure::Terminated => ExecError::Internal {
                 message: "execution was terminated without a recorded reason".into(),
             },
+            Failure::Load(_) if syntax.is_some() => syntax.unwrap_or(ExecError::Internal {
+                message: String::new(),
+            }),
             _ if denied.is_some() => ExecError::PermissionDenied {
                 message: denied.unwrap_or_default(),
             },

@@ -5,4 +5,5 @@ mod function_calls;
 mod http;
 mod isolation;
 mod limits;
+mod restexec;
 mod support;

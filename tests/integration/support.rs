@@ -3,7 +3,9 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +18,32 @@ use tokio::net::TcpStream;
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// Its workspace directory (a fresh temporary one unless given).
+    pub workspace: PathBuf,
+    owned_dir: Option<TempDir>,
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "isoexec-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        TempDir(std::fs::canonicalize(&dir).expect("canonical temp dir"))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A finished response.
@@ -55,9 +83,26 @@ impl Server {
             .env("LOG_LEVEL", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        let owned_dir = if env.iter().any(|(k, _)| *k == "WORKSPACE_DIR") {
+            None
+        } else {
+            let dir = TempDir::new("ws");
+            cmd.env("WORKSPACE_DIR", &dir.0);
+            Some(dir)
+        };
         for (k, v) in env {
             cmd.env(k, v);
         }
+        let workspace = owned_dir.as_ref().map_or_else(
+            || {
+                PathBuf::from(
+                    env.iter()
+                        .find(|(k, _)| *k == "WORKSPACE_DIR")
+                        .map_or("", |(_, v)| *v),
+                )
+            },
+            |d| d.0.clone(),
+        );
         let mut child = cmd.spawn().expect("spawn isoexec");
         let stdout = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);
@@ -76,7 +121,12 @@ impl Server {
             let mut sink = Vec::new();
             let _ = reader.read_to_end(&mut sink);
         });
-        Server { child, addr }
+        Server {
+            child,
+            addr,
+            workspace,
+            owned_dir,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -166,6 +216,38 @@ impl Server {
         self.post("/run", &body).await
     }
 
+    pub async fn put(&self, path: &str, body: &Value) -> Reply {
+        self.request(
+            "PUT",
+            path,
+            &[("content-type", "application/json")],
+            serde_json::to_vec(body).expect("json"),
+        )
+        .await
+    }
+
+    /// Saves `code` as `code_id` and checks that it worked.
+    pub async fn save(&self, code_id: &str, code: &str) {
+        let r = self
+            .put(
+                "/workspace",
+                &serde_json::json!({"codeId": code_id, "code": code}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+
+    /// `POST /execute` of `code_id` with extra fields.
+    pub async fn execute(&self, code_id: &str, extra: Value) -> Reply {
+        let mut body = serde_json::json!({ "codeId": code_id });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        self.post("/execute", &body).await
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         self.request("GET", path, &[], Bytes::new()).await
     }
@@ -190,5 +272,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        drop(self.owned_dir.take());
     }
 }
