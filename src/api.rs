@@ -38,18 +38,11 @@ const RETRY_AFTER_SECS: u32 = 1;
 
 pub async fn run(app: &App, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let job = parse_call(app, body)?;
-    if job.isolation == Isolation::Process {
-        return Err(ApiError::new(
-            ErrorKind::Unavailable,
-            "isolation \"process\" is not available in this build",
-        )
-        .with("isolation", "process"));
-    }
     let cancel = Arc::new(CancelFlag::default());
     // If this future is dropped (the client went away), the guard cancels
     // the execution.
     let guard = CancelOnDrop::new(cancel.clone(), app);
-    let rx = app.pool.submit(job.clone(), cancel).map_err(|_| {
+    let overloaded = |_| {
         let mut e = ApiError::new(
             ErrorKind::Overloaded,
             "Server is overloaded: the execution queue is full",
@@ -57,10 +50,14 @@ pub async fn run(app: &App, body: &[u8]) -> Result<Response<Body>, ApiError> {
         .with("queueSize", app.config.queue_size);
         e.retry_after = Some(RETRY_AFTER_SECS);
         e
-    })?;
-    let report = rx
-        .await
-        .map_err(|_| ApiError::internal("the isolate thread dropped a call without a report"))?;
+    };
+    let report = if job.isolation == Isolation::Process {
+        app.process.run(&job, cancel).await.map_err(overloaded)?
+    } else {
+        let rx = app.pool.submit(job.clone(), cancel).map_err(overloaded)?;
+        rx.await
+            .map_err(|_| ApiError::internal("the isolate thread dropped a call without a report"))?
+    };
     guard.disarm();
     Ok(reply(&job, report))
 }
@@ -299,6 +296,16 @@ pub fn api_error(job: &CallJob, e: ExecError) -> ApiError {
             ApiError::new(ErrorKind::PermissionDenied, message)
         }
         ExecError::Cancelled => ApiError::new(ErrorKind::Internal, "The call was cancelled"),
+        ExecError::WorkerDied { signal, code } => {
+            let how = match (&signal, code) {
+                (Some(sig), _) => format!("was killed by {sig}"),
+                (None, Some(c)) => format!("exited with code {c} without a report"),
+                (None, None) => "ended without a report".to_string(),
+            };
+            ApiError::new(ErrorKind::Internal, format!("The worker process {how}"))
+                .with("signal", signal.map_or(serde_json::Value::Null, Into::into))
+                .with("exitCode", code.map_or(serde_json::Value::Null, Into::into))
+        }
         ExecError::Internal { message } => ApiError::internal(message),
     }
 }

@@ -18,14 +18,15 @@ pub struct ConfigError {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-/// Every setting of the server, validated.
-#[derive(Debug, Clone)]
+/// Every setting of the server, validated. (Serializable: a worker process
+/// gets the server's exact settings.)
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Config {
     pub host: IpAddr,
     pub port: u16,
@@ -47,12 +48,15 @@ pub struct Config {
     pub limits: Limits,
     pub pool_size: usize,
     pub queue_size: usize,
+    /// Worker processes kept started ahead of `"process"` calls (0: one is
+    /// spawned per call).
+    pub process_prestart: usize,
     pub max_body_bytes: usize,
     pub api_key: Option<String>,
 }
 
 /// The per-execution limits, passed down to the isolate pool.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     pub default_timeout: Duration,
     pub max_timeout: Duration,
@@ -118,6 +122,8 @@ pub struct Flags {
     pub pool_size: Option<String>,
     #[arg(long)]
     pub queue_size: Option<String>,
+    #[arg(long)]
+    pub process_prestart: Option<String>,
     #[arg(long)]
     pub memory_limit_mb: Option<String>,
     #[arg(long)]
@@ -347,6 +353,13 @@ impl Config {
             1_000_000,
             "queue length",
         )?;
+        let process_prestart = parse_num(
+            s.raw("PROCESS_PRESTART", &f.process_prestart),
+            pool_size.min(4),
+            0,
+            256,
+            "process count",
+        )?;
         let memory_limit_mb = parse_num(
             s.raw("MEMORY_LIMIT_MB", &f.memory_limit_mb),
             128usize,
@@ -410,6 +423,7 @@ impl Config {
             },
             pool_size,
             queue_size,
+            process_prestart,
             max_body_bytes,
             api_key,
         })

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a call runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Isolation {
     /// A fresh isolate per call: nothing from earlier calls is visible.
     Isolate,
@@ -31,7 +31,7 @@ impl Isolation {
 }
 
 /// What a job runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Task {
     /// Calls `fn_name(payload)` exported by a function-call script.
     Call {
@@ -45,7 +45,7 @@ pub enum Task {
 }
 
 /// One execution to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CallJob {
     pub task: Task,
     pub timeout: Duration,
@@ -55,7 +55,7 @@ pub struct CallJob {
 }
 
 /// Console level of a captured log entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Debug,
@@ -73,7 +73,7 @@ impl LogLevel {
 }
 
 /// One captured console call.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogEntry {
     /// Milliseconds since the Unix epoch, taken on the host.
     pub ts: u64,
@@ -82,7 +82,7 @@ pub struct LogEntry {
 }
 
 /// How a call ended, with what it logged.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
     /// The result as JSON text, or why there is none.
     pub outcome: Result<String, ExecError>,
@@ -91,7 +91,7 @@ pub struct Report {
 }
 
 /// Why a call produced no result.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ExecError {
     Syntax {
         message: String,
@@ -122,6 +122,12 @@ pub enum ExecError {
     },
     /// The caller went away before the call ended.
     Cancelled,
+    /// A worker process ended without a report: killed by `signal`, or
+    /// exited with `code`.
+    WorkerDied {
+        signal: Option<String>,
+        code: Option<i32>,
+    },
     Internal {
         message: String,
     },

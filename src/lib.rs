@@ -26,6 +26,7 @@ pub mod mime;
 pub mod net;
 pub mod permissions;
 pub mod pool;
+pub mod process;
 pub mod resolve;
 pub mod restexec;
 pub mod server;

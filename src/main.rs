@@ -21,18 +21,26 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at start-up; size does not matter"
+)]
 enum Command {
     /// Start the HTTP server (the default).
     Serve {
         #[command(flatten)]
         flags: Flags,
     },
+    /// Run one job for a server (`"isolation": "process"`); not for direct use.
+    #[command(hide = true)]
+    Worker,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let flags = match cli.command {
         Some(Command::Serve { flags }) => merge(cli.flags, flags),
+        Some(Command::Worker) => return isoexec::process::worker_main(),
         None => cli.flags,
     };
     let config = match Config::from_env(&flags) {
@@ -99,6 +107,7 @@ fn merge(outer: Flags, inner: Flags) -> Flags {
         cpu_limit_ms,
         pool_size,
         queue_size,
+        process_prestart,
         memory_limit_mb,
         max_body_bytes,
         max_result_bytes,

@@ -325,24 +325,17 @@ pub async fn execute(app: &Arc<App>, body: &[u8]) -> Result<Response<Body>, Rest
     let code_id = code_id_field(&body)?;
     let timeout = timeout_field(app, &body)?;
     let request_env = env_field(&body)?;
-    match body.get("isolation") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) if s == "isolate" => {}
-        Some(Value::String(s)) if s == "process" => {
-            return Err(RestError::new(
-                "UnavailableError",
-                501,
-                "isolation \"process\" is not available in this build",
-            )
-            .with("kind", ErrorKind::Unavailable.as_str()));
-        }
+    let isolation = match body.get("isolation") {
+        None | Some(Value::Null) => Isolation::Isolate,
+        Some(Value::String(s)) if s == "isolate" => Isolation::Isolate,
+        Some(Value::String(s)) if s == "process" => Isolation::Process,
         Some(other) => {
             return Err(RestError::validation(format!(
                 "Field 'isolation' must be \"isolate\" or \"process\", not {other}"
             ))
             .with("field", "isolation"));
         }
-    }
+    };
     let path = app.workspace.path_of(&code_id);
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
         return Err(not_found(&code_id));
@@ -353,13 +346,13 @@ pub async fn execute(app: &Arc<App>, body: &[u8]) -> Result<Response<Body>, Rest
         task: Task::Program { path },
         timeout,
         cpu_limit: app.config.limits.default_cpu_limit,
-        isolation: Isolation::Isolate,
+        isolation,
         env,
     };
     let started = Instant::now();
     let cancel = Arc::new(CancelFlag::default());
     let guard = crate::api::CancelOnDrop::new(cancel.clone(), app);
-    let rx = app.pool.submit(job.clone(), cancel).map_err(|_| {
+    let overloaded = |_| {
         let mut e = RestError::new(
             "InternalServerError",
             503,
@@ -368,10 +361,14 @@ pub async fn execute(app: &Arc<App>, body: &[u8]) -> Result<Response<Body>, Rest
         .with("kind", ErrorKind::Overloaded.as_str());
         e.retry_after = Some(RETRY_AFTER_SECS);
         e
-    })?;
-    let report = rx
-        .await
-        .map_err(|_| RestError::internal("the isolate thread dropped a run without a report"))?;
+    };
+    let report = if isolation == Isolation::Process {
+        app.process.run(&job, cancel).await.map_err(overloaded)?
+    } else {
+        let rx = app.pool.submit(job.clone(), cancel).map_err(overloaded)?;
+        rx.await
+            .map_err(|_| RestError::internal("the isolate thread dropped a run without a report"))?
+    };
     guard.disarm();
     let ms = started.elapsed().as_millis() as u64;
     Ok(program_reply(&job, report, ms))

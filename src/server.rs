@@ -25,6 +25,7 @@ use crate::error::{ApiError, ErrorKind};
 use crate::lint::Lint;
 use crate::permissions::Permissions;
 use crate::pool::{Pool, PoolOptions};
+use crate::process::ProcessPool;
 use crate::resolve::Resolver;
 use crate::restexec::{self, RestError};
 use crate::workspace::Workspace;
@@ -43,15 +44,12 @@ pub struct App {
     pub started: Instant,
     pub workspace: Workspace,
     pub lint: Lint,
+    pub process: Arc<ProcessPool>,
 }
 
-/// Serves `listener` until `shutdown` resolves, then stops accepting, lets
-/// in-flight requests finish (up to a grace period) and stops the pool.
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
+/// Opens the workspace and starts the isolate pool with the resolver and
+/// permissions `config` describes.
+pub fn start_pool(config: &Config) -> std::io::Result<(Workspace, Pool)> {
     let workspace = Workspace::open(&config.workspace_dir).map_err(|e| {
         std::io::Error::new(
             e.kind(),
@@ -86,12 +84,26 @@ pub async fn run(
         resolver: Arc::new(resolver),
         permissions: Arc::new(permissions),
     })?;
+    Ok((workspace, pool))
+}
+
+/// Serves `listener` until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish (up to a grace period) and stops the pool.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let (workspace, pool) = start_pool(&config)?;
+    let process = ProcessPool::new(&config)?;
+    process.replenish();
     let app = Arc::new(App {
         config,
         pool,
         started: Instant::now(),
         workspace,
         lint: Lint::new(),
+        process,
     });
 
     let mut builder = auto::Builder::new(TokioExecutor::new());

@@ -94,17 +94,8 @@ async fn a_failed_warm_call_does_not_leave_its_state_behind() {
 }
 
 #[tokio::test]
-async fn process_isolation_is_unavailable_and_unknown_modes_are_refused() {
+async fn unknown_isolation_modes_are_refused() {
     let s = Server::start();
-    let r = s
-        .call(
-            "export const f = () => 1",
-            "f",
-            json!({"isolation": "process"}),
-        )
-        .await;
-    assert_eq!(r.status, 501);
-    assert_eq!(r.json()["kind"], "unavailable");
     let r = s
         .call("export const f = () => 1", "f", json!({"isolation": "vm"}))
         .await;

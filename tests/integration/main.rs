@@ -5,5 +5,6 @@ mod function_calls;
 mod http;
 mod isolation;
 mod limits;
+mod process;
 mod restexec;
 mod support;

@@ -1,0 +1,384 @@
+//! `"isolation": "process"`: each execution runs in a separate OS process of
+//! this binary (`isoexec worker`), with V8's own limits inside and OS limits
+//! outside, and speaks the same contract as the in-process pool.
+//!
+//! A worker runs exactly one job. Workers are started ahead of time
+//! (`PROCESS_PRESTART` of them wait, V8 initialised and an isolate made,
+//! for a job on stdin) or, with `PROCESS_PRESTART=0`, spawned per call.
+//!
+//! Protocol: the server passes its [`Config`] as JSON in
+//! `ISOEXEC_WORKER_CONFIG`; the worker prints `ready` on stdout, reads one
+//! [`CallJob`] as JSON from stdin (until EOF), runs it, and prints one
+//! [`Report`] as JSON on stdout.
+
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::config::Config;
+use crate::exec::{CallJob, ExecError, Report};
+use crate::pool::{CancelFlag, Overloaded};
+
+/// Environment variable carrying the worker's configuration.
+pub const CONFIG_ENV: &str = "ISOEXEC_WORKER_CONFIG";
+/// Extra wall time a worker gets past the job's deadline before it is
+/// killed: its own watchdog normally reports the timeout first.
+const KILL_GRACE: Duration = Duration::from_millis(500);
+/// How long a worker may take to start before the call fails.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Private data a worker may map beyond the heap limit: V8's own
+/// structures and the one-time margin the near-heap-limit callback grants
+/// while a runaway script unwinds.
+const DATA_HEADROOM: u64 = 2 * 1024 * 1024 * 1024;
+/// Bytes of a worker's stderr kept to explain its death.
+const STDERR_KEEP: usize = 16 * 1024;
+
+/// A started worker waiting for its job.
+struct Idle {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+/// Runs jobs in worker processes.
+pub struct ProcessPool {
+    exe: PathBuf,
+    config_json: String,
+    memory_limit: usize,
+    prestart: usize,
+    capacity: usize,
+    in_flight: AtomicUsize,
+    slots: tokio::sync::Semaphore,
+    idle: Mutex<Vec<Idle>>,
+    starting: AtomicUsize,
+}
+
+impl ProcessPool {
+    pub fn new(config: &Config) -> std::io::Result<Arc<ProcessPool>> {
+        let exe = std::env::current_exe()?;
+        let mut worker_config = config.clone();
+        worker_config.api_key = None;
+        let config_json = serde_json::to_string(&worker_config).map_err(std::io::Error::other)?;
+        let pool = Arc::new(ProcessPool {
+            exe,
+            config_json,
+            memory_limit: config.limits.memory_limit_bytes,
+            prestart: config.process_prestart,
+            capacity: config.pool_size + config.queue_size,
+            in_flight: AtomicUsize::new(0),
+            slots: tokio::sync::Semaphore::new(config.pool_size),
+            idle: Mutex::new(Vec::new()),
+            starting: AtomicUsize::new(0),
+        });
+        Ok(pool)
+    }
+
+    /// Starts workers until `PROCESS_PRESTART` are waiting.
+    pub fn replenish(self: &Arc<Self>) {
+        loop {
+            let have = self.lock_idle().len() + self.starting.load(Ordering::Relaxed);
+            if have >= self.prestart {
+                return;
+            }
+            self.starting.fetch_add(1, Ordering::Relaxed);
+            let me = self.clone();
+            tokio::spawn(async move {
+                match me.spawn().await {
+                    Ok(worker) => me.lock_idle().push(worker),
+                    Err(e) => tracing::warn!(error = %e, "could not pre-start a worker process"),
+                }
+                me.starting.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts one worker and waits for its `ready` line.
+    async fn spawn(&self) -> std::io::Result<Idle> {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("worker")
+            .env(CONFIG_ENV, &self.config_json)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let data_limit = self.memory_limit as u64 + DATA_HEADROOM;
+        // SAFETY: the closure only calls async-signal-safe functions
+        // (setrlimit, prctl) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                limit(libc::RLIMIT_DATA, data_limit);
+                limit(libc::RLIMIT_CORE, 0);
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn()?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdin"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?;
+        if let Some(stderr) = child.stderr.take() {
+            // Forward the worker's log lines; keep nothing.
+            tokio::spawn(forward_stderr(stderr));
+        }
+        let mut stdout = BufReader::new(stdout);
+        let mut line = String::new();
+        match tokio::time::timeout(START_TIMEOUT, stdout.read_line(&mut line)).await {
+            Ok(Ok(_)) if line.trim() == "ready" => Ok(Idle {
+                child,
+                stdin,
+                stdout,
+            }),
+            Ok(Ok(_)) => Err(std::io::Error::other(format!(
+                "worker said {line:?} instead of ready"
+            ))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::Error::other("worker did not start in time")),
+        }
+    }
+
+    /// A live waiting worker, or a new one.
+    async fn take(self: &Arc<Self>) -> std::io::Result<Idle> {
+        loop {
+            let next = self.lock_idle().pop();
+            match next {
+                Some(mut w) => {
+                    if matches!(w.child.try_wait(), Ok(None)) {
+                        self.replenish();
+                        return Ok(w);
+                    }
+                }
+                None => {
+                    self.replenish();
+                    return self.spawn().await;
+                }
+            }
+        }
+    }
+
+    /// Runs `job` in a worker process. Fails at once when as many calls as
+    /// `POOL_SIZE + QUEUE_SIZE` are already running or waiting.
+    pub async fn run(
+        self: &Arc<Self>,
+        job: &CallJob,
+        cancel: Arc<CancelFlag>,
+    ) -> Result<Report, Overloaded> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(Overloaded);
+        }
+        let report = async {
+            let Ok(_slot) = self.slots.acquire().await else {
+                return failed(ExecError::Internal {
+                    message: "the process pool is closed".into(),
+                });
+            };
+            if cancel.is_cancelled() {
+                return failed(ExecError::Cancelled);
+            }
+            self.run_in_worker(job).await
+        }
+        .await;
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        Ok(report)
+    }
+
+    async fn run_in_worker(self: &Arc<Self>, job: &CallJob) -> Report {
+        let mut worker = match self.take().await {
+            Ok(w) => w,
+            Err(e) => {
+                return failed(ExecError::Internal {
+                    message: format!("could not start a worker process: {e}"),
+                });
+            }
+        };
+        let input = match serde_json::to_vec(job) {
+            Ok(v) => v,
+            Err(e) => {
+                return failed(ExecError::Internal {
+                    message: e.to_string(),
+                });
+            }
+        };
+        // A write error means the worker is gone; its exit status says why.
+        let _ = worker.stdin.write_all(&input).await;
+        drop(worker.stdin);
+
+        let mut output = Vec::new();
+        let read = tokio::time::timeout(
+            job.timeout + KILL_GRACE,
+            worker.stdout.read_to_end(&mut output),
+        )
+        .await;
+        let killed = read.is_err();
+        if killed {
+            let _ = worker.child.start_kill();
+        }
+        let status = worker.child.wait().await;
+        if !killed && let Ok(report) = serde_json::from_slice::<Report>(&output) {
+            return report;
+        }
+        failed(match status {
+            _ if killed => ExecError::Timeout,
+            Ok(status) => died(status),
+            Err(e) => ExecError::Internal {
+                message: format!("waiting for the worker process: {e}"),
+            },
+        })
+    }
+}
+
+/// The kind a worker's death without a report maps to.
+fn died(status: ExitStatus) -> ExecError {
+    match status.signal() {
+        // The kernel's OOM killer, or RLIMIT_DATA making V8 give up.
+        Some(libc::SIGKILL) => ExecError::MemoryLimit,
+        Some(libc::SIGXCPU) => ExecError::CpuLimit,
+        Some(sig) => ExecError::WorkerDied {
+            signal: Some(signal_name(sig)),
+            code: None,
+        },
+        None => ExecError::WorkerDied {
+            signal: None,
+            code: status.code(),
+        },
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGPIPE => "SIGPIPE",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
+}
+
+fn failed(error: ExecError) -> Report {
+    Report {
+        outcome: Err(error),
+        logs: Vec::new(),
+        logs_truncated: false,
+    }
+}
+
+async fn forward_stderr(stderr: tokio::process::ChildStderr) {
+    let mut lines = BufReader::new(stderr).lines();
+    let mut kept = 0;
+    while let Ok(Some(line)) = lines.next_line().await {
+        if kept < STDERR_KEEP {
+            kept += line.len();
+            tracing::warn!(target: "isoexec::worker", "{line}");
+        }
+    }
+}
+
+/// Sets a resource limit (soft and hard); errors are ignored, as the
+/// worker's own limits still hold.
+fn limit(resource: libc::__rlimit_resource_t, value: u64) {
+    let l = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: setrlimit reads a valid struct.
+    unsafe { libc::setrlimit(resource, &l) };
+}
+
+/// CPU seconds this process has used so far.
+fn cpu_seconds_used() -> u64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec).max(0) as u64
+}
+
+/// The `isoexec worker` entry point: one job from stdin, one report on
+/// stdout.
+pub fn worker_main() -> std::process::ExitCode {
+    let config: Config = match std::env::var(CONFIG_ENV)
+        .map_err(|e| e.to_string())
+        .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("isoexec worker: no usable {CONFIG_ENV}: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    crate::init_v8();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("isoexec worker: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result: std::io::Result<()> = rt.block_on(async {
+        let mut config = config;
+        config.pool_size = 1;
+        config.queue_size = 1;
+        let (_workspace, pool) = crate::server::start_pool(&config)?;
+        {
+            let mut out = std::io::stdout().lock();
+            out.write_all(b"ready\n")?;
+            out.flush()?;
+        }
+        let mut input = Vec::new();
+        std::io::stdin().lock().read_to_end(&mut input)?;
+        let mut job: CallJob = serde_json::from_slice(&input).map_err(std::io::Error::other)?;
+        // The in-process pool of this worker runs the job.
+        job.isolation = crate::exec::Isolation::Isolate;
+        // Past the job's own limits the kernel ends the process: CPU time
+        // (SIGXCPU, then SIGKILL at the hard limit).
+        let cpu_budget = job.cpu_limit.unwrap_or(job.timeout).as_secs() + 2;
+        let cpu_now = cpu_seconds_used();
+        let l = libc::rlimit {
+            rlim_cur: cpu_now + cpu_budget,
+            rlim_max: cpu_now + cpu_budget + 1,
+        };
+        // SAFETY: setrlimit reads a valid struct.
+        unsafe { libc::setrlimit(libc::RLIMIT_CPU, &l) };
+        let rx = pool
+            .submit(job, Arc::new(CancelFlag::default()))
+            .map_err(|_| std::io::Error::other("the worker's pool refused the job"))?;
+        let report = rx.await.map_err(std::io::Error::other)?;
+        let bytes = serde_json::to_vec(&report).map_err(std::io::Error::other)?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&bytes)?;
+        out.flush()
+    });
+    match result {
+        // Skip destructors: the process is done, and tearing down V8 only
+        // costs time.
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("isoexec worker: {e}");
+            std::process::exit(1)
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! `"isolation": "process"`: the same contract from a worker process, and
+//! the server surviving whatever happens to the worker.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::Server;
+
+/// PIDs of the server's child processes (its workers).
+fn children(pid: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn process_calls_return_results_logs_and_data_uris() {
+    let server = Server::start();
+    let script = "export async function f(p: number) {\n\
+                  console.info('from the worker', p);\n\
+                  await new Promise((r) => setTimeout(r, 5));\n\
+                  return { n: p * 2, png: new Uint8Array([0x89,0x50,0x4E,0x47,0x0D,0x0A,0x1A,0x0A]) };\n}";
+    for _ in 0..3 {
+        let r = server
+            .call(script, "f", json!({"payload": 21, "isolation": "process"}))
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let b = r.json();
+        assert_eq!(
+            b["result"],
+            json!({"n": 42, "png": "data:image/png;base64,iVBORw0KGgo="})
+        );
+        assert_eq!(b["logs"][0]["level"], "info");
+        assert_eq!(b["logs"][0]["message"], "from the worker 21");
+    }
+    // The same error kinds as in-process.
+    let r = server
+        .call(
+            "export function f() { throw new RangeError('no'); }",
+            "f",
+            json!({"isolation": "process"}),
+        )
+        .await;
+    assert_eq!(r.status, 500);
+    assert_eq!(r.json()["kind"], "exception");
+    assert_eq!(r.json()["details"]["name"], "RangeError");
+    let r = server
+        .call("export const g = 1;", "f", json!({"isolation": "process"}))
+        .await;
+    assert_eq!(r.json()["kind"], "fn_not_found");
+
+    // /execute takes the option too.
+    server
+        .save("p", "console.log(JSON.stringify({pid: typeof Deno.pid}));")
+        .await;
+    let r = server.execute("p", json!({"isolation": "process"})).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["result"], json!({"pid": "number"}));
+}
+
+#[tokio::test]
+async fn process_timeouts_and_memory_limits_end_the_worker_not_the_server() {
+    let server = Server::start();
+    let pid = server.pid();
+    let started = Instant::now();
+    let r = server
+        .call(
+            "export function f() { while (true) {} }",
+            "f",
+            json!({"timeout": 300, "isolation": "process"}),
+        )
+        .await;
+    assert_eq!(r.status, 408);
+    assert_eq!(r.json()["kind"], "timeout");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let r = server
+        .call(
+            "export function f() { const a = []; while (true) a.push(new Array(100000).fill(1)); }",
+            "f",
+            json!({"isolation": "process"}),
+        )
+        .await;
+    assert_eq!(r.status, 507, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["kind"], "memory_limit");
+
+    let r = server
+        .call(
+            "export const f = () => 'fine'",
+            "f",
+            json!({"isolation": "process"}),
+        )
+        .await;
+    assert_eq!(r.json()["result"], "fine");
+    assert_eq!(server.pid(), pid);
+}
+
+#[tokio::test]
+async fn a_crashing_worker_is_internal_with_its_signal() {
+    let server = std::sync::Arc::new(Server::start());
+    let pid = server.pid();
+    let s = server.clone();
+    let call = tokio::spawn(async move {
+        s.call(
+            "export function f() { console.log('spinning'); while (true) {} }",
+            "f",
+            json!({"timeout": 20000, "isolation": "process"}),
+        )
+        .await
+    });
+    // Abort every worker (idle ones included) until the call comes back.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !call.is_finished() {
+        assert!(Instant::now() < deadline, "the call did not come back");
+        for child in children(pid) {
+            // SAFETY: plain kill(2) of a process we found as the server's child.
+            unsafe { libc::kill(child, libc::SIGABRT) };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = call.await.unwrap();
+    assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
+    let b = r.json();
+    assert_eq!(b["kind"], "internal");
+    assert_eq!(b["details"]["signal"], "SIGABRT");
+
+    // Dead pre-started workers are noticed and replaced.
+    let r = server
+        .call(
+            "export const f = () => 7",
+            "f",
+            json!({"isolation": "process"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["result"], 7);
+    let r = server
+        .call("export const f = () => 8", "f", json!({}))
+        .await;
+    assert_eq!(r.json()["result"], 8);
+    assert_eq!(server.pid(), pid);
+}
+
+#[tokio::test]
+async fn workers_can_be_spawned_per_call() {
+    let server = Server::start_with(&[("PROCESS_PRESTART", "0")]);
+    let r = server
+        .call(
+            "export const f = () => 'cold'",
+            "f",
+            json!({"isolation": "process"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["result"], "cold");
+    assert!(children(server.pid()).is_empty());
+}
