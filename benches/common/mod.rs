@@ -1,0 +1,214 @@
+//! Helpers shared by the benchmarks: servers started as child processes, a
+//! keep-alive HTTP/1.1 client, latency and throughput loops, and the machine
+//! description printed above each table.
+
+#![allow(dead_code, reason = "each benchmark uses a different subset")]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::client::conn::http1::SendRequest;
+use tokio::net::TcpStream;
+
+pub fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A server process started for the benchmark, killed on drop.
+pub struct Spawned {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Spawned {
+    pub fn isoexec() -> Spawned {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_isoexec"));
+        cmd.env("PORT", "0").env("LOG_LEVEL", "error");
+        Spawned::start(cmd, "isoexec listening on http://")
+    }
+
+    pub fn start(mut cmd: Command, prefix: &str) -> Spawned {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("listening line");
+        let addr = line
+            .trim()
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+            .parse()
+            .expect("address");
+        Spawned { child, addr }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+pub async fn send(
+    sender: &mut SendRequest<Full<Bytes>>,
+    addr: SocketAddr,
+    path: &str,
+    body: &Bytes,
+) -> (u16, Bytes) {
+    sender.ready().await.expect("ready");
+    let req = Request::post(path)
+        .header("host", addr.to_string())
+        .header("content-type", "application/json")
+        .body(Full::new(body.clone()))
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("send");
+    let status = resp.status().as_u16();
+    (
+        status,
+        resp.into_body().collect().await.expect("body").to_bytes(),
+    )
+}
+
+pub async fn check(addr: SocketAddr, path: &str, body: &Bytes) {
+    let mut c = connect(addr).await;
+    let (status, bytes) = send(&mut c, addr, path, body).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+}
+
+pub struct Latency {
+    pub median_us: f64,
+    pub p99_us: f64,
+}
+
+/// Sequential requests on one keep-alive connection, after a warm-up.
+pub async fn latency(addr: SocketAddr, path: &str, body: &Bytes, samples: usize) -> Latency {
+    let mut c = connect(addr).await;
+    for _ in 0..200 {
+        send(&mut c, addr, path, body).await;
+    }
+    let mut us = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let t = Instant::now();
+        let (status, _) = send(&mut c, addr, path, body).await;
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(status, 200);
+    }
+    us.sort_by(|a, b| a.total_cmp(b));
+    Latency {
+        median_us: percentile(&us, 0.50),
+        p99_us: percentile(&us, 0.99),
+    }
+}
+
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// `connections` keep-alive connections sending back to back for `length`.
+pub async fn throughput(
+    addr: SocketAddr,
+    path: &str,
+    body: &Bytes,
+    connections: usize,
+    length: Duration,
+) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (done, stop, body, path) = (done.clone(), stop.clone(), body.clone(), path.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut c = connect(addr).await;
+            while !stop.load(Ordering::Relaxed) {
+                let (status, _) = send(&mut c, addr, &path, &body).await;
+                assert_eq!(status, 200);
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(length).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    let count = done.load(Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    count as f64 / elapsed
+}
+
+/// A `deno` executable: `DENO_BIN`, else the first `deno` on the `PATH`.
+pub fn find_deno() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("DENO_BIN") {
+        return Some(p.into());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("deno"))
+        .find(|p| p.is_file())
+}
+
+/// Median wall time of `runs` runs of a command (after one warm-up run),
+/// in microseconds.
+pub fn child_median_us(mut make: impl FnMut() -> Command, runs: usize) -> Option<f64> {
+    let ok = |cmd: &mut Command| {
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success() || s.code() == Some(1))
+    };
+    if !ok(&mut make()) {
+        return None;
+    }
+    let mut us = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        if !ok(&mut make()) {
+            return None;
+        }
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    us.sort_by(|a, b| a.total_cmp(b));
+    Some(percentile(&us, 0.5))
+}
+
+/// "N cores, CPU model" of this machine.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{cores} cores, {cpu}")
+}
