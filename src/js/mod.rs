@@ -2,6 +2,7 @@
 //! sandbox that runs one call, and result conversion. Nothing outside this
 //! module holds a V8 handle.
 
+pub mod alloc;
 pub mod convert;
 pub mod loader;
 pub mod ops;

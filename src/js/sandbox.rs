@@ -9,6 +9,7 @@ use std::sync::Arc;
 use deno_core::error::{CoreError, CoreErrorKind, JsError};
 use deno_core::{JsRuntime, ModuleId, ModuleSpecifier, PollEventLoopOptions, RuntimeOptions, v8};
 
+use super::alloc::{self, Budget};
 use super::convert::{self, ConvertError, ConvertLimits};
 use super::loader::{LoadNotes, Loader, Notes};
 use super::ops::{CANCEL_TIMERS_KEY, CallState, LogSink, SEAL_KEY, SelfKill, isoexec};
@@ -98,7 +99,12 @@ impl Sandbox {
     pub fn new(host: &SandboxHost) -> Result<Sandbox, InitError> {
         let record = Arc::new(KillRecord::default());
         let notes = Notes::default();
-        let params = v8::Isolate::create_params().heap_limits(0, host.heap_limit);
+        // Backing stores of ArrayBuffers live outside the heap: they get a
+        // budget of their own, as large as the heap's.
+        let budget = Budget::new(host.heap_limit, record.clone());
+        let params = v8::Isolate::create_params()
+            .heap_limits(0, host.heap_limit)
+            .array_buffer_allocator(alloc::allocator(&budget));
         let mut runtime = JsRuntime::try_new(RuntimeOptions {
             extensions: vec![isoexec::init()],
             startup_snapshot: Some(SNAPSHOT),
@@ -113,6 +119,7 @@ impl Sandbox {
         .map_err(InitError::Runtime)?;
         let sealed = seal(&mut runtime);
         let isolate = runtime.v8_isolate().thread_safe_handle();
+        budget.attach(isolate.clone());
         let (cb_isolate, cb_record) = (isolate.clone(), record.clone());
         let mut granted = false;
         runtime.add_near_heap_limit_callback(move |current, _initial| {

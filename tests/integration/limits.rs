@@ -99,6 +99,41 @@ async fn a_memory_bomb_is_a_memory_limit_and_the_server_survives() {
 }
 
 #[tokio::test]
+async fn array_buffer_memory_counts_against_the_limit() {
+    let s = Server::start_with(&[("MEMORY_LIMIT_MB", "64")]);
+    let pid = s.pid();
+    let bombs = [
+        // One buffer larger than the limit.
+        "export function f() { return new ArrayBuffer(200 * 1024 * 1024).byteLength; }",
+        // Many retained 1 MB buffers, with the failure caught by the script.
+        "export function f() { const keep = []; try { while (true) keep.push(new Uint8Array(1 << 20)); } \
+         catch (e) { return 'caught ' + keep.length; } }",
+        // Growing typed arrays in a warm isolate.
+        "export function f() { let b = new Float64Array(1024); while (true) { const n = new Float64Array(b.length * 2); n.set(b); b = n; } }",
+    ];
+    for (i, bomb) in bombs.iter().enumerate() {
+        let mode = if i == 2 { "none" } else { "isolate" };
+        let r = s
+            .call(bomb, "f", json!({"timeout": 20000, "isolation": mode}))
+            .await;
+        assert_eq!(r.status, 507, "{bomb}: {:?}", r.json());
+        assert_eq!(r.json()["kind"], "memory_limit");
+    }
+    // Buffers well under the limit are fine, and freed ones give room back.
+    let r = s
+        .call(
+            "export function f() { let total = 0; for (let i = 0; i < 200; i++) total += new Uint8Array(1 << 20).length; return total; }",
+            "f",
+            json!({"isolation": "none"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["result"], 200 * (1 << 20));
+    assert_eq!(s.pid(), pid);
+    s.assert_healthy().await;
+}
+
+#[tokio::test]
 async fn unbounded_recursion_is_a_catchable_range_error() {
     let s = Server::start();
     let r = s
@@ -288,4 +323,45 @@ async fn a_full_queue_answers_overloaded_at_once() {
     assert_eq!(busy.await.unwrap().json()["kind"], "timeout");
     let r = s.call(OK, "f", json!({"payload": 1})).await;
     assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn a_call_is_cancelled_when_its_client_disconnects() {
+    let s = Server::start_with(&[("POOL_SIZE", "1")]);
+    let body = serde_json::to_vec(&json!({
+        "script": "export function f() { while (true) {} }",
+        "fn": "f",
+        "timeout": 60000,
+    }))
+    .unwrap();
+    let stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::post("/run")
+        .header("host", s.addr.to_string())
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let pending = tokio::spawn(async move { sender.send_request(req).await });
+    // Wait until the loop occupies the only isolate thread…
+    let started = std::time::Instant::now();
+    loop {
+        let h = s.get("/health").await.json();
+        if h["pool"]["busy"] == 1 {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // …then hang up. The loop must stop long before its 60 s deadline.
+    pending.abort();
+    conn.abort();
+    let hung_up = std::time::Instant::now();
+    s.assert_healthy().await;
+    assert!(hung_up.elapsed() < std::time::Duration::from_secs(5));
+    let r = s.call(OK, "f", json!({"payload": "next"})).await;
+    assert_eq!(r.json()["result"], "next");
 }

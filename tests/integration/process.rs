@@ -106,9 +106,28 @@ async fn process_timeouts_and_memory_limits_end_the_worker_not_the_server() {
     assert_eq!(server.pid(), pid);
 }
 
+/// CPU time a process has used, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    n(11) + n(12)
+}
+
 #[tokio::test]
 async fn a_crashing_worker_is_internal_with_its_signal() {
-    let server = std::sync::Arc::new(Server::start());
+    // One worker per call, so the only child is the one running the job.
+    let server = std::sync::Arc::new(Server::start_with(&[("PROCESS_PRESTART", "0")]));
     let pid = server.pid();
     let s = server.clone();
     let call = tokio::spawn(async move {
@@ -119,23 +138,23 @@ async fn a_crashing_worker_is_internal_with_its_signal() {
         )
         .await
     });
-    // Abort every worker (idle ones included) until the call comes back.
+    // Once the worker has clearly been spinning (well past its start-up),
+    // abort it.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !call.is_finished() {
-        assert!(Instant::now() < deadline, "the call did not come back");
-        for child in children(pid) {
-            // SAFETY: plain kill(2) of a process we found as the server's child.
-            unsafe { libc::kill(child, libc::SIGABRT) };
+    let worker = loop {
+        assert!(Instant::now() < deadline, "no busy worker appeared");
+        if let Some(&w) = children(pid).iter().find(|&&c| cpu_ticks(c) >= 50) {
+            break w;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // SAFETY: plain kill(2) of the server's child process.
+    unsafe { libc::kill(worker, libc::SIGABRT) };
     let r = call.await.unwrap();
     assert_eq!(r.status, 500, "{}", String::from_utf8_lossy(&r.body));
     let b = r.json();
     assert_eq!(b["kind"], "internal");
     assert_eq!(b["details"]["signal"], "SIGABRT");
-
-    // Dead pre-started workers are noticed and replaced.
     let r = server
         .call(
             "export const f = () => 7",
@@ -143,13 +162,48 @@ async fn a_crashing_worker_is_internal_with_its_signal() {
             json!({"isolation": "process"}),
         )
         .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["result"], 7);
+    assert_eq!(server.pid(), pid);
+}
+
+#[tokio::test]
+async fn dead_prestarted_workers_are_replaced() {
+    let server = Server::start_with(&[("PROCESS_PRESTART", "2")]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while children(server.pid()).len() < 2 {
+        assert!(Instant::now() < deadline, "workers were not pre-started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed = children(server.pid());
+    for &child in &killed {
+        // SAFETY: plain kill(2) of the server's child processes.
+        unsafe { libc::kill(child, libc::SIGKILL) };
+    }
+    // Wait until they are dead (zombies, or reaped already).
+    for child in killed {
+        while std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|st| {
+            st.rsplit_once(')')
+                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+        }) {
+            assert!(Instant::now() < deadline, "a killed worker did not die");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    for n in 0..3 {
+        let r = server
+            .call(
+                "export const f = (n) => n",
+                "f",
+                json!({"payload": n, "isolation": "process"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["result"], n);
+    }
     let r = server
         .call("export const f = () => 8", "f", json!({}))
         .await;
     assert_eq!(r.json()["result"], 8);
-    assert_eq!(server.pid(), pid);
 }
 
 #[tokio::test]
