@@ -51,7 +51,9 @@ const globals = {
 // Runs once per runtime, after deno_core has restored it from the snapshot
 // and no longer needs `globalThis.Deno.core`.
 function seal() {
-  for (const name of ["Deno", "__bootstrap", "console"]) {
+  // WebAssembly memory lives outside both the heap and the ArrayBuffer
+  // budget, so no limit could hold it: WebAssembly is not offered.
+  for (const name of ["Deno", "__bootstrap", "console", "WebAssembly"]) {
     delete globalThis[name];
   }
   for (const [name, value] of Object.entries(globals)) {

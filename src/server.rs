@@ -95,6 +95,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let (workspace, pool) = start_pool(&config)?;
+    workspace.remove_stale_temps();
     let process = ProcessPool::new(&config)?;
     process.replenish();
     let app = Arc::new(App {

@@ -108,6 +108,21 @@ impl Workspace {
         })
     }
 
+    /// Removes temporary files a crash in the middle of a save left behind.
+    /// Only the server calls this, at start, before it accepts saves.
+    pub fn remove_stale_temps(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// The canonical directory.
     pub fn dir(&self) -> &Path {
         &self.dir

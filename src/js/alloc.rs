@@ -15,6 +15,9 @@ use crate::watchdog::{KillReason, KillRecord};
 /// collections, one after collecting all available garbage.
 const V8_ATTEMPTS: usize = 4;
 
+/// Allocations this small are never refused.
+const ALWAYS_GRANTED: usize = 64;
+
 /// Live backing-store bytes of one isolate and its budget.
 pub struct Budget {
     used: AtomicUsize,
@@ -52,6 +55,12 @@ impl Budget {
     /// collecting garbage (or one no collection could satisfy) records a
     /// memory-limit kill and stops the script.
     fn reserve(&self, len: usize) -> bool {
+        if len <= ALWAYS_GRANTED {
+            // V8 does not survive a refused tiny allocation; count it and
+            // let the next large one be refused instead.
+            self.used.fetch_add(len, Ordering::AcqRel);
+            return true;
+        }
         let mut used = self.used.load(Ordering::Relaxed);
         loop {
             let Some(next) = used.checked_add(len).filter(|n| *n <= self.limit) else {
