@@ -52,6 +52,9 @@ pub struct Config {
     /// spawned per call).
     pub process_prestart: usize,
     pub max_body_bytes: usize,
+    /// How long a client may take to send a request head, and how long a
+    /// keep-alive connection may sit idle.
+    pub header_read_timeout: Duration,
     pub api_key: Option<String>,
 }
 
@@ -136,6 +139,8 @@ pub struct Flags {
     pub max_log_bytes: Option<String>,
     #[arg(long)]
     pub max_json_depth: Option<String>,
+    #[arg(long)]
+    pub header_read_timeout_ms: Option<String>,
     #[arg(long)]
     pub api_key: Option<String>,
 }
@@ -395,6 +400,13 @@ impl Config {
             1000,
             "depth",
         )?;
+        let header_read_timeout_ms = parse_num(
+            s.raw("HEADER_READ_TIMEOUT_MS", &f.header_read_timeout_ms),
+            30_000u64,
+            100,
+            3_600_000,
+            "number of milliseconds",
+        )?;
         let api_key = s.raw("API_KEY", &f.api_key).map(|(t, _)| t);
 
         Ok(Config {
@@ -425,6 +437,7 @@ impl Config {
             queue_size,
             process_prestart,
             max_body_bytes,
+            header_read_timeout: Duration::from_millis(header_read_timeout_ms),
             api_key,
         })
     }

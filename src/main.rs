@@ -114,6 +114,7 @@ fn merge(outer: Flags, inner: Flags) -> Flags {
         max_log_entries,
         max_log_bytes,
         max_json_depth,
+        header_read_timeout_ms,
         api_key
     )
 }

@@ -30,8 +30,9 @@ use crate::resolve::Resolver;
 use crate::restexec::{self, RestError};
 use crate::workspace::Workspace;
 
-/// How long a client may take to send its request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The first bytes of an HTTP/2 connection; until they are complete (or
+/// ruled out) the protocol is unknown and hyper's own timer is not running.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -111,9 +112,10 @@ pub async fn run(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(app.config.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let app_timeout = app.config.header_read_timeout;
     tokio::pin!(shutdown);
 
     loop {
@@ -131,14 +133,22 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let builder = builder.clone();
+        let graceful_watch = graceful.watcher();
         let service = hyper::service::service_fn(move |req| {
             let app = app.clone();
             async move { Ok::<_, Infallible>(handle(&app, req).await) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
+        let head_timeout = app_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            // hyper's header-read timer only starts once the protocol is
+            // known: bound the wait for the first bytes here.
+            if !protocol_known(&stream, head_timeout).await {
+                tracing::debug!(%peer, "closed a connection that sent no request in time");
+                return;
+            }
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = graceful_watch.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
@@ -155,6 +165,31 @@ pub async fn run(
     let app2 = app.clone();
     let _ = tokio::task::spawn_blocking(move || app2.pool.shutdown(Duration::from_secs(5))).await;
     Ok(())
+}
+
+/// Waits until the connection's first bytes tell HTTP/1 from HTTP/2 (24
+/// bytes of the HTTP/2 preface, or any byte that departs from it), up to
+/// `limit`. False if the client sent nothing useful in time or hung up.
+async fn protocol_known(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buf = [0u8; 24];
+    loop {
+        let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await;
+        match peeked {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return false,
+            Ok(Ok(n)) if n >= H2_PREFACE.len() || !H2_PREFACE.starts_with(&buf[..n]) => {
+                return true;
+            }
+            // Part of the preface so far: peek returns at once while those
+            // bytes sit unread, so poll for more at a gentle pace.
+            Ok(Ok(_)) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
 }
 
 /// `path` with symlinks resolved when it exists, else made absolute.

@@ -531,3 +531,51 @@ async fn saved_code_survives_a_crash_mid_save() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["result"], Value::Null);
 }
+
+/// Reads until the server closes the connection; false if it is still open
+/// after `limit`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_silent_and_idle_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let s = Server::start_with(&[("HEADER_READ_TIMEOUT_MS", "300")]);
+    let limit = Duration::from_secs(5);
+    let partials: [&[u8]; 4] = [
+        b"",
+        b"PRI * HTTP/2",
+        b"GET /health HTTP/1.1\r\nHost: x\r\n",
+        b"G",
+    ];
+    for partial in partials {
+        let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(partial).await.unwrap();
+        assert!(
+            closed_within(&mut c, limit).await,
+            "{:?} kept the connection open",
+            String::from_utf8_lossy(partial)
+        );
+    }
+    // A served keep-alive connection that then sits idle is closed too.
+    let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut c, limit).await,
+        "idle keep-alive stayed open"
+    );
+    let r = s.call(NORMAL, "f", json!({"payload": 2})).await;
+    assert_eq!(r.json()["result"], json!({"echo": 2}));
+}
