@@ -328,6 +328,13 @@ fn main() {
                     rows.push(row);
                 }
             }
+            if script == TRIVIAL {
+                // The other way to run "process": a worker spawned per call.
+                let (cold_server, _) = start_timed(&[("PROCESS_PRESTART", "0")]).await;
+                let mut row = measure(&cold_server, script, "process", false, (samples / 3).max(10), seconds).await;
+                row.name = "\"process\", warm, PROCESS_PRESTART=0 (spawn per call)".into();
+                rows.push(row);
+            }
             if let Some(d) = &deno {
                 if let Some(b) = &baseline {
                     let mut r = b.clone();

@@ -38,9 +38,14 @@ const RETRY_AFTER_SECS: u32 = 1;
 
 pub async fn run(app: &App, body: &[u8]) -> Result<Response<Body>, ApiError> {
     let job = parse_call(app, body)?;
+    let report = execute_job(app, &job).await?;
+    Ok(reply(&job, report))
+}
+
+/// Runs `job` where its isolation says and waits for its report. If this
+/// future is dropped (the client went away), the execution is cancelled.
+pub async fn execute_job(app: &App, job: &CallJob) -> Result<Report, ApiError> {
     let cancel = Arc::new(CancelFlag::default());
-    // If this future is dropped (the client went away), the guard cancels
-    // the execution.
     let guard = CancelOnDrop::new(cancel.clone(), app);
     let overloaded = |_| {
         let mut e = ApiError::new(
@@ -52,26 +57,26 @@ pub async fn run(app: &App, body: &[u8]) -> Result<Response<Body>, ApiError> {
         e
     };
     let report = if job.isolation == Isolation::Process {
-        app.process.run(&job, cancel).await.map_err(overloaded)?
+        app.process.run(job, cancel).await.map_err(overloaded)?
     } else {
         let rx = app.pool.submit(job.clone(), cancel).map_err(overloaded)?;
         rx.await
-            .map_err(|_| ApiError::internal("the isolate thread dropped a call without a report"))?
+            .map_err(|_| ApiError::internal("the isolate thread dropped a job without a report"))?
     };
     guard.disarm();
-    Ok(reply(&job, report))
+    Ok(report)
 }
 
 /// Cancels an execution if dropped while armed: the request future went
 /// away (the client disconnected) before the execution ended.
-pub struct CancelOnDrop<'a> {
+struct CancelOnDrop<'a> {
     flag: Arc<CancelFlag>,
     app: &'a App,
     armed: bool,
 }
 
 impl<'a> CancelOnDrop<'a> {
-    pub fn new(flag: Arc<CancelFlag>, app: &'a App) -> CancelOnDrop<'a> {
+    fn new(flag: Arc<CancelFlag>, app: &'a App) -> CancelOnDrop<'a> {
         CancelOnDrop {
             flag,
             app,
@@ -80,7 +85,7 @@ impl<'a> CancelOnDrop<'a> {
     }
 
     /// The execution ended: nothing to cancel any more.
-    pub fn disarm(mut self) {
+    fn disarm(mut self) {
         self.armed = false;
     }
 }

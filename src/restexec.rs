@@ -14,7 +14,6 @@ use serde_json::{Map, Value, json};
 use crate::api::json_depth_exceeds;
 use crate::error::{ApiError, ErrorKind};
 use crate::exec::{CallJob, ExecError, Isolation, LogEntry, Report, Task};
-use crate::pool::CancelFlag;
 use crate::server::{App, Body, json_response};
 use crate::workspace::{MAX_CODE_BYTES, extract_code, validate_code_id};
 
@@ -316,9 +315,6 @@ pub async fn list(app: &Arc<App>) -> Result<Response<Body>, RestError> {
     Ok(ok(json!({"files": files, "count": files.len()}), None))
 }
 
-/// Seconds a client is asked to wait when the queue is full.
-const RETRY_AFTER_SECS: u32 = 1;
-
 /// `POST /execute {codeId, timeout, env, isolation}`.
 pub async fn execute(app: &Arc<App>, body: &[u8]) -> Result<Response<Body>, RestError> {
     let body = object_body(app, body)?;
@@ -350,26 +346,7 @@ pub async fn execute(app: &Arc<App>, body: &[u8]) -> Result<Response<Body>, Rest
         env,
     };
     let started = Instant::now();
-    let cancel = Arc::new(CancelFlag::default());
-    let guard = crate::api::CancelOnDrop::new(cancel.clone(), app);
-    let overloaded = |_| {
-        let mut e = RestError::new(
-            "InternalServerError",
-            503,
-            "Server is overloaded: the execution queue is full",
-        )
-        .with("kind", ErrorKind::Overloaded.as_str());
-        e.retry_after = Some(RETRY_AFTER_SECS);
-        e
-    };
-    let report = if isolation == Isolation::Process {
-        app.process.run(&job, cancel).await.map_err(overloaded)?
-    } else {
-        let rx = app.pool.submit(job.clone(), cancel).map_err(overloaded)?;
-        rx.await
-            .map_err(|_| RestError::internal("the isolate thread dropped a run without a report"))?
-    };
-    guard.disarm();
+    let report = crate::api::execute_job(app, &job).await?;
     let ms = started.elapsed().as_millis() as u64;
     Ok(program_reply(&job, report, ms))
 }
