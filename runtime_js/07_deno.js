@@ -52,7 +52,9 @@ function bytesArg(data) {
 }
 
 function readFileSync(path) {
-  return op_isoexec_read_file(pathArg(path));
+  // Copy into a buffer of the isolate's own, counted allocator; the op's
+  // buffer (outside that budget) becomes garbage at once.
+  return new Uint8Array(op_isoexec_read_file(pathArg(path)));
 }
 
 function readTextFileSync(path) {
@@ -235,5 +237,6 @@ export async function fetch(input, init = {}) {
   const headers = headerPairs(init?.headers ?? input?.headers);
   const body = bodyBytes(init?.body);
   const [meta, bytes] = await op_isoexec_fetch({ url, method, headers }, body);
-  return new FetchResponse(meta, bytes);
+  // As for files: the body is kept in counted memory.
+  return new FetchResponse(meta, new Uint8Array(bytes));
 }

@@ -199,14 +199,6 @@ impl ProcessPool {
     }
 
     async fn run_in_worker(self: &Arc<Self>, job: &CallJob) -> Report {
-        let mut worker = match self.take().await {
-            Ok(w) => w,
-            Err(e) => {
-                return failed(ExecError::Internal {
-                    message: format!("could not start a worker process: {e}"),
-                });
-            }
-        };
         let input = match serde_json::to_vec(job) {
             Ok(v) => v,
             Err(e) => {
@@ -215,8 +207,38 @@ impl ProcessPool {
                 });
             }
         };
-        // A write error means the worker is gone; its exit status says why.
-        let _ = worker.stdin.write_all(&input).await;
+        // A worker that died while waiting cannot take the job: writing to
+        // it fails, the job has not run, and another worker is tried.
+        let mut attempts = 0;
+        let mut worker = loop {
+            attempts += 1;
+            let mut worker = match self.take().await {
+                Ok(w) => w,
+                Err(e) => {
+                    return failed(ExecError::Internal {
+                        message: format!("could not start a worker process: {e}"),
+                    });
+                }
+            };
+            let written = async {
+                worker.stdin.write_all(&input).await?;
+                worker.stdin.shutdown().await
+            }
+            .await;
+            match written {
+                Ok(()) => break worker,
+                Err(e) if attempts < 3 => {
+                    tracing::debug!(error = %e, "a waiting worker was gone; trying another");
+                    let _ = worker.child.start_kill();
+                    let _ = worker.child.wait().await;
+                }
+                Err(e) => {
+                    return failed(ExecError::Internal {
+                        message: format!("could not hand the job to a worker process: {e}"),
+                    });
+                }
+            }
+        };
         drop(worker.stdin);
 
         let mut output = Vec::new();

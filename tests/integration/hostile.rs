@@ -579,3 +579,23 @@ async fn slow_silent_and_idle_connections_are_closed() {
     let r = s.call(NORMAL, "f", json!({"payload": 2})).await;
     assert_eq!(r.json()["result"], json!({"echo": 2}));
 }
+
+#[tokio::test]
+async fn buffers_from_ops_count_against_the_limit() {
+    let s = suite_server(&[("ALLOW_READ", "/")]).await;
+    // An 8 MiB file read again and again, every copy kept.
+    let big = s.workspace.join("big.bin");
+    std::fs::write(&big, vec![7u8; 8 << 20]).unwrap();
+    let script = format!(
+        "export function f() {{ const keep = []; while (true) keep.push(Deno.readFileSync('{}')); }}",
+        big.display()
+    );
+    scenario(
+        &s,
+        "retained file buffers",
+        &script,
+        json!({"timeout": 30000}),
+        Expect::Kind(507, "memory_limit"),
+    )
+    .await;
+}
