@@ -19,12 +19,15 @@ mod common;
 
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use common::{Spawned, connect, env_num, find_deno, machine, percentile, send};
+use common::{
+    BodyMaker, Latency, Spawned, child_latency, client_runtime, connect, env_num, find_deno,
+    latency_with, machine, percentile, send, throughput_with,
+};
 
 const TRIVIAL: &str = "export function f(p) { return { ok: true, n: p }; }";
 const SORT: &str = "export function f(p) {\n\
@@ -55,6 +58,17 @@ fn body(script: &str, mode: &str, cold: bool, n: u64) -> Bytes {
     )
 }
 
+impl Row {
+    fn new(latency: Latency, rps: Option<f64>) -> Row {
+        Row {
+            name: String::new(),
+            median_us: latency.median_us,
+            p99_us: latency.p99_us,
+            rps,
+        }
+    }
+}
+
 /// Sequential latency (after `samples / 10` warm-up calls) and throughput
 /// with four connections; `cold` makes every call's script new.
 async fn measure(
@@ -66,59 +80,18 @@ async fn measure(
     seconds: u64,
 ) -> Row {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let addr = server.addr;
-    let mut c = connect(addr).await;
-    let mut us = Vec::with_capacity(samples);
-    for i in 0..samples + samples / 10 {
-        let b = body(script, mode, cold, COUNTER.fetch_add(1, Ordering::Relaxed));
-        let t = Instant::now();
-        let (status, bytes) = send(&mut c, addr, "/run", &b).await;
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
-        if i >= samples / 10 {
-            us.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-    }
-    us.sort_by(|a, b| a.total_cmp(b));
-
-    let done = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let (done, stop, script, mode) = (
-            done.clone(),
-            stop.clone(),
-            script.to_string(),
-            mode.to_string(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut c = connect(addr).await;
-            while !stop.load(Ordering::Relaxed) {
-                let b = body(
-                    &script,
-                    &mode,
-                    cold,
-                    COUNTER.fetch_add(1, Ordering::Relaxed),
-                );
-                let (status, _) = send(&mut c, addr, "/run", &b).await;
-                assert_eq!(status, 200);
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    let start = Instant::now();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let elapsed = start.elapsed().as_secs_f64();
-    let count = done.load(Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
-    }
-    Row {
-        name: String::new(),
-        median_us: percentile(&us, 0.5),
-        p99_us: percentile(&us, 0.99),
-        rps: Some(count as f64 / elapsed),
-    }
+    let (script, mode) = (script.to_string(), mode.to_string());
+    let make: BodyMaker = Arc::new(move || {
+        body(
+            &script,
+            &mode,
+            cold,
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+        )
+    });
+    let lat = latency_with(server.addr, "/run", &make, samples / 10, samples).await;
+    let rps = throughput_with(server.addr, "/run", &make, 4, Duration::from_secs(seconds)).await;
+    Row::new(lat, Some(rps))
 }
 
 /// How far past a 100 ms deadline an infinite loop is answered, over
@@ -195,33 +168,20 @@ async fn start_timed(env: &[(&str, &str)]) -> (Spawned, Duration) {
     (server, t.elapsed())
 }
 
-/// Median and p99 of `runs` runs of `deno run` on a script, in µs.
+/// Latency of `runs` runs of `deno run` on a script.
 fn deno_run(deno: &std::path::Path, dir: &std::path::Path, file: &str, runs: usize) -> Option<Row> {
-    let mut us = Vec::with_capacity(runs);
-    for i in 0..=runs {
-        let t = Instant::now();
-        let status = Command::new(deno)
-            .args(["run", "--no-prompt", file])
-            .current_dir(dir)
-            .env("DENO_NO_UPDATE_CHECK", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .ok()?;
-        if !status.success() {
-            return None;
-        }
-        if i > 0 {
-            us.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-    }
-    us.sort_by(|a, b| a.total_cmp(b));
-    Some(Row {
-        name: String::new(),
-        median_us: percentile(&us, 0.5),
-        p99_us: percentile(&us, 0.99),
-        rps: None,
-    })
+    let lat = child_latency(
+        || {
+            let mut c = Command::new(deno);
+            c.args(["run", "--no-prompt", file])
+                .current_dir(dir)
+                .env("DENO_NO_UPDATE_CHECK", "1");
+            c
+        },
+        runs,
+        &[0],
+    )?;
+    Some(Row::new(lat, None))
 }
 
 /// A Deno program that times `runs` Worker round trips (create, post the
@@ -252,14 +212,8 @@ fn deno_worker(
         .env("DENO_NO_UPDATE_CHECK", "1")
         .output()
         .ok()?;
-    let mut us: Vec<f64> = serde_json::from_slice(&out.stdout).ok()?;
-    us.sort_by(|a, b| a.total_cmp(b));
-    Some(Row {
-        name: String::new(),
-        median_us: percentile(&us, 0.5),
-        p99_us: percentile(&us, 0.99),
-        rps: None,
-    })
+    let us: Vec<f64> = serde_json::from_slice(&out.stdout).ok()?;
+    Some(Row::new(Latency::of(us), None))
 }
 
 fn print_rows(title: &str, rows: &[Row], baseline: Option<f64>) {
@@ -291,11 +245,7 @@ fn main() {
     let seconds: u64 = env_num("BENCH_SECONDS", 2);
     let samples: usize = env_num("BENCH_REQUESTS", 300);
     let child_runs: usize = env_num("BENCH_CHILD_RUNS", 20);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = client_runtime();
     rt.block_on(async move {
         let (server, startup) = start_timed(&[]).await;
         let deno = find_deno();

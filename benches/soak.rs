@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use common::{Spawned, connect, env_num, machine, percentile, send};
+use common::{Spawned, client_runtime, connect, env_num, machine, percentile, send};
 
 const NORMAL: &str =
     "export function f(p) { let s = 0; for (let i = 0; i < 1000; i++) s += i * p; return { s }; }";
@@ -119,11 +119,7 @@ async fn phase(server: &Spawned, clients: usize, length: Duration, hostile: bool
 
 fn main() {
     let seconds: u64 = env_num("SOAK_SECONDS", 180);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = client_runtime();
     rt.block_on(async move {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_isoexec"));
         cmd.env("PORT", "0")

@@ -101,29 +101,59 @@ pub async fn check(addr: SocketAddr, path: &str, body: &Bytes) {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
 }
 
+#[derive(Clone, Copy)]
 pub struct Latency {
     pub median_us: f64,
     pub p99_us: f64,
 }
 
-/// Sequential requests on one keep-alive connection, after a warm-up.
+impl Latency {
+    /// Median and p99 of samples in microseconds.
+    pub fn of(mut us: Vec<f64>) -> Latency {
+        us.sort_by(|a, b| a.total_cmp(b));
+        Latency {
+            median_us: percentile(&us, 0.50),
+            p99_us: percentile(&us, 0.99),
+        }
+    }
+}
+
+/// Makes the body of each request (a fixed one, or a new one per call).
+pub type BodyMaker = Arc<dyn Fn() -> Bytes + Send + Sync>;
+
+/// A maker that sends `body` every time.
+pub fn fixed(body: &Bytes) -> BodyMaker {
+    let body = body.clone();
+    Arc::new(move || body.clone())
+}
+
+/// Sequential requests on one keep-alive connection, after 200 warm-up
+/// requests.
 pub async fn latency(addr: SocketAddr, path: &str, body: &Bytes, samples: usize) -> Latency {
+    latency_with(addr, path, &fixed(body), 200, samples).await
+}
+
+/// Sequential requests on one keep-alive connection, each with a body from
+/// `make`, after `warmup` requests that are not counted.
+pub async fn latency_with(
+    addr: SocketAddr,
+    path: &str,
+    make: &BodyMaker,
+    warmup: usize,
+    samples: usize,
+) -> Latency {
     let mut c = connect(addr).await;
-    for _ in 0..200 {
-        send(&mut c, addr, path, body).await;
-    }
     let mut us = Vec::with_capacity(samples);
-    for _ in 0..samples {
+    for i in 0..warmup + samples {
+        let body = make();
         let t = Instant::now();
-        let (status, _) = send(&mut c, addr, path, body).await;
-        us.push(t.elapsed().as_secs_f64() * 1e6);
-        assert_eq!(status, 200);
+        let (status, bytes) = send(&mut c, addr, path, &body).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+        if i >= warmup {
+            us.push(t.elapsed().as_secs_f64() * 1e6);
+        }
     }
-    us.sort_by(|a, b| a.total_cmp(b));
-    Latency {
-        median_us: percentile(&us, 0.50),
-        p99_us: percentile(&us, 0.99),
-    }
+    Latency::of(us)
 }
 
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -139,15 +169,26 @@ pub async fn throughput(
     connections: usize,
     length: Duration,
 ) -> f64 {
+    throughput_with(addr, path, &fixed(body), connections, length).await
+}
+
+/// As [`throughput`], each request with a body from `make`.
+pub async fn throughput_with(
+    addr: SocketAddr,
+    path: &str,
+    make: &BodyMaker,
+    connections: usize,
+    length: Duration,
+) -> f64 {
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (done, stop, body, path) = (done.clone(), stop.clone(), body.clone(), path.to_string());
+        let (done, stop, make, path) = (done.clone(), stop.clone(), make.clone(), path.to_string());
         tasks.push(tokio::spawn(async move {
             let mut c = connect(addr).await;
             while !stop.load(Ordering::Relaxed) {
-                let (status, _) = send(&mut c, addr, &path, &body).await;
+                let (status, _) = send(&mut c, addr, &path, &make()).await;
                 assert_eq!(status, 200);
                 done.fetch_add(1, Ordering::Relaxed);
             }
@@ -174,14 +215,18 @@ pub fn find_deno() -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Median wall time of `runs` runs of a command (after one warm-up run),
-/// in microseconds.
-pub fn child_median_us(mut make: impl FnMut() -> Command, runs: usize) -> Option<f64> {
+/// Wall time of `runs` runs of a command (after one warm-up run); `None`
+/// if a run fails to start or exits with a code not in `ok_codes`.
+pub fn child_latency(
+    mut make: impl FnMut() -> Command,
+    runs: usize,
+    ok_codes: &[i32],
+) -> Option<Latency> {
     let ok = |cmd: &mut Command| {
         cmd.stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .is_ok_and(|s| s.success() || s.code() == Some(1))
+            .is_ok_and(|s| s.code().is_some_and(|c| ok_codes.contains(&c)))
     };
     if !ok(&mut make()) {
         return None;
@@ -194,8 +239,16 @@ pub fn child_median_us(mut make: impl FnMut() -> Command, runs: usize) -> Option
         }
         us.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    us.sort_by(|a, b| a.total_cmp(b));
-    Some(percentile(&us, 0.5))
+    Some(Latency::of(us))
+}
+
+/// The multi-threaded client runtime every benchmark drives its load from.
+pub fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 /// "N cores, CPU model" of this machine.
