@@ -255,8 +255,9 @@ fn worker_main(shared: &Shared, id: usize) {
     loop {
         if worker.spare.is_none() {
             worker.spare = worker.new_sandbox();
-            worker.record_heap(id);
         }
+        // Once per job, with the isolates this worker keeps while it waits.
+        worker.record_heap(id);
         let Some(queued) = shared.next_job() else {
             break;
         };
@@ -269,7 +270,6 @@ fn worker_main(shared: &Shared, id: usize) {
         let _ = queued.reply.send(report);
         // Dropping an isolate takes time: do it after the caller has its answer.
         drop(used);
-        worker.record_heap(id);
     }
 }
 
@@ -431,7 +431,14 @@ impl Worker<'_> {
                 logs,
                 logs_truncated,
             };
-            (report, if warm { sandbox.heap_used() } else { 0 })
+            (
+                report,
+                if warm {
+                    sandbox.heap_figures()[1] as usize
+                } else {
+                    0
+                },
+            )
         });
 
         let keep = warm

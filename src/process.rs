@@ -117,8 +117,8 @@ impl ProcessPool {
         // (setrlimit, prctl) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                limit(libc::RLIMIT_DATA, data_limit);
-                limit(libc::RLIMIT_CORE, 0);
+                limit(libc::RLIMIT_DATA, data_limit, data_limit);
+                limit(libc::RLIMIT_CORE, 0, 0);
                 libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
                 Ok(())
             });
@@ -319,10 +319,10 @@ async fn forward_stderr(stderr: tokio::process::ChildStderr) {
 
 /// Sets a resource limit (soft and hard); errors are ignored, as the
 /// worker's own limits still hold.
-fn limit(resource: libc::__rlimit_resource_t, value: u64) {
+fn limit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) {
     let l = libc::rlimit {
-        rlim_cur: value,
-        rlim_max: value,
+        rlim_cur: soft,
+        rlim_max: hard,
     };
     // SAFETY: setrlimit reads a valid struct.
     unsafe { libc::setrlimit(resource, &l) };
@@ -379,12 +379,11 @@ pub fn worker_main() -> std::process::ExitCode {
         // (SIGXCPU, then SIGKILL at the hard limit).
         let cpu_budget = job.cpu_limit.unwrap_or(job.timeout).as_secs() + 2;
         let cpu_now = cpu_seconds_used();
-        let l = libc::rlimit {
-            rlim_cur: cpu_now + cpu_budget,
-            rlim_max: cpu_now + cpu_budget + 1,
-        };
-        // SAFETY: setrlimit reads a valid struct.
-        unsafe { libc::setrlimit(libc::RLIMIT_CPU, &l) };
+        limit(
+            libc::RLIMIT_CPU,
+            cpu_now + cpu_budget,
+            cpu_now + cpu_budget + 1,
+        );
         let rx = pool
             .submit(job, Arc::new(CancelFlag::default()))
             .map_err(|_| std::io::Error::other("the worker's pool refused the job"))?;

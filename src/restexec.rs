@@ -15,7 +15,7 @@ use crate::api::json_depth_exceeds;
 use crate::error::{ApiError, ErrorKind};
 use crate::exec::{CallJob, ExecError, Isolation, LogEntry, Report, Task};
 use crate::server::{App, Body, json_response};
-use crate::workspace::{MAX_CODE_BYTES, extract_code, validate_code_id};
+use crate::workspace::{MAX_CODE_BYTES, Workspace, extract_code, validate_code_id};
 
 /// A restexec error: its `type`, status, message and details (boxed: it
 /// travels in `Result`s).
@@ -106,11 +106,12 @@ impl From<ApiError> for RestError {
             ErrorKind::Unavailable => "UnavailableError",
             _ => "InternalServerError",
         };
-        let mut details = e.details.clone();
+        let status = e.status();
+        let mut details = e.details;
         details.insert("kind".into(), e.kind.as_str().into());
         RestError(Box::new(RestErrorBody {
             kind,
-            status: e.status(),
+            status,
             message: e.message,
             details,
             retry_after: e.retry_after,
@@ -144,7 +145,7 @@ fn object_body(app: &App, body: &[u8]) -> Result<Map<String, Value>, RestError> 
 fn code_id_field(body: &Map<String, Value>) -> Result<String, RestError> {
     match body.get("codeId") {
         Some(Value::String(id)) => {
-            validate_code_id(id).map_err(|m| RestError::validation(m).with("field", "codeId"))?;
+            checked_code_id(id)?;
             Ok(id.clone())
         }
         None | Some(Value::Null) => {
@@ -247,11 +248,9 @@ pub async fn save(app: &Arc<App>, body: &[u8]) -> Result<Response<Body>, RestErr
         .with("limit", MAX_CODE_BYTES));
     }
     let code = code.to_string();
-    let app2 = app.clone();
     let id = code_id.clone();
-    let saved = tokio::task::spawn_blocking(move || app2.workspace.save(&id, &code))
-        .await
-        .map_err(RestError::internal)?
+    let saved = on_workspace(app, move |ws| ws.save(&id, &code))
+        .await?
         .map_err(|e| RestError::internal(format!("saving {code_id}: {e}")))?;
     Ok(ok(
         json!({"codeId": code_id, "filePath": saved.path.display().to_string(), "size": saved.size}),
@@ -259,7 +258,19 @@ pub async fn save(app: &Arc<App>, body: &[u8]) -> Result<Response<Body>, RestErr
     ))
 }
 
-fn path_code_id(code_id: &str) -> Result<(), RestError> {
+/// Runs a blocking workspace operation off the reactor.
+async fn on_workspace<T: Send + 'static>(
+    app: &Arc<App>,
+    f: impl FnOnce(&Workspace) -> std::io::Result<T> + Send + 'static,
+) -> Result<std::io::Result<T>, RestError> {
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || f(&app.workspace))
+        .await
+        .map_err(RestError::internal)
+}
+
+/// A `codeId` from a body or a path, checked.
+fn checked_code_id(code_id: &str) -> Result<(), RestError> {
     validate_code_id(code_id).map_err(|m| RestError::validation(m).with("field", "codeId"))
 }
 
@@ -274,13 +285,9 @@ fn not_found(code_id: &str) -> RestError {
 
 /// `GET /workspace/{codeId}`.
 pub async fn read(app: &Arc<App>, code_id: &str) -> Result<Response<Body>, RestError> {
-    path_code_id(code_id)?;
-    let app2 = app.clone();
+    checked_code_id(code_id)?;
     let id = code_id.to_string();
-    match tokio::task::spawn_blocking(move || app2.workspace.read(&id))
-        .await
-        .map_err(RestError::internal)?
-    {
+    match on_workspace(app, move |ws| ws.read(&id)).await? {
         Ok(code) => Ok(ok(
             json!({"codeId": code_id, "code": code, "size": code.len()}),
             None,
@@ -292,13 +299,9 @@ pub async fn read(app: &Arc<App>, code_id: &str) -> Result<Response<Body>, RestE
 
 /// `DELETE /workspace/{codeId}`.
 pub async fn delete(app: &Arc<App>, code_id: &str) -> Result<Response<Body>, RestError> {
-    path_code_id(code_id)?;
-    let app2 = app.clone();
+    checked_code_id(code_id)?;
     let id = code_id.to_string();
-    match tokio::task::spawn_blocking(move || app2.workspace.delete(&id))
-        .await
-        .map_err(RestError::internal)?
-    {
+    match on_workspace(app, move |ws| ws.delete(&id)).await? {
         Ok(()) => Ok(ok(json!({"codeId": code_id, "deleted": true}), None)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found(code_id)),
         Err(e) => Err(RestError::internal(format!("deleting {code_id}: {e}"))),
@@ -307,10 +310,8 @@ pub async fn delete(app: &Arc<App>, code_id: &str) -> Result<Response<Body>, Res
 
 /// `GET /workspace`.
 pub async fn list(app: &Arc<App>) -> Result<Response<Body>, RestError> {
-    let app2 = app.clone();
-    let files = tokio::task::spawn_blocking(move || app2.workspace.list())
-        .await
-        .map_err(RestError::internal)?
+    let files = on_workspace(app, |ws| ws.list())
+        .await?
         .map_err(|e| RestError::internal(format!("listing the workspace: {e}")))?;
     Ok(ok(json!({"files": files, "count": files.len()}), None))
 }

@@ -115,7 +115,7 @@ pub async fn run(
         .header_read_timeout(app.config.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
-    let app_timeout = app.config.header_read_timeout;
+    let head_timeout = app.config.header_read_timeout;
     tokio::pin!(shutdown);
 
     loop {
@@ -139,7 +139,6 @@ pub async fn run(
             let app = app.clone();
             async move { Ok::<_, Infallible>(handle(&app, req).await) }
         });
-        let head_timeout = app_timeout;
         tokio::spawn(async move {
             // hyper's header-read timer only starts once the protocol is
             // known: bound the wait for the first bytes here.

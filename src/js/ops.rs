@@ -269,10 +269,16 @@ fn fill_random(buf: &mut [u8]) {
 #[string]
 fn op_isoexec_deny(state: &mut OpState, #[string] what: &str) -> String {
     let message = format!("Requires {what}; this capability is not granted");
-    if let Some(call) = state.try_borrow_mut::<CallState>() {
-        call.denied.get_or_insert_with(|| message.clone());
-    }
+    record_denial(state, &message);
     message
+}
+
+/// Records the first capability refused to the current call, so a failure
+/// it causes is reported as `permission_denied`.
+fn record_denial(state: &mut OpState, message: &str) {
+    if let Some(call) = state.try_borrow_mut::<CallState>() {
+        call.denied.get_or_insert_with(|| message.to_owned());
+    }
 }
 
 #[op2]
@@ -298,9 +304,7 @@ const MAX_READ_BYTES: usize = 64 * 1024 * 1024;
 fn fs_error(state: &mut OpState, e: FsError) -> JsErrorBox {
     match e {
         FsError::Denied(message) => {
-            if let Some(call) = state.try_borrow_mut::<CallState>() {
-                call.denied.get_or_insert_with(|| message.clone());
-            }
+            record_denial(state, &message);
             JsErrorBox::new("PermissionDenied", message)
         }
         FsError::NotFound(message) => JsErrorBox::new("NotFound", message),
@@ -361,9 +365,7 @@ async fn op_isoexec_fetch(
     match crate::net::send(&perms, request, body).await {
         Ok((response, bytes)) => Ok((response, bytes.into())),
         Err(FetchError::Denied(message)) => {
-            if let Some(call) = state.borrow_mut().try_borrow_mut::<CallState>() {
-                call.denied.get_or_insert_with(|| message.clone());
-            }
+            record_denial(&mut state.borrow_mut(), &message);
             Err(JsErrorBox::new("PermissionDenied", message))
         }
         Err(FetchError::Type(message)) => Err(JsErrorBox::type_error(message)),

@@ -202,14 +202,6 @@ impl Sandbox {
         self.modules.len()
     }
 
-    /// Bytes of V8 heap in use.
-    pub fn heap_used(&mut self) -> usize {
-        self.runtime
-            .v8_isolate()
-            .get_heap_statistics()
-            .used_heap_size()
-    }
-
     /// Heap figures in bytes: (total, used, external).
     pub fn heap_figures(&mut self) -> [u64; 3] {
         let stats = self.runtime.v8_isolate().get_heap_statistics();
@@ -283,13 +275,19 @@ impl Sandbox {
             .load_main_es_module(url)
             .await
             .map_err(Failure::Load)?;
+        self.evaluate(id).await?;
+        self.runtime
+            .run_event_loop(PollEventLoopOptions::default())
+            .await
+            .map_err(Failure::Core)
+    }
+
+    /// Evaluates a loaded module, driving the event loop until its
+    /// evaluation (top-level await included) settles.
+    async fn evaluate(&mut self, id: ModuleId) -> Result<(), Failure> {
         let eval = self.runtime.mod_evaluate(id);
         self.runtime
             .with_event_loop_promise(Box::pin(eval), PollEventLoopOptions::default())
-            .await
-            .map_err(Failure::Core)?;
-        self.runtime
-            .run_event_loop(PollEventLoopOptions::default())
             .await
             .map_err(Failure::Core)
     }
@@ -315,11 +313,7 @@ impl Sandbox {
                         .await
                 }
                 .map_err(Failure::Load)?;
-                let eval = self.runtime.mod_evaluate(id);
-                self.runtime
-                    .with_event_loop_promise(Box::pin(eval), PollEventLoopOptions::default())
-                    .await
-                    .map_err(Failure::Core)?;
+                self.evaluate(id).await?;
                 if warm {
                     self.modules.insert(module.hash, id);
                 }
