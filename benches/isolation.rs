@@ -115,15 +115,20 @@ async fn overshoot(server: &Spawned, mode: &str, tries: usize) -> (f64, f64) {
     (percentile(&ms, 0.5), ms[ms.len() - 1])
 }
 
-/// PIDs of a process's children.
+/// PIDs of a server's `isoexec worker` children (not its compile helpers).
 fn children(pid: u32) -> Vec<u32> {
+    let is_worker = |child: u32| {
+        std::fs::read(format!("/proc/{child}/cmdline"))
+            .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"worker"))
+    };
     let mut out = Vec::new();
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for task in tasks.flatten() {
             if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
                 out.extend(
                     text.split_whitespace()
-                        .filter_map(|p| p.parse::<u32>().ok()),
+                        .filter_map(|p| p.parse::<u32>().ok())
+                        .filter(|p| is_worker(*p)),
                 );
             }
         }

@@ -1,9 +1,58 @@
 // Turns any JS value into readable text for console output. Never throws:
 // user values with hostile getters or proxies still produce a string.
+// Uses only builtins captured at snapshot time (see 02_timers.js).
+import { primordials } from "ext:core/mod.js";
+
+const {
+  ArrayBufferIsView,
+  ArrayBufferPrototype,
+  ArrayBufferPrototypeGetByteLength,
+  ArrayIsArray,
+  ArrayPrototypeIncludes,
+  ArrayPrototypeJoin,
+  ArrayPrototypePop,
+  ArrayPrototypePush,
+  DataViewPrototype,
+  DatePrototype,
+  DatePrototypeToISOString,
+  ErrorPrototype,
+  FunctionPrototypeToString,
+  JSONStringify,
+  MapPrototype,
+  MapPrototypeForEach,
+  MapPrototypeGetSize,
+  MathMin,
+  MathTrunc,
+  Number,
+  NumberParseFloat,
+  ObjectGetOwnPropertyDescriptor,
+  ObjectGetPrototypeOf,
+  ObjectIs,
+  ObjectPrototypeIsPrototypeOf,
+  PromisePrototype,
+  ReflectOwnKeys,
+  RegExpPrototype,
+  RegExpPrototypeTest,
+  RegExpPrototypeToString,
+  SafeArrayIterator,
+  SafeRegExp,
+  SetPrototype,
+  SetPrototypeForEach,
+  SetPrototypeGetSize,
+  String,
+  StringPrototypeIncludes,
+  StringPrototypeSlice,
+  StringPrototypeStartsWith,
+  SymbolPrototypeToString,
+  TypedArrayPrototypeGetLength,
+  TypedArrayPrototypeGetSymbolToStringTag,
+} = primordials;
 
 const MAX_DEPTH = 4;
 const MAX_ITEMS = 100;
-const MAX_STRING = 10000;
+/** Strings nested in an inspected value are cut here; printed ones never. */
+const MAX_NESTED_STRING = 10000;
+const IDENTIFIER = new SafeRegExp("^[A-Za-z_$][A-Za-z0-9_$]*$");
 
 function safe(fn, fallback) {
   try {
@@ -14,18 +63,25 @@ function safe(fn, fallback) {
 }
 
 function quote(s) {
-  return JSON.stringify(s);
+  return JSONStringify(s);
+}
+
+function isA(prototype, v) {
+  return safe(() => ObjectPrototypeIsPrototypeOf(prototype, v), false);
 }
 
 function keyText(k) {
-  if (typeof k === "symbol") return "[" + safe(() => String(k), "Symbol()") + "]";
-  return /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(k) ? k : quote(k);
+  if (typeof k === "symbol") return "[" + safe(() => SymbolPrototypeToString(k), "Symbol()") + "]";
+  return RegExpPrototypeTest(IDENTIFIER, k) ? k : quote(k);
 }
 
 function fnText(v) {
-  const name = safe(() => v.name, "");
+  const name = safe(() => {
+    const d = ObjectGetOwnPropertyDescriptor(v, "name");
+    return d && typeof d.value === "string" ? d.value : "";
+  }, "");
   const isClass = safe(
-    () => Function.prototype.toString.call(v).startsWith("class"),
+    () => StringPrototypeStartsWith(FunctionPrototypeToString(v), "class"),
     false,
   );
   if (isClass) return "[class " + (name || "(anonymous)") + "]";
@@ -40,103 +96,123 @@ function errorText(v) {
   return message ? name + ": " + message : name;
 }
 
+function join(items) {
+  return ArrayPrototypeJoin(items, ", ");
+}
+
 function inspectInner(v, depth, seen, nested) {
   switch (typeof v) {
     case "string": {
-      const s = v.length > MAX_STRING ? v.slice(0, MAX_STRING) + "..." : v;
-      return nested ? quote(s) : s;
+      if (!nested) return v;
+      return quote(
+        v.length > MAX_NESTED_STRING ? StringPrototypeSlice(v, 0, MAX_NESTED_STRING) + "..." : v,
+      );
     }
     case "number":
-      return Object.is(v, -0) ? "-0" : String(v);
+      return ObjectIs(v, -0) ? "-0" : String(v);
     case "bigint":
       return String(v) + "n";
     case "boolean":
     case "undefined":
       return String(v);
     case "symbol":
-      return safe(() => String(v), "Symbol()");
+      return safe(() => SymbolPrototypeToString(v), "Symbol()");
     case "function":
       return fnText(v);
   }
   if (v === null) return "null";
-  if (seen.includes(v)) return "[Circular]";
-  if (v instanceof Error) return errorText(v);
-  if (v instanceof Date) {
-    return safe(() => v.toISOString(), "Invalid Date");
+  if (ArrayPrototypeIncludes(seen, v)) return "[Circular]";
+  if (isA(ErrorPrototype, v)) return errorText(v);
+  if (isA(DatePrototype, v)) {
+    return safe(() => DatePrototypeToISOString(v), "Invalid Date");
   }
-  if (v instanceof RegExp) return safe(() => String(v), "/(?:)/");
-  if (ArrayBuffer.isView(v) && !(v instanceof DataView)) {
-    const name = safe(() => v.constructor.name, "TypedArray");
-    const items = [];
-    const n = Math.min(v.length, MAX_ITEMS);
-    for (let i = 0; i < n; i++) items.push(String(v[i]));
-    if (v.length > MAX_ITEMS) items.push("... " + (v.length - MAX_ITEMS) + " more items");
-    return name + "(" + v.length + ") [ " + items.join(", ") + (items.length ? " ]" : "]");
+  if (isA(RegExpPrototype, v)) return safe(() => RegExpPrototypeToString(v), "/(?:)/");
+  if (ArrayBufferIsView(v) && !isA(DataViewPrototype, v)) {
+    return safe(() => {
+      const name = TypedArrayPrototypeGetSymbolToStringTag(v) || "TypedArray";
+      const length = TypedArrayPrototypeGetLength(v);
+      const items = [];
+      const n = MathMin(length, MAX_ITEMS);
+      for (let i = 0; i < n; i++) ArrayPrototypePush(items, String(v[i]));
+      if (length > MAX_ITEMS) ArrayPrototypePush(items, "... " + (length - MAX_ITEMS) + " more items");
+      return name + "(" + length + ") [ " + join(items) + (items.length ? " ]" : "]");
+    }, "TypedArray");
   }
-  if (v instanceof ArrayBuffer) {
-    return "ArrayBuffer { byteLength: " + v.byteLength + " }";
+  if (isA(ArrayBufferPrototype, v)) {
+    return "ArrayBuffer { byteLength: " +
+      safe(() => ArrayBufferPrototypeGetByteLength(v), "?") + " }";
   }
-  if (v instanceof Promise) return "Promise { <pending or settled> }";
+  if (isA(PromisePrototype, v)) return "Promise { <pending or settled> }";
   if (depth > MAX_DEPTH) {
-    return Array.isArray(v) ? "[Array]" : "[Object]";
+    return ArrayIsArray(v) ? "[Array]" : "[Object]";
   }
-  seen.push(v);
+  ArrayPrototypePush(seen, v);
   try {
-    if (Array.isArray(v)) {
+    if (ArrayIsArray(v)) {
       const items = [];
-      const n = Math.min(v.length, MAX_ITEMS);
+      const length = safe(() => v.length, 0);
+      const n = MathMin(length, MAX_ITEMS);
       for (let i = 0; i < n; i++) {
-        items.push(inspectInner(safe(() => v[i], undefined), depth + 1, seen, true));
+        ArrayPrototypePush(items, inspectInner(safe(() => v[i], undefined), depth + 1, seen, true));
       }
-      if (v.length > MAX_ITEMS) items.push("... " + (v.length - MAX_ITEMS) + " more items");
-      return items.length ? "[ " + items.join(", ") + " ]" : "[]";
+      if (length > MAX_ITEMS) ArrayPrototypePush(items, "... " + (length - MAX_ITEMS) + " more items");
+      return items.length ? "[ " + join(items) + " ]" : "[]";
     }
-    if (v instanceof Map) {
+    if (isA(MapPrototype, v)) {
       const items = [];
-      for (const [k, val] of v) {
-        if (items.length >= MAX_ITEMS) break;
-        items.push(
-          inspectInner(k, depth + 1, seen, true) + " => " +
-            inspectInner(val, depth + 1, seen, true),
-        );
-      }
-      return "Map(" + v.size + ") {" + (items.length ? " " + items.join(", ") + " " : "") + "}";
+      safe(() =>
+        MapPrototypeForEach(v, (val, k) => {
+          if (items.length >= MAX_ITEMS) return;
+          ArrayPrototypePush(
+            items,
+            inspectInner(k, depth + 1, seen, true) + " => " +
+              inspectInner(val, depth + 1, seen, true),
+          );
+        }), undefined);
+      const size = safe(() => MapPrototypeGetSize(v), items.length);
+      return "Map(" + size + ") {" + (items.length ? " " + join(items) + " " : "") + "}";
     }
-    if (v instanceof Set) {
+    if (isA(SetPrototype, v)) {
       const items = [];
-      for (const val of v) {
-        if (items.length >= MAX_ITEMS) break;
-        items.push(inspectInner(val, depth + 1, seen, true));
-      }
-      return "Set(" + v.size + ") {" + (items.length ? " " + items.join(", ") + " " : "") + "}";
+      safe(() =>
+        SetPrototypeForEach(v, (val) => {
+          if (items.length >= MAX_ITEMS) return;
+          ArrayPrototypePush(items, inspectInner(val, depth + 1, seen, true));
+        }), undefined);
+      const size = safe(() => SetPrototypeGetSize(v), items.length);
+      return "Set(" + size + ") {" + (items.length ? " " + join(items) + " " : "") + "}";
     }
-    const keys = safe(() => Reflect.ownKeys(v), []);
+    const keys = safe(() => ReflectOwnKeys(v), []);
     const items = [];
-    for (const k of keys) {
+    for (const k of new SafeArrayIterator(keys)) {
       if (items.length >= MAX_ITEMS) {
-        items.push("...");
+        ArrayPrototypePush(items, "...");
         break;
       }
-      const desc = safe(() => Object.getOwnPropertyDescriptor(v, k), undefined);
+      const desc = safe(() => ObjectGetOwnPropertyDescriptor(v, k), undefined);
       if (!desc || !desc.enumerable) continue;
-      const text = "get" in desc || "set" in desc
+      const accessor = desc.get !== undefined || desc.set !== undefined;
+      const text = accessor
         ? "[Getter" + (desc.set ? "/Setter]" : "]")
         : inspectInner(desc.value, depth + 1, seen, true);
-      items.push(keyText(k) + ": " + text);
+      ArrayPrototypePush(items, keyText(k) + ": " + text);
     }
-    const ctor = safe(() => Object.getPrototypeOf(v), null);
-    const ctorName = ctor === null
-      ? "[Object: null prototype] "
-      : safe(() => (ctor.constructor && ctor.constructor.name !== "Object"
-        ? ctor.constructor.name + " "
-        : ""), "");
-    return ctorName + (items.length ? "{ " + items.join(", ") + " }" : "{}");
+    const proto = safe(() => ObjectGetPrototypeOf(v), null);
+    const ctorName = proto === null ? "[Object: null prototype] " : safe(() => {
+      const d = ObjectGetOwnPropertyDescriptor(proto, "constructor");
+      const ctor = d && d.value;
+      if (typeof ctor !== "function") return "";
+      const n = ObjectGetOwnPropertyDescriptor(ctor, "name");
+      const name = n && typeof n.value === "string" ? n.value : "";
+      return name && name !== "Object" ? name + " " : "";
+    }, "");
+    return ctorName + (items.length ? "{ " + join(items) + " }" : "{}");
   } finally {
-    seen.pop();
+    ArrayPrototypePop(seen);
   }
 }
 
-/** Text for one console argument. */
+/** Text for one console argument. Strings are printed whole. */
 export function inspect(v) {
   return safe(() => inspectInner(v, 0, [], false), "[uninspectable value]");
 }
@@ -147,7 +223,7 @@ export function format(args) {
   let out = "";
   let rest = 0;
   const first = args[0];
-  if (typeof first === "string" && args.length > 1 && first.includes("%")) {
+  if (typeof first === "string" && args.length > 1 && StringPrototypeIncludes(first, "%")) {
     let next = 1;
     let i = 0;
     while (i < first.length) {
@@ -159,7 +235,7 @@ export function format(args) {
           i += 2;
           continue;
         }
-        if ("sdifoOjc".includes(f) && next < args.length) {
+        if (StringPrototypeIncludes("sdifoOjc", f) && next < args.length) {
           const a = args[next++];
           switch (f) {
             case "s":
@@ -170,14 +246,14 @@ export function format(args) {
               const n = safe(() => (typeof a === "bigint" ? a : Number(a)), NaN);
               out += typeof n === "bigint"
                 ? String(n) + "n"
-                : String(f === "i" ? Math.trunc(n) : n);
+                : String(f === "i" ? MathTrunc(n) : n);
               break;
             }
             case "f":
-              out += String(safe(() => parseFloat(a), NaN));
+              out += String(safe(() => NumberParseFloat(a), NaN));
               break;
             case "j":
-              out += safe(() => JSON.stringify(a), "[Circular]");
+              out += safe(() => JSONStringify(a), "[Circular]");
               break;
             case "c":
               break;

@@ -1,7 +1,24 @@
 // console: every call becomes one captured log entry (level, Rust-side
 // timestamp, text). Nothing is written to the server's own stdout.
-import { op_isoexec_log } from "ext:core/ops";
+// Uses only builtins captured at snapshot time (see 02_timers.js).
+import { op_isoexec_log, op_isoexec_now } from "ext:core/ops";
+import { primordials } from "ext:core/mod.js";
 import { format, inspect } from "ext:isoexec/00_inspect.js";
+
+const {
+  ArrayPrototypeJoin,
+  ArrayPrototypeSlice,
+  ErrorCaptureStackTrace,
+  MapPrototypeDelete,
+  MapPrototypeGet,
+  MapPrototypeSet,
+  NumberPrototypeToFixed,
+  SafeMap,
+  String,
+  StringPrototypeReplaceAll,
+  StringPrototypeSlice,
+  StringPrototypeSplit,
+} = primordials;
 
 // Level numbers shared with src/js/ops.rs (LogLevel).
 const DEBUG = 0;
@@ -11,11 +28,14 @@ const WARN = 3;
 const ERROR = 4;
 
 let groupIndent = "";
-const counts = new Map();
-const timers = new Map();
+const counts = new SafeMap();
+const timers = new SafeMap();
 
 function emit(level, text) {
-  op_isoexec_log(level, groupIndent ? groupIndent + text.split("\n").join("\n" + groupIndent) : text);
+  op_isoexec_log(
+    level,
+    groupIndent ? groupIndent + StringPrototypeReplaceAll(text, "\n", "\n" + groupIndent) : text,
+  );
 }
 
 function method(level) {
@@ -32,9 +52,10 @@ export function createConsole() {
     error: method(ERROR),
     debug: method(DEBUG),
     trace: function (...args) {
-      const err = {};
-      Error.captureStackTrace(err, console.trace);
-      const stack = String(err.stack || "").split("\n").slice(1).join("\n");
+      const err = { __proto__: null, stack: "" };
+      ErrorCaptureStackTrace(err, console.trace);
+      const lines = StringPrototypeSplit(String(err.stack || ""), "\n");
+      const stack = ArrayPrototypeJoin(ArrayPrototypeSlice(lines, 1), "\n");
       emit(DEBUG, "Trace" + (args.length ? ": " + format(args) : "") + (stack ? "\n" + stack : ""));
     },
     dir: function (value) {
@@ -49,34 +70,40 @@ export function createConsole() {
       emit(ERROR, "Assertion failed" + (args.length ? ": " + format(args) : ""));
     },
     count: function (label = "default") {
-      const n = (counts.get(String(label)) || 0) + 1;
-      counts.set(String(label), n);
-      emit(INFO, String(label) + ": " + n);
+      const key = String(label);
+      const n = (MapPrototypeGet(counts, key) || 0) + 1;
+      MapPrototypeSet(counts, key, n);
+      emit(INFO, key + ": " + n);
     },
     countReset: function (label = "default") {
-      counts.delete(String(label));
+      MapPrototypeDelete(counts, String(label));
     },
     group: function (...args) {
       if (args.length) emit(LOG, format(args));
       groupIndent += "  ";
     },
     groupEnd: function () {
-      groupIndent = groupIndent.slice(2);
+      groupIndent = StringPrototypeSlice(groupIndent, 2);
     },
     time: function (label = "default") {
-      timers.set(String(label), performance.now());
+      MapPrototypeSet(timers, String(label), op_isoexec_now());
     },
     timeLog: function (label = "default", ...args) {
-      const start = timers.get(String(label));
+      const key = String(label);
+      const start = MapPrototypeGet(timers, key);
       if (start === undefined) return;
-      const ms = performance.now() - start;
-      emit(INFO, String(label) + ": " + ms.toFixed(3) + "ms" + (args.length ? " " + format(args) : ""));
+      const ms = op_isoexec_now() - start;
+      emit(
+        INFO,
+        key + ": " + NumberPrototypeToFixed(ms, 3) + "ms" + (args.length ? " " + format(args) : ""),
+      );
     },
     timeEnd: function (label = "default") {
-      const start = timers.get(String(label));
+      const key = String(label);
+      const start = MapPrototypeGet(timers, key);
       if (start === undefined) return;
-      timers.delete(String(label));
-      emit(INFO, String(label) + ": " + (performance.now() - start).toFixed(3) + "ms");
+      MapPrototypeDelete(timers, key);
+      emit(INFO, key + ": " + NumberPrototypeToFixed(op_isoexec_now() - start, 3) + "ms");
     },
   };
   console.groupCollapsed = console.group;

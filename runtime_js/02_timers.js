@@ -1,32 +1,54 @@
 // setTimeout / setInterval on deno_core's timer queue. Every live timer is
 // tracked so the host can cancel them all when a call settles.
-import { core } from "ext:core/mod.js";
+//
+// Like all of runtime_js, this file uses only what it captured while the
+// snapshot was made (primordials and module-local bindings): user code can
+// patch globals and prototypes, but not the host's view of them.
+import { core, primordials } from "ext:core/mod.js";
 
-const live = new Map();
+const {
+  MapPrototypeClear,
+  MapPrototypeDelete,
+  MapPrototypeForEach,
+  MapPrototypeGet,
+  MapPrototypeSet,
+  ReflectApply,
+  SafeMap,
+  String,
+  StringPrototypeSlice,
+  TypeError,
+} = primordials;
+const { cancelTimer, createTimer } = core;
+
+const live = new SafeMap();
 let nextId = 1;
 
 function schedule(callback, delay, args, repeat) {
   if (typeof callback !== "function") {
     const code = String(callback);
     callback = () => {
-      throw new TypeError("setTimeout with a string is not supported: " + code.slice(0, 40));
+      throw new TypeError(
+        "setTimeout with a string is not supported: " + StringPrototypeSlice(code, 0, 40),
+      );
     };
   }
   const id = nextId++;
-  const run = repeat ? callback : (...a) => {
-    live.delete(id);
-    callback(...a);
+  // deno_core would spread `args` (an iterator user code can patch): the
+  // arguments are applied here instead.
+  const run = repeat ? () => ReflectApply(callback, undefined, args) : () => {
+    MapPrototypeDelete(live, id);
+    ReflectApply(callback, undefined, args);
   };
-  const timer = core.createTimer(run, delay, args, repeat, true);
-  live.set(id, timer);
+  const timer = createTimer(run, delay, undefined, repeat, true);
+  MapPrototypeSet(live, id, timer);
   return id;
 }
 
 function clear(id) {
-  const timer = live.get(id);
+  const timer = MapPrototypeGet(live, id);
   if (timer === undefined) return;
-  live.delete(id);
-  core.cancelTimer(timer);
+  MapPrototypeDelete(live, id);
+  cancelTimer(timer);
 }
 
 export function setTimeout(callback, delay = 0, ...args) {
@@ -45,8 +67,12 @@ export function clearInterval(id = undefined) {
   clear(id);
 }
 
+function cancelOne(timer) {
+  cancelTimer(timer);
+}
+
 /** Cancels every pending timer: called by the host after a call settles. */
 export function cancelAllTimers() {
-  for (const timer of live.values()) core.cancelTimer(timer);
-  live.clear();
+  MapPrototypeForEach(live, cancelOne);
+  MapPrototypeClear(live);
 }

@@ -1,47 +1,102 @@
 // TextEncoder / TextDecoder (UTF-8) and atob / btoa.
+// Uses only builtins captured at snapshot time (see 02_timers.js).
 import { op_isoexec_utf8_decode } from "ext:core/ops";
-import { core } from "ext:core/mod.js";
+import { core, primordials } from "ext:core/mod.js";
 import { DOMException } from "ext:isoexec/04_events.js";
+
+const {
+  ArrayBufferIsView,
+  ArrayBufferPrototype,
+  ArrayPrototypeIncludes,
+  Boolean,
+  ObjectPrototypeIsPrototypeOf,
+  RangeError,
+  RegExpPrototypeSymbolReplace,
+  RegExpPrototypeTest,
+  SafeRegExp,
+  String,
+  StringFromCharCode,
+  StringPrototypeCharCodeAt,
+  StringPrototypeCodePointAt,
+  StringPrototypeIndexOf,
+  StringPrototypeToLowerCase,
+  StringPrototypeTrim,
+  TypeError,
+  TypedArrayPrototypeGetBuffer,
+  TypedArrayPrototypeGetByteLength,
+  TypedArrayPrototypeGetByteOffset,
+  TypedArrayPrototypeGetLength,
+  TypedArrayPrototypeSet,
+  TypedArrayPrototypeSlice,
+  TypedArrayPrototypeSubarray,
+  DataViewPrototype,
+  DataViewPrototypeGetBuffer,
+  DataViewPrototypeGetByteLength,
+  DataViewPrototypeGetByteOffset,
+  Uint8Array,
+  Uint8ArrayPrototype,
+} = primordials;
+const { encode } = core;
 
 export class TextEncoder {
   get encoding() {
     return "utf-8";
   }
   encode(input = "") {
-    return core.encode(String(input));
+    return encode(String(input));
   }
   encodeInto(source, destination) {
-    if (!(destination instanceof Uint8Array)) {
+    if (!ObjectPrototypeIsPrototypeOf(Uint8ArrayPrototype, destination)) {
       throw new TypeError("encodeInto: destination must be a Uint8Array");
     }
     const s = String(source);
+    const room = TypedArrayPrototypeGetLength(destination);
     let read = 0;
     let written = 0;
-    for (const ch of s) {
-      const bytes = core.encode(ch);
-      if (written + bytes.length > destination.length) break;
-      destination.set(bytes, written);
-      written += bytes.length;
-      read += ch.length;
+    for (let i = 0; i < s.length;) {
+      const cp = StringPrototypeCodePointAt(s, i);
+      const units = cp > 0xffff ? 2 : 1;
+      const bytes = encode(sliceOf(s, i, units));
+      const n = TypedArrayPrototypeGetLength(bytes);
+      if (written + n > room) break;
+      TypedArrayPrototypeSet(destination, bytes, written);
+      written += n;
+      read += units;
+      i += units;
     }
     return { read, written };
   }
+}
+
+function sliceOf(s, start, count) {
+  return count === 1 ? s[start] : s[start] + s[start + 1];
 }
 
 const UTF8_LABELS = ["utf-8", "utf8", "unicode-1-1-utf-8"];
 
 function toBytes(input) {
   if (input === undefined) return new Uint8Array(0);
-  if (input instanceof ArrayBuffer) return new Uint8Array(input);
-  if (ArrayBuffer.isView(input)) {
-    return new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+  if (ObjectPrototypeIsPrototypeOf(ArrayBufferPrototype, input)) return new Uint8Array(input);
+  if (ArrayBufferIsView(input)) {
+    if (ObjectPrototypeIsPrototypeOf(DataViewPrototype, input)) {
+      return new Uint8Array(
+        DataViewPrototypeGetBuffer(input),
+        DataViewPrototypeGetByteOffset(input),
+        DataViewPrototypeGetByteLength(input),
+      );
+    }
+    return new Uint8Array(
+      TypedArrayPrototypeGetBuffer(input),
+      TypedArrayPrototypeGetByteOffset(input),
+      TypedArrayPrototypeGetByteLength(input),
+    );
   }
   throw new TypeError("TextDecoder.decode: input must be an ArrayBuffer or a view");
 }
 
 // Length of an incomplete UTF-8 sequence at the end of `b` (0 to 3).
 function incompleteTail(b) {
-  const n = b.length;
+  const n = TypedArrayPrototypeGetLength(b);
   for (let back = 1; back <= 3 && back <= n; back++) {
     const c = b[n - back];
     if ((c & 0xc0) === 0x80) continue;
@@ -58,8 +113,9 @@ export class TextDecoder {
   #bomSeen = false;
 
   constructor(label = "utf-8", options = {}) {
-    if (!UTF8_LABELS.includes(String(label).trim().toLowerCase())) {
-      throw new RangeError("TextDecoder: only utf-8 is supported, not '" + label + "'");
+    const name = StringPrototypeToLowerCase(StringPrototypeTrim(String(label)));
+    if (!ArrayPrototypeIncludes(UTF8_LABELS, name)) {
+      throw new RangeError("TextDecoder: only utf-8 is supported, not '" + String(label) + "'");
     }
     this.#fatal = Boolean(options && options.fatal);
     this.#ignoreBOM = Boolean(options && options.ignoreBOM);
@@ -77,17 +133,20 @@ export class TextDecoder {
     let bytes = toBytes(input);
     const stream = Boolean(options && options.stream);
     if (this.#pending) {
-      const joined = new Uint8Array(this.#pending.length + bytes.length);
-      joined.set(this.#pending);
-      joined.set(bytes, this.#pending.length);
+      const pending = this.#pending;
+      const a = TypedArrayPrototypeGetLength(pending);
+      const joined = new Uint8Array(a + TypedArrayPrototypeGetLength(bytes));
+      TypedArrayPrototypeSet(joined, pending, 0);
+      TypedArrayPrototypeSet(joined, bytes, a);
       bytes = joined;
       this.#pending = null;
     }
     if (stream) {
       const tail = incompleteTail(bytes);
       if (tail > 0) {
-        this.#pending = bytes.slice(bytes.length - tail);
-        bytes = bytes.subarray(0, bytes.length - tail);
+        const n = TypedArrayPrototypeGetLength(bytes);
+        this.#pending = TypedArrayPrototypeSlice(bytes, n - tail);
+        bytes = TypedArrayPrototypeSubarray(bytes, 0, n - tail);
       }
     }
     const stripBom = !this.#ignoreBOM && !this.#bomSeen;
@@ -97,7 +156,7 @@ export class TextDecoder {
       throw new TypeError("The encoded data is not valid utf-8");
     }
     if (stream) {
-      if (bytes.length > 0) this.#bomSeen = true;
+      if (TypedArrayPrototypeGetLength(bytes) > 0) this.#bomSeen = true;
     } else {
       this.#bomSeen = false;
     }
@@ -106,14 +165,17 @@ export class TextDecoder {
 }
 
 const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const WHITESPACE = new SafeRegExp("[\\t\\n\\f\\r ]", "g");
+const PADDING = new SafeRegExp("==?$");
+const NOT_BASE64 = new SafeRegExp("[^A-Za-z0-9+/]");
 
 export function btoa(data) {
   const s = String(data);
   let out = "";
   for (let i = 0; i < s.length; i += 3) {
-    const a = s.charCodeAt(i);
-    const b = i + 1 < s.length ? s.charCodeAt(i + 1) : 0;
-    const c = i + 2 < s.length ? s.charCodeAt(i + 2) : 0;
+    const a = StringPrototypeCharCodeAt(s, i);
+    const b = i + 1 < s.length ? StringPrototypeCharCodeAt(s, i + 1) : 0;
+    const c = i + 2 < s.length ? StringPrototypeCharCodeAt(s, i + 2) : 0;
     if (a > 255 || b > 255 || c > 255) {
       throw new DOMException(
         "The string to be encoded contains characters outside of the Latin1 range.",
@@ -129,9 +191,9 @@ export function btoa(data) {
 }
 
 export function atob(data) {
-  let s = String(data).replace(/[\t\n\f\r ]/g, "");
-  if (s.length % 4 === 0) s = s.replace(/==?$/, "");
-  if (s.length % 4 === 1 || /[^A-Za-z0-9+/]/.test(s)) {
+  let s = RegExpPrototypeSymbolReplace(WHITESPACE, String(data), "");
+  if (s.length % 4 === 0) s = RegExpPrototypeSymbolReplace(PADDING, s, "");
+  if (s.length % 4 === 1 || RegExpPrototypeTest(NOT_BASE64, s)) {
     throw new DOMException(
       "The string to be decoded is not correctly encoded.",
       "InvalidCharacterError",
@@ -141,11 +203,11 @@ export function atob(data) {
   let buffer = 0;
   let bits = 0;
   for (let i = 0; i < s.length; i++) {
-    buffer = (buffer << 6) | B64.indexOf(s[i]);
+    buffer = (buffer << 6) | StringPrototypeIndexOf(B64, s[i]);
     bits += 6;
     if (bits >= 8) {
       bits -= 8;
-      out += String.fromCharCode((buffer >> bits) & 0xff);
+      out += StringFromCharCode((buffer >> bits) & 0xff);
     }
   }
   return out;

@@ -1,4 +1,28 @@
 // DOMException, Event, EventTarget, AbortController and AbortSignal.
+// Uses only builtins captured at snapshot time (see 02_timers.js).
+import { primordials } from "ext:core/mod.js";
+import { setTimeout } from "ext:isoexec/02_timers.js";
+
+const {
+  ArrayPrototypeFindIndex,
+  ArrayPrototypePush,
+  ArrayPrototypeSlice,
+  ArrayPrototypeSome,
+  ArrayPrototypeSplice,
+  Boolean,
+  DateNow,
+  Error,
+  FunctionPrototypeCall,
+  MapPrototypeGet,
+  MapPrototypeSet,
+  ObjectHasOwn,
+  ObjectPrototypeIsPrototypeOf,
+  SafeArrayIterator,
+  SafeMap,
+  String,
+  Symbol,
+  TypeError,
+} = primordials;
 
 const DOM_CODES = {
   IndexSizeError: 1,
@@ -24,7 +48,7 @@ export class DOMException extends Error {
     return this.#name;
   }
   get code() {
-    return DOM_CODES[this.#name] || 0;
+    return ObjectHasOwn(DOM_CODES, this.#name) ? DOM_CODES[this.#name] : 0;
   }
 }
 
@@ -36,7 +60,7 @@ export class Event {
   #stopped = false;
   #target = null;
   #currentTarget = null;
-  #timeStamp = Date.now();
+  #timeStamp = DateNow();
   constructor(type, init = {}) {
     if (arguments.length === 0) throw new TypeError("Event: type is required");
     this.#type = String(type);
@@ -89,7 +113,7 @@ export class CustomEvent extends Event {
   #detail;
   constructor(type, init = {}) {
     super(type, init);
-    this.#detail = init && "detail" in init ? init.detail : null;
+    this.#detail = init && init.detail !== undefined ? init.detail : null;
   }
   get detail() {
     return this.#detail;
@@ -97,45 +121,45 @@ export class CustomEvent extends Event {
 }
 
 export class EventTarget {
-  #listeners = new Map();
+  #listeners = new SafeMap();
   addEventListener(type, listener, options = undefined) {
     if (listener === null || listener === undefined) return;
     const once = typeof options === "object" && options !== null && Boolean(options.once);
     const signal = typeof options === "object" && options !== null ? options.signal : undefined;
     if (signal && signal.aborted) return;
     const key = String(type);
-    let list = this.#listeners.get(key);
+    let list = MapPrototypeGet(this.#listeners, key);
     if (!list) {
       list = [];
-      this.#listeners.set(key, list);
+      MapPrototypeSet(this.#listeners, key, list);
     }
-    if (list.some((l) => l.listener === listener)) return;
-    list.push({ listener, once });
+    if (ArrayPrototypeSome(list, (l) => l.listener === listener)) return;
+    ArrayPrototypePush(list, { __proto__: null, listener, once });
     if (signal) {
       signal.addEventListener("abort", () => this.removeEventListener(key, listener));
     }
   }
   removeEventListener(type, listener) {
-    const list = this.#listeners.get(String(type));
+    const list = MapPrototypeGet(this.#listeners, String(type));
     if (!list) return;
-    const i = list.findIndex((l) => l.listener === listener);
-    if (i >= 0) list.splice(i, 1);
+    const i = ArrayPrototypeFindIndex(list, (l) => l.listener === listener);
+    if (i >= 0) ArrayPrototypeSplice(list, i, 1);
   }
   dispatchEvent(event) {
-    if (!(event instanceof Event)) {
+    if (!ObjectPrototypeIsPrototypeOf(Event.prototype, event)) {
       throw new TypeError("dispatchEvent: argument must be an Event");
     }
     const state = Event._dispatchState(event);
     state.set(this);
-    const list = (this.#listeners.get(event.type) || []).slice();
+    const list = ArrayPrototypeSlice(MapPrototypeGet(this.#listeners, event.type) || []);
     const handler = this["on" + event.type];
     try {
-      if (typeof handler === "function") handler.call(this, event);
-      for (const entry of list) {
+      if (typeof handler === "function") FunctionPrototypeCall(handler, this, event);
+      for (const entry of new SafeArrayIterator(list)) {
         if (state.stopped()) break;
         if (entry.once) this.removeEventListener(event.type, entry.listener);
         const l = entry.listener;
-        if (typeof l === "function") l.call(this, event);
+        if (typeof l === "function") FunctionPrototypeCall(l, this, event);
         else if (l && typeof l.handleEvent === "function") l.handleEvent(event);
       }
     } finally {
@@ -177,7 +201,7 @@ export class AbortSignal extends EventTarget {
   }
   static timeout(ms) {
     const s = new AbortSignal(ABORT_KEY);
-    globalThis.setTimeout(
+    setTimeout(
       () => s._abort(new DOMException("The signal timed out", "TimeoutError")),
       ms,
     );
@@ -185,13 +209,15 @@ export class AbortSignal extends EventTarget {
   }
   static any(signals) {
     const s = new AbortSignal(ABORT_KEY);
-    for (const other of signals) {
+    const all = [];
+    for (const other of signals) ArrayPrototypePush(all, other);
+    for (const other of new SafeArrayIterator(all)) {
       if (other.aborted) {
         s._abort(other.reason);
         return s;
       }
     }
-    for (const other of signals) {
+    for (const other of new SafeArrayIterator(all)) {
       other.addEventListener("abort", () => s._abort(other.reason), { once: true });
     }
     return s;

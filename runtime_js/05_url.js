@@ -1,6 +1,42 @@
 // URL and URLSearchParams. Parsing and setters are the WHATWG algorithms of
 // the Rust `url` crate (op_isoexec_url_parse / op_isoexec_url_set).
+// Uses only builtins captured at snapshot time (see 02_timers.js).
 import { op_isoexec_url_parse, op_isoexec_url_set } from "ext:core/ops";
+import { primordials } from "ext:core/mod.js";
+
+const {
+  ArrayFrom,
+  ArrayPrototypeFilter,
+  ArrayPrototypeFind,
+  ArrayPrototypeFindIndex,
+  ArrayPrototypeJoin,
+  ArrayPrototypeMap,
+  ArrayPrototypePush,
+  ArrayPrototypeSome,
+  ArrayPrototypeSort,
+  FunctionPrototypeCall,
+  NumberPrototypeToString,
+  ObjectKeys,
+  RegExpPrototypeSymbolReplace,
+  SafeArrayIterator,
+  SafeRegExp,
+  String,
+  StringPrototypeCharCodeAt,
+  StringPrototypeIndexOf,
+  StringPrototypeSlice,
+  StringPrototypeSplit,
+  StringPrototypeStartsWith,
+  StringPrototypeToUpperCase,
+  SymbolIterator,
+  TypeError,
+  decodeURIComponent,
+  encodeURIComponent,
+} = primordials;
+
+const SPACE_ENCODED = new SafeRegExp("%20", "g");
+const FORM_RESERVED = new SafeRegExp("[!'()~]", "g");
+const PLUS = new SafeRegExp("\\+", "g");
+const PERCENT_RUNS = new SafeRegExp("(%[0-9A-Fa-f]{2})+", "g");
 
 // Order of the parts array returned by the ops (see src/js/ops.rs).
 const HREF = 0;
@@ -30,17 +66,20 @@ const SET = {
 };
 
 function formEncode(s) {
-  return encodeURIComponent(s)
-    .replace(/%20/g, "+")
-    .replace(/[!'()~]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+  const spaced = RegExpPrototypeSymbolReplace(SPACE_ENCODED, encodeURIComponent(s), "+");
+  return RegExpPrototypeSymbolReplace(
+    FORM_RESERVED,
+    spaced,
+    (c) => "%" + StringPrototypeToUpperCase(NumberPrototypeToString(StringPrototypeCharCodeAt(c, 0), 16)),
+  );
 }
 
 function formDecode(s) {
-  const text = s.replace(/\+/g, " ");
+  const text = RegExpPrototypeSymbolReplace(PLUS, s, " ");
   try {
     return decodeURIComponent(text);
   } catch (_e) {
-    return text.replace(/(%[0-9A-Fa-f]{2})+/g, (m) => {
+    return RegExpPrototypeSymbolReplace(PERCENT_RUNS, text, (m) => {
       try {
         return decodeURIComponent(m);
       } catch (_e2) {
@@ -57,16 +96,18 @@ export class URLSearchParams {
   constructor(init = undefined) {
     if (init === undefined || init === null) return;
     if (typeof init === "object" || typeof init === "function") {
-      if (typeof init[Symbol.iterator] === "function") {
+      if (typeof init[SymbolIterator] === "function") {
         for (const pair of init) {
-          const p = Array.from(pair);
+          const p = ArrayFrom(pair);
           if (p.length !== 2) {
             throw new TypeError("URLSearchParams: each pair must have exactly two items");
           }
-          this.#list.push([String(p[0]), String(p[1])]);
+          ArrayPrototypePush(this.#list, [String(p[0]), String(p[1])]);
         }
       } else {
-        for (const key of Object.keys(init)) this.#list.push([key, String(init[key])]);
+        for (const key of new SafeArrayIterator(ObjectKeys(init))) {
+          ArrayPrototypePush(this.#list, [key, String(init[key])]);
+        }
       }
       return;
     }
@@ -75,13 +116,13 @@ export class URLSearchParams {
 
   #parse(text) {
     this.#list = [];
-    const s = text.startsWith("?") ? text.slice(1) : text;
-    for (const part of s.split("&")) {
+    const s = StringPrototypeStartsWith(text, "?") ? StringPrototypeSlice(text, 1) : text;
+    for (const part of new SafeArrayIterator(StringPrototypeSplit(s, "&"))) {
       if (part === "") continue;
-      const eq = part.indexOf("=");
-      const name = eq >= 0 ? part.slice(0, eq) : part;
-      const value = eq >= 0 ? part.slice(eq + 1) : "";
-      this.#list.push([formDecode(name), formDecode(value)]);
+      const eq = StringPrototypeIndexOf(part, "=");
+      const name = eq >= 0 ? StringPrototypeSlice(part, 0, eq) : part;
+      const value = eq >= 0 ? StringPrototypeSlice(part, eq + 1) : "";
+      ArrayPrototypePush(this.#list, [formDecode(name), formDecode(value)]);
     }
   }
 
@@ -101,59 +142,70 @@ export class URLSearchParams {
     return this.#list.length;
   }
   append(name, value) {
-    this.#list.push([String(name), String(value)]);
+    ArrayPrototypePush(this.#list, [String(name), String(value)]);
     this.#update();
   }
   delete(name, value = undefined) {
     const n = String(name);
-    this.#list = this.#list.filter(([k, v]) => !(k === n && (value === undefined || v === String(value))));
+    this.#list = ArrayPrototypeFilter(
+      this.#list,
+      (e) => !(e[0] === n && (value === undefined || e[1] === String(value))),
+    );
     this.#update();
   }
   get(name) {
     const n = String(name);
-    const e = this.#list.find(([k]) => k === n);
+    const e = ArrayPrototypeFind(this.#list, (e) => e[0] === n);
     return e ? e[1] : null;
   }
   getAll(name) {
     const n = String(name);
-    return this.#list.filter(([k]) => k === n).map(([, v]) => v);
+    return ArrayPrototypeMap(ArrayPrototypeFilter(this.#list, (e) => e[0] === n), (e) => e[1]);
   }
   has(name, value = undefined) {
     const n = String(name);
-    return this.#list.some(([k, v]) => k === n && (value === undefined || v === String(value)));
+    return ArrayPrototypeSome(
+      this.#list,
+      (e) => e[0] === n && (value === undefined || e[1] === String(value)),
+    );
   }
   set(name, value) {
     const n = String(name);
-    const i = this.#list.findIndex(([k]) => k === n);
+    const i = ArrayPrototypeFindIndex(this.#list, (e) => e[0] === n);
     if (i < 0) {
-      this.#list.push([n, String(value)]);
+      ArrayPrototypePush(this.#list, [n, String(value)]);
     } else {
       this.#list[i][1] = String(value);
-      this.#list = this.#list.filter(([k], j) => j <= i || k !== n);
+      this.#list = ArrayPrototypeFilter(this.#list, (e, j) => j <= i || e[0] !== n);
     }
     this.#update();
   }
   sort() {
-    this.#list.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    ArrayPrototypeSort(this.#list, (a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     this.#update();
   }
   forEach(callback, thisArg = undefined) {
-    for (const [k, v] of this.#list) callback.call(thisArg, v, k, this);
+    for (const e of new SafeArrayIterator(this.#list)) {
+      FunctionPrototypeCall(callback, thisArg, e[1], e[0], this);
+    }
   }
   *entries() {
-    for (const [k, v] of this.#list) yield [k, v];
+    for (const e of new SafeArrayIterator(this.#list)) yield [e[0], e[1]];
   }
   *keys() {
-    for (const [k] of this.#list) yield k;
+    for (const e of new SafeArrayIterator(this.#list)) yield e[0];
   }
   *values() {
-    for (const [, v] of this.#list) yield v;
+    for (const e of new SafeArrayIterator(this.#list)) yield e[1];
   }
-  [Symbol.iterator]() {
+  [SymbolIterator]() {
     return this.entries();
   }
   toString() {
-    return this.#list.map(([k, v]) => formEncode(k) + "=" + formEncode(v)).join("&");
+    return ArrayPrototypeJoin(
+      ArrayPrototypeMap(this.#list, (e) => formEncode(e[0]) + "=" + formEncode(e[1])),
+      "&",
+    );
   }
 }
 

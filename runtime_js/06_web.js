@@ -4,8 +4,23 @@ import {
   op_isoexec_random_fill,
   op_isoexec_time_origin,
 } from "ext:core/ops";
-import { core } from "ext:core/mod.js";
+import { core, primordials } from "ext:core/mod.js";
 import { DOMException } from "ext:isoexec/04_events.js";
+
+const {
+  ArrayFrom,
+  ArrayPrototypeSome,
+  NumberPrototypeToString,
+  ObjectFreeze,
+  ObjectPrototypeIsPrototypeOf,
+  String,
+  StringPrototypeSlice,
+  TypedArrayPrototypeGetBuffer,
+  TypedArrayPrototypeGetByteLength,
+  TypedArrayPrototypeGetByteOffset,
+  Uint8Array,
+} = primordials;
+const coreStructuredClone = core.structuredClone;
 
 const INTEGER_ARRAYS = [
   Int8Array,
@@ -20,19 +35,26 @@ const INTEGER_ARRAYS = [
 ];
 
 function getRandomValues(array) {
-  if (!INTEGER_ARRAYS.some((T) => array instanceof T)) {
+  if (!ArrayPrototypeSome(INTEGER_ARRAYS, (T) => ObjectPrototypeIsPrototypeOf(T.prototype, array))) {
     throw new DOMException(
       "getRandomValues: the argument must be an integer typed array",
       "TypeMismatchError",
     );
   }
-  if (array.byteLength > 65536) {
+  const byteLength = TypedArrayPrototypeGetByteLength(array);
+  if (byteLength > 65536) {
     throw new DOMException(
-      "getRandomValues: the array is " + array.byteLength + " bytes, more than 65536",
+      "getRandomValues: the array is " + byteLength + " bytes, more than 65536",
       "QuotaExceededError",
     );
   }
-  op_isoexec_random_fill(new Uint8Array(array.buffer, array.byteOffset, array.byteLength));
+  op_isoexec_random_fill(
+    new Uint8Array(
+      TypedArrayPrototypeGetBuffer(array),
+      TypedArrayPrototypeGetByteOffset(array),
+      byteLength,
+    ),
+  );
   return array;
 }
 
@@ -42,15 +64,18 @@ function randomUUID() {
   b[6] = (b[6] & 0x0f) | 0x40;
   b[8] = (b[8] & 0x3f) | 0x80;
   let hex = "";
-  for (let i = 0; i < 16; i++) hex += (b[i] + 0x100).toString(16).slice(1);
-  return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-" + hex.slice(12, 16) + "-" +
-    hex.slice(16, 20) + "-" + hex.slice(20);
+  for (let i = 0; i < 16; i++) {
+    hex += StringPrototypeSlice(NumberPrototypeToString(b[i] + 0x100, 16), 1);
+  }
+  const part = (from, to) => StringPrototypeSlice(hex, from, to);
+  return part(0, 8) + "-" + part(8, 12) + "-" + part(12, 16) + "-" + part(16, 20) + "-" +
+    part(20, 32);
 }
 
-export const crypto = Object.freeze({ getRandomValues, randomUUID });
+export const crypto = ObjectFreeze({ getRandomValues, randomUUID });
 
 // Both are relative to the start of the current call.
-export const performance = Object.freeze({
+export const performance = ObjectFreeze({
   now: () => op_isoexec_now(),
   get timeOrigin() {
     return op_isoexec_time_origin();
@@ -60,11 +85,11 @@ export const performance = Object.freeze({
 
 export function structuredClone(value, options = undefined) {
   if (options !== undefined && options !== null && options.transfer !== undefined &&
-    Array.from(options.transfer).length > 0) {
+    ArrayFrom(options.transfer).length > 0) {
     throw new DOMException("structuredClone: transfer is not supported", "DataCloneError");
   }
   try {
-    return core.structuredClone(value);
+    return coreStructuredClone(value);
   } catch (e) {
     throw new DOMException(String(e && e.message ? e.message : e), "DataCloneError");
   }

@@ -12,7 +12,48 @@ import {
   op_isoexec_write_file,
 } from "ext:core/ops";
 import { TextDecoder, TextEncoder } from "ext:isoexec/03_encoding.js";
-import { URLSearchParams } from "ext:isoexec/05_url.js";
+import { URL, URLSearchParams } from "ext:isoexec/05_url.js";
+import { primordials } from "ext:core/mod.js";
+
+// Uses only builtins captured at snapshot time (see 02_timers.js).
+const {
+  ArrayBufferIsView,
+  ArrayBufferPrototype,
+  ArrayBufferPrototypeSlice,
+  ArrayIsArray,
+  ArrayPrototypeFilter,
+  ArrayPrototypeJoin,
+  ArrayPrototypeMap,
+  ArrayPrototypePush,
+  ArrayPrototypeSymbolIterator,
+  Boolean,
+  DataViewPrototype,
+  DataViewPrototypeGetBuffer,
+  DataViewPrototypeGetByteLength,
+  DataViewPrototypeGetByteOffset,
+  Error,
+  JSONParse,
+  Number,
+  NumberIsInteger,
+  ObjectEntries,
+  ObjectFreeze,
+  ObjectPrototypeIsPrototypeOf,
+  PromisePrototypeThen,
+  PromiseReject,
+  PromiseResolve,
+  ReflectApply,
+  SafeArrayIterator,
+  String,
+  StringPrototypeToLowerCase,
+  SymbolIterator,
+  TypeError,
+  TypedArrayPrototypeGetBuffer,
+  TypedArrayPrototypeGetByteLength,
+  TypedArrayPrototypeGetByteOffset,
+  Uint8Array,
+  Uint8ArrayPrototype,
+  decodeURIComponent,
+} = primordials;
 
 export class PermissionDenied extends Error {
   constructor(message) {
@@ -28,12 +69,21 @@ export class NotFound extends Error {
   }
 }
 
+/** A write past the execution's quota (`MAX_WRITE_BYTES`). */
+export class QuotaExceededError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "QuotaExceededError";
+  }
+}
+
 // Ops that fail with these class names throw instances of these classes.
 core.registerErrorClass("PermissionDenied", PermissionDenied);
 core.registerErrorClass("NotFound", NotFound);
+core.registerErrorClass("QuotaExceededError", QuotaExceededError);
 
 function pathArg(path) {
-  if (path instanceof URL) {
+  if (ObjectPrototypeIsPrototypeOf(URL.prototype, path)) {
     if (path.protocol !== "file:") {
       throw new TypeError("Must be a file URL: " + path.href);
     }
@@ -43,11 +93,22 @@ function pathArg(path) {
 }
 
 function bytesArg(data) {
-  if (data instanceof Uint8Array) return data;
-  if (ArrayBuffer.isView(data)) {
-    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (ObjectPrototypeIsPrototypeOf(Uint8ArrayPrototype, data)) return data;
+  if (ArrayBufferIsView(data)) {
+    if (ObjectPrototypeIsPrototypeOf(DataViewPrototype, data)) {
+      return new Uint8Array(
+        DataViewPrototypeGetBuffer(data),
+        DataViewPrototypeGetByteOffset(data),
+        DataViewPrototypeGetByteLength(data),
+      );
+    }
+    return new Uint8Array(
+      TypedArrayPrototypeGetBuffer(data),
+      TypedArrayPrototypeGetByteOffset(data),
+      TypedArrayPrototypeGetByteLength(data),
+    );
   }
-  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ObjectPrototypeIsPrototypeOf(ArrayBufferPrototype, data)) return new Uint8Array(data);
   throw new TypeError("Data must be a Uint8Array");
 }
 
@@ -77,9 +138,9 @@ function writeTextFileSync(path, text, options = {}) {
 function later(f) {
   return (...args) => {
     try {
-      return Promise.resolve(f(...args));
+      return PromiseResolve(ReflectApply(f, undefined, args));
     } catch (e) {
-      return Promise.reject(e);
+      return PromiseReject(e);
     }
   };
 }
@@ -89,7 +150,7 @@ export function deny(what) {
   throw new PermissionDenied(op_isoexec_deny(String(what)));
 }
 
-const env = Object.freeze({
+const env = ObjectFreeze({
   get(key) {
     const value = op_isoexec_env_get(String(key));
     return value === null ? undefined : value;
@@ -110,20 +171,20 @@ const env = Object.freeze({
 
 function exit(code = 0) {
   const n = Number(code);
-  op_isoexec_exit(Number.isInteger(n) ? n : 1);
+  op_isoexec_exit(NumberIsInteger(n) ? n : 1);
   // Termination is already requested: this line only runs if V8 has not yet
   // noticed it, and then it unwinds the caller.
   throw new Error("exit");
 }
 
 export function createDeno() {
-  return Object.freeze({
-    args: Object.freeze([]),
+  return ObjectFreeze({
+    args: ObjectFreeze([]),
     env,
     exit,
     pid: 0,
-    version: Object.freeze({ isoexec: "1" }),
-    errors: Object.freeze({ PermissionDenied, NotFound }),
+    version: ObjectFreeze({ isoexec: "1" }),
+    errors: ObjectFreeze({ PermissionDenied, NotFound }),
     readTextFile: later(readTextFileSync),
     readFile: later(readFileSync),
     readTextFileSync,
@@ -143,29 +204,37 @@ export function createDeno() {
 class FetchHeaders {
   #pairs;
   constructor(pairs) {
-    this.#pairs = pairs.map(([k, v]) => [String(k).toLowerCase(), String(v)]);
+    this.#pairs = ArrayPrototypeMap(
+      pairs,
+      (p) => [StringPrototypeToLowerCase(String(p[0])), String(p[1])],
+    );
   }
   get(name) {
-    const key = String(name).toLowerCase();
-    const values = this.#pairs.filter(([k]) => k === key).map(([, v]) => v);
-    return values.length === 0 ? null : values.join(", ");
+    const key = StringPrototypeToLowerCase(String(name));
+    const values = ArrayPrototypeMap(
+      ArrayPrototypeFilter(this.#pairs, (p) => p[0] === key),
+      (p) => p[1],
+    );
+    return values.length === 0 ? null : ArrayPrototypeJoin(values, ", ");
   }
   has(name) {
     return this.get(name) !== null;
   }
   forEach(callback, thisArg) {
-    for (const [k, v] of this.#pairs) callback.call(thisArg, v, k, this);
+    for (const p of new SafeArrayIterator(this.#pairs)) {
+      ReflectApply(callback, thisArg, [p[1], p[0], this]);
+    }
   }
   entries() {
-    return this.#pairs.map(([k, v]) => [k, v])[Symbol.iterator]();
+    return ArrayPrototypeSymbolIterator(ArrayPrototypeMap(this.#pairs, (p) => [p[0], p[1]]));
   }
   keys() {
-    return this.#pairs.map(([k]) => k)[Symbol.iterator]();
+    return ArrayPrototypeSymbolIterator(ArrayPrototypeMap(this.#pairs, (p) => p[0]));
   }
   values() {
-    return this.#pairs.map(([, v]) => v)[Symbol.iterator]();
+    return ArrayPrototypeSymbolIterator(ArrayPrototypeMap(this.#pairs, (p) => p[1]));
   }
-  [Symbol.iterator]() {
+  [SymbolIterator]() {
     return this.entries();
   }
 }
@@ -188,40 +257,49 @@ class FetchResponse {
   }
   #take() {
     if (this.#used) {
-      return Promise.reject(new TypeError("Body has already been consumed"));
+      return PromiseReject(new TypeError("Body has already been consumed"));
     }
     this.#used = true;
-    return Promise.resolve(this.#body);
+    return PromiseResolve(this.#body);
   }
   bytes() {
     return this.#take();
   }
   arrayBuffer() {
-    return this.#take().then((b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+    return PromisePrototypeThen(this.#take(), (b) => {
+      const offset = TypedArrayPrototypeGetByteOffset(b);
+      return ArrayBufferPrototypeSlice(
+        TypedArrayPrototypeGetBuffer(b),
+        offset,
+        offset + TypedArrayPrototypeGetByteLength(b),
+      );
+    });
   }
   text() {
-    return this.#take().then((b) => new TextDecoder().decode(b));
+    return PromisePrototypeThen(this.#take(), (b) => new TextDecoder().decode(b));
   }
   json() {
-    return this.text().then((t) => JSON.parse(t));
+    return PromisePrototypeThen(this.text(), (t) => JSONParse(t));
   }
 }
 
 function headerPairs(headers) {
   if (headers == null) return [];
-  if (typeof headers.forEach === "function" && !Array.isArray(headers)) {
+  if (typeof headers.forEach === "function" && !ArrayIsArray(headers)) {
     const pairs = [];
-    headers.forEach((v, k) => pairs.push([String(k), String(v)]));
+    headers.forEach((v, k) => ArrayPrototypePush(pairs, [String(k), String(v)]));
     return pairs;
   }
-  if (Array.isArray(headers)) return headers.map(([k, v]) => [String(k), String(v)]);
-  return Object.entries(headers).map(([k, v]) => [String(k), String(v)]);
+  if (ArrayIsArray(headers)) {
+    return ArrayPrototypeMap(headers, (p) => [String(p[0]), String(p[1])]);
+  }
+  return ArrayPrototypeMap(ObjectEntries(headers), (p) => [String(p[0]), String(p[1])]);
 }
 
 function bodyBytes(body) {
   if (body == null) return new Uint8Array(0);
   if (typeof body === "string") return new TextEncoder().encode(body);
-  if (body instanceof URLSearchParams) return new TextEncoder().encode(body.toString());
+  if (ObjectPrototypeIsPrototypeOf(URLSearchParams.prototype, body)) return new TextEncoder().encode(body.toString());
   return bytesArg(body);
 }
 

@@ -2,6 +2,7 @@
 // hands the host its hooks; `seal` later removes every path to deno_core's
 // internals and installs the globals.
 import { op_isoexec_set_hooks } from "ext:core/ops";
+import { primordials } from "ext:core/mod.js";
 import { createConsole } from "ext:isoexec/01_console.js";
 import {
   cancelAllTimers,
@@ -22,6 +23,9 @@ import {
 import { URL, URLSearchParams } from "ext:isoexec/05_url.js";
 import { crypto, performance, structuredClone } from "ext:isoexec/06_web.js";
 import { createDeno, fetch } from "ext:isoexec/07_deno.js";
+import { installBufferGuards } from "ext:isoexec/08_buffers.js";
+
+const { ObjectDefineProperty, ObjectKeys, ReflectDeleteProperty, SafeArrayIterator } = primordials;
 
 const globals = {
   console: createConsole(),
@@ -53,18 +57,19 @@ const globals = {
 function seal() {
   // WebAssembly memory lives outside both the heap and the ArrayBuffer
   // budget, so no limit could hold it: WebAssembly is not offered.
-  for (const name of ["Deno", "__bootstrap", "console", "WebAssembly"]) {
-    delete globalThis[name];
+  for (const name of new SafeArrayIterator(["Deno", "__bootstrap", "console", "WebAssembly"])) {
+    ReflectDeleteProperty(globalThis, name);
   }
-  for (const [name, value] of Object.entries(globals)) {
-    Object.defineProperty(globalThis, name, {
-      value,
+  for (const name of new SafeArrayIterator(ObjectKeys(globals))) {
+    ObjectDefineProperty(globalThis, name, {
+      value: globals[name],
       writable: true,
       enumerable: false,
       configurable: true,
     });
   }
-  Object.defineProperty(globalThis, "self", {
+  installBufferGuards(globalThis);
+  ObjectDefineProperty(globalThis, "self", {
     value: globalThis,
     writable: true,
     enumerable: false,

@@ -168,6 +168,7 @@ fn parse_call(app: &App, body: &[u8]) -> Result<CallJob, ApiError> {
         cpu_limit,
         isolation,
         env: app.config.allow_env_values.clone(),
+        precompiled: None,
     })
 }
 

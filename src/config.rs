@@ -55,6 +55,8 @@ pub struct Config {
     /// How long a client may take to send a request head, and how long a
     /// keep-alive connection may sit idle.
     pub header_read_timeout: Duration,
+    /// How long a client may take to send a whole request body.
+    pub body_read_timeout: Duration,
     pub api_key: Option<String>,
 }
 
@@ -69,6 +71,8 @@ pub struct Limits {
     pub max_log_entries: usize,
     pub max_log_bytes: usize,
     pub max_json_depth: usize,
+    /// Bytes one execution may write to files (`MAX_WRITE_BYTES`).
+    pub max_write_bytes: u64,
 }
 
 impl Default for Limits {
@@ -82,6 +86,7 @@ impl Default for Limits {
             max_log_entries: 1000,
             max_log_bytes: MIB,
             max_json_depth: 128,
+            max_write_bytes: 64 * MIB as u64,
         }
     }
 }
@@ -141,6 +146,10 @@ pub struct Flags {
     pub max_json_depth: Option<String>,
     #[arg(long)]
     pub header_read_timeout_ms: Option<String>,
+    #[arg(long)]
+    pub body_read_timeout_ms: Option<String>,
+    #[arg(long)]
+    pub max_write_bytes: Option<String>,
     #[arg(long)]
     pub api_key: Option<String>,
 }
@@ -407,6 +416,19 @@ impl Config {
             3_600_000,
             "number of milliseconds",
         )?;
+        let body_read_timeout_ms = parse_num(
+            s.raw("BODY_READ_TIMEOUT_MS", &f.body_read_timeout_ms),
+            60_000u64,
+            100,
+            3_600_000,
+            "number of milliseconds",
+        )?;
+        let max_write_bytes = parse_size(
+            s.raw("MAX_WRITE_BYTES", &f.max_write_bytes),
+            64 * MIB,
+            0,
+            1 << 40,
+        )?;
         let api_key = s.raw("API_KEY", &f.api_key).map(|(t, _)| t);
 
         Ok(Config {
@@ -432,12 +454,14 @@ impl Config {
                 max_log_entries,
                 max_log_bytes,
                 max_json_depth,
+                max_write_bytes: max_write_bytes as u64,
             },
             pool_size,
             queue_size,
             process_prestart,
             max_body_bytes,
             header_read_timeout: Duration::from_millis(header_read_timeout_ms),
+            body_read_timeout: Duration::from_millis(body_read_timeout_ms),
             api_key,
         })
     }

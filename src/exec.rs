@@ -52,6 +52,10 @@ pub struct CallJob {
     pub cpu_limit: Option<Duration>,
     pub isolation: Isolation,
     pub env: HashMap<String, String>,
+    /// A function-call script already compiled by the server, sent with a
+    /// job for a worker process so that it need not compile it again.
+    #[serde(default)]
+    pub precompiled: Option<Arc<str>>,
 }
 
 /// Console level of a captured log entry.
@@ -131,4 +135,81 @@ pub enum ExecError {
     Internal {
         message: String,
     },
+}
+
+/// Longest error text (a message, a stack, a name) a report carries; user
+/// code decides these strings, so they are cut like any other output.
+pub const MAX_ERROR_TEXT: usize = 64 * 1024;
+
+/// `text` cut to `MAX_ERROR_TEXT` bytes on a character boundary, saying so.
+fn capped(mut text: String) -> String {
+    if text.len() <= MAX_ERROR_TEXT {
+        return text;
+    }
+    let total = text.len();
+    let mut end = MAX_ERROR_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&format!("... [cut: {total} bytes in all]"));
+    text
+}
+
+impl ExecError {
+    /// The same error with every user-controlled text capped.
+    pub fn capped(self) -> ExecError {
+        match self {
+            ExecError::Syntax {
+                message,
+                line,
+                column,
+            } => ExecError::Syntax {
+                message: capped(message),
+                line,
+                column,
+            },
+            ExecError::FnNotFound { name } => ExecError::FnNotFound { name: capped(name) },
+            ExecError::Exception {
+                name,
+                message,
+                stack,
+            } => ExecError::Exception {
+                name: capped(name),
+                message: capped(message),
+                stack: stack.map(capped),
+            },
+            ExecError::OutputLimit { message } => ExecError::OutputLimit {
+                message: capped(message),
+            },
+            ExecError::PermissionDenied { message } => ExecError::PermissionDenied {
+                message: capped(message),
+            },
+            ExecError::Internal { message } => ExecError::Internal {
+                message: capped(message),
+            },
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_error_texts_are_cut_and_say_so() {
+        let e = ExecError::Exception {
+            name: "Error".into(),
+            message: "é".repeat(MAX_ERROR_TEXT),
+            stack: Some("x".repeat(10)),
+        }
+        .capped();
+        let ExecError::Exception { message, stack, .. } = e else {
+            panic!()
+        };
+        assert!(message.len() < MAX_ERROR_TEXT + 64, "{}", message.len());
+        assert!(message.ends_with(&format!("[cut: {} bytes in all]", 2 * MAX_ERROR_TEXT)));
+        assert_eq!(stack.as_deref(), Some("xxxxxxxxxx"));
+    }
 }

@@ -16,7 +16,9 @@
 //! - [`exec`]: the plain-data job and report types between HTTP and pool.
 
 pub mod api;
+pub mod compile;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod exec;
 pub mod health;

@@ -9,9 +9,9 @@ use deno_ast::diagnostics::Diagnostic as _;
 use deno_ast::{MediaType, ModuleSpecifier, SourcePos};
 use deno_lint::linter::{LintConfig, LintFileOptions, Linter, LinterOptions};
 use deno_lint::rules::{get_all_rules, recommended_rules};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Position {
     /// 1-based.
@@ -21,13 +21,13 @@ pub struct Position {
     pub byte_pos: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Range {
     pub start: Position,
     pub end: Position,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LintDiagnostic {
     /// The file as a `file://` URL.
     pub filename: String,
@@ -37,7 +37,7 @@ pub struct LintDiagnostic {
     pub hint: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LintError {
     pub file_path: String,
     pub message: String,
@@ -45,7 +45,7 @@ pub struct LintError {
 
 /// The report: `deno lint --json`'s fields, with `checked_files` also
 /// under the name `checkedFiles`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LintReport {
     pub version: u8,
     pub diagnostics: Vec<LintDiagnostic>,

@@ -34,6 +34,9 @@ enum Command {
     /// Run one job for a server (`"isolation": "process"`); not for direct use.
     #[command(hide = true)]
     Worker,
+    /// Parse, transpile and lint for a server; not for direct use.
+    #[command(hide = true, name = "compile-helper")]
+    CompileHelper,
 }
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
     let flags = match cli.command {
         Some(Command::Serve { flags }) => merge(cli.flags, flags),
         Some(Command::Worker) => return isoexec::process::worker_main(),
+        Some(Command::CompileHelper) => return isoexec::compile::helper_main(),
         None => cli.flags,
     };
     let config = match Config::from_env(&flags) {
@@ -115,6 +119,8 @@ fn merge(outer: Flags, inner: Flags) -> Flags {
         max_log_bytes,
         max_json_depth,
         header_read_timeout_ms,
+        body_read_timeout_ms,
+        max_write_bytes,
         api_key
     )
 }

@@ -23,6 +23,9 @@ pub fn sniff(bytes: &[u8]) -> &'static str {
             // infer reports anything starting with `#!` as a shell script and
             // knows only some HTML tags: let the text checks below decide.
             "text/x-shellscript" | "text/html" => {}
+            // infer looks for an Office document's part folder only in the
+            // third or fourth entry; Office itself often puts it later.
+            "application/zip" => return office_type(bytes).unwrap_or("application/zip"),
             mime => return mime,
         }
     }
@@ -52,6 +55,56 @@ pub fn sniff(bytes: &[u8]) -> &'static str {
         };
     }
     "text/plain"
+}
+
+/// Entries of a ZIP archive looked at to tell an Office document.
+const ZIP_ENTRIES_SCANNED: usize = 256;
+
+/// The Office Open XML type of a ZIP archive, from the names of its entries:
+/// `[Content_Types].xml` plus a `word/`, `xl/` or `ppt/` part.
+fn office_type(bytes: &[u8]) -> Option<&'static str> {
+    const LOCAL: &[u8] = b"PK\x03\x04";
+    let (mut at, mut content_types, mut kind) = (0usize, false, None);
+    for _ in 0..ZIP_ENTRIES_SCANNED {
+        if bytes.get(at..at + 4) != Some(LOCAL) {
+            break;
+        }
+        let header = bytes.get(at..at + 30)?;
+        let u16_at = |i: usize| u16::from_le_bytes([header[i], header[i + 1]]) as usize;
+        let flags = u16_at(6);
+        let compressed =
+            u32::from_le_bytes([header[18], header[19], header[20], header[21]]) as usize;
+        let (name_len, extra_len) = (u16_at(26), u16_at(28));
+        let name = bytes.get(at + 30..at + 30 + name_len)?;
+        if name == b"[Content_Types].xml" {
+            content_types = true;
+        } else if kind.is_none() {
+            kind = if name.starts_with(b"word/") {
+                Some("application/vnd.openxmlformats-officedocument.wordprocessingml.document")
+            } else if name.starts_with(b"xl/") {
+                Some("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+            } else if name.starts_with(b"ppt/") {
+                Some("application/vnd.openxmlformats-officedocument.presentationml.presentation")
+            } else {
+                None
+            };
+        }
+        if content_types && kind.is_some() {
+            return kind;
+        }
+        let data = at + 30 + name_len + extra_len;
+        at = if flags & 0x08 != 0 {
+            // Sizes follow the data: find the next entry's signature.
+            data + find(bytes.get(data..)?, LOCAL)?
+        } else {
+            data.checked_add(compressed)?
+        };
+    }
+    None
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// `data:<mime>;base64,<bytes>` for `bytes`.
@@ -118,6 +171,53 @@ fn looks_like_html(body: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A ZIP of stored entries (local headers only), as Office lays out
+    /// its documents: `[Content_Types].xml` first, large, then the parts.
+    fn zip(entries: &[(&str, usize)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, size) in entries {
+            out.extend_from_slice(b"PK\x03\x04");
+            out.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            out.extend_from_slice(&(*size as u32).to_le_bytes());
+            out.extend_from_slice(&(*size as u32).to_le_bytes());
+            out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            out.extend_from_slice(&0u16.to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+            out.extend(std::iter::repeat_n(b'x', *size));
+        }
+        out
+    }
+
+    #[test]
+    fn office_documents_are_told_from_zip_archives() {
+        let layout = |part: &'static str| {
+            zip(&[
+                ("[Content_Types].xml", 7000),
+                ("_rels/.rels", 600),
+                ("docProps/app.xml", 800),
+                ("docProps/core.xml", 700),
+                (part, 3000),
+            ])
+        };
+        assert_eq!(
+            sniff(&layout("word/document.xml")),
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+        );
+        assert_eq!(
+            sniff(&layout("xl/workbook.xml")),
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        );
+        assert_eq!(
+            sniff(&layout("ppt/presentation.xml")),
+            "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+        );
+        // A plain archive, even with a folder named like a part, stays a ZIP.
+        assert_eq!(
+            sniff(&zip(&[("a.txt", 10), ("word/x", 5)])),
+            "application/zip"
+        );
+    }
 
     #[test]
     fn the_documented_examples() {

@@ -14,12 +14,13 @@ use tokio::sync::oneshot;
 use crate::config::Limits;
 use deno_core::ModuleSpecifier;
 
+use crate::compile::Compiler;
 use crate::exec::{CallJob, ExecError, Isolation, Report, Task};
 use crate::js::ops::LogSink;
 use crate::js::{ConvertLimits, Sandbox, SandboxHost};
 use crate::permissions::Permissions;
 use crate::resolve::Resolver;
-use crate::transpile::{Module, TranspileCache};
+use crate::transpile::{Module, TranspileCache, TranspileError};
 pub use crate::watchdog::CancelFlag;
 use crate::watchdog::{KillReason, ThreadCpuClock, Watch, Watchdog};
 
@@ -31,7 +32,7 @@ const WARM_MAX_MODULES: usize = 64;
 /// …or once its heap holds more than this share of the memory limit.
 const WARM_MAX_HEAP_FRACTION: usize = 2;
 /// Cap on a program's stdout, and separately its stderr.
-const PROGRAM_STREAM_BYTES: usize = 10 * 1024 * 1024;
+pub const PROGRAM_STREAM_BYTES: usize = 10 * 1024 * 1024;
 /// Budget of the shared transpile cache.
 const TRANSPILE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
@@ -43,6 +44,8 @@ pub struct PoolOptions {
     pub limits: Limits,
     pub resolver: Arc<Resolver>,
     pub permissions: Arc<Permissions>,
+    /// Where scripts are parsed and transpiled.
+    pub compiler: Arc<Compiler>,
 }
 
 /// Pool occupancy, as `/health` reports it.
@@ -104,7 +107,7 @@ impl Pool {
             host: SandboxHost {
                 heap_limit: options.limits.memory_limit_bytes,
                 resolver: options.resolver,
-                cache: Arc::new(TranspileCache::new(TRANSPILE_CACHE_BYTES)),
+                cache: Arc::new(TranspileCache::new(TRANSPILE_CACHE_BYTES, options.compiler)),
                 permissions: options.permissions,
             },
             heap: (0..options.size).map(|_| Default::default()).collect(),
@@ -143,6 +146,11 @@ impl Pool {
         drop(queue);
         self.shared.ready.notify_one();
         Ok(rx)
+    }
+
+    /// The transpile cache the isolate threads share.
+    pub fn transpile_cache(&self) -> Arc<TranspileCache> {
+        self.shared.host.cache.clone()
     }
 
     pub fn stats(&self) -> PoolStats {
@@ -320,20 +328,28 @@ impl Worker<'_> {
         };
         // Programs always start clean.
         let warm = warm && matches!(job.task, Task::Call { .. });
+        // The deadline covers everything from here on, compiling included.
+        let deadline = Instant::now() + job.timeout;
+        let stop = || queued.cancel.is_cancelled() || queued.reply.is_closed();
         let work = match &job.task {
-            Task::Call { script, .. } => match self.shared.host.cache.get(script) {
-                Ok(m) => Work::Call(m),
-                Err(e) => {
-                    return (
-                        failed(ExecError::Syntax {
-                            message: e.message,
-                            line: e.line,
-                            column: e.column,
-                        }),
-                        None,
-                    );
+            Task::Call { script, .. } => {
+                match self.shared.host.cache.get(script, deadline, &stop) {
+                    Ok(m) => Work::Call(m),
+                    Err(e) => {
+                        let error = match e {
+                            TranspileError::Syntax(e) => ExecError::Syntax {
+                                message: e.message,
+                                line: e.line,
+                                column: e.column,
+                            },
+                            TranspileError::Timeout => ExecError::Timeout,
+                            TranspileError::Cancelled => ExecError::Cancelled,
+                            TranspileError::Internal(message) => ExecError::Internal { message },
+                        };
+                        return (failed(error), None);
+                    }
                 }
-            },
+            }
             Task::Program { path } => match ModuleSpecifier::from_file_path(path) {
                 Ok(url) => Work::Program(url),
                 Err(()) => {
@@ -377,9 +393,14 @@ impl Worker<'_> {
         };
         let (shared, rt, cpu_clock) = (self.shared, &self.rt, self.cpu_clock);
         let (report, heap_used) = sandbox.with_entered(|sandbox| {
-            sandbox.begin_call(sink, job.env.clone());
+            sandbox.begin_call(
+                sink,
+                job.env.clone(),
+                deadline,
+                Some(queued.cancel.clone()),
+                limits.max_write_bytes,
+            );
             let record = sandbox.kill_record();
-            let deadline = Instant::now() + job.timeout;
             let ticket = shared.watchdog.arm(Watch {
                 isolate: sandbox.isolate_handle(),
                 record: record.clone(),

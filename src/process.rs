@@ -45,6 +45,9 @@ struct Idle {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
+    /// Forwards the worker's stderr to the log; ends with its last lines,
+    /// which explain a death.
+    stderr: Option<tokio::task::JoinHandle<String>>,
 }
 
 /// Runs jobs in worker processes.
@@ -52,16 +55,25 @@ pub struct ProcessPool {
     exe: PathBuf,
     config_json: String,
     memory_limit: usize,
+    /// Largest report read from a worker: what its caps allow, JSON-escaped.
+    max_report_bytes: usize,
     prestart: usize,
     capacity: usize,
     in_flight: AtomicUsize,
     slots: tokio::sync::Semaphore,
     idle: Mutex<Vec<Idle>>,
     starting: AtomicUsize,
+    /// The server's transpile cache: function-call scripts are compiled
+    /// here, by the server's compile helpers, and sent to the worker as
+    /// JavaScript.
+    cache: Arc<crate::transpile::TranspileCache>,
 }
 
 impl ProcessPool {
-    pub fn new(config: &Config) -> std::io::Result<Arc<ProcessPool>> {
+    pub fn new(
+        config: &Config,
+        cache: Arc<crate::transpile::TranspileCache>,
+    ) -> std::io::Result<Arc<ProcessPool>> {
         let exe = std::env::current_exe()?;
         let mut worker_config = config.clone();
         worker_config.api_key = None;
@@ -70,12 +82,14 @@ impl ProcessPool {
             exe,
             config_json,
             memory_limit: config.limits.memory_limit_bytes,
+            max_report_bytes: max_report_bytes(&config.limits),
             prestart: config.process_prestart,
             capacity: config.pool_size + config.queue_size,
             in_flight: AtomicUsize::new(0),
             slots: tokio::sync::Semaphore::new(config.pool_size),
             idle: Mutex::new(Vec::new()),
             starting: AtomicUsize::new(0),
+            cache,
         });
         Ok(pool)
     }
@@ -132,10 +146,7 @@ impl ProcessPool {
             .stdout
             .take()
             .ok_or_else(|| std::io::Error::other("no stdout"))?;
-        if let Some(stderr) = child.stderr.take() {
-            // Forward the worker's log lines; keep nothing.
-            tokio::spawn(forward_stderr(stderr));
-        }
+        let stderr = child.stderr.take().map(|e| tokio::spawn(forward_stderr(e)));
         let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
         match tokio::time::timeout(START_TIMEOUT, stdout.read_line(&mut line)).await {
@@ -143,6 +154,7 @@ impl ProcessPool {
                 child,
                 stdin,
                 stdout,
+                stderr,
             }),
             Ok(Ok(_)) => Err(std::io::Error::other(format!(
                 "worker said {line:?} instead of ready"
@@ -191,11 +203,56 @@ impl ProcessPool {
             if cancel.is_cancelled() {
                 return failed(ExecError::Cancelled);
             }
-            self.run_in_worker(job).await
+            match self.precompile(job, &cancel).await {
+                Ok(job) => self.run_in_worker(&job).await,
+                Err(error) => failed(error),
+            }
         }
         .await;
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         Ok(report)
+    }
+
+    /// The job with its function-call script compiled, under its deadline;
+    /// the time that took is taken off the worker's.
+    async fn precompile(
+        &self,
+        job: &CallJob,
+        cancel: &Arc<CancelFlag>,
+    ) -> Result<CallJob, ExecError> {
+        let crate::exec::Task::Call { script, .. } = &job.task else {
+            return Ok(job.clone());
+        };
+        let started = std::time::Instant::now();
+        let deadline = started + job.timeout;
+        let (cache, source, stop) = (self.cache.clone(), script.clone(), cancel.clone());
+        let compiled = tokio::task::spawn_blocking(move || {
+            cache.get(&source, deadline, &|| stop.is_cancelled())
+        })
+        .await
+        .map_err(|e| ExecError::Internal {
+            message: format!("compiling for a worker: {e}"),
+        })?;
+        use crate::transpile::TranspileError;
+        match compiled {
+            Ok(module) => {
+                let mut job = job.clone();
+                job.precompiled = Some(module.code.clone());
+                job.timeout = job
+                    .timeout
+                    .saturating_sub(started.elapsed())
+                    .max(Duration::from_millis(1));
+                Ok(job)
+            }
+            Err(TranspileError::Syntax(e)) => Err(ExecError::Syntax {
+                message: e.message,
+                line: e.line,
+                column: e.column,
+            }),
+            Err(TranspileError::Timeout) => Err(ExecError::Timeout),
+            Err(TranspileError::Cancelled) => Err(ExecError::Cancelled),
+            Err(TranspileError::Internal(message)) => Err(ExecError::Internal { message }),
+        }
     }
 
     async fn run_in_worker(self: &Arc<Self>, job: &CallJob) -> Report {
@@ -244,10 +301,21 @@ impl ProcessPool {
         let mut output = Vec::new();
         let read = tokio::time::timeout(
             job.timeout + KILL_GRACE,
-            worker.stdout.read_to_end(&mut output),
+            (&mut worker.stdout)
+                .take(self.max_report_bytes as u64 + 1)
+                .read_to_end(&mut output),
         )
         .await;
         let killed = read.is_err();
+        if output.len() > self.max_report_bytes {
+            // The worker's own caps bound its report; one past this bound
+            // is not read further.
+            let _ = worker.child.start_kill();
+            let _ = worker.child.wait().await;
+            return failed(ExecError::OutputLimit {
+                message: format!("the worker's report passed {} bytes", self.max_report_bytes),
+            });
+        }
         if killed {
             let _ = worker.child.start_kill();
         }
@@ -255,14 +323,49 @@ impl ProcessPool {
         if !killed && let Ok(report) = serde_json::from_slice::<Report>(&output) {
             return report;
         }
+        // The worker is gone, so its stderr ends soon.
+        let said = match worker.stderr.take() {
+            Some(task) => tokio::time::timeout(Duration::from_secs(1), task)
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .unwrap_or_default(),
+            None => String::new(),
+        };
         failed(match status {
             _ if killed => ExecError::Timeout,
+            Ok(_) if said.contains("overflowed its stack") => {
+                // Compiling (or converting) ran out of native stack.
+                let (line, column) = match &job.task {
+                    crate::exec::Task::Call { script, .. } => crate::compile::deepest_point(script),
+                    crate::exec::Task::Program { .. } => (1, 1),
+                };
+                ExecError::Syntax {
+                    message: format!(
+                        "The code is nested too deeply to compile (deepest near line {line}, \
+                         column {column}); reduce the nesting"
+                    ),
+                    line,
+                    column,
+                }
+            }
             Ok(status) => died(status),
             Err(e) => ExecError::Internal {
                 message: format!("waiting for the worker process: {e}"),
             },
         })
     }
+}
+
+/// The most a worker's report can hold: its result, logs or program
+/// streams and error texts, each character escaped as JSON at worst (six
+/// bytes), plus the structure around them.
+fn max_report_bytes(limits: &crate::config::Limits) -> usize {
+    let payload = limits.max_result_bytes
+        + limits.max_log_bytes
+        + 2 * crate::pool::PROGRAM_STREAM_BYTES
+        + 4 * crate::exec::MAX_ERROR_TEXT;
+    payload.saturating_mul(6) + 16 * 1024 * 1024
 }
 
 /// The kind a worker's death without a report maps to.
@@ -306,15 +409,26 @@ fn failed(error: ExecError) -> Report {
     }
 }
 
-async fn forward_stderr(stderr: tokio::process::ChildStderr) {
+/// Logs a worker's stderr lines (up to `STDERR_KEEP` bytes) and returns
+/// the last of them once it closes.
+async fn forward_stderr(stderr: tokio::process::ChildStderr) -> String {
     let mut lines = BufReader::new(stderr).lines();
-    let mut kept = 0;
+    let mut logged = 0;
+    let mut tail = String::new();
     while let Ok(Some(line)) = lines.next_line().await {
-        if kept < STDERR_KEEP {
-            kept += line.len();
+        if logged < STDERR_KEEP {
+            logged += line.len();
             tracing::warn!(target: "isoexec::worker", "{line}");
         }
+        if tail.len() + line.len() > STDERR_KEEP {
+            tail.clear();
+        }
+        if line.len() <= STDERR_KEEP {
+            tail.push_str(&line);
+            tail.push('\n');
+        }
     }
+    tail
 }
 
 /// Sets a resource limit (soft and hard); errors are ignored, as the
@@ -364,7 +478,10 @@ pub fn worker_main() -> std::process::ExitCode {
         let mut config = config;
         config.pool_size = 1;
         config.queue_size = 1;
-        let (_workspace, pool) = crate::server::start_pool(&config)?;
+        // The server sends a function-call script compiled; a program and
+        // its imports are compiled by a helper this worker starts if needed.
+        let compiler = Arc::new(crate::compile::Compiler::helpers_on_demand(1)?);
+        let (_workspace, pool) = crate::server::start_pool(&config, compiler)?;
         {
             let mut out = std::io::stdout().lock();
             out.write_all(b"ready\n")?;
@@ -373,6 +490,11 @@ pub fn worker_main() -> std::process::ExitCode {
         let mut input = Vec::new();
         std::io::stdin().lock().read_to_end(&mut input)?;
         let mut job: CallJob = serde_json::from_slice(&input).map_err(std::io::Error::other)?;
+        if let (crate::exec::Task::Call { script, .. }, Some(code)) =
+            (&job.task, job.precompiled.take())
+        {
+            pool.transpile_cache().seed(script, code);
+        }
         // The in-process pool of this worker runs the job.
         job.isolation = crate::exec::Isolation::Isolate;
         // Past the job's own limits the kernel ends the process: CPU time

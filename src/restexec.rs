@@ -12,9 +12,12 @@ use hyper::header::{self, HeaderValue};
 use serde_json::{Map, Value, json};
 
 use crate::api::json_depth_exceeds;
+use crate::compile::Failure;
 use crate::error::{ApiError, ErrorKind};
 use crate::exec::{CallJob, ExecError, Isolation, LogEntry, Report, Task};
+use crate::lint::{LintError, LintReport};
 use crate::server::{App, Body, json_response};
+use crate::watchdog::CancelFlag;
 use crate::workspace::{MAX_CODE_BYTES, Workspace, extract_code, validate_code_id};
 
 /// A restexec error: its `type`, status, message and details (boxed: it
@@ -345,6 +348,7 @@ pub async fn execute(app: &Arc<App>, body: &[u8]) -> Result<Response<Body>, Rest
         cpu_limit: app.config.limits.default_cpu_limit,
         isolation,
         env,
+        precompiled: None,
     };
     let started = Instant::now();
     let report = crate::api::execute_job(app, &job).await?;
@@ -452,21 +456,53 @@ fn program_reply(job: &CallJob, report: Report, ms: u64) -> Response<Body> {
     e.response(Some(ms))
 }
 
+/// Sets its flag when dropped: a request future dropped mid-way (the
+/// client went away) stops the work it started.
+struct CancelOnDrop(Arc<CancelFlag>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
 /// `POST /lint {codeId, timeout}`.
 pub async fn lint(app: &Arc<App>, body: &[u8]) -> Result<Response<Body>, RestError> {
     let body = object_body(app, body)?;
     let code_id = code_id_field(&body)?;
     let timeout = timeout_field(app, &body)?;
     let started = Instant::now();
+    let deadline = started + timeout;
     let app2 = app.clone();
     let id = code_id.clone();
+    // Set when this request is dropped (the client went away): the lint
+    // stops with it.
+    let gone = Arc::new(CancelFlag::default());
+    let _cancel_on_drop = CancelOnDrop(gone.clone());
     let work = tokio::task::spawn_blocking(move || {
         let path = app2.workspace.path_of(&id);
         let source = std::fs::read_to_string(&path)?;
-        Ok::<_, std::io::Error>(app2.lint.lint(&path, &source))
+        let stop = || gone.is_cancelled();
+        let linted = app2.compiler.lint(path.clone(), &source, deadline, &stop);
+        Ok::<_, std::io::Error>((path, linted))
     });
-    let report = match tokio::time::timeout(timeout, work).await {
-        Err(_) => {
+    let report = match work.await.map_err(RestError::internal)? {
+        Ok((_, Ok(r))) => r,
+        Ok((path, Err(Failure::Rejected(e)))) => {
+            // Like any file that does not parse: a report with the error.
+            let shown = path.display().to_string();
+            LintReport {
+                version: 1,
+                diagnostics: Vec::new(),
+                errors: vec![LintError {
+                    file_path: shown.clone(),
+                    message: e.message,
+                }],
+                checked_files_camel: vec![shown.clone()],
+                checked_files: vec![shown],
+            }
+        }
+        Ok((_, Err(Failure::Timeout))) => {
             return Err(RestError::new(
                 "TimeoutError",
                 408,
@@ -474,10 +510,10 @@ pub async fn lint(app: &Arc<App>, body: &[u8]) -> Result<Response<Body>, RestErr
             )
             .with("kind", ErrorKind::Timeout.as_str()));
         }
-        Ok(joined) => joined.map_err(RestError::internal)?,
-    };
-    let report = match report {
-        Ok(r) => r,
+        Ok((_, Err(Failure::Cancelled))) => {
+            return Err(RestError::internal("the client went away"));
+        }
+        Ok((_, Err(Failure::Internal(message)))) => return Err(RestError::internal(message)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found(&code_id)),
         Err(e) => return Err(RestError::internal(format!("reading {code_id}: {e}"))),
     };

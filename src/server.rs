@@ -20,9 +20,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::compile::Compiler;
 use crate::config::Config;
+use crate::conn::{IdleStream, InFlight};
 use crate::error::{ApiError, ErrorKind};
-use crate::lint::Lint;
 use crate::permissions::Permissions;
 use crate::pool::{Pool, PoolOptions};
 use crate::process::ProcessPool;
@@ -44,13 +45,14 @@ pub struct App {
     pub pool: Pool,
     pub started: Instant,
     pub workspace: Workspace,
-    pub lint: Lint,
+    /// Parses and lints user code in helper processes.
+    pub compiler: Arc<Compiler>,
     pub process: Arc<ProcessPool>,
 }
 
 /// Opens the workspace and starts the isolate pool with the resolver and
 /// permissions `config` describes.
-pub fn start_pool(config: &Config) -> std::io::Result<(Workspace, Pool)> {
+pub fn start_pool(config: &Config, compiler: Arc<Compiler>) -> std::io::Result<(Workspace, Pool)> {
     let workspace = Workspace::open(&config.workspace_dir).map_err(|e| {
         std::io::Error::new(
             e.kind(),
@@ -84,6 +86,7 @@ pub fn start_pool(config: &Config) -> std::io::Result<(Workspace, Pool)> {
         limits: config.limits.clone(),
         resolver: Arc::new(resolver),
         permissions: Arc::new(permissions),
+        compiler,
     })?;
     Ok((workspace, pool))
 }
@@ -95,16 +98,18 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let (workspace, pool) = start_pool(&config)?;
+    // Compiles come from isolate threads and from lint requests.
+    let compiler = Arc::new(Compiler::helpers(config.pool_size)?);
+    let (workspace, pool) = start_pool(&config, compiler.clone())?;
     workspace.remove_stale_temps();
-    let process = ProcessPool::new(&config)?;
+    let process = ProcessPool::new(&config, pool.transpile_cache())?;
     process.replenish();
     let app = Arc::new(App {
         config,
         pool,
         started: Instant::now(),
         workspace,
-        lint: Lint::new(),
+        compiler,
         process,
     });
 
@@ -135,9 +140,16 @@ pub async fn run(
         let app = app.clone();
         let builder = builder.clone();
         let graceful_watch = graceful.watcher();
+        let in_flight = InFlight::default();
+        let counted = in_flight.clone();
         let service = hyper::service::service_fn(move |req| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(handle(&app, req).await) }
+            let guard = counted.enter();
+            async move {
+                let response = handle(&app, req).await;
+                drop(guard);
+                Ok::<_, Infallible>(response)
+            }
         });
         tokio::spawn(async move {
             // hyper's header-read timer only starts once the protocol is
@@ -146,6 +158,8 @@ pub async fn run(
                 tracing::debug!(%peer, "closed a connection that sent no request in time");
                 return;
             }
+            // Idle connections (HTTP/2 ones too) end after the head timeout.
+            let stream = IdleStream::new(stream, in_flight, head_timeout);
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             if let Err(e) = graceful_watch.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -253,16 +267,16 @@ async fn route_restexec(
     let limit = app.config.max_body_bytes;
     match (path.as_str(), method) {
         ("/workspace", Method::PUT | Method::POST) => {
-            let body = read_body(req, limit).await?;
+            let body = read_body(req, limit, app.config.body_read_timeout).await?;
             restexec::save(app, &body).await
         }
         ("/workspace", Method::GET) => restexec::list(app).await,
         ("/execute", Method::POST) => {
-            let body = read_body(req, limit).await?;
+            let body = read_body(req, limit, app.config.body_read_timeout).await?;
             restexec::execute(app, &body).await
         }
         ("/lint", Method::POST) => {
-            let body = read_body(req, limit).await?;
+            let body = read_body(req, limit, app.config.body_read_timeout).await?;
             restexec::lint(app, &body).await
         }
         (p, m) if p.starts_with("/workspace/") => {
@@ -310,7 +324,8 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Body>, ApiE
     }
     match (path.as_str(), method) {
         ("/" | "/run", Method::POST) => {
-            let body = read_body(req, app.config.max_body_bytes).await?;
+            let body =
+                read_body(req, app.config.max_body_bytes, app.config.body_read_timeout).await?;
             crate::api::run(app, &body).await
         }
         ("/health", Method::GET | Method::HEAD) => Ok(crate::health::health(app)),
@@ -363,7 +378,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Reads the body up to `limit` bytes, with or without `Content-Length`.
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             ErrorKind::PayloadTooLarge,
@@ -379,7 +398,15 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    match Limited::new(req.into_body(), limit).collect().await {
+    let read = tokio::time::timeout(timeout, Limited::new(req.into_body(), limit).collect());
+    let Ok(read) = read.await else {
+        return Err(ApiError::bad_request(format!(
+            "The request body did not arrive within {} ms",
+            timeout.as_millis()
+        ))
+        .with("field", "body"));
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(e) => Err(ApiError::bad_request(format!(

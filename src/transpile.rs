@@ -1,8 +1,11 @@
 //! TypeScript → JavaScript with `deno_ast`, cached by content hash under a
 //! byte budget so repeated scripts skip the parser and memory stays bounded.
+//! The parsing itself runs through a [`Compiler`] (a helper process), under
+//! the caller's deadline.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use deno_ast::diagnostics::Diagnostic as _;
 use deno_ast::{
@@ -10,6 +13,8 @@ use deno_ast::{
     TranspileOptions,
 };
 use sha2::{Digest, Sha256};
+
+use crate::compile::{Compiler, Failure};
 
 /// A script ready to load: its JavaScript and the specifier it is known by.
 #[derive(Debug)]
@@ -23,7 +28,7 @@ pub struct Module {
 }
 
 /// A script that does not parse, with a 1-based position.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SyntaxError {
     pub message: String,
     pub line: usize,
@@ -32,10 +37,24 @@ pub struct SyntaxError {
 
 type Entry = Result<Arc<Module>, SyntaxError>;
 
+/// Why no module came back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TranspileError {
+    /// The source does not parse, or cannot be compiled at all.
+    Syntax(SyntaxError),
+    /// The deadline passed while compiling.
+    Timeout,
+    /// The caller went away while compiling.
+    Cancelled,
+    /// Our side failed.
+    Internal(String),
+}
+
 /// Content-addressed cache of transpiled scripts, shared by all workers.
 pub struct TranspileCache {
     inner: Mutex<CacheInner>,
     max_bytes: usize,
+    compiler: Arc<Compiler>,
 }
 
 #[derive(Default)]
@@ -47,71 +66,114 @@ struct CacheInner {
 }
 
 impl TranspileCache {
-    pub fn new(max_bytes: usize) -> TranspileCache {
+    pub fn new(max_bytes: usize, compiler: Arc<Compiler>) -> TranspileCache {
         TranspileCache {
             inner: Mutex::new(CacheInner::default()),
             max_bytes,
+            compiler,
         }
     }
 
-    /// The module for a function-call script, transpiled now or taken from
-    /// the cache.
-    pub fn get(&self, source: &str) -> Entry {
+    /// The module for a function-call script, transpiled now (by
+    /// `deadline`, unless `stop` says the caller left) or taken from the
+    /// cache.
+    pub fn get(
+        &self,
+        source: &str,
+        deadline: Instant,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Arc<Module>, TranspileError> {
         let hash: [u8; 32] = Sha256::digest(source.as_bytes()).into();
-        self.get_or_transpile(hash, source, || {
-            transpile(hash, specifier_for(&hash), MediaType::TypeScript, source)
-        })
+        self.get_or_transpile(hash, specifier_for(&hash), source, deadline, stop)
     }
 
     /// The module for a file at `specifier` with this text. The specifier
     /// is part of the key: it is written into the emitted source map.
-    pub fn get_file(&self, specifier: &ModuleSpecifier, source: &str) -> Entry {
+    pub fn get_file(
+        &self,
+        specifier: &ModuleSpecifier,
+        source: &str,
+        deadline: Instant,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Arc<Module>, TranspileError> {
         let mut hasher = Sha256::new();
         hasher.update(specifier.as_str().as_bytes());
         hasher.update([0]);
         hasher.update(source.as_bytes());
         let hash: [u8; 32] = hasher.finalize().into();
-        self.get_or_transpile(hash, source, || {
-            let media_type = match MediaType::from_specifier(specifier) {
-                MediaType::Unknown => MediaType::TypeScript,
-                known => known,
-            };
-            transpile(hash, specifier.clone(), media_type, source)
-        })
+        self.get_or_transpile(hash, specifier.clone(), source, deadline, stop)
     }
 
     fn get_or_transpile(
         &self,
         hash: [u8; 32],
+        specifier: ModuleSpecifier,
         source: &str,
-        make: impl FnOnce() -> Entry,
-    ) -> Entry {
+        deadline: Instant,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Arc<Module>, TranspileError> {
         if let Some((entry, _)) = self.lock().entries.get(&hash) {
-            return entry.clone();
+            return entry.clone().map_err(TranspileError::Syntax);
         }
-        let entry = make();
+        // Only answers that belong to the source are cached: a timeout or
+        // a failure of ours is not.
+        let entry: Entry = match self
+            .compiler
+            .transpile(specifier.as_str(), source, deadline, stop)
+        {
+            Ok(Ok(code)) => Ok(Arc::new(Module {
+                hash,
+                specifier,
+                code: code.into(),
+            })),
+            Ok(Err(e)) | Err(Failure::Rejected(e)) => Err(e),
+            Err(Failure::Timeout) => return Err(TranspileError::Timeout),
+            Err(Failure::Cancelled) => return Err(TranspileError::Cancelled),
+            Err(Failure::Internal(m)) => return Err(TranspileError::Internal(m)),
+        };
         let cost = source.len()
             + match &entry {
                 Ok(m) => m.code.len(),
                 Err(e) => e.message.len(),
             };
-        if cost <= self.max_bytes {
-            let mut inner = self.lock();
-            if !inner.entries.contains_key(&hash) {
-                while inner.bytes + cost > self.max_bytes {
-                    let Some(old) = inner.order.pop_front() else {
-                        break;
-                    };
-                    if let Some((_, c)) = inner.entries.remove(&old) {
-                        inner.bytes -= c;
-                    }
-                }
-                inner.entries.insert(hash, (entry.clone(), cost));
-                inner.order.push_back(hash);
-                inner.bytes += cost;
+        self.insert(hash, entry.clone(), cost);
+        entry.map_err(TranspileError::Syntax)
+    }
+
+    /// Puts the JavaScript another process compiled for a function-call
+    /// `source` into the cache, as if it had been transpiled here.
+    pub fn seed(&self, source: &str, code: Arc<str>) {
+        let hash: [u8; 32] = Sha256::digest(source.as_bytes()).into();
+        let cost = source.len() + code.len();
+        let module = Arc::new(Module {
+            hash,
+            specifier: specifier_for(&hash),
+            code,
+        });
+        self.insert(hash, Ok(module), cost);
+    }
+
+    /// Keeps `entry` unless it alone is over the budget, evicting the
+    /// oldest entries to make room.
+    fn insert(&self, hash: [u8; 32], entry: Entry, cost: usize) {
+        if cost > self.max_bytes {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.entries.contains_key(&hash) {
+            return;
+        }
+        while inner.bytes + cost > self.max_bytes {
+            let Some(old) = inner.order.pop_front() else {
+                break;
+            };
+            if let Some((_, c)) = inner.entries.remove(&old) {
+                inner.bytes -= c;
             }
         }
-        entry
+        inner.entries.insert(hash, (entry, cost));
+        inner.order.push_back(hash);
+        inner.bytes += cost;
     }
 
     /// Bytes held (sources plus emitted code).
@@ -133,12 +195,19 @@ pub fn specifier_for(hash: &[u8; 32]) -> ModuleSpecifier {
         .expect("a URL of hex digits always parses")
 }
 
-fn transpile(
-    hash: [u8; 32],
-    specifier: ModuleSpecifier,
-    media_type: MediaType,
-    source: &str,
-) -> Entry {
+/// Parses and transpiles `source`, known as `specifier` (its extension
+/// picks the syntax; none means TypeScript), on the calling thread. Only a
+/// compile helper calls this: see [`crate::compile`].
+pub fn transpile_source(specifier: &str, source: &str) -> Result<String, SyntaxError> {
+    let specifier = ModuleSpecifier::parse(specifier).map_err(|e| SyntaxError {
+        message: format!("the module name '{specifier}' is not a URL: {e}"),
+        line: 1,
+        column: 1,
+    })?;
+    let media_type = match MediaType::from_specifier(&specifier) {
+        MediaType::Unknown => MediaType::TypeScript,
+        known => known,
+    };
     let text = source.strip_prefix('\u{feff}').unwrap_or(source);
     let parsed = deno_ast::parse_module(ParseParams {
         specifier: specifier.clone(),
@@ -182,11 +251,7 @@ fn transpile(
             },
         })?
         .into_source();
-    Ok(Arc::new(Module {
-        hash,
-        specifier,
-        code: emitted.text.into(),
-    }))
+    Ok(emitted.text)
 }
 
 fn syntax_error(d: &deno_ast::ParseDiagnostic) -> SyntaxError {
@@ -201,13 +266,24 @@ fn syntax_error(d: &deno_ast::ParseDiagnostic) -> SyntaxError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn cache(bytes: usize) -> TranspileCache {
+        TranspileCache::new(bytes, Arc::new(Compiler::in_process()))
+    }
+
+    fn get(cache: &TranspileCache, source: &str) -> Result<Arc<Module>, TranspileError> {
+        cache.get(source, Instant::now() + Duration::from_secs(60), &|| false)
+    }
 
     #[test]
     fn typescript_becomes_javascript() {
-        let cache = TranspileCache::new(1 << 20);
-        let m = cache
-            .get("export function fn(x: number): number { return x + 1 }")
-            .unwrap();
+        let cache = cache(1 << 20);
+        let m = get(
+            &cache,
+            "export function fn(x: number): number { return x + 1 }",
+        )
+        .unwrap();
         assert!(m.code.contains("export function fn(x)"), "{}", m.code);
         assert!(m.code.contains("sourceMappingURL=data:"));
         assert!(m.specifier.as_str().starts_with("file:///isoexec/"));
@@ -215,10 +291,12 @@ mod tests {
 
     #[test]
     fn syntax_errors_carry_positions() {
-        let cache = TranspileCache::new(1 << 20);
-        let e = cache
-            .get("export const a = 1;\nexport function fn( {")
-            .unwrap_err();
+        let cache = cache(1 << 20);
+        let TranspileError::Syntax(e) =
+            get(&cache, "export const a = 1;\nexport function fn( {").unwrap_err()
+        else {
+            panic!("not a syntax error");
+        };
         assert_eq!(e.line, 2);
         assert!(e.column >= 1);
         assert!(!e.message.is_empty());
@@ -226,22 +304,21 @@ mod tests {
 
     #[test]
     fn the_same_source_is_served_from_the_cache() {
-        let cache = TranspileCache::new(1 << 20);
-        let a = cache.get("export const fn = () => 1;").unwrap();
-        let b = cache.get("export const fn = () => 1;").unwrap();
+        let cache = cache(1 << 20);
+        let a = get(&cache, "export const fn = () => 1;").unwrap();
+        let b = get(&cache, "export const fn = () => 1;").unwrap();
         assert!(Arc::ptr_eq(&a, &b));
     }
 
     #[test]
     fn the_cache_stays_under_its_budget() {
-        let cache = TranspileCache::new(4096);
+        let cache = cache(4096);
         for i in 0..200 {
-            cache
-                .get(&format!(
-                    "export const fn = () => {i}; // {}",
-                    "x".repeat(100)
-                ))
-                .unwrap();
+            get(
+                &cache,
+                &format!("export const fn = () => {i}; // {}", "x".repeat(100)),
+            )
+            .unwrap();
         }
         assert!(cache.bytes() <= 4096, "{}", cache.bytes());
         assert!(cache.bytes() > 0);

@@ -10,10 +10,11 @@ use std::time::UNIX_EPOCH;
 
 /// Largest code a save accepts, in bytes (after fence extraction).
 pub const MAX_CODE_BYTES: usize = 10 * 1024 * 1024;
-/// Longest `codeId`.
-pub const MAX_CODE_ID_CHARS: usize = 255;
+/// Longest `codeId`. A saved file is `<codeId>.ts`, and Linux file systems cap a name at 255
+/// bytes: 252 characters is the longest codeId that can be stored.
+pub const MAX_CODE_ID_CHARS: usize = 252;
 
-/// Checks a `codeId`: 1–255 letters, digits, `-` or `_`. The message says
+/// Checks a `codeId`: 1–252 letters, digits, `-` or `_`. The message says
 /// what is wrong.
 pub fn validate_code_id(id: &str) -> Result<(), String> {
     if id.is_empty() {
@@ -21,7 +22,8 @@ pub fn validate_code_id(id: &str) -> Result<(), String> {
     }
     if id.len() > MAX_CODE_ID_CHARS {
         return Err(format!(
-            "codeId is {} characters long; at most {MAX_CODE_ID_CHARS} are allowed",
+            "codeId is {} characters long; at most {MAX_CODE_ID_CHARS} are allowed (the saved \
+             file is <codeId>.ts, and file names are limited to 255 bytes)",
             id.len()
         ));
     }
@@ -139,7 +141,8 @@ impl Workspace {
     pub fn save(&self, code_id: &str, code: &str) -> io::Result<Saved> {
         let path = self.path_of(code_id);
         let temp = self.dir.join(format!(
-            ".{code_id}.{}.{}.tmp",
+            // Not named after the codeId: a long one would not leave room.
+            ".save.{}.{}.tmp",
             std::process::id(),
             TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
@@ -211,7 +214,8 @@ mod tests {
     #[test]
     fn code_ids_are_checked() {
         assert!(validate_code_id("hello-world_2").is_ok());
-        assert!(validate_code_id(&"a".repeat(255)).is_ok());
+        assert!(validate_code_id(&"a".repeat(252)).is_ok());
+        assert!(validate_code_id(&"a".repeat(253)).is_err());
         for bad in ["", "../x", "a/b", "a\\b", "a.b", "a b", "é"] {
             assert!(validate_code_id(bad).is_err(), "{bad:?}");
         }

@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use deno_core::{
     ModuleLoadOptions, ModuleLoadReferrer, ModuleLoadResponse, ModuleLoader, ModuleSource,
@@ -15,10 +16,13 @@ use deno_error::JsErrorBox;
 
 use crate::exec::ExecError;
 use crate::resolve::{ResolveError, Resolver};
-use crate::transpile::TranspileCache;
+use crate::transpile::{TranspileCache, TranspileError};
+use crate::watchdog::{CancelFlag, KillReason, KillRecord};
 
 /// Largest module file that is loaded.
 const MAX_MODULE_BYTES: u64 = 32 * 1024 * 1024;
+/// Compile deadline when no call set one.
+const FALLBACK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What went wrong while loading the current call's modules, shared with
 /// the sandbox.
@@ -28,6 +32,12 @@ pub struct LoadNotes {
     pub denied: Option<String>,
     /// The first module that did not parse.
     pub syntax: Option<ExecError>,
+    /// When the current call must end; compiling an import counts.
+    pub deadline: Option<Instant>,
+    /// The current call's cancellation flag.
+    pub cancel: Option<Arc<CancelFlag>>,
+    /// Why compiling failed on our side, for the report.
+    pub internal: Option<String>,
 }
 
 pub type Notes = Rc<RefCell<LoadNotes>>;
@@ -36,6 +46,9 @@ pub struct Loader {
     pub notes: Notes,
     pub resolver: Arc<Resolver>,
     pub cache: Arc<TranspileCache>,
+    /// The sandbox's kill record: a compile that runs past the deadline
+    /// is a timeout like any other.
+    pub record: Arc<KillRecord>,
 }
 
 impl Loader {
@@ -88,14 +101,37 @@ impl Loader {
                 )));
             }
         }
-        match self.cache.get_file(specifier, &text) {
+        let (deadline, cancel) = {
+            let notes = self.notes.borrow();
+            (notes.deadline, notes.cancel.clone())
+        };
+        // Without a call's deadline (never the case in a call) a compile
+        // still ends: at the longest deadline any call may have.
+        let deadline = deadline.unwrap_or_else(|| Instant::now() + FALLBACK_DEADLINE);
+        let stop = || cancel.as_ref().is_some_and(|c| c.is_cancelled());
+        match self.cache.get_file(specifier, &text, deadline, &stop) {
             Ok(module) => Ok(ModuleSource::new(
                 ModuleType::JavaScript,
                 ModuleSourceCode::String(module.code.to_string().into()),
                 specifier,
                 None,
             )),
-            Err(e) => {
+            Err(TranspileError::Timeout) => {
+                self.record.mark(KillReason::Timeout);
+                Err(JsErrorBox::generic("the deadline passed while compiling"))
+            }
+            Err(TranspileError::Cancelled) => {
+                self.record.mark(KillReason::Cancelled);
+                Err(JsErrorBox::generic("the caller went away while compiling"))
+            }
+            Err(TranspileError::Internal(message)) => {
+                self.notes
+                    .borrow_mut()
+                    .internal
+                    .get_or_insert_with(|| message.clone());
+                Err(JsErrorBox::generic(message))
+            }
+            Err(TranspileError::Syntax(e)) => {
                 let message = format!("{} at {specifier}:{}:{}", e.message, e.line, e.column);
                 self.notes
                     .borrow_mut()

@@ -61,36 +61,93 @@ impl LogSink {
 
     fn push(&mut self, level: LogLevel, message: &str) {
         if self.streams {
-            let used = if level.is_stderr() {
-                &mut self.stderr_bytes
-            } else {
-                &mut self.bytes
-            };
-            if *used + message.len() + 1 > self.max_bytes {
-                self.truncated = true;
-                return;
-            }
-            *used += message.len() + 1;
-        } else {
-            if self.truncated {
-                return;
-            }
-            if self.entries.len() >= self.max_entries || self.bytes + message.len() > self.max_bytes
-            {
-                self.truncated = true;
-                return;
-            }
-            self.bytes += message.len();
+            self.push_stream(level, message);
+            return;
         }
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        if self.truncated {
+            return;
+        }
+        if self.entries.len() >= self.max_entries {
+            self.truncated = true;
+            return;
+        }
+        // A line longer than what is left is kept up to the cap, and the
+        // cut is flagged.
+        let room = self.max_bytes - self.bytes;
+        let kept = cut_at(message, room);
+        if kept.len() < message.len() {
+            self.truncated = true;
+            if kept.is_empty() {
+                return;
+            }
+        }
+        self.bytes += kept.len();
         self.entries.push(LogEntry {
-            ts,
+            ts: now_ms(),
             level,
-            message: message.to_owned(),
+            message: kept.to_owned(),
         });
     }
+
+    /// Program output: consecutive lines to the same stream share one
+    /// entry, so memory follows the bytes written, not the number of
+    /// calls; a new entry (a switch of stream) costs `ENTRY_COST` bytes of
+    /// its stream's cap.
+    fn push_stream(&mut self, level: LogLevel, message: &str) {
+        let to_stderr = level.is_stderr();
+        let merge = self
+            .entries
+            .last()
+            .is_some_and(|last| last.level.is_stderr() == to_stderr);
+        let used = if to_stderr {
+            &mut self.stderr_bytes
+        } else {
+            &mut self.bytes
+        };
+        let overhead = if merge { 1 } else { ENTRY_COST };
+        if *used + overhead > self.max_bytes {
+            self.truncated = true;
+            return;
+        }
+        let kept = cut_at(message, self.max_bytes - *used - overhead);
+        if kept.len() < message.len() {
+            self.truncated = true;
+        }
+        *used += overhead + kept.len();
+        match self.entries.last_mut() {
+            Some(last) if merge => {
+                last.message.push('\n');
+                last.message.push_str(kept);
+            }
+            _ => self.entries.push(LogEntry {
+                ts: now_ms(),
+                level,
+                message: kept.to_owned(),
+            }),
+        }
+    }
+}
+
+/// What a program's output entry costs against its stream's cap.
+const ENTRY_COST: usize = 64;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a
+/// character boundary.
+pub fn cut_at(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while end > 0 && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// What one call may use and what it did, kept in the `OpState`.
@@ -102,6 +159,8 @@ pub struct CallState {
     pub denied: Option<String>,
     /// The code passed to `Deno.exit`, if it was called.
     pub exit_code: Option<i32>,
+    /// Bytes this call may still write to files (`MAX_WRITE_BYTES`).
+    pub write_budget: u64,
     /// Origin of `performance.now()`.
     pub started: Instant,
     /// The same instant as milliseconds since the Unix epoch.
@@ -109,12 +168,13 @@ pub struct CallState {
 }
 
 impl CallState {
-    pub fn new(logs: LogSink, env: HashMap<String, String>) -> CallState {
+    pub fn new(logs: LogSink, env: HashMap<String, String>, write_budget: u64) -> CallState {
         CallState {
             logs,
             env,
             denied: None,
             exit_code: None,
+            write_budget,
             started: Instant::now(),
             started_epoch_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -349,6 +409,21 @@ fn op_isoexec_write_file(
     #[buffer] data: &[u8],
     append: bool,
 ) -> Result<(), JsErrorBox> {
+    // Writes are counted before they happen; a refused one writes nothing.
+    if let Some(call) = state.try_borrow_mut::<CallState>() {
+        let wanted = data.len() as u64;
+        if wanted > call.write_budget {
+            return Err(JsErrorBox::new(
+                "QuotaExceededError",
+                format!(
+                    "Writing {wanted} bytes would pass this execution's write quota \
+                     ({} bytes left; MAX_WRITE_BYTES)",
+                    call.write_budget
+                ),
+            ));
+        }
+        call.write_budget -= wanted;
+    }
     permissions(state)
         .write_file(path, data, append)
         .map_err(|e| fs_error(state, e))
@@ -453,7 +528,7 @@ macro_rules! runtime_js {
 }
 
 /// The JS glue, embedded in the binary.
-static RUNTIME_JS: [deno_core::ExtensionFileSource; 9] = runtime_js!(
+static RUNTIME_JS: [deno_core::ExtensionFileSource; 10] = runtime_js!(
     "00_inspect.js",
     "01_console.js",
     "02_timers.js",
@@ -462,6 +537,7 @@ static RUNTIME_JS: [deno_core::ExtensionFileSource; 9] = runtime_js!(
     "05_url.js",
     "06_web.js",
     "07_deno.js",
+    "08_buffers.js",
     "99_main.js",
 );
 
@@ -478,11 +554,37 @@ mod tests {
         assert_eq!(sink.entries.len(), 2);
         assert!(sink.truncated);
 
+        // The line that crosses the byte cap is kept up to it, and flagged.
         let mut sink = LogSink::new(100, 5);
         sink.push(LogLevel::Log, "abc");
-        sink.push(LogLevel::Log, "def");
-        assert_eq!(sink.entries.len(), 1);
+        sink.push(LogLevel::Log, "déf");
+        sink.push(LogLevel::Log, "g");
+        assert_eq!(sink.entries.len(), 2);
+        assert_eq!(sink.entries[1].message, "d");
         assert!(sink.truncated);
+    }
+
+    #[test]
+    fn program_lines_share_entries_and_stop_at_the_cap() {
+        let mut sink = LogSink::streams(1000);
+        for _ in 0..10_000 {
+            sink.push(LogLevel::Log, "");
+        }
+        sink.push(LogLevel::Error, "oops");
+        sink.push(LogLevel::Log, "after");
+        // Memory follows bytes: one entry per switch of stream; stdout is
+        // full, so its last line is dropped, while stderr has room.
+        assert_eq!(sink.entries.len(), 2);
+        assert!(sink.truncated);
+        assert!(sink.entries[0].message.len() < 1000);
+        assert_eq!(sink.entries[1].message, "oops");
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_character() {
+        assert_eq!(cut_at("héllo", 2), "h");
+        assert_eq!(cut_at("héllo", 3), "hé");
+        assert_eq!(cut_at("abc", 10), "abc");
     }
 
     #[test]

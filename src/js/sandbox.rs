@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use deno_core::error::{CoreError, CoreErrorKind, JsError};
 use deno_core::{JsRuntime, ModuleId, ModuleSpecifier, PollEventLoopOptions, RuntimeOptions, v8};
@@ -18,7 +19,7 @@ use crate::permissions::Permissions;
 use crate::resolve::Resolver;
 use crate::transpile::Module;
 use crate::transpile::TranspileCache;
-use crate::watchdog::{KillReason, KillRecord};
+use crate::watchdog::{CancelFlag, KillReason, KillRecord};
 
 /// Extra heap granted the first time the limit is hit. V8 aborts the process
 /// if the callback does not raise the limit enough for the allocation in
@@ -112,6 +113,7 @@ impl Sandbox {
                 notes: notes.clone(),
                 resolver: host.resolver.clone(),
                 cache: host.cache.clone(),
+                record: record.clone(),
             })),
             create_params: Some(params),
             ..Default::default()
@@ -212,13 +214,25 @@ impl Sandbox {
         ]
     }
 
-    /// Prepares the per-call state (logs, env) before a call.
-    pub fn begin_call(&mut self, logs: LogSink, env: HashMap<String, String>) {
-        *self.notes.borrow_mut() = LoadNotes::default();
+    /// Prepares the per-call state (logs, env, the deadline that compiling
+    /// imports obeys) before a call.
+    pub fn begin_call(
+        &mut self,
+        logs: LogSink,
+        env: HashMap<String, String>,
+        deadline: Instant,
+        cancel: Option<Arc<CancelFlag>>,
+        write_budget: u64,
+    ) {
+        *self.notes.borrow_mut() = LoadNotes {
+            deadline: Some(deadline),
+            cancel,
+            ..LoadNotes::default()
+        };
         self.runtime
             .op_state()
             .borrow_mut()
-            .put(CallState::new(logs, env));
+            .put(CallState::new(logs, env, write_budget));
     }
 
     /// Takes the logs of the call that just ended.
@@ -255,7 +269,7 @@ impl Sandbox {
         } else if warm {
             self.cancel_timers();
         }
-        result.map_err(|e| self.explain(e))
+        result.map_err(|e| self.explain(e).capped())
     }
 
     /// Runs the file at `url` as the main module until nothing is left to
@@ -266,7 +280,7 @@ impl Sandbox {
             result = Err(Failure::Terminated);
         }
         self.poisoned = true;
-        result.map_err(|e| self.explain(e))
+        result.map_err(|e| self.explain(e).capped())
     }
 
     async fn program_inner(&mut self, url: &ModuleSpecifier) -> Result<(), Failure> {
@@ -416,6 +430,9 @@ impl Sandbox {
             };
         }
         let syntax = self.notes.borrow_mut().syntax.take();
+        if let Some(message) = self.notes.borrow_mut().internal.take() {
+            return ExecError::Internal { message };
+        }
         let denied = self.notes.borrow_mut().denied.take().or_else(|| {
             self.runtime
                 .op_state()
@@ -521,6 +538,22 @@ fn load_error(e: CoreError) -> ExecError {
             let frame = js.frames.first();
             ExecError::Syntax {
                 message: js.message.clone().unwrap_or_default(),
+                line: frame.and_then(|f| f.line_number).unwrap_or(1).max(1) as usize,
+                column: frame.and_then(|f| f.column_number).unwrap_or(1).max(1) as usize,
+            }
+        }
+        // V8's parser bounds its own recursion: code nested past its
+        // stack limit fails to compile with this RangeError.
+        CoreErrorKind::Js(js)
+            if js.name.as_deref() == Some("RangeError")
+                && js
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("Maximum call stack size exceeded")) =>
+        {
+            let frame = js.frames.first();
+            ExecError::Syntax {
+                message: "The code is nested too deeply to compile; reduce the nesting".into(),
                 line: frame.and_then(|f| f.line_number).unwrap_or(1).max(1) as usize,
                 column: frame.and_then(|f| f.column_number).unwrap_or(1).max(1) as usize,
             }

@@ -2,6 +2,7 @@
 //! binary on port 0 and talks real HTTP to it.
 
 mod function_calls;
+mod holes;
 mod hostile;
 mod http;
 mod isolation;

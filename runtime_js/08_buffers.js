@@ -1,0 +1,130 @@
+// Resizable ArrayBuffers and growable SharedArrayBuffers take their memory
+// from V8's own page allocator, not from the counting ArrayBuffer allocator
+// that enforces MEMORY_LIMIT_MB, so no limit could hold them: their
+// constructors refuse `maxByteLength`. Fixed-size buffers are unchanged.
+import { core, primordials } from "ext:core/mod.js";
+
+const {
+  ArrayBuffer: OriginalArrayBuffer,
+  FunctionPrototype,
+  ObjectDefineProperty,
+  ObjectGetOwnPropertyDescriptor,
+  ObjectGetOwnPropertyNames,
+  ObjectSetPrototypeOf,
+  RangeError,
+  ReflectConstruct,
+  SafeArrayIterator,
+  Number,
+  NumberIsFinite,
+  PromisePrototypeThen,
+  ReflectApply,
+  SymbolSpecies,
+  TypeError,
+} = primordials;
+const { cancelTimer, createTimer } = core;
+// Not among deno_core's primordials, and V8 may add them to a context only
+// once it is restored: captured by `installBufferGuards`, before user code.
+let Atomics;
+let OriginalWaitAsync;
+/** Extra time the event loop stays alive past a waitAsync timeout. */
+const WAIT_SLACK_MS = 50;
+
+function refuseGrowth(name, options) {
+  if (options === undefined || options === null || typeof options !== "object") return;
+  // Read once, as the constructor would; the original never sees `options`.
+  if (options.maxByteLength !== undefined) {
+    throw new RangeError(
+      name + " with maxByteLength (resizable memory) is not supported: its memory " +
+        "cannot be counted against the memory limit",
+    );
+  }
+}
+
+function guard(name, Original) {
+  const Guarded = {
+    [name]: function (length, options = undefined) {
+      if (new.target === undefined) {
+        throw new TypeError("Constructor " + name + " requires 'new'");
+      }
+      refuseGrowth(name, options);
+      return ReflectConstruct(Original, [length], new.target === Guarded ? Original : new.target);
+    },
+  }[name];
+  ObjectSetPrototypeOf(Guarded, FunctionPrototype);
+  for (const key of new SafeArrayIterator(ObjectGetOwnPropertyNames(Original))) {
+    if (key === "length" || key === "name" || key === "prototype") continue;
+    ObjectDefineProperty(Guarded, key, ObjectGetOwnPropertyDescriptor(Original, key));
+  }
+  const species = ObjectGetOwnPropertyDescriptor(Original, SymbolSpecies);
+  if (species !== undefined) {
+    ObjectDefineProperty(Guarded, SymbolSpecies, species);
+  }
+  ObjectDefineProperty(Guarded, "length", { value: 1, configurable: true });
+  ObjectDefineProperty(Guarded, "prototype", {
+    value: Original.prototype,
+    writable: false,
+    enumerable: false,
+    configurable: false,
+  });
+  ObjectDefineProperty(Original.prototype, "constructor", {
+    value: Guarded,
+    writable: true,
+    enumerable: false,
+    configurable: true,
+  });
+  return Guarded;
+}
+
+/** The constructor that replaces the global of the same name. */
+export const ArrayBuffer = guard("ArrayBuffer", OriginalArrayBuffer);
+
+function keepAliveFor(ms, promise) {
+  const timer = createTimer(() => {}, ms + WAIT_SLACK_MS, undefined, false, true);
+  const done = () => cancelTimer(timer);
+  PromisePrototypeThen(promise, done, done);
+}
+
+/**
+ * `Atomics.waitAsync`: V8 resolves a wait with a timeout from a task of its
+ * own that deno_core's event loop does not count as pending work, so the
+ * loop would end first and report a promise that can never settle. A timer
+ * keeps the loop alive until the wait settles.
+ */
+export function waitAsync(typedArray, index, value, timeout = undefined) {
+  const result = ReflectApply(OriginalWaitAsync, Atomics, [typedArray, index, value, timeout]);
+  if (result.async === true && timeout !== undefined) {
+    const ms = Number(timeout);
+    if (NumberIsFinite(ms)) keepAliveFor(ms < 0 ? 0 : ms, result.value);
+  }
+  return result;
+}
+
+/**
+ * Installs the guarded constructors and `Atomics.waitAsync` on `target`, a
+ * freshly restored global object that user code has not seen yet.
+ */
+export function installBufferGuards(target) {
+  const shared = target.SharedArrayBuffer;
+  const guarded = [["ArrayBuffer", ArrayBuffer]];
+  if (typeof shared === "function") {
+    guarded[1] = ["SharedArrayBuffer", guard("SharedArrayBuffer", shared)];
+  }
+  for (const pair of new SafeArrayIterator(guarded)) {
+    ObjectDefineProperty(target, pair[0], {
+      value: pair[1],
+      writable: true,
+      enumerable: false,
+      configurable: true,
+    });
+  }
+  Atomics = target.Atomics;
+  OriginalWaitAsync = Atomics?.waitAsync;
+  if (Atomics !== undefined && typeof OriginalWaitAsync === "function") {
+    ObjectDefineProperty(Atomics, "waitAsync", {
+      value: waitAsync,
+      writable: true,
+      enumerable: false,
+      configurable: true,
+    });
+  }
+}
