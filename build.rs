@@ -5,32 +5,40 @@
 
 #![allow(dead_code, reason = "only the extension is used from these modules")]
 
-#[path = "src/exec.rs"]
-mod exec;
-#[path = "src/net.rs"]
-mod net;
-#[path = "src/js/ops.rs"]
-mod ops;
-#[path = "src/permissions.rs"]
-mod permissions;
-#[path = "src/watchdog.rs"]
-mod watchdog;
+// The extension's sources, under the same module paths as in the crate
+// (`crate::engine::…`), so they compile unchanged here and in the server.
+#[path = "src/engine/js/ext/mod.rs"]
+mod ext_source;
+#[path = "src/engine/permissions.rs"]
+mod permissions_source;
+#[path = "src/engine/types.rs"]
+mod types_source;
+#[path = "src/engine/watchdog.rs"]
+mod watchdog_source;
+
+mod engine {
+    pub(crate) use super::permissions_source as permissions;
+    pub(crate) use super::types_source as types;
+    pub(crate) use super::watchdog_source as watchdog;
+    pub mod js {
+        pub(crate) use super::super::ext_source as ext;
+    }
+}
 
 use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=src/js/ops.rs");
-    println!("cargo:rerun-if-changed=src/exec.rs");
-    println!("cargo:rerun-if-changed=src/watchdog.rs");
-    println!("cargo:rerun-if-changed=src/permissions.rs");
-    println!("cargo:rerun-if-changed=src/net.rs");
+    println!("cargo:rerun-if-changed=src/engine/js/ext");
+    println!("cargo:rerun-if-changed=src/engine/types.rs");
+    println!("cargo:rerun-if-changed=src/engine/watchdog.rs");
+    println!("cargo:rerun-if-changed=src/engine/permissions.rs");
     let output = deno_core::snapshot::create_snapshot(
         deno_core::snapshot::CreateSnapshotOptions {
             cargo_manifest_dir: env!("CARGO_MANIFEST_DIR"),
             startup_snapshot: None,
             skip_op_registration: false,
-            extensions: vec![ops::isoexec::init()],
+            extensions: vec![engine::js::ext::isoexec::init()],
             extension_transpiler: None,
             with_runtime_cb: None,
         },

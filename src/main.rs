@@ -43,8 +43,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let flags = match cli.command {
         Some(Command::Serve { flags }) => merge(cli.flags, flags),
-        Some(Command::Worker) => return isoexec::process::worker_main(),
-        Some(Command::CompileHelper) => return isoexec::compile::helper_main(),
+        Some(Command::Worker) => return isoexec::engine::process::child::main(),
+        Some(Command::CompileHelper) => return isoexec::engine::compile::helper_main(),
         None => cli.flags,
     };
     let config = match Config::from_env(&flags) {

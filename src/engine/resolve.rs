@@ -134,7 +134,7 @@ impl Resolver {
 
     /// The import map's target for a bare specifier, if an entry matches.
     fn mapped(&self, specifier: &str) -> Result<Option<Url>, ResolveError> {
-        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cached = crate::sync::lock(&self.cached);
         let stamp = stamp_of(&self.import_map);
         let fresh = matches!(&*cached, Some(c) if c.stamp == stamp && c.path == self.import_map);
         if !fresh {

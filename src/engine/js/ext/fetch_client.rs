@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::Request;
 use serde::{Deserialize, Serialize};
 
-use crate::permissions::Permissions;
+use crate::engine::permissions::Permissions;
 
 /// Largest response body `fetch` returns.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;

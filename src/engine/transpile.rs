@@ -14,7 +14,7 @@ use deno_ast::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::compile::{Compiler, Failure};
+use crate::engine::compile::{Compiler, Failure};
 
 /// A script ready to load: its JavaScript and the specifier it is known by.
 #[derive(Debug)]
@@ -182,9 +182,7 @@ impl TranspileCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
-        // A poisoned lock only means another thread panicked mid-insert; the
-        // map itself is still consistent enough to serve from.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.inner)
     }
 }
 

@@ -32,8 +32,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::lint::{Lint, LintReport};
-use crate::transpile::SyntaxError;
+use super::process::set_rlimit;
+use crate::engine::lint::{Lint, LintReport};
+use crate::engine::transpile::SyntaxError;
 
 /// Stack of a helper's working thread. Virtual memory only: pages are used
 /// as deep input needs them, and input deeper than this ends the helper.
@@ -225,7 +226,7 @@ impl Compiler {
 
 impl Helpers {
     fn lock(&self) -> std::sync::MutexGuard<'_, HelperState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     fn spawn(&self) -> std::io::Result<Helper> {
@@ -239,8 +240,8 @@ impl Helpers {
         // (setrlimit, prctl) between fork and exec.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                set_limit(libc::RLIMIT_DATA, HELPER_DATA_LIMIT);
-                set_limit(libc::RLIMIT_CORE, 0);
+                set_rlimit(libc::RLIMIT_DATA, HELPER_DATA_LIMIT, HELPER_DATA_LIMIT);
+                set_rlimit(libc::RLIMIT_CORE, 0, 0);
                 libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
                 Ok(())
             });
@@ -536,21 +537,12 @@ fn set_nonblocking(fd: std::os::fd::RawFd) {
     }
 }
 
-fn set_limit(resource: libc::__rlimit_resource_t, value: u64) {
-    let l = libc::rlimit {
-        rlim_cur: value,
-        rlim_max: value,
-    };
-    // SAFETY: setrlimit reads a valid struct.
-    unsafe { libc::setrlimit(resource, &l) };
-}
-
 /// Does what `request` asks, on the calling thread.
 fn handle(request: &Request, lint: &OnceLock<Lint>) -> Reply {
     let work = std::panic::AssertUnwindSafe(|| match request {
-        Request::Transpile { specifier, source } => {
-            Reply::Transpiled(crate::transpile::transpile_source(specifier, source))
-        }
+        Request::Transpile { specifier, source } => Reply::Transpiled(
+            crate::engine::transpile::transpile_source(specifier, source),
+        ),
         Request::Lint { path, source } => {
             Reply::Linted(lint.get_or_init(Lint::new).lint(path, source))
         }

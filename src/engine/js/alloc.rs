@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use deno_core::v8;
 
-use crate::watchdog::{KillReason, KillRecord};
+use crate::engine::watchdog::{KillReason, KillRecord};
 
 /// Attempts V8 makes for one backing store: the first, two after old-space
 /// collections, one after collecting all available garbage.

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use deno_core::v8;
 
+use crate::engine::types::ExecError;
+
 /// Why the host stopped an execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KillReason {
@@ -45,6 +47,20 @@ impl KillReason {
             5 => KillReason::Cancelled,
             _ => return None,
         })
+    }
+}
+
+impl KillReason {
+    /// What an execution stopped for this reason reports; `exit_code` is
+    /// the code `Deno.exit` was given, if that was the reason.
+    pub fn error(self, exit_code: i32) -> ExecError {
+        match self {
+            KillReason::Timeout => ExecError::Timeout,
+            KillReason::CpuLimit => ExecError::CpuLimit,
+            KillReason::MemoryLimit => ExecError::MemoryLimit,
+            KillReason::Cancelled => ExecError::Cancelled,
+            KillReason::Exit => ExecError::Exit { code: exit_code },
+        }
     }
 }
 
@@ -199,6 +215,7 @@ impl Watchdog {
 }
 
 fn lock_state(lock: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    // Not `crate::sync::lock`: this file is also compiled into build.rs.
     lock.lock().unwrap_or_else(|e| e.into_inner())
 }
 

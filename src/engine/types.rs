@@ -1,5 +1,6 @@
-//! What the HTTP layer and the isolate pool exchange: a job, and a report of
-//! how it ended. Plain Rust data; no V8 handle ever crosses this boundary.
+//! What callers of the engine exchange with it: an [`Execution`] to run,
+//! and a [`Report`] of how it ended. Plain Rust data; no V8 handle ever
+//! crosses this boundary.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,29 +9,37 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Where a call runs.
+/// Where an execution runs; spelled in requests as [`Isolation::as_str`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Isolation {
-    /// A fresh isolate per call: nothing from earlier calls is visible.
+    /// `"isolate"`: a fresh isolate per call; nothing from earlier calls is
+    /// visible.
     Isolate,
-    /// A warm isolate that may keep module state between calls ("none").
-    Warm,
-    /// A separate OS process.
+    /// `"none"`: a warm isolate that may keep module state between calls.
+    None,
+    /// `"process"`: a separate OS process.
     Process,
 }
 
 impl Isolation {
+    /// Every mode, as requests spell them.
+    pub const ALL: [Isolation; 3] = [Isolation::Isolate, Isolation::None, Isolation::Process];
+
     pub fn parse(text: &str) -> Option<Isolation> {
-        match text {
-            "isolate" => Some(Isolation::Isolate),
-            "none" => Some(Isolation::Warm),
-            "process" => Some(Isolation::Process),
-            _ => None,
+        Isolation::ALL.into_iter().find(|i| i.as_str() == text)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Isolate => "isolate",
+            Isolation::None => "none",
+            Isolation::Process => "process",
         }
     }
 }
 
-/// What a job runs.
+/// What an execution runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Task {
     /// Calls `fn_name(payload)` exported by a function-call script.
@@ -44,13 +53,17 @@ pub enum Task {
     Program { path: PathBuf },
 }
 
-/// One execution to run.
+/// One execution to run: a function call or a program, with its limits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CallJob {
+pub struct Execution {
     pub task: Task,
+    /// Wall-clock budget, from the moment an isolate thread starts it
+    /// (compiling included).
     pub timeout: Duration,
+    /// CPU-time budget of the isolate thread, if any.
     pub cpu_limit: Option<Duration>,
     pub isolation: Isolation,
+    /// What `Deno.env.get` sees.
     pub env: HashMap<String, String>,
     /// A function-call script already compiled by the server, sent with a
     /// job for a worker process so that it need not compile it again.
@@ -85,13 +98,27 @@ pub struct LogEntry {
     pub message: String,
 }
 
-/// How a call ended, with what it logged.
+/// How an execution ended, with what it logged.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
-    /// The result as JSON text, or why there is none.
+    /// The result as JSON text (empty for a program), or why there is none.
     pub outcome: Result<String, ExecError>,
+    /// Console output: a call's log entries, or a program's stdout and
+    /// stderr lines (consecutive lines of one stream share an entry).
     pub logs: Vec<LogEntry>,
+    /// Whether output was cut at its cap.
     pub logs_truncated: bool,
+}
+
+impl Report {
+    /// A report of an execution that failed before it logged anything.
+    pub fn failed(error: ExecError) -> Report {
+        Report {
+            outcome: Err(error),
+            logs: Vec::new(),
+            logs_truncated: false,
+        }
+    }
 }
 
 /// Why a call produced no result.

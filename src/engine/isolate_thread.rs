@@ -1,236 +1,24 @@
-//! The isolate pool: a bounded queue in front of N dedicated OS threads, each
-//! owning its isolates. A worker keeps one fresh isolate ready ahead of time
-//! for clean-state calls and one warm isolate for `"none"` calls; any isolate
-//! that was killed, or failed mid-call, is dropped and replaced.
+//! One isolate thread: a current-thread tokio runtime and the isolates it
+//! owns. It keeps one fresh isolate ready ahead of time for clean-state
+//! calls and one warm isolate for `"none"` calls; any isolate that was
+//! killed, or failed mid-call, is dropped and replaced.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use deno_core::ModuleSpecifier;
 use tokio::sync::oneshot;
 
-use crate::config::Limits;
-use deno_core::ModuleSpecifier;
+use super::js::ext::LogSink;
+use super::js::{ConvertLimits, Sandbox};
+use super::pool::{PROGRAM_STREAM_BYTES, Queued, Shared, WARM_MAX_HEAP_FRACTION, WARM_MAX_MODULES};
+use super::transpile::{Module, TranspileError};
+use super::types::{ExecError, Isolation, Report, Task};
+use super::watchdog::{KillReason, ThreadCpuClock, Watch};
 
-use crate::compile::Compiler;
-use crate::exec::{CallJob, ExecError, Isolation, Report, Task};
-use crate::js::ops::LogSink;
-use crate::js::{ConvertLimits, Sandbox, SandboxHost};
-use crate::permissions::Permissions;
-use crate::resolve::Resolver;
-use crate::transpile::{Module, TranspileCache, TranspileError};
-pub use crate::watchdog::CancelFlag;
-use crate::watchdog::{KillReason, ThreadCpuClock, Watch, Watchdog};
-
-/// Stack size of an isolate thread: well above V8's own stack limit (about
-/// 1 MiB), so runaway recursion is a catchable `RangeError`.
-const WORKER_STACK: usize = 8 * 1024 * 1024;
-/// A warm isolate is replaced after this many distinct modules…
-const WARM_MAX_MODULES: usize = 64;
-/// …or once its heap holds more than this share of the memory limit.
-const WARM_MAX_HEAP_FRACTION: usize = 2;
-/// Cap on a program's stdout, and separately its stderr.
-pub const PROGRAM_STREAM_BYTES: usize = 10 * 1024 * 1024;
-/// Budget of the shared transpile cache.
-const TRANSPILE_CACHE_BYTES: usize = 64 * 1024 * 1024;
-
-/// Settings of the pool.
-#[derive(Clone)]
-pub struct PoolOptions {
-    pub size: usize,
-    pub queue_size: usize,
-    pub limits: Limits,
-    pub resolver: Arc<Resolver>,
-    pub permissions: Arc<Permissions>,
-    /// Where scripts are parsed and transpiled.
-    pub compiler: Arc<Compiler>,
-}
-
-/// Pool occupancy, as `/health` reports it.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct PoolStats {
-    pub size: usize,
-    pub busy: usize,
-    pub idle: usize,
-    pub queued: usize,
-}
-
-/// The queue is full: the caller should retry later.
-#[derive(Debug)]
-pub struct Overloaded;
-
-struct Queued {
-    job: CallJob,
-    reply: oneshot::Sender<Report>,
-    cancel: Arc<CancelFlag>,
-}
-
-#[derive(Default)]
-struct Queue {
-    jobs: VecDeque<Queued>,
-    /// Jobs taken by a worker and not finished yet.
-    running: usize,
-    closed: bool,
-}
-
-struct Shared {
-    queue: Mutex<Queue>,
-    ready: Condvar,
-    queue_size: usize,
-    size: usize,
-    limits: Limits,
-    watchdog: Watchdog,
-    host: SandboxHost,
-    /// Per worker: heap total, used and external bytes of its isolates,
-    /// as of its last job.
-    heap: Vec<[AtomicU64; 3]>,
-}
-
-/// Handle to the pool; cheap to share behind an `Arc`.
-pub struct Pool {
-    shared: Arc<Shared>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-}
-
-impl Pool {
-    /// Starts the watchdog and `options.size` isolate threads.
-    pub fn start(options: PoolOptions) -> std::io::Result<Pool> {
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
-            ready: Condvar::new(),
-            queue_size: options.queue_size,
-            size: options.size,
-            limits: options.limits.clone(),
-            watchdog: Watchdog::start()?,
-            host: SandboxHost {
-                heap_limit: options.limits.memory_limit_bytes,
-                resolver: options.resolver,
-                cache: Arc::new(TranspileCache::new(TRANSPILE_CACHE_BYTES, options.compiler)),
-                permissions: options.permissions,
-            },
-            heap: (0..options.size).map(|_| Default::default()).collect(),
-        });
-        let mut threads = Vec::with_capacity(options.size);
-        for id in 0..options.size {
-            let shared = shared.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("isoexec-isolate-{id}"))
-                    .stack_size(WORKER_STACK)
-                    .spawn(move || worker_main(&shared, id))?,
-            );
-        }
-        Ok(Pool {
-            shared,
-            threads: Mutex::new(threads),
-        })
-    }
-
-    /// Queues a call. Fails at once when the queue is full.
-    pub fn submit(
-        &self,
-        job: CallJob,
-        cancel: Arc<CancelFlag>,
-    ) -> Result<oneshot::Receiver<Report>, Overloaded> {
-        let (reply, rx) = oneshot::channel();
-        let mut queue = lock(&self.shared.queue);
-        // Workers not running a job take one at once (even while they are
-        // still preparing a fresh isolate); beyond those, QUEUE_SIZE wait.
-        let free_workers = self.shared.size.saturating_sub(queue.running);
-        if queue.closed || queue.jobs.len() >= self.shared.queue_size + free_workers {
-            return Err(Overloaded);
-        }
-        queue.jobs.push_back(Queued { job, reply, cancel });
-        drop(queue);
-        self.shared.ready.notify_one();
-        Ok(rx)
-    }
-
-    /// The transpile cache the isolate threads share.
-    pub fn transpile_cache(&self) -> Arc<TranspileCache> {
-        self.shared.host.cache.clone()
-    }
-
-    pub fn stats(&self) -> PoolStats {
-        let queue = lock(&self.shared.queue);
-        let busy = queue.running.min(self.shared.size);
-        let queued = queue.jobs.len();
-        drop(queue);
-        PoolStats {
-            size: self.shared.size,
-            busy,
-            idle: self.shared.size - busy,
-            queued,
-        }
-    }
-
-    /// Heap bytes of all isolates: (total, used, external), as of each
-    /// worker's last job.
-    pub fn heap(&self) -> [u64; 3] {
-        let mut sum = [0u64; 3];
-        for worker in &self.shared.heap {
-            for (s, v) in sum.iter_mut().zip(worker) {
-                *s += v.load(Ordering::Relaxed);
-            }
-        }
-        sum
-    }
-
-    /// Wakes the watchdog so it notices a cancelled call now.
-    pub fn poke_watchdog(&self) {
-        self.shared.watchdog.poke();
-    }
-
-    /// Stops taking jobs, lets the workers finish what is queued, and waits
-    /// for them up to `grace`.
-    pub fn shutdown(&self, grace: Duration) {
-        lock(&self.shared.queue).closed = true;
-        self.shared.ready.notify_all();
-        let deadline = Instant::now() + grace;
-        let threads = std::mem::take(&mut *lock(&self.threads));
-        for t in threads {
-            while !t.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if t.is_finished() {
-                let _ = t.join();
-            }
-        }
-        self.shared.watchdog.shutdown();
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Shared {
-    /// Blocks until a job is available; `None` once the pool is closed and
-    /// drained.
-    fn next_job(&self) -> Option<Queued> {
-        let mut queue = lock(&self.queue);
-        loop {
-            if let Some(q) = queue.jobs.pop_front() {
-                queue.running += 1;
-                return Some(q);
-            }
-            if queue.closed {
-                return None;
-            }
-            queue = self.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-
-    fn finish_job(&self) {
-        let mut queue = lock(&self.queue);
-        queue.running = queue.running.saturating_sub(1);
-    }
-}
-
-/// The isolates one worker thread owns.
-struct Worker<'a> {
+/// The isolates one thread owns.
+struct IsolateThread<'a> {
     shared: &'a Shared,
     rt: tokio::runtime::Runtime,
     cpu_clock: Option<ThreadCpuClock>,
@@ -240,7 +28,8 @@ struct Worker<'a> {
     warm: Option<Sandbox>,
 }
 
-fn worker_main(shared: &Shared, id: usize) {
+/// The thread's body: take executions until the pool closes.
+pub(super) fn main(shared: &Shared, id: usize) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -253,7 +42,7 @@ fn worker_main(shared: &Shared, id: usize) {
     };
     // deno_core needs a tokio context whenever V8 may post a delayed task.
     let _enter = rt.enter();
-    let mut worker = Worker {
+    let mut thread = IsolateThread {
         shared,
         rt,
         cpu_clock: ThreadCpuClock::current(),
@@ -261,11 +50,11 @@ fn worker_main(shared: &Shared, id: usize) {
         warm: None,
     };
     loop {
-        if worker.spare.is_none() {
-            worker.spare = worker.new_sandbox();
+        if thread.spare.is_none() {
+            thread.spare = thread.new_sandbox();
         }
         // Once per job, with the isolates this worker keeps while it waits.
-        worker.record_heap(id);
+        thread.record_heap(id);
         let Some(queued) = shared.next_job() else {
             break;
         };
@@ -273,7 +62,7 @@ fn worker_main(shared: &Shared, id: usize) {
             shared.finish_job();
             continue;
         }
-        let (report, used) = worker.run(&queued);
+        let (report, used) = thread.run(&queued);
         shared.finish_job();
         let _ = queued.reply.send(report);
         // Dropping an isolate takes time: do it after the caller has its answer.
@@ -281,7 +70,7 @@ fn worker_main(shared: &Shared, id: usize) {
     }
 }
 
-impl Worker<'_> {
+impl IsolateThread<'_> {
     /// Publishes the heap figures of this worker's live isolates.
     fn record_heap(&mut self, id: usize) {
         let mut sum = [0u64; 3];
@@ -316,10 +105,10 @@ impl Worker<'_> {
         let job = &queued.job;
         let warm = match job.isolation {
             Isolation::Isolate => false,
-            Isolation::Warm => true,
+            Isolation::None => true,
             Isolation::Process => {
                 return (
-                    failed(ExecError::Internal {
+                    Report::failed(ExecError::Internal {
                         message: "process isolation does not run on isolate threads".into(),
                     }),
                     None,
@@ -346,7 +135,7 @@ impl Worker<'_> {
                             TranspileError::Cancelled => ExecError::Cancelled,
                             TranspileError::Internal(message) => ExecError::Internal { message },
                         };
-                        return (failed(error), None);
+                        return (Report::failed(error), None);
                     }
                 }
             }
@@ -354,7 +143,7 @@ impl Worker<'_> {
                 Ok(url) => Work::Program(url),
                 Err(()) => {
                     return (
-                        failed(ExecError::Internal {
+                        Report::failed(ExecError::Internal {
                             message: format!("{} is not an absolute path", path.display()),
                         }),
                         None,
@@ -373,7 +162,7 @@ impl Worker<'_> {
                 Ok(sb) => sb,
                 Err(e) => {
                     return (
-                        failed(ExecError::Internal {
+                        Report::failed(ExecError::Internal {
                             message: format!("could not create an isolate: {e}"),
                         }),
                         None,
@@ -492,21 +281,7 @@ async fn closed(reply: &oneshot::Sender<Report>) {
 
 /// Records `reason` (unless another was recorded first) and reports the
 /// reason that stands.
-fn stopped(record: &crate::watchdog::KillRecord, reason: KillReason) -> ExecError {
+fn stopped(record: &super::watchdog::KillRecord, reason: KillReason) -> ExecError {
     record.mark(reason);
-    match record.reason().unwrap_or(reason) {
-        KillReason::Timeout => ExecError::Timeout,
-        KillReason::CpuLimit => ExecError::CpuLimit,
-        KillReason::MemoryLimit => ExecError::MemoryLimit,
-        KillReason::Cancelled => ExecError::Cancelled,
-        KillReason::Exit => ExecError::Exit { code: 0 },
-    }
-}
-
-fn failed(error: ExecError) -> Report {
-    Report {
-        outcome: Err(error),
-        logs: Vec::new(),
-        logs_truncated: false,
-    }
+    record.reason().unwrap_or(reason).error(0)
 }

@@ -7,10 +7,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::exec::{LogEntry, LogLevel};
-use crate::net::{FetchError, FetchRequest, FetchResponse};
-use crate::permissions::{FsError, Permissions};
-use crate::watchdog::{KillReason, KillRecord};
+use crate::engine::types::{LogEntry, LogLevel};
+pub mod fetch_client;
+
+use crate::engine::js::ext::fetch_client::{FetchError, FetchRequest, FetchResponse};
+use crate::engine::permissions::{FsError, Permissions};
+use crate::engine::watchdog::{KillReason, KillRecord};
 use deno_core::{OpDecl, OpState, ToJsBuffer, op2, v8};
 use deno_error::JsErrorBox;
 
@@ -437,7 +439,7 @@ async fn op_isoexec_fetch(
     #[buffer(copy)] body: Vec<u8>,
 ) -> Result<(FetchResponse, ToJsBuffer), JsErrorBox> {
     let perms = permissions(&state.borrow());
-    match crate::net::send(&perms, request, body).await {
+    match crate::engine::js::ext::fetch_client::send(&perms, request, body).await {
         Ok((response, bytes)) => Ok((response, bytes.into())),
         Err(FetchError::Denied(message)) => {
             record_denial(&mut state.borrow_mut(), &message);
@@ -522,7 +524,7 @@ macro_rules! runtime_js {
     ($($file:literal),* $(,)?) => {
         [$(deno_core::ExtensionFileSource::new(
             concat!("ext:isoexec/", $file),
-            deno_core::ascii_str_include!(concat!("../../runtime_js/", $file)),
+            deno_core::ascii_str_include!(concat!("../../../../runtime_js/", $file)),
         )),*]
     };
 }

@@ -14,10 +14,10 @@ use deno_core::{
 };
 use deno_error::JsErrorBox;
 
-use crate::exec::ExecError;
-use crate::resolve::{ResolveError, Resolver};
-use crate::transpile::{TranspileCache, TranspileError};
-use crate::watchdog::{CancelFlag, KillReason, KillRecord};
+use crate::engine::resolve::{ResolveError, Resolver};
+use crate::engine::transpile::{TranspileCache, TranspileError};
+use crate::engine::types::ExecError;
+use crate::engine::watchdog::{CancelFlag, KillReason, KillRecord};
 
 /// Largest module file that is loaded.
 const MAX_MODULE_BYTES: u64 = 32 * 1024 * 1024;

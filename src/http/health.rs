@@ -1,11 +1,15 @@
 //! `GET /health`: liveness, uptime, version, memory and pool occupancy, in
 //! restexec's shape plus the pool.
 
-use hyper::Response;
+use std::sync::Arc;
+
 use serde::Serialize;
 
-use crate::pool::PoolStats;
-use crate::server::{App, Body, json_response};
+use super::reply::json;
+use super::request::HttpRequest;
+use super::router::Reply;
+use crate::app::App;
+use crate::engine::PoolStats;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -27,15 +31,16 @@ struct MemoryUsage {
     external: u64,
 }
 
-pub fn health(app: &App) -> Response<Body> {
-    let pool = app.pool.stats();
+/// `GET /health` (and `HEAD`).
+pub async fn health(app: Arc<App>, _req: HttpRequest) -> Reply {
+    let pool = app.engine.stats();
     let body = Health {
         status: "ok",
         uptime: app.started.elapsed().as_secs_f64(),
         version: env!("CARGO_PKG_VERSION"),
         active_processes: pool.busy,
         memory_usage: {
-            let [heap_total, heap_used, external] = app.pool.heap();
+            let [heap_total, heap_used, external] = app.engine.heap();
             MemoryUsage {
                 rss: rss_bytes(),
                 heap_total,
@@ -45,10 +50,7 @@ pub fn health(app: &App) -> Response<Body> {
         },
         pool,
     };
-    json_response(
-        200,
-        serde_json::to_string(&body).unwrap_or_else(|_| "{\"status\":\"ok\"}".into()),
-    )
+    Ok(json(200, &body))
 }
 
 /// Resident set size of this process, from `/proc/self/statm`.

@@ -8,10 +8,9 @@
 //!
 //! Protocol: the server passes its [`Config`] as JSON in
 //! `ISOEXEC_WORKER_CONFIG`; the worker prints `ready` on stdout, reads one
-//! [`CallJob`] as JSON from stdin (until EOF), runs it, and prints one
+//! [`Execution`] as JSON from stdin (until EOF), runs it, and prints one
 //! [`Report`] as JSON on stdout.
 
-use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -22,9 +21,11 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+pub mod child;
+
 use crate::config::Config;
-use crate::exec::{CallJob, ExecError, Report};
-use crate::pool::{CancelFlag, Overloaded};
+use crate::engine::pool::{CancelFlag, Overloaded};
+use crate::engine::types::{ExecError, Execution, Report};
 
 /// Environment variable carrying the worker's configuration.
 pub const CONFIG_ENV: &str = "ISOEXEC_WORKER_CONFIG";
@@ -66,13 +67,13 @@ pub struct ProcessPool {
     /// The server's transpile cache: function-call scripts are compiled
     /// here, by the server's compile helpers, and sent to the worker as
     /// JavaScript.
-    cache: Arc<crate::transpile::TranspileCache>,
+    cache: Arc<crate::engine::transpile::TranspileCache>,
 }
 
 impl ProcessPool {
     pub fn new(
         config: &Config,
-        cache: Arc<crate::transpile::TranspileCache>,
+        cache: Arc<crate::engine::transpile::TranspileCache>,
     ) -> std::io::Result<Arc<ProcessPool>> {
         let exe = std::env::current_exe()?;
         let mut worker_config = config.clone();
@@ -114,7 +115,7 @@ impl ProcessPool {
     }
 
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.idle)
     }
 
     /// Starts one worker and waits for its `ready` line.
@@ -131,8 +132,8 @@ impl ProcessPool {
         // (setrlimit, prctl) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                limit(libc::RLIMIT_DATA, data_limit, data_limit);
-                limit(libc::RLIMIT_CORE, 0, 0);
+                set_rlimit(libc::RLIMIT_DATA, data_limit, data_limit);
+                set_rlimit(libc::RLIMIT_CORE, 0, 0);
                 libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
                 Ok(())
             });
@@ -187,7 +188,7 @@ impl ProcessPool {
     /// `POOL_SIZE + QUEUE_SIZE` are already running or waiting.
     pub async fn run(
         self: &Arc<Self>,
-        job: &CallJob,
+        job: &Execution,
         cancel: Arc<CancelFlag>,
     ) -> Result<Report, Overloaded> {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.capacity {
@@ -196,16 +197,16 @@ impl ProcessPool {
         }
         let report = async {
             let Ok(_slot) = self.slots.acquire().await else {
-                return failed(ExecError::Internal {
+                return Report::failed(ExecError::Internal {
                     message: "the process pool is closed".into(),
                 });
             };
             if cancel.is_cancelled() {
-                return failed(ExecError::Cancelled);
+                return Report::failed(ExecError::Cancelled);
             }
             match self.precompile(job, &cancel).await {
                 Ok(job) => self.run_in_worker(&job).await,
-                Err(error) => failed(error),
+                Err(error) => Report::failed(error),
             }
         }
         .await;
@@ -217,10 +218,10 @@ impl ProcessPool {
     /// the time that took is taken off the worker's.
     async fn precompile(
         &self,
-        job: &CallJob,
+        job: &Execution,
         cancel: &Arc<CancelFlag>,
-    ) -> Result<CallJob, ExecError> {
-        let crate::exec::Task::Call { script, .. } = &job.task else {
+    ) -> Result<Execution, ExecError> {
+        let crate::engine::types::Task::Call { script, .. } = &job.task else {
             return Ok(job.clone());
         };
         let started = std::time::Instant::now();
@@ -233,7 +234,7 @@ impl ProcessPool {
         .map_err(|e| ExecError::Internal {
             message: format!("compiling for a worker: {e}"),
         })?;
-        use crate::transpile::TranspileError;
+        use crate::engine::transpile::TranspileError;
         match compiled {
             Ok(module) => {
                 let mut job = job.clone();
@@ -255,11 +256,11 @@ impl ProcessPool {
         }
     }
 
-    async fn run_in_worker(self: &Arc<Self>, job: &CallJob) -> Report {
+    async fn run_in_worker(self: &Arc<Self>, job: &Execution) -> Report {
         let input = match serde_json::to_vec(job) {
             Ok(v) => v,
             Err(e) => {
-                return failed(ExecError::Internal {
+                return Report::failed(ExecError::Internal {
                     message: e.to_string(),
                 });
             }
@@ -272,7 +273,7 @@ impl ProcessPool {
             let mut worker = match self.take().await {
                 Ok(w) => w,
                 Err(e) => {
-                    return failed(ExecError::Internal {
+                    return Report::failed(ExecError::Internal {
                         message: format!("could not start a worker process: {e}"),
                     });
                 }
@@ -290,7 +291,7 @@ impl ProcessPool {
                     let _ = worker.child.wait().await;
                 }
                 Err(e) => {
-                    return failed(ExecError::Internal {
+                    return Report::failed(ExecError::Internal {
                         message: format!("could not hand the job to a worker process: {e}"),
                     });
                 }
@@ -312,7 +313,7 @@ impl ProcessPool {
             // is not read further.
             let _ = worker.child.start_kill();
             let _ = worker.child.wait().await;
-            return failed(ExecError::OutputLimit {
+            return Report::failed(ExecError::OutputLimit {
                 message: format!("the worker's report passed {} bytes", self.max_report_bytes),
             });
         }
@@ -332,13 +333,15 @@ impl ProcessPool {
                 .unwrap_or_default(),
             None => String::new(),
         };
-        failed(match status {
+        Report::failed(match status {
             _ if killed => ExecError::Timeout,
             Ok(_) if said.contains("overflowed its stack") => {
                 // Compiling (or converting) ran out of native stack.
                 let (line, column) = match &job.task {
-                    crate::exec::Task::Call { script, .. } => crate::compile::deepest_point(script),
-                    crate::exec::Task::Program { .. } => (1, 1),
+                    crate::engine::types::Task::Call { script, .. } => {
+                        crate::engine::compile::deepest_point(script)
+                    }
+                    crate::engine::types::Task::Program { .. } => (1, 1),
                 };
                 ExecError::Syntax {
                     message: format!(
@@ -363,8 +366,8 @@ impl ProcessPool {
 fn max_report_bytes(limits: &crate::config::Limits) -> usize {
     let payload = limits.max_result_bytes
         + limits.max_log_bytes
-        + 2 * crate::pool::PROGRAM_STREAM_BYTES
-        + 4 * crate::exec::MAX_ERROR_TEXT;
+        + 2 * crate::engine::pool::PROGRAM_STREAM_BYTES
+        + 4 * crate::engine::types::MAX_ERROR_TEXT;
     payload.saturating_mul(6) + 16 * 1024 * 1024
 }
 
@@ -401,14 +404,6 @@ fn signal_name(sig: i32) -> String {
     name.to_string()
 }
 
-fn failed(error: ExecError) -> Report {
-    Report {
-        outcome: Err(error),
-        logs: Vec::new(),
-        logs_truncated: false,
-    }
-}
-
 /// Logs a worker's stderr lines (up to `STDERR_KEEP` bytes) and returns
 /// the last of them once it closes.
 async fn forward_stderr(stderr: tokio::process::ChildStderr) -> String {
@@ -431,97 +426,14 @@ async fn forward_stderr(stderr: tokio::process::ChildStderr) -> String {
     tail
 }
 
-/// Sets a resource limit (soft and hard); errors are ignored, as the
-/// worker's own limits still hold.
-fn limit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) {
+/// Sets a resource limit (soft and hard) of the calling process; errors
+/// are ignored, as the limits inside still hold. Async-signal-safe, so it
+/// may run between fork and exec.
+pub(crate) fn set_rlimit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) {
     let l = libc::rlimit {
         rlim_cur: soft,
         rlim_max: hard,
     };
     // SAFETY: setrlimit reads a valid struct.
     unsafe { libc::setrlimit(resource, &l) };
-}
-
-/// CPU seconds this process has used so far.
-fn cpu_seconds_used() -> u64 {
-    // SAFETY: getrusage writes into the zeroed struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec).max(0) as u64
-}
-
-/// The `isoexec worker` entry point: one job from stdin, one report on
-/// stdout.
-pub fn worker_main() -> std::process::ExitCode {
-    let config: Config = match std::env::var(CONFIG_ENV)
-        .map_err(|e| e.to_string())
-        .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("isoexec worker: no usable {CONFIG_ENV}: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    crate::init_v8();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("isoexec worker: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let result: std::io::Result<()> = rt.block_on(async {
-        let mut config = config;
-        config.pool_size = 1;
-        config.queue_size = 1;
-        // The server sends a function-call script compiled; a program and
-        // its imports are compiled by a helper this worker starts if needed.
-        let compiler = Arc::new(crate::compile::Compiler::helpers_on_demand(1)?);
-        let (_workspace, pool) = crate::server::start_pool(&config, compiler)?;
-        {
-            let mut out = std::io::stdout().lock();
-            out.write_all(b"ready\n")?;
-            out.flush()?;
-        }
-        let mut input = Vec::new();
-        std::io::stdin().lock().read_to_end(&mut input)?;
-        let mut job: CallJob = serde_json::from_slice(&input).map_err(std::io::Error::other)?;
-        if let (crate::exec::Task::Call { script, .. }, Some(code)) =
-            (&job.task, job.precompiled.take())
-        {
-            pool.transpile_cache().seed(script, code);
-        }
-        // The in-process pool of this worker runs the job.
-        job.isolation = crate::exec::Isolation::Isolate;
-        // Past the job's own limits the kernel ends the process: CPU time
-        // (SIGXCPU, then SIGKILL at the hard limit).
-        let cpu_budget = job.cpu_limit.unwrap_or(job.timeout).as_secs() + 2;
-        let cpu_now = cpu_seconds_used();
-        limit(
-            libc::RLIMIT_CPU,
-            cpu_now + cpu_budget,
-            cpu_now + cpu_budget + 1,
-        );
-        let rx = pool
-            .submit(job, Arc::new(CancelFlag::default()))
-            .map_err(|_| std::io::Error::other("the worker's pool refused the job"))?;
-        let report = rx.await.map_err(std::io::Error::other)?;
-        let bytes = serde_json::to_vec(&report).map_err(std::io::Error::other)?;
-        let mut out = std::io::stdout().lock();
-        out.write_all(&bytes)?;
-        out.flush()
-    });
-    match result {
-        // Skip destructors: the process is done, and tearing down V8 only
-        // costs time.
-        Ok(()) => std::process::exit(0),
-        Err(e) => {
-            eprintln!("isoexec worker: {e}");
-            std::process::exit(1)
-        }
-    }
 }

@@ -4,7 +4,7 @@
 
 use deno_core::v8;
 
-use crate::mime;
+use crate::engine::mime;
 
 /// Why a value could not be converted.
 #[derive(Debug)]

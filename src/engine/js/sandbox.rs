@@ -12,14 +12,14 @@ use deno_core::{JsRuntime, ModuleId, ModuleSpecifier, PollEventLoopOptions, Runt
 
 use super::alloc::{self, Budget};
 use super::convert::{self, ConvertError, ConvertLimits};
+use super::ext::{CANCEL_TIMERS_KEY, CallState, LogSink, SEAL_KEY, SelfKill, isoexec};
 use super::loader::{LoadNotes, Loader, Notes};
-use super::ops::{CANCEL_TIMERS_KEY, CallState, LogSink, SEAL_KEY, SelfKill, isoexec};
-use crate::exec::{ExecError, LogEntry};
-use crate::permissions::Permissions;
-use crate::resolve::Resolver;
-use crate::transpile::Module;
-use crate::transpile::TranspileCache;
-use crate::watchdog::{CancelFlag, KillReason, KillRecord};
+use crate::engine::permissions::Permissions;
+use crate::engine::resolve::Resolver;
+use crate::engine::transpile::Module;
+use crate::engine::transpile::TranspileCache;
+use crate::engine::types::{ExecError, LogEntry};
+use crate::engine::watchdog::{CancelFlag, KillReason, KillRecord};
 
 /// Extra heap granted the first time the limit is hit. V8 aborts the process
 /// if the callback does not raise the limit enough for the allocation in
@@ -412,22 +412,14 @@ impl Sandbox {
     /// records (kill reason, refused capability) over V8's messages.
     fn explain(&mut self, failure: Failure) -> ExecError {
         if let Some(reason) = self.record.reason() {
-            return match reason {
-                KillReason::Timeout => ExecError::Timeout,
-                KillReason::CpuLimit => ExecError::CpuLimit,
-                KillReason::MemoryLimit => ExecError::MemoryLimit,
-                KillReason::Cancelled => ExecError::Cancelled,
-                KillReason::Exit => {
-                    let code = self
-                        .runtime
-                        .op_state()
-                        .borrow()
-                        .try_borrow::<CallState>()
-                        .and_then(|c| c.exit_code)
-                        .unwrap_or(0);
-                    ExecError::Exit { code }
-                }
-            };
+            let code = self
+                .runtime
+                .op_state()
+                .borrow()
+                .try_borrow::<CallState>()
+                .and_then(|c| c.exit_code)
+                .unwrap_or(0);
+            return reason.error(code);
         }
         let syntax = self.notes.borrow_mut().syntax.take();
         if let Some(message) = self.notes.borrow_mut().internal.take() {

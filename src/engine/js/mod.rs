@@ -4,8 +4,8 @@
 
 pub mod alloc;
 pub mod convert;
+pub mod ext;
 pub mod loader;
-pub mod ops;
 pub mod sandbox;
 
 pub use convert::ConvertLimits;

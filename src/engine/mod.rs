@@ -1,0 +1,221 @@
+//! The engine: everything that runs user code. It owns the isolate pool and
+//! its threads, the watchdog, the worker processes of `"process"`
+//! isolation, the compile helpers, and all that touches V8 (`js/`). Callers
+//! (the HTTP layer, and any other front end) use only this module's plain
+//! types: start an [`Engine`] from a [`Config`], [`Engine::run`] an
+//! [`Execution`] and get a [`Report`] or [`Overloaded`], [`Engine::lint`] a
+//! file, read [`Engine::stats`], [`Engine::shutdown`].
+
+pub mod compile;
+mod isolate_thread;
+pub mod js;
+pub mod lint;
+pub mod mime;
+pub mod permissions;
+pub mod pool;
+pub mod process;
+pub mod resolve;
+pub mod transpile;
+pub mod types;
+pub mod watchdog;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use compile::{Compiler, Failure};
+use lint::LintReport;
+use permissions::Permissions;
+pub use pool::{Overloaded, PoolStats};
+use pool::{Pool, PoolOptions};
+use process::ProcessPool;
+use resolve::Resolver;
+pub use types::{ExecError, Execution, Isolation, LogEntry, LogLevel, Report, Task};
+use watchdog::CancelFlag;
+
+/// Initialises V8's platform. Call once, on the main thread, before any
+/// other thread starts.
+pub fn init_v8() {
+    deno_core::JsRuntime::init_platform(None);
+}
+
+/// A running engine. Cheap to share behind an `Arc`; every method takes
+/// `&self`.
+pub struct Engine {
+    /// Isolate threads for `"isolate"` and `"none"` executions.
+    pool: Pool,
+    /// Worker processes for `"process"` executions; `None` inside a worker
+    /// process, which runs its one execution on its own pool.
+    process: Option<Arc<ProcessPool>>,
+    /// Compile helpers: every parse, transpile and lint goes through them.
+    compiler: Arc<Compiler>,
+}
+
+impl Engine {
+    /// Starts the engine `config` describes: compile helpers, isolate
+    /// threads, and pre-started worker processes. Call inside a tokio
+    /// runtime; `WORKSPACE_DIR` must exist.
+    pub fn start(config: &Config) -> std::io::Result<Engine> {
+        // Compiles come from isolate threads and from lint requests.
+        let compiler = Arc::new(Compiler::helpers(config.pool_size)?);
+        let pool = start_pool(config, compiler.clone())?;
+        let process = ProcessPool::new(config, pool.transpile_cache())?;
+        process.replenish();
+        Ok(Engine {
+            pool,
+            process: Some(process),
+            compiler,
+        })
+    }
+
+    /// The engine of a worker process: one isolate thread, and a compile
+    /// helper started only if something is left to compile.
+    pub(crate) fn start_in_worker(config: &Config) -> std::io::Result<Engine> {
+        let mut config = config.clone();
+        config.pool_size = 1;
+        config.queue_size = 1;
+        let compiler = Arc::new(Compiler::helpers_on_demand(1)?);
+        let pool = start_pool(&config, compiler.clone())?;
+        Ok(Engine {
+            pool,
+            process: None,
+            compiler,
+        })
+    }
+
+    /// Runs `execution` where its isolation says and waits for its report.
+    /// Fails at once when the queue is full. If the returned future is
+    /// dropped (the caller went away), the execution is cancelled.
+    pub async fn run(&self, execution: &Execution) -> Result<Report, Overloaded> {
+        let cancel = Arc::new(CancelFlag::default());
+        let guard = CancelOnDrop {
+            flag: cancel.clone(),
+            pool: &self.pool,
+            armed: true,
+        };
+        let report = match (&self.process, execution.isolation) {
+            (Some(process), Isolation::Process) => process.run(execution, cancel).await?,
+            _ => {
+                let rx = self.pool.submit(execution.clone(), cancel)?;
+                rx.await.unwrap_or_else(|_| {
+                    Report::failed(ExecError::Internal {
+                        message: "an isolate thread dropped an execution without a report".into(),
+                    })
+                })
+            }
+        };
+        guard.disarm();
+        Ok(report)
+    }
+
+    /// Lints `source`, the text of the file at `path`, within `timeout`.
+    /// Dropping the future stops the lint.
+    pub async fn lint(
+        &self,
+        path: PathBuf,
+        source: String,
+        timeout: Duration,
+    ) -> Result<LintReport, Failure> {
+        let deadline = Instant::now() + timeout;
+        let gone = Arc::new(CancelFlag::default());
+        let _cancel = CancelOnDrop {
+            flag: gone.clone(),
+            pool: &self.pool,
+            armed: true,
+        };
+        let compiler = self.compiler.clone();
+        tokio::task::spawn_blocking(move || {
+            compiler.lint(path, &source, deadline, &|| gone.is_cancelled())
+        })
+        .await
+        .unwrap_or_else(|e| Err(Failure::Internal(format!("the lint task failed: {e}"))))
+    }
+
+    /// Occupancy of the isolate threads.
+    pub fn stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    /// Heap bytes of all isolates: (total, used, external).
+    pub fn heap(&self) -> [u64; 3] {
+        self.pool.heap()
+    }
+
+    /// Stops taking executions, lets the isolate threads finish what is
+    /// queued (up to `grace`), and stops them. Blocks: call it off the
+    /// async reactor.
+    pub fn shutdown(&self, grace: Duration) {
+        self.pool.shutdown(grace);
+    }
+
+    /// Puts JavaScript compiled elsewhere for a function-call script into
+    /// the cache (a worker process gets its script this way).
+    pub(crate) fn seed_compiled(&self, script: &str, code: Arc<str>) {
+        self.pool.transpile_cache().seed(script, code);
+    }
+}
+
+/// Cancels an execution if dropped while armed: the future that waited for
+/// it went away.
+struct CancelOnDrop<'a> {
+    flag: Arc<CancelFlag>,
+    pool: &'a Pool,
+    armed: bool,
+}
+
+impl CancelOnDrop<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.flag.cancel();
+            self.pool.poke_watchdog();
+        }
+    }
+}
+
+/// Starts the isolate pool with the resolver and permissions `config`
+/// describes.
+fn start_pool(config: &Config, compiler: Arc<Compiler>) -> std::io::Result<Pool> {
+    let ws = real_or_absolute(&config.workspace_dir);
+    let tools = real_or_absolute(&config.tools_dir);
+    let vendor = real_or_absolute(&config.vendor_dir);
+    let import_map = config
+        .import_map
+        .clone()
+        .unwrap_or_else(|| ws.join("import_map.json"));
+    let resolver = Resolver::new(&ws, vec![ws.clone(), tools.clone(), vendor], import_map);
+    let permissions = Permissions {
+        read: match &config.allow_read {
+            Some(list) => list.iter().map(|p| real_or_absolute(p)).collect(),
+            None => vec![ws.clone(), tools],
+        },
+        write: config
+            .allow_write
+            .iter()
+            .map(|p| real_or_absolute(p))
+            .collect(),
+        net: config.allow_net.clone(),
+        base_dir: ws,
+    };
+    Pool::start(PoolOptions {
+        size: config.pool_size,
+        queue_size: config.queue_size,
+        limits: config.limits.clone(),
+        resolver: Arc::new(resolver),
+        permissions: Arc::new(permissions),
+        compiler,
+    })
+}
+
+/// `path` with symlinks resolved when it exists, else made absolute.
+fn real_or_absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf())
+}

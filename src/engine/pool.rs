@@ -1,0 +1,232 @@
+//! The isolate pool: a bounded queue in front of N dedicated OS threads
+//! (see [`super::isolate_thread`]), each owning its isolates.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::compile::Compiler;
+use super::isolate_thread;
+use super::js::SandboxHost;
+use super::permissions::Permissions;
+use super::resolve::Resolver;
+use super::transpile::TranspileCache;
+use super::types::{Execution, Report};
+pub use super::watchdog::CancelFlag;
+use super::watchdog::Watchdog;
+use crate::config::Limits;
+use crate::sync::lock;
+
+/// Stack size of an isolate thread: well above V8's own stack limit (about
+/// 1 MiB), so runaway recursion is a catchable `RangeError`.
+const THREAD_STACK: usize = 8 * 1024 * 1024;
+/// A warm isolate is replaced after this many distinct modules…
+pub(super) const WARM_MAX_MODULES: usize = 64;
+/// …or once its heap holds more than this share of the memory limit.
+pub(super) const WARM_MAX_HEAP_FRACTION: usize = 2;
+/// Cap on a program's stdout, and separately its stderr.
+pub const PROGRAM_STREAM_BYTES: usize = 10 * 1024 * 1024;
+/// Budget of the shared transpile cache.
+const TRANSPILE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Settings of the pool.
+#[derive(Clone)]
+pub struct PoolOptions {
+    pub size: usize,
+    pub queue_size: usize,
+    pub limits: Limits,
+    pub resolver: Arc<Resolver>,
+    pub permissions: Arc<Permissions>,
+    /// Where scripts are parsed and transpiled.
+    pub compiler: Arc<Compiler>,
+}
+
+/// Pool occupancy, as `/health` reports it.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct PoolStats {
+    pub size: usize,
+    pub busy: usize,
+    pub idle: usize,
+    pub queued: usize,
+}
+
+/// The queue is full: the caller should retry later.
+#[derive(Debug)]
+pub struct Overloaded;
+
+/// An execution waiting for, or taken by, an isolate thread.
+pub(super) struct Queued {
+    pub job: Execution,
+    /// Where the report goes; closed when the caller went away.
+    pub reply: oneshot::Sender<Report>,
+    pub cancel: Arc<CancelFlag>,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Queued>,
+    /// Jobs taken by a worker and not finished yet.
+    running: usize,
+    closed: bool,
+}
+
+/// What the pool's handle and its isolate threads share.
+pub(super) struct Shared {
+    /// Waiting executions and the count of running ones.
+    queue: Mutex<Queue>,
+    /// Signalled when an execution is queued or the pool closes.
+    ready: Condvar,
+    /// Executions that may wait beyond those the threads are running.
+    queue_size: usize,
+    /// Number of isolate threads.
+    size: usize,
+    pub limits: Limits,
+    /// Enforces deadlines, CPU budgets and cancellation from outside.
+    pub watchdog: Watchdog,
+    /// What every isolate is made with.
+    pub host: SandboxHost,
+    /// Per thread: heap total, used and external bytes of its isolates,
+    /// as of its last job.
+    pub heap: Vec<[AtomicU64; 3]>,
+}
+
+/// Handle to the pool; cheap to share behind an `Arc`.
+pub struct Pool {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Pool {
+    /// Starts the watchdog and `options.size` isolate threads.
+    pub fn start(options: PoolOptions) -> std::io::Result<Pool> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+            queue_size: options.queue_size,
+            size: options.size,
+            limits: options.limits.clone(),
+            watchdog: Watchdog::start()?,
+            host: SandboxHost {
+                heap_limit: options.limits.memory_limit_bytes,
+                resolver: options.resolver,
+                cache: Arc::new(TranspileCache::new(TRANSPILE_CACHE_BYTES, options.compiler)),
+                permissions: options.permissions,
+            },
+            heap: (0..options.size).map(|_| Default::default()).collect(),
+        });
+        let mut threads = Vec::with_capacity(options.size);
+        for id in 0..options.size {
+            let shared = shared.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("isoexec-isolate-{id}"))
+                    .stack_size(THREAD_STACK)
+                    .spawn(move || isolate_thread::main(&shared, id))?,
+            );
+        }
+        Ok(Pool {
+            shared,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// Queues a call. Fails at once when the queue is full.
+    pub fn submit(
+        &self,
+        job: Execution,
+        cancel: Arc<CancelFlag>,
+    ) -> Result<oneshot::Receiver<Report>, Overloaded> {
+        let (reply, rx) = oneshot::channel();
+        let mut queue = lock(&self.shared.queue);
+        // Workers not running a job take one at once (even while they are
+        // still preparing a fresh isolate); beyond those, QUEUE_SIZE wait.
+        let free_workers = self.shared.size.saturating_sub(queue.running);
+        if queue.closed || queue.jobs.len() >= self.shared.queue_size + free_workers {
+            return Err(Overloaded);
+        }
+        queue.jobs.push_back(Queued { job, reply, cancel });
+        drop(queue);
+        self.shared.ready.notify_one();
+        Ok(rx)
+    }
+
+    /// The transpile cache the isolate threads share.
+    pub fn transpile_cache(&self) -> Arc<TranspileCache> {
+        self.shared.host.cache.clone()
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let queue = lock(&self.shared.queue);
+        let busy = queue.running.min(self.shared.size);
+        let queued = queue.jobs.len();
+        drop(queue);
+        PoolStats {
+            size: self.shared.size,
+            busy,
+            idle: self.shared.size - busy,
+            queued,
+        }
+    }
+
+    /// Heap bytes of all isolates: (total, used, external), as of each
+    /// worker's last job.
+    pub fn heap(&self) -> [u64; 3] {
+        let mut sum = [0u64; 3];
+        for worker in &self.shared.heap {
+            for (s, v) in sum.iter_mut().zip(worker) {
+                *s += v.load(Ordering::Relaxed);
+            }
+        }
+        sum
+    }
+
+    /// Wakes the watchdog so it notices a cancelled call now.
+    pub fn poke_watchdog(&self) {
+        self.shared.watchdog.poke();
+    }
+
+    /// Stops taking jobs, lets the workers finish what is queued, and waits
+    /// for them up to `grace`.
+    pub fn shutdown(&self, grace: Duration) {
+        lock(&self.shared.queue).closed = true;
+        self.shared.ready.notify_all();
+        let deadline = Instant::now() + grace;
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for t in threads {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+        self.shared.watchdog.shutdown();
+    }
+}
+
+impl Shared {
+    /// Blocks until a job is available; `None` once the pool is closed and
+    /// drained.
+    pub(super) fn next_job(&self) -> Option<Queued> {
+        let mut queue = lock(&self.queue);
+        loop {
+            if let Some(q) = queue.jobs.pop_front() {
+                queue.running += 1;
+                return Some(q);
+            }
+            if queue.closed {
+                return None;
+            }
+            queue = self.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    pub(super) fn finish_job(&self) {
+        let mut queue = lock(&self.queue);
+        queue.running = queue.running.saturating_sub(1);
+    }
+}

@@ -1,0 +1,87 @@
+//! The worker process's side: `isoexec worker` runs one execution it reads
+//! from stdin in a one-thread pool of its own and prints the report.
+
+use std::io::{Read, Write};
+
+use super::{CONFIG_ENV, set_rlimit};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::engine::types::{Execution, Isolation, Task};
+
+/// CPU seconds this process has used so far.
+fn cpu_seconds_used() -> u64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec).max(0) as u64
+}
+
+/// The `isoexec worker` entry point: one job from stdin, one report on
+/// stdout.
+pub fn main() -> std::process::ExitCode {
+    let config: Config = match std::env::var(CONFIG_ENV)
+        .map_err(|e| e.to_string())
+        .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("isoexec worker: no usable {CONFIG_ENV}: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    crate::engine::init_v8();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("isoexec worker: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result: std::io::Result<()> = rt.block_on(async {
+        // The server sends a function-call script compiled; a program and
+        // its imports are compiled by a helper this worker starts if needed.
+        let engine = Engine::start_in_worker(&config)?;
+        {
+            let mut out = std::io::stdout().lock();
+            out.write_all(b"ready\n")?;
+            out.flush()?;
+        }
+        let mut input = Vec::new();
+        std::io::stdin().lock().read_to_end(&mut input)?;
+        let mut job: Execution = serde_json::from_slice(&input).map_err(std::io::Error::other)?;
+        if let (Task::Call { script, .. }, Some(code)) = (&job.task, job.precompiled.take()) {
+            engine.seed_compiled(script, code);
+        }
+        // The one isolate thread of this worker runs the job.
+        job.isolation = Isolation::Isolate;
+        // Past the job's own limits the kernel ends the process: CPU time
+        // (SIGXCPU, then SIGKILL at the hard limit).
+        let cpu_budget = job.cpu_limit.unwrap_or(job.timeout).as_secs() + 2;
+        let cpu_now = cpu_seconds_used();
+        set_rlimit(
+            libc::RLIMIT_CPU,
+            cpu_now + cpu_budget,
+            cpu_now + cpu_budget + 1,
+        );
+        let report = engine
+            .run(&job)
+            .await
+            .map_err(|_| std::io::Error::other("the worker's pool refused the job"))?;
+        let bytes = serde_json::to_vec(&report).map_err(std::io::Error::other)?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&bytes)?;
+        out.flush()
+    });
+    match result {
+        // Skip destructors: the process is done, and tearing down V8 only
+        // costs time.
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("isoexec worker: {e}");
+            std::process::exit(1)
+        }
+    }
+}

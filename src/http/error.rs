@@ -1,0 +1,415 @@
+//! The HTTP layer's one error type. Every failure a caller can see is an
+//! [`HttpError`]: a stable [`ErrorKind`], a public message and structured
+//! details. How it is written depends on the API that answers: the
+//! function-call shape (`{"error", "kind", "details", "logs"}`) or
+//! restexec's (`{"success": false, "error": {"type", "message",
+//! "details"}}`); both come from [`ErrorKind::statuses`], the one table of
+//! statuses. Internal causes are logged once, where the error is made, and
+//! never sent.
+
+use hyper::Response;
+use hyper::header::{self, HeaderValue};
+use serde_json::{Map, Value, json};
+
+use super::reply::{Body, json_text};
+use crate::engine::{ExecError, Execution};
+
+/// The stable error kinds of the API (`kind` in every error body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    BadRequest,
+    SyntaxError,
+    FnNotFound,
+    Exception,
+    Timeout,
+    CpuLimit,
+    MemoryLimit,
+    OutputLimit,
+    PermissionDenied,
+    PayloadTooLarge,
+    NotFound,
+    MethodNotAllowed,
+    Overloaded,
+    Unauthorized,
+    Unavailable,
+    Internal,
+}
+
+/// Which API's reply shape an error is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `POST /`, `/run`: `{"error", "kind", "details", "logs"}`.
+    FunctionCall,
+    /// `/workspace`, `/execute`, `/lint`, `/health`: restexec's shape.
+    Restexec,
+}
+
+impl ErrorKind {
+    /// The `kind` string clients match on.
+    pub fn as_str(self) -> &'static str {
+        self.statuses().0
+    }
+
+    /// The one table: kind string, function-call status, restexec `type`,
+    /// restexec status.
+    pub fn statuses(self) -> (&'static str, u16, &'static str, u16) {
+        use ErrorKind::*;
+        match self {
+            BadRequest => ("bad_request", 400, "ValidationError", 400),
+            SyntaxError => ("syntax_error", 400, "ExecutionError", 500),
+            FnNotFound => ("fn_not_found", 400, "ExecutionError", 500),
+            Exception => ("exception", 500, "ExecutionError", 500),
+            Timeout => ("timeout", 408, "TimeoutError", 408),
+            CpuLimit => ("cpu_limit", 408, "TimeoutError", 408),
+            MemoryLimit => ("memory_limit", 507, "ExecutionError", 500),
+            OutputLimit => ("output_limit", 507, "ExecutionError", 500),
+            PermissionDenied => ("permission_denied", 500, "ExecutionError", 500),
+            PayloadTooLarge => ("payload_too_large", 413, "ValidationError", 413),
+            NotFound => ("not_found", 404, "NotFoundError", 404),
+            MethodNotAllowed => ("method_not_allowed", 405, "MethodNotAllowedError", 405),
+            Overloaded => ("overloaded", 503, "InternalServerError", 503),
+            Unauthorized => ("unauthorized", 401, "UnauthorizedError", 401),
+            Unavailable => ("unavailable", 501, "UnavailableError", 501),
+            Internal => ("internal", 500, "InternalServerError", 500),
+        }
+    }
+
+    /// The HTTP status of this kind in `dialect`.
+    pub fn status(self, dialect: Dialect) -> u16 {
+        let (_, call, _, rest) = self.statuses();
+        match dialect {
+            Dialect::FunctionCall => call,
+            Dialect::Restexec => rest,
+        }
+    }
+}
+
+/// A failure as the caller sees it (boxed: it travels in every `Result`).
+#[derive(Debug, Clone)]
+pub struct HttpError(Box<HttpErrorBody>);
+
+/// The parts of an [`HttpError`].
+#[derive(Debug, Clone)]
+pub struct HttpErrorBody {
+    pub kind: ErrorKind,
+    /// The human message (`error`, or restexec's `error.message`).
+    pub message: String,
+    /// Kind-specific structured facts (`details`).
+    pub details: Map<String, Value>,
+    /// Seconds for a `Retry-After` header (set for `overloaded`).
+    pub retry_after: Option<u32>,
+    /// Methods for an `Allow` header (set for `method_not_allowed`).
+    pub allow: Option<&'static str>,
+    /// A restexec `type` more precise than the kind's (`FileNotFoundError`).
+    pub restexec_type: Option<&'static str>,
+    /// Milliseconds the request spent running code (restexec's
+    /// `executionTime`).
+    pub execution_ms: Option<u64>,
+    /// The captured logs (their JSON text) and whether they were cut: a
+    /// function-call error carries what the code logged before it failed.
+    pub logs: Option<(String, bool)>,
+}
+
+impl std::ops::Deref for HttpError {
+    type Target = HttpErrorBody;
+    fn deref(&self) -> &HttpErrorBody {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for HttpError {
+    fn deref_mut(&mut self) -> &mut HttpErrorBody {
+        &mut self.0
+    }
+}
+
+impl HttpError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> HttpError {
+        HttpError(Box::new(HttpErrorBody {
+            kind,
+            message: message.into(),
+            details: Map::new(),
+            retry_after: None,
+            allow: None,
+            restexec_type: None,
+            execution_ms: None,
+            logs: None,
+        }))
+    }
+
+    /// Adds one field to `details`.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> HttpError {
+        self.details.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// A 400 about `field` of the request.
+    pub fn bad_request(message: impl Into<String>) -> HttpError {
+        HttpError::new(ErrorKind::BadRequest, message)
+    }
+
+    /// A 400 that names the field it is about.
+    pub fn bad_field(field: &str, message: impl Into<String>) -> HttpError {
+        HttpError::bad_request(message).with("field", field)
+    }
+
+    /// A bug on our side: the cause is logged here, once, and the caller
+    /// gets a generic message.
+    pub fn internal(cause: impl std::fmt::Display) -> HttpError {
+        tracing::error!(cause = %cause, "internal error");
+        HttpError::new(ErrorKind::Internal, "Internal server error")
+    }
+
+    pub fn method_not_allowed(allow: &'static str) -> HttpError {
+        let mut e = HttpError::new(
+            ErrorKind::MethodNotAllowed,
+            format!("Method not allowed; use {allow}"),
+        )
+        .with("allow", allow);
+        e.allow = Some(allow);
+        e
+    }
+
+    pub fn overloaded(queue_size: usize, retry_after: u32) -> HttpError {
+        let mut e = HttpError::new(
+            ErrorKind::Overloaded,
+            "Server is overloaded: the execution queue is full",
+        )
+        .with("queueSize", queue_size);
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// Sets restexec's `executionTime`.
+    pub fn timed(mut self, ms: u64) -> HttpError {
+        self.execution_ms = Some(ms);
+        self
+    }
+
+    /// The HTTP status in `dialect`.
+    pub fn status(&self, dialect: Dialect) -> u16 {
+        self.kind.status(dialect)
+    }
+
+    /// The reply, written in `dialect`.
+    pub fn response(&self, dialect: Dialect) -> Response<Body> {
+        let body = match dialect {
+            Dialect::FunctionCall => {
+                let mut body = json!({
+                    "error": self.message,
+                    "kind": self.kind.as_str(),
+                    "details": self.details,
+                });
+                let (logs, cut) = match &self.logs {
+                    Some((text, cut)) => (
+                        serde_json::from_str(text).unwrap_or(Value::Array(Vec::new())),
+                        *cut,
+                    ),
+                    None => (Value::Array(Vec::new()), false),
+                };
+                body["logs"] = logs;
+                if cut {
+                    body["logsTruncated"] = true.into();
+                }
+                body
+            }
+            Dialect::Restexec => {
+                let mut details = self.details.clone();
+                details
+                    .entry("kind")
+                    .or_insert_with(|| self.kind.as_str().into());
+                let kind = self.restexec_type.unwrap_or(self.kind.statuses().2);
+                let mut body = json!({
+                    "success": false,
+                    "error": {"type": kind, "message": self.message, "details": details},
+                });
+                if let Some(ms) = self.execution_ms {
+                    body["executionTime"] = ms.into();
+                }
+                body
+            }
+        };
+        let mut r = json_text(self.status(dialect), body.to_string());
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(allow) = self.allow {
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        r
+    }
+
+    /// The caller's view of an execution that failed.
+    pub fn from_execution(execution: &Execution, e: ExecError) -> HttpError {
+        match e {
+            ExecError::Syntax {
+                message,
+                line,
+                column,
+            } => HttpError::new(ErrorKind::SyntaxError, format!("Syntax error: {message}"))
+                .with("line", line)
+                .with("column", column)
+                .with("message", message),
+            ExecError::FnNotFound { name } => HttpError::new(
+                ErrorKind::FnNotFound,
+                format!("The module has no exported function named '{name}'"),
+            )
+            .with("fn", name),
+            ExecError::Exception {
+                name,
+                message,
+                stack,
+            } => {
+                let text = if message.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{name}: {message}")
+                };
+                HttpError::new(ErrorKind::Exception, text)
+                    .with("name", name)
+                    .with("message", message)
+                    .with("stack", stack.map_or(Value::Null, Into::into))
+            }
+            ExecError::Exit { code } => HttpError::new(
+                ErrorKind::Exception,
+                format!("Deno.exit({code}) ended the call before it returned"),
+            )
+            .with("name", "Exit")
+            .with("exitCode", code),
+            ExecError::Timeout => HttpError::new(ErrorKind::Timeout, "Execution timeout")
+                .with("timeoutMs", execution.timeout.as_millis() as u64),
+            ExecError::CpuLimit => HttpError::new(ErrorKind::CpuLimit, "CPU time limit exceeded")
+                .with(
+                    "cpuTimeoutMs",
+                    execution.cpu_limit.map_or(0, |d| d.as_millis() as u64),
+                ),
+            ExecError::MemoryLimit => {
+                HttpError::new(ErrorKind::MemoryLimit, "Memory limit exceeded")
+            }
+            ExecError::OutputLimit { message } => HttpError::new(
+                ErrorKind::OutputLimit,
+                format!("Output limit exceeded: {message}"),
+            ),
+            ExecError::PermissionDenied { message } => {
+                HttpError::new(ErrorKind::PermissionDenied, message)
+            }
+            ExecError::Cancelled => HttpError::new(ErrorKind::Internal, "The call was cancelled"),
+            ExecError::WorkerDied { signal, code } => {
+                let how = match (&signal, code) {
+                    (Some(sig), _) => format!("was killed by {sig}"),
+                    (None, Some(c)) => format!("exited with code {c} without a report"),
+                    (None, None) => "ended without a report".to_string(),
+                };
+                HttpError::new(ErrorKind::Internal, format!("The worker process {how}"))
+                    .with("signal", signal.map_or(Value::Null, Into::into))
+                    .with("exitCode", code.map_or(Value::Null, Into::into))
+            }
+            ExecError::Internal { message } => HttpError::internal(message),
+        }
+    }
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.kind.as_str())
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_maps_to_its_status_in_both_dialects() {
+        use ErrorKind::*;
+        // kind, its string, function-call status, restexec type and status.
+        let table = [
+            (BadRequest, "bad_request", 400, "ValidationError", 400),
+            (SyntaxError, "syntax_error", 400, "ExecutionError", 500),
+            (FnNotFound, "fn_not_found", 400, "ExecutionError", 500),
+            (Exception, "exception", 500, "ExecutionError", 500),
+            (Timeout, "timeout", 408, "TimeoutError", 408),
+            (CpuLimit, "cpu_limit", 408, "TimeoutError", 408),
+            (MemoryLimit, "memory_limit", 507, "ExecutionError", 500),
+            (OutputLimit, "output_limit", 507, "ExecutionError", 500),
+            (
+                PermissionDenied,
+                "permission_denied",
+                500,
+                "ExecutionError",
+                500,
+            ),
+            (
+                PayloadTooLarge,
+                "payload_too_large",
+                413,
+                "ValidationError",
+                413,
+            ),
+            (NotFound, "not_found", 404, "NotFoundError", 404),
+            (
+                MethodNotAllowed,
+                "method_not_allowed",
+                405,
+                "MethodNotAllowedError",
+                405,
+            ),
+            (Overloaded, "overloaded", 503, "InternalServerError", 503),
+            (Unauthorized, "unauthorized", 401, "UnauthorizedError", 401),
+            (Unavailable, "unavailable", 501, "UnavailableError", 501),
+            (Internal, "internal", 500, "InternalServerError", 500),
+        ];
+        for (kind, name, call, rest_type, rest) in table {
+            let e = HttpError::new(kind, "m").with("x", 1);
+            let r = e.response(Dialect::FunctionCall);
+            assert_eq!(r.status().as_u16(), call, "{name}");
+            let body = body_json(r);
+            assert_eq!(body["kind"], name);
+            assert_eq!(body["error"], "m");
+            assert_eq!(body["details"]["x"], 1);
+            assert_eq!(body["logs"], json!([]));
+
+            let r = e.clone().timed(7).response(Dialect::Restexec);
+            assert_eq!(r.status().as_u16(), rest, "{name}");
+            let body = body_json(r);
+            assert_eq!(body["success"], false);
+            assert_eq!(body["error"]["type"], rest_type, "{name}");
+            assert_eq!(body["error"]["details"]["kind"], name);
+            assert_eq!(body["executionTime"], 7);
+        }
+    }
+
+    #[test]
+    fn headers_and_overrides_are_written_in_both_dialects() {
+        for dialect in [Dialect::FunctionCall, Dialect::Restexec] {
+            let r = HttpError::overloaded(8, 1).response(dialect);
+            assert_eq!(r.headers()["retry-after"], "1");
+            let r = HttpError::method_not_allowed("GET, DELETE").response(dialect);
+            assert_eq!(r.headers()["allow"], "GET, DELETE");
+        }
+        let mut e = HttpError::new(ErrorKind::NotFound, "gone");
+        e.restexec_type = Some("FileNotFoundError");
+        assert_eq!(
+            body_json(e.response(Dialect::Restexec))["error"]["type"],
+            "FileNotFoundError"
+        );
+        let mut e = HttpError::new(ErrorKind::Exception, "x");
+        e.logs = Some((r#"[{"ts":1,"level":"log","message":"hi"}]"#.into(), true));
+        let body = body_json(e.response(Dialect::FunctionCall));
+        assert_eq!(body["logs"][0]["message"], "hi");
+        assert_eq!(body["logsTruncated"], true);
+    }
+
+    fn body_json(r: Response<Body>) -> Value {
+        use http_body_util::BodyExt;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = rt.block_on(r.into_body().collect()).unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+}

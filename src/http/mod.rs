@@ -1,0 +1,9 @@
+pub mod conn;
+pub mod error;
+pub mod health;
+pub mod reply;
+pub mod request;
+pub mod restexec;
+pub mod router;
+pub mod run;
+pub mod serve;

@@ -1,0 +1,35 @@
+//! Reply writers: the body type every handler returns and JSON replies.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+/// The body of every reply: complete before it is sent.
+pub type Body = Full<Bytes>;
+
+/// A JSON reply from text that is already JSON.
+pub fn json_text(status: u16, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// A JSON reply of `value`.
+pub fn json<T: Serialize>(status: u16, value: &T) -> Response<Body> {
+    match serde_json::to_string(value) {
+        Ok(text) => json_text(status, text),
+        Err(e) => {
+            tracing::error!(cause = %e, "a reply could not be encoded");
+            json_text(
+                500,
+                r#"{"error":"Internal server error","kind":"internal"}"#.into(),
+            )
+        }
+    }
+}

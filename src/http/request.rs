@@ -1,0 +1,279 @@
+//! What a handler gets ([`HttpRequest`]) and the parsing every API shares:
+//! the body under its size and time limits, JSON under the depth limit,
+//! and the fields several routes take (`timeout`, `isolation`).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header;
+use serde_json::{Map, Value};
+
+use super::error::{ErrorKind, HttpError};
+use crate::config::Config;
+use crate::engine::Isolation;
+
+/// One request as a handler sees it: its head, its path parameters, and its
+/// body, read on demand under the server's limits.
+pub struct HttpRequest {
+    pub parts: hyper::http::request::Parts,
+    body: Option<Incoming>,
+    params: Vec<(String, String)>,
+}
+
+impl HttpRequest {
+    pub fn new(
+        parts: hyper::http::request::Parts,
+        body: Incoming,
+        params: Vec<(String, String)>,
+    ) -> HttpRequest {
+        HttpRequest {
+            parts,
+            body: Some(body),
+            params,
+        }
+    }
+
+    /// The path parameter `name` (percent-decoded), or "".
+    pub fn param(&self, name: &str) -> &str {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// The whole body, up to `MAX_BODY_BYTES` (with or without
+    /// `Content-Length`) and within `BODY_READ_TIMEOUT_MS`.
+    pub async fn body(&mut self, config: &Config) -> Result<Bytes, HttpError> {
+        let limit = config.max_body_bytes;
+        let too_large = || {
+            HttpError::new(
+                ErrorKind::PayloadTooLarge,
+                format!("Request body is larger than {limit} bytes"),
+            )
+            .with("limit", limit)
+        };
+        let declared = self
+            .parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let Some(body) = self.body.take() else {
+            return Err(HttpError::internal("the request body was read twice"));
+        };
+        let timeout = config.body_read_timeout;
+        let read = tokio::time::timeout(timeout, Limited::new(body, limit).collect());
+        let Ok(read) = read.await else {
+            return Err(HttpError::bad_field(
+                "body",
+                format!(
+                    "The request body did not arrive within {} ms",
+                    timeout.as_millis()
+                ),
+            ));
+        };
+        match read {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Err(e) => Err(HttpError::bad_request(format!(
+                "Could not read the request body: {e}"
+            ))),
+        }
+    }
+}
+
+/// Checks that `body` nests no deeper than `max_depth` (the request's own
+/// structure, before any parser recurses into it).
+pub fn check_depth(body: &[u8], max_depth: usize) -> Result<(), HttpError> {
+    if json_depth_exceeds(body, max_depth + 1) {
+        return Err(HttpError::bad_request(format!(
+            "Request JSON is nested deeper than {max_depth} levels"
+        ))
+        .with("maxDepth", max_depth));
+    }
+    Ok(())
+}
+
+/// A body that must be a JSON object.
+pub fn json_object(body: &[u8], max_depth: usize) -> Result<Map<String, Value>, HttpError> {
+    check_depth(body, max_depth)?;
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(HttpError::bad_request("Request body must be a JSON object")),
+        Err(e) => Err(HttpError::bad_request(format!("Malformed JSON body: {e}"))),
+    }
+}
+
+/// Whether `json` nests objects/arrays deeper than `max`, without parsing it
+/// (and so without recursion).
+pub fn json_depth_exceeds(json: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// What a `timeout` above `MAX_TIMEOUT` means for a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverMax {
+    /// `/run`: capped at the maximum.
+    Cap,
+    /// restexec: refused.
+    Reject,
+}
+
+/// A `timeout`-like field: a positive number of milliseconds; absent or
+/// `null` gives `default`.
+pub fn millis_field(
+    value: Option<&Value>,
+    name: &str,
+    default: Duration,
+    max: Duration,
+    over: OverMax,
+) -> Result<Duration, HttpError> {
+    let max_ms = max.as_millis() as u64;
+    let ms = match value {
+        None | Some(Value::Null) => return Ok(default),
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(_) => None,
+    };
+    let shown = value.map_or_else(String::new, Value::to_string);
+    match ms {
+        Some(ms) if ms.is_finite() && ms > 0.0 => {
+            if ms > max_ms as f64 && over == OverMax::Reject {
+                return Err(HttpError::bad_field(
+                    name,
+                    format!(
+                        "Field '{name}' must be between 1 and {max_ms} milliseconds, not {shown}"
+                    ),
+                )
+                .with("max", max_ms));
+            }
+            if over == OverMax::Reject && ms < 1.0 {
+                return Err(HttpError::bad_field(
+                    name,
+                    format!(
+                        "Field '{name}' must be between 1 and {max_ms} milliseconds, not {shown}"
+                    ),
+                ));
+            }
+            Ok(Duration::from_secs_f64((ms / 1000.0).min(1e9)).min(max))
+        }
+        _ => Err(HttpError::bad_field(
+            name,
+            format!("Field '{name}' must be a positive number of milliseconds, not {shown}"),
+        )),
+    }
+}
+
+/// `isolation`: one of `allowed`; absent or `null` is `"isolate"`.
+pub fn isolation_field(
+    value: Option<&Value>,
+    allowed: &[Isolation],
+) -> Result<Isolation, HttpError> {
+    let wrong = || {
+        let names: Vec<String> = allowed
+            .iter()
+            .map(|i| format!("\"{}\"", i.as_str()))
+            .collect();
+        HttpError::bad_field(
+            "isolation",
+            format!(
+                "Field 'isolation' must be {}, not {}",
+                names.join(" or "),
+                value.map_or_else(String::new, Value::to_string)
+            ),
+        )
+    };
+    match value {
+        None | Some(Value::Null) => Ok(Isolation::Isolate),
+        Some(Value::String(s)) => Isolation::parse(s)
+            .filter(|i| allowed.contains(i))
+            .ok_or_else(wrong),
+        Some(_) => Err(wrong()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn depth_scan_counts_only_structure() {
+        assert!(!json_depth_exceeds(br#"{"a":[1,{"b":2}]}"#, 3));
+        assert!(json_depth_exceeds(br#"{"a":[1,{"b":2}]}"#, 2));
+        // Brackets inside strings do not count, escaped quotes do not end them.
+        assert!(!json_depth_exceeds(br#"{"a":"[[[[\"[[[["}"#, 1));
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(json_depth_exceeds(deep.as_bytes(), 128));
+    }
+
+    #[test]
+    fn timeouts_are_capped_or_rejected_by_route() {
+        let (d, max) = (Duration::from_millis(5), Duration::from_millis(100));
+        let t = |v: Value, over| millis_field(Some(&v), "timeout", d, max, over);
+        assert_eq!(
+            millis_field(None, "timeout", d, max, OverMax::Cap).unwrap(),
+            d
+        );
+        assert_eq!(
+            t(json!(50), OverMax::Cap).unwrap(),
+            Duration::from_millis(50)
+        );
+        assert_eq!(t(json!(500), OverMax::Cap).unwrap(), max);
+        assert!(t(json!(500), OverMax::Reject).is_err());
+        for bad in [json!(0), json!(-1), json!("5"), json!(true)] {
+            let e = t(bad.clone(), OverMax::Cap).unwrap_err();
+            assert_eq!(e.details["field"], "timeout", "{bad}");
+        }
+    }
+
+    #[test]
+    fn isolation_names_what_is_allowed() {
+        let all = Isolation::ALL;
+        assert_eq!(isolation_field(None, &all).unwrap(), Isolation::Isolate);
+        assert_eq!(
+            isolation_field(Some(&json!("none")), &all).unwrap(),
+            Isolation::None
+        );
+        let e = isolation_field(
+            Some(&json!("none")),
+            &[Isolation::Isolate, Isolation::Process],
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("\"isolate\" or \"process\""),
+            "{}",
+            e.message
+        );
+    }
+}

@@ -1,0 +1,382 @@
+//! The restexec-compatible API: `PUT/GET/DELETE /workspace`, `POST
+//! /execute` and `POST /lint`, with restexec's reply shapes:
+//! `{"success": true, "result", ...}` or, through the restexec dialect of
+//! [`HttpError`], `{"success": false, "error": {"type", "message",
+//! "details"}, ...}`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::Response;
+use serde_json::{Map, Value, json};
+
+use super::error::{ErrorKind, HttpError};
+use super::reply::{Body, json_text};
+use super::request::{HttpRequest, OverMax, isolation_field, json_object, millis_field};
+use super::router::Reply;
+use super::run::RETRY_AFTER_SECS;
+use crate::app::App;
+use crate::config::Config;
+use crate::engine::compile::Failure;
+use crate::engine::lint::{LintError, LintReport};
+use crate::engine::{ExecError, Execution, Isolation, LogEntry, Report, Task};
+use crate::workspace::{MAX_CODE_BYTES, Workspace, extract_code, validate_code_id};
+
+fn ok(result: Value, execution_ms: Option<u64>) -> Response<Body> {
+    let mut body = json!({"success": true, "result": result});
+    if let Some(ms) = execution_ms {
+        body["executionTime"] = ms.into();
+    }
+    json_text(200, body.to_string())
+}
+
+/// The request's body as a JSON object.
+async fn object_body(app: &App, req: &mut HttpRequest) -> Result<Map<String, Value>, HttpError> {
+    let body = req.body(&app.config).await?;
+    json_object(&body, app.config.limits.max_json_depth)
+}
+
+fn code_id_field(body: &Map<String, Value>) -> Result<String, HttpError> {
+    match body.get("codeId") {
+        Some(Value::String(id)) => {
+            checked_code_id(id)?;
+            Ok(id.clone())
+        }
+        None | Some(Value::Null) => Err(HttpError::bad_field(
+            "codeId",
+            "Missing required field 'codeId'",
+        )),
+        Some(_) => Err(HttpError::bad_field(
+            "codeId",
+            "Field 'codeId' must be a string",
+        )),
+    }
+}
+
+/// `timeout` in 1..=MAX_TIMEOUT ms (refused outside it); absent means the
+/// default.
+fn timeout_field(
+    config: &Config,
+    body: &Map<String, Value>,
+) -> Result<std::time::Duration, HttpError> {
+    let limits = &config.limits;
+    millis_field(
+        body.get("timeout"),
+        "timeout",
+        limits.default_timeout,
+        limits.max_timeout,
+        OverMax::Reject,
+    )
+}
+
+/// `env`: string values under keys of `[A-Z0-9_]+`, not `PATH`, `HOME` or
+/// `DENO_*`.
+fn env_field(body: &Map<String, Value>) -> Result<HashMap<String, String>, HttpError> {
+    let map = match body.get("env") {
+        None | Some(Value::Null) => return Ok(HashMap::new()),
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Err(
+                HttpError::bad_request("Field 'env' must be an object").with("field", "env")
+            );
+        }
+    };
+    let mut env = HashMap::with_capacity(map.len());
+    for (key, value) in map {
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(
+                HttpError::bad_request(format!("env key '{key}' must match ^[A-Z0-9_]+$"))
+                    .with("field", "env"),
+            );
+        }
+        if key == "PATH" || key == "HOME" || key.starts_with("DENO_") {
+            return Err(HttpError::bad_request(format!(
+                "env key '{key}' is reserved (PATH, HOME and DENO_* cannot be set)"
+            ))
+            .with("field", "env"));
+        }
+        let Value::String(value) = value else {
+            return Err(
+                HttpError::bad_request(format!("env value of '{key}' must be a string"))
+                    .with("field", "env"),
+            );
+        };
+        env.insert(key.clone(), value.clone());
+    }
+    Ok(env)
+}
+
+/// `PUT /workspace {codeId, code}` (also `POST`).
+pub async fn save(app: Arc<App>, mut req: HttpRequest) -> Reply {
+    let body = object_body(&app, &mut req).await?;
+    let code_id = code_id_field(&body)?;
+    let text = match body.get("code") {
+        Some(Value::String(c)) => c,
+        None | Some(Value::Null) => {
+            return Err(
+                HttpError::bad_request("Missing required field 'code'").with("field", "code")
+            );
+        }
+        Some(_) => {
+            return Err(
+                HttpError::bad_request("Field 'code' must be a string").with("field", "code")
+            );
+        }
+    };
+    let code = extract_code(text);
+    if code.trim().is_empty() {
+        return Err(HttpError::bad_request("Field 'code' must not be empty").with("field", "code"));
+    }
+    if code.len() > MAX_CODE_BYTES {
+        return Err(HttpError::bad_request(format!(
+            "Code is {} bytes; at most {MAX_CODE_BYTES} are allowed",
+            code.len()
+        ))
+        .with("field", "code")
+        .with("size", code.len())
+        .with("limit", MAX_CODE_BYTES));
+    }
+    let code = code.to_string();
+    let id = code_id.clone();
+    let saved = on_workspace(&app, move |ws| ws.save(&id, &code))
+        .await?
+        .map_err(|e| HttpError::internal(format!("saving {code_id}: {e}")))?;
+    Ok(ok(
+        json!({"codeId": code_id, "filePath": saved.path.display().to_string(), "size": saved.size}),
+        None,
+    ))
+}
+
+/// Runs a blocking workspace operation off the reactor.
+async fn on_workspace<T: Send + 'static>(
+    app: &Arc<App>,
+    f: impl FnOnce(&Workspace) -> std::io::Result<T> + Send + 'static,
+) -> Result<std::io::Result<T>, HttpError> {
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || f(&app.workspace))
+        .await
+        .map_err(HttpError::internal)
+}
+
+/// A `codeId` from a body or a path, checked.
+fn checked_code_id(code_id: &str) -> Result<(), HttpError> {
+    validate_code_id(code_id).map_err(|m| HttpError::bad_field("codeId", m))
+}
+
+fn not_found(code_id: &str) -> HttpError {
+    let mut e = HttpError::new(
+        ErrorKind::NotFound,
+        format!("Code file not found: {code_id}.ts"),
+    )
+    .with("codeId", code_id);
+    e.restexec_type = Some("FileNotFoundError");
+    e
+}
+
+/// `GET /workspace/{codeId}`.
+pub async fn read(app: Arc<App>, req: HttpRequest) -> Reply {
+    let code_id = req.param("codeId");
+    checked_code_id(code_id)?;
+    let id = code_id.to_string();
+    match on_workspace(&app, move |ws| ws.read(&id)).await? {
+        Ok(code) => Ok(ok(
+            json!({"codeId": code_id, "code": code, "size": code.len()}),
+            None,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found(code_id)),
+        Err(e) => Err(HttpError::internal(format!("reading {code_id}: {e}"))),
+    }
+}
+
+/// `DELETE /workspace/{codeId}`.
+pub async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
+    let code_id = req.param("codeId");
+    checked_code_id(code_id)?;
+    let id = code_id.to_string();
+    match on_workspace(&app, move |ws| ws.delete(&id)).await? {
+        Ok(()) => Ok(ok(json!({"codeId": code_id, "deleted": true}), None)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found(code_id)),
+        Err(e) => Err(HttpError::internal(format!("deleting {code_id}: {e}"))),
+    }
+}
+
+/// `GET /workspace`.
+pub async fn list(app: Arc<App>, _req: HttpRequest) -> Reply {
+    let files = on_workspace(&app, |ws| ws.list())
+        .await?
+        .map_err(|e| HttpError::internal(format!("listing the workspace: {e}")))?;
+    Ok(ok(json!({"files": files, "count": files.len()}), None))
+}
+
+/// `POST /execute {codeId, timeout, env, isolation}`.
+pub async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
+    let body = object_body(&app, &mut req).await?;
+    let code_id = code_id_field(&body)?;
+    let timeout = timeout_field(&app.config, &body)?;
+    let request_env = env_field(&body)?;
+    // Programs always start clean: no warm isolates here.
+    let isolation = isolation_field(
+        body.get("isolation"),
+        &[Isolation::Isolate, Isolation::Process],
+    )?;
+    let path = app.workspace.path_of(&code_id);
+    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        return Err(not_found(&code_id));
+    }
+    let mut env = app.config.allow_env_values.clone();
+    env.extend(request_env);
+    let job = Execution {
+        task: Task::Program { path },
+        timeout,
+        cpu_limit: app.config.limits.default_cpu_limit,
+        isolation,
+        env,
+        precompiled: None,
+    };
+    let started = Instant::now();
+    let report = app
+        .engine
+        .run(&job)
+        .await
+        .map_err(|_| HttpError::overloaded(app.config.queue_size, RETRY_AFTER_SECS))?;
+    let ms = started.elapsed().as_millis() as u64;
+    program_reply(&job, report, ms)
+}
+
+/// Joins a program's captured console lines into its stdout and stderr.
+fn streams(logs: &[LogEntry]) -> (String, String) {
+    let (mut out, mut err) = (String::new(), String::new());
+    for entry in logs {
+        let s = if entry.level.is_stderr() {
+            &mut err
+        } else {
+            &mut out
+        };
+        s.push_str(&entry.message);
+        s.push('\n');
+    }
+    (out, err)
+}
+
+/// The reply for a finished program, in restexec's shape.
+fn program_reply(job: &Execution, report: Report, ms: u64) -> Reply {
+    let (stdout, mut stderr) = streams(&report.logs);
+    let failure = match report.outcome {
+        Ok(_) | Err(ExecError::Exit { code: 0 }) => None,
+        Err(e) => Some(e),
+    };
+    let Some(failure) = failure else {
+        let trimmed = stdout.trim();
+        let result = if trimmed.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(trimmed).unwrap_or_else(|_| Value::String(trimmed.to_string()))
+        };
+        return Ok(ok(result, Some(ms)));
+    };
+    let (error, exit_code) = match failure {
+        ExecError::Exit { code } => (
+            HttpError::new(
+                ErrorKind::Exception,
+                format!("Process exited with code {code}"),
+            ),
+            Some(code),
+        ),
+        ExecError::Timeout => (
+            HttpError::new(
+                ErrorKind::Timeout,
+                format!("Execution timed out after {} ms", job.timeout.as_millis()),
+            ),
+            None,
+        ),
+        ExecError::CpuLimit => (
+            HttpError::new(ErrorKind::CpuLimit, "CPU time limit exceeded"),
+            None,
+        ),
+        ExecError::Internal { message } => (HttpError::internal(message), None),
+        ExecError::Cancelled => (
+            HttpError::new(ErrorKind::Internal, "The run was cancelled"),
+            None,
+        ),
+        other => {
+            let text = match &other {
+                ExecError::Exception {
+                    stack,
+                    message,
+                    name,
+                } => {
+                    let stack = stack
+                        .clone()
+                        .unwrap_or_else(|| format!("{name}: {message}"));
+                    format!("error: Uncaught {stack}\n")
+                }
+                _ => String::new(),
+            };
+            let mut e = HttpError::from_execution(job, other);
+            // Only the kind and message are restexec's: the function-call
+            // details (line, stack, …) stay out of its shape.
+            e.details = Map::new();
+            if text.is_empty() {
+                stderr.push_str(&format!("error: {}\n", e.message));
+            } else {
+                stderr.push_str(&text);
+            }
+            (e, Some(1))
+        }
+    };
+    let mut e = error
+        .with("exitCode", exit_code.map_or(Value::Null, Value::from))
+        .with("stdout", stdout)
+        .with("stderr", stderr)
+        .timed(ms);
+    if report.logs_truncated {
+        e = e.with("outputTruncated", true);
+    }
+    Err(e)
+}
+
+/// `POST /lint {codeId, timeout}`.
+pub async fn lint(app: Arc<App>, mut req: HttpRequest) -> Reply {
+    let body = object_body(&app, &mut req).await?;
+    let code_id = code_id_field(&body)?;
+    let timeout = timeout_field(&app.config, &body)?;
+    let started = Instant::now();
+    let path = app.workspace.path_of(&code_id);
+    let source = match tokio::fs::read_to_string(&path).await {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found(&code_id)),
+        Err(e) => return Err(HttpError::internal(format!("reading {code_id}: {e}"))),
+    };
+    let report = match app.engine.lint(path.clone(), source, timeout).await {
+        Ok(r) => r,
+        Err(Failure::Rejected(e)) => {
+            // Like any file that does not parse: a report with the error.
+            let shown = path.display().to_string();
+            LintReport {
+                version: 1,
+                diagnostics: Vec::new(),
+                errors: vec![LintError {
+                    file_path: shown.clone(),
+                    message: e.message,
+                }],
+                checked_files_camel: vec![shown.clone()],
+                checked_files: vec![shown],
+            }
+        }
+        Err(Failure::Timeout) => {
+            return Err(HttpError::new(
+                ErrorKind::Timeout,
+                format!("Lint timed out after {} ms", timeout.as_millis()),
+            ));
+        }
+        Err(Failure::Cancelled) => return Err(HttpError::internal("the client went away")),
+        Err(Failure::Internal(message)) => return Err(HttpError::internal(message)),
+    };
+    let result = serde_json::to_value(&report).map_err(HttpError::internal)?;
+    Ok(ok(result, Some(started.elapsed().as_millis() as u64)))
+}

@@ -1,0 +1,307 @@
+//! The route table and what every request goes through once: a request id,
+//! route matching (method + path pattern with parameters, by `matchit`),
+//! auth, the handler, errors written in the route's dialect, and one log
+//! line. Handlers never import this module.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response};
+use tracing::Instrument;
+
+use super::error::{Dialect, ErrorKind, HttpError};
+use super::reply::Body;
+use super::request::HttpRequest;
+use super::{health, restexec, run};
+use crate::app::App;
+
+/// What a handler returns.
+pub type Reply = Result<Response<Body>, HttpError>;
+type BoxReply = Pin<Box<dyn Future<Output = Reply> + Send>>;
+type Handler = Box<dyn Fn(Arc<App>, HttpRequest) -> BoxReply + Send + Sync>;
+
+/// One path pattern: its methods, the API it belongs to, and whether it
+/// needs the API key.
+struct Route {
+    pattern: &'static str,
+    methods: Vec<(Method, Handler)>,
+    /// `Allow` for a method not in `methods` (aliases such as `POST
+    /// /workspace` and `HEAD` are not advertised).
+    allow: &'static str,
+    dialect: Dialect,
+    auth: bool,
+}
+
+/// Every route of the server.
+pub struct Router {
+    matcher: matchit::Router<usize>,
+    routes: Vec<Route>,
+}
+
+fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn(Arc<App>, HttpRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Reply> + Send + 'static,
+{
+    Box::new(move |app, req| Box::pin(f(app, req)))
+}
+
+impl Router {
+    /// The server's routes. Adding one means a line here and a handler.
+    pub fn new() -> Router {
+        use Dialect::{FunctionCall, Restexec};
+        let mut r = Router {
+            matcher: matchit::Router::new(),
+            routes: Vec::new(),
+        };
+        let post = |h| vec![(Method::POST, h)];
+        r.add("/", FunctionCall, true, "POST", post(handler(run::run)));
+        r.add("/run", FunctionCall, true, "POST", post(handler(run::run)));
+        r.add(
+            "/health",
+            FunctionCall,
+            false,
+            "GET",
+            vec![
+                (Method::GET, handler(health::health)),
+                (Method::HEAD, handler(health::health)),
+            ],
+        );
+        r.add(
+            "/workspace",
+            Restexec,
+            true,
+            "PUT, GET",
+            vec![
+                (Method::PUT, handler(restexec::save)),
+                (Method::POST, handler(restexec::save)),
+                (Method::GET, handler(restexec::list)),
+            ],
+        );
+        r.add(
+            "/workspace/{codeId}",
+            Restexec,
+            true,
+            "GET, DELETE",
+            vec![
+                (Method::GET, handler(restexec::read)),
+                (Method::DELETE, handler(restexec::delete)),
+            ],
+        );
+        r.add(
+            "/execute",
+            Restexec,
+            true,
+            "POST",
+            post(handler(restexec::execute)),
+        );
+        r.add(
+            "/lint",
+            Restexec,
+            true,
+            "POST",
+            post(handler(restexec::lint)),
+        );
+        r
+    }
+
+    fn add(
+        &mut self,
+        pattern: &'static str,
+        dialect: Dialect,
+        auth: bool,
+        allow: &'static str,
+        methods: Vec<(Method, Handler)>,
+    ) {
+        let index = self.routes.len();
+        self.routes.push(Route {
+            pattern,
+            methods,
+            allow,
+            dialect,
+            auth,
+        });
+        if let Err(e) = self.matcher.insert(pattern, index) {
+            panic!("route {pattern} conflicts with another: {e}");
+        }
+    }
+
+    /// The path patterns of every route, in the order they were added.
+    pub fn patterns(&self) -> Vec<&'static str> {
+        self.routes.iter().map(|r| r.pattern).collect()
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .filter(|v| !v.is_empty() && v.len() <= 200)
+            .cloned()
+            .unwrap_or_else(new_request_id);
+        let matched = self.matcher.at(req.uri().path()).ok().map(|m| {
+            let params = m
+                .params
+                .iter()
+                .map(|(k, v)| (k.to_string(), percent_decode(v)))
+                .collect::<Vec<_>>();
+            (&self.routes[*m.value], params)
+        });
+        let pattern = matched.as_ref().map_or("(none)", |(r, _)| r.pattern);
+        let span = tracing::info_span!(
+            "request",
+            id = %request_id.to_str().unwrap_or("-"),
+            method = %req.method(),
+            route = pattern,
+        );
+        async move {
+            let started = Instant::now();
+            let (dialect, result) = match matched {
+                None => (
+                    Dialect::FunctionCall,
+                    Err(HttpError::new(
+                        ErrorKind::NotFound,
+                        format!("No route for {}", req.uri().path()),
+                    )),
+                ),
+                Some((route, params)) => (route.dialect, dispatch(app, route, params, req).await),
+            };
+            let (mut response, kind) = match result {
+                Ok(r) => (r, None),
+                Err(e) => (e.response(dialect), Some(e.kind.as_str())),
+            };
+            response.headers_mut().insert("x-request-id", request_id);
+            tracing::info!(
+                status = response.status().as_u16(),
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+                kind = kind.unwrap_or("-"),
+                "done"
+            );
+            response
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Router::new()
+    }
+}
+
+/// Auth, then the route's handler for the method.
+async fn dispatch(
+    app: &Arc<App>,
+    route: &Route,
+    params: Vec<(String, String)>,
+    req: Request<Incoming>,
+) -> Reply {
+    if route.auth {
+        check_auth(app, &req)?;
+    }
+    let Some((_, handler)) = route.methods.iter().find(|(m, _)| m == req.method()) else {
+        return Err(HttpError::method_not_allowed(route.allow));
+    };
+    let (parts, body) = req.into_parts();
+    handler(app.clone(), HttpRequest::new(parts, body, params)).await
+}
+
+fn check_auth(app: &App, req: &Request<Incoming>) -> Result<(), HttpError> {
+    let Some(key) = &app.config.api_key else {
+        return Ok(());
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), key.as_bytes()) {
+        Ok(())
+    } else {
+        Err(HttpError::new(
+            ErrorKind::Unauthorized,
+            "Missing or invalid API key (Authorization: Bearer <key>)",
+        ))
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal a prefix match.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+/// Decodes `%XX` escapes (a codeId never needs them, but a client may send
+/// `%2F` to probe; decoding lets validation see and refuse it).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2)))
+        {
+            out.push(hi << 4 | lo);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(b: Option<&u8>) -> Option<u8> {
+    (*b? as char).to_digit(16).map(|d| d as u8)
+}
+
+fn new_request_id() -> HeaderValue {
+    use std::hash::{BuildHasher, RandomState};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static SEED: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let hash = SEED.get_or_init(RandomState::new).hash_one(n);
+    HeaderValue::from_str(&format!("{hash:016x}{n:08x}")).unwrap_or(HeaderValue::from_static("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_compare_in_full() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn paths_match_patterns_with_parameters() {
+        let r = Router::new();
+        let m = r.matcher.at("/workspace/abc").unwrap();
+        assert_eq!(r.routes[*m.value].pattern, "/workspace/{codeId}");
+        assert_eq!(m.params.get("codeId"), Some("abc"));
+        assert!(r.matcher.at("/workspace/a/b").is_err());
+        assert_eq!(percent_decode("..%2Fx"), "../x");
+    }
+
+    #[test]
+    fn allow_lists_the_route_methods() {
+        let r = Router::new();
+        let allow = |p: &str| r.routes.iter().find(|x| x.pattern == p).unwrap().allow;
+        assert_eq!(allow("/run"), "POST");
+        assert_eq!(allow("/health"), "GET");
+        assert_eq!(allow("/workspace/{codeId}"), "GET, DELETE");
+    }
+}

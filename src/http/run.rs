@@ -1,0 +1,172 @@
+//! `POST /` and `POST /run`, the function-call API: checks the call, runs it
+//! on the engine, and shapes the reply.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::error::HttpError;
+use super::reply::json_text;
+use super::request::{HttpRequest, OverMax, check_depth, isolation_field, millis_field};
+use super::router::Reply;
+use crate::app::App;
+use crate::config::Config;
+use crate::engine::{Execution, Isolation, Report, Task};
+
+/// The request body, each field kept raw so it can be checked with a clear
+/// message (and the payload passed to V8's own JSON parser untouched).
+#[derive(Deserialize)]
+struct RunBody<'a> {
+    #[serde(borrow)]
+    script: Option<&'a RawValue>,
+    #[serde(borrow)]
+    code: Option<&'a RawValue>,
+    #[serde(borrow, rename = "fn")]
+    fn_name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+    #[serde(borrow)]
+    timeout: Option<&'a RawValue>,
+    #[serde(borrow, rename = "cpuTimeout")]
+    cpu_timeout: Option<&'a RawValue>,
+    #[serde(borrow)]
+    isolation: Option<&'a RawValue>,
+}
+
+/// Seconds a client is asked to wait when the queue is full.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// `POST /` and `POST /run`.
+pub async fn run(app: Arc<App>, mut req: HttpRequest) -> Reply {
+    let body = req.body(&app.config).await?;
+    let execution = parse_call(&app.config, &body)?;
+    let report = app
+        .engine
+        .run(&execution)
+        .await
+        .map_err(|_| HttpError::overloaded(app.config.queue_size, RETRY_AFTER_SECS))?;
+    reply(&execution, report)
+}
+
+/// Checks the body and builds the execution.
+fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
+    let limits = &config.limits;
+    check_depth(body, limits.max_json_depth)?;
+    let text = std::str::from_utf8(body)
+        .map_err(|e| HttpError::bad_request(format!("Request body is not valid UTF-8: {e}")))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    // Depth was checked above against the configured limit.
+    de.disable_recursion_limit();
+    let parsed = RunBody::deserialize(&mut de)
+        .and_then(|b| de.end().map(|()| b))
+        .map_err(|e| HttpError::bad_request(format!("Malformed JSON body: {e}")))?;
+
+    let script = string_field(parsed.script, "script")?;
+    let code = string_field(parsed.code, "code")?;
+    let script = match (script, code) {
+        (Some(s), Some(c)) if s != c => {
+            return Err(HttpError::bad_field(
+                "script",
+                "Both 'script' and 'code' were sent with different values; send one",
+            ));
+        }
+        (Some(s), _) | (None, Some(s)) => s,
+        (None, None) => {
+            return Err(HttpError::bad_field(
+                "script",
+                "Missing required field 'script' (or its alias 'code')",
+            ));
+        }
+    };
+    let fn_name = string_field(parsed.fn_name, "fn")?
+        .ok_or_else(|| HttpError::bad_field("fn", "Missing required field 'fn'"))?;
+    if fn_name.is_empty() {
+        return Err(HttpError::bad_field("fn", "Field 'fn' must not be empty"));
+    }
+    let payload = parsed
+        .payload
+        .map_or_else(|| "null".to_string(), |p| p.get().to_string());
+
+    let timeout = match parsed.timeout {
+        None => limits.default_timeout,
+        Some(raw) => positive_ms(raw, "timeout", config)?,
+    };
+    let cpu_limit = match parsed.cpu_timeout {
+        None => limits.default_cpu_limit,
+        Some(raw) => Some(positive_ms(raw, "cpuTimeout", config)?),
+    };
+    let isolation = isolation_field(value(parsed.isolation).as_ref(), &Isolation::ALL)?;
+    Ok(Execution {
+        task: Task::Call {
+            script: script.into(),
+            fn_name,
+            payload,
+        },
+        timeout,
+        cpu_limit,
+        isolation,
+        env: config.allow_env_values.clone(),
+        precompiled: None,
+    })
+}
+
+/// A present millisecond field: a positive number (`null` included in what
+/// is refused), capped at `MAX_TIMEOUT`.
+fn positive_ms(
+    raw: &RawValue,
+    name: &str,
+    config: &Config,
+) -> Result<std::time::Duration, HttpError> {
+    let max = config.limits.max_timeout;
+    let v = serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null);
+    // `null` is not a number of milliseconds here: send the string "null"
+    // through the check so it is refused with the same message.
+    let v = if v.is_null() {
+        Value::String("null".into())
+    } else {
+        v
+    };
+    millis_field(Some(&v), name, max, max, OverMax::Cap)
+}
+
+/// A small raw field as a value, for the shared field checks.
+fn value(raw: Option<&RawValue>) -> Option<Value> {
+    raw.map(|r| serde_json::from_str(r.get()).unwrap_or(Value::Null))
+}
+
+fn string_field(raw: Option<&RawValue>, name: &str) -> Result<Option<String>, HttpError> {
+    let Some(raw) = raw else { return Ok(None) };
+    if raw.get() == "null" {
+        return Ok(None);
+    }
+    serde_json::from_str::<String>(raw.get())
+        .map(Some)
+        .map_err(|_| HttpError::bad_field(name, format!("Field '{name}' must be a string")))
+}
+
+/// The reply for a finished call: the result JSON is passed through as it
+/// came from the engine.
+fn reply(execution: &Execution, report: Report) -> Reply {
+    let logs = serde_json::to_string(&report.logs).unwrap_or_else(|_| "[]".into());
+    match report.outcome {
+        Ok(result) => {
+            let mut body = String::with_capacity(result.len() + logs.len() + 32);
+            body.push_str("{\"result\":");
+            body.push_str(&result);
+            body.push_str(",\"logs\":");
+            body.push_str(&logs);
+            if report.logs_truncated {
+                body.push_str(",\"logsTruncated\":true");
+            }
+            body.push('}');
+            Ok(json_text(200, body))
+        }
+        Err(e) => {
+            let mut error = HttpError::from_execution(execution, e);
+            error.logs = Some((logs, report.logs_truncated));
+            Err(error)
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The accept loop (HTTP/1.1 and HTTP/2 on one port) and graceful
+//! shutdown. Each connection's requests go to the [`Router`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use super::conn::{IdleStream, InFlight};
+use super::router::Router;
+use crate::app::App;
+use crate::config::Config;
+
+/// The first bytes of an HTTP/2 connection; until they are complete (or
+/// ruled out) the protocol is unknown and hyper's own timer is not running.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// How long shutdown waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Starts the application `config` describes and serves `listener` until
+/// `shutdown` resolves; then stops accepting, lets in-flight requests
+/// finish (up to a grace period) and stops the engine.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let app = Arc::new(App::start(config)?);
+    serve(listener, app, shutdown).await
+}
+
+/// Serves `listener` with a started `app` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let router = Arc::new(Router::new());
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(app.config.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let head_timeout = app.config.header_read_timeout;
+    tokio::pin!(shutdown);
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let (app, router) = (app.clone(), router.clone());
+        let builder = builder.clone();
+        let graceful_watch = graceful.watcher();
+        let in_flight = InFlight::default();
+        let counted = in_flight.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let (app, router) = (app.clone(), router.clone());
+            let guard = counted.enter();
+            async move {
+                let response = router.handle(&app, req).await;
+                drop(guard);
+                Ok::<_, Infallible>(response)
+            }
+        });
+        tokio::spawn(async move {
+            // hyper's header-read timer only starts once the protocol is
+            // known: bound the wait for the first bytes here.
+            if !protocol_known(&stream, head_timeout).await {
+                tracing::debug!(%peer, "closed a connection that sent no request in time");
+                return;
+            }
+            // Idle connections (HTTP/2 ones too) end after the head timeout.
+            let stream = IdleStream::new(stream, in_flight, head_timeout);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = graceful_watch.watch(conn.into_owned()).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    tracing::info!("shutting down: finishing in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!("in-flight requests did not finish in time");
+        }
+    }
+    let app2 = app.clone();
+    let _ = tokio::task::spawn_blocking(move || app2.engine.shutdown(Duration::from_secs(5))).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Waits until the connection's first bytes tell HTTP/1 from HTTP/2 (24
+/// bytes of the HTTP/2 preface, or any byte that departs from it), up to
+/// `limit`. False if the client sent nothing useful in time or hung up.
+async fn protocol_known(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buf = [0u8; 24];
+    loop {
+        let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await;
+        match peeked {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return false,
+            Ok(Ok(n)) if n >= H2_PREFACE.len() || !H2_PREFACE.starts_with(&buf[..n]) => {
+                return true;
+            }
+            // Part of the preface so far: peek returns at once while those
+            // bytes sit unread, so poll for more at a gentle pace.
+            Ok(Ok(_)) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+}
