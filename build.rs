@@ -1,7 +1,14 @@
 //! Builds the startup snapshot: a V8 heap with deno_core's JS and the
 //! `isoexec` extension already evaluated, so a fresh isolate deserializes it
 //! instead of compiling and running that code again for every clean-state
-//! call. The extension comes from the same source files as the server's.
+//! call.
+//!
+//! It mirrors the server's extension exactly (deno_core refuses a snapshot
+//! whose extensions differ from the runtime's): the files below are the
+//! crate's own `src/engine/js/ext/` (the `extension!` and its ops), with
+//! the three modules they name (`types`, `permissions`, `watchdog`), pulled
+//! in with `#[path]` under the module paths they have in the crate. Adding
+//! an op that uses another crate module means adding that module here too.
 
 #![allow(dead_code, reason = "only the extension is used from these modules")]
 

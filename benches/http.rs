@@ -120,7 +120,7 @@ async fn restexec_section(seconds: u64) {
     cmd.env("PORT", "0")
         .env("LOG_LEVEL", "error")
         .env("WORKSPACE_DIR", &dir);
-    let server = Spawned::start(cmd, "isoexec listening on http://");
+    let server = Spawned::start(cmd, common::ISOEXEC_LISTENING);
     let samples = env_num("BENCH_CHILD_RUNS", 20usize);
 
     let exec_body = Bytes::from(r#"{"codeId":"hello-world"}"#);

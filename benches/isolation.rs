@@ -158,7 +158,7 @@ async fn start_timed(env: &[(&str, &str)]) -> (Spawned, Duration) {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let server = Spawned::start(cmd, "isoexec listening on http://");
+    let server = Spawned::start(cmd, common::ISOEXEC_LISTENING);
     let mut c = connect(server.addr).await;
     loop {
         let req = hyper::Request::get("/health")

@@ -126,7 +126,7 @@ fn main() {
             .env("LOG_LEVEL", "error")
             .env("MEMORY_LIMIT_MB", "64")
             .env("PROCESS_PRESTART", "0");
-        let server = Spawned::start(cmd, "isoexec listening on http://");
+        let server = Spawned::start(cmd, common::ISOEXEC_LISTENING);
         let pid = server.child.id();
         // Warm up so the start figures are those of a running server.
         phase(&server, 2, Duration::from_secs(2), false).await;

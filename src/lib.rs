@@ -1,3 +1,26 @@
+//! isoexec: an HTTP server that runs user TypeScript and JavaScript in a pool
+//! of V8 isolates, with timeouts, memory limits and captured logs.
+//!
+//! Map of the crate:
+//! - [`config`]: environment variables and flags, read and validated once
+//!   (the only reader of the environment).
+//! - [`app`]: the state every request shares: config, engine, workspace.
+//! - [`engine`]: everything that runs user code. [`engine::Engine`] is its
+//!   one entry point (start, run an [`engine::Execution`], lint, stats,
+//!   shutdown); inside are the isolate pool and threads, the watchdog, the
+//!   worker processes of `"process"` isolation, the compile helpers,
+//!   resolution and permissions, and `engine::js`, the V8 side.
+//! - [`http`]: the accept loop, the route table, request parsing, reply
+//!   writers, the one error type, and one handler file per API.
+//! - [`workspace`]: saved code (codeId rules, fences, durable writes).
+//! - [`sync`]: locking that survives a panicked holder.
+//!
+//! Two boundaries hold:
+//! - Only `engine` touches V8 or `deno_core` (`.ci/run` checks it); the
+//!   HTTP layer sees plain Rust types ([`engine::Report`], [`engine::ExecError`]).
+//! - Handlers never import the router: `http::router` imports them, so
+//!   nothing runs in a circle.
+
 pub mod app;
 pub mod config;
 pub mod engine;
@@ -7,9 +30,3 @@ pub mod workspace;
 
 pub use config::Config;
 pub use http::serve::run;
-
-/// Initialises V8's platform. Call once, on the main thread, before any
-/// other thread starts.
-pub fn init_v8() {
-    engine::init_v8();
-}

@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     let flags = match cli.command {
         Some(Command::Serve { flags }) => merge(cli.flags, flags),
         Some(Command::Worker) => return isoexec::engine::process::child::main(),
-        Some(Command::CompileHelper) => return isoexec::engine::compile::helper_main(),
+        Some(Command::CompileHelper) => return isoexec::engine::compile::helper::main(),
         None => cli.flags,
     };
     let config = match Config::from_env(&flags) {
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
-    isoexec::init_v8();
+    isoexec::engine::init_v8();
 
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,7 +4,6 @@
 
 #![allow(dead_code, reason = "each benchmark uses a different subset")]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -16,6 +15,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::client::conn::http1::SendRequest;
 use tokio::net::TcpStream;
+
+#[path = "../../tests/spawn.rs"]
+mod spawn;
+pub use spawn::ISOEXEC_LISTENING;
 
 pub fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -34,25 +37,11 @@ impl Spawned {
     pub fn isoexec() -> Spawned {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_isoexec"));
         cmd.env("PORT", "0").env("LOG_LEVEL", "error");
-        Spawned::start(cmd, "isoexec listening on http://")
+        Spawned::start(cmd, ISOEXEC_LISTENING)
     }
 
-    pub fn start(mut cmd: Command, prefix: &str) -> Spawned {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("listening line");
-        let addr = line
-            .trim()
-            .strip_prefix(prefix)
-            .unwrap_or_else(|| panic!("unexpected line {line:?}"))
-            .parse()
-            .expect("address");
+    pub fn start(cmd: Command, prefix: &str) -> Spawned {
+        let (child, addr) = spawn::spawn_listening(cmd, prefix);
         Spawned { child, addr }
     }
 }

@@ -53,7 +53,7 @@ pub(super) fn main(shared: &Shared, id: usize) {
         if thread.spare.is_none() {
             thread.spare = thread.new_sandbox();
         }
-        // Once per job, with the isolates this worker keeps while it waits.
+        // Once per job, with the isolates this thread keeps while it waits.
         thread.record_heap(id);
         let Some(queued) = shared.next_job() else {
             break;
@@ -71,7 +71,7 @@ pub(super) fn main(shared: &Shared, id: usize) {
 }
 
 impl IsolateThread<'_> {
-    /// Publishes the heap figures of this worker's live isolates.
+    /// Publishes the heap figures of this thread's live isolates.
     fn record_heap(&mut self, id: usize) {
         let mut sum = [0u64; 3];
         for sandbox in [self.warm.as_mut(), self.spare.as_mut()]

@@ -69,7 +69,7 @@ pub(super) struct Queued {
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<Queued>,
-    /// Jobs taken by a worker and not finished yet.
+    /// Executions taken by an isolate thread and not finished yet.
     running: usize,
     closed: bool,
 }
@@ -142,10 +142,10 @@ impl Pool {
     ) -> Result<oneshot::Receiver<Report>, Overloaded> {
         let (reply, rx) = oneshot::channel();
         let mut queue = lock(&self.shared.queue);
-        // Workers not running a job take one at once (even while they are
+        // Threads not running a job take one at once (even while they are
         // still preparing a fresh isolate); beyond those, QUEUE_SIZE wait.
-        let free_workers = self.shared.size.saturating_sub(queue.running);
-        if queue.closed || queue.jobs.len() >= self.shared.queue_size + free_workers {
+        let free_threads = self.shared.size.saturating_sub(queue.running);
+        if queue.closed || queue.jobs.len() >= self.shared.queue_size + free_threads {
             return Err(Overloaded);
         }
         queue.jobs.push_back(Queued { job, reply, cancel });
@@ -173,11 +173,11 @@ impl Pool {
     }
 
     /// Heap bytes of all isolates: (total, used, external), as of each
-    /// worker's last job.
+    /// thread's last job.
     pub fn heap(&self) -> [u64; 3] {
         let mut sum = [0u64; 3];
-        for worker in &self.shared.heap {
-            for (s, v) in sum.iter_mut().zip(worker) {
+        for thread in &self.shared.heap {
+            for (s, v) in sum.iter_mut().zip(thread) {
                 *s += v.load(Ordering::Relaxed);
             }
         }
@@ -189,7 +189,7 @@ impl Pool {
         self.shared.watchdog.poke();
     }
 
-    /// Stops taking jobs, lets the workers finish what is queued, and waits
+    /// Stops taking jobs, lets the isolate threads finish what is queued, and waits
     /// for them up to `grace`.
     pub fn shutdown(&self, grace: Duration) {
         lock(&self.shared.queue).closed = true;

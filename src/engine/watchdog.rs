@@ -2,7 +2,7 @@
 //! budgets from outside the isolate threads, by calling `terminate_execution`.
 //!
 //! Each armed execution has its own [`KillRecord`]; the watchdog writes the
-//! reason there *before* terminating, so the worker never has to guess why V8
+//! reason there *before* terminating, so the isolate thread never has to guess why V8
 //! stopped. A kill is re-sent until the execution is disarmed, and disarming
 //! under the same lock guarantees that no late kill reaches a later execution.
 
@@ -82,7 +82,7 @@ impl KillRecord {
     }
 }
 
-/// Set by the HTTP side when the caller goes away; read by the worker and
+/// Set by the HTTP side when the caller goes away; read by the isolate thread and
 /// the watchdog.
 #[derive(Debug, Default)]
 pub struct CancelFlag(AtomicBool);
@@ -136,7 +136,7 @@ pub struct Watch {
     pub isolate: v8::IsolateHandle,
     pub record: Arc<KillRecord>,
     pub deadline: Instant,
-    /// The worker thread's CPU clock, the reading at the start, and the budget.
+    /// The isolate thread's CPU clock, the reading at the start, and the budget.
     pub cpu: Option<(ThreadCpuClock, Duration, Duration)>,
     /// Set when the caller has gone away.
     pub cancel: Option<Arc<CancelFlag>>,

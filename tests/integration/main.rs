@@ -9,4 +9,6 @@ mod isolation;
 mod limits;
 mod process;
 mod restexec;
+#[path = "../spawn.rs"]
+mod spawn;
 mod support;

@@ -1,10 +1,9 @@
 //! Test support: starts the real `isoexec` binary on port 0 and talks HTTP
 //! to it with a plain hyper client.
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -13,6 +12,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use serde_json::Value;
 use tokio::net::TcpStream;
+
+use crate::spawn::{ISOEXEC_LISTENING, spawn_listening};
 
 /// A running server process, killed when dropped.
 pub struct Server {
@@ -80,9 +81,7 @@ impl Server {
         cmd.env("PORT", "0")
             .env("HOST", "127.0.0.1")
             .env("POOL_SIZE", "2")
-            .env("LOG_LEVEL", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .env("LOG_LEVEL", "warn");
         let owned_dir = if env.iter().any(|(k, _)| *k == "WORKSPACE_DIR") {
             None
         } else {
@@ -103,24 +102,7 @@ impl Server {
             },
             |d| d.0.clone(),
         );
-        let mut child = cmd.spawn().expect("spawn isoexec");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        reader
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("isoexec listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .parse()
-            .expect("address");
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = reader.read_to_end(&mut sink);
-        });
+        let (child, addr) = spawn_listening(cmd, ISOEXEC_LISTENING);
         Server {
             child,
             addr,

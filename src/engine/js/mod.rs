@@ -1,10 +1,11 @@
-//! Everything that touches V8: the extension and its ops, module loading, the
-//! sandbox that runs one call, and result conversion. Nothing outside this
-//! module holds a V8 handle.
+//! The V8 side of the engine: the extension and its ops (`ext/`), module
+//! loading, the sandbox that runs one call, the counting allocator, result
+//! conversion, and how failures are told apart.
 
 pub mod alloc;
 pub mod convert;
 pub mod ext;
+mod failure;
 pub mod loader;
 pub mod sandbox;
 

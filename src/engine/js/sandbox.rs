@@ -7,12 +7,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use deno_core::error::{CoreError, CoreErrorKind, JsError};
+use deno_core::error::{CoreError, JsError};
 use deno_core::{JsRuntime, ModuleId, ModuleSpecifier, PollEventLoopOptions, RuntimeOptions, v8};
 
 use super::alloc::{self, Budget};
 use super::convert::{self, ConvertError, ConvertLimits};
 use super::ext::{CANCEL_TIMERS_KEY, CallState, LogSink, SEAL_KEY, SelfKill, isoexec};
+use super::failure::{Failure, core_error, exception_from_js, load_error};
 use super::loader::{LoadNotes, Loader, Notes};
 use crate::engine::permissions::Permissions;
 use crate::engine::resolve::Resolver;
@@ -145,7 +146,7 @@ impl Sandbox {
             state.put(host.permissions.clone());
         }
         // V8 keeps a per-thread stack of entered isolates and creating one
-        // enters it. A worker keeps several runtimes, so each one is entered
+        // enters it. An isolate thread keeps several runtimes, so each one is entered
         // only while in use (see `with_entered`) and before it is dropped.
         // SAFETY: the isolate was entered by its creation just above, on this
         // thread, and nothing else was entered since.
@@ -469,87 +470,5 @@ impl Drop for Sandbox {
         // one: enter it first. The field drops run after this.
         // SAFETY: balanced by the exit in the isolate's own drop.
         unsafe { self.runtime.v8_isolate().enter() };
-    }
-}
-
-/// How a call failed, before the host's records are consulted.
-enum Failure {
-    Load(CoreError),
-    Core(CoreError),
-    Js(JsError),
-    Thrown {
-        name: String,
-        message: String,
-        stack: Option<String>,
-    },
-    FnNotFound,
-    OutputLimit(String),
-    Terminated,
-    Internal(String),
-}
-
-fn exception_from_js(js: &JsError) -> ExecError {
-    let name = js.name.clone().unwrap_or_else(|| "Error".into());
-    let message = js.message.clone().unwrap_or_else(|| {
-        js.exception_message
-            .strip_prefix("Uncaught ")
-            .unwrap_or(&js.exception_message)
-            .to_string()
-    });
-    ExecError::Exception {
-        name,
-        message,
-        stack: js.stack.clone(),
-    }
-}
-
-fn core_error(e: CoreError) -> ExecError {
-    match *e.0 {
-        CoreErrorKind::Js(js) => exception_from_js(&js),
-        CoreErrorKind::PendingPromiseResolution => ExecError::Exception {
-            name: "PendingPromise".into(),
-            message: "The returned promise can never settle: nothing is left to run".into(),
-            stack: None,
-        },
-        CoreErrorKind::ExecutionTerminated => ExecError::Internal {
-            message: "execution was terminated without a recorded reason".into(),
-        },
-        other => ExecError::Exception {
-            name: "Error".into(),
-            message: other.to_string(),
-            stack: None,
-        },
-    }
-}
-
-/// Errors while compiling and linking the module: V8's early syntax errors
-/// and failed imports.
-fn load_error(e: CoreError) -> ExecError {
-    match *e.0 {
-        CoreErrorKind::Js(js) if js.name.as_deref() == Some("SyntaxError") => {
-            let frame = js.frames.first();
-            ExecError::Syntax {
-                message: js.message.clone().unwrap_or_default(),
-                line: frame.and_then(|f| f.line_number).unwrap_or(1).max(1) as usize,
-                column: frame.and_then(|f| f.column_number).unwrap_or(1).max(1) as usize,
-            }
-        }
-        // V8's parser bounds its own recursion: code nested past its
-        // stack limit fails to compile with this RangeError.
-        CoreErrorKind::Js(js)
-            if js.name.as_deref() == Some("RangeError")
-                && js
-                    .message
-                    .as_deref()
-                    .is_some_and(|m| m.contains("Maximum call stack size exceeded")) =>
-        {
-            let frame = js.frames.first();
-            ExecError::Syntax {
-                message: "The code is nested too deeply to compile; reduce the nesting".into(),
-                line: frame.and_then(|f| f.line_number).unwrap_or(1).max(1) as usize,
-                column: frame.and_then(|f| f.column_number).unwrap_or(1).max(1) as usize,
-            }
-        }
-        other => core_error(CoreError(Box::new(other))),
     }
 }

@@ -32,13 +32,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub mod helper;
+use helper::handle;
+
 use super::process::set_rlimit;
 use crate::engine::lint::{Lint, LintReport};
 use crate::engine::transpile::SyntaxError;
 
-/// Stack of a helper's working thread. Virtual memory only: pages are used
-/// as deep input needs them, and input deeper than this ends the helper.
-const HELPER_STACK: usize = 512 * 1024 * 1024;
 /// Private memory a helper may map (its stack included); past it the
 /// allocator fails and the helper dies, reported as input too large.
 const HELPER_DATA_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
@@ -491,7 +491,7 @@ fn wait_readable(stdout: &ChildStdout, deadline: Instant, stop: &dyn Fn() -> boo
     }
 }
 
-fn write_frame(w: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+pub(super) fn write_frame(w: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
     let len = u32::try_from(bytes.len())
         .map_err(|_| std::io::Error::other("a compile request over 4 GiB"))?;
     w.write_all(&len.to_le_bytes())?;
@@ -500,7 +500,7 @@ fn write_frame(w: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// One frame, or `None` at a clean end of input.
-fn read_frame(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
+pub(super) fn read_frame(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
         Ok(()) => {}
@@ -534,57 +534,6 @@ fn set_nonblocking(fd: std::os::fd::RawFd) {
         if flags >= 0 {
             libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
         }
-    }
-}
-
-/// Does what `request` asks, on the calling thread.
-fn handle(request: &Request, lint: &OnceLock<Lint>) -> Reply {
-    let work = std::panic::AssertUnwindSafe(|| match request {
-        Request::Transpile { specifier, source } => Reply::Transpiled(
-            crate::engine::transpile::transpile_source(specifier, source),
-        ),
-        Request::Lint { path, source } => {
-            Reply::Linted(lint.get_or_init(Lint::new).lint(path, source))
-        }
-    });
-    match std::panic::catch_unwind(work) {
-        Ok(reply) => reply,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "the compiler panicked".into());
-            Reply::Failed(format!("the compiler failed: {message}"))
-        }
-    }
-}
-
-/// The `isoexec compile-helper` entry point: requests from stdin, replies
-/// on stdout, until stdin closes.
-pub fn helper_main() -> std::process::ExitCode {
-    // Panics become replies; their default message would only fill stderr.
-    std::panic::set_hook(Box::new(|_| {}));
-    let worker = std::thread::Builder::new()
-        .name("isoexec-compile".into())
-        .stack_size(HELPER_STACK)
-        .spawn(|| -> std::io::Result<()> {
-            let lint = OnceLock::new();
-            let mut stdin = std::io::stdin().lock();
-            let mut stdout = std::io::stdout().lock();
-            while let Some(bytes) = read_frame(&mut stdin)? {
-                let reply = match serde_json::from_slice::<Request>(&bytes) {
-                    Ok(request) => handle(&request, &lint),
-                    Err(e) => Reply::Failed(format!("an unreadable compile request: {e}")),
-                };
-                let out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
-                write_frame(&mut stdout, &out)?;
-            }
-            Ok(())
-        });
-    match worker.map(|t| t.join()) {
-        Ok(Ok(Ok(()))) => std::process::ExitCode::SUCCESS,
-        _ => std::process::ExitCode::FAILURE,
     }
 }
 

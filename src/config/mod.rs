@@ -7,6 +7,11 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod parse;
+
+pub use parse::parse_byte_size;
+use parse::{Source, err, parse_list, parse_num, parse_size};
+
 /// A configuration value that could not be used. The message names the
 /// variable (and its flag) so the operator knows what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -152,103 +157,6 @@ pub struct Flags {
     pub max_write_bytes: Option<String>,
     #[arg(long)]
     pub api_key: Option<String>,
-}
-
-/// Where raw values come from: flags first, then a variable lookup.
-struct Source<E: Fn(&str) -> Option<String>> {
-    env: E,
-}
-
-impl<E: Fn(&str) -> Option<String>> Source<E> {
-    /// The raw text for `var`: the flag when given, else the variable.
-    /// Empty values count as unset.
-    fn raw(&self, var: &'static str, flag: &Option<String>) -> Option<(String, &'static str)> {
-        flag.clone()
-            .or_else(|| (self.env)(var))
-            .filter(|v| !v.trim().is_empty())
-            .map(|v| (v.trim().to_string(), var))
-    }
-}
-
-fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        var,
-        flag: var.to_ascii_lowercase().replace('_', "-"),
-        message: message.into(),
-    }
-}
-
-fn parse_num<T>(
-    value: Option<(String, &'static str)>,
-    default: T,
-    min: T,
-    max: T,
-    what: &str,
-) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-{
-    let Some((text, var)) = value else {
-        return Ok(default);
-    };
-    let n: T = text
-        .parse()
-        .map_err(|_| err(var, format!("'{text}' is not a valid {what}")))?;
-    if n < min || n > max {
-        return Err(err(var, format!("{n} is out of range ({min} to {max})")));
-    }
-    Ok(n)
-}
-
-/// Parses a byte size: a plain number of bytes, or with a suffix
-/// `K`/`KB`/`KiB`, `M`/`MB`/`MiB`, `G`/`GB`/`GiB` (all binary).
-pub fn parse_byte_size(text: &str) -> Option<usize> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: usize = digits.parse().ok()?;
-    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1024,
-        "m" | "mb" | "mib" => MIB,
-        "g" | "gb" | "gib" => 1024 * MIB,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
-
-fn parse_size(
-    value: Option<(String, &'static str)>,
-    default: usize,
-    min: usize,
-    max: usize,
-) -> Result<usize, ConfigError> {
-    let Some((text, var)) = value else {
-        return Ok(default);
-    };
-    let n = parse_byte_size(&text).ok_or_else(|| {
-        err(
-            var,
-            format!("'{text}' is not a byte size (a number, optionally with K, M or G)"),
-        )
-    })?;
-    if n < min || n > max {
-        return Err(err(
-            var,
-            format!("{n} bytes is out of range ({min} to {max})"),
-        ));
-    }
-    Ok(n)
-}
-
-fn parse_list(value: Option<(String, &'static str)>) -> Option<Vec<String>> {
-    value.map(|(text, _)| {
-        text.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect()
-    })
 }
 
 impl Config {

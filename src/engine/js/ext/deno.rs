@@ -1,0 +1,51 @@
+//! The restricted `Deno` namespace's host side: refusals, environment
+//! variables and `Deno.exit`.
+
+use std::collections::HashMap;
+
+use deno_core::{OpState, op2};
+
+use super::{CallState, SelfKill};
+use crate::engine::watchdog::KillReason;
+
+#[op2]
+#[string]
+pub(super) fn op_isoexec_deny(state: &mut OpState, #[string] what: &str) -> String {
+    let message = format!("Requires {what}; this capability is not granted");
+    record_denial(state, &message);
+    message
+}
+
+/// Records the first capability refused to the current call, so a failure
+/// it causes is reported as `permission_denied`.
+pub(super) fn record_denial(state: &mut OpState, message: &str) {
+    if let Some(call) = state.try_borrow_mut::<CallState>() {
+        call.denied.get_or_insert_with(|| message.to_owned());
+    }
+}
+
+#[op2]
+#[string]
+pub(super) fn op_isoexec_env_get(state: &mut OpState, #[string] key: &str) -> Option<String> {
+    state.try_borrow::<CallState>()?.env.get(key).cloned()
+}
+
+#[op2]
+#[serde]
+pub(super) fn op_isoexec_env_object(state: &mut OpState) -> HashMap<String, String> {
+    state
+        .try_borrow::<CallState>()
+        .map(|c| c.env.clone())
+        .unwrap_or_default()
+}
+
+#[op2(fast)]
+pub(super) fn op_isoexec_exit(state: &mut OpState, code: i32) {
+    if let Some(call) = state.try_borrow_mut::<CallState>() {
+        call.exit_code.get_or_insert(code);
+    }
+    if let Some(me) = state.try_borrow::<SelfKill>() {
+        me.record.mark(KillReason::Exit);
+        me.isolate.terminate_execution();
+    }
+}

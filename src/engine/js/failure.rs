@@ -1,0 +1,89 @@
+//! How a failed call is told apart before the host's own records (kill
+//! reason, refused capability, syntax notes) are consulted: V8's and
+//! deno_core's errors turned into [`ExecError`]s.
+
+use deno_core::error::{CoreError, CoreErrorKind, JsError};
+
+use crate::engine::types::ExecError;
+
+/// How a call failed, before the host's records are consulted.
+pub(super) enum Failure {
+    Load(CoreError),
+    Core(CoreError),
+    Js(JsError),
+    Thrown {
+        name: String,
+        message: String,
+        stack: Option<String>,
+    },
+    FnNotFound,
+    OutputLimit(String),
+    Terminated,
+    Internal(String),
+}
+
+pub(super) fn exception_from_js(js: &JsError) -> ExecError {
+    let name = js.name.clone().unwrap_or_else(|| "Error".into());
+    let message = js.message.clone().unwrap_or_else(|| {
+        js.exception_message
+            .strip_prefix("Uncaught ")
+            .unwrap_or(&js.exception_message)
+            .to_string()
+    });
+    ExecError::Exception {
+        name,
+        message,
+        stack: js.stack.clone(),
+    }
+}
+
+pub(super) fn core_error(e: CoreError) -> ExecError {
+    match *e.0 {
+        CoreErrorKind::Js(js) => exception_from_js(&js),
+        CoreErrorKind::PendingPromiseResolution => ExecError::Exception {
+            name: "PendingPromise".into(),
+            message: "The returned promise can never settle: nothing is left to run".into(),
+            stack: None,
+        },
+        CoreErrorKind::ExecutionTerminated => ExecError::Internal {
+            message: "execution was terminated without a recorded reason".into(),
+        },
+        other => ExecError::Exception {
+            name: "Error".into(),
+            message: other.to_string(),
+            stack: None,
+        },
+    }
+}
+
+/// Errors while compiling and linking the module: V8's early syntax errors
+/// and failed imports.
+pub(super) fn load_error(e: CoreError) -> ExecError {
+    match *e.0 {
+        CoreErrorKind::Js(js) if js.name.as_deref() == Some("SyntaxError") => {
+            let frame = js.frames.first();
+            ExecError::Syntax {
+                message: js.message.clone().unwrap_or_default(),
+                line: frame.and_then(|f| f.line_number).unwrap_or(1).max(1) as usize,
+                column: frame.and_then(|f| f.column_number).unwrap_or(1).max(1) as usize,
+            }
+        }
+        // V8's parser bounds its own recursion: code nested past its
+        // stack limit fails to compile with this RangeError.
+        CoreErrorKind::Js(js)
+            if js.name.as_deref() == Some("RangeError")
+                && js
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("Maximum call stack size exceeded")) =>
+        {
+            let frame = js.frames.first();
+            ExecError::Syntax {
+                message: "The code is nested too deeply to compile; reduce the nesting".into(),
+                line: frame.and_then(|f| f.line_number).unwrap_or(1).max(1) as usize,
+                column: frame.and_then(|f| f.column_number).unwrap_or(1).max(1) as usize,
+            }
+        }
+        other => core_error(CoreError(Box::new(other))),
+    }
+}
