@@ -8,7 +8,9 @@ import {
   op_isoexec_exit,
   op_isoexec_fetch,
   op_isoexec_read_file,
+  op_isoexec_log,
   op_isoexec_read_text_file,
+  op_isoexec_stdin_read,
   op_isoexec_write_file,
 } from "ext:core/ops";
 import { TextDecoder, TextEncoder } from "ext:isoexec/03_encoding.js";
@@ -53,7 +55,20 @@ const {
   Uint8Array,
   Uint8ArrayPrototype,
   decodeURIComponent,
+  SymbolAsyncIterator,
+  TypedArrayPrototypeSlice,
+  TypedArrayPrototypeSubarray,
+  TypedArrayPrototypeGetLength,
+  TypedArrayPrototypeIndexOf,
+  TypedArrayPrototypeSet,
+  MathMin,
+  StringPrototypeEndsWith,
+  StringPrototypeSlice,
 } = primordials;
+
+// The console level prompt() writes its question at (LOG, as in 01_console.js).
+const LOG_LEVEL = 1;
+const STDIN_CHUNK = 64 * 1024;
 
 export class PermissionDenied extends Error {
   constructor(message) {
@@ -177,9 +192,132 @@ function exit(code = 0) {
   throw new Error("exit");
 }
 
+// Bytes taken from the host but not yet given to the program: readLine()
+// reads ahead, and what follows the line stays here for the next read.
+let pending = null;
+
+/** Moves the next host chunk into `pending`; false at the end of input. */
+function fill() {
+  const chunk = new Uint8Array(STDIN_CHUNK);
+  const n = op_isoexec_stdin_read(chunk);
+  if (n < 0) return false;
+  pending = TypedArrayPrototypeSubarray(chunk, 0, n);
+  return true;
+}
+
+/** Takes the first `n` pending bytes. */
+function takePending(n) {
+  const taken = TypedArrayPrototypeSubarray(pending, 0, n);
+  pending = n < TypedArrayPrototypeGetLength(pending) ? TypedArrayPrototypeSubarray(pending, n) : null;
+  return taken;
+}
+
+/** `Deno.stdin.readSync(p)`: bytes copied into `p`, or null at the end. */
+function stdinReadSync(p) {
+  if (!ObjectPrototypeIsPrototypeOf(Uint8ArrayPrototype, p)) {
+    throw new TypeError("Deno.stdin.read: the buffer must be a Uint8Array");
+  }
+  if (pending === null) {
+    const n = op_isoexec_stdin_read(p);
+    return n < 0 ? null : n;
+  }
+  const n = MathMin(TypedArrayPrototypeGetLength(p), TypedArrayPrototypeGetLength(pending));
+  TypedArrayPrototypeSet(p, takePending(n), 0);
+  return n;
+}
+
+/** The next chunk of stdin as its own Uint8Array, or null at the end. */
+function stdinChunk() {
+  if (pending === null && !fill()) return null;
+  return TypedArrayPrototypeSlice(takePending(TypedArrayPrototypeGetLength(pending)));
+}
+
+/** `Deno.stdin.readable`: async-iterable, with a reader like a stream's. */
+function stdinReadable() {
+  const next = () => {
+    const value = stdinChunk();
+    return PromiseResolve(value === null ? { value: undefined, done: true } : { value, done: false });
+  };
+  return {
+    [SymbolAsyncIterator]() {
+      return { next, return: () => PromiseResolve({ value: undefined, done: true }) };
+    },
+    getReader() {
+      return {
+        read: next,
+        releaseLock() {},
+        cancel: () => PromiseResolve(undefined),
+        closed: PromiseResolve(undefined),
+      };
+    },
+  };
+}
+
+const stdin = ObjectFreeze({
+  rid: 0,
+  readSync: stdinReadSync,
+  read: later(stdinReadSync),
+  get readable() {
+    return stdinReadable();
+  },
+  isTerminal: () => false,
+  close() {},
+});
+
+/** A line of stdin without its line ending, or null at the end of input. */
+function readLine() {
+  const parts = [];
+  let total = 0;
+  let ended = true;
+  while (pending !== null || fill()) {
+    const at = TypedArrayPrototypeIndexOf(pending, 10);
+    if (at >= 0) {
+      ArrayPrototypePush(parts, takePending(at));
+      total += at;
+      takePending(1);
+      ended = false;
+      break;
+    }
+    const n = TypedArrayPrototypeGetLength(pending);
+    ArrayPrototypePush(parts, takePending(n));
+    total += n;
+  }
+  if (ended && total === 0) return null;
+  const line = new Uint8Array(total);
+  let offset = 0;
+  for (let i = 0; i < parts.length; i++) {
+    TypedArrayPrototypeSet(line, parts[i], offset);
+    offset += TypedArrayPrototypeGetLength(parts[i]);
+  }
+  const text = new TextDecoder().decode(line);
+  return StringPrototypeEndsWith(text, "\r") ? StringPrototypeSlice(text, 0, -1) : text;
+}
+
+/** `prompt(message, default)`: as Deno, the answer line or the default. */
+export function prompt(message = "Prompt", defaultValue = undefined) {
+  op_isoexec_log(LOG_LEVEL, String(message) + (defaultValue === undefined ? " " : " [" + String(defaultValue) + "] "));
+  const line = readLine();
+  if (line === null) return defaultValue === undefined ? null : String(defaultValue);
+  return line === "" && defaultValue !== undefined ? String(defaultValue) : line;
+}
+
+/** `confirm(message)`: true for an answer of y or Y. */
+export function confirm(message = "Confirm") {
+  op_isoexec_log(LOG_LEVEL, String(message) + " [y/N] ");
+  const line = readLine();
+  return line === "y" || line === "Y";
+}
+
+/** `alert(message)`: prints it and waits for a line of input. */
+export function alert(message = "Alert") {
+  op_isoexec_log(LOG_LEVEL, String(message) + " [Enter] ");
+  readLine();
+}
+
 export function createDeno() {
   return ObjectFreeze({
     args: ObjectFreeze([]),
+    stdin,
     env,
     exit,
     pid: 0,

@@ -22,7 +22,7 @@ import {
 } from "ext:isoexec/04_events.js";
 import { URL, URLSearchParams } from "ext:isoexec/05_url.js";
 import { crypto, performance, structuredClone } from "ext:isoexec/06_web.js";
-import { createDeno, fetch } from "ext:isoexec/07_deno.js";
+import { alert, confirm, createDeno, fetch, prompt } from "ext:isoexec/07_deno.js";
 import { installBufferGuards } from "ext:isoexec/08_buffers.js";
 
 const { ObjectDefineProperty, ObjectKeys, ReflectDeleteProperty, SafeArrayIterator } = primordials;
@@ -49,6 +49,9 @@ const globals = {
   performance,
   structuredClone,
   fetch,
+  prompt,
+  confirm,
+  alert,
   Deno: createDeno(),
 };
 

@@ -2,8 +2,11 @@
 
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::jobs::Jobs;
 use crate::workspace::Workspace;
 
 /// What the server is made of, built once at start.
@@ -15,13 +18,16 @@ pub struct App {
     pub engine: Engine,
     /// Saved code of the restexec API (`WORKSPACE_DIR`).
     pub workspace: Workspace,
+    /// Code jobs and their durable records (`DATA_DIR`).
+    pub jobs: Arc<Jobs>,
     /// When the server started: `/health` reports the uptime.
     pub started: Instant,
 }
 
 impl App {
-    /// Opens the workspace (removing temp files a crash left) and starts
-    /// the engine. Call inside a tokio runtime.
+    /// Opens the workspace (removing temp files a crash left) and the job
+    /// records, and starts the engine. Call inside a tokio runtime. Each
+    /// error names what could not be opened.
     pub fn start(config: Config) -> std::io::Result<App> {
         let workspace = Workspace::open(&config.workspace_dir).map_err(|e| {
             std::io::Error::new(
@@ -30,12 +36,33 @@ impl App {
             )
         })?;
         workspace.remove_stale_temps();
+        let jobs = Jobs::open(&config)
+            .map_err(|e| std::io::Error::other(format!("DATA_DIR: {e}")))?;
         let engine = Engine::start(&config)?;
         Ok(App {
             config,
             engine,
             workspace,
+            jobs: Arc::new(jobs),
             started: Instant::now(),
         })
+    }
+
+    /// Work that outlives requests: queued jobs found at start run, and old
+    /// job records are pruned. Call once, inside a tokio runtime.
+    pub fn start_background(self: &Arc<Self>) -> std::io::Result<()> {
+        let queued = self
+            .jobs
+            .recover()
+            .map_err(|e| std::io::Error::other(format!("DATA_DIR: {e}")))?;
+        if !queued.is_empty() {
+            tracing::info!(count = queued.len(), "running jobs queued before a restart");
+        }
+        for record in queued {
+            let app = self.clone();
+            tokio::spawn(async move { app.jobs.run_queued(&app.engine, record).await });
+        }
+        self.jobs.prune_in_background();
+        Ok(())
     }
 }

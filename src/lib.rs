@@ -13,6 +13,9 @@
 //! - [`http`]: the accept loop, the route table, request parsing, reply
 //!   writers, the one error type, and one handler file per API.
 //! - [`workspace`]: saved code (codeId rules, fences, durable writes).
+//! - [`jobs`]: code jobs and their durable records (SQLite behind a
+//!   narrow store interface).
+//! - [`clock`]: epoch milliseconds and ISO 8601 times.
 //! - [`sync`]: locking that survives a panicked holder.
 //!
 //! Two boundaries hold:
@@ -22,9 +25,11 @@
 //!   nothing runs in a circle.
 
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod jobs;
 pub mod sync;
 pub mod workspace;
 

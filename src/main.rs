@@ -99,6 +99,8 @@ fn merge(outer: Flags, inner: Flags) -> Flags {
         log_level,
         log_format,
         workspace_dir,
+        data_dir,
+        job_retention,
         tools_dir,
         vendor_dir,
         import_map,

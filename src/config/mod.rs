@@ -10,7 +10,7 @@ use std::time::Duration;
 mod parse;
 
 pub use parse::parse_byte_size;
-use parse::{Source, err, parse_list, parse_num, parse_size};
+use parse::{Source, err, parse_list, parse_num, parse_retention, parse_size};
 
 /// A configuration value that could not be used. The message names the
 /// variable (and its flag) so the operator knows what to fix.
@@ -38,6 +38,10 @@ pub struct Config {
     pub log_level: String,
     pub log_format: LogFormat,
     pub workspace_dir: PathBuf,
+    /// Where the job records' database lives (`DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// How many and how old job records are kept (`JOB_RETENTION`).
+    pub job_retention: JobRetention,
     pub tools_dir: PathBuf,
     pub vendor_dir: PathBuf,
     /// `None` means `<workspace_dir>/import_map.json` when that file exists.
@@ -63,6 +67,23 @@ pub struct Config {
     /// How long a client may take to send a whole request body.
     pub body_read_timeout: Duration,
     pub api_key: Option<String>,
+}
+
+/// Which job records are kept: at most `max_records` (the newest), none
+/// older than `max_age`; either may be off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JobRetention {
+    pub max_records: Option<u64>,
+    pub max_age: Option<Duration>,
+}
+
+impl Default for JobRetention {
+    fn default() -> Self {
+        JobRetention {
+            max_records: Some(100_000),
+            max_age: Some(Duration::from_secs(30 * 24 * 3600)),
+        }
+    }
 }
 
 /// The per-execution limits, passed down to the isolate pool.
@@ -111,6 +132,10 @@ pub struct Flags {
     pub log_format: Option<String>,
     #[arg(long)]
     pub workspace_dir: Option<String>,
+    #[arg(long)]
+    pub data_dir: Option<String>,
+    #[arg(long)]
+    pub job_retention: Option<String>,
     #[arg(long)]
     pub tools_dir: Option<String>,
     #[arg(long)]
@@ -207,6 +232,8 @@ impl Config {
             PathBuf::from(v.map(|(t, _)| t).unwrap_or_else(|| default.to_string()))
         };
         let workspace_dir = path(s.raw("WORKSPACE_DIR", &f.workspace_dir), "./workspace");
+        let data_dir = path(s.raw("DATA_DIR", &f.data_dir), "./data");
+        let job_retention = parse_retention(s.raw("JOB_RETENTION", &f.job_retention))?;
         let tools_dir = path(s.raw("TOOLS_DIR", &f.tools_dir), "./tools");
         let vendor_dir = path(s.raw("VENDOR_DIR", &f.vendor_dir), "./vendor");
         let import_map = s
@@ -345,6 +372,8 @@ impl Config {
             log_level,
             log_format,
             workspace_dir,
+            data_dir,
+            job_retention,
             tools_dir,
             vendor_dir,
             import_map,

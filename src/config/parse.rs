@@ -1,7 +1,9 @@
 //! Turning raw setting text into typed values, each failure naming its
 //! variable.
 
-use super::{ConfigError, MIB};
+use std::time::Duration;
+
+use super::{ConfigError, JobRetention, MIB};
 
 /// Where raw values come from: flags first, then a variable lookup.
 pub(super) struct Source<E: Fn(&str) -> Option<String>> {
@@ -98,4 +100,56 @@ pub(super) fn parse_list(value: Option<(String, &'static str)>) -> Option<Vec<St
             .map(String::from)
             .collect()
     })
+}
+
+/// `JOB_RETENTION`: a count of records, an age (`30d`, `12h`, `90m`,
+/// `3600s`), or both separated by a comma; `off` keeps everything. Absent
+/// means the default (100000 records, 30 days).
+pub(super) fn parse_retention(
+    value: Option<(String, &'static str)>,
+) -> Result<JobRetention, ConfigError> {
+    let Some((text, var)) = value else {
+        return Ok(JobRetention::default());
+    };
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(JobRetention {
+            max_records: None,
+            max_age: None,
+        });
+    }
+    let mut kept = JobRetention {
+        max_records: None,
+        max_age: None,
+    };
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || {
+            err(
+                var,
+                format!(
+                    "'{part}' is neither a number of records nor an age such as 30d, 12h, 90m or 3600s"
+                ),
+            )
+        };
+        if let Ok(n) = part.parse::<u64>() {
+            if n == 0 {
+                return Err(err(var, "a count of 0 would keep no record; use off to keep all"));
+            }
+            kept.max_records = Some(n);
+            continue;
+        }
+        if !part.is_ascii() {
+            return Err(bad());
+        }
+        let (digits, unit) = part.split_at(part.len() - 1);
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        let secs = match unit {
+            "s" => n,
+            "m" => n * 60,
+            "h" => n * 3600,
+            "d" => n * 86_400,
+            _ => return Err(bad()),
+        };
+        kept.max_age = Some(Duration::from_secs(secs));
+    }
+    Ok(kept)
 }

@@ -139,8 +139,8 @@ impl IsolateThread<'_> {
                     }
                 }
             }
-            Task::Program { path } => match ModuleSpecifier::from_file_path(path) {
-                Ok(url) => Work::Program(url),
+            Task::Program { path, source } => match ModuleSpecifier::from_file_path(path) {
+                Ok(url) => Work::Program(url, source.clone()),
                 Err(()) => {
                     return (
                         Report::failed(ExecError::Internal {
@@ -178,7 +178,7 @@ impl IsolateThread<'_> {
         };
         let sink = match &work {
             Work::Call(_) => LogSink::new(limits.max_log_entries, limits.max_log_bytes),
-            Work::Program(_) => LogSink::streams(PROGRAM_STREAM_BYTES),
+            Work::Program(..) => LogSink::streams(PROGRAM_STREAM_BYTES),
         };
         let (shared, rt, cpu_clock) = (self.shared, &self.rt, self.cpu_clock);
         let (report, heap_used) = sandbox.with_entered(|sandbox| {
@@ -188,6 +188,7 @@ impl IsolateThread<'_> {
                 deadline,
                 Some(queued.cancel.clone()),
                 limits.max_write_bytes,
+                job.stdin.clone(),
             );
             let record = sandbox.kill_record();
             let ticket = shared.watchdog.arm(Watch {
@@ -209,9 +210,10 @@ impl IsolateThread<'_> {
                                 fn_name, payload, ..
                             },
                         ) => sandbox.call(module, fn_name, payload, convert, warm).await,
-                        (Work::Program(url), _) => {
-                            sandbox.run_program(url).await.map(|()| String::new())
-                        }
+                        (Work::Program(url, source), _) => sandbox
+                            .run_program(url, source.clone())
+                            .await
+                            .map(|()| String::new()),
                         _ => Err(ExecError::Internal {
                             message: "job and work disagree".into(),
                         }),
@@ -267,7 +269,8 @@ impl IsolateThread<'_> {
 /// A job's code, ready for the sandbox.
 enum Work {
     Call(Arc<Module>),
-    Program(ModuleSpecifier),
+    /// The main module's URL, and its text when it is not on disk.
+    Program(ModuleSpecifier, Option<std::sync::Arc<str>>),
 }
 
 /// Resolves when the caller has dropped its end of the reply channel.

@@ -49,8 +49,15 @@ pub enum Task {
         /// The argument, as JSON text.
         payload: String,
     },
-    /// Runs a saved file as the main module, capturing stdout and stderr.
-    Program { path: PathBuf },
+    /// Runs a program as the main module, capturing stdout and stderr: the
+    /// file at `path`, or `source` known by that path (a program that was
+    /// never saved, such as a code job's; its relative imports resolve
+    /// from `path`).
+    Program {
+        path: PathBuf,
+        #[serde(default)]
+        source: Option<Arc<str>>,
+    },
 }
 
 /// One execution to run: a function call or a program, with its limits.
@@ -65,6 +72,10 @@ pub struct Execution {
     pub isolation: Isolation,
     /// What `Deno.env.get` sees.
     pub env: HashMap<String, String>,
+    /// What the program reads from `Deno.stdin` and `prompt()` (nothing:
+    /// end of input at once).
+    #[serde(default)]
+    pub stdin: Option<Arc<str>>,
     /// A function-call script already compiled by the server, sent with a
     /// job for a worker process so that it need not compile it again.
     #[serde(default)]

@@ -32,6 +32,8 @@ pub enum ErrorKind {
     Overloaded,
     Unauthorized,
     Unavailable,
+    /// The job records could not be read or written.
+    StorageUnavailable,
     Internal,
 }
 
@@ -70,6 +72,7 @@ impl ErrorKind {
             Overloaded => ("overloaded", 503, "InternalServerError", 503),
             Unauthorized => ("unauthorized", 401, "UnauthorizedError", 401),
             Unavailable => ("unavailable", 501, "UnavailableError", 501),
+            StorageUnavailable => ("storage_unavailable", 503, "InternalServerError", 503),
             Internal => ("internal", 500, "InternalServerError", 500),
         }
     }
@@ -361,6 +364,7 @@ mod tests {
             (Overloaded, "overloaded", 503, "InternalServerError", 503),
             (Unauthorized, "unauthorized", 401, "UnauthorizedError", 401),
             (Unavailable, "unavailable", 501, "UnavailableError", 501),
+            (StorageUnavailable, "storage_unavailable", 503, "InternalServerError", 503),
             (Internal, "internal", 500, "InternalServerError", 500),
         ];
         for (kind, name, call, rest_type, rest) in table {

@@ -1,6 +1,7 @@
 pub mod conn;
 pub mod error;
 pub mod health;
+pub mod jobs;
 pub mod reply;
 pub mod request;
 pub mod restexec;

@@ -231,11 +231,12 @@ pub async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let mut env = app.config.allow_env_values.clone();
     env.extend(request_env);
     let job = Execution {
-        task: Task::Program { path },
+        task: Task::Program { path, source: None },
         timeout,
         cpu_limit: app.config.limits.default_cpu_limit,
         isolation,
         env,
+        stdin: None,
         precompiled: None,
     };
     let started = Instant::now();

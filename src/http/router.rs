@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::error::{Dialect, ErrorKind, HttpError};
 use super::reply::Body;
 use super::request::HttpRequest;
-use super::{health, restexec, run};
+use super::{health, jobs, restexec, run};
 use crate::app::App;
 
 /// What a handler returns.
@@ -100,12 +100,31 @@ impl Router {
             "POST",
             post(handler(restexec::execute)),
         );
+        r.add("/lint", Restexec, true, "POST", post(handler(restexec::lint)));
+        r.add("/execute/code", FunctionCall, true, "POST", post(handler(jobs::submit)));
         r.add(
-            "/lint",
-            Restexec,
+            "/execute/health",
+            FunctionCall,
+            false,
+            "GET",
+            vec![(Method::GET, handler(jobs::health))],
+        );
+        r.add(
+            "/execute/jobs",
+            FunctionCall,
             true,
-            "POST",
-            post(handler(restexec::lint)),
+            "GET",
+            vec![(Method::GET, handler(jobs::list))],
+        );
+        r.add(
+            "/execute/jobs/{id}",
+            FunctionCall,
+            true,
+            "GET, DELETE",
+            vec![
+                (Method::GET, handler(jobs::get)),
+                (Method::DELETE, handler(jobs::delete)),
+            ],
         );
         r
     }

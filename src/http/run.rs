@@ -108,6 +108,7 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
         cpu_limit,
         isolation,
         env: config.allow_env_values.clone(),
+        stdin: None,
         precompiled: None,
     })
 }

@@ -31,6 +31,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let app = Arc::new(App::start(config)?);
+    app.start_background()?;
     serve(listener, app, shutdown).await
 }
 

@@ -6,6 +6,7 @@ mod holes;
 mod hostile;
 mod http;
 mod isolation;
+mod jobs;
 mod limits;
 mod process;
 mod restexec;

@@ -22,6 +22,8 @@ pub struct Server {
     /// Its workspace directory (a fresh temporary one unless given).
     pub workspace: PathBuf,
     owned_dir: Option<TempDir>,
+    /// The default `DATA_DIR`, removed with the server.
+    _data_dir: TempDir,
 }
 
 /// A directory removed when dropped.
@@ -89,6 +91,9 @@ impl Server {
             cmd.env("WORKSPACE_DIR", &dir.0);
             Some(dir)
         };
+        // Job records go to a temporary directory unless the test names one.
+        let data_dir = TempDir::new("data");
+        cmd.env("DATA_DIR", &data_dir.0);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -108,11 +113,18 @@ impl Server {
             addr,
             workspace,
             owned_dir,
+            _data_dir: data_dir,
         }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Kills the server with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM.

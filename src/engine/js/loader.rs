@@ -38,6 +38,8 @@ pub struct LoadNotes {
     pub cancel: Option<Arc<CancelFlag>>,
     /// Why compiling failed on our side, for the report.
     pub internal: Option<String>,
+    /// A main module that is not on disk: its URL and text.
+    pub main_source: Option<(ModuleSpecifier, Arc<str>)>,
 }
 
 pub type Notes = Rc<RefCell<LoadNotes>>;
@@ -65,6 +67,16 @@ impl Loader {
         specifier: &ModuleSpecifier,
         requested: &RequestedModuleType,
     ) -> Result<ModuleSource, JsErrorBox> {
+        let in_memory = self
+            .notes
+            .borrow()
+            .main_source
+            .as_ref()
+            .filter(|(url, _)| url == specifier)
+            .map(|(_, text)| text.clone());
+        if let Some(text) = in_memory {
+            return self.compile(specifier, &text);
+        }
         let path = specifier.to_file_path().map_err(|()| {
             JsErrorBox::type_error(format!("Module not found: '{specifier}' is not a file"))
         })?;
@@ -101,6 +113,12 @@ impl Loader {
                 )));
             }
         }
+        self.compile(specifier, &text)
+    }
+
+    /// Transpiles a JavaScript or TypeScript module through the shared
+    /// cache, under the current call's deadline.
+    fn compile(&self, specifier: &ModuleSpecifier, text: &str) -> Result<ModuleSource, JsErrorBox> {
         let (deadline, cancel) = {
             let notes = self.notes.borrow();
             (notes.deadline, notes.cancel.clone())
@@ -109,7 +127,7 @@ impl Loader {
         // still ends: at the longest deadline any call may have.
         let deadline = deadline.unwrap_or_else(|| Instant::now() + FALLBACK_DEADLINE);
         let stop = || cancel.as_ref().is_some_and(|c| c.is_cancelled());
-        match self.cache.get_file(specifier, &text, deadline, &stop) {
+        match self.cache.get_file(specifier, text, deadline, &stop) {
             Ok(module) => Ok(ModuleSource::new(
                 ModuleType::JavaScript,
                 ModuleSourceCode::String(module.code.to_string().into()),

@@ -224,6 +224,7 @@ impl Sandbox {
         deadline: Instant,
         cancel: Option<Arc<CancelFlag>>,
         write_budget: u64,
+        stdin: Option<Arc<str>>,
     ) {
         *self.notes.borrow_mut() = LoadNotes {
             deadline: Some(deadline),
@@ -233,7 +234,7 @@ impl Sandbox {
         self.runtime
             .op_state()
             .borrow_mut()
-            .put(CallState::new(logs, env, write_budget));
+            .put(CallState::new(logs, env, write_budget, stdin));
     }
 
     /// Takes the logs of the call that just ended.
@@ -273,9 +274,17 @@ impl Sandbox {
         result.map_err(|e| self.explain(e).capped())
     }
 
-    /// Runs the file at `url` as the main module until nothing is left to
-    /// do (or `Deno.exit`). The runtime is not reused afterwards.
-    pub async fn run_program(&mut self, url: &ModuleSpecifier) -> Result<(), ExecError> {
+    /// Runs the file at `url` (or `source`, known by that URL) as the main
+    /// module until nothing is left to do (or `Deno.exit`). The runtime is
+    /// not reused afterwards.
+    pub async fn run_program(
+        &mut self,
+        url: &ModuleSpecifier,
+        source: Option<Arc<str>>,
+    ) -> Result<(), ExecError> {
+        if let Some(source) = source {
+            self.notes.borrow_mut().main_source = Some((url.clone(), source));
+        }
         let mut result = self.program_inner(url).await;
         if result.is_ok() && self.record.reason().is_some() {
             result = Err(Failure::Terminated);

@@ -49,3 +49,23 @@ pub(super) fn op_isoexec_exit(state: &mut OpState, code: i32) {
         me.isolate.terminate_execution();
     }
 }
+
+/// Copies the next bytes of the call's stdin into `buf`: how many, or -1 at
+/// the end of input.
+#[op2(fast)]
+pub(super) fn op_isoexec_stdin_read(state: &mut OpState, #[buffer] buf: &mut [u8]) -> i32 {
+    let Some(call) = state.try_borrow_mut::<CallState>() else {
+        return -1;
+    };
+    let Some(input) = call.stdin.clone() else {
+        return -1;
+    };
+    let rest = &input.as_bytes()[call.stdin_read.min(input.len())..];
+    if rest.is_empty() {
+        return -1;
+    }
+    let n = rest.len().min(buf.len()).min(i32::MAX as usize);
+    buf[..n].copy_from_slice(&rest[..n]);
+    call.stdin_read += n;
+    n as i32
+}

@@ -18,7 +18,10 @@ use deno_core::{OpDecl, op2, v8};
 use crate::engine::watchdog::KillRecord;
 pub use console::LogSink;
 use console::op_isoexec_log;
-use deno::{op_isoexec_deny, op_isoexec_env_get, op_isoexec_env_object, op_isoexec_exit};
+use deno::{
+    op_isoexec_deny, op_isoexec_env_get, op_isoexec_env_object, op_isoexec_exit,
+    op_isoexec_stdin_read,
+};
 use fetch::op_isoexec_fetch;
 use fs::{op_isoexec_read_file, op_isoexec_read_text_file, op_isoexec_write_file};
 use web::{
@@ -37,6 +40,9 @@ pub struct CallState {
     pub exit_code: Option<i32>,
     /// Bytes this call may still write to files (`MAX_WRITE_BYTES`).
     pub write_budget: u64,
+    /// What `Deno.stdin` and `prompt()` read, and how much of it was read.
+    pub stdin: Option<Arc<str>>,
+    pub stdin_read: usize,
     /// Origin of `performance.now()`.
     pub started: Instant,
     /// The same instant as milliseconds since the Unix epoch.
@@ -44,8 +50,15 @@ pub struct CallState {
 }
 
 impl CallState {
-    pub fn new(logs: LogSink, env: HashMap<String, String>, write_budget: u64) -> CallState {
+    pub fn new(
+        logs: LogSink,
+        env: HashMap<String, String>,
+        write_budget: u64,
+        stdin: Option<Arc<str>>,
+    ) -> CallState {
         CallState {
+            stdin,
+            stdin_read: 0,
             logs,
             env,
             denied: None,
@@ -115,6 +128,7 @@ deno_core::extension!(
         op_isoexec_env_get,
         op_isoexec_env_object,
         op_isoexec_exit,
+        op_isoexec_stdin_read,
         op_isoexec_read_file,
         op_isoexec_read_text_file,
         op_isoexec_write_file,

@@ -1,0 +1,265 @@
+//! The code-job API: `POST /execute/code`, `GET /execute/jobs/{id}`,
+//! `GET /execute/jobs`, `DELETE /execute/jobs/{id}`, `GET /execute/health`.
+//! Errors are written in the function-call dialect.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::error::{ErrorKind, HttpError};
+use super::reply::json;
+use super::request::{HttpRequest, OverMax, json_object, millis_field};
+use super::router::Reply;
+use crate::app::App;
+use crate::clock::iso8601;
+use crate::jobs::store::{JobRecord, JobStatus, ListFilter, StoreError};
+use crate::jobs::{JobError, JobRequest, LANGS, lang_is_typescript};
+use crate::workspace::MAX_CODE_BYTES;
+
+/// Records a listing returns unless `limit` says otherwise, and at most.
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 1000;
+/// Longest `task_id`.
+const MAX_TASK_ID: usize = 255;
+/// Seconds a client is asked to wait when the store or queue is unavailable.
+const RETRY_AFTER_SECS: u32 = 1;
+
+fn store_unavailable(e: StoreError) -> HttpError {
+    tracing::error!(cause = %e, "job store unavailable");
+    let mut err = HttpError::new(
+        ErrorKind::StorageUnavailable,
+        "The job records cannot be read or written right now; nothing was run",
+    );
+    err.retry_after = Some(RETRY_AFTER_SECS);
+    err
+}
+
+/// A record as the API writes it; `with_code` adds the code.
+fn record_json(j: &JobRecord, with_code: bool) -> Value {
+    let mut v = json!({
+        "id": j.id,
+        "task_id": j.task_id,
+        "lang": j.lang,
+        "output": j.output,
+        "output_truncated": j.output_truncated,
+        "exit_code": j.exit_code,
+        "status": j.status.as_str(),
+        "error": j.error,
+        "duration_ms": j.duration_ms,
+        "created_at": iso8601(j.created_at_ms),
+        "finished_at": j.finished_at_ms.map(iso8601),
+    });
+    if with_code {
+        v["code"] = j.code.clone().into();
+        v["stdin"] = j.stdin.clone().into();
+        v["timeout"] = j.timeout_ms.into();
+    }
+    v
+}
+
+/// The request body, checked.
+fn job_request(app: &App, body: &Map<String, Value>) -> Result<JobRequest, HttpError> {
+    let lang = match body.get("lang") {
+        Some(Value::String(l)) => l.to_ascii_lowercase(),
+        None | Some(Value::Null) => {
+            return Err(HttpError::bad_field(
+                "lang",
+                format!("Missing required field 'lang'; one of {}", LANGS.join(", ")),
+            ));
+        }
+        Some(_) => return Err(HttpError::bad_field("lang", "Field 'lang' must be a string")),
+    };
+    if lang_is_typescript(&lang).is_none() {
+        return Err(HttpError::bad_field(
+            "lang",
+            format!(
+                "Unknown lang '{lang}'; this server runs {} (JavaScript and TypeScript)",
+                LANGS.join(", ")
+            ),
+        )
+        .with("available", LANGS.to_vec()));
+    }
+    let code = match body.get("code") {
+        Some(Value::String(c)) if !c.trim().is_empty() => c.clone(),
+        Some(Value::String(_)) => {
+            return Err(HttpError::bad_field("code", "Field 'code' must not be empty"));
+        }
+        None | Some(Value::Null) => {
+            return Err(HttpError::bad_field(
+                "code",
+                "Missing required field 'code': the program to run",
+            ));
+        }
+        Some(_) => return Err(HttpError::bad_field("code", "Field 'code' must be a string")),
+    };
+    if code.len() > MAX_CODE_BYTES {
+        return Err(HttpError::new(
+            ErrorKind::PayloadTooLarge,
+            format!(
+                "Code is {} bytes; at most {MAX_CODE_BYTES} are allowed",
+                code.len()
+            ),
+        )
+        .with("field", "code")
+        .with("limit", MAX_CODE_BYTES));
+    }
+    let task_id = match body.get("task_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) if t.len() <= MAX_TASK_ID => Some(t.clone()),
+        Some(Value::String(_)) => {
+            return Err(HttpError::bad_field(
+                "task_id",
+                format!("Field 'task_id' is longer than {MAX_TASK_ID} bytes"),
+            ));
+        }
+        Some(_) => {
+            return Err(HttpError::bad_field("task_id", "Field 'task_id' must be a string"));
+        }
+    };
+    let stdin = match body.get("stdin") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(HttpError::bad_field("stdin", "Field 'stdin' must be a string")),
+    };
+    let limits = &app.config.limits;
+    let timeout = millis_field(
+        body.get("timeout"),
+        "timeout",
+        limits.default_timeout,
+        limits.max_timeout,
+        OverMax::Reject,
+    )?;
+    Ok(JobRequest {
+        lang,
+        code,
+        task_id,
+        timeout,
+        stdin,
+    })
+}
+
+/// The value of `name` in the query string, percent-decoded.
+fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
+    let query = req.parts.uri.query()?;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(k) == name).then(|| decode(v))
+    })
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2)))
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `POST /execute/code[?wait=false]`.
+pub async fn submit(app: Arc<App>, mut req: HttpRequest) -> Reply {
+    let wait = match query_param(&req, "wait").as_deref() {
+        None | Some("true") | Some("1") | Some("") => true,
+        Some("false") | Some("0") => false,
+        Some(other) => {
+            return Err(HttpError::bad_field(
+                "wait",
+                format!("Query parameter 'wait' must be true or false, not '{other}'"),
+            ));
+        }
+    };
+    let body = req.body(&app.config).await?;
+    let body = json_object(&body, app.config.limits.max_json_depth)?;
+    let request = job_request(&app, &body)?;
+    if !wait {
+        let record = app.jobs.enqueue(request).await.map_err(store_unavailable)?;
+        let reply = json!({"id": record.id, "status": JobStatus::Queued.as_str()});
+        let runner = app.clone();
+        tokio::spawn(async move { runner.jobs.run_queued(&runner.engine, record).await });
+        return Ok(json(202, &reply));
+    }
+    match app.jobs.run_now(&app.engine, request).await {
+        Ok(record) => Ok(json(200, &record_json(&record, false))),
+        Err(JobError::Store(e)) => Err(store_unavailable(e)),
+        Err(JobError::Overloaded(record)) => Err(HttpError::overloaded(
+            app.config.queue_size,
+            RETRY_AFTER_SECS,
+        )
+        .with("id", record.id)),
+    }
+}
+
+/// `GET /execute/jobs/{id}`.
+pub async fn get(app: Arc<App>, req: HttpRequest) -> Reply {
+    let id = req.param("id").to_string();
+    match app.jobs.get(id.clone()).await.map_err(store_unavailable)? {
+        Some(record) => Ok(json(200, &record_json(&record, true))),
+        None => Err(HttpError::new(ErrorKind::NotFound, format!("No job {id}")).with("id", id)),
+    }
+}
+
+/// `DELETE /execute/jobs/{id}`.
+pub async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
+    let id = req.param("id").to_string();
+    if app.jobs.delete(id.clone()).await.map_err(store_unavailable)? {
+        Ok(json(200, &json!({"id": id, "deleted": true})))
+    } else {
+        Err(HttpError::new(ErrorKind::NotFound, format!("No job {id}")).with("id", id))
+    }
+}
+
+/// `GET /execute/jobs?task_id=&status=&limit=&before=`: newest first.
+pub async fn list(app: Arc<App>, req: HttpRequest) -> Reply {
+    let status = match query_param(&req, "status") {
+        None => None,
+        Some(s) => Some(JobStatus::parse(&s).ok_or_else(|| {
+            let names: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+            HttpError::bad_field(
+                "status",
+                format!("Unknown status '{s}'; one of {}", names.join(", ")),
+            )
+        })?),
+    };
+    let limit = match query_param(&req, "limit") {
+        None => DEFAULT_LIMIT,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(HttpError::bad_field(
+                    "limit",
+                    format!("Query parameter 'limit' must be 1 to {MAX_LIMIT}, not '{l}'"),
+                ));
+            }
+        },
+    };
+    let filter = ListFilter {
+        task_id: query_param(&req, "task_id"),
+        status,
+        limit,
+        before: query_param(&req, "before").filter(|b| !b.is_empty()),
+    };
+    let records = app.jobs.list(filter).await.map_err(store_unavailable)?;
+    // A full page may have more behind it: its last id is the next cursor.
+    let next = (records.len() == limit)
+        .then(|| records.last().map(|r| r.id.clone()))
+        .flatten();
+    let jobs: Vec<Value> = records.iter().map(|r| record_json(r, false)).collect();
+    Ok(json(200, &json!({"jobs": jobs, "count": jobs.len(), "next_before": next})))
+}
+
+/// `GET /execute/health`: the job API answers and its store is reachable.
+pub async fn health(app: Arc<App>, _req: HttpRequest) -> Reply {
+    app.jobs.ping().await.map_err(store_unavailable)?;
+    Ok(json(200, &json!({"status": "ok"})))
+}

@@ -1,0 +1,383 @@
+//! Code jobs: run a snippet as a program and keep a durable record of every
+//! run. A record is written before the run starts (`running`, or `queued`
+//! for `?wait=false`) and completed after it; at start, records left
+//! `running` become `error` ("interrupted by a restart") and `queued` ones
+//! run. Records live behind [`store::JobStore`]; [`sqlite::SqliteStore`] is
+//! the embedded one. Every store call runs off the async reactor.
+
+pub mod sqlite;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::clock::now_ms;
+use crate::config::{Config, JobRetention};
+use crate::engine::{Engine, ExecError, Execution, Isolation, LogEntry, Report, Task};
+use store::{JobRecord, JobStatus, JobStore, ListFilter, StoreError};
+
+/// The languages a job may be written in, as callers name them.
+pub const LANGS: [&str; 5] = ["js", "javascript", "node", "ts", "typescript"];
+/// How often old records are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How long a background job waits before trying a full queue again.
+const RETRY_QUEUE_AFTER: Duration = Duration::from_millis(50);
+
+/// Whether `lang` (lower-cased) is TypeScript; `None` if it is no language
+/// a job may use.
+pub fn lang_is_typescript(lang: &str) -> Option<bool> {
+    match lang {
+        "js" | "javascript" | "node" => Some(false),
+        "ts" | "typescript" => Some(true),
+        _ => None,
+    }
+}
+
+/// What a caller asks to run.
+#[derive(Debug, Clone)]
+pub struct JobRequest {
+    pub lang: String,
+    pub code: String,
+    pub task_id: Option<String>,
+    pub timeout: Duration,
+    pub stdin: Option<String>,
+}
+
+/// Why a job could not be recorded or run.
+#[derive(Debug)]
+pub enum JobError {
+    /// The store failed: nothing ran without its record.
+    Store(StoreError),
+    /// The execution queue was full (the record says so).
+    Overloaded(Box<JobRecord>),
+}
+
+/// The job runner and its store.
+pub struct Jobs {
+    store: Arc<dyn JobStore>,
+    retention: JobRetention,
+    /// Programs are named as if they lived here, so their relative imports
+    /// resolve against saved code.
+    workspace_dir: PathBuf,
+    /// `ALLOW_ENV` values: what `Deno.env.get` sees.
+    env: std::collections::HashMap<String, String>,
+    cpu_limit: Option<Duration>,
+}
+
+impl Jobs {
+    /// Opens the embedded store under `DATA_DIR`; the error names the path.
+    pub fn open(config: &Config) -> Result<Jobs, StoreError> {
+        let store = sqlite::SqliteStore::open(&config.data_dir)?;
+        Ok(Jobs::with_store(Arc::new(store), config))
+    }
+
+    /// A runner over any store.
+    pub fn with_store(store: Arc<dyn JobStore>, config: &Config) -> Jobs {
+        Jobs {
+            store,
+            retention: config.job_retention,
+            workspace_dir: std::fs::canonicalize(&config.workspace_dir)
+                .unwrap_or_else(|_| config.workspace_dir.clone()),
+            env: config.allow_env_values.clone(),
+            cpu_limit: config.limits.default_cpu_limit,
+        }
+    }
+
+    /// Runs a store call on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn JobStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .unwrap_or_else(|e| Err(StoreError(format!("a store task failed: {e}"))))
+    }
+
+    /// Records a job and runs it now, returning the completed record.
+    pub async fn run_now(&self, engine: &Engine, request: JobRequest) -> Result<JobRecord, JobError> {
+        let record = new_record(request, JobStatus::Running);
+        let inserted = record.clone();
+        self.blocking(move |s| s.insert(&inserted))
+            .await
+            .map_err(JobError::Store)?;
+        self.execute(engine, record, false).await
+    }
+
+    /// Records a job as queued; the caller runs it with [`Jobs::run_queued`].
+    pub async fn enqueue(&self, request: JobRequest) -> Result<JobRecord, StoreError> {
+        let record = new_record(request, JobStatus::Queued);
+        let inserted = record.clone();
+        self.blocking(move |s| s.insert(&inserted)).await?;
+        Ok(record)
+    }
+
+    /// Runs a queued job to its end, waiting for room in a full queue.
+    pub async fn run_queued(&self, engine: &Engine, mut record: JobRecord) {
+        record.status = JobStatus::Running;
+        let running = record.clone();
+        match self.blocking(move |s| s.update(&running)).await {
+            Ok(true) => {}
+            // Deleted while queued: nothing to run.
+            Ok(false) => return,
+            Err(e) => {
+                tracing::error!(id = %record.id, error = %e, "a queued job could not start");
+                return;
+            }
+        }
+        if let Err(e) = self.execute(engine, record, true).await {
+            match e {
+                JobError::Store(e) => tracing::error!(error = %e, "a job's record was not completed"),
+                JobError::Overloaded(_) => {}
+            }
+        }
+    }
+
+    /// Runs `record` (already recorded as running) and completes its record.
+    async fn execute(
+        &self,
+        engine: &Engine,
+        mut record: JobRecord,
+        wait_for_room: bool,
+    ) -> Result<JobRecord, JobError> {
+        let execution = self.execution(&record);
+        let started = Instant::now();
+        let report = loop {
+            match engine.run(&execution).await {
+                Ok(report) => break report,
+                Err(_) if wait_for_room => tokio::time::sleep(RETRY_QUEUE_AFTER).await,
+                Err(_) => {
+                    record.status = JobStatus::Error;
+                    record.error = Some("overloaded: the execution queue was full".into());
+                    record.finished_at_ms = Some(now_ms());
+                    record.duration_ms = Some(0);
+                    let done = record.clone();
+                    self.blocking(move |s| s.update(&done))
+                        .await
+                        .map_err(JobError::Store)?;
+                    return Err(JobError::Overloaded(Box::new(record)));
+                }
+            }
+        };
+        complete(&mut record, report, started.elapsed());
+        let done = record.clone();
+        self.blocking(move |s| s.update(&done))
+            .await
+            .map_err(JobError::Store)?;
+        Ok(record)
+    }
+
+    fn execution(&self, record: &JobRecord) -> Execution {
+        let ts = lang_is_typescript(&record.lang).unwrap_or(true);
+        let name = format!("__job_{}.{}", record.id, if ts { "ts" } else { "js" });
+        Execution {
+            task: Task::Program {
+                path: self.workspace_dir.join(name),
+                source: Some(record.code.as_str().into()),
+            },
+            timeout: Duration::from_millis(record.timeout_ms),
+            cpu_limit: self.cpu_limit,
+            isolation: Isolation::Isolate,
+            env: self.env.clone(),
+            stdin: record.stdin.as_deref().map(Into::into),
+            precompiled: None,
+        }
+    }
+
+    pub async fn get(&self, id: String) -> Result<Option<JobRecord>, StoreError> {
+        self.blocking(move |s| s.get(&id)).await
+    }
+
+    pub async fn list(&self, filter: ListFilter) -> Result<Vec<JobRecord>, StoreError> {
+        self.blocking(move |s| s.list(&filter)).await
+    }
+
+    pub async fn delete(&self, id: String) -> Result<bool, StoreError> {
+        self.blocking(move |s| s.delete(&id)).await
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.blocking(|s| s.ping()).await
+    }
+
+    /// At start: marks interrupted runs and returns the queued jobs to run.
+    pub fn recover(&self) -> Result<Vec<JobRecord>, StoreError> {
+        self.store.recover(now_ms())
+    }
+
+    /// Removes records past the retention, now and every minute, for as
+    /// long as the returned task runs.
+    pub fn prune_in_background(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let jobs = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let retention = jobs.retention;
+                match jobs.blocking(move |s| s.prune(&retention, now_ms())).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "pruned old job records"),
+                    Err(e) => tracing::warn!(error = %e, "pruning job records failed"),
+                }
+                tokio::time::sleep(PRUNE_EVERY).await;
+            }
+        })
+    }
+}
+
+fn new_record(request: JobRequest, status: JobStatus) -> JobRecord {
+    JobRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        task_id: request.task_id,
+        lang: request.lang,
+        code: request.code,
+        stdin: request.stdin,
+        timeout_ms: request.timeout.as_millis() as u64,
+        status,
+        output: String::new(),
+        output_truncated: false,
+        exit_code: None,
+        error: None,
+        duration_ms: None,
+        created_at_ms: now_ms(),
+        finished_at_ms: None,
+    }
+}
+
+/// Fills in how the run ended.
+fn complete(record: &mut JobRecord, report: Report, took: Duration) {
+    let mut output = interleaved(&report.logs);
+    let (status, exit_code, error) = match report.outcome {
+        Ok(_) => (JobStatus::Done, Some(0), None),
+        Err(ExecError::Exit { code }) => (JobStatus::Done, Some(code), None),
+        Err(ExecError::Exception {
+            name,
+            message,
+            stack,
+        }) => {
+            let stack = stack.unwrap_or_else(|| format!("{name}: {message}"));
+            output.push_str(&format!("error: Uncaught {stack}\n"));
+            (JobStatus::Done, Some(1), None)
+        }
+        Err(ExecError::Syntax {
+            message,
+            line,
+            column,
+        }) => {
+            output.push_str(&format!("error: SyntaxError: {message} at {line}:{column}\n"));
+            (JobStatus::Done, Some(1), None)
+        }
+        Err(ExecError::PermissionDenied { message }) => {
+            output.push_str(&format!("error: Uncaught PermissionDenied: {message}\n"));
+            (JobStatus::Done, Some(1), None)
+        }
+        Err(ExecError::FnNotFound { name }) => {
+            output.push_str(&format!("error: no function {name}\n"));
+            (JobStatus::Done, Some(1), None)
+        }
+        Err(ExecError::Timeout) => (JobStatus::Timeout, None, Some("timeout".into())),
+        Err(ExecError::MemoryLimit) => (JobStatus::Killed, None, Some("memory_limit".into())),
+        Err(ExecError::CpuLimit) => (JobStatus::Killed, None, Some("cpu_limit".into())),
+        Err(ExecError::OutputLimit { message }) => {
+            (JobStatus::Killed, None, Some(format!("output_limit: {message}")))
+        }
+        Err(ExecError::Cancelled) => (JobStatus::Error, None, Some("cancelled".into())),
+        Err(ExecError::WorkerDied { signal, code }) => (
+            JobStatus::Error,
+            None,
+            Some(format!(
+                "internal: the worker process ended ({})",
+                signal.unwrap_or_else(|| format!("exit code {}", code.unwrap_or(-1)))
+            )),
+        ),
+        Err(ExecError::Internal { message }) => {
+            tracing::error!(id = %record.id, cause = %message, "a job failed on our side");
+            (JobStatus::Error, None, Some("internal".into()))
+        }
+    };
+    record.status = status;
+    record.exit_code = exit_code;
+    record.error = error;
+    record.output = output;
+    record.output_truncated = report.logs_truncated;
+    record.duration_ms = Some(took.as_millis() as u64);
+    record.finished_at_ms = Some(now_ms());
+}
+
+/// A program's stdout and stderr in the order written.
+fn interleaved(logs: &[LogEntry]) -> String {
+    let mut out = String::with_capacity(logs.iter().map(|l| l.message.len() + 1).sum());
+    for entry in logs {
+        out.push_str(&entry.message);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::LogLevel;
+
+    fn report(outcome: Result<String, ExecError>) -> Report {
+        Report {
+            outcome,
+            logs: vec![
+                LogEntry {
+                    ts: 0,
+                    level: LogLevel::Log,
+                    message: "out".into(),
+                },
+                LogEntry {
+                    ts: 0,
+                    level: LogLevel::Error,
+                    message: "err".into(),
+                },
+            ],
+            logs_truncated: false,
+        }
+    }
+
+    #[test]
+    fn every_end_maps_to_a_status() {
+        let cases = [
+            (Ok(String::new()), "done", Some(0)),
+            (Err(ExecError::Exit { code: 3 }), "done", Some(3)),
+            (
+                Err(ExecError::Exception {
+                    name: "Error".into(),
+                    message: "x".into(),
+                    stack: Some("Error: x\n    at main".into()),
+                }),
+                "done",
+                Some(1),
+            ),
+            (Err(ExecError::Timeout), "timeout", None),
+            (Err(ExecError::MemoryLimit), "killed", None),
+            (Err(ExecError::CpuLimit), "killed", None),
+            (
+                Err(ExecError::Internal {
+                    message: "bug".into(),
+                }),
+                "error",
+                None,
+            ),
+        ];
+        for (outcome, status, code) in cases {
+            let mut r = new_record(
+                JobRequest {
+                    lang: "js".into(),
+                    code: String::new(),
+                    task_id: None,
+                    timeout: Duration::from_secs(1),
+                    stdin: None,
+                },
+                JobStatus::Running,
+            );
+            complete(&mut r, report(outcome), Duration::from_millis(5));
+            assert_eq!(r.status.as_str(), status);
+            assert_eq!(r.exit_code, code, "{status}");
+            assert!(r.output.starts_with("out\nerr\n"), "{}", r.output);
+            assert!(r.finished_at_ms.is_some());
+        }
+    }
+}
