@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::jobs::Jobs;
+use crate::sessions::Sessions;
 use crate::workspace::Workspace;
 
 /// What the server is made of, built once at start.
@@ -20,6 +21,8 @@ pub struct App {
     pub workspace: Workspace,
     /// Code jobs and their durable records (`DATA_DIR`).
     pub jobs: Arc<Jobs>,
+    /// Live sessions of the session API, their files and notebooks.
+    pub sessions: Arc<Sessions>,
     /// When the server started: `/health` reports the uptime.
     pub started: Instant,
 }
@@ -36,14 +39,22 @@ impl App {
             )
         })?;
         workspace.remove_stale_temps();
-        let jobs = Jobs::open(&config)
-            .map_err(|e| std::io::Error::other(format!("DATA_DIR: {e}")))?;
+        let jobs =
+            Jobs::open(&config).map_err(|e| std::io::Error::other(format!("DATA_DIR: {e}")))?;
+        let sessions = Sessions::open(&config.data_dir, config.session_ttl, config.max_sessions)
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("DATA_DIR {}/sessions: {e}", config.data_dir.display()),
+                )
+            })?;
         let engine = Engine::start(&config)?;
         Ok(App {
             config,
             engine,
             workspace,
             jobs: Arc::new(jobs),
+            sessions: Arc::new(sessions),
             started: Instant::now(),
         })
     }
@@ -63,6 +74,7 @@ impl App {
             tokio::spawn(async move { app.jobs.run_queued(&app.engine, record).await });
         }
         self.jobs.prune_in_background();
+        self.sessions.reap_in_background();
         Ok(())
     }
 }

@@ -15,6 +15,7 @@
 //! - [`workspace`]: saved code (codeId rules, fences, durable writes).
 //! - [`jobs`]: code jobs and their durable records (SQLite behind a
 //!   narrow store interface).
+//! - [`sessions`]: sessions of the live-coding API (script and notebook).
 //! - [`clock`]: epoch milliseconds and ISO 8601 times.
 //! - [`sync`]: locking that survives a panicked holder.
 //!
@@ -30,6 +31,7 @@ pub mod config;
 pub mod engine;
 pub mod http;
 pub mod jobs;
+pub mod sessions;
 pub mod sync;
 pub mod workspace;
 

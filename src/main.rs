@@ -101,6 +101,8 @@ fn merge(outer: Flags, inner: Flags) -> Flags {
         workspace_dir,
         data_dir,
         job_retention,
+        session_ttl,
+        max_sessions,
         tools_dir,
         vendor_dir,
         import_map,

@@ -42,6 +42,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// How many and how old job records are kept (`JOB_RETENTION`).
     pub job_retention: JobRetention,
+    /// How long a session may sit idle before it ends (`SESSION_TTL`).
+    pub session_ttl: Duration,
+    /// Sessions alive at once (`MAX_SESSIONS`).
+    pub max_sessions: usize,
     pub tools_dir: PathBuf,
     pub vendor_dir: PathBuf,
     /// `None` means `<workspace_dir>/import_map.json` when that file exists.
@@ -136,6 +140,10 @@ pub struct Flags {
     pub data_dir: Option<String>,
     #[arg(long)]
     pub job_retention: Option<String>,
+    #[arg(long)]
+    pub session_ttl: Option<String>,
+    #[arg(long)]
+    pub max_sessions: Option<String>,
     #[arg(long)]
     pub tools_dir: Option<String>,
     #[arg(long)]
@@ -234,6 +242,20 @@ impl Config {
         let workspace_dir = path(s.raw("WORKSPACE_DIR", &f.workspace_dir), "./workspace");
         let data_dir = path(s.raw("DATA_DIR", &f.data_dir), "./data");
         let job_retention = parse_retention(s.raw("JOB_RETENTION", &f.job_retention))?;
+        let session_ttl = parse_num(
+            s.raw("SESSION_TTL", &f.session_ttl),
+            3600u64,
+            1,
+            30 * 86_400,
+            "number of seconds",
+        )?;
+        let max_sessions = parse_num(
+            s.raw("MAX_SESSIONS", &f.max_sessions),
+            64usize,
+            1,
+            100_000,
+            "number",
+        )?;
         let tools_dir = path(s.raw("TOOLS_DIR", &f.tools_dir), "./tools");
         let vendor_dir = path(s.raw("VENDOR_DIR", &f.vendor_dir), "./vendor");
         let import_map = s
@@ -374,6 +396,8 @@ impl Config {
             workspace_dir,
             data_dir,
             job_retention,
+            session_ttl: Duration::from_secs(session_ttl),
+            max_sessions,
             tools_dir,
             vendor_dir,
             import_map,

@@ -132,7 +132,10 @@ pub(super) fn parse_retention(
         };
         if let Ok(n) = part.parse::<u64>() {
             if n == 0 {
-                return Err(err(var, "a count of 0 would keep no record; use off to keep all"));
+                return Err(err(
+                    var,
+                    "a count of 0 would keep no record; use off to keep all",
+                ));
             }
             kept.max_records = Some(n);
             continue;

@@ -11,7 +11,7 @@ use deno_core::ModuleSpecifier;
 use tokio::sync::oneshot;
 
 use super::js::ext::LogSink;
-use super::js::{ConvertLimits, Sandbox};
+use super::js::{CallSetup, ConvertLimits, Sandbox};
 use super::pool::{PROGRAM_STREAM_BYTES, Queued, Shared, WARM_MAX_HEAP_FRACTION, WARM_MAX_MODULES};
 use super::transpile::{Module, TranspileError};
 use super::types::{ExecError, Isolation, Report, Task};
@@ -180,16 +180,18 @@ impl IsolateThread<'_> {
             Work::Call(_) => LogSink::new(limits.max_log_entries, limits.max_log_bytes),
             Work::Program(..) => LogSink::streams(PROGRAM_STREAM_BYTES),
         };
+        let scope = job.scope.as_deref().map(|dir| self.shared.host.scoped(dir));
         let (shared, rt, cpu_clock) = (self.shared, &self.rt, self.cpu_clock);
         let (report, heap_used) = sandbox.with_entered(|sandbox| {
-            sandbox.begin_call(
-                sink,
-                job.env.clone(),
+            sandbox.begin_call(CallSetup {
+                logs: sink,
+                env: job.env.clone(),
                 deadline,
-                Some(queued.cancel.clone()),
-                limits.max_write_bytes,
-                job.stdin.clone(),
-            );
+                cancel: Some(queued.cancel.clone()),
+                write_budget: limits.max_write_bytes,
+                stdin: job.stdin.clone(),
+                scope: scope.clone(),
+            });
             let record = sandbox.kill_record();
             let ticket = shared.watchdog.arm(Watch {
                 isolate: sandbox.isolate_handle(),

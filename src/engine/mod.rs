@@ -11,6 +11,7 @@ mod isolate_thread;
 pub mod js;
 pub mod lint;
 pub mod mime;
+pub mod notebook;
 pub mod permissions;
 pub mod pool;
 pub mod process;
@@ -132,6 +133,12 @@ impl Engine {
         .unwrap_or_else(|e| Err(Failure::Internal(format!("the lint task failed: {e}"))))
     }
 
+    /// Starts a notebook confined to `dir` (which must exist): an isolate
+    /// of its own, on a thread of its own, for the notebook's life.
+    pub fn start_notebook(&self, dir: &Path) -> std::io::Result<notebook::Notebook> {
+        notebook::Notebook::start(self.pool.notebook_parts(), dir)
+    }
+
     /// Occupancy of the isolate threads.
     pub fn stats(&self) -> PoolStats {
         self.pool.stats()
@@ -203,7 +210,12 @@ fn start_pool(config: &Config, compiler: Arc<Compiler>) -> std::io::Result<Pool>
         net: config.allow_net.clone(),
         base_dir: ws,
     };
+    let shared_roots = vec![
+        real_or_absolute(&config.tools_dir),
+        real_or_absolute(&config.vendor_dir),
+    ];
     Pool::start(PoolOptions {
+        shared_roots,
         size: config.pool_size,
         queue_size: config.queue_size,
         limits: config.limits.clone(),

@@ -43,6 +43,8 @@ pub struct PoolOptions {
     pub permissions: Arc<Permissions>,
     /// Where scripts are parsed and transpiled.
     pub compiler: Arc<Compiler>,
+    /// Module roots a scoped execution shares (tools, vendor).
+    pub shared_roots: Vec<std::path::PathBuf>,
 }
 
 /// Pool occupancy, as `/health` reports it.
@@ -115,6 +117,7 @@ impl Pool {
                 resolver: options.resolver,
                 cache: Arc::new(TranspileCache::new(TRANSPILE_CACHE_BYTES, options.compiler)),
                 permissions: options.permissions,
+                shared_roots: options.shared_roots,
             },
             heap: (0..options.size).map(|_| Default::default()).collect(),
         });
@@ -152,6 +155,16 @@ impl Pool {
         drop(queue);
         self.shared.ready.notify_one();
         Ok(rx)
+    }
+
+    /// What a notebook thread is made with: the isolates' host, the
+    /// watchdog and the limits.
+    pub(crate) fn notebook_parts(&self) -> super::notebook::NotebookParts {
+        super::notebook::NotebookParts {
+            host: self.shared.host.clone(),
+            watchdog: self.shared.watchdog.clone(),
+            limits: self.shared.limits.clone(),
+        }
     }
 
     /// The transpile cache the isolate threads share.

@@ -76,6 +76,10 @@ pub struct Execution {
     /// end of input at once).
     #[serde(default)]
     pub stdin: Option<Arc<str>>,
+    /// A directory the code is confined to: relative imports resolve
+    /// there, and files may be read and written only inside it.
+    #[serde(default)]
+    pub scope: Option<PathBuf>,
     /// A function-call script already compiled by the server, sent with a
     /// job for a worker process so that it need not compile it again.
     #[serde(default)]

@@ -34,6 +34,8 @@ pub enum ErrorKind {
     Unavailable,
     /// The job records could not be read or written.
     StorageUnavailable,
+    /// `MAX_SESSIONS` sessions are alive.
+    TooManySessions,
     Internal,
 }
 
@@ -42,8 +44,11 @@ pub enum ErrorKind {
 pub enum Dialect {
     /// `POST /`, `/run`: `{"error", "kind", "details", "logs"}`.
     FunctionCall,
-    /// `/workspace`, `/execute`, `/lint`, `/health`: restexec's shape.
+    /// `/workspace`, `/execute`, `/lint`: restexec's shape.
     Restexec,
+    /// `/api/v1/…`: FastAPI's `{"detail": …}`, plus `error`, `kind` and
+    /// `details`.
+    Session,
 }
 
 impl ErrorKind {
@@ -73,6 +78,7 @@ impl ErrorKind {
             Unauthorized => ("unauthorized", 401, "UnauthorizedError", 401),
             Unavailable => ("unavailable", 501, "UnavailableError", 501),
             StorageUnavailable => ("storage_unavailable", 503, "InternalServerError", 503),
+            TooManySessions => ("too_many_sessions", 429, "InternalServerError", 429),
             Internal => ("internal", 500, "InternalServerError", 500),
         }
     }
@@ -81,7 +87,7 @@ impl ErrorKind {
     pub fn status(self, dialect: Dialect) -> u16 {
         let (_, call, _, rest) = self.statuses();
         match dialect {
-            Dialect::FunctionCall => call,
+            Dialect::FunctionCall | Dialect::Session => call,
             Dialect::Restexec => rest,
         }
     }
@@ -216,6 +222,12 @@ impl HttpError {
                 }
                 body
             }
+            Dialect::Session => json!({
+                "detail": self.message,
+                "error": self.message,
+                "kind": self.kind.as_str(),
+                "details": self.details,
+            }),
             Dialect::Restexec => {
                 let mut details = self.details.clone();
                 details
@@ -364,7 +376,20 @@ mod tests {
             (Overloaded, "overloaded", 503, "InternalServerError", 503),
             (Unauthorized, "unauthorized", 401, "UnauthorizedError", 401),
             (Unavailable, "unavailable", 501, "UnavailableError", 501),
-            (StorageUnavailable, "storage_unavailable", 503, "InternalServerError", 503),
+            (
+                StorageUnavailable,
+                "storage_unavailable",
+                503,
+                "InternalServerError",
+                503,
+            ),
+            (
+                TooManySessions,
+                "too_many_sessions",
+                429,
+                "InternalServerError",
+                429,
+            ),
             (Internal, "internal", 500, "InternalServerError", 500),
         ];
         for (kind, name, call, rest_type, rest) in table {
@@ -384,12 +409,18 @@ mod tests {
             assert_eq!(body["error"]["type"], rest_type, "{name}");
             assert_eq!(body["error"]["details"]["kind"], name);
             assert_eq!(body["executionTime"], 7);
+
+            let r = e.response(Dialect::Session);
+            assert_eq!(r.status().as_u16(), call, "{name}");
+            let body = body_json(r);
+            assert_eq!(body["detail"], "m");
+            assert_eq!(body["kind"], name);
         }
     }
 
     #[test]
     fn headers_and_overrides_are_written_in_both_dialects() {
-        for dialect in [Dialect::FunctionCall, Dialect::Restexec] {
+        for dialect in [Dialect::FunctionCall, Dialect::Restexec, Dialect::Session] {
             let r = HttpError::overloaded(8, 1).response(dialect);
             assert_eq!(r.headers()["retry-after"], "1");
             let r = HttpError::method_not_allowed("GET, DELETE").response(dialect);

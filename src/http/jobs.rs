@@ -67,7 +67,12 @@ fn job_request(app: &App, body: &Map<String, Value>) -> Result<JobRequest, HttpE
                 format!("Missing required field 'lang'; one of {}", LANGS.join(", ")),
             ));
         }
-        Some(_) => return Err(HttpError::bad_field("lang", "Field 'lang' must be a string")),
+        Some(_) => {
+            return Err(HttpError::bad_field(
+                "lang",
+                "Field 'lang' must be a string",
+            ));
+        }
     };
     if lang_is_typescript(&lang).is_none() {
         return Err(HttpError::bad_field(
@@ -82,7 +87,10 @@ fn job_request(app: &App, body: &Map<String, Value>) -> Result<JobRequest, HttpE
     let code = match body.get("code") {
         Some(Value::String(c)) if !c.trim().is_empty() => c.clone(),
         Some(Value::String(_)) => {
-            return Err(HttpError::bad_field("code", "Field 'code' must not be empty"));
+            return Err(HttpError::bad_field(
+                "code",
+                "Field 'code' must not be empty",
+            ));
         }
         None | Some(Value::Null) => {
             return Err(HttpError::bad_field(
@@ -90,7 +98,12 @@ fn job_request(app: &App, body: &Map<String, Value>) -> Result<JobRequest, HttpE
                 "Missing required field 'code': the program to run",
             ));
         }
-        Some(_) => return Err(HttpError::bad_field("code", "Field 'code' must be a string")),
+        Some(_) => {
+            return Err(HttpError::bad_field(
+                "code",
+                "Field 'code' must be a string",
+            ));
+        }
     };
     if code.len() > MAX_CODE_BYTES {
         return Err(HttpError::new(
@@ -113,13 +126,21 @@ fn job_request(app: &App, body: &Map<String, Value>) -> Result<JobRequest, HttpE
             ));
         }
         Some(_) => {
-            return Err(HttpError::bad_field("task_id", "Field 'task_id' must be a string"));
+            return Err(HttpError::bad_field(
+                "task_id",
+                "Field 'task_id' must be a string",
+            ));
         }
     };
     let stdin = match body.get("stdin") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(HttpError::bad_field("stdin", "Field 'stdin' must be a string")),
+        Some(_) => {
+            return Err(HttpError::bad_field(
+                "stdin",
+                "Field 'stdin' must be a string",
+            ));
+        }
     };
     let limits = &app.config.limits;
     let timeout = millis_field(
@@ -212,7 +233,12 @@ pub async fn get(app: Arc<App>, req: HttpRequest) -> Reply {
 /// `DELETE /execute/jobs/{id}`.
 pub async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
     let id = req.param("id").to_string();
-    if app.jobs.delete(id.clone()).await.map_err(store_unavailable)? {
+    if app
+        .jobs
+        .delete(id.clone())
+        .await
+        .map_err(store_unavailable)?
+    {
         Ok(json(200, &json!({"id": id, "deleted": true})))
     } else {
         Err(HttpError::new(ErrorKind::NotFound, format!("No job {id}")).with("id", id))
@@ -255,7 +281,10 @@ pub async fn list(app: Arc<App>, req: HttpRequest) -> Reply {
         .then(|| records.last().map(|r| r.id.clone()))
         .flatten();
     let jobs: Vec<Value> = records.iter().map(|r| record_json(r, false)).collect();
-    Ok(json(200, &json!({"jobs": jobs, "count": jobs.len(), "next_before": next})))
+    Ok(json(
+        200,
+        &json!({"jobs": jobs, "count": jobs.len(), "next_before": next}),
+    ))
 }
 
 /// `GET /execute/health`: the job API answers and its store is reachable.

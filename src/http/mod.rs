@@ -8,3 +8,4 @@ pub mod restexec;
 pub mod router;
 pub mod run;
 pub mod serve;
+pub mod sessions;

@@ -237,6 +237,7 @@ pub async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
         isolation,
         env,
         stdin: None,
+        scope: None,
         precompiled: None,
     };
     let started = Instant::now();

@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::error::{Dialect, ErrorKind, HttpError};
 use super::reply::Body;
 use super::request::HttpRequest;
-use super::{health, jobs, restexec, run};
+use super::{health, jobs, restexec, run, sessions};
 use crate::app::App;
 
 /// What a handler returns.
@@ -54,7 +54,7 @@ where
 impl Router {
     /// The server's routes. Adding one means a line here and a handler.
     pub fn new() -> Router {
-        use Dialect::{FunctionCall, Restexec};
+        use Dialect::{FunctionCall, Restexec, Session};
         let mut r = Router {
             matcher: matchit::Router::new(),
             routes: Vec::new(),
@@ -100,8 +100,20 @@ impl Router {
             "POST",
             post(handler(restexec::execute)),
         );
-        r.add("/lint", Restexec, true, "POST", post(handler(restexec::lint)));
-        r.add("/execute/code", FunctionCall, true, "POST", post(handler(jobs::submit)));
+        r.add(
+            "/lint",
+            Restexec,
+            true,
+            "POST",
+            post(handler(restexec::lint)),
+        );
+        r.add(
+            "/execute/code",
+            FunctionCall,
+            true,
+            "POST",
+            post(handler(jobs::submit)),
+        );
         r.add(
             "/execute/health",
             FunctionCall,
@@ -125,6 +137,55 @@ impl Router {
                 (Method::GET, handler(jobs::get)),
                 (Method::DELETE, handler(jobs::delete)),
             ],
+        );
+        let get = |h| vec![(Method::GET, h)];
+        r.add(
+            "/api/v1/environments",
+            Session,
+            true,
+            "GET",
+            get(handler(sessions::environments)),
+        );
+        r.add(
+            "/api/v1/health",
+            Session,
+            false,
+            "GET",
+            get(handler(sessions::health)),
+        );
+        r.add(
+            "/api/v1/sessions",
+            Session,
+            true,
+            "GET, POST",
+            vec![
+                (Method::GET, handler(sessions::list)),
+                (Method::POST, handler(sessions::create)),
+            ],
+        );
+        r.add(
+            "/api/v1/sessions/{id}",
+            Session,
+            true,
+            "GET, DELETE",
+            vec![
+                (Method::GET, handler(sessions::get)),
+                (Method::DELETE, handler(sessions::delete)),
+            ],
+        );
+        r.add(
+            "/api/v1/sessions/{id}/execute",
+            Session,
+            true,
+            "POST",
+            post(handler(sessions::execute)),
+        );
+        r.add(
+            "/api/v1/sessions/{id}/interrupt",
+            Session,
+            true,
+            "POST",
+            post(handler(sessions::interrupt)),
         );
         r
     }

@@ -109,6 +109,7 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
         isolation,
         env: config.allow_env_values.clone(),
         stdin: None,
+        scope: None,
         precompiled: None,
     })
 }

@@ -105,6 +105,7 @@ pub async fn serve(
             tracing::warn!("in-flight requests did not finish in time");
         }
     }
+    app.sessions.shutdown();
     let app2 = app.clone();
     let _ = tokio::task::spawn_blocking(move || app2.engine.shutdown(Duration::from_secs(5))).await;
     tracing::info!("stopped");

@@ -96,7 +96,11 @@ impl Jobs {
     }
 
     /// Records a job and runs it now, returning the completed record.
-    pub async fn run_now(&self, engine: &Engine, request: JobRequest) -> Result<JobRecord, JobError> {
+    pub async fn run_now(
+        &self,
+        engine: &Engine,
+        request: JobRequest,
+    ) -> Result<JobRecord, JobError> {
         let record = new_record(request, JobStatus::Running);
         let inserted = record.clone();
         self.blocking(move |s| s.insert(&inserted))
@@ -128,7 +132,9 @@ impl Jobs {
         }
         if let Err(e) = self.execute(engine, record, true).await {
             match e {
-                JobError::Store(e) => tracing::error!(error = %e, "a job's record was not completed"),
+                JobError::Store(e) => {
+                    tracing::error!(error = %e, "a job's record was not completed")
+                }
                 JobError::Overloaded(_) => {}
             }
         }
@@ -181,6 +187,7 @@ impl Jobs {
             isolation: Isolation::Isolate,
             env: self.env.clone(),
             stdin: record.stdin.as_deref().map(Into::into),
+            scope: None,
             precompiled: None,
         }
     }
@@ -263,7 +270,9 @@ fn complete(record: &mut JobRecord, report: Report, took: Duration) {
             line,
             column,
         }) => {
-            output.push_str(&format!("error: SyntaxError: {message} at {line}:{column}\n"));
+            output.push_str(&format!(
+                "error: SyntaxError: {message} at {line}:{column}\n"
+            ));
             (JobStatus::Done, Some(1), None)
         }
         Err(ExecError::PermissionDenied { message }) => {
@@ -277,9 +286,11 @@ fn complete(record: &mut JobRecord, report: Report, took: Duration) {
         Err(ExecError::Timeout) => (JobStatus::Timeout, None, Some("timeout".into())),
         Err(ExecError::MemoryLimit) => (JobStatus::Killed, None, Some("memory_limit".into())),
         Err(ExecError::CpuLimit) => (JobStatus::Killed, None, Some("cpu_limit".into())),
-        Err(ExecError::OutputLimit { message }) => {
-            (JobStatus::Killed, None, Some(format!("output_limit: {message}")))
-        }
+        Err(ExecError::OutputLimit { message }) => (
+            JobStatus::Killed,
+            None,
+            Some(format!("output_limit: {message}")),
+        ),
         Err(ExecError::Cancelled) => (JobStatus::Error, None, Some("cancelled".into())),
         Err(ExecError::WorkerDied { signal, code }) => (
             JobStatus::Error,

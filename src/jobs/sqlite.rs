@@ -296,7 +296,12 @@ mod tests {
         let (store, dir) = temp_store("list");
         for (i, task) in ["a", "b", "a", "a"].iter().enumerate() {
             store
-                .insert(&record(&format!("j{i}"), Some(task), JobStatus::Done, i as u64))
+                .insert(&record(
+                    &format!("j{i}"),
+                    Some(task),
+                    JobStatus::Done,
+                    i as u64,
+                ))
                 .unwrap();
         }
         let mut done = store.get("j1").unwrap().unwrap();
@@ -319,7 +324,11 @@ mod tests {
         assert_eq!(ids(a(Some("j2"))), ["j0"]);
         assert!(store.delete("j0").unwrap());
         assert!(!store.delete("j0").unwrap());
-        assert!(!store.update(&record("j0", None, JobStatus::Done, 0)).unwrap());
+        assert!(
+            !store
+                .update(&record("j0", None, JobStatus::Done, 0))
+                .unwrap()
+        );
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -327,8 +336,12 @@ mod tests {
     #[test]
     fn recovery_and_retention() {
         let (store, dir) = temp_store("recover");
-        store.insert(&record("r", None, JobStatus::Running, 1)).unwrap();
-        store.insert(&record("q", None, JobStatus::Queued, 2)).unwrap();
+        store
+            .insert(&record("r", None, JobStatus::Running, 1))
+            .unwrap();
+        store
+            .insert(&record("q", None, JobStatus::Queued, 2))
+            .unwrap();
         for i in 0..5 {
             store
                 .insert(&record(&format!("d{i}"), None, JobStatus::Done, 10 + i))

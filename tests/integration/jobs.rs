@@ -28,13 +28,26 @@ async fn finished(s: &Server, id: &str) -> Value {
 #[tokio::test]
 async fn programs_run_in_every_language_with_their_output_and_exit_code() {
     let s = Server::start();
-    for lang in ["js", "javascript", "node", "ts", "typescript", "TS", "JavaScript"] {
+    for lang in [
+        "js",
+        "javascript",
+        "node",
+        "ts",
+        "typescript",
+        "TS",
+        "JavaScript",
+    ] {
         let r = submit(
             &s,
             json!({"lang": lang, "code": "const n = 6 * 7;\nconsole.log(n);"}),
         )
         .await;
-        assert_eq!(r.status, 200, "{lang}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            200,
+            "{lang}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         let j = r.json();
         assert_eq!(j["output"], "42\n", "{lang}");
         assert_eq!(j["status"], "done");
@@ -55,10 +68,17 @@ async fn programs_run_in_every_language_with_their_output_and_exit_code() {
     assert_eq!(j["output"], "out 1\nerr\nwarn\nlast\n");
     assert_eq!(j["task_id"], "t-order");
     // The record has the same fields and the code.
-    let r = s.get(&format!("/execute/jobs/{}", j["id"].as_str().unwrap())).await;
+    let r = s
+        .get(&format!("/execute/jobs/{}", j["id"].as_str().unwrap()))
+        .await;
     let record = r.json();
     assert_eq!(record["output"], j["output"]);
-    assert!(record["code"].as_str().unwrap().contains("console.error('err')"));
+    assert!(
+        record["code"]
+            .as_str()
+            .unwrap()
+            .contains("console.error('err')")
+    );
 }
 
 #[tokio::test]
@@ -66,24 +86,47 @@ async fn every_way_a_program_ends_has_its_status() {
     let s = Server::start_with(&[("MEMORY_LIMIT_MB", "64")]);
     let cases = [
         ("Deno.exit(3)", "done", json!(3)),
-        ("console.log('a'); throw new Error('boom');", "done", json!(1)),
+        (
+            "console.log('a'); throw new Error('boom');",
+            "done",
+            json!(1),
+        ),
         ("const = ;", "done", json!(1)),
         ("while (true) {}", "timeout", Value::Null),
-        ("const a = []; while (true) a.push(new Array(1e6).fill(1));", "killed", Value::Null),
-        ("await new Promise((r) => setTimeout(r, 10)); console.log('late');", "done", json!(0)),
+        (
+            "const a = []; while (true) a.push(new Array(1e6).fill(1));",
+            "killed",
+            Value::Null,
+        ),
+        (
+            "await new Promise((r) => setTimeout(r, 10)); console.log('late');",
+            "done",
+            json!(0),
+        ),
     ];
     for (code, status, exit) in cases {
         let r = submit(&s, json!({"lang": "js", "code": code, "timeout": 1000})).await;
-        assert_eq!(r.status, 200, "{code}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            200,
+            "{code}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         let j = r.json();
         assert_eq!(j["status"], status, "{code}: {j}");
         assert_eq!(j["exit_code"], exit, "{code}: {j}");
     }
-    let j = submit(&s, json!({"lang": "js", "code": "throw new TypeError('bad');"}))
-        .await
-        .json();
+    let j = submit(
+        &s,
+        json!({"lang": "js", "code": "throw new TypeError('bad');"}),
+    )
+    .await
+    .json();
     let output = j["output"].as_str().unwrap();
-    assert!(output.starts_with("error: Uncaught TypeError: bad"), "{output}");
+    assert!(
+        output.starts_with("error: Uncaught TypeError: bad"),
+        "{output}"
+    );
     let j = submit(
         &s,
         json!({"lang": "js", "code": "const a = []; while (true) a.push(new Array(1e6).fill(1));"}),
@@ -141,8 +184,16 @@ async fn bad_submissions_say_what_to_fix() {
         (json!({"lang": "js"}), 400, "code"),
         (json!({"lang": "js", "code": "   "}), 400, "code"),
         (json!({"lang": "js", "code": 5}), 400, "code"),
-        (json!({"lang": "js", "code": "1", "timeout": 0}), 400, "timeout"),
-        (json!({"lang": "js", "code": "1", "timeout": 300001}), 400, "timeout"),
+        (
+            json!({"lang": "js", "code": "1", "timeout": 0}),
+            400,
+            "timeout",
+        ),
+        (
+            json!({"lang": "js", "code": "1", "timeout": 300001}),
+            400,
+            "timeout",
+        ),
         (json!({"lang": "js", "code": "1", "stdin": 7}), 400, "stdin"),
     ];
     for (body, status, field) in cases {
@@ -154,18 +205,40 @@ async fn bad_submissions_say_what_to_fix() {
         assert!(!j["error"].as_str().unwrap().is_empty());
     }
     let r = submit(&s, json!({"lang": "rust", "code": "fn main() {}"})).await;
-    assert!(r.json()["error"].as_str().unwrap().contains("js, javascript, node, ts, typescript"));
-    assert_eq!(r.json()["details"]["available"].as_array().map(Vec::len), Some(5));
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("js, javascript, node, ts, typescript")
+    );
+    assert_eq!(
+        r.json()["details"]["available"].as_array().map(Vec::len),
+        Some(5)
+    );
     let r = s
-        .request("POST", "/execute/code", &[("content-type", "application/json")], "{oops")
+        .request(
+            "POST",
+            "/execute/code",
+            &[("content-type", "application/json")],
+            "{oops",
+        )
         .await;
-    assert_eq!((r.status, r.json()["kind"].clone()), (400, json!("bad_request")));
+    assert_eq!(
+        (r.status, r.json()["kind"].clone()),
+        (400, json!("bad_request"))
+    );
     let big = "x".repeat(10 * 1024 * 1024 + 1);
     let r = submit(&s, json!({"lang": "js", "code": big})).await;
     assert_eq!(r.status, 413);
     let r = s.get("/execute/jobs/no-such-job").await;
-    assert_eq!((r.status, r.json()["kind"].clone()), (404, json!("not_found")));
-    assert_eq!(s.get("/execute/health").await.json(), json!({"status": "ok"}));
+    assert_eq!(
+        (r.status, r.json()["kind"].clone()),
+        (404, json!("not_found"))
+    );
+    assert_eq!(
+        s.get("/execute/health").await.json(),
+        json!({"status": "ok"})
+    );
 }
 
 #[tokio::test]
@@ -197,10 +270,18 @@ async fn background_jobs_are_polled_listed_filtered_and_deleted() {
 
     for i in 0..5 {
         let task = if i % 2 == 0 { "grader-1" } else { "grader-2" };
-        let r = submit(&s, json!({"lang": "js", "code": format!("console.log({i})"), "task_id": task})).await;
+        let r = submit(
+            &s,
+            json!({"lang": "js", "code": format!("console.log({i})"), "task_id": task}),
+        )
+        .await;
         assert_eq!(r.status, 200);
     }
-    submit(&s, json!({"lang": "js", "code": "while(true){}", "timeout": 50, "task_id": "grader-2"})).await;
+    submit(
+        &s,
+        json!({"lang": "js", "code": "while(true){}", "timeout": 50, "task_id": "grader-2"}),
+    )
+    .await;
     let list = s.get("/execute/jobs?task_id=grader-1").await.json();
     let outputs: Vec<&str> = list["jobs"]
         .as_array()
@@ -215,7 +296,9 @@ async fn background_jobs_are_polled_listed_filtered_and_deleted() {
     assert_eq!(page1["count"], 2);
     let cursor = page1["next_before"].as_str().unwrap().to_string();
     let page2 = s
-        .get(&format!("/execute/jobs?task_id=grader-1&limit=2&before={cursor}"))
+        .get(&format!(
+            "/execute/jobs?task_id=grader-1&limit=2&before={cursor}"
+        ))
         .await
         .json();
     let second: Vec<&str> = page2["jobs"]
@@ -231,10 +314,14 @@ async fn background_jobs_are_polled_listed_filtered_and_deleted() {
     assert_eq!(s.get("/execute/jobs?status=nope").await.status, 400);
     assert_eq!(s.get("/execute/jobs?limit=0").await.status, 400);
 
-    let r = s.request("DELETE", &format!("/execute/jobs/{id}"), &[], "").await;
+    let r = s
+        .request("DELETE", &format!("/execute/jobs/{id}"), &[], "")
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(s.get(&format!("/execute/jobs/{id}")).await.status, 404);
-    let r = s.request("DELETE", &format!("/execute/jobs/{id}"), &[], "").await;
+    let r = s
+        .request("DELETE", &format!("/execute/jobs/{id}"), &[], "")
+        .await;
     assert_eq!(r.status, 404);
 }
 
@@ -258,7 +345,11 @@ async fn a_killed_server_keeps_every_answered_record_and_runs_what_was_queued() 
             } else {
                 format!("console.log({i});")
             };
-            let path = if i % 3 == 0 { "/execute/code?wait=false" } else { "/execute/code" };
+            let path = if i % 3 == 0 {
+                "/execute/code?wait=false"
+            } else {
+                "/execute/code"
+            };
             let body = json!({"lang": "js", "code": code, "task_id": "stream"});
             post_raw(*addr, path, body).await.map(|r| (i, r))
         }));
@@ -289,7 +380,10 @@ async fn a_killed_server_keeps_every_answered_record_and_runs_what_was_queued() 
     // Nothing stays running: interrupted runs are errors, queued ones run.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let all = second.get("/execute/jobs?task_id=stream&limit=1000").await.json();
+        let all = second
+            .get("/execute/jobs?task_id=stream&limit=1000")
+            .await
+            .json();
         let jobs = all["jobs"].as_array().unwrap().clone();
         let open = jobs
             .iter()
@@ -305,7 +399,10 @@ async fn a_killed_server_keeps_every_answered_record_and_runs_what_was_queued() 
             }
             break;
         }
-        assert!(Instant::now() < deadline, "jobs still open after the restart");
+        assert!(
+            Instant::now() < deadline,
+            "jobs still open after the restart"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -10,6 +10,7 @@ mod jobs;
 mod limits;
 mod process;
 mod restexec;
+mod sessions;
 #[path = "../spawn.rs"]
 mod spawn;
 mod support;

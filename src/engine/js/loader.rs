@@ -26,7 +26,7 @@ const FALLBACK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30
 
 /// What went wrong while loading the current call's modules, shared with
 /// the sandbox.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct LoadNotes {
     /// The first refused import.
     pub denied: Option<String>,
@@ -40,6 +40,8 @@ pub struct LoadNotes {
     pub internal: Option<String>,
     /// A main module that is not on disk: its URL and text.
     pub main_source: Option<(ModuleSpecifier, Arc<str>)>,
+    /// The resolver of a call confined to a directory (else the host's).
+    pub resolver: Option<Arc<Resolver>>,
 }
 
 pub type Notes = Rc<RefCell<LoadNotes>>;
@@ -177,7 +179,9 @@ impl ModuleLoader for Loader {
         if kind == ResolutionKind::MainModule || referrer == "." {
             return ModuleSpecifier::parse(specifier).map_err(JsErrorBox::from_err);
         }
-        match self.resolver.resolve(specifier, referrer) {
+        let scoped = self.notes.borrow().resolver.clone();
+        let resolver = scoped.as_ref().unwrap_or(&self.resolver);
+        match resolver.resolve(specifier, referrer) {
             Ok(url) => Ok(url),
             Err(ResolveError::Refused(message)) => Err(self.refuse(message)),
             Err(ResolveError::NotFound(message)) => Err(JsErrorBox::type_error(message)),

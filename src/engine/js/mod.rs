@@ -7,7 +7,8 @@ pub mod convert;
 pub mod ext;
 mod failure;
 pub mod loader;
+pub mod notebook;
 pub mod sandbox;
 
 pub use convert::ConvertLimits;
-pub use sandbox::{Sandbox, SandboxHost};
+pub use sandbox::{CallSetup, Sandbox, SandboxHost, Scope};

@@ -44,6 +44,47 @@ pub struct SandboxHost {
     pub resolver: Arc<Resolver>,
     pub cache: Arc<TranspileCache>,
     pub permissions: Arc<Permissions>,
+    /// Module roots besides a scope's own directory (tools, vendor).
+    pub shared_roots: Vec<std::path::PathBuf>,
+}
+
+/// What one call may reach when it is confined to a directory.
+#[derive(Clone)]
+pub struct Scope {
+    pub resolver: Arc<Resolver>,
+    pub permissions: Arc<Permissions>,
+}
+
+impl SandboxHost {
+    /// The scope of code confined to `dir`: it resolves relative imports
+    /// there (and reads the tools and vendor roots), and may read and write
+    /// files only inside it.
+    pub fn scoped(&self, dir: &std::path::Path) -> Scope {
+        let mut roots = vec![dir.to_path_buf()];
+        roots.extend(self.shared_roots.iter().cloned());
+        Scope {
+            resolver: Arc::new(Resolver::new(dir, roots, dir.join("import_map.json"))),
+            permissions: Arc::new(Permissions {
+                read: vec![dir.to_path_buf()],
+                write: vec![dir.to_path_buf()],
+                net: self.permissions.net.clone(),
+                base_dir: dir.to_path_buf(),
+            }),
+        }
+    }
+}
+
+/// What a call needs besides its code.
+pub struct CallSetup {
+    pub logs: LogSink,
+    pub env: HashMap<String, String>,
+    /// When the call must end; compiling imports obeys it too.
+    pub deadline: Instant,
+    pub cancel: Option<Arc<CancelFlag>>,
+    pub write_budget: u64,
+    pub stdin: Option<Arc<str>>,
+    /// A directory the call is confined to, if any.
+    pub scope: Option<Scope>,
 }
 
 /// Why a runtime could not be made.
@@ -93,12 +134,24 @@ pub struct Sandbox {
     modules: HashMap<[u8; 32], ModuleId>,
     /// Set when the runtime must not run another call.
     poisoned: bool,
+    /// What a call that is not confined to a scope may reach.
+    permissions: Arc<Permissions>,
 }
 
 impl Sandbox {
     /// Creates a runtime as `host` says. Must run inside a tokio runtime
     /// context.
     pub fn new(host: &SandboxHost) -> Result<Sandbox, InitError> {
+        Sandbox::create(host, false)
+    }
+
+    /// A runtime with V8's inspector, for a notebook (its cells are
+    /// evaluated through an inspector session in REPL mode).
+    pub fn with_inspector(host: &SandboxHost) -> Result<Sandbox, InitError> {
+        Sandbox::create(host, true)
+    }
+
+    fn create(host: &SandboxHost, inspector: bool) -> Result<Sandbox, InitError> {
         let record = Arc::new(KillRecord::default());
         let notes = Notes::default();
         // Backing stores of ArrayBuffers live outside the heap: they get a
@@ -117,6 +170,7 @@ impl Sandbox {
                 record: record.clone(),
             })),
             create_params: Some(params),
+            inspector,
             ..Default::default()
         })
         .map_err(InitError::Runtime)?;
@@ -160,6 +214,7 @@ impl Sandbox {
                 notes,
                 modules: HashMap::new(),
                 poisoned: true,
+                permissions: host.permissions.clone(),
             });
             return Err(InitError::Seal);
         }
@@ -170,6 +225,7 @@ impl Sandbox {
             notes,
             modules: HashMap::new(),
             poisoned: false,
+            permissions: host.permissions.clone(),
         })
     }
 
@@ -184,6 +240,11 @@ impl Sandbox {
         // leave another entered (every use goes through this method).
         unsafe { self.runtime.v8_isolate().exit() };
         r
+    }
+
+    /// The runtime itself, for the notebook's inspector session.
+    pub(super) fn runtime_mut(&mut self) -> &mut JsRuntime {
+        &mut self.runtime
     }
 
     pub fn isolate_handle(&self) -> v8::IsolateHandle {
@@ -215,26 +276,28 @@ impl Sandbox {
         ]
     }
 
-    /// Prepares the per-call state (logs, env, the deadline that compiling
-    /// imports obeys) before a call.
-    pub fn begin_call(
-        &mut self,
-        logs: LogSink,
-        env: HashMap<String, String>,
-        deadline: Instant,
-        cancel: Option<Arc<CancelFlag>>,
-        write_budget: u64,
-        stdin: Option<Arc<str>>,
-    ) {
+    /// Prepares the per-call state (logs, env, deadline, scope) before a
+    /// call.
+    pub fn begin_call(&mut self, setup: CallSetup) {
+        let (resolver, permissions) = match setup.scope {
+            Some(scope) => (Some(scope.resolver), scope.permissions),
+            None => (None, self.permissions.clone()),
+        };
         *self.notes.borrow_mut() = LoadNotes {
-            deadline: Some(deadline),
-            cancel,
+            deadline: Some(setup.deadline),
+            cancel: setup.cancel,
+            resolver,
             ..LoadNotes::default()
         };
-        self.runtime
-            .op_state()
-            .borrow_mut()
-            .put(CallState::new(logs, env, write_budget, stdin));
+        let state = self.runtime.op_state();
+        let mut state = state.borrow_mut();
+        state.put(permissions);
+        state.put(CallState::new(
+            setup.logs,
+            setup.env,
+            setup.write_budget,
+            setup.stdin,
+        ));
     }
 
     /// Takes the logs of the call that just ended.

@@ -1,0 +1,454 @@
+//! Notebook sessions: one isolate kept for the session's life on a thread
+//! of its own, so a session that hogs its isolate stalls nobody else. Each
+//! cell is transpiled (TypeScript too), its static imports become dynamic
+//! ones, and it is evaluated in V8's REPL mode (see `js::notebook`). A
+//! cell stopped by its timeout or an interrupt keeps the state (the
+//! termination is cancelled); a memory kill loses it, and the next cell
+//! starts on a fresh isolate.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::js::ext::LogSink;
+use super::js::notebook::{CellOutcome, CellSession};
+use super::js::{CallSetup, ConvertLimits, Sandbox, SandboxHost, Scope};
+use super::pool::PROGRAM_STREAM_BYTES;
+use super::transpile::TranspileError;
+use super::watchdog::{CancelFlag, KillReason, KillRecord, Watch, Watchdog};
+use crate::config::Limits;
+use crate::sync::lock;
+
+/// Stack of a notebook thread, as for isolate threads.
+const THREAD_STACK: usize = 8 * 1024 * 1024;
+/// How long past a cell's deadline its reply is still awaited (a
+/// terminated evaluation answers as it unwinds).
+const REPLY_GRACE: Duration = Duration::from_millis(100);
+
+/// One cell to run.
+pub struct CellRequest {
+    pub code: String,
+    pub typescript: bool,
+    pub timeout: Duration,
+    /// What `Deno.env.get` sees.
+    pub env: std::collections::HashMap<String, String>,
+}
+
+/// How a cell ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellStatus {
+    Completed,
+    /// It threw, or did not compile.
+    Error,
+    Timeout,
+    Interrupted,
+    /// A memory kill: the state is lost.
+    MemoryLimit,
+}
+
+/// What a cell printed and gave back.
+#[derive(Debug, Clone)]
+pub struct CellReport {
+    pub stdout: String,
+    pub stderr: String,
+    /// The last expression's value as JSON (`None` when the cell failed).
+    pub result: Option<String>,
+    pub status: CellStatus,
+    /// Whether the session's state was lost (a memory kill, `Deno.exit`).
+    pub state_reset: bool,
+    pub duration: Duration,
+    pub output_truncated: bool,
+}
+
+/// A cell for the notebook thread, and where its report goes.
+struct Command(CellRequest, oneshot::Sender<CellReport>);
+
+/// A live notebook: its thread ends when this is dropped.
+pub struct Notebook {
+    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    /// The running cell's interrupt flag, if one runs.
+    current: Arc<Mutex<Option<Arc<CancelFlag>>>>,
+    watchdog: Watchdog,
+}
+
+/// What a notebook thread is made with.
+pub(crate) struct NotebookParts {
+    pub host: SandboxHost,
+    pub watchdog: Watchdog,
+    pub limits: Limits,
+}
+
+impl Notebook {
+    /// Starts a notebook confined to `dir` (which must exist).
+    pub(crate) fn start(parts: NotebookParts, dir: &Path) -> std::io::Result<Notebook> {
+        let (tx, rx) = mpsc::channel();
+        let current: Arc<Mutex<Option<Arc<CancelFlag>>>> = Arc::default();
+        let scope = parts.host.scoped(dir);
+        let watchdog = parts.watchdog.clone();
+        let thread_current = current.clone();
+        let dir = dir.to_path_buf();
+        std::thread::Builder::new()
+            .name("isoexec-notebook".into())
+            .stack_size(THREAD_STACK)
+            .spawn(move || thread_main(parts, scope, dir, rx, thread_current))?;
+        Ok(Notebook {
+            commands: Mutex::new(Some(tx)),
+            current,
+            watchdog,
+        })
+    }
+
+    /// Runs the next cell and waits for its report.
+    pub async fn run(&self, cell: CellRequest) -> Option<CellReport> {
+        let (reply, rx) = oneshot::channel();
+        let sent = lock(&self.commands)
+            .as_ref()
+            .is_some_and(|tx| tx.send(Command(cell, reply)).is_ok());
+        if !sent {
+            return None;
+        }
+        rx.await.ok()
+    }
+
+    /// Stops the running cell, if any; the state is kept.
+    pub fn interrupt(&self) -> bool {
+        let flag = lock(&self.current).clone();
+        match flag {
+            Some(flag) => {
+                flag.cancel();
+                self.watchdog.poke();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends the notebook: a running cell is interrupted, the thread drops
+    /// the isolate and exits.
+    pub fn stop(&self) {
+        self.interrupt();
+        lock(&self.commands).take();
+    }
+}
+
+impl Drop for Notebook {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The isolate and its inspector session, made on first use and again
+/// after a memory kill.
+struct Live {
+    sandbox: Sandbox,
+    session: CellSession,
+}
+
+fn thread_main(
+    parts: NotebookParts,
+    scope: Scope,
+    dir: PathBuf,
+    commands: mpsc::Receiver<Command>,
+    current: Arc<Mutex<Option<Arc<CancelFlag>>>>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "a notebook thread could not start its runtime");
+            return;
+        }
+    };
+    // deno_core needs a tokio context whenever V8 may post a delayed task.
+    let _enter = rt.enter();
+    let slot = format!("__isoexec_cell_{}", uuid::Uuid::new_v4().simple());
+    let mut live: Option<Live> = None;
+    let mut cells = 0u64;
+    while let Ok(Command(cell, reply)) = commands.recv() {
+        cells += 1;
+        let flag = Arc::new(CancelFlag::default());
+        *lock(&current) = Some(flag.clone());
+        let report = run_cell(
+            &parts, &scope, &dir, &rt, &mut live, &slot, cells, cell, &flag,
+        );
+        *lock(&current) = None;
+        let _ = reply.send(report);
+    }
+    // Dropping the sandbox needs its isolate entered: Sandbox's Drop does it.
+    drop(live);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_cell(
+    parts: &NotebookParts,
+    scope: &Scope,
+    dir: &Path,
+    rt: &tokio::runtime::Runtime,
+    live: &mut Option<Live>,
+    slot: &str,
+    n: u64,
+    cell: CellRequest,
+    flag: &Arc<CancelFlag>,
+) -> CellReport {
+    let started = Instant::now();
+    let deadline = started + cell.timeout;
+    let report = |status, stderr: String, state_reset| CellReport {
+        stdout: String::new(),
+        stderr,
+        result: None,
+        status,
+        state_reset,
+        duration: started.elapsed(),
+        output_truncated: false,
+    };
+    // Compile: TypeScript to JavaScript, then static imports to dynamic ones.
+    let ext = if cell.typescript { "ts" } else { "js" };
+    let name = format!("__cell_{n}.{ext}");
+    let Ok(specifier) = deno_core::ModuleSpecifier::from_file_path(dir.join(&name)) else {
+        return report(
+            CellStatus::Error,
+            "error: the session directory is not absolute\n".into(),
+            false,
+        );
+    };
+    let stop = || flag.is_cancelled();
+    let js = match parts
+        .host
+        .cache
+        .get_file(&specifier, &cell.code, deadline, &stop)
+    {
+        Ok(module) => script_from_module(&module.code, dir),
+        Err(TranspileError::Syntax(e)) => {
+            let text = format!(
+                "error: SyntaxError: {} at {name}:{}:{}\n",
+                e.message, e.line, e.column
+            );
+            return report(CellStatus::Error, text, false);
+        }
+        Err(TranspileError::Timeout) => return report(CellStatus::Timeout, String::new(), false),
+        Err(TranspileError::Cancelled) => {
+            return report(CellStatus::Interrupted, "Interrupted\n".into(), false);
+        }
+        Err(TranspileError::Internal(m)) => {
+            tracing::error!(cause = %m, "a notebook cell could not be compiled");
+            return report(CellStatus::Error, "error: internal error\n".into(), false);
+        }
+    };
+    let mut state_reset = false;
+    if live.is_none() {
+        match Sandbox::with_inspector(&parts.host) {
+            Ok(mut sandbox) => {
+                let session = sandbox.with_entered(|sb| CellSession::open(sb, slot.to_string()));
+                *live = Some(Live { sandbox, session });
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a notebook isolate could not be made");
+                return report(CellStatus::Error, "error: internal error\n".into(), false);
+            }
+        }
+    }
+    let Some(Live { sandbox, session }) = live.as_mut() else {
+        return report(CellStatus::Error, "error: internal error\n".into(), false);
+    };
+    let limits = ConvertLimits {
+        max_bytes: parts.limits.max_result_bytes,
+        max_depth: parts.limits.max_json_depth,
+    };
+    let cell_record = Arc::new(KillRecord::default());
+    let (outcome, logs, truncated, killed) = sandbox.with_entered(|sb| {
+        sb.begin_call(CallSetup {
+            logs: LogSink::streams(PROGRAM_STREAM_BYTES),
+            env: cell.env,
+            deadline,
+            cancel: Some(flag.clone()),
+            write_budget: parts.limits.max_write_bytes,
+            stdin: None,
+            scope: Some(scope.clone()),
+        });
+        let ticket = parts.watchdog.arm(Watch {
+            isolate: sb.isolate_handle(),
+            record: cell_record.clone(),
+            deadline,
+            cpu: None,
+            cancel: Some(flag.clone()),
+        });
+        let outcome = rt.block_on(session.evaluate(sb, &js, deadline + REPLY_GRACE, limits));
+        parts.watchdog.disarm(ticket);
+        // The sandbox's own record holds kills that end the state.
+        let killed = sb.kill_record().reason();
+        if killed.is_none() {
+            // Timeouts and interrupts keep the state: V8 can cancel a
+            // termination, and the isolate runs the next cell.
+            sb.isolate_handle().cancel_terminate_execution();
+        }
+        let (logs, truncated) = sb.take_logs();
+        (outcome, logs, truncated, killed)
+    });
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    for entry in &logs {
+        let s = if entry.level.is_stderr() {
+            &mut stderr
+        } else {
+            &mut stdout
+        };
+        s.push_str(&entry.message);
+        s.push('\n');
+    }
+    let mut result = None;
+    let status = match (killed, cell_record.reason(), outcome) {
+        (Some(KillReason::MemoryLimit), _, _) => {
+            *live = None;
+            state_reset = true;
+            stderr.push_str("error: memory limit exceeded; the session's state was reset\n");
+            CellStatus::MemoryLimit
+        }
+        (Some(_), _, _) => {
+            // Deno.exit or another kill of the isolate itself.
+            *live = None;
+            state_reset = true;
+            CellStatus::Completed
+        }
+        (None, Some(KillReason::Timeout), _) => CellStatus::Timeout,
+        (None, Some(KillReason::Cancelled), _) => {
+            stderr.push_str("Interrupted\n");
+            CellStatus::Interrupted
+        }
+        (None, _, CellOutcome::NoReply) => CellStatus::Timeout,
+        (None, _, CellOutcome::Threw(text)) => {
+            stderr.push_str(&format!("Uncaught {text}\n"));
+            CellStatus::Error
+        }
+        (None, _, CellOutcome::Unconvertible(message)) => {
+            stderr.push_str(&format!(
+                "error: the result could not be converted: {message}\n"
+            ));
+            CellStatus::Error
+        }
+        (None, _, CellOutcome::Value(json)) => {
+            result = Some(json);
+            CellStatus::Completed
+        }
+    };
+    CellReport {
+        stdout,
+        stderr,
+        result,
+        status,
+        state_reset,
+        duration: started.elapsed(),
+        output_truncated: truncated,
+    }
+}
+
+/// A transpiled module as a REPL script: static imports become `await
+/// import()` (relative specifiers made absolute in `dir`, since a script
+/// has no URL to resolve them against), `export` keywords are dropped, and
+/// the source-map comment goes.
+pub fn script_from_module(js: &str, dir: &Path) -> String {
+    let mut out = String::with_capacity(js.len());
+    for line in js.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("//# sourceMappingURL=") {
+            continue;
+        }
+        if let Some(rewritten) = import_line(trimmed, dir) {
+            out.push_str(&rewritten);
+        } else if let Some(rest) = trimmed.strip_prefix("export default ") {
+            out.push_str(rest);
+        } else if let Some(rest) = trimmed.strip_prefix("export ") {
+            if rest.starts_with('{') {
+                // `export { a, b };` names bindings that already exist.
+                continue;
+            }
+            out.push_str(rest);
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `import … from "m";` (one line, as swc writes it) as a dynamic import.
+fn import_line(line: &str, dir: &Path) -> Option<String> {
+    let rest = line.strip_prefix("import ")?;
+    if rest.starts_with('(') {
+        return None;
+    }
+    let quoted = |s: &str| -> Option<String> {
+        let s = s.trim().trim_end_matches(';').trim();
+        let q = s.chars().next()?;
+        (q == '"' || q == '\'').then(|| s.trim_matches(q).to_string())
+    };
+    let base = deno_core::ModuleSpecifier::from_directory_path(dir).ok();
+    let target = |spec: String| -> String {
+        let absolute = match &base {
+            Some(base) if spec.starts_with("./") || spec.starts_with("../") => {
+                base.join(&spec).map(|u| u.to_string()).unwrap_or(spec)
+            }
+            _ => spec,
+        };
+        serde_json::Value::String(absolute).to_string()
+    };
+    let Some((clause, from)) = rest.rsplit_once(" from ") else {
+        // `import "m";`
+        return quoted(rest).map(|m| format!("await import({});", target(m)));
+    };
+    let module = target(quoted(from)?);
+    let clause = clause.trim();
+    if let Some(ns) = clause.strip_prefix("* as ") {
+        return Some(format!("const {} = await import({module});", ns.trim()));
+    }
+    let (default, named) = match clause.find('{') {
+        Some(i) => (
+            clause[..i].trim().trim_end_matches(',').trim(),
+            Some(&clause[i..]),
+        ),
+        None => (clause, None),
+    };
+    let mut parts = Vec::new();
+    if !default.is_empty() {
+        parts.push(format!("default: {default}"));
+    }
+    if let Some(named) = named {
+        let inner = named.trim().trim_start_matches('{').trim_end_matches('}');
+        for item in inner.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match item.split_once(" as ") {
+                Some((a, b)) => parts.push(format!("{}: {}", a.trim(), b.trim())),
+                None => parts.push(item.to_string()),
+            }
+        }
+    }
+    Some(format!(
+        "const {{ {} }} = await import({module});",
+        parts.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_imports_become_dynamic() {
+        let dir = Path::new("/s");
+        let js = "import { a, b as c } from \"./lib.ts\";\nimport d from 'utils/x.ts';\n\
+                  import * as ns from \"../n.ts\";\nimport \"./side.ts\";\nimport e, { f } from \"./g.ts\";\n\
+                  export const x = a + c;\nexport function y() {}\nexport { x as z };\nx;\n\
+                  //# sourceMappingURL=data:application/json;base64,AAA";
+        let out = script_from_module(js, dir);
+        assert_eq!(
+            out,
+            "const { a, b: c } = await import(\"file:///s/lib.ts\");\n\
+             const { default: d } = await import(\"utils/x.ts\");\n\
+             const ns = await import(\"file:///n.ts\");\n\
+             await import(\"file:///s/side.ts\");\n\
+             const { default: e, f } = await import(\"file:///s/g.ts\");\n\
+             const x = a + c;\nfunction y() {}\nx;\n"
+        );
+    }
+}

@@ -1,0 +1,412 @@
+//! The session API under `/api/v1` (FastAPI-shaped: errors carry
+//! `detail`): environments, health, create, get, list, execute, interrupt,
+//! delete.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+use super::error::{ErrorKind, HttpError};
+use super::reply::json;
+use super::request::{HttpRequest, OverMax, json_object, millis_field};
+use super::router::Reply;
+use crate::app::App;
+use crate::clock::iso8601;
+use crate::engine::notebook::{CellRequest, CellStatus};
+use crate::engine::{ExecError, Execution, Isolation, Task};
+use crate::sessions::{
+    CreateError, Environment, Mode, Session, SessionView, Status, valid_filename,
+};
+use crate::workspace::MAX_CODE_BYTES;
+
+/// Seconds a client is asked to wait when every session slot is taken.
+const RETRY_AFTER_SECS: u32 = 5;
+
+fn view_json(v: &SessionView) -> Value {
+    json!({
+        "session_id": v.id,
+        "status": v.status.as_str(),
+        "environment": v.environment.as_str(),
+        "mode": v.mode.as_str(),
+        "container_id": null,
+        "created_at": iso8601(v.created_at_ms),
+        "last_execution": v.last_execution_ms.map(iso8601),
+        "expires_at": iso8601(v.expires_at_ms),
+    })
+}
+
+fn not_found(id: &str) -> HttpError {
+    HttpError::new(ErrorKind::NotFound, "Session not found").with("session_id", id)
+}
+
+fn session(app: &App, req: &HttpRequest) -> Result<Arc<Session>, HttpError> {
+    let id = req.param("id");
+    app.sessions.get(id).ok_or_else(|| not_found(id))
+}
+
+fn names() -> Vec<&'static str> {
+    Environment::ALL.iter().map(|e| e.as_str()).collect()
+}
+
+/// `GET /api/v1/environments`.
+pub async fn environments(_app: Arc<App>, _req: HttpRequest) -> Reply {
+    Ok(json(200, &names()))
+}
+
+/// `GET /api/v1/health`.
+pub async fn health(_app: Arc<App>, _req: HttpRequest) -> Reply {
+    Ok(json(200, &json!({"status": "ok"})))
+}
+
+/// `POST /api/v1/sessions {environment, mode?}`.
+pub async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
+    let body = req.body(&app.config).await?;
+    let body = json_object(&body, app.config.limits.max_json_depth)?;
+    let environment = match body.get("environment") {
+        Some(Value::String(e)) => Environment::parse(e).ok_or_else(|| {
+            HttpError::bad_field(
+                "environment",
+                format!(
+                    "Unknown environment '{e}'; available: {}",
+                    names().join(", ")
+                ),
+            )
+            .with("available", names())
+        })?,
+        None | Some(Value::Null) => {
+            return Err(HttpError::bad_field(
+                "environment",
+                format!(
+                    "Missing required field 'environment'; one of {}",
+                    names().join(", ")
+                ),
+            )
+            .with("available", names()));
+        }
+        Some(_) => {
+            return Err(HttpError::bad_field(
+                "environment",
+                "Field 'environment' must be a string",
+            ));
+        }
+    };
+    let mode = match body.get("mode") {
+        None | Some(Value::Null) => Mode::Script,
+        Some(Value::String(m)) => Mode::parse(m).ok_or_else(|| {
+            HttpError::bad_field(
+                "mode",
+                format!("Unknown mode '{m}'; \"script\" (the default) or \"notebook\""),
+            )
+        })?,
+        Some(_) => {
+            return Err(HttpError::bad_field(
+                "mode",
+                "Field 'mode' must be a string",
+            ));
+        }
+    };
+    let engine_app = app.clone();
+    let created = tokio::task::spawn_blocking(move || {
+        engine_app.sessions.create(environment, mode, |dir| {
+            engine_app.engine.start_notebook(dir)
+        })
+    })
+    .await
+    .map_err(HttpError::internal)?;
+    let session = match created {
+        Ok(s) => s,
+        Err(CreateError::Full(max)) => {
+            let mut e = HttpError::new(
+                ErrorKind::TooManySessions,
+                format!(
+                    "{max} sessions are alive, the most this server keeps; end one or retry later"
+                ),
+            )
+            .with("max_sessions", max);
+            e.retry_after = Some(RETRY_AFTER_SECS);
+            return Err(e);
+        }
+        Err(CreateError::Io(e)) => {
+            return Err(HttpError::internal(format!("creating a session: {e}")));
+        }
+    };
+    let v = session.view();
+    Ok(json(
+        200,
+        &json!({
+            "session_id": v.id,
+            "status": v.status.as_str(),
+            "environment": v.environment.as_str(),
+            "mode": v.mode.as_str(),
+            "message": "Session ready",
+        }),
+    ))
+}
+
+/// `GET /api/v1/sessions/{id}`.
+pub async fn get(app: Arc<App>, req: HttpRequest) -> Reply {
+    Ok(json(200, &view_json(&session(&app, &req)?.view())))
+}
+
+/// `GET /api/v1/sessions`.
+pub async fn list(app: Arc<App>, _req: HttpRequest) -> Reply {
+    let all: Vec<Value> = app
+        .sessions
+        .list()
+        .iter()
+        .map(|s| view_json(&s.view()))
+        .collect();
+    Ok(json(200, &json!({"sessions": all, "count": all.len()})))
+}
+
+/// `DELETE /api/v1/sessions/{id}`.
+pub async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
+    let id = req.param("id").to_string();
+    let Some((_, running)) = app.sessions.remove(&id) else {
+        return Err(not_found(&id));
+    };
+    let (status, message) = if running {
+        (
+            Status::Stopping,
+            "The running execution is being stopped; the session then ends",
+        )
+    } else {
+        (Status::Stopped, "Session ended")
+    };
+    Ok(json(
+        200,
+        &json!({"session_id": id, "status": status.as_str(), "message": message}),
+    ))
+}
+
+/// `POST /api/v1/sessions/{id}/interrupt`.
+pub async fn interrupt(app: Arc<App>, req: HttpRequest) -> Reply {
+    let s = session(&app, &req)?;
+    let interrupted = s.interrupt();
+    Ok(json(
+        200,
+        &json!({
+            "session_id": s.id,
+            "interrupted": interrupted,
+            "message": if interrupted { "The running execution was stopped" } else { "Nothing was running" },
+        }),
+    ))
+}
+
+/// What one execute asks.
+struct ExecuteBody {
+    code: String,
+    filename: Option<String>,
+    timeout: Duration,
+}
+
+fn execute_body(app: &App, body: &Map<String, Value>) -> Result<ExecuteBody, HttpError> {
+    let code = match body.get("code") {
+        Some(Value::String(c)) => c.clone(),
+        None | Some(Value::Null) => {
+            return Err(HttpError::bad_field(
+                "code",
+                "Missing required field 'code'",
+            ));
+        }
+        Some(_) => {
+            return Err(HttpError::bad_field(
+                "code",
+                "Field 'code' must be a string",
+            ));
+        }
+    };
+    if code.len() > MAX_CODE_BYTES {
+        return Err(HttpError::new(
+            ErrorKind::PayloadTooLarge,
+            format!(
+                "Code is {} bytes; at most {MAX_CODE_BYTES} are allowed",
+                code.len()
+            ),
+        )
+        .with("field", "code"));
+    }
+    let filename = match body.get("filename") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(f)) => {
+            valid_filename(f).map_err(|m| HttpError::bad_field("filename", m))?;
+            Some(f.clone())
+        }
+        Some(_) => {
+            return Err(HttpError::bad_field(
+                "filename",
+                "Field 'filename' must be a string",
+            ));
+        }
+    };
+    let limits = &app.config.limits;
+    let timeout = millis_field(
+        body.get("timeout"),
+        "timeout",
+        limits.default_timeout,
+        limits.max_timeout,
+        OverMax::Reject,
+    )?;
+    Ok(ExecuteBody {
+        code,
+        filename,
+        timeout,
+    })
+}
+
+/// `POST /api/v1/sessions/{id}/execute {code, filename?, timeout?}`.
+pub async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
+    let s = session(&app, &req)?;
+    let body = req.body(&app.config).await?;
+    let body = json_object(&body, app.config.limits.max_json_depth)?;
+    let asked = execute_body(&app, &body)?;
+    // Runs in one session go one at a time, in arrival order.
+    let _turn = s.run_lock.lock().await;
+    let ttl = app.sessions.ttl();
+    if !s.begin_execution(ttl) {
+        return Err(not_found(&s.id));
+    }
+    let started = Instant::now();
+    let reply = match s.mode {
+        Mode::Script => run_script(&app, &s, asked).await,
+        Mode::Notebook => run_cell(&app, &s, asked).await,
+    };
+    s.end_execution(ttl);
+    let mut reply = reply?;
+    reply["session_id"] = s.id.clone().into();
+    reply["execution_time"] = started.elapsed().as_secs_f64().into();
+    Ok(json(200, &reply))
+}
+
+/// Writes the file and runs it as a fresh program confined to the session.
+async fn run_script(
+    app: &Arc<App>,
+    s: &Arc<Session>,
+    asked: ExecuteBody,
+) -> Result<Value, HttpError> {
+    let name = asked
+        .filename
+        .unwrap_or_else(|| s.environment.default_file().to_string());
+    let path = s.dir.join(&name);
+    let code = asked.code;
+    let written = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || write_atomically(&path, &code)
+    })
+    .await
+    .map_err(HttpError::internal)?;
+    written.map_err(|e| HttpError::internal(format!("writing {}: {e}", path.display())))?;
+    let execution = Execution {
+        task: Task::Program { path, source: None },
+        timeout: asked.timeout,
+        cpu_limit: app.config.limits.default_cpu_limit,
+        isolation: Isolation::Isolate,
+        env: app.config.allow_env_values.clone(),
+        stdin: None,
+        scope: Some(s.dir.clone()),
+        precompiled: None,
+    };
+    let interrupted = s.interrupt.notified();
+    let report = tokio::select! {
+        r = app.engine.run(&execution) => r.map_err(|_| {
+            HttpError::overloaded(app.config.queue_size, 1)
+        })?,
+        () = interrupted => {
+            return Ok(json!({"stdout": "", "stderr": "Interrupted\n", "exit_code": null, "status": "error"}));
+        }
+        () = s.ended() => {
+            return Ok(json!({"stdout": "", "stderr": "The session ended\n", "exit_code": null, "status": "error"}));
+        }
+    };
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    for entry in &report.logs {
+        let out = if entry.level.is_stderr() {
+            &mut stderr
+        } else {
+            &mut stdout
+        };
+        out.push_str(&entry.message);
+        out.push('\n');
+    }
+    let (status, exit_code) = match report.outcome {
+        Ok(_) => ("completed", Some(0)),
+        Err(ExecError::Exit { code }) => ("completed", Some(code)),
+        Err(ExecError::Timeout) | Err(ExecError::CpuLimit) => ("timeout", None),
+        Err(ExecError::Exception {
+            name,
+            message,
+            stack,
+        }) => {
+            let stack = stack.unwrap_or_else(|| format!("{name}: {message}"));
+            stderr.push_str(&format!("error: Uncaught {stack}\n"));
+            ("error", Some(1))
+        }
+        Err(ExecError::PermissionDenied { message }) => {
+            stderr.push_str(&format!("error: Uncaught PermissionDenied: {message}\n"));
+            ("error", Some(1))
+        }
+        Err(other) => {
+            let e = HttpError::from_execution(&execution, other);
+            stderr.push_str(&format!("error: {}\n", e.message));
+            ("error", Some(1))
+        }
+    };
+    Ok(json!({
+        "stdout": stdout,
+        "stderr": stderr,
+        "exit_code": exit_code,
+        "status": status,
+        "output_truncated": report.logs_truncated,
+    }))
+}
+
+/// Runs the next notebook cell.
+async fn run_cell(
+    app: &Arc<App>,
+    s: &Arc<Session>,
+    asked: ExecuteBody,
+) -> Result<Value, HttpError> {
+    let Some(notebook) = &s.notebook else {
+        return Err(HttpError::internal("a notebook session has no notebook"));
+    };
+    let cell = CellRequest {
+        code: asked.code,
+        typescript: s.environment.is_typescript(),
+        timeout: asked.timeout,
+        env: app.config.allow_env_values.clone(),
+    };
+    let Some(report) = notebook.run(cell).await else {
+        return Err(not_found(&s.id));
+    };
+    let (status, exit_code) = match report.status {
+        CellStatus::Completed => ("completed", Some(0)),
+        CellStatus::Error | CellStatus::Interrupted | CellStatus::MemoryLimit => ("error", Some(1)),
+        CellStatus::Timeout => ("timeout", None),
+    };
+    let result = match &report.result {
+        Some(json) => serde_json::from_str::<Value>(json).unwrap_or(Value::Null),
+        None => Value::Null,
+    };
+    Ok(json!({
+        "stdout": report.stdout,
+        "stderr": report.stderr,
+        "exit_code": exit_code,
+        "status": status,
+        "result": result,
+        "state_reset": report.state_reset,
+        "interrupted": report.status == CellStatus::Interrupted,
+        "output_truncated": report.output_truncated,
+    }))
+}
+
+/// Writes `code` to `path` through a temporary file and a rename, so a
+/// concurrent reader sees the old file or the new one.
+fn write_atomically(path: &std::path::Path, code: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let temp = path.with_extension("isoexec-tmp");
+    std::fs::write(&temp, code)?;
+    std::fs::rename(&temp, path)
+}

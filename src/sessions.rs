@@ -1,0 +1,457 @@
+//! Sessions of the live-coding API: each has a directory of its own (under
+//! `<DATA_DIR>/sessions/`), and in notebook mode an isolate of its own.
+//! Runs in one session are serialised in arrival order; idle sessions end
+//! after `SESSION_TTL`; at most `MAX_SESSIONS` live at once. A session's
+//! files and isolate go when it ends: deleted, expired, or at shutdown.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex as AsyncMutex, watch};
+
+use crate::clock::now_ms;
+use crate::engine::notebook::Notebook;
+use crate::sync::lock;
+
+/// How often expired sessions are looked for.
+const REAP_EVERY: Duration = Duration::from_secs(1);
+
+/// What a session runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    TypeScript,
+    JavaScript,
+    Node,
+}
+
+impl Environment {
+    pub const ALL: [Environment; 3] = [
+        Environment::TypeScript,
+        Environment::JavaScript,
+        Environment::Node,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::TypeScript => "typescript",
+            Environment::JavaScript => "javascript",
+            Environment::Node => "node",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Environment> {
+        Environment::ALL
+            .into_iter()
+            .find(|e| e.as_str().eq_ignore_ascii_case(text))
+    }
+
+    pub fn is_typescript(self) -> bool {
+        self == Environment::TypeScript
+    }
+
+    /// The file an execute writes when it names none.
+    pub fn default_file(self) -> &'static str {
+        if self.is_typescript() {
+            "main.ts"
+        } else {
+            "main.js"
+        }
+    }
+}
+
+/// How a session runs its code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Each execute writes a file and runs it as a fresh program.
+    Script,
+    /// One isolate for the session's life; each execute is the next cell.
+    Notebook,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Script => "script",
+            Mode::Notebook => "notebook",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Mode> {
+        [Mode::Script, Mode::Notebook]
+            .into_iter()
+            .find(|m| m.as_str() == text)
+    }
+}
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    Creating,
+    Ready,
+    Executing,
+    Stopping,
+    Stopped,
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Creating => "creating",
+            Status::Ready => "ready",
+            Status::Executing => "executing",
+            Status::Stopping => "stopping",
+            Status::Stopped => "stopped",
+            Status::Error => "error",
+        }
+    }
+}
+
+/// One session.
+pub struct Session {
+    pub id: String,
+    pub environment: Environment,
+    pub mode: Mode,
+    /// Its own directory: files persist here for the session's life.
+    pub dir: PathBuf,
+    pub created_at_ms: u64,
+    state: std::sync::Mutex<SessionState>,
+    /// Held by the running execute: runs are serialised, first come first
+    /// served (tokio's mutex is fair).
+    pub run_lock: AsyncMutex<()>,
+    /// The notebook isolate (notebook mode).
+    pub notebook: Option<Notebook>,
+    /// Set to true when the session ends; a running execute stops.
+    ended: watch::Sender<bool>,
+    /// Signalled by `interrupt`: a running script-mode execute stops.
+    pub interrupt: tokio::sync::Notify,
+    /// Executions so far (each renews the idle deadline).
+    pub executions: AtomicU64,
+}
+
+struct SessionState {
+    status: Status,
+    last_execution_ms: Option<u64>,
+    /// When the session expires if nothing runs before.
+    expires: Instant,
+    expires_at_ms: u64,
+}
+
+/// What the API reports about a session.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    pub id: String,
+    pub status: Status,
+    pub environment: Environment,
+    pub mode: Mode,
+    pub created_at_ms: u64,
+    pub last_execution_ms: Option<u64>,
+    pub expires_at_ms: u64,
+}
+
+impl Session {
+    pub fn view(&self) -> SessionView {
+        let st = lock(&self.state);
+        SessionView {
+            id: self.id.clone(),
+            status: st.status,
+            environment: self.environment,
+            mode: self.mode,
+            created_at_ms: self.created_at_ms,
+            last_execution_ms: st.last_execution_ms,
+            expires_at_ms: st.expires_at_ms,
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        lock(&self.state).status
+    }
+
+    pub fn set_status(&self, status: Status) {
+        lock(&self.state).status = status;
+    }
+
+    /// Marks an execution starting: `executing`, and the idle deadline
+    /// renewed. False if the session has ended meanwhile.
+    pub fn begin_execution(&self, ttl: Duration) -> bool {
+        let mut st = lock(&self.state);
+        if matches!(
+            st.status,
+            Status::Stopping | Status::Stopped | Status::Error
+        ) {
+            return false;
+        }
+        st.status = Status::Executing;
+        st.last_execution_ms = Some(now_ms());
+        st.expires = Instant::now() + ttl;
+        st.expires_at_ms = now_ms() + ttl.as_millis() as u64;
+        self.executions.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Marks an execution done: `ready` again (unless the session ended),
+    /// and the idle time starting now.
+    pub fn end_execution(&self, ttl: Duration) {
+        let mut st = lock(&self.state);
+        if st.status == Status::Executing {
+            st.status = Status::Ready;
+        }
+        st.expires = Instant::now() + ttl;
+        st.expires_at_ms = now_ms() + ttl.as_millis() as u64;
+    }
+
+    /// Resolves when the session ends.
+    pub async fn ended(&self) {
+        let mut rx = self.ended.subscribe();
+        let _ = rx.wait_for(|ended| *ended).await;
+    }
+
+    /// Stops the running execute, if any; a notebook keeps its state.
+    /// Whether something was running.
+    pub fn interrupt(&self) -> bool {
+        let running = self.status() == Status::Executing;
+        if let Some(nb) = &self.notebook {
+            nb.interrupt();
+        }
+        self.interrupt.notify_waiters();
+        running
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        let st = lock(&self.state);
+        st.status != Status::Executing && now >= st.expires
+    }
+}
+
+/// Why a session could not be made.
+#[derive(Debug)]
+pub enum CreateError {
+    /// `MAX_SESSIONS` are alive.
+    Full(usize),
+    Io(std::io::Error),
+}
+
+/// Every live session.
+pub struct Sessions {
+    root: PathBuf,
+    ttl: Duration,
+    max: usize,
+    live: std::sync::Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl Sessions {
+    /// Sessions under `<data_dir>/sessions/`; directories a previous run
+    /// left behind are removed.
+    pub fn open(data_dir: &Path, ttl: Duration, max: usize) -> std::io::Result<Sessions> {
+        let root = data_dir.join("sessions");
+        if root.exists() {
+            std::fs::remove_dir_all(&root)?;
+        }
+        std::fs::create_dir_all(&root)?;
+        let root = std::fs::canonicalize(&root)?;
+        Ok(Sessions {
+            root,
+            ttl,
+            max,
+            live: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    pub fn count(&self) -> usize {
+        lock(&self.live).len()
+    }
+
+    /// Makes a session; `notebook` starts its isolate in `dir`.
+    pub fn create(
+        &self,
+        environment: Environment,
+        mode: Mode,
+        notebook: impl FnOnce(&Path) -> std::io::Result<Notebook>,
+    ) -> Result<Arc<Session>, CreateError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        {
+            // Reserve the slot first so that concurrent creates cannot pass
+            // the cap together.
+            let live = lock(&self.live);
+            if live.len() >= self.max {
+                return Err(CreateError::Full(self.max));
+            }
+        }
+        let dir = self.root.join(&id);
+        std::fs::create_dir_all(&dir).map_err(CreateError::Io)?;
+        let notebook = match mode {
+            Mode::Notebook => match notebook(&dir) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(CreateError::Io(e));
+                }
+            },
+            Mode::Script => None,
+        };
+        let (ended, _) = watch::channel(false);
+        let session = Arc::new(Session {
+            id: id.clone(),
+            environment,
+            mode,
+            dir,
+            created_at_ms: now_ms(),
+            state: std::sync::Mutex::new(SessionState {
+                status: Status::Ready,
+                last_execution_ms: None,
+                expires: Instant::now() + self.ttl,
+                expires_at_ms: now_ms() + self.ttl.as_millis() as u64,
+            }),
+            run_lock: AsyncMutex::new(()),
+            notebook,
+            ended,
+            interrupt: tokio::sync::Notify::new(),
+            executions: AtomicU64::new(0),
+        });
+        let mut live = lock(&self.live);
+        if live.len() >= self.max {
+            drop(live);
+            finish(&session);
+            return Err(CreateError::Full(self.max));
+        }
+        live.insert(id, session.clone());
+        Ok(session)
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        lock(&self.live).get(id).cloned()
+    }
+
+    pub fn list(&self) -> Vec<Arc<Session>> {
+        let mut all: Vec<_> = lock(&self.live).values().cloned().collect();
+        all.sort_by_key(|s| s.created_at_ms);
+        all
+    }
+
+    /// Ends a session: it leaves the registry at once; a running execute is
+    /// stopped; its files and isolate go once that run has ended. Returns
+    /// the session and whether a run was still going.
+    pub fn remove(&self, id: &str) -> Option<(Arc<Session>, bool)> {
+        let session = lock(&self.live).remove(id)?;
+        let running = session.status() == Status::Executing;
+        session.set_status(Status::Stopping);
+        let _ = session.ended.send(true);
+        if let Some(nb) = &session.notebook {
+            nb.interrupt();
+        }
+        let cleanup = session.clone();
+        tokio::spawn(async move {
+            // Wait for the run in progress, if any, to let go.
+            let _guard = cleanup.run_lock.lock().await;
+            finish(&cleanup);
+        });
+        Some((session, running))
+    }
+
+    /// Ends idle sessions past their TTL, once a second, for as long as
+    /// the returned task runs.
+    pub fn reap_in_background(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let sessions = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REAP_EVERY).await;
+                let now = Instant::now();
+                let expired: Vec<String> = lock(&sessions.live)
+                    .values()
+                    .filter(|s| s.expired(now))
+                    .map(|s| s.id.clone())
+                    .collect();
+                for id in expired {
+                    tracing::info!(session = %id, "session expired");
+                    sessions.remove(&id);
+                }
+            }
+        })
+    }
+
+    /// Ends every session (at shutdown), removing their files now.
+    pub fn shutdown(&self) {
+        let all: Vec<_> = lock(&self.live).drain().map(|(_, s)| s).collect();
+        for s in all {
+            let _ = s.ended.send(true);
+            finish(&s);
+        }
+    }
+}
+
+/// Releases what a session holds: its isolate and its files.
+fn finish(session: &Session) {
+    if let Some(nb) = &session.notebook {
+        nb.stop();
+    }
+    if let Err(e) = std::fs::remove_dir_all(&session.dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %session.dir.display(), error = %e, "a session's files could not be removed");
+    }
+    session.set_status(Status::Stopped);
+}
+
+/// Whether `name` is a file name a session may write: a relative path
+/// inside the session directory (sub-directories allowed), ending in a
+/// JavaScript or TypeScript extension.
+pub fn valid_filename(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 255 {
+        return Err("filename must be 1 to 255 characters".into());
+    }
+    let path = Path::new(name);
+    if path.is_absolute()
+        || path
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(format!(
+            "filename '{name}' must be a relative path inside the session (no '..', no leading '/')"
+        ));
+    }
+    let ok_ext = [".ts", ".js", ".mjs", ".mts", ".json"]
+        .iter()
+        .any(|e| name.ends_with(e));
+    if !ok_ext {
+        return Err(format!(
+            "filename '{name}' must end in .ts, .js, .mts, .mjs or .json"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_stay_inside_the_session() {
+        assert!(valid_filename("main.ts").is_ok());
+        assert!(valid_filename("lib/util.js").is_ok());
+        for bad in ["", "/etc/x.ts", "../x.ts", "a/../../x.ts", "x.py", "./x.ts"] {
+            assert!(valid_filename(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn environments_and_modes_parse() {
+        assert_eq!(
+            Environment::parse("TypeScript"),
+            Some(Environment::TypeScript)
+        );
+        assert_eq!(Environment::parse("python"), None);
+        assert_eq!(Environment::TypeScript.default_file(), "main.ts");
+        assert_eq!(Environment::Node.default_file(), "main.js");
+        assert_eq!(Mode::parse("notebook"), Some(Mode::Notebook));
+        assert_eq!(Mode::parse("repl"), None);
+    }
+}
