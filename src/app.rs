@@ -5,8 +5,9 @@ use std::time::Instant;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Engine, Execution, Overloaded, Report};
 use crate::jobs::Jobs;
+use crate::metrics::{Live, Metrics};
 use crate::sessions::Sessions;
 use crate::workspace::Workspace;
 
@@ -25,6 +26,11 @@ pub struct App {
     pub sessions: Arc<Sessions>,
     /// When the server started: `/health` reports the uptime.
     pub started: Instant,
+    /// Every series `/metrics` exports.
+    pub metrics: Metrics,
+    /// The OpenAPI document of the routes being served, set once the
+    /// router is built.
+    pub openapi: std::sync::OnceLock<serde_json::Value>,
 }
 
 impl App {
@@ -49,12 +55,25 @@ impl App {
                 )
             })?;
         let engine = Engine::start(&config)?;
+        let sessions = Arc::new(sessions);
+        let probe = engine.probe();
+        let counted = sessions.clone();
+        let metrics = Metrics::new(Live {
+            pool: Box::new(move || {
+                let s = probe();
+                (s.size as u64, s.busy as u64, s.queued as u64)
+            }),
+            isolates_created: engine.isolates_created(),
+            sessions: Box::new(move || counted.count() as u64),
+        });
         Ok(App {
+            openapi: std::sync::OnceLock::new(),
+            metrics,
             config,
             engine,
             workspace,
             jobs: Arc::new(jobs),
-            sessions: Arc::new(sessions),
+            sessions,
             started: Instant::now(),
         })
     }
@@ -71,10 +90,43 @@ impl App {
         }
         for record in queued {
             let app = self.clone();
-            tokio::spawn(async move { app.jobs.run_queued(&app.engine, record).await });
+            tokio::spawn(async move { app.jobs.run_queued(&app, record).await });
         }
         self.jobs.prune_in_background();
         self.sessions.reap_in_background();
         Ok(())
+    }
+}
+
+impl App {
+    /// The OpenAPI document (an empty object before the router set it).
+    pub fn openapi_json(&self) -> &serde_json::Value {
+        static EMPTY: serde_json::Value = serde_json::Value::Null;
+        self.openapi.get().unwrap_or(&EMPTY)
+    }
+
+    /// Runs an execution on the engine and records it in the metrics
+    /// (`api` names the API it came through).
+    pub async fn execute(
+        &self,
+        api: &'static str,
+        execution: &Execution,
+    ) -> Result<Report, Overloaded> {
+        let started = Instant::now();
+        let isolation = execution.isolation.as_str();
+        let result = self.engine.run(execution).await;
+        let (outcome, queued) = match &result {
+            Ok(report) => (
+                match &report.outcome {
+                    Ok(_) | Err(crate::engine::ExecError::Exit { code: 0 }) => "ok",
+                    Err(e) => e.kind(),
+                },
+                report.queue_wait,
+            ),
+            Err(_) => ("overloaded", std::time::Duration::ZERO),
+        };
+        let ran = started.elapsed().saturating_sub(queued);
+        self.metrics.execution(api, isolation, outcome, ran, queued);
+        result
     }
 }

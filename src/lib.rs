@@ -16,6 +16,7 @@
 //! - [`jobs`]: code jobs and their durable records (SQLite behind a
 //!   narrow store interface).
 //! - [`sessions`]: sessions of the live-coding API (script and notebook).
+//! - [`metrics`]: the Prometheus series.
 //! - [`clock`]: epoch milliseconds and ISO 8601 times.
 //! - [`sync`]: locking that survives a panicked holder.
 //!
@@ -31,6 +32,7 @@ pub mod config;
 pub mod engine;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod sessions;
 pub mod sync;
 pub mod workspace;

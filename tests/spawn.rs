@@ -11,10 +11,15 @@ pub const ISOEXEC_LISTENING: &str = "isoexec listening on http://";
 /// Starts `cmd`, waits for its first stdout line (`prefix` then an
 /// address), and keeps draining stdout so the server never blocks on a full
 /// pipe. stderr is inherited.
-pub fn spawn_listening(mut cmd: Command, prefix: &str) -> (Child, SocketAddr) {
+pub fn spawn_listening(cmd: Command, prefix: &str) -> (Child, SocketAddr) {
+    spawn_listening_with(cmd, prefix, Stdio::inherit())
+}
+
+/// As [`spawn_listening`], with the server's stderr going to `stderr`.
+pub fn spawn_listening_with(mut cmd: Command, prefix: &str, stderr: Stdio) -> (Child, SocketAddr) {
     let mut child = cmd
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("spawn the server");
     let mut reader = BufReader::new(child.stdout.take().expect("stdout"));

@@ -92,7 +92,10 @@ impl IsolateThread<'_> {
 
     fn new_sandbox(&self) -> Option<Sandbox> {
         match Sandbox::new(&self.shared.host) {
-            Ok(sb) => Some(sb),
+            Ok(sb) => {
+                self.shared.isolates_created.fetch_add(1, Ordering::Relaxed);
+                Some(sb)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "could not create an isolate");
                 None
@@ -118,7 +121,8 @@ impl IsolateThread<'_> {
         // Programs always start clean.
         let warm = warm && matches!(job.task, Task::Call { .. });
         // The deadline covers everything from here on, compiling included.
-        let deadline = Instant::now() + job.timeout;
+        let started = Instant::now();
+        let deadline = started + job.timeout;
         let stop = || queued.cancel.is_cancelled() || queued.reply.is_closed();
         let work = match &job.task {
             Task::Call { script, .. } => {
@@ -159,7 +163,10 @@ impl IsolateThread<'_> {
         let mut sandbox = match slot.take() {
             Some(sb) => sb,
             None => match Sandbox::new(&self.shared.host) {
-                Ok(sb) => sb,
+                Ok(sb) => {
+                    self.shared.isolates_created.fetch_add(1, Ordering::Relaxed);
+                    sb
+                }
                 Err(e) => {
                     return (
                         Report::failed(ExecError::Internal {
@@ -244,6 +251,7 @@ impl IsolateThread<'_> {
                 outcome,
                 logs,
                 logs_truncated,
+                queue_wait: queued.queued_at.elapsed().saturating_sub(started.elapsed()),
             };
             (
                 report,

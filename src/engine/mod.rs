@@ -144,6 +144,16 @@ impl Engine {
         self.pool.stats()
     }
 
+    /// A way to read the pool's occupancy from anywhere (metrics).
+    pub fn probe(&self) -> impl Fn() -> PoolStats + Send + Sync + 'static {
+        self.pool.probe()
+    }
+
+    /// Isolates made so far.
+    pub fn isolates_created(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.pool.isolates_created()
+    }
+
     /// Heap bytes of all isolates: (total, used, external).
     pub fn heap(&self) -> [u64; 3] {
         self.pool.heap()

@@ -78,6 +78,7 @@ pub(crate) struct NotebookParts {
     pub host: SandboxHost,
     pub watchdog: Watchdog,
     pub limits: Limits,
+    pub isolates_created: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Notebook {
@@ -242,6 +243,9 @@ fn run_cell(
     if live.is_none() {
         match Sandbox::with_inspector(&parts.host) {
             Ok(mut sandbox) => {
+                parts
+                    .isolates_created
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let session = sandbox.with_entered(|sb| CellSession::open(sb, slot.to_string()));
                 *live = Some(Live { sandbox, session });
             }

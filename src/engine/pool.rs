@@ -66,6 +66,8 @@ pub(super) struct Queued {
     /// Where the report goes; closed when the caller went away.
     pub reply: oneshot::Sender<Report>,
     pub cancel: Arc<CancelFlag>,
+    /// When it was queued, for the queue-wait figure.
+    pub queued_at: Instant,
 }
 
 #[derive(Default)]
@@ -94,6 +96,8 @@ pub(super) struct Shared {
     /// Per thread: heap total, used and external bytes of its isolates,
     /// as of its last job.
     pub heap: Vec<[AtomicU64; 3]>,
+    /// Isolates made so far (fresh, warm and notebook ones).
+    pub isolates_created: Arc<AtomicU64>,
 }
 
 /// Handle to the pool; cheap to share behind an `Arc`.
@@ -120,6 +124,7 @@ impl Pool {
                 shared_roots: options.shared_roots,
             },
             heap: (0..options.size).map(|_| Default::default()).collect(),
+            isolates_created: Arc::default(),
         });
         let mut threads = Vec::with_capacity(options.size);
         for id in 0..options.size {
@@ -151,7 +156,12 @@ impl Pool {
         if queue.closed || queue.jobs.len() >= self.shared.queue_size + free_threads {
             return Err(Overloaded);
         }
-        queue.jobs.push_back(Queued { job, reply, cancel });
+        queue.jobs.push_back(Queued {
+            job,
+            reply,
+            cancel,
+            queued_at: Instant::now(),
+        });
         drop(queue);
         self.shared.ready.notify_one();
         Ok(rx)
@@ -164,7 +174,19 @@ impl Pool {
             host: self.shared.host.clone(),
             watchdog: self.shared.watchdog.clone(),
             limits: self.shared.limits.clone(),
+            isolates_created: self.shared.isolates_created.clone(),
         }
+    }
+
+    /// A way to read the pool's occupancy from anywhere (metrics).
+    pub fn probe(&self) -> impl Fn() -> PoolStats + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.stats()
+    }
+
+    /// Isolates made so far.
+    pub fn isolates_created(&self) -> Arc<AtomicU64> {
+        self.shared.isolates_created.clone()
     }
 
     /// The transpile cache the isolate threads share.
@@ -173,16 +195,7 @@ impl Pool {
     }
 
     pub fn stats(&self) -> PoolStats {
-        let queue = lock(&self.shared.queue);
-        let busy = queue.running.min(self.shared.size);
-        let queued = queue.jobs.len();
-        drop(queue);
-        PoolStats {
-            size: self.shared.size,
-            busy,
-            idle: self.shared.size - busy,
-            queued,
-        }
+        self.shared.stats()
     }
 
     /// Heap bytes of all isolates: (total, used, external), as of each
@@ -222,6 +235,19 @@ impl Pool {
 }
 
 impl Shared {
+    fn stats(&self) -> PoolStats {
+        let queue = lock(&self.queue);
+        let busy = queue.running.min(self.size);
+        let queued = queue.jobs.len();
+        drop(queue);
+        PoolStats {
+            size: self.size,
+            busy,
+            idle: self.size - busy,
+            queued,
+        }
+    }
+
     /// Blocks until a job is available; `None` once the pool is closed and
     /// drained.
     pub(super) fn next_job(&self) -> Option<Queued> {

@@ -123,6 +123,10 @@ pub struct Report {
     pub logs: Vec<LogEntry>,
     /// Whether output was cut at its cap.
     pub logs_truncated: bool,
+    /// How long the execution waited for an isolate thread (or a worker
+    /// process slot).
+    #[serde(default)]
+    pub queue_wait: Duration,
 }
 
 impl Report {
@@ -132,6 +136,25 @@ impl Report {
             outcome: Err(error),
             logs: Vec::new(),
             logs_truncated: false,
+            queue_wait: Duration::ZERO,
+        }
+    }
+}
+
+impl ExecError {
+    /// The stable kind of this error, as the APIs name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ExecError::Syntax { .. } => "syntax_error",
+            ExecError::FnNotFound { .. } => "fn_not_found",
+            ExecError::Exception { .. } | ExecError::Exit { .. } => "exception",
+            ExecError::Timeout => "timeout",
+            ExecError::CpuLimit => "cpu_limit",
+            ExecError::MemoryLimit => "memory_limit",
+            ExecError::OutputLimit { .. } => "output_limit",
+            ExecError::PermissionDenied { .. } => "permission_denied",
+            ExecError::Cancelled => "cancelled",
+            ExecError::WorkerDied { .. } | ExecError::Internal { .. } => "internal",
         }
     }
 }

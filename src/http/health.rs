@@ -3,52 +3,33 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
-
+use super::api_types::{HealthReply, MemoryUsage, PoolFigures};
 use super::reply::json;
 use super::request::HttpRequest;
 use super::router::Reply;
 use crate::app::App;
-use crate::engine::PoolStats;
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Health {
-    status: &'static str,
-    uptime: f64,
-    version: &'static str,
-    active_processes: usize,
-    memory_usage: MemoryUsage,
-    pool: PoolStats,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MemoryUsage {
-    rss: u64,
-    heap_total: u64,
-    heap_used: u64,
-    external: u64,
-}
 
 /// `GET /health` (and `HEAD`).
 pub async fn health(app: Arc<App>, _req: HttpRequest) -> Reply {
     let pool = app.engine.stats();
-    let body = Health {
-        status: "ok",
+    let [heap_total, heap_used, external] = app.engine.heap();
+    let body = HealthReply {
+        status: "ok".into(),
         uptime: app.started.elapsed().as_secs_f64(),
-        version: env!("CARGO_PKG_VERSION"),
+        version: env!("CARGO_PKG_VERSION").into(),
         active_processes: pool.busy,
-        memory_usage: {
-            let [heap_total, heap_used, external] = app.engine.heap();
-            MemoryUsage {
-                rss: rss_bytes(),
-                heap_total,
-                heap_used,
-                external,
-            }
+        memory_usage: MemoryUsage {
+            rss: rss_bytes(),
+            heap_total,
+            heap_used,
+            external,
         },
-        pool,
+        pool: PoolFigures {
+            size: pool.size,
+            busy: pool.busy,
+            idle: pool.idle,
+            queued: pool.queued,
+        },
     };
     Ok(json(200, &body))
 }

@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
+use super::api_types::{Deleted, JobList, JobQueued, JobView, StatusOk};
 use super::error::{ErrorKind, HttpError};
 use super::reply::json;
 use super::request::{HttpRequest, OverMax, json_object, millis_field};
@@ -34,27 +35,25 @@ fn store_unavailable(e: StoreError) -> HttpError {
     err
 }
 
-/// A record as the API writes it; `with_code` adds the code.
-fn record_json(j: &JobRecord, with_code: bool) -> Value {
-    let mut v = json!({
-        "id": j.id,
-        "task_id": j.task_id,
-        "lang": j.lang,
-        "output": j.output,
-        "output_truncated": j.output_truncated,
-        "exit_code": j.exit_code,
-        "status": j.status.as_str(),
-        "error": j.error,
-        "duration_ms": j.duration_ms,
-        "created_at": iso8601(j.created_at_ms),
-        "finished_at": j.finished_at_ms.map(iso8601),
-    });
-    if with_code {
-        v["code"] = j.code.clone().into();
-        v["stdin"] = j.stdin.clone().into();
-        v["timeout"] = j.timeout_ms.into();
+/// A record as the API writes it; `with_code` adds the code, the stdin
+/// and the timeout.
+fn record_json(j: &JobRecord, with_code: bool) -> JobView {
+    JobView {
+        id: j.id.clone(),
+        task_id: j.task_id.clone(),
+        lang: j.lang.clone(),
+        output: j.output.clone(),
+        output_truncated: j.output_truncated,
+        exit_code: j.exit_code,
+        status: j.status.as_str().to_string(),
+        error: j.error.clone(),
+        duration_ms: j.duration_ms,
+        created_at: iso8601(j.created_at_ms),
+        finished_at: j.finished_at_ms.map(iso8601),
+        code: with_code.then(|| j.code.clone()),
+        stdin: if with_code { j.stdin.clone() } else { None },
+        timeout: with_code.then_some(j.timeout_ms),
     }
-    v
 }
 
 /// The request body, checked.
@@ -205,12 +204,15 @@ pub async fn submit(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let request = job_request(&app, &body)?;
     if !wait {
         let record = app.jobs.enqueue(request).await.map_err(store_unavailable)?;
-        let reply = json!({"id": record.id, "status": JobStatus::Queued.as_str()});
+        let reply = JobQueued {
+            id: record.id.clone(),
+            status: JobStatus::Queued.as_str().to_string(),
+        };
         let runner = app.clone();
-        tokio::spawn(async move { runner.jobs.run_queued(&runner.engine, record).await });
+        tokio::spawn(async move { runner.jobs.run_queued(&runner, record).await });
         return Ok(json(202, &reply));
     }
-    match app.jobs.run_now(&app.engine, request).await {
+    match app.jobs.run_now(&app, request).await {
         Ok(record) => Ok(json(200, &record_json(&record, false))),
         Err(JobError::Store(e)) => Err(store_unavailable(e)),
         Err(JobError::Overloaded(record)) => Err(HttpError::overloaded(
@@ -239,7 +241,7 @@ pub async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
         .await
         .map_err(store_unavailable)?
     {
-        Ok(json(200, &json!({"id": id, "deleted": true})))
+        Ok(json(200, &Deleted { id, deleted: true }))
     } else {
         Err(HttpError::new(ErrorKind::NotFound, format!("No job {id}")).with("id", id))
     }
@@ -280,15 +282,24 @@ pub async fn list(app: Arc<App>, req: HttpRequest) -> Reply {
     let next = (records.len() == limit)
         .then(|| records.last().map(|r| r.id.clone()))
         .flatten();
-    let jobs: Vec<Value> = records.iter().map(|r| record_json(r, false)).collect();
+    let jobs: Vec<JobView> = records.iter().map(|r| record_json(r, false)).collect();
     Ok(json(
         200,
-        &json!({"jobs": jobs, "count": jobs.len(), "next_before": next}),
+        &JobList {
+            count: jobs.len(),
+            jobs,
+            next_before: next,
+        },
     ))
 }
 
 /// `GET /execute/health`: the job API answers and its store is reachable.
 pub async fn health(app: Arc<App>, _req: HttpRequest) -> Reply {
     app.jobs.ping().await.map_err(store_unavailable)?;
-    Ok(json(200, &json!({"status": "ok"})))
+    Ok(json(
+        200,
+        &StatusOk {
+            status: "ok".into(),
+        },
+    ))
 }

@@ -1,7 +1,10 @@
+pub mod api_types;
 pub mod conn;
 pub mod error;
 pub mod health;
 pub mod jobs;
+pub mod metrics;
+pub mod openapi;
 pub mod reply;
 pub mod request;
 pub mod restexec;

@@ -33,3 +33,21 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> Response<Body> {
         }
     }
 }
+
+/// A reply of `body` with a content type.
+pub fn with_type(
+    status: u16,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// A plain-text reply.
+pub fn text(status: u16, body: String) -> Response<Body> {
+    with_type(status, "text/plain; charset=utf-8", body)
+}

@@ -242,8 +242,7 @@ pub async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
     };
     let started = Instant::now();
     let report = app
-        .engine
-        .run(&job)
+        .execute("restexec", &job)
         .await
         .map_err(|_| HttpError::overloaded(app.config.queue_size, RETRY_AFTER_SECS))?;
     let ms = started.elapsed().as_millis() as u64;

@@ -15,9 +15,10 @@ use hyper::{Method, Request, Response};
 use tracing::Instrument;
 
 use super::error::{Dialect, ErrorKind, HttpError};
+use super::openapi::RouteInfo;
 use super::reply::Body;
 use super::request::HttpRequest;
-use super::{health, jobs, restexec, run, sessions};
+use super::{health, jobs, metrics, openapi, restexec, run, sessions};
 use crate::app::App;
 
 /// What a handler returns.
@@ -140,6 +141,48 @@ impl Router {
         );
         let get = |h| vec![(Method::GET, h)];
         r.add(
+            "/metrics",
+            FunctionCall,
+            true,
+            "GET",
+            get(handler(metrics::metrics)),
+        );
+        r.add(
+            "/openapi.json",
+            FunctionCall,
+            false,
+            "GET",
+            get(handler(openapi::openapi)),
+        );
+        r.add(
+            "/docs",
+            FunctionCall,
+            false,
+            "GET",
+            get(handler(openapi::docs)),
+        );
+        r.add(
+            "/docs/{asset}",
+            FunctionCall,
+            false,
+            "GET",
+            get(handler(openapi::docs_asset)),
+        );
+        r.add(
+            "/redoc",
+            FunctionCall,
+            false,
+            "GET",
+            get(handler(openapi::redoc)),
+        );
+        r.add(
+            "/redoc/{asset}",
+            FunctionCall,
+            false,
+            "GET",
+            get(handler(openapi::redoc_asset)),
+        );
+        r.add(
             "/api/v1/environments",
             Session,
             true,
@@ -216,6 +259,18 @@ impl Router {
         self.routes.iter().map(|r| r.pattern).collect()
     }
 
+    /// Every route with its methods, for the OpenAPI document.
+    pub fn describe(&self) -> Vec<RouteInfo> {
+        self.routes
+            .iter()
+            .map(|r| RouteInfo {
+                pattern: r.pattern,
+                methods: r.methods.iter().map(|(m, _)| m.to_string()).collect(),
+                auth: r.auth,
+            })
+            .collect()
+    }
+
     /// Answers one request.
     pub async fn handle(&self, app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
         let request_id = req
@@ -233,6 +288,7 @@ impl Router {
             (&self.routes[*m.value], params)
         });
         let pattern = matched.as_ref().map_or("(none)", |(r, _)| r.pattern);
+        let method = req.method().clone();
         let span = tracing::info_span!(
             "request",
             id = %request_id.to_str().unwrap_or("-"),
@@ -256,6 +312,12 @@ impl Router {
                 Err(e) => (e.response(dialect), Some(e.kind.as_str())),
             };
             response.headers_mut().insert("x-request-id", request_id);
+            app.metrics.request(
+                pattern,
+                method.as_str(),
+                response.status().as_u16(),
+                started.elapsed(),
+            );
             tracing::info!(
                 status = response.status().as_u16(),
                 ms = started.elapsed().as_secs_f64() * 1000.0,

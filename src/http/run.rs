@@ -43,8 +43,7 @@ pub async fn run(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let body = req.body(&app.config).await?;
     let execution = parse_call(&app.config, &body)?;
     let report = app
-        .engine
-        .run(&execution)
+        .execute("run", &execution)
         .await
         .map_err(|_| HttpError::overloaded(app.config.queue_size, RETRY_AFTER_SECS))?;
     reply(&execution, report)
@@ -169,6 +168,50 @@ fn reply(execution: &Execution, report: Report) -> Reply {
             let mut error = HttpError::from_execution(execution, e);
             error.logs = Some((logs, report.logs_truncated));
             Err(error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{LogEntry, LogLevel};
+
+    fn body(r: hyper::Response<super::super::reply::Body>) -> Vec<u8> {
+        use http_body_util::BodyExt;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(r.into_body().collect())
+            .unwrap()
+            .to_bytes()
+            .to_vec()
+    }
+
+    #[test]
+    fn the_hand_written_reply_is_the_documented_type() {
+        let execution = parse_call(
+            &crate::config::Config::from_source(&Default::default(), |_| None).unwrap(),
+            br#"{"script": "export const f = () => 1", "fn": "f"}"#,
+        )
+        .unwrap();
+        for truncated in [false, true] {
+            let report = Report {
+                outcome: Ok(r#"{"a":[1,"x"]}"#.into()),
+                logs: vec![LogEntry {
+                    ts: 1,
+                    level: LogLevel::Warn,
+                    message: "hi".into(),
+                }],
+                logs_truncated: truncated,
+                queue_wait: std::time::Duration::ZERO,
+            };
+            let bytes = body(reply(&execution, report).unwrap());
+            // deny_unknown_fields: every field written is a documented one.
+            let typed: crate::http::api_types::RunReply = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(typed.result, serde_json::json!({"a": [1, "x"]}));
+            assert_eq!(typed.logs[0].level, "warn");
+            assert_eq!(typed.logs_truncated, truncated.then_some(true));
         }
     }
 }

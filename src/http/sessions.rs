@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
+use super::api_types::{SessionCreated, SessionInfo, SessionList};
 use super::error::{ErrorKind, HttpError};
 use super::reply::json;
 use super::request::{HttpRequest, OverMax, json_object, millis_field};
@@ -23,17 +24,17 @@ use crate::workspace::MAX_CODE_BYTES;
 /// Seconds a client is asked to wait when every session slot is taken.
 const RETRY_AFTER_SECS: u32 = 5;
 
-fn view_json(v: &SessionView) -> Value {
-    json!({
-        "session_id": v.id,
-        "status": v.status.as_str(),
-        "environment": v.environment.as_str(),
-        "mode": v.mode.as_str(),
-        "container_id": null,
-        "created_at": iso8601(v.created_at_ms),
-        "last_execution": v.last_execution_ms.map(iso8601),
-        "expires_at": iso8601(v.expires_at_ms),
-    })
+fn view_json(v: &SessionView) -> SessionInfo {
+    SessionInfo {
+        session_id: v.id.clone(),
+        status: v.status.as_str().to_string(),
+        environment: v.environment.as_str().to_string(),
+        mode: v.mode.as_str().to_string(),
+        container_id: None,
+        created_at: iso8601(v.created_at_ms),
+        last_execution: v.last_execution_ms.map(iso8601),
+        expires_at: iso8601(v.expires_at_ms),
+    }
 }
 
 fn not_found(id: &str) -> HttpError {
@@ -134,13 +135,13 @@ pub async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let v = session.view();
     Ok(json(
         200,
-        &json!({
-            "session_id": v.id,
-            "status": v.status.as_str(),
-            "environment": v.environment.as_str(),
-            "mode": v.mode.as_str(),
-            "message": "Session ready",
-        }),
+        &SessionCreated {
+            session_id: v.id,
+            status: v.status.as_str().to_string(),
+            environment: v.environment.as_str().to_string(),
+            mode: v.mode.as_str().to_string(),
+            message: "Session ready".into(),
+        },
     ))
 }
 
@@ -151,13 +152,19 @@ pub async fn get(app: Arc<App>, req: HttpRequest) -> Reply {
 
 /// `GET /api/v1/sessions`.
 pub async fn list(app: Arc<App>, _req: HttpRequest) -> Reply {
-    let all: Vec<Value> = app
+    let all: Vec<SessionInfo> = app
         .sessions
         .list()
         .iter()
         .map(|s| view_json(&s.view()))
         .collect();
-    Ok(json(200, &json!({"sessions": all, "count": all.len()})))
+    Ok(json(
+        200,
+        &SessionList {
+            count: all.len(),
+            sessions: all,
+        },
+    ))
 }
 
 /// `DELETE /api/v1/sessions/{id}`.
@@ -309,7 +316,7 @@ async fn run_script(
     };
     let interrupted = s.interrupt.notified();
     let report = tokio::select! {
-        r = app.engine.run(&execution) => r.map_err(|_| {
+        r = app.execute("sessions", &execution) => r.map_err(|_| {
             HttpError::overloaded(app.config.queue_size, 1)
         })?,
         () = interrupted => {
@@ -379,6 +386,20 @@ async fn run_cell(
     let Some(report) = notebook.run(cell).await else {
         return Err(not_found(&s.id));
     };
+    let outcome = match report.status {
+        CellStatus::Completed => "ok",
+        CellStatus::Error => "exception",
+        CellStatus::Interrupted => "cancelled",
+        CellStatus::Timeout => "timeout",
+        CellStatus::MemoryLimit => "memory_limit",
+    };
+    app.metrics.execution(
+        "sessions",
+        "notebook",
+        outcome,
+        report.duration,
+        Duration::ZERO,
+    );
     let (status, exit_code) = match report.status {
         CellStatus::Completed => ("completed", Some(0)),
         CellStatus::Error | CellStatus::Interrupted | CellStatus::MemoryLimit => ("error", Some(1)),

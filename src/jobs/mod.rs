@@ -12,9 +12,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::app::App;
 use crate::clock::now_ms;
 use crate::config::{Config, JobRetention};
-use crate::engine::{Engine, ExecError, Execution, Isolation, LogEntry, Report, Task};
+use crate::engine::{ExecError, Execution, Isolation, LogEntry, Report, Task};
 use store::{JobRecord, JobStatus, JobStore, ListFilter, StoreError};
 
 /// The languages a job may be written in, as callers name them.
@@ -96,17 +97,13 @@ impl Jobs {
     }
 
     /// Records a job and runs it now, returning the completed record.
-    pub async fn run_now(
-        &self,
-        engine: &Engine,
-        request: JobRequest,
-    ) -> Result<JobRecord, JobError> {
+    pub async fn run_now(&self, app: &App, request: JobRequest) -> Result<JobRecord, JobError> {
         let record = new_record(request, JobStatus::Running);
         let inserted = record.clone();
         self.blocking(move |s| s.insert(&inserted))
             .await
             .map_err(JobError::Store)?;
-        self.execute(engine, record, false).await
+        self.execute(app, record, false).await
     }
 
     /// Records a job as queued; the caller runs it with [`Jobs::run_queued`].
@@ -118,7 +115,7 @@ impl Jobs {
     }
 
     /// Runs a queued job to its end, waiting for room in a full queue.
-    pub async fn run_queued(&self, engine: &Engine, mut record: JobRecord) {
+    pub async fn run_queued(&self, app: &App, mut record: JobRecord) {
         record.status = JobStatus::Running;
         let running = record.clone();
         match self.blocking(move |s| s.update(&running)).await {
@@ -130,7 +127,7 @@ impl Jobs {
                 return;
             }
         }
-        if let Err(e) = self.execute(engine, record, true).await {
+        if let Err(e) = self.execute(app, record, true).await {
             match e {
                 JobError::Store(e) => {
                     tracing::error!(error = %e, "a job's record was not completed")
@@ -143,18 +140,19 @@ impl Jobs {
     /// Runs `record` (already recorded as running) and completes its record.
     async fn execute(
         &self,
-        engine: &Engine,
+        app: &App,
         mut record: JobRecord,
         wait_for_room: bool,
     ) -> Result<JobRecord, JobError> {
         let execution = self.execution(&record);
         let started = Instant::now();
         let report = loop {
-            match engine.run(&execution).await {
+            match app.execute("jobs", &execution).await {
                 Ok(report) => break report,
                 Err(_) if wait_for_room => tokio::time::sleep(RETRY_QUEUE_AFTER).await,
                 Err(_) => {
                     record.status = JobStatus::Error;
+                    app.metrics.job(record.status.as_str());
                     record.error = Some("overloaded: the execution queue was full".into());
                     record.finished_at_ms = Some(now_ms());
                     record.duration_ms = Some(0);
@@ -167,6 +165,7 @@ impl Jobs {
             }
         };
         complete(&mut record, report, started.elapsed());
+        app.metrics.job(record.status.as_str());
         let done = record.clone();
         self.blocking(move |s| s.update(&done))
             .await
@@ -345,6 +344,7 @@ mod tests {
                 },
             ],
             logs_truncated: false,
+            queue_wait: Duration::ZERO,
         }
     }
 

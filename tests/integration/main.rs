@@ -8,6 +8,7 @@ mod http;
 mod isolation;
 mod jobs;
 mod limits;
+mod observability;
 mod process;
 mod restexec;
 mod sessions;
