@@ -168,10 +168,10 @@ export function deny(what) {
 const env = ObjectFreeze({
   get(key) {
     const value = op_isoexec_env_get(String(key));
-    return value === null ? undefined : value;
+    return value == null ? undefined : value;
   },
   has(key) {
-    return op_isoexec_env_get(String(key)) !== null;
+    return op_isoexec_env_get(String(key)) != null;
   },
   toObject() {
     return op_isoexec_env_object();

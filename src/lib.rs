@@ -2,6 +2,7 @@
 //! of V8 isolates, with timeouts, memory limits and captured logs.
 //!
 //! Map of the crate:
+//! - [`cli`]: `isoexec run` and `isoexec lint` on the engine, no server.
 //! - [`config`]: environment variables and flags, read and validated once
 //!   (the only reader of the environment).
 //! - [`app`]: the state every request shares: config, engine, workspace.
@@ -27,6 +28,7 @@
 //!   nothing runs in a circle.
 
 pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod engine;

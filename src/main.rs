@@ -1,5 +1,6 @@
-//! The `isoexec` binary: parses configuration, sets up logging and V8, binds
-//! the listener and serves until SIGINT or SIGTERM.
+//! The `isoexec` binary: parses configuration, sets up logging and V8, and
+//! serves until SIGINT or SIGTERM — or runs or lints files (`isoexec run`,
+//! `isoexec lint`) without a server.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -11,7 +12,11 @@ use isoexec::config::{Config, Flags, LogFormat};
 #[command(
     name = "isoexec",
     version,
-    about = "Runs TypeScript and JavaScript functions in pooled V8 isolates"
+    about = "Runs TypeScript and JavaScript in pooled V8 isolates, over HTTP or from the command line",
+    long_about = "Runs TypeScript and JavaScript in pooled V8 isolates.\n\n\
+        `isoexec` (or `isoexec serve`) starts the HTTP server; `isoexec run FILE` and \
+        `isoexec lint FILE...` use the same engine without one. Every setting is a flag \
+        and an environment variable (the flag wins); each is listed below with its default."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,6 +36,36 @@ enum Command {
         #[command(flatten)]
         flags: Flags,
     },
+    /// Run a file: call an exported function (--fn) or run it as a program.
+    Run {
+        /// The TypeScript or JavaScript file.
+        file: std::path::PathBuf,
+        /// Call this exported function and print its result as JSON.
+        #[arg(long = "fn", value_name = "NAME")]
+        fn_name: Option<String>,
+        /// The function's argument, as JSON [default: null].
+        #[arg(long, value_name = "JSON", requires = "fn_name")]
+        payload: Option<String>,
+        /// isolate, none or process [default: isolate].
+        #[arg(long, value_name = "MODE")]
+        isolation: Option<String>,
+        /// Wall-clock limit in ms [default: DEFAULT_TIMEOUT].
+        #[arg(long, value_name = "MS")]
+        timeout: Option<u64>,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Lint files with deno_lint's recommended rules; exit 1 when any finding.
+    Lint {
+        /// The files to lint.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// Print the `deno lint --json` shape.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        flags: Flags,
+    },
     /// Run one job for a server (`"isolation": "process"`); not for direct use.
     #[command(hide = true)]
     Worker,
@@ -39,13 +74,52 @@ enum Command {
     CompileHelper,
 }
 
+/// What to do once the configuration is read.
+enum Action {
+    Serve,
+    Run(isoexec::cli::RunArgs),
+    Lint(Vec<std::path::PathBuf>, bool),
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let flags = match cli.command {
-        Some(Command::Serve { flags }) => merge(cli.flags, flags),
+    let (flags, action) = match cli.command {
+        Some(Command::Serve { flags }) => (merge(cli.flags, flags), Action::Serve),
+        Some(Command::Run {
+            file,
+            fn_name,
+            payload,
+            isolation,
+            timeout,
+            flags,
+        }) => {
+            let isolation = match isolation.as_deref() {
+                None => isoexec::engine::Isolation::Isolate,
+                Some(m) => match isoexec::engine::Isolation::parse(m) {
+                    Some(i) => i,
+                    None => {
+                        eprintln!(
+                            "isoexec: --isolation must be isolate, none or process, not '{m}'"
+                        );
+                        return ExitCode::from(2);
+                    }
+                },
+            };
+            let args = isoexec::cli::RunArgs {
+                file,
+                fn_name,
+                payload,
+                isolation,
+                timeout: timeout.map(std::time::Duration::from_millis),
+            };
+            (merge(cli.flags, flags), Action::Run(args))
+        }
+        Some(Command::Lint { files, json, flags }) => {
+            (merge(cli.flags, flags), Action::Lint(files, json))
+        }
         Some(Command::Worker) => return isoexec::engine::process::child::main(),
         Some(Command::CompileHelper) => return isoexec::engine::compile::helper::main(),
-        None => cli.flags,
+        None => (cli.flags, Action::Serve),
     };
     let config = match Config::from_env(&flags) {
         Ok(c) => c,
@@ -56,6 +130,11 @@ fn main() -> ExitCode {
     };
     init_logging(&config);
     isoexec::engine::init_v8();
+    match action {
+        Action::Serve => {}
+        Action::Run(args) => return isoexec::cli::run(config, args),
+        Action::Lint(files, json) => return isoexec::cli::lint(config, files, json),
+    }
 
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -69,7 +148,29 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind((config.host, config.port)).await?;
+        let listener = match tokio::net::TcpListener::bind((config.host, config.port)).await {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot listen on {}:{}: the address is already in use; \
+                         choose another port with PORT (or --port; 0 picks a free one), \
+                         or another address with HOST",
+                        config.host, config.port
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot listen on {}:{}: {e} (HOST, PORT)",
+                        config.host, config.port
+                    ),
+                ));
+            }
+        };
         let addr = listener.local_addr()?;
         {
             let mut out = std::io::stdout().lock();

@@ -76,6 +76,22 @@ pub fn extract_code(text: &str) -> &str {
     text
 }
 
+/// Whether `text` is markdown whose first code fence is JSX (`tsx` or
+/// `jsx`), which this server does not run: the message to give, if so.
+pub fn jsx_fence(text: &str) -> Option<String> {
+    let first = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("```"))?
+        .trim()
+        .to_ascii_lowercase();
+    matches!(first.as_str(), "tsx" | "jsx").then(|| {
+        format!(
+            "The code is in a ```{first} block: JSX is not supported; send TypeScript (```ts) or \
+             JavaScript (```js) without JSX"
+        )
+    })
+}
+
 /// Where saved code lives.
 #[derive(Debug)]
 pub struct Workspace {
@@ -210,6 +226,13 @@ impl Workspace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jsx_fences_are_named() {
+        assert!(jsx_fence("Here:\n```tsx\nconst a = <b/>;\n```\n").is_some());
+        assert!(jsx_fence("```ts\nconst a = 1;\n```").is_none());
+        assert!(jsx_fence("const a = 1;").is_none());
+    }
 
     #[test]
     fn code_ids_are_checked() {

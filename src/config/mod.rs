@@ -124,71 +124,237 @@ impl Default for Limits {
 const MIB: usize = 1024 * 1024;
 
 /// Flags as given on the command line; each overrides its variable.
+/// The environment variables of every setting, as `--help` names them.
+pub const VARIABLES: [&str; 32] = [
+    "HOST",
+    "PORT",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "WORKSPACE_DIR",
+    "DATA_DIR",
+    "JOB_RETENTION",
+    "SESSION_TTL",
+    "MAX_SESSIONS",
+    "TOOLS_DIR",
+    "VENDOR_DIR",
+    "IMPORT_MAP",
+    "ALLOW_READ",
+    "ALLOW_WRITE",
+    "ALLOW_NET",
+    "ALLOW_ENV",
+    "DEFAULT_TIMEOUT",
+    "MAX_TIMEOUT",
+    "CPU_LIMIT_MS",
+    "POOL_SIZE",
+    "QUEUE_SIZE",
+    "PROCESS_PRESTART",
+    "MEMORY_LIMIT_MB",
+    "MAX_BODY_BYTES",
+    "MAX_RESULT_BYTES",
+    "MAX_LOG_ENTRIES",
+    "MAX_LOG_BYTES",
+    "MAX_JSON_DEPTH",
+    "HEADER_READ_TIMEOUT_MS",
+    "BODY_READ_TIMEOUT_MS",
+    "MAX_WRITE_BYTES",
+    "API_KEY",
+];
+
+/// Every setting as a command-line flag. Each flag wins over its
+/// environment variable; `Config` reads both and validates them.
 #[derive(Debug, Default, Clone, clap::Args)]
 pub struct Flags {
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Address to listen on [default: 127.0.0.1] [env: HOST]"
+    )]
     pub host: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Port to listen on; 0 picks a free one [default: 3000] [env: PORT]"
+    )]
     pub port: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Log filter: trace, debug, info, warn, error, off, or tracing directives [default: info] [env: LOG_LEVEL]"
+    )]
     pub log_level: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Log format: text or json [default: text] [env: LOG_FORMAT]"
+    )]
     pub log_format: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Directory of saved code (created if missing) [default: ./workspace] [env: WORKSPACE_DIR]"
+    )]
     pub workspace_dir: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Directory of the job records' database and session files [default: ./data] [env: DATA_DIR]"
+    )]
     pub data_dir: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Job records kept: a count, an age (30d, 12h), both (100000,30d) or off [default: 100000,30d] [env: JOB_RETENTION]"
+    )]
     pub job_retention: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Seconds an idle session lives [default: 3600] [env: SESSION_TTL]"
+    )]
     pub session_ttl: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Sessions alive at once [default: 64] [env: MAX_SESSIONS]"
+    )]
     pub max_sessions: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Directory of shared modules imports may use [default: ./tools] [env: TOOLS_DIR]"
+    )]
     pub tools_dir: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Directory of vendored libraries for bare imports [default: ./vendor] [env: VENDOR_DIR]"
+    )]
     pub vendor_dir: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Import map file [default: <WORKSPACE_DIR>/import_map.json] [env: IMPORT_MAP]"
+    )]
     pub import_map: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Comma-separated directories code may read [default: workspace and tools] [env: ALLOW_READ]"
+    )]
     pub allow_read: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Comma-separated directories code may write [default: none] [env: ALLOW_WRITE]"
+    )]
     pub allow_write: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Comma-separated hosts (host or host:port) fetch may reach [default: none] [env: ALLOW_NET]"
+    )]
     pub allow_net: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Comma-separated variables Deno.env.get may read [default: none] [env: ALLOW_ENV]"
+    )]
     pub allow_env: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Wall-clock limit of a call, ms [default: 5000] [env: DEFAULT_TIMEOUT]"
+    )]
     pub default_timeout: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Largest timeout a request may ask for, ms [default: 300000] [env: MAX_TIMEOUT]"
+    )]
     pub max_timeout: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Default CPU-time limit, ms [default: off] [env: CPU_LIMIT_MS]"
+    )]
     pub cpu_limit_ms: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Isolate threads [default: number of cores] [env: POOL_SIZE]"
+    )]
     pub pool_size: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Executions waiting for an isolate before 503 [default: 256] [env: QUEUE_SIZE]"
+    )]
     pub queue_size: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Worker processes kept started for isolation process (0: spawn per call) [default: pool size, at most 4] [env: PROCESS_PRESTART]"
+    )]
     pub process_prestart: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Heap, and separately ArrayBuffer memory, per execution, MiB [default: 128] [env: MEMORY_LIMIT_MB]"
+    )]
     pub memory_limit_mb: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Largest request body (K/M/G suffixes) [default: 16MiB] [env: MAX_BODY_BYTES]"
+    )]
     pub max_body_bytes: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Largest converted result [default: 10MiB] [env: MAX_RESULT_BYTES]"
+    )]
     pub max_result_bytes: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Log entries kept per call [default: 1000] [env: MAX_LOG_ENTRIES]"
+    )]
     pub max_log_entries: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Log bytes kept per call [default: 1MiB] [env: MAX_LOG_BYTES]"
+    )]
     pub max_log_bytes: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Nesting of request payloads and results [default: 128] [env: MAX_JSON_DEPTH]"
+    )]
     pub max_json_depth: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Time for a request head and for an idle connection, ms [default: 30000] [env: HEADER_READ_TIMEOUT_MS]"
+    )]
     pub header_read_timeout_ms: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Time for a whole request body, ms [default: 60000] [env: BODY_READ_TIMEOUT_MS]"
+    )]
     pub body_read_timeout_ms: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Bytes one execution may write to files [default: 64MiB] [env: MAX_WRITE_BYTES]"
+    )]
     pub max_write_bytes: Option<String>,
-    #[arg(long)]
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Bearer key every route but /health and the docs need [default: unset: no auth] [env: API_KEY]"
+    )]
     pub api_key: Option<String>,
 }
 
@@ -222,6 +388,20 @@ impl Config {
         let log_level = match s.raw("LOG_LEVEL", &f.log_level) {
             None => "info".to_string(),
             Some((text, var)) => {
+                // A bare word is a level; anything else is a directive list
+                // (`isoexec=debug,hyper=warn`). EnvFilter would take an
+                // unknown word as a target name and log nothing.
+                const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+                let bare = !text.contains(['=', ',', '[', ':']);
+                if bare && !LEVELS.contains(&text.to_ascii_lowercase().as_str()) {
+                    return Err(err(
+                        var,
+                        format!(
+                            "'{text}' is not a level: use one of {} or directives such as isoexec=debug",
+                            LEVELS.join(", ")
+                        ),
+                    ));
+                }
                 tracing_subscriber::EnvFilter::try_new(&text)
                     .map_err(|e| err(var, format!("'{text}' is not a log filter: {e}")))?;
                 text
@@ -268,6 +448,21 @@ impl Config {
         let allow_write: Vec<PathBuf> =
             to_paths(parse_list(s.raw("ALLOW_WRITE", &f.allow_write))).unwrap_or_default();
         let allow_net = parse_list(s.raw("ALLOW_NET", &f.allow_net)).unwrap_or_default();
+        for host in &allow_net {
+            let bad = host.contains("://") || host.contains('/') || host.contains('@');
+            let port_ok = host
+                .rsplit_once(':')
+                .is_none_or(|(_, p)| p.parse::<u16>().is_ok() || host.starts_with('['));
+            if bad || !port_ok || host.contains(char::is_whitespace) {
+                return Err(err(
+                    "ALLOW_NET",
+                    format!(
+                        "'{host}' is not a host: give host or host:port (example.com, api.local:8080), \
+                         without a scheme or a path"
+                    ),
+                ));
+            }
+        }
         let allow_env = parse_list(s.raw("ALLOW_ENV", &f.allow_env)).unwrap_or_default();
         if let Some(bad) = allow_env
             .iter()
@@ -510,5 +705,54 @@ mod tests {
         assert_eq!(c.allow_env_values.len(), 1);
         assert_eq!(c.allow_env_values["A_B"], "x");
         assert!(load(&[("ALLOW_ENV", "A-B")], Flags::default()).is_err());
+    }
+
+    #[test]
+    fn bad_log_levels_and_hosts_name_their_variable() {
+        for (var, value) in [
+            ("LOG_LEVEL", "verbose"),
+            ("LOG_LEVEL", "isoexec=loud"),
+            ("ALLOW_NET", "http://example.com"),
+            ("ALLOW_NET", "example.com/api"),
+            ("ALLOW_NET", "example.com:http"),
+            ("JOB_RETENTION", "lots"),
+        ] {
+            let e = load(&[(var, value)], Flags::default()).unwrap_err();
+            assert_eq!(e.var, var, "{value}");
+            assert!(e.to_string().contains(value), "{e}");
+        }
+        for (var, value) in [
+            ("LOG_LEVEL", "DEBUG"),
+            ("LOG_LEVEL", "isoexec=debug,hyper=warn"),
+            ("ALLOW_NET", "example.com,api.local:8080,[::1]:80"),
+            ("JOB_RETENTION", "500,12h"),
+        ] {
+            assert!(
+                load(&[(var, value)], Flags::default()).is_ok(),
+                "{var}={value}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_variable_has_a_flag_and_help() {
+        use clap::CommandFactory as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            flags: Flags,
+        }
+        let cmd = Cli::command();
+        for var in VARIABLES {
+            let flag = var.to_ascii_lowercase().replace('_', "-");
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_long() == Some(flag.as_str()))
+                .unwrap_or_else(|| panic!("no --{flag}"));
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(help.contains(&format!("[env: {var}]")), "{flag}: {help}");
+            assert!(help.contains("[default: "), "{flag}: {help}");
+        }
+        assert_eq!(cmd.get_arguments().count(), VARIABLES.len());
     }
 }

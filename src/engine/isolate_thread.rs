@@ -239,11 +239,16 @@ impl IsolateThread<'_> {
             shared.watchdog.disarm(ticket);
 
             let outcome = outcome.map_err(|e| match (e, &job.task) {
-                (ExecError::FnNotFound { .. }, Task::Call { fn_name, .. }) => {
-                    ExecError::FnNotFound {
-                        name: fn_name.clone(),
-                    }
-                }
+                (
+                    ExecError::FnNotFound { exports, .. },
+                    Task::Call {
+                        fn_name, script, ..
+                    },
+                ) => ExecError::FnNotFound {
+                    name: fn_name.clone(),
+                    declared: super::types::declares(script, fn_name),
+                    exports,
+                },
                 (other, _) => other,
             });
             let (logs, logs_truncated) = sandbox.take_logs();

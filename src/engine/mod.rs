@@ -219,6 +219,7 @@ fn start_pool(config: &Config, compiler: Arc<Compiler>) -> std::io::Result<Pool>
             .collect(),
         net: config.allow_net.clone(),
         base_dir: ws,
+        env: config.allow_env.clone(),
     };
     let shared_roots = vec![
         real_or_absolute(&config.tools_dir),

@@ -21,6 +21,9 @@ pub struct Permissions {
     pub net: Vec<String>,
     /// What relative paths are relative to.
     pub base_dir: PathBuf,
+    /// Variables (`ALLOW_ENV`) code may ask for even when they are unset;
+    /// asking for any other (not in the call's env) is refused.
+    pub env: Vec<String>,
 }
 
 /// Why a file operation failed.
@@ -184,6 +187,7 @@ mod tests {
 
     fn perms(dir: &Path) -> Permissions {
         Permissions {
+            env: Vec::new(),
             read: vec![dir.to_path_buf()],
             write: vec![dir.to_path_buf()],
             net: vec!["example.com".into(), "localhost:8080".into()],

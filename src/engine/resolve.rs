@@ -86,6 +86,13 @@ impl Resolver {
         } else if let Some(url) = self.mapped(specifier)? {
             url
         } else if let Ok(url) = Url::parse(specifier) {
+            if url.scheme() == "node" {
+                return Err(ResolveError::Refused(format!(
+                    "Import of '{specifier}' is not allowed: Node built-ins are not available. \
+                     This runtime offers web APIs (fetch, URL, TextEncoder, crypto) and a \
+                     restricted Deno namespace (Deno.readTextFile, Deno.env) instead"
+                )));
+            }
             if url.scheme() != "file" {
                 return Err(ResolveError::Refused(format!(
                     "Import of '{specifier}' is not allowed: nothing is fetched from the network \

@@ -169,6 +169,12 @@ pub enum ExecError {
     },
     FnNotFound {
         name: String,
+        /// The module's exported functions.
+        #[serde(default)]
+        exports: Vec<String>,
+        /// Whether the module declares `name` without exporting it.
+        #[serde(default)]
+        declared: bool,
     },
     /// User code threw (or a promise could never settle: `PendingPromise`).
     Exception {
@@ -234,7 +240,15 @@ impl ExecError {
                 line,
                 column,
             },
-            ExecError::FnNotFound { name } => ExecError::FnNotFound { name: capped(name) },
+            ExecError::FnNotFound {
+                name,
+                exports,
+                declared,
+            } => ExecError::FnNotFound {
+                name: capped(name),
+                exports,
+                declared,
+            },
             ExecError::Exception {
                 name,
                 message,
@@ -258,9 +272,42 @@ impl ExecError {
     }
 }
 
+/// Whether `source` declares `name` at some level (`function name`,
+/// `const name`, `let name`, `var name`, `class name`): enough to tell a
+/// caller the function exists but is not exported.
+pub fn declares(source: &str, name: &str) -> bool {
+    ["function", "function*", "const", "let", "var", "class"]
+        .iter()
+        .any(|kw| {
+            source.match_indices(kw).any(|(i, _)| {
+                let before_ok = i == 0 || !is_ident(source[..i].chars().next_back());
+                let rest = &source[i + kw.len()..];
+                let trimmed = rest.trim_start();
+                before_ok
+                    && trimmed.len() < rest.len()
+                    && trimmed.starts_with(name)
+                    && !is_ident(trimmed[name.len()..].chars().next())
+            })
+        })
+}
+
+fn is_ident(c: Option<char>) -> bool {
+    c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn declarations_are_found_by_name() {
+        let src = "function helper() {}\nconst other = 1;\nexport class K {}\nlet helper2;";
+        assert!(declares(src, "helper"));
+        assert!(declares(src, "other"));
+        assert!(declares(src, "K"));
+        assert!(!declares(src, "help"));
+        assert!(!declares(src, "missing"));
+    }
 
     #[test]
     fn long_error_texts_are_cut_and_say_so() {

@@ -267,11 +267,28 @@ impl HttpError {
                 .with("line", line)
                 .with("column", column)
                 .with("message", message),
-            ExecError::FnNotFound { name } => HttpError::new(
-                ErrorKind::FnNotFound,
-                format!("The module has no exported function named '{name}'"),
-            )
-            .with("fn", name),
+            ExecError::FnNotFound {
+                name,
+                exports,
+                declared,
+            } => {
+                let mut message = if declared {
+                    format!(
+                        "The module declares '{name}' but does not export it: write `export function {name}` (or add it to an export list)"
+                    )
+                } else {
+                    format!("The module has no exported function named '{name}'")
+                };
+                if exports.is_empty() {
+                    message.push_str("; it exports no functions");
+                } else if !declared {
+                    message.push_str(&format!("; it exports: {}", exports.join(", ")));
+                }
+                HttpError::new(ErrorKind::FnNotFound, message)
+                    .with("fn", name)
+                    .with("exports", exports)
+                    .with("declared", declared)
+            }
             ExecError::Exception {
                 name,
                 message,

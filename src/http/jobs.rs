@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::api_types::{Deleted, JobList, JobQueued, JobView, StatusOk};
+use super::api_types::{Deleted, JobList, JobQueued, JobSubmit, JobView, StatusOk, fields_of};
 use super::error::{ErrorKind, HttpError};
 use super::reply::json;
 use super::request::{HttpRequest, OverMax, json_object, millis_field};
@@ -104,6 +104,14 @@ fn job_request(app: &App, body: &Map<String, Value>) -> Result<JobRequest, HttpE
             ));
         }
     };
+    if let Some(message) = crate::workspace::jsx_fence(&code) {
+        return Err(HttpError::bad_field("code", message));
+    }
+    let code = if code.contains("```") {
+        crate::workspace::extract_code(&code).to_string()
+    } else {
+        code
+    };
     if code.len() > MAX_CODE_BYTES {
         return Err(HttpError::new(
             ErrorKind::PayloadTooLarge,
@@ -200,7 +208,12 @@ pub async fn submit(app: Arc<App>, mut req: HttpRequest) -> Reply {
         }
     };
     let body = req.body(&app.config).await?;
-    let body = json_object(&body, app.config.limits.max_json_depth)?;
+    let body = json_object(
+        &body,
+        app.config.limits.max_json_depth,
+        &fields_of::<JobSubmit>(),
+        r#"{"lang": "ts", "code": "console.log(1)"}"#,
+    )?;
     let request = job_request(&app, &body)?;
     if !wait {
         let record = app.jobs.enqueue(request).await.map_err(store_unavailable)?;

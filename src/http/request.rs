@@ -80,9 +80,10 @@ impl HttpRequest {
         match read {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-            Err(e) => Err(HttpError::bad_request(format!(
-                "Could not read the request body: {e}"
-            ))),
+            Err(e) => Err(HttpError::bad_field(
+                "body",
+                format!("Could not read the request body: {e}"),
+            )),
         }
     }
 }
@@ -91,22 +92,134 @@ impl HttpRequest {
 /// structure, before any parser recurses into it).
 pub fn check_depth(body: &[u8], max_depth: usize) -> Result<(), HttpError> {
     if json_depth_exceeds(body, max_depth + 1) {
-        return Err(HttpError::bad_request(format!(
-            "Request JSON is nested deeper than {max_depth} levels"
-        ))
+        return Err(HttpError::bad_field(
+            "body",
+            format!("Request JSON is nested deeper than {max_depth} levels"),
+        )
         .with("maxDepth", max_depth));
     }
     Ok(())
 }
 
-/// A body that must be a JSON object.
-pub fn json_object(body: &[u8], max_depth: usize) -> Result<Map<String, Value>, HttpError> {
+/// A body that must be a JSON object with only the fields `allowed`;
+/// `shape` shows the caller what object is expected.
+pub fn json_object(
+    body: &[u8],
+    max_depth: usize,
+    allowed: &[String],
+    shape: &str,
+) -> Result<Map<String, Value>, HttpError> {
     check_depth(body, max_depth)?;
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(HttpError::bad_request("Request body must be a JSON object")),
-        Err(e) => Err(HttpError::bad_request(format!("Malformed JSON body: {e}"))),
+        Ok(Value::Object(m)) => {
+            check_fields(m.keys().map(String::as_str), allowed)?;
+            Ok(m)
+        }
+        Ok(other) => Err(not_an_object(&other, shape)),
+        Err(e) => Err(HttpError::bad_field(
+            "body",
+            format!("Malformed JSON body: {e}"),
+        )),
     }
+}
+
+/// The error for a body that parsed but is not an object.
+pub fn not_an_object(value: &Value, shape: &str) -> HttpError {
+    let what = match value {
+        Value::Array(_) => "an array",
+        Value::String(_) => "a string",
+        Value::Number(_) => "a number",
+        Value::Bool(_) => "a boolean",
+        Value::Null => "null",
+        Value::Object(_) => "an object",
+    };
+    HttpError::bad_field(
+        "body",
+        format!("The request body must be a JSON object such as {shape}, not {what}"),
+    )
+}
+
+/// Names callers often use for a field by another name.
+const SYNONYMS: [(&str, &str); 14] = [
+    ("params", "payload"),
+    ("args", "payload"),
+    ("arguments", "payload"),
+    ("input", "payload"),
+    ("data", "payload"),
+    ("timeoutMs", "timeout"),
+    ("timeout_ms", "timeout"),
+    ("function", "fn"),
+    ("func", "fn"),
+    ("functionName", "fn"),
+    ("source", "script"),
+    ("language", "lang"),
+    ("code_id", "codeId"),
+    ("env_vars", "env"),
+];
+
+/// Refuses a field that is not one of `allowed`, naming it and, where one
+/// is close, the field meant.
+pub fn check_fields<'a>(
+    keys: impl Iterator<Item = &'a str>,
+    allowed: &[String],
+) -> Result<(), HttpError> {
+    for key in keys {
+        if allowed.iter().any(|a| a == key) {
+            continue;
+        }
+        let hint = suggestion(key, allowed);
+        let mut message = format!("Unknown field '{key}'");
+        if let Some(h) = &hint {
+            message.push_str(&format!("; did you mean '{h}'?"));
+        }
+        message.push_str(&format!(" Fields: {}", allowed.join(", ")));
+        let mut e = HttpError::bad_field(key, message).with("allowed", allowed.to_vec());
+        if let Some(h) = hint {
+            e = e.with("did_you_mean", h);
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The allowed field a caller most likely meant by `key`.
+fn suggestion(key: &str, allowed: &[String]) -> Option<String> {
+    if let Some((_, to)) = SYNONYMS.iter().find(|(from, _)| *from == key)
+        && allowed.iter().any(|a| a == to)
+    {
+        return Some((*to).to_string());
+    }
+    let lower = key.to_ascii_lowercase();
+    allowed
+        .iter()
+        .map(|a| (edit_distance(&lower, &a.to_ascii_lowercase()), a))
+        .filter(|(d, a)| *d <= 2.min(a.len() / 2).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a.clone())
+}
+
+/// Levenshtein distance, with adjacent swaps counted as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// Whether `json` nests objects/arrays deeper than `max`, without parsing it
@@ -255,6 +368,41 @@ mod tests {
             let e = t(bad.clone(), OverMax::Cap).unwrap_err();
             assert_eq!(e.details["field"], "timeout", "{bad}");
         }
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_the_field_meant() {
+        let allowed: Vec<String> = [
+            "script",
+            "code",
+            "fn",
+            "payload",
+            "timeout",
+            "cpuTimeout",
+            "isolation",
+        ]
+        .map(String::from)
+        .to_vec();
+        for (key, meant) in [
+            ("params", Some("payload")),
+            ("timeoutMs", Some("timeout")),
+            ("scirpt", Some("script")),
+            ("Fn", Some("fn")),
+            ("isolaton", Some("isolation")),
+            ("zzz", None),
+        ] {
+            let e = check_fields([key].into_iter(), &allowed).unwrap_err();
+            assert_eq!(e.details["field"], key);
+            assert_eq!(
+                e.details.get("did_you_mean").and_then(|v| v.as_str()),
+                meant,
+                "{key}"
+            );
+            assert!(e.message.contains(key));
+        }
+        assert!(check_fields(["fn", "script"].into_iter(), &allowed).is_ok());
+        let e = not_an_object(&json!([1]), "{\"a\": 1}");
+        assert!(e.message.contains("not an array") && e.message.contains("{\"a\": 1}"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::Instant;
 use hyper::Response;
 use serde_json::{Map, Value, json};
 
+use super::api_types::{ExecuteRequest, LintRequest, SaveRequest, fields_of};
 use super::error::{ErrorKind, HttpError};
 use super::reply::{Body, json_text};
 use super::request::{HttpRequest, OverMax, isolation_field, json_object, millis_field};
@@ -22,6 +23,7 @@ use crate::engine::compile::Failure;
 use crate::engine::lint::{LintError, LintReport};
 use crate::engine::{ExecError, Execution, Isolation, LogEntry, Report, Task};
 use crate::workspace::{MAX_CODE_BYTES, Workspace, extract_code, validate_code_id};
+use utoipa::ToSchema;
 
 fn ok(result: Value, execution_ms: Option<u64>) -> Response<Body> {
     let mut body = json!({"success": true, "result": result});
@@ -31,11 +33,23 @@ fn ok(result: Value, execution_ms: Option<u64>) -> Response<Body> {
     json_text(200, body.to_string())
 }
 
-/// The request's body as a JSON object.
-async fn object_body(app: &App, req: &mut HttpRequest) -> Result<Map<String, Value>, HttpError> {
+/// The request's body as a JSON object with the fields of `T` only (and
+/// `extra`); `shape` shows the caller what object is expected.
+async fn object_body<T: ToSchema>(
+    app: &App,
+    req: &mut HttpRequest,
+    extra: &[&str],
+    shape: &str,
+) -> Result<Map<String, Value>, HttpError> {
     let body = req.body(&app.config).await?;
-    json_object(&body, app.config.limits.max_json_depth)
+    let mut allowed = fields_of::<T>();
+    allowed.extend(extra.iter().map(|s| s.to_string()));
+    json_object(&body, app.config.limits.max_json_depth, &allowed, shape)
 }
+
+const SAVE_SHAPE: &str = r#"{"codeId": "hello", "code": "console.log(1)"}"#;
+const EXECUTE_SHAPE: &str = r#"{"codeId": "hello", "timeout": 5000}"#;
+const LINT_SHAPE: &str = r#"{"codeId": "hello"}"#;
 
 fn code_id_field(body: &Map<String, Value>) -> Result<String, HttpError> {
     match body.get("codeId") {
@@ -113,7 +127,7 @@ fn env_field(body: &Map<String, Value>) -> Result<HashMap<String, String>, HttpE
 
 /// `PUT /workspace {codeId, code}` (also `POST`).
 pub async fn save(app: Arc<App>, mut req: HttpRequest) -> Reply {
-    let body = object_body(&app, &mut req).await?;
+    let body = object_body::<SaveRequest>(&app, &mut req, &[], SAVE_SHAPE).await?;
     let code_id = code_id_field(&body)?;
     let text = match body.get("code") {
         Some(Value::String(c)) => c,
@@ -128,6 +142,9 @@ pub async fn save(app: Arc<App>, mut req: HttpRequest) -> Reply {
             );
         }
     };
+    if let Some(message) = crate::workspace::jsx_fence(text) {
+        return Err(HttpError::bad_field("code", message));
+    }
     let code = extract_code(text);
     if code.trim().is_empty() {
         return Err(HttpError::bad_request("Field 'code' must not be empty").with("field", "code"));
@@ -215,7 +232,15 @@ pub async fn list(app: Arc<App>, _req: HttpRequest) -> Reply {
 
 /// `POST /execute {codeId, timeout, env, isolation}`.
 pub async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
-    let body = object_body(&app, &mut req).await?;
+    let body = object_body::<ExecuteRequest>(&app, &mut req, &["code"], EXECUTE_SHAPE).await?;
+    if body.contains_key("code") {
+        return Err(HttpError::bad_field(
+            "code",
+            "POST /execute runs saved code by codeId: save it first with PUT /workspace \
+             {\"codeId\", \"code\"}, or run a snippet at once with POST /execute/code \
+             {\"lang\", \"code\"}",
+        ));
+    }
     let code_id = code_id_field(&body)?;
     let timeout = timeout_field(&app.config, &body)?;
     let request_env = env_field(&body)?;
@@ -343,7 +368,7 @@ fn program_reply(job: &Execution, report: Report, ms: u64) -> Reply {
 
 /// `POST /lint {codeId, timeout}`.
 pub async fn lint(app: Arc<App>, mut req: HttpRequest) -> Reply {
-    let body = object_body(&app, &mut req).await?;
+    let body = object_body::<LintRequest>(&app, &mut req, &[], LINT_SHAPE).await?;
     let code_id = code_id_field(&body)?;
     let timeout = timeout_field(&app.config, &body)?;
     let started = Instant::now();

@@ -309,7 +309,14 @@ impl Router {
             };
             let (mut response, kind) = match result {
                 Ok(r) => (r, None),
-                Err(e) => (e.response(dialect), Some(e.kind.as_str())),
+                Err(mut e) => {
+                    // restexec clients read executionTime on every /execute
+                    // and /lint reply, a refused request's too.
+                    if matches!(pattern, "/execute" | "/lint") && e.execution_ms.is_none() {
+                        e.execution_ms = Some(started.elapsed().as_millis() as u64);
+                    }
+                    (e.response(dialect), Some(e.kind.as_str()))
+                }
             };
             response.headers_mut().insert("x-request-id", request_id);
             app.metrics.request(

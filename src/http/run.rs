@@ -7,9 +7,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::api_types::{RunRequest, fields_of};
 use super::error::HttpError;
 use super::reply::json_text;
-use super::request::{HttpRequest, OverMax, check_depth, isolation_field, millis_field};
+use super::request::{
+    HttpRequest, OverMax, check_depth, check_fields, isolation_field, millis_field, not_an_object,
+};
 use super::router::Reply;
 use crate::app::App;
 use crate::config::Config;
@@ -35,6 +38,15 @@ struct RunBody<'a> {
     isolation: Option<&'a RawValue>,
 }
 
+/// What a function-call body looks like, for messages.
+const RUN_SHAPE: &str = r#"{"script": "export function f(p) { ... }", "fn": "f", "payload": ...}"#;
+
+/// The fields a function-call body may have: those of [`RunRequest`].
+fn run_fields() -> &'static [String] {
+    static FIELDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    FIELDS.get_or_init(fields_of::<RunRequest>)
+}
+
 /// Seconds a client is asked to wait when the queue is full.
 pub const RETRY_AFTER_SECS: u32 = 1;
 
@@ -53,14 +65,36 @@ pub async fn run(app: Arc<App>, mut req: HttpRequest) -> Reply {
 fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
     let limits = &config.limits;
     check_depth(body, limits.max_json_depth)?;
-    let text = std::str::from_utf8(body)
-        .map_err(|e| HttpError::bad_request(format!("Request body is not valid UTF-8: {e}")))?;
+    let text = std::str::from_utf8(body).map_err(|e| {
+        HttpError::bad_field("body", format!("Request body is not valid UTF-8: {e}"))
+    })?;
+    // The top level first, so that a body that is not an object, or an
+    // unknown field, gets a message of ours (never a Rust type's name).
     let mut de = serde_json::Deserializer::from_str(text);
     // Depth was checked above against the configured limit.
     de.disable_recursion_limit();
+    let fields: Result<std::collections::HashMap<&str, &RawValue>, serde_json::Error> =
+        Deserialize::deserialize(&mut de).and_then(|f| de.end().map(|()| f));
+    match fields {
+        Ok(fields) => check_fields(fields.keys().copied(), run_fields())?,
+        Err(e) if e.is_syntax() || e.is_eof() => {
+            return Err(HttpError::bad_field(
+                "body",
+                format!("Malformed JSON body: {e}"),
+            ));
+        }
+        Err(_) => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            de.disable_recursion_limit();
+            let value = Value::deserialize(&mut de).unwrap_or(Value::Null);
+            return Err(not_an_object(&value, RUN_SHAPE));
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
     let parsed = RunBody::deserialize(&mut de)
         .and_then(|b| de.end().map(|()| b))
-        .map_err(|e| HttpError::bad_request(format!("Malformed JSON body: {e}")))?;
+        .map_err(|e| HttpError::bad_field("body", format!("Malformed JSON body: {e}")))?;
 
     let script = string_field(parsed.script, "script")?;
     let code = string_field(parsed.code, "code")?;
@@ -78,6 +112,15 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
                 "Missing required field 'script' (or its alias 'code')",
             ));
         }
+    };
+    // LLM agents send markdown: the first ```ts / ```js block is the code.
+    if let Some(message) = crate::workspace::jsx_fence(&script) {
+        return Err(HttpError::bad_field("script", message));
+    }
+    let script = if script.contains("```") {
+        crate::workspace::extract_code(&script).to_string()
+    } else {
+        script
     };
     let fn_name = string_field(parsed.fn_name, "fn")?
         .ok_or_else(|| HttpError::bad_field("fn", "Missing required field 'fn'"))?;

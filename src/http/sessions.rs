@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use super::api_types::{SessionCreated, SessionInfo, SessionList};
+use super::api_types::{
+    SessionCreate, SessionCreated, SessionExecute, SessionInfo, SessionList, fields_of,
+};
 use super::error::{ErrorKind, HttpError};
 use super::reply::json;
 use super::request::{HttpRequest, OverMax, json_object, millis_field};
@@ -63,7 +65,12 @@ pub async fn health(_app: Arc<App>, _req: HttpRequest) -> Reply {
 /// `POST /api/v1/sessions {environment, mode?}`.
 pub async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let body = req.body(&app.config).await?;
-    let body = json_object(&body, app.config.limits.max_json_depth)?;
+    let body = json_object(
+        &body,
+        app.config.limits.max_json_depth,
+        &fields_of::<SessionCreate>(),
+        r#"{"environment": "typescript", "mode": "script"}"#,
+    )?;
     let environment = match body.get("environment") {
         Some(Value::String(e)) => Environment::parse(e).ok_or_else(|| {
             HttpError::bad_field(
@@ -266,7 +273,12 @@ fn execute_body(app: &App, body: &Map<String, Value>) -> Result<ExecuteBody, Htt
 pub async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let s = session(&app, &req)?;
     let body = req.body(&app.config).await?;
-    let body = json_object(&body, app.config.limits.max_json_depth)?;
+    let body = json_object(
+        &body,
+        app.config.limits.max_json_depth,
+        &fields_of::<SessionExecute>(),
+        r#"{"code": "console.log(1)"}"#,
+    )?;
     let asked = execute_body(&app, &body)?;
     // Runs in one session go one at a time, in arrival order.
     let _turn = s.run_lock.lock().await;

@@ -278,7 +278,7 @@ fn complete(record: &mut JobRecord, report: Report, took: Duration) {
             output.push_str(&format!("error: Uncaught PermissionDenied: {message}\n"));
             (JobStatus::Done, Some(1), None)
         }
-        Err(ExecError::FnNotFound { name }) => {
+        Err(ExecError::FnNotFound { name, .. }) => {
             output.push_str(&format!("error: no function {name}\n"));
             (JobStatus::Done, Some(1), None)
         }

@@ -1,6 +1,8 @@
 //! The one integration-test binary: every test starts the real `isoexec`
 //! binary on port 0 and talks real HTTP to it.
 
+mod deploy;
+mod first_contact;
 mod function_calls;
 mod holes;
 mod hostile;

@@ -207,7 +207,7 @@ async fn output_exit_codes_and_failures_follow_the_contract() {
         ("loop", "while (true) {}"),
         (
             "env",
-            "console.log(JSON.stringify({v: Deno.env.get('MY_VAR'), none: Deno.env.get('OTHER') ?? null}));",
+            "let other; try { Deno.env.get('OTHER'); other = 'read'; } catch (e) { other = e.name; }\nconsole.log(JSON.stringify({v: Deno.env.get('MY_VAR'), other}));",
         ),
         (
             "timers",
@@ -280,7 +280,11 @@ async fn output_exit_codes_and_failures_follow_the_contract() {
     let r = server
         .execute("env", json!({"env": {"MY_VAR": "hello"}}))
         .await;
-    assert_eq!(r.json()["result"], json!({"v": "hello", "none": null}));
+    // As Deno: a variable that was not allowed is refused, not undefined.
+    assert_eq!(
+        r.json()["result"],
+        json!({"v": "hello", "other": "PermissionDenied"})
+    );
 
     assert_eq!(
         server.execute("timers", json!({})).await.json()["result"],

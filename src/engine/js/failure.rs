@@ -16,20 +16,45 @@ pub(super) enum Failure {
         message: String,
         stack: Option<String>,
     },
-    FnNotFound,
+    /// No exported function of that name; the module's exported functions.
+    FnNotFound(Vec<String>),
     OutputLimit(String),
     Terminated,
     Internal(String),
 }
 
+/// What to use instead of a Node.js global that this runtime does not have.
+fn node_hint(message: &str) -> Option<&'static str> {
+    let name = message.strip_suffix(" is not defined")?;
+    Some(match name {
+        "require" => "use `import ... from \"...\"` (ES modules) instead of require()",
+        "module" | "exports" => {
+            "export with `export function ...` / `export const ...` instead of module.exports"
+        }
+        "process" => {
+            "use Deno.env.get(...) for variables and Deno.exit(n) to exit, instead of process"
+        }
+        "Buffer" => "use Uint8Array, TextEncoder / TextDecoder and atob / btoa instead of Buffer",
+        "__dirname" | "__filename" => "use import.meta.url instead",
+        _ => return None,
+    })
+}
+
 pub(super) fn exception_from_js(js: &JsError) -> ExecError {
     let name = js.name.clone().unwrap_or_else(|| "Error".into());
-    let message = js.message.clone().unwrap_or_else(|| {
+    let mut message = js.message.clone().unwrap_or_else(|| {
         js.exception_message
             .strip_prefix("Uncaught ")
             .unwrap_or(&js.exception_message)
             .to_string()
     });
+    if name == "ReferenceError"
+        && let Some(hint) = node_hint(&message)
+    {
+        message = format!(
+            "{message}: this is an ES module runtime with web and Deno-style APIs, not Node.js; {hint}"
+        );
+    }
     ExecError::Exception {
         name,
         message,

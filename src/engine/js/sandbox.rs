@@ -69,6 +69,7 @@ impl SandboxHost {
                 write: vec![dir.to_path_buf()],
                 net: self.permissions.net.clone(),
                 base_dir: dir.to_path_buf(),
+                env: self.permissions.env.clone(),
             }),
         }
     }
@@ -423,7 +424,19 @@ impl Sandbox {
                 if tc.has_terminated() {
                     return Err(Failure::Terminated);
                 }
-                return Err(Failure::FnNotFound);
+                let mut exports = Vec::new();
+                if let Some(keys) = ns.get_own_property_names(tc, Default::default()) {
+                    for i in 0..keys.length() {
+                        let Some(key) = keys.get_index(tc, i) else {
+                            continue;
+                        };
+                        let is_fn = ns.get(tc, key).is_some_and(|v| v.is_function());
+                        if is_fn {
+                            exports.push(key.to_rust_string_lossy(tc));
+                        }
+                    }
+                }
+                return Err(Failure::FnNotFound(exports));
             };
             let argument = v8::String::new(tc, payload_json).and_then(|s| v8::json::parse(tc, s));
             let Some(argument) = argument else {
@@ -506,8 +519,10 @@ impl Sandbox {
                 .and_then(|c| c.denied.take())
         });
         match failure {
-            Failure::FnNotFound => ExecError::FnNotFound {
+            Failure::FnNotFound(exports) => ExecError::FnNotFound {
                 name: String::new(),
+                exports,
+                declared: false,
             },
             Failure::OutputLimit(message) => ExecError::OutputLimit { message },
             Failure::Internal(message) => ExecError::Internal { message },

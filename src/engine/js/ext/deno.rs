@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use deno_core::{OpState, op2};
+use deno_error::JsErrorBox;
 
 use super::{CallState, SelfKill};
 use crate::engine::watchdog::KillReason;
@@ -24,10 +25,29 @@ pub(super) fn record_denial(state: &mut OpState, message: &str) {
     }
 }
 
+/// `Deno.env.get`: the call's value; `undefined` for an `ALLOW_ENV`
+/// variable that is unset; a `PermissionDenied` for any other, as Deno
+/// refuses a variable it was not allowed.
 #[op2]
 #[string]
-pub(super) fn op_isoexec_env_get(state: &mut OpState, #[string] key: &str) -> Option<String> {
-    state.try_borrow::<CallState>()?.env.get(key).cloned()
+pub(super) fn op_isoexec_env_get(
+    state: &mut OpState,
+    #[string] key: &str,
+) -> Result<Option<String>, JsErrorBox> {
+    if let Some(value) = state
+        .try_borrow::<CallState>()
+        .and_then(|c| c.env.get(key).cloned())
+    {
+        return Ok(Some(value));
+    }
+    if super::fs::permissions(state).env.iter().any(|k| k == key) {
+        return Ok(None);
+    }
+    let message = format!(
+        "Requires env access to \"{key}\"; allow it with ALLOW_ENV (or pass it in the request's env)"
+    );
+    record_denial(state, &message);
+    Err(JsErrorBox::new("PermissionDenied", message))
 }
 
 #[op2]

@@ -1,0 +1,320 @@
+//! `isoexec run` and `isoexec lint`: the engine from the command line, no
+//! server started.
+//!
+//! `run FILE --fn NAME [--payload JSON]` prints the call's result JSON and
+//! exits 0 (an error is printed on stderr as the API's error body, exit 1);
+//! without `--fn` the file runs as a program, its stdout and stderr pass
+//! through, and its exit code is the process's (1 for an uncaught error,
+//! 124 for a timeout, 137 for a memory kill). `lint FILE…` prints
+//! diagnostics (`--json`: the `deno lint --json` shape) and exits 1 when
+//! there are any.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::engine::lint::LintReport;
+use crate::engine::{Engine, ExecError, Execution, Isolation, Task};
+
+/// What `isoexec run` was asked.
+pub struct RunArgs {
+    pub file: PathBuf,
+    pub fn_name: Option<String>,
+    pub payload: Option<String>,
+    pub isolation: Isolation,
+    pub timeout: Option<Duration>,
+}
+
+/// Exit codes of a program that did not end by itself.
+const EXIT_TIMEOUT: u8 = 124;
+const EXIT_KILLED: u8 = 137;
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// The configuration with the file's directory as the workspace, so that
+/// its relative imports resolve and it may read beside itself.
+fn config_for(mut config: Config, file: &Path) -> Config {
+    if let Some(dir) = file.parent() {
+        config.workspace_dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir.to_path_buf()
+        };
+    }
+    config.process_prestart = 0;
+    config
+}
+
+/// `isoexec run`.
+pub fn run(config: Config, args: RunArgs) -> ExitCode {
+    let file = match std::fs::canonicalize(&args.file) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("isoexec: {}: {e}", args.file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let config = config_for(config, &file);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("isoexec: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let engine = match Engine::start(&config) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("isoexec: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let timeout = args.timeout.unwrap_or(config.limits.default_timeout);
+        let task = match &args.fn_name {
+            Some(name) => {
+                let script = match std::fs::read_to_string(&file) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("isoexec: {}: {e}", file.display());
+                        return ExitCode::from(2);
+                    }
+                };
+                let payload = args.payload.clone().unwrap_or_else(|| "null".into());
+                if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&payload) {
+                    eprintln!("isoexec: --payload is not JSON: {e}");
+                    return ExitCode::from(2);
+                }
+                Task::Call {
+                    script: script.into(),
+                    fn_name: name.clone(),
+                    payload,
+                }
+            }
+            None => Task::Program {
+                path: file.clone(),
+                source: None,
+            },
+        };
+        let execution = Execution {
+            task,
+            timeout,
+            cpu_limit: config.limits.default_cpu_limit,
+            isolation: args.isolation,
+            env: config.allow_env_values.clone(),
+            stdin: None,
+            scope: None,
+            precompiled: None,
+        };
+        let report = match engine.run(&execution).await {
+            Ok(r) => r,
+            Err(_) => {
+                eprintln!("isoexec: the engine is overloaded");
+                return ExitCode::FAILURE;
+            }
+        };
+        let code = match args.fn_name {
+            Some(_) => print_call(&execution, report),
+            None => print_program(report),
+        };
+        let _ = std::io::stdout().flush();
+        code
+    })
+}
+
+fn print_call(execution: &Execution, report: crate::engine::Report) -> ExitCode {
+    for entry in &report.logs {
+        eprintln!("[{}] {}", level(entry.level), entry.message);
+    }
+    match report.outcome {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let error = crate::http::error::HttpError::from_execution(execution, e);
+            let body = serde_json::json!({
+                "error": error.message,
+                "kind": error.kind.as_str(),
+                "details": error.details,
+            });
+            eprintln!("{body}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn level(l: crate::engine::LogLevel) -> &'static str {
+    use crate::engine::LogLevel::*;
+    match l {
+        Debug => "debug",
+        Log => "log",
+        Info => "info",
+        Warn => "warn",
+        Error => "error",
+    }
+}
+
+fn print_program(report: crate::engine::Report) -> ExitCode {
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    for entry in &report.logs {
+        let _ = if entry.level.is_stderr() {
+            writeln!(err, "{}", entry.message)
+        } else {
+            writeln!(out, "{}", entry.message)
+        };
+    }
+    let _ = out.flush();
+    match report.outcome {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(ExecError::Exit { code }) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(ExecError::Exception {
+            name,
+            message,
+            stack,
+        }) => {
+            let _ = writeln!(
+                err,
+                "error: Uncaught {}",
+                stack.unwrap_or_else(|| format!("{name}: {message}"))
+            );
+            ExitCode::FAILURE
+        }
+        Err(ExecError::Timeout) => {
+            let _ = writeln!(err, "error: timed out");
+            ExitCode::from(EXIT_TIMEOUT)
+        }
+        Err(ExecError::MemoryLimit) | Err(ExecError::CpuLimit) => {
+            let _ = writeln!(err, "error: killed (memory or CPU limit)");
+            ExitCode::from(EXIT_KILLED)
+        }
+        Err(other) => {
+            let _ = writeln!(err, "error: {}", describe(&other));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn describe(e: &ExecError) -> String {
+    match e {
+        ExecError::Syntax {
+            message,
+            line,
+            column,
+        } => format!("SyntaxError: {message} at {line}:{column}"),
+        ExecError::PermissionDenied { message } => format!("PermissionDenied: {message}"),
+        ExecError::OutputLimit { message } => format!("output limit: {message}"),
+        other => format!("{} ({other:?})", other.kind()),
+    }
+}
+
+/// `isoexec lint`.
+pub fn lint(config: Config, files: Vec<PathBuf>, json: bool) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("isoexec: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let mut merged: Option<LintReport> = None;
+        let mut config = config;
+        config.process_prestart = 0;
+        config.pool_size = 1;
+        let engine = match Engine::start(&config) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("isoexec: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        for file in files {
+            let path = std::fs::canonicalize(&file).unwrap_or(file.clone());
+            let source = match std::fs::read_to_string(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("isoexec: {}: {e}", file.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let report = match engine
+                .lint(path.clone(), source, config.limits.max_timeout)
+                .await
+            {
+                Ok(r) => r,
+                Err(crate::engine::compile::Failure::Rejected(e)) => LintReport {
+                    version: 1,
+                    diagnostics: Vec::new(),
+                    errors: vec![crate::engine::lint::LintError {
+                        file_path: path.display().to_string(),
+                        message: e.message,
+                    }],
+                    checked_files_camel: vec![path.display().to_string()],
+                    checked_files: vec![path.display().to_string()],
+                },
+                Err(e) => {
+                    eprintln!("isoexec: linting {}: {e:?}", file.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            merged = Some(match merged {
+                None => report,
+                Some(mut all) => {
+                    all.diagnostics.extend(report.diagnostics);
+                    all.errors.extend(report.errors);
+                    all.checked_files.extend(report.checked_files);
+                    all.checked_files_camel.extend(report.checked_files_camel);
+                    all
+                }
+            });
+        }
+        let Some(report) = merged else {
+            eprintln!("isoexec: no file to lint");
+            return ExitCode::from(2);
+        };
+        let findings = report.diagnostics.len() + report.errors.len();
+        if json {
+            let mut v = serde_json::to_value(&report).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                // `deno lint --json` names it checked_files only.
+                o.remove("checkedFiles");
+            }
+            println!("{v}");
+        } else {
+            for d in &report.diagnostics {
+                let at = d
+                    .range
+                    .as_ref()
+                    .map(|r| format!("{}:{}", r.start.line, r.start.col + 1))
+                    .unwrap_or_default();
+                let file = d.filename.strip_prefix("file://").unwrap_or(&d.filename);
+                println!("{file}:{at}: {} ({})", d.message, d.code);
+                if let Some(hint) = &d.hint {
+                    println!("    hint: {hint}");
+                }
+            }
+            for e in &report.errors {
+                println!("{}: error: {}", e.file_path, e.message);
+            }
+            println!(
+                "Checked {} file(s): {} problem(s)",
+                report.checked_files.len(),
+                findings
+            );
+        }
+        if findings > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    })
+}
