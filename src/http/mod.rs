@@ -5,6 +5,7 @@ pub mod health;
 pub mod jobs;
 pub mod metrics;
 pub mod openapi;
+pub mod playground;
 pub mod reply;
 pub mod request;
 pub mod restexec;

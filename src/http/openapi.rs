@@ -70,6 +70,27 @@ fn describe(pattern: &str, method: &str) -> Option<Doc> {
                 ),
             ],
         ),
+        ("/", "GET") => d(
+            "The playground, for a browser (Accept: text/html)",
+            "server",
+            None,
+            &[
+                ("200", "An HTML page", None),
+                ("405", "Not a browser: use POST /", Some("CallError")),
+            ],
+        ),
+        ("/playground", "GET") => d(
+            "The playground: try every API in a browser",
+            "server",
+            None,
+            &[("200", "An HTML page", None)],
+        ),
+        ("/playground/{asset}", "GET") => d(
+            "The playground's assets",
+            "server",
+            None,
+            &[("200", "The asset", None)],
+        ),
         ("/health", "GET") => d(
             "Liveness, uptime, memory and pool occupancy",
             "server",

@@ -18,7 +18,7 @@ use super::error::{Dialect, ErrorKind, HttpError};
 use super::openapi::RouteInfo;
 use super::reply::Body;
 use super::request::HttpRequest;
-use super::{health, jobs, metrics, openapi, restexec, run, sessions};
+use super::{health, jobs, metrics, openapi, playground, restexec, run, sessions};
 use crate::app::App;
 
 /// What a handler returns.
@@ -61,7 +61,16 @@ impl Router {
             routes: Vec::new(),
         };
         let post = |h| vec![(Method::POST, h)];
-        r.add("/", FunctionCall, true, "POST", post(handler(run::run)));
+        r.add(
+            "/",
+            FunctionCall,
+            true,
+            "POST",
+            vec![
+                (Method::POST, handler(run::run)),
+                (Method::GET, handler(playground::root)),
+            ],
+        );
         r.add("/run", FunctionCall, true, "POST", post(handler(run::run)));
         r.add(
             "/health",
@@ -153,6 +162,20 @@ impl Router {
             false,
             "GET",
             get(handler(openapi::openapi)),
+        );
+        r.add(
+            "/playground",
+            FunctionCall,
+            false,
+            "GET",
+            get(handler(playground::page)),
+        );
+        r.add(
+            "/playground/{asset}",
+            FunctionCall,
+            false,
+            "GET",
+            get(handler(playground::asset)),
         );
         r.add(
             "/docs",
@@ -351,7 +374,10 @@ async fn dispatch(
     params: Vec<(String, String)>,
     req: Request<Incoming>,
 ) -> Reply {
-    if route.auth {
+    // The playground page at `GET /` is public, like `/playground`: it asks
+    // for the key itself; `POST /` needs it.
+    let public_page = route.pattern == "/" && req.method() == Method::GET;
+    if route.auth && !public_page {
         check_auth(app, &req)?;
     }
     let Some((_, handler)) = route.methods.iter().find(|(m, _)| m == req.method()) else {

@@ -1,0 +1,96 @@
+//! `GET /playground` (and `GET /` from a browser): a page to try the
+//! server — an editor, function calls, lint, save and execute, a notebook.
+//! Its assets are embedded (the CodeMirror bundle is built from npm by
+//! `scripts/build-playground.sh`); the page talks only to this server.
+
+use std::sync::Arc;
+
+use hyper::header;
+
+use super::error::{ErrorKind, HttpError};
+use super::reply::with_type;
+use super::request::HttpRequest;
+use super::router::Reply;
+use crate::app::App;
+
+const PAGE: &str = include_str!("../../assets/playground/index.html");
+const STYLE: &str = include_str!("../../assets/playground/style.css");
+const APP: &str = include_str!("../../assets/playground/app.js");
+const EDITOR: &[u8] = include_bytes!("../../assets/playground/playground.js");
+
+/// The examples menu: the `examples/` scripts, with the call each shows.
+const EXAMPLES: [(&str, &str, &str, &str); 3] = [
+    (
+        "hello.ts",
+        include_str!("../../examples/hello.ts"),
+        "hello",
+        r#"{"name": "Ada"}"#,
+    ),
+    (
+        "async.ts",
+        include_str!("../../examples/async.ts"),
+        "slowSum",
+        r#"{"values": [1, 2, 3], "delayMs": 50}"#,
+    ),
+    (
+        "image.ts",
+        include_str!("../../examples/image.ts"),
+        "pixel",
+        "null",
+    ),
+];
+
+fn examples_js() -> String {
+    let map: serde_json::Map<String, serde_json::Value> = EXAMPLES
+        .iter()
+        .map(|(name, script, fn_name, payload)| {
+            (
+                name.to_string(),
+                serde_json::json!({"script": script, "fn": fn_name, "payload": payload}),
+            )
+        })
+        .collect();
+    format!(
+        "window.ISOEXEC_EXAMPLES = {};\n",
+        serde_json::Value::Object(map)
+    )
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// `GET /playground`.
+pub async fn page(_app: Arc<App>, _req: HttpRequest) -> Reply {
+    Ok(with_type(200, HTML, PAGE))
+}
+
+/// `GET /playground/{asset}`.
+pub async fn asset(_app: Arc<App>, req: HttpRequest) -> Reply {
+    Ok(match req.param("asset") {
+        "style.css" => with_type(200, "text/css; charset=utf-8", STYLE),
+        "app.js" => with_type(200, JS, APP),
+        "editor.js" => with_type(200, JS, EDITOR),
+        "examples.js" => with_type(200, JS, examples_js()),
+        other => {
+            return Err(HttpError::new(
+                ErrorKind::NotFound,
+                format!("No asset {other}"),
+            ));
+        }
+    })
+}
+
+/// `GET /`: the playground for a browser; API clients use `POST /`.
+pub async fn root(app: Arc<App>, req: HttpRequest) -> Reply {
+    let browser = req
+        .parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if browser {
+        page(app, req).await
+    } else {
+        Err(HttpError::method_not_allowed("POST"))
+    }
+}

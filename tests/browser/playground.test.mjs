@@ -1,0 +1,221 @@
+// The playground in a real browser: Debian's Chromium driven by
+// playwright-core, against the real server binary on a free port. Each test
+// does what a person does, and checks that no request leaves the page and
+// no page error happens.
+//
+//   cargo build && (cd tests/browser && npm ci) && node --test tests/browser/
+//
+// ISOEXEC_BIN (default target/debug/isoexec) and CHROMIUM (default
+// /usr/bin/chromium) say what to run.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const bin = process.env.ISOEXEC_BIN || join(root, "target", "debug", "isoexec");
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+
+let server;
+let base;
+let browser;
+let scratch;
+
+before(async () => {
+  scratch = mkdtempSync(join(tmpdir(), "isoexec-browser-"));
+  server = spawn(bin, [], {
+    env: {
+      ...process.env,
+      PORT: "0",
+      POOL_SIZE: "2",
+      LOG_LEVEL: "warn",
+      API_KEY: "browser-key",
+      WORKSPACE_DIR: join(scratch, "ws"),
+      DATA_DIR: join(scratch, "data"),
+    },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  base = await new Promise((resolve, reject) => {
+    let text = "";
+    server.stdout.on("data", (chunk) => {
+      text += chunk;
+      const m = text.match(/isoexec listening on (http:\/\/\S+)/);
+      if (m) resolve(m[1]);
+    });
+    server.on("exit", (code) => reject(new Error(`the server exited with ${code}`)));
+  });
+  browser = await chromium.launch({
+    executablePath,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill("SIGKILL");
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+/** A page on the playground that records every request and page error. */
+async function open(path = "/playground", options = {}) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...options });
+  const page = await context.newPage();
+  const requests = [];
+  const errors = [];
+  page.on("request", (r) => requests.push(r.url()));
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(base + path);
+  await page.getByTestId("api-key").fill("browser-key");
+  await page.getByTestId("api-key").dispatchEvent("change");
+  const done = async () => {
+    const outside = requests.filter((u) => !u.startsWith(base) && !u.startsWith("data:"));
+    assert.deepEqual(outside, [], "a request left the page");
+    assert.deepEqual(errors, [], "the page threw");
+    await context.close();
+  };
+  return { page, done };
+}
+
+/** Replaces the editor's text as a person would: select all, type. */
+async function typeCode(page, code) {
+  const content = page.getByTestId("editor").locator(".cm-content");
+  await content.click();
+  await page.keyboard.press("ControlOrMeta+a");
+  await page.keyboard.press("Delete");
+  await page.keyboard.insertText(code);
+}
+
+async function resultState(page) {
+  const result = page.getByTestId("result");
+  await page.waitForFunction(
+    () => document.querySelector('[data-testid="result"]').dataset.state !== "running",
+  );
+  return result.getAttribute("data-state");
+}
+
+test("a function typed in the editor runs and its result and logs show", async () => {
+  const { page, done } = await open();
+  await typeCode(page, "export function add(p: { a: number; b: number }) {\n  console.log('adding', p.a, p.b);\n  return { sum: p.a + p.b };\n}");
+  await page.getByTestId("fn").fill("add");
+  await page.getByTestId("payload").fill('{"a": 2, "b": 40}');
+  await page.getByTestId("run").click();
+  assert.equal(await resultState(page), "ok");
+  assert.match(await page.getByTestId("result").innerText(), /sum: 42/);
+  assert.match(await page.getByTestId("logs").innerText(), /\[log\] adding 2 40/);
+  // Ctrl/Cmd+Enter in the editor runs too.
+  await page.getByTestId("payload").fill('{"a": 1, "b": 1}');
+  await page.getByTestId("editor").locator(".cm-content").click();
+  await page.keyboard.press("ControlOrMeta+Enter");
+  await page.waitForFunction(() => document.querySelector('[data-testid="result"]').innerText.includes("sum: 2"));
+  await done();
+});
+
+test("returned PNG bytes are drawn as a picture", async () => {
+  const { page, done } = await open();
+  await page.getByTestId("examples").selectOption("image.ts");
+  await page.getByTestId("run").click();
+  assert.equal(await resultState(page), "ok");
+  const img = page.getByTestId("result-image");
+  await img.waitFor();
+  await page.waitForFunction(() => document.querySelector('[data-testid="result-image"]').complete);
+  const width = await img.evaluate((i) => i.naturalWidth);
+  assert.equal(width, 1, "the 1×1 PNG was decoded");
+  assert.match(await img.getAttribute("src"), /^data:image\/png;base64,/);
+  await done();
+});
+
+test("a loop shows timeout, and a syntax error marks its line", async () => {
+  const { page, done } = await open();
+  await typeCode(page, "export function main() {\n  while (true) {}\n}");
+  await page.getByTestId("timeout").fill("200");
+  await page.getByTestId("run").click();
+  assert.equal(await resultState(page), "error");
+  assert.equal(await page.getByTestId("error-kind").innerText(), "timeout");
+  await typeCode(page, "export function main() {\n  return 1;\n}\nconst = ;");
+  await page.getByTestId("run").click();
+  assert.equal(await resultState(page), "error");
+  assert.equal(await page.getByTestId("error-kind").innerText(), "syntax_error");
+  // The line is marked in the editor.
+  await page.locator(".cm-lintRange-error").first().waitFor();
+  await done();
+});
+
+test("lint marks a line and lists the diagnostic", async () => {
+  const { page, done } = await open();
+  await typeCode(page, "export function main() {\n  const unused = 1;\n  return 2;\n}");
+  await page.getByTestId("lint").click();
+  const item = page.getByTestId("diagnostics").locator("li[data-line]").first();
+  await item.waitFor();
+  assert.equal(await item.getAttribute("data-line"), "2");
+  assert.match(await item.innerText(), /no-unused-vars/);
+  await page.locator(".cm-lintRange-warning").first().waitFor();
+  await done();
+});
+
+test("saved code executes by codeId with its stdout and exit code", async () => {
+  const { page, done } = await open();
+  await typeCode(page, "console.log('to stdout');\nconsole.error('to stderr');\nDeno.exit(3);");
+  await page.getByRole("tab", { name: "Program" }).click();
+  await page.getByTestId("code-id").fill("browser-prog");
+  await page.getByTestId("save").click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="program"]').innerText.includes("Saved browser-prog"));
+  await page.getByTestId("execute").click();
+  await page.getByTestId("stdout").waitFor();
+  assert.match(await page.getByTestId("program").innerText(), /exit code 3/);
+  assert.equal((await page.getByTestId("stdout").innerText()).trim(), "to stdout");
+  assert.match(await page.getByTestId("stderr").innerText(), /to stderr/);
+  await done();
+});
+
+test("a notebook's second cell sees the first", async () => {
+  const { page, done } = await open();
+  await page.getByRole("tab", { name: "Notebook" }).click();
+  await page.getByTestId("cell").fill("const base: number = 40;");
+  await page.getByTestId("cell-run").click();
+  await page.getByTestId("cell-result").first().waitFor();
+  await page.getByTestId("cell").fill("base + 2");
+  await page.getByTestId("cell-run").click();
+  await page.getByTestId("cell-result").nth(1).waitFor();
+  assert.equal((await page.getByTestId("cell-result").nth(1).innerText()).trim(), "42");
+  await done();
+});
+
+test("a share link carries the code and restores it", async () => {
+  const first = await open();
+  await typeCode(first.page, "export const shared = () => 'from a link';");
+  await first.page.getByTestId("fn").fill("shared");
+  await first.page.getByTestId("share").click();
+  await first.page.waitForFunction(() => location.hash.startsWith("#code="));
+  const link = new URL(first.page.url());
+  await first.done();
+  const second = await open(link.pathname + link.hash);
+  const code = await second.page.getByTestId("editor").locator(".cm-content").innerText();
+  assert.match(code, /from a link/);
+  assert.equal(await second.page.getByTestId("fn").inputValue(), "shared");
+  await second.page.getByTestId("run").click();
+  assert.equal(await resultState(second.page), "ok");
+  assert.match(await second.page.getByTestId("result").innerText(), /from a link/);
+  await second.done();
+});
+
+test("GET / is the page for a browser, in a narrow window and dark mode too", async () => {
+  const { page, done } = await open("/", { viewport: { width: 420, height: 800 }, colorScheme: "dark" });
+  await page.getByTestId("run").waitFor();
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.notEqual(bg, "rgb(255, 255, 255)");
+  await page.screenshot({ path: join(scratch, "narrow-dark.png") });
+  await done();
+});
