@@ -78,6 +78,38 @@ fn main() {
             let rps = throughput(addr, path, &body, 4, Duration::from_secs(seconds)).await;
             rows.push((name, lat, rps));
         }
+        // What metrics cost: the "none" call again while /metrics is
+        // scraped ten times a second (Prometheus scrapes every 15 s or so).
+        let body = Bytes::from(
+            serde_json::json!({"script": TRIVIAL, "fn": "f", "payload": 1, "isolation": "none"})
+                .to_string(),
+        );
+        let scraping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let scraper = {
+            let (addr, scraping) = (server.addr, scraping.clone());
+            tokio::spawn(async move {
+                let mut c = common::connect(addr).await;
+                let mut scrapes = 0u64;
+                while scraping.load(std::sync::atomic::Ordering::Relaxed) {
+                    c.ready().await.expect("ready");
+                    let req = Request::get("/metrics")
+                        .header("host", addr.to_string())
+                        .body(Full::new(Bytes::new()))
+                        .expect("request");
+                    let resp = c.send_request(req).await.expect("scrape");
+                    let _ = resp.into_body().collect().await;
+                    scrapes += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                scrapes
+            })
+        };
+        let lat = latency(server.addr, "/run", &body, samples).await;
+        let rps = throughput(server.addr, "/run", &body, 4, Duration::from_secs(seconds)).await;
+        scraping.store(false, std::sync::atomic::Ordering::Relaxed);
+        let scrapes = scraper.await.unwrap_or(0);
+        assert!(scrapes > 0, "the scraper never ran");
+        rows.push(("isoexec, \"none\", /metrics scraped 10×/s", lat, rps));
         print_report(&rows, samples, seconds);
         drop(server);
         drop(floor);

@@ -215,6 +215,7 @@ fn merge(outer: Flags, inner: Flags) -> Flags {
         max_timeout,
         cpu_limit_ms,
         pool_size,
+        script_threads,
         queue_size,
         process_prestart,
         memory_limit_mb,

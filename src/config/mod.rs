@@ -60,6 +60,8 @@ pub struct Config {
     pub allow_env_values: HashMap<String, String>,
     pub limits: Limits,
     pub pool_size: usize,
+    /// Most isolate threads one script may hold at once (`SCRIPT_THREADS`).
+    pub script_threads: usize,
     pub queue_size: usize,
     /// Worker processes kept started ahead of `"process"` calls (0: one is
     /// spawned per call).
@@ -125,7 +127,7 @@ const MIB: usize = 1024 * 1024;
 
 /// Flags as given on the command line; each overrides its variable.
 /// The environment variables of every setting, as `--help` names them.
-pub const VARIABLES: [&str; 32] = [
+pub const VARIABLES: [&str; 33] = [
     "HOST",
     "PORT",
     "LOG_LEVEL",
@@ -146,6 +148,7 @@ pub const VARIABLES: [&str; 32] = [
     "MAX_TIMEOUT",
     "CPU_LIMIT_MS",
     "POOL_SIZE",
+    "SCRIPT_THREADS",
     "QUEUE_SIZE",
     "PROCESS_PRESTART",
     "MEMORY_LIMIT_MB",
@@ -284,6 +287,12 @@ pub struct Flags {
         help = "Isolate threads [default: number of cores] [env: POOL_SIZE]"
     )]
     pub pool_size: Option<String>,
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Most isolate threads one script may hold at once [default: cores, at most POOL_SIZE] [env: SCRIPT_THREADS]"
+    )]
+    pub script_threads: Option<String>,
     #[arg(
         long,
         value_name = "VALUE",
@@ -512,6 +521,13 @@ impl Config {
             1024,
             "thread count",
         )?;
+        let script_threads = parse_num(
+            s.raw("SCRIPT_THREADS", &f.script_threads),
+            cores.min(pool_size),
+            1,
+            1024,
+            "thread count",
+        )?;
         let queue_size = parse_num(
             s.raw("QUEUE_SIZE", &f.queue_size),
             256usize,
@@ -613,6 +629,7 @@ impl Config {
                 max_write_bytes: max_write_bytes as u64,
             },
             pool_size,
+            script_threads,
             queue_size,
             process_prestart,
             max_body_bytes,

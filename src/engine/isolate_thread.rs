@@ -59,11 +59,11 @@ pub(super) fn main(shared: &Shared, id: usize) {
             break;
         };
         if queued.reply.is_closed() || queued.cancel.is_cancelled() {
-            shared.finish_job();
+            shared.finish_job(queued.key());
             continue;
         }
         let (report, used) = thread.run(&queued);
-        shared.finish_job();
+        shared.finish_job(queued.key());
         let _ = queued.reply.send(report);
         // Dropping an isolate takes time: do it after the caller has its answer.
         drop(used);

@@ -227,6 +227,7 @@ fn start_pool(config: &Config, compiler: Arc<Compiler>) -> std::io::Result<Pool>
     ];
     Pool::start(PoolOptions {
         shared_roots,
+        script_threads: config.script_threads,
         size: config.pool_size,
         queue_size: config.queue_size,
         limits: config.limits.clone(),

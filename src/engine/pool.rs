@@ -45,6 +45,8 @@ pub struct PoolOptions {
     pub compiler: Arc<Compiler>,
     /// Module roots a scoped execution shares (tools, vendor).
     pub shared_roots: Vec<std::path::PathBuf>,
+    /// Most isolate threads one script may hold at once.
+    pub script_threads: usize,
 }
 
 /// Pool occupancy, as `/health` reports it.
@@ -68,6 +70,8 @@ pub(super) struct Queued {
     pub cancel: Arc<CancelFlag>,
     /// When it was queued, for the queue-wait figure.
     pub queued_at: Instant,
+    /// Which script it runs, for the per-script thread cap.
+    key: u64,
 }
 
 #[derive(Default)]
@@ -75,7 +79,32 @@ struct Queue {
     jobs: VecDeque<Queued>,
     /// Executions taken by an isolate thread and not finished yet.
     running: usize,
+    /// The same, by script: one script holds at most `script_threads`.
+    running_by_key: std::collections::HashMap<u64, usize>,
     closed: bool,
+}
+
+/// A cheap fingerprint of what an execution runs: its script (the first
+/// and last 64 KiB and the length) or its program's path.
+fn script_key(job: &Execution) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match &job.task {
+        super::types::Task::Call { script, .. } => {
+            let b = script.as_bytes();
+            b.len().hash(&mut h);
+            b[..b.len().min(65_536)].hash(&mut h);
+            b[b.len().saturating_sub(65_536)..].hash(&mut h);
+        }
+        super::types::Task::Program { path, .. } => path.hash(&mut h),
+    }
+    h.finish()
+}
+
+impl Queued {
+    pub fn key(&self) -> u64 {
+        self.key
+    }
 }
 
 /// What the pool's handle and its isolate threads share.
@@ -88,6 +117,10 @@ pub(super) struct Shared {
     queue_size: usize,
     /// Number of isolate threads.
     size: usize,
+    /// Most threads one script may hold at once: with more threads than
+    /// cores, a script that hogs its threads (say, loops until its deadline)
+    /// leaves the others to everyone else instead of queueing them.
+    script_threads: usize,
     pub limits: Limits,
     /// Enforces deadlines, CPU budgets and cancellation from outside.
     pub watchdog: Watchdog,
@@ -114,6 +147,7 @@ impl Pool {
             ready: Condvar::new(),
             queue_size: options.queue_size,
             size: options.size,
+            script_threads: options.script_threads.clamp(1, options.size.max(1)),
             limits: options.limits.clone(),
             watchdog: Watchdog::start()?,
             host: SandboxHost {
@@ -156,11 +190,13 @@ impl Pool {
         if queue.closed || queue.jobs.len() >= self.shared.queue_size + free_threads {
             return Err(Overloaded);
         }
+        let key = script_key(&job);
         queue.jobs.push_back(Queued {
             job,
             reply,
             cancel,
             queued_at: Instant::now(),
+            key,
         });
         drop(queue);
         self.shared.ready.notify_one();
@@ -250,22 +286,41 @@ impl Shared {
 
     /// Blocks until a job is available; `None` once the pool is closed and
     /// drained.
+    /// The oldest queued execution whose script holds fewer than
+    /// `script_threads` threads.
     pub(super) fn next_job(&self) -> Option<Queued> {
         let mut queue = lock(&self.queue);
         loop {
-            if let Some(q) = queue.jobs.pop_front() {
+            let cap = self.script_threads;
+            let eligible = queue
+                .jobs
+                .iter()
+                .position(|q| queue.running_by_key.get(&q.key).copied().unwrap_or(0) < cap);
+            if let Some(i) = eligible
+                && let Some(q) = queue.jobs.remove(i)
+            {
                 queue.running += 1;
+                *queue.running_by_key.entry(q.key).or_default() += 1;
                 return Some(q);
             }
-            if queue.closed {
+            if queue.closed && queue.jobs.is_empty() {
                 return None;
             }
             queue = self.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
         }
     }
 
-    pub(super) fn finish_job(&self) {
+    pub(super) fn finish_job(&self, key: u64) {
         let mut queue = lock(&self.queue);
         queue.running = queue.running.saturating_sub(1);
+        if let Some(n) = queue.running_by_key.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                queue.running_by_key.remove(&key);
+            }
+        }
+        drop(queue);
+        // A job held back by the cap may run now.
+        self.ready.notify_all();
     }
 }

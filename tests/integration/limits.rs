@@ -365,3 +365,37 @@ async fn a_call_is_cancelled_when_its_client_disconnects() {
     let r = s.call(OK, "f", json!({"payload": "next"})).await;
     assert_eq!(r.json()["result"], "next");
 }
+
+#[tokio::test]
+async fn one_script_holds_at_most_script_threads_and_others_keep_moving() {
+    let s = crate::support::Server::start_with(&[("POOL_SIZE", "2"), ("SCRIPT_THREADS", "1")]);
+    let spin = "export function f() { while (true) {} }";
+    let loops = async {
+        tokio::join!(
+            s.call(spin, "f", serde_json::json!({"timeout": 1500})),
+            s.call(spin, "f", serde_json::json!({"timeout": 1500})),
+        )
+    };
+    let probe = async {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let health = s.get("/health").await.json();
+        let started = std::time::Instant::now();
+        let normal = s
+            .call(
+                "export const f = () => 'moving'",
+                "f",
+                serde_json::json!({}),
+            )
+            .await;
+        (health, started.elapsed(), normal)
+    };
+    let ((a, b), (health, took, normal)) = tokio::join!(loops, probe);
+    assert_eq!(a.json()["kind"], "timeout");
+    assert_eq!(b.json()["kind"], "timeout");
+    // The same script holds one thread; its second call waits for it.
+    assert_eq!(health["pool"]["busy"], 1, "{health}");
+    assert_eq!(health["pool"]["queued"], 1, "{health}");
+    // Another script runs on the free thread (liveness bound only).
+    assert_eq!(normal.json()["result"], "moving");
+    assert!(took < std::time::Duration::from_millis(1200), "{took:?}");
+}
