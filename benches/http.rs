@@ -293,7 +293,7 @@ fn run_floor_server() {
 fn print_report(rows: &[(&str, Latency, f64)], samples: usize, seconds: u64) {
     println!();
     println!(
-        "Machine: {}. Server: release build, POOL_SIZE = cores.",
+        "Machine: {}. Server: release build, default POOL_SIZE (2 × cores) and SCRIPT_THREADS (cores).",
         machine()
     );
     println!(

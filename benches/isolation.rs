@@ -258,7 +258,7 @@ fn main() {
         std::fs::create_dir_all(&dir).expect("bench dir");
 
         println!();
-        println!("Machine: {}. Server: release build, POOL_SIZE = cores, PROCESS_PRESTART default.", machine());
+        println!("Machine: {}. Server: release build, default POOL_SIZE (2 × cores), PROCESS_PRESTART default.", machine());
         println!("Latency: {samples} sequential calls on one keep-alive connection (after {} warm-up); req/s: 4 connections for {seconds} s.", samples / 10);
         match &deno {
             Some(d) => println!("Baselines: `deno run` per call and a Deno `Worker` per call ({}).", d.display()),

@@ -137,7 +137,7 @@ fn main() {
         assert_eq!(server.child.id(), pid);
 
         println!();
-        println!("Soak: {} — release build, POOL_SIZE = cores, MEMORY_LIMIT_MB=64, 4 clients, timeout 500 ms.", machine());
+        println!("Soak: {} — release build, default POOL_SIZE (2 × cores) and SCRIPT_THREADS (cores), MEMORY_LIMIT_MB=64, 4 clients, timeout 500 ms.", machine());
         println!("Normal-only phase {} s, then mixed phase {seconds} s (every tenth call hostile: loop, memory bomb, 16 MiB output, exception in turn).", (seconds / 6).max(5));
         println!();
         println!("| phase | requests | req/s | normal p50 | normal p99 |");

@@ -230,6 +230,8 @@ pub fn lint(config: Config, files: Vec<PathBuf>, json: bool) -> ExitCode {
         let mut config = config;
         config.process_prestart = 0;
         config.pool_size = 1;
+        config.script_threads = 1;
+        config.compile_helpers = 1;
         let engine = match Engine::start(&config) {
             Ok(e) => e,
             Err(e) => {

@@ -62,6 +62,9 @@ pub struct Config {
     pub pool_size: usize,
     /// Most isolate threads one script may hold at once (`SCRIPT_THREADS`).
     pub script_threads: usize,
+    /// Compile helpers started with the server (cores, at most
+    /// `pool_size`); up to twice as many are started on demand.
+    pub compile_helpers: usize,
     pub queue_size: usize,
     /// Worker processes kept started ahead of `"process"` calls (0: one is
     /// spawned per call).
@@ -284,7 +287,7 @@ pub struct Flags {
     #[arg(
         long,
         value_name = "VALUE",
-        help = "Isolate threads [default: number of cores] [env: POOL_SIZE]"
+        help = "Isolate threads [default: twice the number of cores] [env: POOL_SIZE]"
     )]
     pub pool_size: Option<String>,
     #[arg(
@@ -516,7 +519,7 @@ impl Config {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let pool_size = parse_num(
             s.raw("POOL_SIZE", &f.pool_size),
-            cores,
+            2 * cores,
             1,
             1024,
             "thread count",
@@ -630,6 +633,7 @@ impl Config {
             },
             pool_size,
             script_threads,
+            compile_helpers: cores.min(pool_size),
             queue_size,
             process_prestart,
             max_body_bytes,
@@ -666,7 +670,10 @@ mod tests {
         assert_eq!(c.limits.max_log_bytes, MIB);
         assert_eq!(c.limits.max_json_depth, 128);
         assert_eq!(c.queue_size, 256);
-        assert!(c.pool_size >= 1);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(c.pool_size, 2 * cores);
+        assert_eq!(c.script_threads, cores);
+        assert_eq!(c.compile_helpers, cores);
         assert!(c.limits.default_cpu_limit.is_none());
         assert!(c.api_key.is_none());
     }

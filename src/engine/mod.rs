@@ -59,7 +59,7 @@ impl Engine {
     /// runtime; `WORKSPACE_DIR` must exist.
     pub fn start(config: &Config) -> std::io::Result<Engine> {
         // Compiles come from isolate threads and from lint requests.
-        let compiler = Arc::new(Compiler::helpers(config.pool_size)?);
+        let compiler = Arc::new(Compiler::helpers(config.compile_helpers)?);
         let pool = start_pool(config, compiler.clone())?;
         let process = ProcessPool::new(config, pool.transpile_cache())?;
         process.replenish();
