@@ -140,3 +140,102 @@ async fn deno_core_internals_are_out_of_reach() {
     assert_eq!(r.json()["result"], "alive");
     s.assert_healthy().await;
 }
+
+/// Leaves every kind of trace a call can leave behind, then ends the way
+/// `mode` says: normally, by an exception, in a loop killed at its deadline,
+/// or out of memory.
+const PLANTER: &str = r#"
+    const g = globalThis as any;
+    let count = 0;
+    export function plant(mode: string) {
+        count += 1;
+        g.leaked = "global";
+        (Array.prototype as any).leakedMethod = () => "proto";
+        Object.defineProperty(Object.prototype, "hidden", {
+            value: "hidden", enumerable: false, configurable: true,
+        });
+        g[Symbol.for("isoexec.trace")] = "registry";
+        Math.random = () => 4;
+        setTimeout(() => console.log("late timer"), 20);
+        setInterval(() => console.log("late interval"), 5);
+        queueMicrotask(() => { g.fromMicrotask = true; });
+        new Promise((r) => setTimeout(r, 40)).then(() => {
+            g.settledLate = true;
+            console.log("late settle");
+        });
+        new Promise(() => {});
+        const registry = new FinalizationRegistry(() => console.log("finalizer"));
+        for (let i = 0; i < 1000; i++) registry.register({ i }, i);
+        g.ref = new WeakRef({ kept: true });
+        g.registry = registry;
+        console.log("planted");
+        if (mode === "throw") throw new Error("boom");
+        if (mode === "loop") while (true) {}
+        if (mode === "bomb") {
+            const hoard: number[][] = [];
+            while (true) hoard.push(new Array(1 << 16).fill(count));
+        }
+        return "planted";
+    }
+    export async function probe() {
+        // Long enough for every timer the planter armed to have fired.
+        await new Promise((r) => setTimeout(r, 80));
+        return {
+            count,
+            leaked: g.leaked ?? null,
+            arrayMethod: typeof (Array.prototype as any).leakedMethod,
+            hidden: ({} as any).hidden ?? null,
+            registry: g[Symbol.for("isoexec.trace")] ?? null,
+            random: Math.random() === 4,
+            fromMicrotask: g.fromMicrotask ?? null,
+            settledLate: g.settledLate ?? null,
+            ref: typeof g.ref,
+            finalizers: typeof g.registry,
+        };
+    }
+"#;
+
+#[tokio::test]
+async fn nothing_of_one_call_reaches_the_next_however_it_ended() {
+    let s = Server::start_with(&[("POOL_SIZE", "1"), ("MEMORY_LIMIT_MB", "32")]);
+    // The same probe as another script: a different module, cached apart.
+    let other = format!("// another script\n{PLANTER}");
+    let clean = json!({
+        "count": 0, "leaked": null, "arrayMethod": "undefined", "hidden": null,
+        "registry": null, "random": false, "fromMicrotask": null,
+        "settledLate": null, "ref": "undefined", "finalizers": "undefined",
+    });
+    let endings = [
+        ("normal", None),
+        ("throw", Some("exception")),
+        ("loop", Some("timeout")),
+        ("bomb", Some("memory_limit")),
+    ];
+    let cases = ["isolate", "process"]
+        .into_iter()
+        .flat_map(|i| endings.map(|(mode, kind)| (i, mode, kind)));
+    for (isolation, mode, kind) in cases {
+        let r = s
+            .call(
+                PLANTER,
+                "plant",
+                json!({"payload": mode, "isolation": isolation, "timeout": 300}),
+            )
+            .await;
+        let body = r.json();
+        match kind {
+            None => assert_eq!(body["result"], "planted", "{body}"),
+            Some(kind) => assert_eq!(body["kind"], kind, "{isolation} {mode}: {body}"),
+        }
+        for script in [PLANTER, other.as_str()] {
+            let r = s
+                .call(script, "probe", json!({"isolation": isolation}))
+                .await;
+            let body = r.json();
+            assert_eq!(r.status, 200, "{isolation} after {mode}: {body}");
+            assert_eq!(body["result"], clean, "{isolation} after {mode}: {body}");
+            // No output of the planter arrives late in a later call.
+            assert_eq!(body["logs"], json!([]), "{isolation} after {mode}: {body}");
+        }
+    }
+}
