@@ -58,6 +58,8 @@ pub struct CellReport {
     pub status: CellStatus,
     /// Whether the session's state was lost (a memory kill, `Deno.exit`).
     pub state_reset: bool,
+    /// The code given to `Deno.exit`, when the cell called it.
+    pub exit_code: Option<i32>,
     pub duration: Duration,
     pub output_truncated: bool,
 }
@@ -203,6 +205,7 @@ fn run_cell(
         result: None,
         status,
         state_reset,
+        exit_code: None,
         duration: started.elapsed(),
         output_truncated: false,
     };
@@ -263,7 +266,7 @@ fn run_cell(
         max_depth: parts.limits.max_json_depth,
     };
     let cell_record = Arc::new(KillRecord::default());
-    let (outcome, logs, truncated, killed) = sandbox.with_entered(|sb| {
+    let (outcome, logs, truncated, killed, exit_code) = sandbox.with_entered(|sb| {
         sb.begin_call(CallSetup {
             logs: LogSink::streams(PROGRAM_STREAM_BYTES),
             env: cell.env,
@@ -284,13 +287,14 @@ fn run_cell(
         parts.watchdog.disarm(ticket);
         // The sandbox's own record holds kills that end the state.
         let killed = sb.kill_record().reason();
+        let exit_code = sb.exit_code();
         if killed.is_none() {
             // Timeouts and interrupts keep the state: V8 can cancel a
             // termination, and the isolate runs the next cell.
             sb.isolate_handle().cancel_terminate_execution();
         }
         let (logs, truncated) = sb.take_logs();
-        (outcome, logs, truncated, killed)
+        (outcome, logs, truncated, killed, exit_code)
     });
     let (mut stdout, mut stderr) = (String::new(), String::new());
     for entry in &logs {
@@ -343,6 +347,11 @@ fn run_cell(
         result,
         status,
         state_reset,
+        exit_code: if killed == Some(KillReason::Exit) {
+            exit_code
+        } else {
+            None
+        },
         duration: started.elapsed(),
         output_truncated: truncated,
     }

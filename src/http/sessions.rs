@@ -413,7 +413,7 @@ async fn run_cell(
         Duration::ZERO,
     );
     let (status, exit_code) = match report.status {
-        CellStatus::Completed => ("completed", Some(0)),
+        CellStatus::Completed => ("completed", Some(report.exit_code.unwrap_or(0))),
         CellStatus::Error | CellStatus::Interrupted | CellStatus::MemoryLimit => ("error", Some(1)),
         CellStatus::Timeout => ("timeout", None),
     };

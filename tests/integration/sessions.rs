@@ -247,6 +247,15 @@ async fn notebook_cells_build_on_each_other_and_survive_timeouts_and_interrupts(
         exec(&s, &id, json!({"code": "p.x + 1"})).await["result"],
         23
     );
+    // Deno.exit ends the cell with its code, and the state with it.
+    let r = exec(&s, &id, json!({"code": "console.log('bye'); Deno.exit(3)"})).await;
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(r["exit_code"], 3, "{r}");
+    assert_eq!(r["stdout"], "bye\n", "{r}");
+    assert_eq!(r["state_reset"], true, "{r}");
+    let r = exec(&s, &id, json!({"code": "typeof p"})).await;
+    assert_eq!(r["result"], "undefined", "{r}");
+    assert_eq!(r["exit_code"], 0, "{r}");
 }
 
 #[tokio::test]

@@ -256,6 +256,15 @@ impl Sandbox {
         self.record.clone()
     }
 
+    /// The code the running call gave `Deno.exit`, if it called it.
+    pub fn exit_code(&self) -> Option<i32> {
+        self.runtime
+            .op_state()
+            .borrow()
+            .try_borrow::<CallState>()
+            .and_then(|c| c.exit_code)
+    }
+
     /// False once the runtime was killed or left in a state no later call
     /// may see.
     pub fn reusable(&self) -> bool {
@@ -498,14 +507,7 @@ impl Sandbox {
     /// records (kill reason, refused capability) over V8's messages.
     fn explain(&mut self, failure: Failure) -> ExecError {
         if let Some(reason) = self.record.reason() {
-            let code = self
-                .runtime
-                .op_state()
-                .borrow()
-                .try_borrow::<CallState>()
-                .and_then(|c| c.exit_code)
-                .unwrap_or(0);
-            return reason.error(code);
+            return reason.error(self.exit_code().unwrap_or(0));
         }
         let syntax = self.notes.borrow_mut().syntax.take();
         if let Some(message) = self.notes.borrow_mut().internal.take() {
