@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::api_types::{Deleted, JobList, JobQueued, JobSubmit, JobView, StatusOk, fields_of};
 use super::error::{ErrorKind, HttpError};
 use super::reply::json;
-use super::request::{HttpRequest, OverMax, json_object, millis_field};
+use super::request::{HttpRequest, OverMax, json_object, millis_field, str_field};
 use super::router::Reply;
 use crate::app::App;
 use crate::clock::iso8601;
@@ -58,21 +58,13 @@ fn record_json(j: &JobRecord, with_code: bool) -> JobView {
 
 /// The request body, checked.
 fn job_request(app: &App, body: &Map<String, Value>) -> Result<JobRequest, HttpError> {
-    let lang = match body.get("lang") {
-        Some(Value::String(l)) => l.to_ascii_lowercase(),
-        None | Some(Value::Null) => {
-            return Err(HttpError::bad_field(
-                "lang",
-                format!("Missing required field 'lang'; one of {}", LANGS.join(", ")),
-            ));
-        }
-        Some(_) => {
-            return Err(HttpError::bad_field(
-                "lang",
-                "Field 'lang' must be a string",
-            ));
-        }
+    let Some(lang) = str_field(body, "lang")? else {
+        return Err(HttpError::bad_field(
+            "lang",
+            format!("Missing required field 'lang'; one of {}", LANGS.join(", ")),
+        ));
     };
+    let lang = lang.to_ascii_lowercase();
     if lang_is_typescript(&lang).is_none() {
         return Err(HttpError::bad_field(
             "lang",
@@ -83,24 +75,18 @@ fn job_request(app: &App, body: &Map<String, Value>) -> Result<JobRequest, HttpE
         )
         .with("available", LANGS.to_vec()));
     }
-    let code = match body.get("code") {
-        Some(Value::String(c)) if !c.trim().is_empty() => c.clone(),
-        Some(Value::String(_)) => {
+    let code = match str_field(body, "code")? {
+        Some(c) if !c.trim().is_empty() => c.to_string(),
+        Some(_) => {
             return Err(HttpError::bad_field(
                 "code",
                 "Field 'code' must not be empty",
             ));
         }
-        None | Some(Value::Null) => {
+        None => {
             return Err(HttpError::bad_field(
                 "code",
                 "Missing required field 'code': the program to run",
-            ));
-        }
-        Some(_) => {
-            return Err(HttpError::bad_field(
-                "code",
-                "Field 'code' must be a string",
             ));
         }
     };
@@ -123,32 +109,16 @@ fn job_request(app: &App, body: &Map<String, Value>) -> Result<JobRequest, HttpE
         .with("field", "code")
         .with("limit", MAX_CODE_BYTES));
     }
-    let task_id = match body.get("task_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(t)) if t.len() <= MAX_TASK_ID => Some(t.clone()),
-        Some(Value::String(_)) => {
+    let task_id = match str_field(body, "task_id")? {
+        Some(t) if t.len() > MAX_TASK_ID => {
             return Err(HttpError::bad_field(
                 "task_id",
                 format!("Field 'task_id' is longer than {MAX_TASK_ID} bytes"),
             ));
         }
-        Some(_) => {
-            return Err(HttpError::bad_field(
-                "task_id",
-                "Field 'task_id' must be a string",
-            ));
-        }
+        t => t.map(str::to_string),
     };
-    let stdin = match body.get("stdin") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => {
-            return Err(HttpError::bad_field(
-                "stdin",
-                "Field 'stdin' must be a string",
-            ));
-        }
-    };
+    let stdin = str_field(body, "stdin")?.map(str::to_string);
     let limits = &app.config.limits;
     let timeout = millis_field(
         body.get("timeout"),

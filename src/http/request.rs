@@ -123,6 +123,29 @@ pub fn json_object(
     }
 }
 
+/// A string field of a JSON body: absent or `null` gives `None`, any other
+/// type is a `bad_request` naming the field.
+pub fn str_field<'a>(
+    body: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, HttpError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(HttpError::bad_field(
+            name,
+            format!("Field '{name}' must be a string"),
+        )),
+    }
+}
+
+/// A string field that must be present: [`str_field`], with a missing or
+/// `null` field a `bad_request` of its own.
+pub fn required_str<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, HttpError> {
+    str_field(body, name)?
+        .ok_or_else(|| HttpError::bad_field(name, format!("Missing required field '{name}'")))
+}
+
 /// The error for a body that parsed but is not an object.
 pub fn not_an_object(value: &Value, shape: &str) -> HttpError {
     let what = match value {

@@ -14,7 +14,9 @@ use serde_json::{Map, Value, json};
 use super::api_types::{ExecuteRequest, LintRequest, SaveRequest, fields_of};
 use super::error::{ErrorKind, HttpError};
 use super::reply::{Body, json_text};
-use super::request::{HttpRequest, OverMax, isolation_field, json_object, millis_field};
+use super::request::{
+    HttpRequest, OverMax, isolation_field, json_object, millis_field, required_str,
+};
 use super::router::Reply;
 use super::run::RETRY_AFTER_SECS;
 use crate::app::App;
@@ -52,20 +54,9 @@ const EXECUTE_SHAPE: &str = r#"{"codeId": "hello", "timeout": 5000}"#;
 const LINT_SHAPE: &str = r#"{"codeId": "hello"}"#;
 
 fn code_id_field(body: &Map<String, Value>) -> Result<String, HttpError> {
-    match body.get("codeId") {
-        Some(Value::String(id)) => {
-            checked_code_id(id)?;
-            Ok(id.clone())
-        }
-        None | Some(Value::Null) => Err(HttpError::bad_field(
-            "codeId",
-            "Missing required field 'codeId'",
-        )),
-        Some(_) => Err(HttpError::bad_field(
-            "codeId",
-            "Field 'codeId' must be a string",
-        )),
-    }
+    let id = required_str(body, "codeId")?;
+    checked_code_id(id)?;
+    Ok(id.to_string())
 }
 
 /// `timeout` in 1..=MAX_TIMEOUT ms (refused outside it); absent means the
@@ -129,19 +120,7 @@ fn env_field(body: &Map<String, Value>) -> Result<HashMap<String, String>, HttpE
 pub async fn save(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let body = object_body::<SaveRequest>(&app, &mut req, &[], SAVE_SHAPE).await?;
     let code_id = code_id_field(&body)?;
-    let text = match body.get("code") {
-        Some(Value::String(c)) => c,
-        None | Some(Value::Null) => {
-            return Err(
-                HttpError::bad_request("Missing required field 'code'").with("field", "code")
-            );
-        }
-        Some(_) => {
-            return Err(
-                HttpError::bad_request("Field 'code' must be a string").with("field", "code")
-            );
-        }
-    };
+    let text = required_str(&body, "code")?;
     if let Some(message) = crate::workspace::jsx_fence(text) {
         return Err(HttpError::bad_field("code", message));
     }

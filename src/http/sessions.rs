@@ -12,7 +12,7 @@ use super::api_types::{
 };
 use super::error::{ErrorKind, HttpError};
 use super::reply::json;
-use super::request::{HttpRequest, OverMax, json_object, millis_field};
+use super::request::{HttpRequest, OverMax, json_object, millis_field, required_str, str_field};
 use super::router::Reply;
 use crate::app::App;
 use crate::clock::iso8601;
@@ -71,8 +71,8 @@ pub async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
         &fields_of::<SessionCreate>(),
         r#"{"environment": "typescript", "mode": "script"}"#,
     )?;
-    let environment = match body.get("environment") {
-        Some(Value::String(e)) => Environment::parse(e).ok_or_else(|| {
+    let environment = match str_field(&body, "environment")? {
+        Some(e) => Environment::parse(e).ok_or_else(|| {
             HttpError::bad_field(
                 "environment",
                 format!(
@@ -82,7 +82,7 @@ pub async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
             )
             .with("available", names())
         })?,
-        None | Some(Value::Null) => {
+        None => {
             return Err(HttpError::bad_field(
                 "environment",
                 format!(
@@ -92,27 +92,15 @@ pub async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
             )
             .with("available", names()));
         }
-        Some(_) => {
-            return Err(HttpError::bad_field(
-                "environment",
-                "Field 'environment' must be a string",
-            ));
-        }
     };
-    let mode = match body.get("mode") {
-        None | Some(Value::Null) => Mode::Script,
-        Some(Value::String(m)) => Mode::parse(m).ok_or_else(|| {
+    let mode = match str_field(&body, "mode")? {
+        None => Mode::Script,
+        Some(m) => Mode::parse(m).ok_or_else(|| {
             HttpError::bad_field(
                 "mode",
                 format!("Unknown mode '{m}'; \"script\" (the default) or \"notebook\""),
             )
         })?,
-        Some(_) => {
-            return Err(HttpError::bad_field(
-                "mode",
-                "Field 'mode' must be a string",
-            ));
-        }
     };
     let engine_app = app.clone();
     let created = tokio::task::spawn_blocking(move || {
@@ -216,21 +204,7 @@ struct ExecuteBody {
 }
 
 fn execute_body(app: &App, body: &Map<String, Value>) -> Result<ExecuteBody, HttpError> {
-    let code = match body.get("code") {
-        Some(Value::String(c)) => c.clone(),
-        None | Some(Value::Null) => {
-            return Err(HttpError::bad_field(
-                "code",
-                "Missing required field 'code'",
-            ));
-        }
-        Some(_) => {
-            return Err(HttpError::bad_field(
-                "code",
-                "Field 'code' must be a string",
-            ));
-        }
-    };
+    let code = required_str(body, "code")?.to_string();
     if code.len() > MAX_CODE_BYTES {
         return Err(HttpError::new(
             ErrorKind::PayloadTooLarge,
@@ -241,18 +215,12 @@ fn execute_body(app: &App, body: &Map<String, Value>) -> Result<ExecuteBody, Htt
         )
         .with("field", "code"));
     }
-    let filename = match body.get("filename") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(f)) => {
+    let filename = match str_field(body, "filename")? {
+        Some(f) => {
             valid_filename(f).map_err(|m| HttpError::bad_field("filename", m))?;
-            Some(f.clone())
+            Some(f.to_string())
         }
-        Some(_) => {
-            return Err(HttpError::bad_field(
-                "filename",
-                "Field 'filename' must be a string",
-            ));
-        }
+        None => None,
     };
     let limits = &app.config.limits;
     let timeout = millis_field(
