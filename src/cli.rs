@@ -176,16 +176,8 @@ fn print_program(report: crate::engine::Report) -> ExitCode {
     match report.outcome {
         Ok(_) => ExitCode::SUCCESS,
         Err(ExecError::Exit { code }) => ExitCode::from(code.clamp(0, 255) as u8),
-        Err(ExecError::Exception {
-            name,
-            message,
-            stack,
-        }) => {
-            let _ = writeln!(
-                err,
-                "error: Uncaught {}",
-                stack.unwrap_or_else(|| format!("{name}: {message}"))
-            );
+        Err(e @ ExecError::Exception { .. }) => {
+            let _ = writeln!(err, "error: Uncaught {}", e.uncaught().unwrap_or_default());
             ExitCode::FAILURE
         }
         Err(ExecError::Timeout) => {

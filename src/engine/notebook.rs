@@ -296,16 +296,7 @@ fn run_cell(
         let (logs, truncated) = sb.take_logs();
         (outcome, logs, truncated, killed, exit_code)
     });
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    for entry in &logs {
-        let s = if entry.level.is_stderr() {
-            &mut stderr
-        } else {
-            &mut stdout
-        };
-        s.push_str(&entry.message);
-        s.push('\n');
-    }
+    let (stdout, mut stderr) = super::types::split_streams(&logs);
     let mut result = None;
     let status = match (killed, cell_record.reason(), outcome) {
         (Some(KillReason::MemoryLimit), _, _) => {

@@ -113,6 +113,21 @@ pub struct LogEntry {
     pub message: String,
 }
 
+/// A program's captured console lines joined into its stdout and stderr.
+pub fn split_streams(logs: &[LogEntry]) -> (String, String) {
+    let (mut out, mut err) = (String::new(), String::new());
+    for entry in logs {
+        let s = if entry.level.is_stderr() {
+            &mut err
+        } else {
+            &mut out
+        };
+        s.push_str(&entry.message);
+        s.push('\n');
+    }
+    (out, err)
+}
+
 /// How an execution ended, with what it logged.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
@@ -142,6 +157,23 @@ impl Report {
 }
 
 impl ExecError {
+    /// For an uncaught exception, what a program prints after
+    /// `error: Uncaught `: the stack, or `name: message` without one.
+    pub fn uncaught(&self) -> Option<String> {
+        match self {
+            ExecError::Exception {
+                name,
+                message,
+                stack,
+            } => Some(
+                stack
+                    .clone()
+                    .unwrap_or_else(|| format!("{name}: {message}")),
+            ),
+            _ => None,
+        }
+    }
+
     /// The stable kind of this error, as the APIs name it.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -23,7 +23,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::engine::compile::Failure;
 use crate::engine::lint::{LintError, LintReport};
-use crate::engine::{ExecError, Execution, Isolation, LogEntry, Report, Task};
+use crate::engine::{ExecError, Execution, Isolation, Report, Task, split_streams};
 use crate::workspace::{MAX_CODE_BYTES, Workspace, extract_code, validate_code_id};
 use utoipa::ToSchema;
 
@@ -253,24 +253,9 @@ pub async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
     program_reply(&job, report, ms)
 }
 
-/// Joins a program's captured console lines into its stdout and stderr.
-fn streams(logs: &[LogEntry]) -> (String, String) {
-    let (mut out, mut err) = (String::new(), String::new());
-    for entry in logs {
-        let s = if entry.level.is_stderr() {
-            &mut err
-        } else {
-            &mut out
-        };
-        s.push_str(&entry.message);
-        s.push('\n');
-    }
-    (out, err)
-}
-
 /// The reply for a finished program, in restexec's shape.
 fn program_reply(job: &Execution, report: Report, ms: u64) -> Reply {
-    let (stdout, mut stderr) = streams(&report.logs);
+    let (stdout, mut stderr) = split_streams(&report.logs);
     let failure = match report.outcome {
         Ok(_) | Err(ExecError::Exit { code: 0 }) => None,
         Err(e) => Some(e),
@@ -309,27 +294,14 @@ fn program_reply(job: &Execution, report: Report, ms: u64) -> Reply {
             None,
         ),
         other => {
-            let text = match &other {
-                ExecError::Exception {
-                    stack,
-                    message,
-                    name,
-                } => {
-                    let stack = stack
-                        .clone()
-                        .unwrap_or_else(|| format!("{name}: {message}"));
-                    format!("error: Uncaught {stack}\n")
-                }
-                _ => String::new(),
-            };
+            let uncaught = other.uncaught();
             let mut e = HttpError::from_execution(job, other);
             // Only the kind and message are restexec's: the function-call
             // details (line, stack, …) stay out of its shape.
             e.details = Map::new();
-            if text.is_empty() {
-                stderr.push_str(&format!("error: {}\n", e.message));
-            } else {
-                stderr.push_str(&text);
+            match uncaught {
+                Some(stack) => stderr.push_str(&format!("error: Uncaught {stack}\n")),
+                None => stderr.push_str(&format!("error: {}\n", e.message)),
             }
             (e, Some(1))
         }

@@ -17,7 +17,7 @@ use super::router::Reply;
 use crate::app::App;
 use crate::clock::iso8601;
 use crate::engine::notebook::{CellRequest, CellStatus};
-use crate::engine::{ExecError, Execution, Isolation, Task};
+use crate::engine::{ExecError, Execution, Isolation, Task, split_streams};
 use crate::sessions::{
     CreateError, Environment, Mode, Session, SessionView, Status, valid_filename,
 };
@@ -306,27 +306,16 @@ async fn run_script(
             return Ok(json!({"stdout": "", "stderr": "The session ended\n", "exit_code": null, "status": "error"}));
         }
     };
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    for entry in &report.logs {
-        let out = if entry.level.is_stderr() {
-            &mut stderr
-        } else {
-            &mut stdout
-        };
-        out.push_str(&entry.message);
-        out.push('\n');
-    }
+    let (stdout, mut stderr) = split_streams(&report.logs);
     let (status, exit_code) = match report.outcome {
         Ok(_) => ("completed", Some(0)),
         Err(ExecError::Exit { code }) => ("completed", Some(code)),
         Err(ExecError::Timeout) | Err(ExecError::CpuLimit) => ("timeout", None),
-        Err(ExecError::Exception {
-            name,
-            message,
-            stack,
-        }) => {
-            let stack = stack.unwrap_or_else(|| format!("{name}: {message}"));
-            stderr.push_str(&format!("error: Uncaught {stack}\n"));
+        Err(e @ ExecError::Exception { .. }) => {
+            stderr.push_str(&format!(
+                "error: Uncaught {}\n",
+                e.uncaught().unwrap_or_default()
+            ));
             ("error", Some(1))
         }
         Err(ExecError::PermissionDenied { message }) => {

@@ -255,13 +255,11 @@ fn complete(record: &mut JobRecord, report: Report, took: Duration) {
     let (status, exit_code, error) = match report.outcome {
         Ok(_) => (JobStatus::Done, Some(0), None),
         Err(ExecError::Exit { code }) => (JobStatus::Done, Some(code), None),
-        Err(ExecError::Exception {
-            name,
-            message,
-            stack,
-        }) => {
-            let stack = stack.unwrap_or_else(|| format!("{name}: {message}"));
-            output.push_str(&format!("error: Uncaught {stack}\n"));
+        Err(e @ ExecError::Exception { .. }) => {
+            output.push_str(&format!(
+                "error: Uncaught {}\n",
+                e.uncaught().unwrap_or_default()
+            ));
             (JobStatus::Done, Some(1), None)
         }
         Err(ExecError::Syntax {
