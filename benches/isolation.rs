@@ -26,7 +26,7 @@ use bytes::Bytes;
 
 use common::{
     BodyMaker, Latency, Spawned, child_latency, client_runtime, connect, env_num, find_deno,
-    latency_with, machine, percentile, send, throughput_with,
+    latency_with, machine, percentile, rss_mib, send, throughput_with,
 };
 
 const TRIVIAL: &str = "export function f(p) { return { ok: true, n: p }; }";
@@ -134,19 +134,6 @@ fn children(pid: u32) -> Vec<u32> {
         }
     }
     out
-}
-
-/// Resident set size of a process, in MiB.
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Starts a server with `env`, returning it and the time until `/health`

@@ -16,7 +16,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use common::{
-    Latency, Spawned, child_latency, client_runtime, connect, env_num, find_deno, machine, send,
+    Latency, Spawned, child_latency, client_runtime, connect, env_num, find_deno, machine, rss_mib,
+    send,
 };
 
 const PROGRAM: &str = "console.log(JSON.stringify({ ok: 6 * 7 }));";
@@ -162,16 +163,4 @@ async fn delete(addr: std::net::SocketAddr, id: &str) {
         .expect("request");
     let resp = c.send_request(req).await.expect("send");
     let _ = resp.into_body().collect().await;
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
