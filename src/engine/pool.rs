@@ -77,11 +77,17 @@ pub(super) struct Queued {
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<Queued>,
-    /// Executions taken by an isolate thread and not finished yet.
-    running: usize,
-    /// The same, by script: one script holds at most `script_threads`.
+    /// Executions taken by an isolate thread and not finished yet, by
+    /// script: one script holds at most `script_threads`.
     running_by_key: std::collections::HashMap<u64, usize>,
     closed: bool,
+}
+
+impl Queue {
+    /// Executions taken by an isolate thread and not finished yet.
+    fn running(&self) -> usize {
+        self.running_by_key.values().sum()
+    }
 }
 
 /// A cheap fingerprint of what an execution runs: its script (the first
@@ -186,7 +192,7 @@ impl Pool {
         let mut queue = lock(&self.shared.queue);
         // Threads not running a job take one at once (even while they are
         // still preparing a fresh isolate); beyond those, QUEUE_SIZE wait.
-        let free_threads = self.shared.size.saturating_sub(queue.running);
+        let free_threads = self.shared.size.saturating_sub(queue.running());
         if queue.closed || queue.jobs.len() >= self.shared.queue_size + free_threads {
             return Err(Overloaded);
         }
@@ -273,7 +279,7 @@ impl Pool {
 impl Shared {
     fn stats(&self) -> PoolStats {
         let queue = lock(&self.queue);
-        let busy = queue.running.min(self.size);
+        let busy = queue.running().min(self.size);
         let queued = queue.jobs.len();
         drop(queue);
         PoolStats {
@@ -284,10 +290,9 @@ impl Shared {
         }
     }
 
-    /// Blocks until a job is available; `None` once the pool is closed and
-    /// drained.
-    /// The oldest queued execution whose script holds fewer than
-    /// `script_threads` threads.
+    /// Blocks until a job may run — the oldest queued execution whose script
+    /// holds fewer than `script_threads` threads; `None` once the pool is
+    /// closed and drained.
     pub(super) fn next_job(&self) -> Option<Queued> {
         let mut queue = lock(&self.queue);
         loop {
@@ -299,7 +304,6 @@ impl Shared {
             if let Some(i) = eligible
                 && let Some(q) = queue.jobs.remove(i)
             {
-                queue.running += 1;
                 *queue.running_by_key.entry(q.key).or_default() += 1;
                 return Some(q);
             }
@@ -312,7 +316,6 @@ impl Shared {
 
     pub(super) fn finish_job(&self, key: u64) {
         let mut queue = lock(&self.queue);
-        queue.running = queue.running.saturating_sub(1);
         if let Some(n) = queue.running_by_key.get_mut(&key) {
             *n -= 1;
             if *n == 0 {
