@@ -338,11 +338,7 @@ fn run_cell(
         result,
         status,
         state_reset,
-        exit_code: if killed == Some(KillReason::Exit) {
-            exit_code
-        } else {
-            None
-        },
+        exit_code,
         duration: started.elapsed(),
         output_truncated: truncated,
     }
