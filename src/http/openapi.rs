@@ -98,7 +98,7 @@ fn describe(pattern: &str, method: &str) -> Option<Doc> {
             &[("200", "The server answers", Some("HealthReply"))],
         ),
         ("/metrics", "GET") => d(
-            "Prometheus metrics (OpenMetrics text)",
+            "Prometheus metrics: the Prometheus text format, or OpenMetrics when Accept asks for it",
             "server",
             None,
             &[("200", "The exposition text", None)],
