@@ -49,6 +49,9 @@ fn main() {
         let body_iso =
             serde_json::json!({"script": TRIVIAL, "fn": "f", "payload": 1, "isolation": "isolate"})
                 .to_string();
+        let body_frozen =
+            serde_json::json!({"script": TRIVIAL, "fn": "f", "payload": 1, "isolation": "frozen"})
+                .to_string();
 
         let cases = [
             (
@@ -68,6 +71,12 @@ fn main() {
                 server.addr,
                 "/run",
                 body_iso,
+            ),
+            (
+                "isoexec, isolation \"frozen\"",
+                server.addr,
+                "/run",
+                body_frozen,
             ),
         ];
         let mut rows = Vec::new();

@@ -9,6 +9,7 @@ const {
   ArrayPrototypeJoin,
   ArrayPrototypeSlice,
   ErrorCaptureStackTrace,
+  MapPrototypeClear,
   MapPrototypeDelete,
   MapPrototypeGet,
   MapPrototypeSet,
@@ -30,6 +31,14 @@ const ERROR = 4;
 let groupIndent = "";
 const counts = new SafeMap();
 const timers = new SafeMap();
+
+/** Forgets counters, timers and group indentation: a later call starts
+ * from a new console's state (frozen mode keeps the console object). */
+export function resetConsole() {
+  groupIndent = "";
+  MapPrototypeClear(counts);
+  MapPrototypeClear(timers);
+}
 
 function emit(level, text) {
   op_isoexec_log(

@@ -76,3 +76,11 @@ export function cancelAllTimers() {
   MapPrototypeForEach(live, cancelOne);
   MapPrototypeClear(live);
 }
+
+/** Cancels every pending timer and numbers the next one 1 again, as in a
+ * fresh runtime: called between frozen-mode calls, so an id cannot tell
+ * how many timers earlier calls made. */
+export function resetTimers() {
+  cancelAllTimers();
+  nextId = 1;
+}

@@ -196,6 +196,11 @@ function exit(code = 0) {
 // reads ahead, and what follows the line stays here for the next read.
 let pending = null;
 
+/** Drops what an earlier call read ahead from its stdin. */
+export function resetStdin() {
+  pending = null;
+}
+
 /** Moves the next host chunk into `pending`; false at the end of input. */
 function fill() {
   const chunk = new Uint8Array(STDIN_CHUNK);

@@ -24,6 +24,7 @@ import { URL, URLSearchParams } from "ext:isoexec/05_url.js";
 import { crypto, performance, structuredClone } from "ext:isoexec/06_web.js";
 import { alert, confirm, createDeno, fetch, prompt } from "ext:isoexec/07_deno.js";
 import { installBufferGuards } from "ext:isoexec/08_buffers.js";
+import { lockdown, resetRealm } from "ext:isoexec/09_lockdown.js";
 
 const { ObjectDefineProperty, ObjectKeys, ReflectDeleteProperty, SafeArrayIterator } = primordials;
 
@@ -80,4 +81,4 @@ function seal() {
   });
 }
 
-op_isoexec_set_hooks(cancelAllTimers, seal);
+op_isoexec_set_hooks(cancelAllTimers, seal, lockdown, resetRealm);

@@ -12,7 +12,10 @@ use tokio::sync::oneshot;
 
 use super::js::ext::LogSink;
 use super::js::{CallSetup, ConvertLimits, Sandbox};
-use super::pool::{PROGRAM_STREAM_BYTES, Queued, Shared, WARM_MAX_HEAP_FRACTION, WARM_MAX_MODULES};
+use super::pool::{
+    FROZEN_MAX_MODULES, PROGRAM_STREAM_BYTES, Queued, Shared, WARM_MAX_HEAP_FRACTION,
+    WARM_MAX_MODULES,
+};
 use super::transpile::{Module, TranspileError};
 use super::types::{ExecError, Isolation, Report, Task};
 use super::watchdog::{KillReason, ThreadCpuClock, Watch};
@@ -26,6 +29,22 @@ struct IsolateThread<'a> {
     spare: Option<Sandbox>,
     /// The isolate `"none"` calls share.
     warm: Option<Sandbox>,
+    /// The isolate `"frozen"` calls share, once one came to this thread.
+    frozen: Option<Sandbox>,
+    /// Whether this thread has served a `"frozen"` call: from then on it
+    /// keeps a frozen isolate ready.
+    frozen_wanted: bool,
+}
+
+/// Which of a thread's isolates a job runs in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// A fresh isolate, dropped afterwards.
+    Spare,
+    /// The warm isolate of `"none"` calls.
+    Warm,
+    /// The frozen isolate of `"frozen"` calls.
+    Frozen,
 }
 
 /// The thread's body: take executions until the pool closes.
@@ -48,10 +67,15 @@ pub(super) fn main(shared: &Shared, id: usize) {
         cpu_clock: ThreadCpuClock::current(),
         spare: None,
         warm: None,
+        frozen: None,
+        frozen_wanted: false,
     };
     loop {
         if thread.spare.is_none() {
-            thread.spare = thread.new_sandbox();
+            thread.spare = thread.new_sandbox(Slot::Spare);
+        }
+        if thread.frozen_wanted && thread.frozen.is_none() {
+            thread.frozen = thread.new_sandbox(Slot::Frozen);
         }
         // Once per job, with the isolates this thread keeps while it waits.
         thread.record_heap(id);
@@ -74,9 +98,13 @@ impl IsolateThread<'_> {
     /// Publishes the heap figures of this thread's live isolates.
     fn record_heap(&mut self, id: usize) {
         let mut sum = [0u64; 3];
-        for sandbox in [self.warm.as_mut(), self.spare.as_mut()]
-            .into_iter()
-            .flatten()
+        for sandbox in [
+            self.warm.as_mut(),
+            self.spare.as_mut(),
+            self.frozen.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
         {
             let figures = sandbox.with_entered(|sb| sb.heap_figures());
             for (s, v) in sum.iter_mut().zip(figures) {
@@ -90,12 +118,9 @@ impl IsolateThread<'_> {
         }
     }
 
-    fn new_sandbox(&self) -> Option<Sandbox> {
-        match Sandbox::new(&self.shared.host) {
-            Ok(sb) => {
-                self.shared.isolates_created.fetch_add(1, Ordering::Relaxed);
-                Some(sb)
-            }
+    fn new_sandbox(&self, slot: Slot) -> Option<Sandbox> {
+        match self.create(slot) {
+            Ok(sb) => Some(sb),
             Err(e) => {
                 tracing::error!(error = %e, "could not create an isolate");
                 None
@@ -103,12 +128,22 @@ impl IsolateThread<'_> {
         }
     }
 
+    fn create(&self, slot: Slot) -> Result<Sandbox, super::js::InitError> {
+        let sandbox = match slot {
+            Slot::Frozen => Sandbox::frozen(&self.shared.host),
+            Slot::Spare | Slot::Warm => Sandbox::new(&self.shared.host),
+        }?;
+        self.shared.isolates_created.fetch_add(1, Ordering::Relaxed);
+        Ok(sandbox)
+    }
+
     /// Runs one job; returns the report and any isolate to drop afterwards.
     fn run(&mut self, queued: &Queued) -> (Report, Option<Sandbox>) {
         let job = &queued.job;
-        let warm = match job.isolation {
-            Isolation::Isolate => false,
-            Isolation::None => true,
+        let slot = match job.isolation {
+            Isolation::Isolate => Slot::Spare,
+            Isolation::None => Slot::Warm,
+            Isolation::Frozen => Slot::Frozen,
             Isolation::Process => {
                 return (
                     Report::failed(ExecError::Internal {
@@ -119,7 +154,15 @@ impl IsolateThread<'_> {
             }
         };
         // Programs always start clean.
-        let warm = warm && matches!(job.task, Task::Call { .. });
+        let slot = if matches!(job.task, Task::Call { .. }) {
+            slot
+        } else {
+            Slot::Spare
+        };
+        let warm = slot == Slot::Warm;
+        if slot == Slot::Frozen {
+            self.frozen_wanted = true;
+        }
         // The deadline covers everything from here on, compiling included.
         let started = Instant::now();
         let deadline = started + job.timeout;
@@ -155,18 +198,15 @@ impl IsolateThread<'_> {
                 }
             },
         };
-        let slot = if warm {
-            &mut self.warm
-        } else {
-            &mut self.spare
+        let kept = match slot {
+            Slot::Spare => self.spare.take(),
+            Slot::Warm => self.warm.take(),
+            Slot::Frozen => self.frozen.take(),
         };
-        let mut sandbox = match slot.take() {
+        let mut sandbox = match kept {
             Some(sb) => sb,
-            None => match Sandbox::new(&self.shared.host) {
-                Ok(sb) => {
-                    self.shared.isolates_created.fetch_add(1, Ordering::Relaxed);
-                    sb
-                }
+            None => match self.create(slot) {
+                Ok(sb) => sb,
                 Err(e) => {
                     return (
                         Report::failed(ExecError::Internal {
@@ -260,24 +300,28 @@ impl IsolateThread<'_> {
             };
             (
                 report,
-                if warm {
-                    sandbox.heap_figures()[1] as usize
-                } else {
+                if slot == Slot::Spare {
                     0
+                } else {
+                    sandbox.heap_figures()[1] as usize
                 },
             )
         });
 
-        let keep = warm
-            && sandbox.reusable()
-            && sandbox.module_count() < WARM_MAX_MODULES
+        let max_modules = match slot {
+            Slot::Spare => 0,
+            Slot::Warm => WARM_MAX_MODULES,
+            Slot::Frozen => FROZEN_MAX_MODULES,
+        };
+        let keep = sandbox.reusable()
+            && sandbox.module_count() < max_modules
             && heap_used < limits.memory_limit_bytes / WARM_MAX_HEAP_FRACTION;
-        if keep {
-            self.warm = Some(sandbox);
-            (report, None)
-        } else {
-            (report, Some(sandbox))
+        match slot {
+            Slot::Warm if keep => self.warm = Some(sandbox),
+            Slot::Frozen if keep => self.frozen = Some(sandbox),
+            _ => return (report, Some(sandbox)),
         }
+        (report, None)
     }
 }
 

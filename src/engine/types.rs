@@ -18,13 +18,22 @@ pub enum Isolation {
     Isolate,
     /// `"none"`: a warm isolate that may keep module state between calls.
     None,
+    /// `"frozen"`: a kept isolate whose built-ins are frozen; each call gets
+    /// fresh module instances and a clean global object, so nothing from
+    /// earlier calls is visible.
+    Frozen,
     /// `"process"`: a separate OS process.
     Process,
 }
 
 impl Isolation {
     /// Every mode, as requests spell them.
-    pub const ALL: [Isolation; 3] = [Isolation::Isolate, Isolation::None, Isolation::Process];
+    pub const ALL: [Isolation; 4] = [
+        Isolation::Isolate,
+        Isolation::None,
+        Isolation::Frozen,
+        Isolation::Process,
+    ];
 
     pub fn parse(text: &str) -> Option<Isolation> {
         Isolation::ALL.into_iter().find(|i| i.as_str() == text)
@@ -34,6 +43,7 @@ impl Isolation {
         match self {
             Isolation::Isolate => "isolate",
             Isolation::None => "none",
+            Isolation::Frozen => "frozen",
             Isolation::Process => "process",
         }
     }
@@ -262,13 +272,18 @@ fn capped(mut text: String) -> String {
 impl ExecError {
     /// The same error with every user-controlled text capped.
     pub fn capped(self) -> ExecError {
+        self.map_text(capped)
+    }
+
+    /// The same error with `f` applied to every user-controlled text.
+    pub fn map_text(self, f: impl Fn(String) -> String) -> ExecError {
         match self {
             ExecError::Syntax {
                 message,
                 line,
                 column,
             } => ExecError::Syntax {
-                message: capped(message),
+                message: f(message),
                 line,
                 column,
             },
@@ -277,7 +292,7 @@ impl ExecError {
                 exports,
                 declared,
             } => ExecError::FnNotFound {
-                name: capped(name),
+                name: f(name),
                 exports,
                 declared,
             },
@@ -286,18 +301,18 @@ impl ExecError {
                 message,
                 stack,
             } => ExecError::Exception {
-                name: capped(name),
-                message: capped(message),
-                stack: stack.map(capped),
+                name: f(name),
+                message: f(message),
+                stack: stack.map(&f),
             },
             ExecError::OutputLimit { message } => ExecError::OutputLimit {
-                message: capped(message),
+                message: f(message),
             },
             ExecError::PermissionDenied { message } => ExecError::PermissionDenied {
-                message: capped(message),
+                message: f(message),
             },
             ExecError::Internal { message } => ExecError::Internal {
-                message: capped(message),
+                message: f(message),
             },
             other => other,
         }

@@ -32,29 +32,54 @@ pub(crate) enum Expect {
 }
 
 /// Runs one `/run` scenario next to a normal call and checks everything the
-/// suite promises.
+/// suite promises. Without an `isolation` in `extra` it runs twice: in
+/// `"isolate"` (the default) and in `"frozen"`, whose isolate outlives the
+/// call unless the call broke it.
 pub(crate) async fn scenario(s: &Server, name: &str, script: &str, extra: Value, expect: Expect) {
-    let pid = s.pid();
-    let mut body = json!({"script": script, "fn": "f", "timeout": 400});
-    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            b.insert(k.clone(), v.clone());
+    let modes: &[&str] = if extra.get("isolation").is_some() {
+        &[""]
+    } else {
+        &["isolate", "frozen"]
+    };
+    for mode in modes {
+        let pid = s.pid();
+        let mut body = json!({"script": script, "fn": "f", "timeout": 400});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+            if !mode.is_empty() {
+                b.insert("isolation".into(), json!(mode));
+            }
+        }
+        let label = format!("{name} ({})", body["isolation"].as_str().unwrap_or(""));
+        let (hostile, normal) = tokio::join!(s.post("/run", &body), async {
+            // Let the hostile call start first.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            s.call(
+                NORMAL,
+                "f",
+                json!({"payload": name, "isolation": "isolate"}),
+            )
+            .await
+        });
+        check(&label, &hostile, &expect);
+        assert_eq!(normal.status, 200, "{label}: the concurrent call was hurt");
+        assert_eq!(normal.json()["result"], json!({"echo": name}), "{label}");
+        after(s, &label, pid).await;
+        if *mode == "frozen" {
+            // The frozen isolate that served (or replaced) the scenario
+            // serves a normal call.
+            let next = s
+                .call(NORMAL, "f", json!({"payload": 2, "isolation": "frozen"}))
+                .await;
+            assert_eq!(
+                next.json()["result"],
+                json!({"echo": 2}),
+                "{label}: next frozen call"
+            );
         }
     }
-    let (hostile, normal) = tokio::join!(s.post("/run", &body), async {
-        // Let the hostile call start first.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        s.call(
-            NORMAL,
-            "f",
-            json!({"payload": name, "isolation": "isolate"}),
-        )
-        .await
-    });
-    check(name, &hostile, &expect);
-    assert_eq!(normal.status, 200, "{name}: the concurrent call was hurt");
-    assert_eq!(normal.json()["result"], json!({"echo": name}), "{name}");
-    after(s, name, pid).await;
 }
 
 fn check(name: &str, r: &Reply, expect: &Expect) {

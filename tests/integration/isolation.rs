@@ -143,19 +143,30 @@ async fn deno_core_internals_are_out_of_reach() {
 
 /// Leaves every kind of trace a call can leave behind, then ends the way
 /// `mode` says: normally, by an exception, in a loop killed at its deadline,
-/// or out of memory.
+/// or out of memory. A trace the mode refuses (`"frozen"` freezes built-ins)
+/// is counted in `refused` instead.
 const PLANTER: &str = r#"
     const g = globalThis as any;
     let count = 0;
     export function plant(mode: string) {
         count += 1;
+        let refused = 0;
+        const attempt = (f: () => void) => { try { f(); } catch { refused += 1; } };
         g.leaked = "global";
-        (Array.prototype as any).leakedMethod = () => "proto";
-        Object.defineProperty(Object.prototype, "hidden", {
+        attempt(() => { (Array.prototype as any).leakedMethod = () => "proto"; });
+        attempt(() => Object.defineProperty(Object.prototype, "hidden", {
             value: "hidden", enumerable: false, configurable: true,
-        });
+        }));
+        attempt(() => { Object.getPrototypeOf(function* () {}).leakedGen = 1; });
+        attempt(() => { Math.random = () => 4; });
+        attempt(() => { (console as any).leakedConsole = 1; });
         g[Symbol.for("isoexec.trace")] = "registry";
-        Math.random = () => 4;
+        g.URL = "patched";
+        delete g.TextEncoder;
+        attempt(() => Object.setPrototypeOf(g, { fromProto: "proto of global" }));
+        /secret-(\w+)/.exec("secret-abc");
+        console.count("k");
+        console.group();
         setTimeout(() => console.log("late timer"), 20);
         setInterval(() => console.log("late interval"), 5);
         queueMicrotask(() => { g.fromMicrotask = true; });
@@ -175,18 +186,28 @@ const PLANTER: &str = r#"
             const hoard: number[][] = [];
             while (true) hoard.push(new Array(1 << 16).fill(count));
         }
-        return "planted";
+        return { planted: true, refused };
     }
     export async function probe() {
+        const lastMatch = (RegExp as any).$1;
         // Long enough for every timer the planter armed to have fired.
+        const timer = setTimeout(() => {}, 0);
         await new Promise((r) => setTimeout(r, 80));
+        console.count("k");
         return {
             count,
             leaked: g.leaked ?? null,
             arrayMethod: typeof (Array.prototype as any).leakedMethod,
             hidden: ({} as any).hidden ?? null,
+            generator: Object.getPrototypeOf(function* () {}).leakedGen ?? null,
             registry: g[Symbol.for("isoexec.trace")] ?? null,
             random: Math.random() === 4,
+            console: (console as any).leakedConsole ?? null,
+            url: typeof URL,
+            encoder: typeof TextEncoder,
+            fromProto: g.fromProto ?? null,
+            lastMatch,
+            timer,
             fromMicrotask: g.fromMicrotask ?? null,
             settledLate: g.settledLate ?? null,
             ref: typeof g.ref,
@@ -195,6 +216,15 @@ const PLANTER: &str = r#"
     }
 "#;
 
+/// `isoexec_isolates_created_total` from `/metrics`.
+async fn isolates_created(s: &Server) -> u64 {
+    let text = String::from_utf8_lossy(&s.get("/metrics").await.body).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("isoexec_isolates_created_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no isolate count in /metrics: {text}"))
+}
+
 #[tokio::test]
 async fn nothing_of_one_call_reaches_the_next_however_it_ended() {
     let s = Server::start_with(&[("POOL_SIZE", "1"), ("MEMORY_LIMIT_MB", "32")]);
@@ -202,8 +232,10 @@ async fn nothing_of_one_call_reaches_the_next_however_it_ended() {
     let other = format!("// another script\n{PLANTER}");
     let clean = json!({
         "count": 0, "leaked": null, "arrayMethod": "undefined", "hidden": null,
-        "registry": null, "random": false, "fromMicrotask": null,
-        "settledLate": null, "ref": "undefined", "finalizers": "undefined",
+        "generator": null, "registry": null, "random": false, "console": null,
+        "url": "function", "encoder": "function", "fromProto": null, "lastMatch": "",
+        "timer": 1, "fromMicrotask": null, "settledLate": null, "ref": "undefined",
+        "finalizers": "undefined",
     });
     let endings = [
         ("normal", None),
@@ -211,10 +243,23 @@ async fn nothing_of_one_call_reaches_the_next_however_it_ended() {
         ("loop", Some("timeout")),
         ("bomb", Some("memory_limit")),
     ];
-    let cases = ["isolate", "process"]
+    let cases = ["isolate", "frozen", "process"]
         .into_iter()
         .flat_map(|i| endings.map(|(mode, kind)| (i, mode, kind)));
     for (isolation, mode, kind) in cases {
+        if isolation == "frozen" {
+            // Settles the thread: the frozen isolate exists and no spare is
+            // being made while the count is read.
+            let r = s
+                .call(
+                    "export const f = () => 1",
+                    "f",
+                    json!({"isolation": "frozen"}),
+                )
+                .await;
+            assert_eq!(r.json()["result"], 1);
+        }
+        let before = isolates_created(&s).await;
         let r = s
             .call(
                 PLANTER,
@@ -224,7 +269,13 @@ async fn nothing_of_one_call_reaches_the_next_however_it_ended() {
             .await;
         let body = r.json();
         match kind {
-            None => assert_eq!(body["result"], "planted", "{body}"),
+            None => {
+                assert_eq!(body["result"]["planted"], true, "{body}");
+                // "frozen" refuses the five changes to built-ins; the
+                // others take them and must still not show them later.
+                let refused = if isolation == "frozen" { 5 } else { 0 };
+                assert_eq!(body["result"]["refused"], refused, "{isolation}: {body}");
+            }
             Some(kind) => assert_eq!(body["kind"], kind, "{isolation} {mode}: {body}"),
         }
         for script in [PLANTER, other.as_str()] {
@@ -234,8 +285,22 @@ async fn nothing_of_one_call_reaches_the_next_however_it_ended() {
             let body = r.json();
             assert_eq!(r.status, 200, "{isolation} after {mode}: {body}");
             assert_eq!(body["result"], clean, "{isolation} after {mode}: {body}");
-            // No output of the planter arrives late in a later call.
-            assert_eq!(body["logs"], json!([]), "{isolation} after {mode}: {body}");
+            // No output of the planter arrives late in a later call, and
+            // the console's counters and groups start anew.
+            let logs: Vec<&str> = body["logs"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|l| l["message"].as_str()).collect())
+                .unwrap_or_default();
+            assert_eq!(logs, ["k: 1"], "{isolation} after {mode}: {body}");
+        }
+        if isolation == "frozen" && mode == "normal" {
+            // The planter and both probes ran in one kept isolate: the test
+            // exercised the reset, not a fresh isolate.
+            assert_eq!(
+                isolates_created(&s).await,
+                before,
+                "a frozen isolate was replaced"
+            );
         }
     }
 }

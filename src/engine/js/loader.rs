@@ -42,6 +42,9 @@ pub struct LoadNotes {
     pub main_source: Option<(ModuleSpecifier, Arc<str>)>,
     /// The resolver of a call confined to a directory (else the host's).
     pub resolver: Option<Arc<Resolver>>,
+    /// Frozen mode: the URL fragment that makes every module of this call a
+    /// new instance (a module map never forgets a URL it has seen).
+    pub instance: Option<String>,
 }
 
 pub type Notes = Rc<RefCell<LoadNotes>>;
@@ -53,6 +56,8 @@ pub struct Loader {
     /// The sandbox's kill record: a compile that runs past the deadline
     /// is a timeout like any other.
     pub record: Arc<KillRecord>,
+    /// Modules loaded over the runtime's life.
+    pub loaded: Rc<std::cell::Cell<usize>>,
 }
 
 impl Loader {
@@ -64,9 +69,12 @@ impl Loader {
         JsErrorBox::new("PermissionDenied", message)
     }
 
+    /// Loads `specifier` (read as `plain`, the same URL without a frozen
+    /// call's fragment).
     fn load_file(
         &self,
         specifier: &ModuleSpecifier,
+        plain: &ModuleSpecifier,
         requested: &RequestedModuleType,
     ) -> Result<ModuleSource, JsErrorBox> {
         let in_memory = self
@@ -77,21 +85,21 @@ impl Loader {
             .filter(|(url, _)| url == specifier)
             .map(|(_, text)| text.clone());
         if let Some(text) = in_memory {
-            return self.compile(specifier, &text);
+            return self.compile(specifier, plain, &text);
         }
-        let path = specifier.to_file_path().map_err(|()| {
-            JsErrorBox::type_error(format!("Module not found: '{specifier}' is not a file"))
+        let path = plain.to_file_path().map_err(|()| {
+            JsErrorBox::type_error(format!("Module not found: '{plain}' is not a file"))
         })?;
         let meta = std::fs::metadata(&path)
-            .map_err(|e| JsErrorBox::type_error(format!("Module not found: '{specifier}': {e}")))?;
+            .map_err(|e| JsErrorBox::type_error(format!("Module not found: '{plain}': {e}")))?;
         if meta.len() > MAX_MODULE_BYTES {
             return Err(JsErrorBox::type_error(format!(
-                "Module '{specifier}' is {} bytes; modules are limited to {MAX_MODULE_BYTES}",
+                "Module '{plain}' is {} bytes; modules are limited to {MAX_MODULE_BYTES}",
                 meta.len()
             )));
         }
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            JsErrorBox::type_error(format!("Module '{specifier}' could not be read: {e}"))
+            JsErrorBox::type_error(format!("Module '{plain}' could not be read: {e}"))
         })?;
         let is_json = path.extension().is_some_and(|e| e == "json");
         match (is_json, requested) {
@@ -105,22 +113,27 @@ impl Loader {
             }
             (true, _) => {
                 return Err(JsErrorBox::type_error(format!(
-                    "'{specifier}' is a JSON module: import it with {{ type: \"json\" }}"
+                    "'{plain}' is a JSON module: import it with {{ type: \"json\" }}"
                 )));
             }
             (false, RequestedModuleType::None) => {}
             (false, _) => {
                 return Err(JsErrorBox::type_error(format!(
-                    "'{specifier}' is a JavaScript or TypeScript module, not the requested type"
+                    "'{plain}' is a JavaScript or TypeScript module, not the requested type"
                 )));
             }
         }
-        self.compile(specifier, &text)
+        self.compile(specifier, plain, &text)
     }
 
     /// Transpiles a JavaScript or TypeScript module through the shared
     /// cache, under the current call's deadline.
-    fn compile(&self, specifier: &ModuleSpecifier, text: &str) -> Result<ModuleSource, JsErrorBox> {
+    fn compile(
+        &self,
+        specifier: &ModuleSpecifier,
+        plain: &ModuleSpecifier,
+        text: &str,
+    ) -> Result<ModuleSource, JsErrorBox> {
         let (deadline, cancel) = {
             let notes = self.notes.borrow();
             (notes.deadline, notes.cancel.clone())
@@ -129,7 +142,7 @@ impl Loader {
         // still ends: at the longest deadline any call may have.
         let deadline = deadline.unwrap_or_else(|| Instant::now() + FALLBACK_DEADLINE);
         let stop = || cancel.as_ref().is_some_and(|c| c.is_cancelled());
-        match self.cache.get_file(specifier, text, deadline, &stop) {
+        match self.cache.get_file(plain, text, deadline, &stop) {
             Ok(module) => Ok(ModuleSource::new(
                 ModuleType::JavaScript,
                 ModuleSourceCode::String(module.code.to_string().into()),
@@ -152,7 +165,7 @@ impl Loader {
                 Err(JsErrorBox::generic(message))
             }
             Err(TranspileError::Syntax(e)) => {
-                let message = format!("{} at {specifier}:{}:{}", e.message, e.line, e.column);
+                let message = format!("{} at {plain}:{}:{}", e.message, e.line, e.column);
                 self.notes
                     .borrow_mut()
                     .syntax
@@ -181,8 +194,14 @@ impl ModuleLoader for Loader {
         }
         let scoped = self.notes.borrow().resolver.clone();
         let resolver = scoped.as_ref().unwrap_or(&self.resolver);
+        let instance = self.notes.borrow().instance.clone();
         match resolver.resolve(specifier, referrer) {
-            Ok(url) => Ok(url),
+            Ok(mut url) => {
+                if instance.is_some() {
+                    url.set_fragment(instance.as_deref());
+                }
+                Ok(url)
+            }
             Err(ResolveError::Refused(message)) => Err(self.refuse(message)),
             Err(ResolveError::NotFound(message)) => Err(JsErrorBox::type_error(message)),
         }
@@ -194,6 +213,11 @@ impl ModuleLoader for Loader {
         _referrer: Option<&ModuleLoadReferrer>,
         options: ModuleLoadOptions,
     ) -> ModuleLoadResponse {
-        ModuleLoadResponse::Sync(self.load_file(specifier, &options.requested_module_type))
+        self.loaded.set(self.loaded.get() + 1);
+        let mut plain = specifier.clone();
+        if self.notes.borrow().instance.is_some() {
+            plain.set_fragment(None);
+        }
+        ModuleLoadResponse::Sync(self.load_file(specifier, &plain, &options.requested_module_type))
     }
 }

@@ -11,4 +11,4 @@ pub mod notebook;
 pub mod sandbox;
 
 pub use convert::ConvertLimits;
-pub use sandbox::{CallSetup, Sandbox, SandboxHost, Scope};
+pub use sandbox::{CallSetup, InitError, Sandbox, SandboxHost, Scope};

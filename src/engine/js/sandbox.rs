@@ -12,7 +12,9 @@ use deno_core::{JsRuntime, ModuleId, ModuleSpecifier, PollEventLoopOptions, Runt
 
 use super::alloc::{self, Budget};
 use super::convert::{self, ConvertError, ConvertLimits};
-use super::ext::{CANCEL_TIMERS_KEY, CallState, LogSink, SEAL_KEY, SelfKill, isoexec};
+use super::ext::{
+    CANCEL_TIMERS_KEY, CallState, LOCKDOWN_KEY, LogSink, RESET_KEY, SEAL_KEY, SelfKill, isoexec,
+};
 use super::failure::{Failure, core_error, exception_from_js, load_error};
 use super::loader::{LoadNotes, Loader, Notes};
 use crate::engine::permissions::Permissions;
@@ -95,6 +97,8 @@ pub enum InitError {
     Runtime(#[from] CoreError),
     #[error("the runtime's globals could not be installed")]
     Seal,
+    #[error("the runtime's built-ins could not be frozen")]
+    Lockdown,
 }
 
 /// Removes deno_core's namespace from a fresh runtime and installs the
@@ -107,22 +111,31 @@ fn seal(runtime: &mut JsRuntime) -> bool {
 /// global object, removing it first when `take` is set. False when it is
 /// missing or threw.
 fn call_hook(runtime: &mut JsRuntime, key: &str, take: bool) -> bool {
+    hook_result(runtime, key, take).is_some()
+}
+
+/// Like [`call_hook`], for a hook that answers true or false: false also
+/// when it answered anything but `true`.
+fn call_check(runtime: &mut JsRuntime, key: &str) -> bool {
+    hook_result(runtime, key, false).is_some_and(|v| v)
+}
+
+/// Whether the hook under `key` ran and returned `true`; `None` when it is
+/// missing or threw.
+fn hook_result(runtime: &mut JsRuntime, key: &str, take: bool) -> Option<bool> {
     deno_core::scope!(scope, runtime);
     v8::tc_scope!(let tc, scope);
     let global = tc.get_current_context().global(tc);
-    let Some(name) = v8::String::new(tc, key) else {
-        return false;
-    };
+    let name = v8::String::new(tc, key)?;
     let key = v8::Private::for_api(tc, Some(name));
     let hook = global
         .get_private(tc, key)
-        .and_then(|v| v8::Local::<v8::Function>::try_from(v).ok());
-    let Some(hook) = hook else { return false };
-    if take && global.delete_private(tc, key).is_none() {
-        return false;
+        .and_then(|v| v8::Local::<v8::Function>::try_from(v).ok())?;
+    if take {
+        global.delete_private(tc, key)?;
     }
     let recv = v8::undefined(tc).into();
-    hook.call(tc, recv, &[]).is_some()
+    hook.call(tc, recv, &[]).map(|v| v.is_true())
 }
 
 /// A runtime and what the host keeps beside it.
@@ -137,6 +150,11 @@ pub struct Sandbox {
     poisoned: bool,
     /// What a call that is not confined to a scope may reach.
     permissions: Arc<Permissions>,
+    /// Frozen mode: built-ins frozen, a fresh module instance per call and
+    /// the global object put back after each.
+    frozen: bool,
+    /// Modules loaded over the runtime's life (a module map only grows).
+    loaded: Rc<std::cell::Cell<usize>>,
 }
 
 impl Sandbox {
@@ -152,9 +170,23 @@ impl Sandbox {
         Sandbox::create(host, true)
     }
 
+    /// A runtime for `"frozen"` calls: its built-ins are frozen once, here,
+    /// and every call gets fresh module instances and a clean global.
+    pub fn frozen(host: &SandboxHost) -> Result<Sandbox, InitError> {
+        let mut sandbox = Sandbox::create(host, false)?;
+        let locked = sandbox.with_entered(|sb| call_check(&mut sb.runtime, LOCKDOWN_KEY));
+        if !locked {
+            sandbox.poisoned = true;
+            return Err(InitError::Lockdown);
+        }
+        sandbox.frozen = true;
+        Ok(sandbox)
+    }
+
     fn create(host: &SandboxHost, inspector: bool) -> Result<Sandbox, InitError> {
         let record = Arc::new(KillRecord::default());
         let notes = Notes::default();
+        let loaded = Rc::new(std::cell::Cell::new(0));
         // Backing stores of ArrayBuffers live outside the heap: they get a
         // budget of their own, as large as the heap's.
         let budget = Budget::new(host.heap_limit, record.clone());
@@ -169,6 +201,7 @@ impl Sandbox {
                 resolver: host.resolver.clone(),
                 cache: host.cache.clone(),
                 record: record.clone(),
+                loaded: loaded.clone(),
             })),
             create_params: Some(params),
             inspector,
@@ -216,6 +249,8 @@ impl Sandbox {
                 modules: HashMap::new(),
                 poisoned: true,
                 permissions: host.permissions.clone(),
+                frozen: false,
+                loaded,
             });
             return Err(InitError::Seal);
         }
@@ -227,6 +262,8 @@ impl Sandbox {
             modules: HashMap::new(),
             poisoned: false,
             permissions: host.permissions.clone(),
+            frozen: false,
+            loaded,
         })
     }
 
@@ -271,9 +308,14 @@ impl Sandbox {
         !self.poisoned && self.record.reason().is_none()
     }
 
-    /// Number of distinct modules loaded so far.
+    /// Number of distinct modules loaded so far: scripts kept warm, or in
+    /// frozen mode every module instance made.
     pub fn module_count(&self) -> usize {
-        self.modules.len()
+        if self.frozen {
+            self.loaded.get()
+        } else {
+            self.modules.len()
+        }
     }
 
     /// Heap figures in bytes: (total, used, external).
@@ -341,10 +383,21 @@ impl Sandbox {
         if result.is_err() {
             // An isolate that failed mid-call may hold half-changed state.
             self.poisoned = true;
+        } else if self.frozen {
+            self.settle_frozen();
         } else if warm {
             self.cancel_timers();
         }
-        result.map_err(|e| self.explain(e).capped())
+        let instance = self.notes.borrow_mut().instance.take();
+        result.map_err(|e| {
+            let error = self.explain(e);
+            match instance {
+                // The fragment is the host's device: keep it out of errors.
+                Some(fragment) => error.map_text(|t| t.replace(&format!("#{fragment}"), "")),
+                None => error,
+            }
+            .capped()
+        })
     }
 
     /// Runs the file at `url` (or `source`, known by that URL) as the main
@@ -398,6 +451,21 @@ impl Sandbox {
         warm: bool,
     ) -> Result<String, Failure> {
         let id = match self.modules.get(&module.hash) {
+            _ if self.frozen => {
+                // A new instance of the module and of everything it imports:
+                // the same URLs with a fragment no earlier call used.
+                let fragment = uuid::Uuid::new_v4().simple().to_string();
+                let mut url = module.specifier.clone();
+                url.set_fragment(Some(&fragment));
+                self.notes.borrow_mut().instance = Some(fragment);
+                let id = self
+                    .runtime
+                    .load_side_es_module_from_code(&url, module.code.clone())
+                    .await
+                    .map_err(Failure::Load)?;
+                self.evaluate(id).await?;
+                id
+            }
             Some(id) if warm => *id,
             _ => {
                 let id = if warm {
@@ -490,6 +558,28 @@ impl Sandbox {
                     None => Err(Failure::Terminated),
                 }
             }
+        }
+    }
+
+    /// Ends a frozen-mode call: anything the call left running must finish
+    /// now, before the global object is put back, or the runtime is retired.
+    fn settle_frozen(&mut self) {
+        {
+            deno_core::scope!(scope, &mut self.runtime);
+            scope.perform_microtask_checkpoint();
+        }
+        // Timers go first; then the event loop must be idle: an op still in
+        // flight (a fetch, a read) would resolve into a later call.
+        let idle = call_hook(&mut self.runtime, CANCEL_TIMERS_KEY, false) && {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            matches!(
+                self.runtime
+                    .poll_event_loop(&mut cx, PollEventLoopOptions::default()),
+                std::task::Poll::Ready(Ok(()))
+            )
+        };
+        if !idle || !call_check(&mut self.runtime, RESET_KEY) {
+            self.poisoned = true;
         }
     }
 

@@ -89,14 +89,30 @@ pub const CANCEL_TIMERS_KEY: &str = "isoexec.cancelTimers";
 /// `globalThis.Deno.core` while it restores a runtime from the snapshot.
 pub const SEAL_KEY: &str = "isoexec.seal";
 
+/// Name of the private symbol holding the glue's `lockdown` function, which
+/// freezes what the global object leads to (frozen mode, once per runtime).
+pub const LOCKDOWN_KEY: &str = "isoexec.lockdown";
+
+/// Name of the private symbol holding the glue's `resetRealm` function,
+/// which puts the global object back between frozen-mode calls.
+pub const RESET_KEY: &str = "isoexec.resetRealm";
+
 #[op2(fast)]
 fn op_isoexec_set_hooks(
     scope: &mut v8::PinScope,
     cancel_timers: v8::Local<v8::Function>,
     seal: v8::Local<v8::Function>,
+    lockdown: v8::Local<v8::Function>,
+    reset: v8::Local<v8::Function>,
 ) {
     let global = scope.get_current_context().global(scope);
-    for (name, f) in [(CANCEL_TIMERS_KEY, cancel_timers), (SEAL_KEY, seal)] {
+    let hooks = [
+        (CANCEL_TIMERS_KEY, cancel_timers),
+        (SEAL_KEY, seal),
+        (LOCKDOWN_KEY, lockdown),
+        (RESET_KEY, reset),
+    ];
+    for (name, f) in hooks {
         if let Some(name) = v8::String::new(scope, name) {
             let key = v8::Private::for_api(scope, Some(name));
             global.set_private(scope, key, f.into());
@@ -152,7 +168,7 @@ macro_rules! runtime_js {
 }
 
 /// The JS glue, embedded in the binary.
-static RUNTIME_JS: [deno_core::ExtensionFileSource; 10] = runtime_js!(
+static RUNTIME_JS: [deno_core::ExtensionFileSource; 11] = runtime_js!(
     "00_inspect.js",
     "01_console.js",
     "02_timers.js",
@@ -162,5 +178,6 @@ static RUNTIME_JS: [deno_core::ExtensionFileSource; 10] = runtime_js!(
     "06_web.js",
     "07_deno.js",
     "08_buffers.js",
+    "09_lockdown.js",
     "99_main.js",
 );

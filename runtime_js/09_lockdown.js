@@ -1,0 +1,301 @@
+// Frozen mode: one runtime serves many calls, and no call can observe
+// another. `lockdown` runs once per runtime, after `seal`: it freezes every
+// object reachable from the global object (built-ins, their prototypes, the
+// hidden intrinsics such as the generator prototypes, and the host's own
+// globals), records the global object's own properties, and guards
+// FinalizationRegistry callbacks. `resetRealm` runs after each call: it puts
+// the global object back as recorded and resets the host's per-call JS state.
+// Module state is fresh because the host loads every call's modules anew.
+//
+// Like all of runtime_js, only captured builtins are used here.
+import { primordials } from "ext:core/mod.js";
+import { resetConsole } from "ext:isoexec/01_console.js";
+import { resetTimers } from "ext:isoexec/02_timers.js";
+import { resetStdin } from "ext:isoexec/07_deno.js";
+
+const {
+  ArrayPrototypePush,
+  ErrorPrototype,
+  FunctionPrototype,
+  FinalizationRegistry: RealFinalizationRegistry,
+  FinalizationRegistryPrototypeRegister,
+  FinalizationRegistryPrototypeUnregister,
+  MapPrototypeGet,
+  MapPrototypeSet,
+  ObjectDefineProperty,
+  ObjectFreeze,
+  ObjectGetOwnPropertyDescriptor,
+  ObjectGetPrototypeOf,
+  ObjectIsExtensible,
+  ObjectPrototype,
+  ObjectPrototypeHasOwnProperty,
+  ObjectPrototypeIsPrototypeOf,
+  ObjectSetPrototypeOf,
+  ReflectDeleteProperty,
+  ReflectGetPrototypeOf,
+  ReflectOwnKeys,
+  RegExpPrototypeExec,
+  SafeMap,
+  SafeRegExp,
+  SafeWeakSet,
+  String,
+  SymbolIterator,
+  SymbolToStringTag,
+  TypeError,
+  WeakSetPrototypeAdd,
+  WeakSetPrototypeHas,
+} = primordials;
+
+/** Bumped by every reset: callbacks of an earlier call compare it. */
+let generation = 0;
+
+/** The global object's own properties as lockdown left them. */
+const baseline = new SafeMap();
+let baselineKeys = [];
+let baselineProto = null;
+
+/** Resets the legacy `RegExp.$1`..., `RegExp.input` of the last match. */
+const EMPTY = new SafeRegExp("(?:)");
+
+/**
+ * Data properties that code commonly assigns on its own objects although a
+ * built-in prototype has them (`this.name = "MyError"`, `obj.toString = ...`).
+ * On a frozen prototype such an assignment would throw (the "override
+ * mistake"); these become accessors whose setter defines the property on
+ * the object assigned to instead.
+ */
+const OVERRIDABLE = [
+  "constructor",
+  "name",
+  "message",
+  "toString",
+  "valueOf",
+  "toLocaleString",
+  "toJSON",
+  "hasOwnProperty",
+  "isPrototypeOf",
+  "propertyIsEnumerable",
+];
+
+/**
+ * Whether `object` gets its `OVERRIDABLE` properties tamed: the prototypes
+ * user objects and errors inherit from. The prototypes of arrays, promises
+ * and regexps keep plain frozen data properties, so V8's fast paths for
+ * them (which check that `constructor` and `then` are untouched) stay on.
+ */
+function overridable(object) {
+  return object === ObjectPrototype || object === FunctionPrototype ||
+    object === ErrorPrototype || ObjectPrototypeIsPrototypeOf(ErrorPrototype, object);
+}
+
+function tame(object, key, desc) {
+  const value = desc.value;
+  const get = function () {
+    return value;
+  };
+  const set = function (v) {
+    if (this === object) {
+      throw new TypeError(
+        "Cannot assign to read only property '" + String(key) +
+          "': built-ins are frozen in \"frozen\" isolation",
+      );
+    }
+    if (ObjectPrototypeHasOwnProperty(this, key)) {
+      // An own accessor or read-only property of `this`: plain assignment.
+      this[key] = v;
+      return;
+    }
+    ObjectDefineProperty(this, key, {
+      __proto__: null,
+      value: v,
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+  };
+  ObjectDefineProperty(object, key, {
+    __proto__: null,
+    get,
+    set,
+    enumerable: desc.enumerable,
+    configurable: false,
+  });
+}
+
+/** Values whose prototypes are intrinsics no global property leads to. */
+function hiddenIntrinsics() {
+  const seeds = [
+    function* () {},
+    async function () {},
+    async function* () {},
+    async () => {},
+    [][SymbolIterator](),
+    new primordials.Map()[SymbolIterator](),
+    new primordials.Set()[SymbolIterator](),
+    ""[SymbolIterator](),
+    new primordials.RegExp("a")[primordials.SymbolMatchAll](""),
+    (function* () {})(),
+    (async function* () {})(),
+  ];
+  const G = primordials.globalThis;
+  try {
+    ArrayPrototypePush(seeds, G.Iterator.from({ next() {} }));
+    ArrayPrototypePush(seeds, [][SymbolIterator]().map((x) => x));
+  } catch {
+    // Iterator helpers are not in every V8.
+  }
+  try {
+    const segments = new G.Intl.Segmenter().segment("a");
+    ArrayPrototypePush(seeds, segments, segments[SymbolIterator]());
+  } catch {
+    // Intl without segmenter.
+  }
+  return seeds;
+}
+
+/** FinalizationRegistry whose callbacks run only in the call that made it. */
+class FinalizationRegistry {
+  #inner;
+  constructor(cleanup) {
+    if (new.target === undefined) {
+      throw new TypeError("Constructor FinalizationRegistry requires 'new'");
+    }
+    if (typeof cleanup !== "function") {
+      throw new TypeError("FinalizationRegistry: cleanup must be callable");
+    }
+    const born = generation;
+    this.#inner = new RealFinalizationRegistry((held) => {
+      if (generation === born) cleanup(held);
+    });
+  }
+  register(target, held, token = undefined) {
+    return FinalizationRegistryPrototypeRegister(this.#inner, target, held, token);
+  }
+  unregister(token) {
+    return FinalizationRegistryPrototypeUnregister(this.#inner, token);
+  }
+}
+ObjectDefineProperty(FinalizationRegistry.prototype, SymbolToStringTag, {
+  __proto__: null,
+  value: "FinalizationRegistry",
+  configurable: true,
+});
+
+/**
+ * Freezes what the global object leads to and records the global itself.
+ * True when every object could be frozen; false leaves the runtime unfit
+ * for frozen mode.
+ */
+export function lockdown() {
+  const G = primordials.globalThis;
+  ObjectDefineProperty(G, "FinalizationRegistry", {
+    __proto__: null,
+    value: FinalizationRegistry,
+    writable: true,
+    enumerable: false,
+    configurable: true,
+  });
+  const seen = new SafeWeakSet();
+  WeakSetPrototypeAdd(seen, G);
+  const stack = [];
+  const visit = (v) => {
+    if ((typeof v === "object" && v !== null) || typeof v === "function") {
+      if (!WeakSetPrototypeHas(seen, v)) {
+        WeakSetPrototypeAdd(seen, v);
+        ArrayPrototypePush(stack, v);
+      }
+    }
+  };
+  const globalKeys = ReflectOwnKeys(G);
+  for (let i = 0; i < globalKeys.length; i++) {
+    const desc = ObjectGetOwnPropertyDescriptor(G, globalKeys[i]);
+    visit(desc.value);
+    visit(desc.get);
+    visit(desc.set);
+  }
+  visit(ReflectGetPrototypeOf(G));
+  const seeds = hiddenIntrinsics();
+  for (let i = 0; i < seeds.length; i++) visit(ReflectGetPrototypeOf(seeds[i]));
+  while (stack.length > 0) {
+    const object = stack[stack.length - 1];
+    stack.length -= 1;
+    visit(ReflectGetPrototypeOf(object));
+    const keys = ReflectOwnKeys(object);
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i];
+      const desc = ObjectGetOwnPropertyDescriptor(object, key);
+      if (desc === undefined) continue;
+      if (typeof key === "string" && desc.writable === true && overridable(object)) {
+        for (let j = 0; j < OVERRIDABLE.length; j++) {
+          if (OVERRIDABLE[j] === key) {
+            tame(object, key, desc);
+            break;
+          }
+        }
+      }
+      visit(desc.value);
+      visit(desc.get);
+      visit(desc.set);
+    }
+    try {
+      ObjectFreeze(object);
+    } catch {
+      return false;
+    }
+  }
+  baselineKeys = ReflectOwnKeys(G);
+  for (let i = 0; i < baselineKeys.length; i++) {
+    const key = baselineKeys[i];
+    MapPrototypeSet(baseline, key, ObjectGetOwnPropertyDescriptor(G, key));
+  }
+  baselineProto = ObjectGetPrototypeOf(G);
+  return true;
+}
+
+function same(a, b) {
+  return a.value === b.value && a.get === b.get && a.set === b.set &&
+    a.writable === b.writable && a.enumerable === b.enumerable &&
+    a.configurable === b.configurable;
+}
+
+/**
+ * Puts the global object back as lockdown recorded it and resets the host's
+ * per-call state. False when that was impossible (a property made
+ * non-configurable, the global made non-extensible): the runtime must then
+ * not serve another call.
+ */
+export function resetRealm() {
+  generation++;
+  resetTimers();
+  resetConsole();
+  resetStdin();
+  RegExpPrototypeExec(EMPTY, "");
+  const G = primordials.globalThis;
+  if (!ObjectIsExtensible(G)) return false;
+  if (ObjectGetPrototypeOf(G) !== baselineProto) {
+    try {
+      ObjectSetPrototypeOf(G, baselineProto);
+    } catch {
+      return false;
+    }
+  }
+  const keys = ReflectOwnKeys(G);
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i];
+    if (MapPrototypeGet(baseline, key) === undefined && !ReflectDeleteProperty(G, key)) {
+      return false;
+    }
+  }
+  for (let i = 0; i < baselineKeys.length; i++) {
+    const key = baselineKeys[i];
+    const want = MapPrototypeGet(baseline, key);
+    const now = ObjectGetOwnPropertyDescriptor(G, key);
+    if (now !== undefined && same(now, want)) continue;
+    try {
+      ObjectDefineProperty(G, key, want);
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
