@@ -46,7 +46,7 @@ enum Command {
         /// The function's argument, as JSON [default: null].
         #[arg(long, value_name = "JSON", requires = "fn_name")]
         payload: Option<String>,
-        /// isolate, none or process [default: isolate].
+        /// isolate, none, frozen or process [default: isolate].
         #[arg(long, value_name = "MODE")]
         isolation: Option<String>,
         /// Wall-clock limit in ms [default: DEFAULT_TIMEOUT].
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
                     Some(i) => i,
                     None => {
                         eprintln!(
-                            "isoexec: --isolation must be isolate, none or process, not '{m}'"
+                            "isoexec: --isolation must be isolate, none, frozen or process, not '{m}'"
                         );
                         return ExitCode::from(2);
                     }

@@ -29,7 +29,7 @@ pub(super) const WARM_MAX_MODULES: usize = 64;
 /// A frozen isolate is replaced after this many module instances (each
 /// call makes at least one, and a module map never shrinks), or past the
 /// same heap share.
-pub(super) const FROZEN_MAX_MODULES: usize = 1000;
+pub(super) const FROZEN_MAX_MODULES: usize = 500;
 /// …or once its heap holds more than this share of the memory limit.
 pub(super) const WARM_MAX_HEAP_FRACTION: usize = 2;
 /// Cap on a program's stdout, and separately its stderr.

@@ -33,7 +33,7 @@ pub struct RunRequest {
     #[serde(rename = "cpuTimeout")]
     #[schema(rename = "cpuTimeout")]
     pub cpu_timeout: Option<f64>,
-    /// `isolate` (default), `none` or `process`.
+    /// `isolate` (default), `none`, `frozen` or `process`.
     pub isolation: Option<String>,
 }
 

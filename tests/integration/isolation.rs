@@ -293,7 +293,7 @@ async fn nothing_of_one_call_reaches_the_next_however_it_ended() {
                 .unwrap_or_default();
             assert_eq!(logs, ["k: 1"], "{isolation} after {mode}: {body}");
         }
-        if isolation == "frozen" && mode == "normal" {
+        if isolation == "frozen" && (mode == "normal" || mode == "throw") {
             // The planter and both probes ran in one kept isolate: the test
             // exercised the reset, not a fresh isolate.
             assert_eq!(
@@ -303,4 +303,66 @@ async fn nothing_of_one_call_reaches_the_next_however_it_ended() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn frozen_mode_refuses_changes_to_built_ins_but_not_to_user_objects() {
+    let s = Server::start_with(&[("POOL_SIZE", "1")]);
+    let frozen = json!({"isolation": "frozen"});
+    let r = s
+        .call(
+            "export function f() { (Array.prototype as any).x = 1; }",
+            "f",
+            frozen.clone(),
+        )
+        .await;
+    let body = r.json();
+    assert_eq!(body["kind"], "exception", "{body}");
+    let message = body["details"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("\"frozen\" isolation"), "{body}");
+
+    // What ordinary code assigns on its own objects still works, although
+    // the frozen prototypes have properties of those names.
+    let script = r#"
+        class NotFound extends Error {
+            constructor(what: string) { super(what + " not found"); this.name = "NotFound"; }
+        }
+        function Legacy(this: any) {}
+        Legacy.prototype = { greet() { return "hi"; } };
+        Legacy.prototype.constructor = Legacy;
+        export function f() {
+            const o: any = {};
+            o.toString = () => "custom";
+            const e = new NotFound("x");
+            return {
+                name: e.name,
+                text: String(e),
+                custom: String(o),
+                legacy: new (Legacy as any)().constructor === Legacy,
+                frozen: Object.isFrozen(Object.prototype) && Object.isFrozen(console),
+            };
+        }
+    "#;
+    let r = s.call(script, "f", frozen.clone()).await;
+    assert_eq!(
+        r.json()["result"],
+        json!({"name": "NotFound", "text": "NotFound: x not found", "custom": "custom",
+               "legacy": true, "frozen": true}),
+        "{:?}",
+        r.json()
+    );
+
+    // A global the reset cannot remove retires the isolate; the next call
+    // starts clean.
+    let stuck = r#"
+        export function f() {
+            Object.defineProperty(globalThis, "stuck", { value: 1, configurable: false });
+            return 1;
+        }
+        export const probe = () => typeof (globalThis as any).stuck;
+    "#;
+    let r = s.call(stuck, "f", frozen.clone()).await;
+    assert_eq!(r.json()["result"], 1);
+    let r = s.call(stuck, "probe", frozen).await;
+    assert_eq!(r.json()["result"], "undefined");
 }

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use deno_core::error::{CoreError, JsError};
+use deno_core::error::{CoreError, CoreErrorKind, JsError};
 use deno_core::{JsRuntime, ModuleId, ModuleSpecifier, PollEventLoopOptions, RuntimeOptions, v8};
 
 use super::alloc::{self, Budget};
@@ -380,11 +380,24 @@ impl Sandbox {
             // past the memory limit and returned): the kill stands.
             result = Err(Failure::Terminated);
         }
-        if result.is_err() {
+        let user_error = match &result {
+            Err(Failure::Core(e)) => matches!(*e.0, CoreErrorKind::Js(_)),
+            Err(
+                Failure::Js(_)
+                | Failure::Thrown { .. }
+                | Failure::FnNotFound(_)
+                | Failure::OutputLimit(_),
+            ) => true,
+            _ => false,
+        };
+        if self.frozen && (result.is_ok() || user_error) && self.record.reason().is_none() {
+            // A frozen isolate outlives an exception: the reset undoes what
+            // the call changed, as after a normal end. A kill or a failure
+            // on the host's side retires it.
+            self.settle_frozen();
+        } else if result.is_err() {
             // An isolate that failed mid-call may hold half-changed state.
             self.poisoned = true;
-        } else if self.frozen {
-            self.settle_frozen();
         } else if warm {
             self.cancel_timers();
         }
@@ -393,7 +406,9 @@ impl Sandbox {
             let error = self.explain(e);
             match instance {
                 // The fragment is the host's device: keep it out of errors.
-                Some(fragment) => error.map_text(|t| t.replace(&format!("#{fragment}"), "")),
+                Some(fragment) => {
+                    frozen_hint(error.map_text(|t| t.replace(&format!("#{fragment}"), "")))
+                }
                 None => error,
             }
             .capped()
@@ -640,6 +655,36 @@ impl Sandbox {
             Failure::Load(e) => load_error(e),
             Failure::Core(e) => core_error(e),
         }
+    }
+}
+
+/// V8's words for a write a frozen object refused.
+const FROZEN_WRITE: [&str; 4] = [
+    "object is not extensible",
+    "Cannot assign to read only property",
+    "Cannot redefine property",
+    "Cannot delete property",
+];
+
+/// A `TypeError` from writing to a frozen object, with the reason a
+/// `"frozen"` call most likely met it.
+fn frozen_hint(error: ExecError) -> ExecError {
+    match error {
+        ExecError::Exception {
+            name,
+            message,
+            stack,
+        } if name == "TypeError" && FROZEN_WRITE.iter().any(|w| message.contains(w)) => {
+            ExecError::Exception {
+                message: format!(
+                    "{message} (in \"frozen\" isolation the built-ins and host globals are \
+                     frozen; use \"isolate\" to patch them)"
+                ),
+                name,
+                stack,
+            }
+        }
+        other => other,
     }
 }
 
