@@ -1,5 +1,6 @@
 //! Isolation benchmark: the same calls in each isolation mode of the real
-//! server — `"none"` (warm isolate), `"isolate"` (fresh isolate), `"process"`
+//! server — `"none"` (warm isolate), `"frozen"` (kept isolate, frozen
+//! built-ins, reset after each call), `"isolate"` (fresh isolate), `"process"`
 //! (worker process) — next to the restexec model (`deno run` per call) and a
 //! Deno `Worker` per call when a `deno` binary is found (`DENO_BIN` or the
 //! `PATH`; `npm install deno` provides one).
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use common::{
-    BodyMaker, Latency, Spawned, child_latency, client_runtime, connect, env_num, find_deno,
+    BodyMaker, Latency, Spawned, check, child_latency, client_runtime, connect, env_num, find_deno,
     latency_with, machine, percentile, rss_mib, send, throughput_with,
 };
 
@@ -262,7 +263,7 @@ fn main() {
                 std::fs::write(dir.join("main.js"), format!("{plain}\n{main_js}\n")).ok()?;
                 deno_run(d, &dir, "main.js", child_runs)
             });
-            for (mode, label) in [("none", "\"none\""), ("isolate", "\"isolate\""), ("process", "\"process\"")] {
+            for (mode, label) in [("none", "\"none\""), ("frozen", "\"frozen\""), ("isolate", "\"isolate\""), ("process", "\"process\"")] {
                 for cold in [false, true] {
                     let n = if mode == "process" { samples / 3 } else { samples };
                     let mut row = measure(&server, script, mode, cold, n.max(10), seconds).await;
@@ -297,7 +298,7 @@ fn main() {
         println!();
         println!("| mode | median | max |");
         println!("|---|---:|---:|");
-        for mode in ["none", "isolate", "process"] {
+        for mode in ["none", "frozen", "isolate", "process"] {
             let (median, max) = overshoot(&server, mode, 50).await;
             println!("| \"{mode}\" | {median:.1} ms | {max:.1} ms |");
         }
@@ -312,6 +313,14 @@ fn main() {
         let (one, _) = start_timed(&[("POOL_SIZE", "1"), ("PROCESS_PRESTART", "0")]).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss_one = rss_mib(one.child.id());
+        // The first "frozen" call gives the thread its frozen isolate.
+        let frozen_call = Bytes::from(
+            serde_json::json!({"script": TRIVIAL, "fn": "f", "payload": 1, "isolation": "frozen"})
+                .to_string(),
+        );
+        check(one.addr, "/run", &frozen_call).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rss_frozen = rss_mib(one.child.id()) - rss_one;
         drop(one);
         let (four, _) = start_timed(&[("POOL_SIZE", "4"), ("PROCESS_PRESTART", "0")]).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -325,6 +334,7 @@ fn main() {
         println!("| server RSS, idle, POOL_SIZE=1 (one spare isolate) | {rss_one:.1} MiB |");
         println!("| server RSS, idle, POOL_SIZE=4 | {rss_four:.1} MiB |");
         println!("| per extra isolate thread (with its spare isolate) | {:.1} MiB |", (rss_four - rss_one) / 3.0);
+        println!("| a thread's frozen isolate (made by its first \"frozen\" call) | {rss_frozen:.1} MiB |");
         println!("| one idle pre-started worker process | {worker_rss:.1} MiB |");
         println!("| start-up until `/health` answers | {:.0} ms |", startup.as_secs_f64() * 1000.0);
         let _ = std::fs::remove_dir_all(&dir);
