@@ -1,9 +1,9 @@
 //! Isolation modes: clean state per call, warm reuse, no way to deno_core's
 //! internals.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::support::Server;
+use crate::support::{Server, TempDir};
 
 const COUNTER: &str = r#"
     let calls = 0;
@@ -365,4 +365,39 @@ async fn frozen_mode_refuses_changes_to_built_ins_but_not_to_user_objects() {
     assert_eq!(r.json()["result"], 1);
     let r = s.call(stuck, "probe", frozen).await;
     assert_eq!(r.json()["result"], "undefined");
+}
+
+#[tokio::test]
+async fn frozen_calls_get_new_instances_of_imported_modules() {
+    let tools = TempDir::new("frozen-tools");
+    std::fs::write(
+        tools.0.join("counter.ts"),
+        "let n = 0;\nexport function inc() { return ++n; }\n",
+    )
+    .unwrap();
+    let dir = tools.0.display().to_string();
+    let s = Server::start_with(&[("POOL_SIZE", "1"), ("TOOLS_DIR", &dir)]);
+    let script = format!(
+        "import {{ inc }} from 'file://{dir}/counter.ts';\n\
+         export const f = () => ({{ n: inc(), url: import.meta.url.includes('#') }});"
+    );
+    // The control: a warm isolate keeps the imported module's state.
+    let counts: Vec<Value> = {
+        let mut v = Vec::new();
+        for _ in 0..2 {
+            let r = s.call(&script, "f", json!({"isolation": "none"})).await;
+            v.push(r.json()["result"]["n"].clone());
+        }
+        v
+    };
+    assert_eq!(counts, [json!(1), json!(2)]);
+    for _ in 0..3 {
+        let r = s.call(&script, "f", json!({"isolation": "frozen"})).await;
+        assert_eq!(
+            r.json()["result"],
+            json!({"n": 1, "url": true}),
+            "{:?}",
+            r.json()
+        );
+    }
 }
