@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::api_types::{Deleted, JobList, JobQueued, JobSubmit, JobView, StatusOk, fields_of};
 use super::error::{ErrorKind, HttpError};
 use super::reply::json;
-use super::request::{HttpRequest, OverMax, json_object, millis_field, str_field};
+use super::request::{HttpRequest, json_object, str_field, timeout_field};
 use super::router::Reply;
 use crate::app::App;
 use crate::clock::iso8601;
@@ -119,14 +119,7 @@ fn job_request(app: &App, body: &Map<String, Value>) -> Result<JobRequest, HttpE
         t => t.map(str::to_string),
     };
     let stdin = str_field(body, "stdin")?.map(str::to_string);
-    let limits = &app.config.limits;
-    let timeout = millis_field(
-        body.get("timeout"),
-        "timeout",
-        limits.default_timeout,
-        limits.max_timeout,
-        OverMax::Reject,
-    )?;
+    let timeout = timeout_field(&app.config, body)?;
     Ok(JobRequest {
         lang,
         code,

@@ -286,6 +286,19 @@ pub enum OverMax {
     Reject,
 }
 
+/// A body's `timeout`: 1..=`MAX_TIMEOUT` ms (refused outside it); absent
+/// means `DEFAULT_TIMEOUT`. The same rule for every API that takes one.
+pub fn timeout_field(config: &Config, body: &Map<String, Value>) -> Result<Duration, HttpError> {
+    let limits = &config.limits;
+    millis_field(
+        body.get("timeout"),
+        "timeout",
+        limits.default_timeout,
+        limits.max_timeout,
+        OverMax::Reject,
+    )
+}
+
 /// A `timeout`-like field: a positive number of milliseconds; absent or
 /// `null` gives `default`.
 pub fn millis_field(

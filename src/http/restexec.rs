@@ -14,13 +14,10 @@ use serde_json::{Map, Value, json};
 use super::api_types::{ExecuteRequest, LintRequest, SaveRequest, fields_of};
 use super::error::{ErrorKind, HttpError};
 use super::reply::{Body, json_text};
-use super::request::{
-    HttpRequest, OverMax, isolation_field, json_object, millis_field, required_str,
-};
+use super::request::{HttpRequest, isolation_field, json_object, required_str, timeout_field};
 use super::router::Reply;
 use super::run::RETRY_AFTER_SECS;
 use crate::app::App;
-use crate::config::Config;
 use crate::engine::compile::Failure;
 use crate::engine::lint::{LintError, LintReport};
 use crate::engine::{ExecError, Execution, Isolation, Report, Task, split_streams};
@@ -57,22 +54,6 @@ fn code_id_field(body: &Map<String, Value>) -> Result<String, HttpError> {
     let id = required_str(body, "codeId")?;
     checked_code_id(id)?;
     Ok(id.to_string())
-}
-
-/// `timeout` in 1..=MAX_TIMEOUT ms (refused outside it); absent means the
-/// default.
-fn timeout_field(
-    config: &Config,
-    body: &Map<String, Value>,
-) -> Result<std::time::Duration, HttpError> {
-    let limits = &config.limits;
-    millis_field(
-        body.get("timeout"),
-        "timeout",
-        limits.default_timeout,
-        limits.max_timeout,
-        OverMax::Reject,
-    )
 }
 
 /// `env`: string values under keys of `[A-Z0-9_]+`, not `PATH`, `HOME` or

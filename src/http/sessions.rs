@@ -12,7 +12,7 @@ use super::api_types::{
 };
 use super::error::{ErrorKind, HttpError};
 use super::reply::json;
-use super::request::{HttpRequest, OverMax, json_object, millis_field, required_str, str_field};
+use super::request::{HttpRequest, json_object, required_str, str_field, timeout_field};
 use super::router::Reply;
 use crate::app::App;
 use crate::clock::iso8601;
@@ -222,14 +222,7 @@ fn execute_body(app: &App, body: &Map<String, Value>) -> Result<ExecuteBody, Htt
         }
         None => None,
     };
-    let limits = &app.config.limits;
-    let timeout = millis_field(
-        body.get("timeout"),
-        "timeout",
-        limits.default_timeout,
-        limits.max_timeout,
-        OverMax::Reject,
-    )?;
+    let timeout = timeout_field(&app.config, body)?;
     Ok(ExecuteBody {
         code,
         filename,
