@@ -1,7 +1,12 @@
 //! HTTP benchmark: warm calls of a trivial function through the real server
-//! (`"none"` and `"isolate"`), next to a bare hyper handler that returns a
-//! fixed JSON body (the floor), all measured in the same run with the same
-//! client over keep-alive connections.
+//! (`"none"`, `"frozen"` and `"isolate"`), next to a bare hyper handler that
+//! returns a fixed JSON body (the floor), all measured in the same run with
+//! the same client over keep-alive connections, the latency samples of the
+//! cases taken in turns.
+//!
+//! `ISOEXEC_BASELINE_BIN=path/to/isoexec` adds that build's `"none"` and
+//! `"frozen"` rows, measured in the same turns: the way to compare a change
+//! with the build before it.
 //!
 //! A second table measures the restexec API — `/execute` of the hello-world
 //! example and `/lint` of a 200-line file — next to a `deno` child process
@@ -30,6 +35,10 @@ use common::{
 
 const FLOOR_ENV: &str = "ISOEXEC_BENCH_FLOOR";
 const FLOOR_BODY: &str = r#"{"result":{"ok":true},"logs":[]}"#;
+/// A server binary to measure beside this build, in the same turns.
+const BASELINE_ENV: &str = "ISOEXEC_BASELINE_BIN";
+/// Turns the latency samples are taken in (see `latency_interleaved`).
+const LATENCY_ROUNDS: usize = 10;
 const TRIVIAL: &str = "export function f(p) { return { ok: true, n: p }; }";
 
 fn main() {
@@ -43,9 +52,7 @@ fn main() {
     rt.block_on(async move {
         let floor = spawn_floor();
         let server = Spawned::isoexec();
-        let body_none =
-            serde_json::json!({"script": TRIVIAL, "fn": "f", "payload": 1, "isolation": "none"})
-                .to_string();
+        let body_none = none_body();
         let body_iso =
             serde_json::json!({"script": TRIVIAL, "fn": "f", "payload": 1, "isolation": "isolate"})
                 .to_string();
@@ -53,7 +60,14 @@ fn main() {
             serde_json::json!({"script": TRIVIAL, "fn": "f", "payload": 1, "isolation": "frozen"})
                 .to_string();
 
-        let cases = [
+        // A build to compare with (say, of the previous commit), measured in
+        // the same turns as this one.
+        let baseline = std::env::var_os(BASELINE_ENV).map(|bin| {
+            let mut cmd = Command::new(bin);
+            cmd.env("PORT", "0").env("LOG_LEVEL", "error");
+            Spawned::start(cmd, common::ISOEXEC_LISTENING)
+        });
+        let mut cases = vec![
             (
                 "bare hyper handler (floor)",
                 floor.addr,
@@ -76,23 +90,31 @@ fn main() {
                 "isoexec, isolation \"frozen\"",
                 server.addr,
                 "/run",
-                body_frozen,
+                body_frozen.clone(),
             ),
         ];
+        if let Some(b) = &baseline {
+            cases.push(("baseline build, \"none\"", b.addr, "/run", none_body()));
+            cases.push(("baseline build, \"frozen\"", b.addr, "/run", body_frozen));
+        }
+        let targets: Vec<_> = cases
+            .iter()
+            .map(|(_, addr, path, body)| (*addr, *path, Bytes::from(body.clone())))
+            .collect();
+        for (addr, path, body) in &targets {
+            check(*addr, path, body).await;
+        }
+        let latencies = common::latency_interleaved(&targets, LATENCY_ROUNDS, samples).await;
         let mut rows = Vec::new();
-        for (name, addr, path, body) in cases {
-            let body = Bytes::from(body);
-            check(addr, path, &body).await;
-            let lat = latency(addr, path, &body, samples).await;
-            let rps = throughput(addr, path, &body, 4, Duration::from_secs(seconds)).await;
-            rows.push((name, lat, rps));
+        for ((name, ..), ((addr, path, body), lat)) in
+            cases.iter().zip(targets.iter().zip(latencies))
+        {
+            let rps = throughput(*addr, path, body, 4, Duration::from_secs(seconds)).await;
+            rows.push((*name, lat, rps));
         }
         // What metrics cost: the "none" call again while /metrics is
         // scraped ten times a second (Prometheus scrapes every 15 s or so).
-        let body = Bytes::from(
-            serde_json::json!({"script": TRIVIAL, "fn": "f", "payload": 1, "isolation": "none"})
-                .to_string(),
-        );
+        let body = Bytes::from(none_body());
         let scraping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let scraper = {
             let (addr, scraping) = (server.addr, scraping.clone());
@@ -120,10 +142,16 @@ fn main() {
         assert!(scrapes > 0, "the scraper never ran");
         rows.push(("isoexec, \"none\", /metrics scraped 10×/s", lat, rps));
         print_report(&rows, samples, seconds);
+        drop(baseline);
         drop(server);
         drop(floor);
         restexec_section(seconds).await;
     });
+}
+
+/// The body of a trivial `"none"` call.
+fn none_body() -> String {
+    serde_json::json!({"script": TRIVIAL, "fn": "f", "payload": 1, "isolation": "none"}).to_string()
 }
 
 /// Lines of the file `/lint` is measured on.
@@ -306,7 +334,7 @@ fn print_report(rows: &[(&str, Latency, f64)], samples: usize, seconds: u64) {
         machine()
     );
     println!(
-        "Latency: {samples} sequential requests on one keep-alive connection (after 200 warm-up)."
+        "Latency: {samples} sequential requests per case on one keep-alive connection each (after 200 warm-up), the cases taken in {LATENCY_ROUNDS} turns."
     );
     println!("Throughput: 4 keep-alive connections for {seconds} s.");
     println!();

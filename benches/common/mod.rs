@@ -145,6 +145,42 @@ pub async fn latency_with(
     Latency::of(us)
 }
 
+/// Sequential requests to several targets, taken in turns: `rounds` times,
+/// `samples / rounds` requests to each target in order, each on its own
+/// keep-alive connection, after 200 warm-up requests to each. Whatever the
+/// machine does meanwhile (another tenant, a frequency change) falls on all
+/// targets alike, so their differences hold better than from runs one
+/// after another.
+pub async fn latency_interleaved(
+    targets: &[(SocketAddr, &str, Bytes)],
+    rounds: usize,
+    samples: usize,
+) -> Vec<Latency> {
+    let mut conns = Vec::with_capacity(targets.len());
+    for (addr, path, body) in targets {
+        let mut c = connect(*addr).await;
+        for _ in 0..200 {
+            let (status, bytes) = send(&mut c, *addr, path, body).await;
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+        }
+        conns.push(c);
+    }
+    let rounds = rounds.max(1);
+    let per_round = samples.div_ceil(rounds);
+    let mut us = vec![Vec::with_capacity(per_round * rounds); targets.len()];
+    for _ in 0..rounds {
+        for (i, (addr, path, body)) in targets.iter().enumerate() {
+            for _ in 0..per_round {
+                let t = Instant::now();
+                let (status, bytes) = send(&mut conns[i], *addr, path, body).await;
+                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+                us[i].push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+    }
+    us.into_iter().map(Latency::of).collect()
+}
+
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]

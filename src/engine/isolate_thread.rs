@@ -79,7 +79,7 @@ pub(super) fn main(shared: &Shared, id: usize) {
         }
         // Once per job, with the isolates this thread keeps while it waits.
         thread.record_heap(id);
-        let Some(queued) = shared.next_job() else {
+        let Some(queued) = shared.next_job(id) else {
             break;
         };
         if queued.reply.is_closed() || queued.cancel.is_cancelled() {

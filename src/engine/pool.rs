@@ -84,6 +84,8 @@ struct Queue {
     /// Executions taken by an isolate thread and not finished yet, by
     /// script: one script holds at most `script_threads`.
     running_by_key: std::collections::HashMap<u64, usize>,
+    /// Threads waiting for a job, in the order they began to wait.
+    idle: Vec<usize>,
     closed: bool,
 }
 
@@ -91,6 +93,17 @@ impl Queue {
     /// Executions taken by an isolate thread and not finished yet.
     fn running(&self) -> usize {
         self.running_by_key.values().sum()
+    }
+
+    /// The thread that began to wait last, taken off the idle list: it
+    /// is the one whose caches and isolates are warmest, and always waking
+    /// the same one keeps the others asleep.
+    fn wake_one(&mut self, wakers: &[Condvar]) {
+        if let Some(id) = self.idle.pop()
+            && let Some(cv) = wakers.get(id)
+        {
+            cv.notify_one();
+        }
     }
 }
 
@@ -121,8 +134,9 @@ impl Queued {
 pub(super) struct Shared {
     /// Waiting executions and the count of running ones.
     queue: Mutex<Queue>,
-    /// Signalled when an execution is queued or the pool closes.
-    ready: Condvar,
+    /// One per isolate thread, signalled when that thread should look at
+    /// the queue (a job came, or the pool closes).
+    wakers: Vec<Condvar>,
     /// Executions that may wait beyond those the threads are running.
     queue_size: usize,
     /// Number of isolate threads.
@@ -154,7 +168,7 @@ impl Pool {
     pub fn start(options: PoolOptions) -> std::io::Result<Pool> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
-            ready: Condvar::new(),
+            wakers: (0..options.size).map(|_| Condvar::new()).collect(),
             queue_size: options.queue_size,
             size: options.size,
             script_threads: options.script_threads.clamp(1, options.size.max(1)),
@@ -208,8 +222,7 @@ impl Pool {
             queued_at: Instant::now(),
             key,
         });
-        drop(queue);
-        self.shared.ready.notify_one();
+        queue.wake_one(&self.shared.wakers);
         Ok(rx)
     }
 
@@ -265,7 +278,9 @@ impl Pool {
     /// for them up to `grace`.
     pub fn shutdown(&self, grace: Duration) {
         lock(&self.shared.queue).closed = true;
-        self.shared.ready.notify_all();
+        for cv in &self.shared.wakers {
+            cv.notify_all();
+        }
         let deadline = Instant::now() + grace;
         let threads = std::mem::take(&mut *lock(&self.threads));
         for t in threads {
@@ -297,9 +312,11 @@ impl Shared {
     /// Blocks until a job may run — the oldest queued execution whose script
     /// holds fewer than `script_threads` threads; `None` once the pool is
     /// closed and drained.
-    pub(super) fn next_job(&self) -> Option<Queued> {
+    pub(super) fn next_job(&self, id: usize) -> Option<Queued> {
         let mut queue = lock(&self.queue);
         loop {
+            // Off the idle list, whether woken for a job or spuriously.
+            queue.idle.retain(|&t| t != id);
             let cap = self.script_threads;
             let eligible = queue
                 .jobs
@@ -314,20 +331,29 @@ impl Shared {
             if queue.closed && queue.jobs.is_empty() {
                 return None;
             }
-            queue = self.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
+            queue.idle.push(id);
+            let Some(waker) = self.wakers.get(id) else {
+                return None;
+            };
+            queue = waker.wait(queue).unwrap_or_else(|e| e.into_inner());
         }
     }
 
     pub(super) fn finish_job(&self, key: u64) {
         let mut queue = lock(&self.queue);
+        let mut was_capped = false;
         if let Some(n) = queue.running_by_key.get_mut(&key) {
+            was_capped = *n >= self.script_threads;
             *n -= 1;
             if *n == 0 {
                 queue.running_by_key.remove(&key);
             }
         }
-        drop(queue);
-        // A job held back by the cap may run now.
-        self.ready.notify_all();
+        // A job of this script held back by the cap may run now. Only then
+        // is a waiting thread woken: waking every idle thread after every
+        // job costs each of them a context switch per call.
+        if was_capped && queue.jobs.iter().any(|q| q.key == key) {
+            queue.wake_one(&self.wakers);
+        }
     }
 }

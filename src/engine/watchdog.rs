@@ -153,6 +153,10 @@ struct State {
     armed: HashMap<u64, Armed>,
     next_ticket: u64,
     shutdown: bool,
+    /// When the watchdog thread looks next; `None` while it waits for a
+    /// notification. An execution that needs no look before then is armed
+    /// without waking it.
+    looks_at: Option<Instant>,
 }
 
 /// Shared handle to the watchdog thread.
@@ -182,6 +186,12 @@ impl Watchdog {
         let mut state = lock_state(lock);
         state.next_ticket += 1;
         let ticket = state.next_ticket;
+        // The first moment this execution needs a look: its first CPU
+        // sample, or its deadline.
+        let first_look = match watch.cpu {
+            Some(_) => (Instant::now() + CPU_SAMPLE_EVERY).min(watch.deadline),
+            None => watch.deadline,
+        };
         state.armed.insert(
             ticket,
             Armed {
@@ -189,7 +199,12 @@ impl Watchdog {
                 fired_at: None,
             },
         );
-        cvar.notify_one();
+        // Waking the thread for every call would cost a context switch per
+        // call; it only needs to know when it must look sooner than planned.
+        if state.looks_at.is_none_or(|t| first_look < t) {
+            state.looks_at = Some(first_look);
+            cvar.notify_one();
+        }
         Ticket(ticket)
     }
 
@@ -203,7 +218,9 @@ impl Watchdog {
     /// Makes the watchdog look at every armed execution now (a caller
     /// may have gone away).
     pub fn poke(&self) {
-        self.shared.1.notify_one();
+        let (lock, cvar) = &*self.shared;
+        lock_state(lock).looks_at = Some(Instant::now());
+        cvar.notify_one();
     }
 
     /// Stops the watchdog thread.
@@ -266,6 +283,7 @@ fn run(shared: &(Mutex<State>, Condvar)) {
                 None => wake_at(w.deadline),
             }
         }
+        state.looks_at = next_wake;
         state = match next_wake {
             None => cvar.wait(state).unwrap_or_else(|e| e.into_inner()),
             Some(t) => {
