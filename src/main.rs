@@ -136,9 +136,13 @@ fn main() -> ExitCode {
         Action::Lint(files, json) => return isoexec::cli::lint(config, files, json),
     }
 
+    // This runtime accepts connections and runs background chores; the
+    // connections themselves are served on HTTP_THREADS threads of their
+    // own (see `http::threads`).
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
-        .thread_name("isoexec-http")
+        .thread_name("isoexec-main")
         .build()
     {
         Ok(rt) => rt,
@@ -216,6 +220,7 @@ fn merge(outer: Flags, inner: Flags) -> Flags {
         cpu_limit_ms,
         pool_size,
         script_threads,
+        http_threads,
         queue_size,
         process_prestart,
         memory_limit_mb,

@@ -62,6 +62,8 @@ pub struct Config {
     pub pool_size: usize,
     /// Most isolate threads one script may hold at once (`SCRIPT_THREADS`).
     pub script_threads: usize,
+    /// Threads that serve connections (`HTTP_THREADS`).
+    pub http_threads: usize,
     /// Compile helpers started with the server (cores, at most
     /// `pool_size`); up to twice as many are started on demand.
     pub compile_helpers: usize,
@@ -130,7 +132,7 @@ const MIB: usize = 1024 * 1024;
 
 /// Flags as given on the command line; each overrides its variable.
 /// The environment variables of every setting, as `--help` names them.
-pub const VARIABLES: [&str; 33] = [
+pub const VARIABLES: [&str; 34] = [
     "HOST",
     "PORT",
     "LOG_LEVEL",
@@ -152,6 +154,7 @@ pub const VARIABLES: [&str; 33] = [
     "CPU_LIMIT_MS",
     "POOL_SIZE",
     "SCRIPT_THREADS",
+    "HTTP_THREADS",
     "QUEUE_SIZE",
     "PROCESS_PRESTART",
     "MEMORY_LIMIT_MB",
@@ -296,6 +299,12 @@ pub struct Flags {
         help = "Most isolate threads one script may hold at once [default: cores, at most POOL_SIZE] [env: SCRIPT_THREADS]"
     )]
     pub script_threads: Option<String>,
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Threads that serve HTTP connections, each connection on one of them [default: cores] [env: HTTP_THREADS]"
+    )]
+    pub http_threads: Option<String>,
     #[arg(
         long,
         value_name = "VALUE",
@@ -531,6 +540,13 @@ impl Config {
             1024,
             "thread count",
         )?;
+        let http_threads = parse_num(
+            s.raw("HTTP_THREADS", &f.http_threads),
+            cores,
+            1,
+            1024,
+            "thread count",
+        )?;
         let queue_size = parse_num(
             s.raw("QUEUE_SIZE", &f.queue_size),
             256usize,
@@ -633,6 +649,7 @@ impl Config {
             },
             pool_size,
             script_threads,
+            http_threads,
             compile_helpers: cores.min(pool_size),
             queue_size,
             process_prestart,
@@ -673,6 +690,7 @@ mod tests {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(c.pool_size, 2 * cores);
         assert_eq!(c.script_threads, cores);
+        assert_eq!(c.http_threads, cores);
         assert_eq!(c.compile_helpers, cores);
         assert!(c.limits.default_cpu_limit.is_none());
         assert!(c.api_key.is_none());

@@ -97,13 +97,19 @@ impl Queue {
 
     /// The thread that began to wait last, taken off the idle list: it
     /// is the one whose caches and isolates are warmest, and always waking
-    /// the same one keeps the others asleep.
-    fn wake_one(&mut self, wakers: &[Condvar]) {
-        if let Some(id) = self.idle.pop()
-            && let Some(cv) = wakers.get(id)
-        {
-            cv.notify_one();
-        }
+    /// the same one keeps the others asleep. Signal it with [`wake`] once
+    /// the lock is released, so it does not wake only to wait for the lock.
+    fn take_idle(&mut self) -> Option<usize> {
+        self.idle.pop()
+    }
+}
+
+/// Wakes the thread `take_idle` chose, if any. It stays in its wait until
+/// signalled (or wakes spuriously and looks at the queue itself), so
+/// signalling it after the lock is released loses nothing.
+fn wake(wakers: &[Condvar], id: Option<usize>) {
+    if let Some(cv) = id.and_then(|id| wakers.get(id)) {
+        cv.notify_one();
     }
 }
 
@@ -222,7 +228,9 @@ impl Pool {
             queued_at: Instant::now(),
             key,
         });
-        queue.wake_one(&self.shared.wakers);
+        let idle = queue.take_idle();
+        drop(queue);
+        wake(&self.shared.wakers, idle);
         Ok(rx)
     }
 
@@ -332,9 +340,7 @@ impl Shared {
                 return None;
             }
             queue.idle.push(id);
-            let Some(waker) = self.wakers.get(id) else {
-                return None;
-            };
+            let waker = self.wakers.get(id)?;
             queue = waker.wait(queue).unwrap_or_else(|e| e.into_inner());
         }
     }
@@ -352,8 +358,12 @@ impl Shared {
         // A job of this script held back by the cap may run now. Only then
         // is a waiting thread woken: waking every idle thread after every
         // job costs each of them a context switch per call.
-        if was_capped && queue.jobs.iter().any(|q| q.key == key) {
-            queue.wake_one(&self.wakers);
-        }
+        let idle = if was_capped && queue.jobs.iter().any(|q| q.key == key) {
+            queue.take_idle()
+        } else {
+            None
+        };
+        drop(queue);
+        wake(&self.wakers, idle);
     }
 }

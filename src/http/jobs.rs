@@ -172,11 +172,12 @@ pub async fn submit(app: Arc<App>, mut req: HttpRequest) -> Reply {
     };
     let body = req.body(&app.config).await?;
     let body = json_object(
-        &body,
+        body,
         app.config.limits.max_json_depth,
-        &fields_of::<JobSubmit>(),
+        fields_of::<JobSubmit>(),
         r#"{"lang": "ts", "code": "console.log(1)"}"#,
-    )?;
+    )
+    .await?;
     let request = job_request(&app, &body)?;
     if !wait {
         let record = app.jobs.enqueue(request).await.map_err(store_unavailable)?;

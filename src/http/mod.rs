@@ -13,3 +13,4 @@ pub mod router;
 pub mod run;
 pub mod serve;
 pub mod sessions;
+pub mod threads;

@@ -101,9 +101,40 @@ pub fn check_depth(body: &[u8], max_depth: usize) -> Result<(), HttpError> {
     Ok(())
 }
 
+/// Bodies up to this size are parsed on the connection's thread; larger
+/// ones on the blocking pool, so that checking a 16 MiB body does not hold
+/// up the other connections that thread serves.
+pub const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+/// Runs `parse` on `body`: at once when the body is small, else on the
+/// blocking pool (see [`INLINE_PARSE_BYTES`]).
+pub async fn parse_body<T: Send + 'static>(
+    body: Bytes,
+    parse: impl FnOnce(&[u8]) -> Result<T, HttpError> + Send + 'static,
+) -> Result<T, HttpError> {
+    if body.len() <= INLINE_PARSE_BYTES {
+        return parse(&body);
+    }
+    tokio::task::spawn_blocking(move || parse(&body))
+        .await
+        .unwrap_or_else(|e| Err(HttpError::internal(format!("reading the body failed: {e}"))))
+}
+
 /// A body that must be a JSON object with only the fields `allowed`;
 /// `shape` shows the caller what object is expected.
-pub fn json_object(
+pub async fn json_object(
+    body: Bytes,
+    max_depth: usize,
+    allowed: Vec<String>,
+    shape: &'static str,
+) -> Result<Map<String, Value>, HttpError> {
+    parse_body(body, move |body| {
+        parse_object(body, max_depth, &allowed, shape)
+    })
+    .await
+}
+
+fn parse_object(
     body: &[u8],
     max_depth: usize,
     allowed: &[String],

@@ -38,12 +38,12 @@ async fn object_body<T: ToSchema>(
     app: &App,
     req: &mut HttpRequest,
     extra: &[&str],
-    shape: &str,
+    shape: &'static str,
 ) -> Result<Map<String, Value>, HttpError> {
     let body = req.body(&app.config).await?;
     let mut allowed = fields_of::<T>();
     allowed.extend(extra.iter().map(|s| s.to_string()));
-    json_object(&body, app.config.limits.max_json_depth, &allowed, shape)
+    json_object(body, app.config.limits.max_json_depth, allowed, shape).await
 }
 
 const SAVE_SHAPE: &str = r#"{"codeId": "hello", "code": "console.log(1)"}"#;

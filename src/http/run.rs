@@ -12,6 +12,7 @@ use super::error::HttpError;
 use super::reply::json_text;
 use super::request::{
     HttpRequest, OverMax, check_depth, check_fields, isolation_field, millis_field, not_an_object,
+    parse_body,
 };
 use super::router::Reply;
 use crate::app::App;
@@ -53,7 +54,8 @@ pub const RETRY_AFTER_SECS: u32 = 1;
 /// `POST /` and `POST /run`.
 pub async fn run(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let body = req.body(&app.config).await?;
-    let execution = parse_call(&app.config, &body)?;
+    let parser = app.clone();
+    let execution = parse_body(body, move |body| parse_call(&parser.config, body)).await?;
     let report = app
         .execute("run", &execution)
         .await

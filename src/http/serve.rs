@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 
 use super::conn::{IdleStream, InFlight};
 use super::router::Router;
+use super::threads::ConnThreads;
 use crate::app::App;
 use crate::config::Config;
 
@@ -53,6 +54,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(app.config.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
+    let threads = ConnThreads::start(app.config.http_threads)?;
     let graceful = GracefulShutdown::new();
     let head_timeout = app.config.header_read_timeout;
     tokio::pin!(shutdown);
@@ -71,6 +73,16 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        // The socket leaves this runtime's poller for its thread's own:
+        // otherwise each of its readiness events would wake this runtime
+        // too, and it would pass them on across threads.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "could not hand a connection over");
+                continue;
+            }
+        };
         let (app, router) = (app.clone(), router.clone());
         let builder = builder.clone();
         let graceful_watch = graceful.watcher();
@@ -85,7 +97,14 @@ pub async fn serve(
                 Ok::<_, Infallible>(response)
             }
         });
-        tokio::spawn(async move {
+        threads.spawn(async move {
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "could not take a connection over");
+                    return;
+                }
+            };
             // hyper's header-read timer only starts once the protocol is
             // known: bound the wait for the first bytes here.
             if !protocol_known(&stream, head_timeout).await {
@@ -111,7 +130,13 @@ pub async fn serve(
     }
     app.sessions.shutdown();
     let app2 = app.clone();
-    let _ = tokio::task::spawn_blocking(move || app2.engine.shutdown(Duration::from_secs(5))).await;
+    // The connection threads stop last: what their requests started (a job
+    // waiting for its report, say) may still finish while the engine drains.
+    let _ = tokio::task::spawn_blocking(move || {
+        app2.engine.shutdown(Duration::from_secs(5));
+        drop(threads);
+    })
+    .await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -66,11 +66,12 @@ pub async fn health(_app: Arc<App>, _req: HttpRequest) -> Reply {
 pub async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let body = req.body(&app.config).await?;
     let body = json_object(
-        &body,
+        body,
         app.config.limits.max_json_depth,
-        &fields_of::<SessionCreate>(),
+        fields_of::<SessionCreate>(),
         r#"{"environment": "typescript", "mode": "script"}"#,
-    )?;
+    )
+    .await?;
     let environment = match str_field(&body, "environment")? {
         Some(e) => Environment::parse(e).ok_or_else(|| {
             HttpError::bad_field(
@@ -235,11 +236,12 @@ pub async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let s = session(&app, &req)?;
     let body = req.body(&app.config).await?;
     let body = json_object(
-        &body,
+        body,
         app.config.limits.max_json_depth,
-        &fields_of::<SessionExecute>(),
+        fields_of::<SessionExecute>(),
         r#"{"code": "console.log(1)"}"#,
-    )?;
+    )
+    .await?;
     let asked = execute_body(&app, &body)?;
     // Runs in one session go one at a time, in arrival order.
     let _turn = s.run_lock.lock().await;

@@ -226,3 +226,52 @@ async fn sigterm_finishes_in_flight_calls_then_exits() {
     .unwrap();
     assert!(exit.0.is_some_and(|st| st.success()), "{exit:?}");
 }
+
+/// Connections share their threads (`HTTP_THREADS`), so a large body is
+/// checked and parsed off the connection's thread: while one client's
+/// body of several MiB is being read through, the others' requests on the
+/// same thread are answered.
+#[tokio::test]
+async fn a_large_body_does_not_hold_up_other_connections() {
+    let s = Server::start_with(&[("HTTP_THREADS", "1")]);
+    let items: Vec<_> = (0..100_000)
+        .map(|i| json!({"id": i, "tag": "abcdefgh", "v": [1, 2, 3, 4]}))
+        .collect();
+    let big = serde_json::to_vec(&json!({
+        "script": "export const f = (p) => p.items.length;",
+        "fn": "f",
+        "payload": {"items": items},
+    }))
+    .unwrap();
+    assert!(big.len() > 4 << 20, "{} bytes", big.len());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let big_call = async {
+        let started = std::time::Instant::now();
+        let r = s
+            .request("POST", "/run", &[("content-type", "application/json")], big)
+            .await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (r, started.elapsed())
+    };
+    let probes = async {
+        let (mut answered, mut longest) = (0, Duration::ZERO);
+        let mut last = std::time::Instant::now();
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            assert_eq!(s.get("/health").await.status, 200);
+            answered += 1;
+            longest = longest.max(last.elapsed());
+            last = std::time::Instant::now();
+        }
+        (answered, longest)
+    };
+    let ((r, took), (answered, longest)) = tokio::join!(big_call, probes);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["result"], 100_000);
+    // The body's check and parse take most of the big call; had they run
+    // on the connection thread, one probe would have waited through them.
+    assert!(answered >= 2, "{answered} probes answered in {took:?}");
+    assert!(
+        longest < took / 2,
+        "a probe waited {longest:?} while the big call took {took:?}"
+    );
+}

@@ -1,0 +1,115 @@
+//! The threads connections are served on. Each runs a single-threaded
+//! tokio runtime, and a connection stays on the thread it was given for
+//! its whole life, with whatever its requests spawn.
+//!
+//! A call hops threads twice — to an isolate thread and back — and with a
+//! work-stealing runtime each hop could land the connection on another
+//! worker (and wake a second one to look for work): three or four context
+//! switches and a cache-cold core per call. Here the reply wakes the one
+//! thread that owns the connection, which is what it was doing before.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+/// How long a stopping thread waits for the blocking work its requests
+/// started (file writes, SQLite) before it lets it go.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// The connection threads; stopped and joined on drop.
+pub struct ConnThreads {
+    threads: Vec<ConnThread>,
+}
+
+struct ConnThread {
+    handle: tokio::runtime::Handle,
+    /// Connections open on this thread.
+    open: Arc<AtomicUsize>,
+    stop: Option<oneshot::Sender<()>>,
+    join: Option<JoinHandle<()>>,
+}
+
+/// Counts a connection on its thread until dropped.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl ConnThreads {
+    /// Starts `n` threads (at least one).
+    pub fn start(n: usize) -> std::io::Result<ConnThreads> {
+        let mut threads = Vec::with_capacity(n.max(1));
+        for i in 0..n.max(1) {
+            let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+            let (stop, stopped) = oneshot::channel::<()>();
+            let join = std::thread::Builder::new()
+                .name(format!("isoexec-http-{i}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = handle_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = handle_tx.send(Ok(rt.handle().clone()));
+                    // Closed (dropped) counts as a stop too.
+                    let _ = rt.block_on(stopped);
+                    rt.shutdown_timeout(STOP_GRACE);
+                })?;
+            let handle = handle_rx
+                .recv()
+                .map_err(|_| std::io::Error::other("a connection thread did not start"))??;
+            threads.push(ConnThread {
+                handle,
+                open: Arc::default(),
+                stop: Some(stop),
+                join: Some(join),
+            });
+        }
+        Ok(ConnThreads { threads })
+    }
+
+    /// Runs a connection's future on the thread with the fewest open
+    /// connections.
+    pub fn spawn(&self, conn: impl Future<Output = ()> + Send + 'static) {
+        let Some(thread) = self
+            .threads
+            .iter()
+            .min_by_key(|t| t.open.load(Ordering::Relaxed))
+        else {
+            return;
+        };
+        thread.open.fetch_add(1, Ordering::Relaxed);
+        let open = Open(thread.open.clone());
+        thread.handle.spawn(async move {
+            let _open = open;
+            conn.await;
+        });
+    }
+}
+
+impl Drop for ConnThreads {
+    fn drop(&mut self) {
+        for t in &mut self.threads {
+            if let Some(stop) = t.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+        for t in &mut self.threads {
+            if let Some(join) = t.join.take() {
+                let _ = join.join();
+            }
+        }
+    }
+}
