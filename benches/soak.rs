@@ -6,7 +6,8 @@
 //! and at the end (they must not creep).
 //!
 //! Run: `cargo bench --bench soak` (env `SOAK_SECONDS`, default 180, is the
-//! mixed phase; the normal-only phase before it lasts a sixth of that).
+//! mixed phase; the normal-only phase before it lasts a sixth of that;
+//! `SOAK_ISOLATION`, default `isolate`, the isolation of every call).
 
 mod common;
 
@@ -81,7 +82,7 @@ async fn phase(server: &Spawned, clients: usize, length: Duration, hostile: bool
                     NORMAL
                 };
                 let body = Bytes::from(
-                    serde_json::json!({"script": script, "fn": "f", "payload": n % 7, "timeout": 500})
+                    serde_json::json!({"script": script, "fn": "f", "payload": n % 7, "timeout": 500, "isolation": isolation()})
                         .to_string(),
                 );
                 let t = Instant::now();
@@ -117,6 +118,11 @@ async fn phase(server: &Spawned, clients: usize, length: Duration, hostile: bool
     t
 }
 
+/// The isolation every call asks for (`SOAK_ISOLATION`).
+fn isolation() -> String {
+    std::env::var("SOAK_ISOLATION").unwrap_or_else(|_| "isolate".into())
+}
+
 fn main() {
     let seconds: u64 = env_num("SOAK_SECONDS", 180);
     let rt = client_runtime();
@@ -137,7 +143,7 @@ fn main() {
         assert_eq!(server.child.id(), pid);
 
         println!();
-        println!("Soak: {} — release build, default POOL_SIZE (2 × cores) and SCRIPT_THREADS (cores), MEMORY_LIMIT_MB=64, 4 clients, timeout 500 ms.", machine());
+        println!("Soak: {} — release build, default POOL_SIZE (2 × cores) and SCRIPT_THREADS (cores), MEMORY_LIMIT_MB=64, 4 clients, timeout 500 ms, isolation \"{}\".", machine(), isolation());
         println!("Normal-only phase {} s, then mixed phase {seconds} s (every tenth call hostile: loop, memory bomb, 16 MiB output, exception in turn).", (seconds / 6).max(5));
         println!();
         println!("| phase | requests | req/s | normal p50 | normal p99 |");

@@ -96,7 +96,7 @@ pub fn run(config: Config, args: RunArgs) -> ExitCode {
                 Task::Call {
                     script: script.into(),
                     fn_name: name.clone(),
-                    payload,
+                    payload: payload.into(),
                 }
             }
             None => Task::Program {

@@ -57,7 +57,7 @@ pub enum Task {
         script: Arc<str>,
         fn_name: String,
         /// The argument, as JSON text.
-        payload: String,
+        payload: Arc<str>,
     },
     /// Runs a program as the main module, capturing stdout and stderr: the
     /// file at `path`, or `source` known by that path (a program that was

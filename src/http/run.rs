@@ -129,9 +129,9 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
     if fn_name.is_empty() {
         return Err(HttpError::bad_field("fn", "Field 'fn' must not be empty"));
     }
-    let payload = parsed
+    let payload: Arc<str> = parsed
         .payload
-        .map_or_else(|| "null".to_string(), |p| p.get().to_string());
+        .map_or_else(|| "null".into(), |p| p.get().into());
 
     let timeout = match parsed.timeout {
         None => limits.default_timeout,
