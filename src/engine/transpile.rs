@@ -84,7 +84,7 @@ impl TranspileCache {
         stop: &dyn Fn() -> bool,
     ) -> Result<Arc<Module>, TranspileError> {
         let hash: [u8; 32] = Sha256::digest(source.as_bytes()).into();
-        self.get_or_transpile(hash, specifier_for(&hash), source, deadline, stop)
+        self.get_or_transpile(hash, || specifier_for(&hash), source, deadline, stop)
     }
 
     /// The module for a file at `specifier` with this text. The specifier
@@ -101,13 +101,14 @@ impl TranspileCache {
         hasher.update([0]);
         hasher.update(source.as_bytes());
         let hash: [u8; 32] = hasher.finalize().into();
-        self.get_or_transpile(hash, specifier.clone(), source, deadline, stop)
+        self.get_or_transpile(hash, || specifier.clone(), source, deadline, stop)
     }
 
+    /// `specifier` is only made on a miss: a hit is a hash and a lookup.
     fn get_or_transpile(
         &self,
         hash: [u8; 32],
-        specifier: ModuleSpecifier,
+        specifier: impl FnOnce() -> ModuleSpecifier,
         source: &str,
         deadline: Instant,
         stop: &dyn Fn() -> bool,
@@ -117,6 +118,7 @@ impl TranspileCache {
         }
         // Only answers that belong to the source are cached: a timeout or
         // a failure of ours is not.
+        let specifier = specifier();
         let entry: Entry = match self
             .compiler
             .transpile(specifier.as_str(), source, deadline, stop)
