@@ -399,3 +399,46 @@ async fn one_script_holds_at_most_script_threads_and_others_keep_moving() {
     assert_eq!(normal.json()["result"], "moving");
     assert!(took < std::time::Duration::from_millis(1200), "{took:?}");
 }
+
+/// The watchdog sleeps until the earliest deadline it knows of; a call with
+/// an earlier one must wake it. Here a call that waits on a timer holds a
+/// 60 s deadline while a loop with a 200 ms one starts beside it: the loop
+/// is killed at its own deadline, not at the other call's.
+#[tokio::test]
+async fn a_short_deadline_is_kept_while_a_long_one_is_armed() {
+    let s = Server::start_with(&[("POOL_SIZE", "2")]);
+    let wait = "export const f = (ms) => new Promise((r) => setTimeout(() => r('woke'), ms));";
+    // Compiled beforehand, so that the waiting call's deadline is armed as
+    // soon as a thread takes it.
+    assert_eq!(s.call(wait, "f", json!({"payload": 1})).await.status, 200);
+    let waiting = s.call(wait, "f", json!({"payload": 4000, "timeout": 60000}));
+    let looping = async {
+        // The waiting call holds a thread (and its deadline is armed) first.
+        let limit = Instant::now() + Duration::from_secs(20);
+        while s.get("/health").await.json()["pool"]["busy"] != 1 {
+            assert!(Instant::now() < limit, "the waiting call never started");
+            tokio::task::yield_now().await;
+        }
+        let started = Instant::now();
+        let r = s
+            .call(
+                "export function f() { while (true) {} }",
+                "f",
+                json!({"timeout": 200}),
+            )
+            .await;
+        (r, started.elapsed())
+    };
+    let (waited, (looped, took)) = tokio::join!(waiting, looping);
+    assert_eq!(
+        looped.status,
+        408,
+        "{}",
+        String::from_utf8_lossy(&looped.body)
+    );
+    assert_eq!(looped.json()["kind"], "timeout");
+    // Liveness only: well before the waiting call's timer, let alone its deadline.
+    assert!(took < Duration::from_millis(3000), "the loop ran {took:?}");
+    assert_eq!(waited.status, 200);
+    assert_eq!(waited.json()["result"], "woke");
+}
