@@ -113,3 +113,47 @@ impl Drop for ConnThreads {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spawns a connection-like future that reports its thread's name and
+    /// stays open until `close` fires.
+    fn open_one(threads: &ConnThreads) -> (std::sync::mpsc::Receiver<String>, oneshot::Sender<()>) {
+        let (name_tx, name_rx) = std::sync::mpsc::channel();
+        let (close, closed) = oneshot::channel::<()>();
+        threads.spawn(async move {
+            let name = std::thread::current().name().unwrap_or("").to_string();
+            let _ = name_tx.send(name);
+            let _ = closed.await;
+        });
+        (name_rx, close)
+    }
+
+    #[test]
+    fn connections_go_to_the_thread_with_the_fewest_open() {
+        let threads = ConnThreads::start(2).unwrap();
+        let (a, close_a) = open_one(&threads);
+        let (b, close_b) = open_one(&threads);
+        let (a, b) = (a.recv().unwrap(), b.recv().unwrap());
+        assert!(a.starts_with("isoexec-http-") && b.starts_with("isoexec-http-"));
+        assert_ne!(
+            a, b,
+            "two open connections share a thread while another is empty"
+        );
+        // The first closes: the next connection goes where it was.
+        close_a.send(()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while threads.threads[0].open.load(Ordering::Relaxed) != 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the count never dropped"
+            );
+            std::thread::yield_now();
+        }
+        let (c, _close_c) = open_one(&threads);
+        assert_eq!(c.recv().unwrap(), a);
+        drop(close_b);
+    }
+}
