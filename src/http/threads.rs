@@ -52,8 +52,11 @@ impl ConnThreads {
             let join = std::thread::Builder::new()
                 .name(format!("isoexec-http-{i}"))
                 .spawn(move || {
+                    // The runtime's blocking pool (large bodies, file writes,
+                    // SQLite) gets threads of its own, named for what they do.
                     let rt = match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
+                        .thread_name("isoexec-blocking")
                         .build()
                     {
                         Ok(rt) => rt,

@@ -555,7 +555,9 @@ async fn saved_code_survives_a_crash_mid_save() {
     assert_eq!(leftovers, 0);
     let r = s.execute("keep", json!({})).await;
     assert_eq!(r.json()["result"], "kept");
-    let r = s.execute("busy", json!({})).await;
+    // 2.4 MB of source: a generous deadline, since this checks the file,
+    // not the speed of compiling it on a loaded test machine.
+    let r = s.execute("busy", json!({"timeout": 60000})).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["result"], Value::Null);
 }
