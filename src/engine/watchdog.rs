@@ -142,6 +142,17 @@ pub struct Watch {
     pub cancel: Option<Arc<CancelFlag>>,
 }
 
+impl Watch {
+    /// When a live (not yet killed) execution next needs a look, seen at
+    /// `now`: its next CPU sample, or its deadline.
+    fn next_look(&self, now: Instant) -> Instant {
+        match self.cpu {
+            Some(_) => (now + CPU_SAMPLE_EVERY).min(self.deadline),
+            None => self.deadline,
+        }
+    }
+}
+
 struct Armed {
     watch: Watch,
     /// When the kill was last sent, once it has been.
@@ -186,12 +197,7 @@ impl Watchdog {
         let mut state = lock_state(lock);
         state.next_ticket += 1;
         let ticket = state.next_ticket;
-        // The first moment this execution needs a look: its first CPU
-        // sample, or its deadline.
-        let first_look = match watch.cpu {
-            Some(_) => (Instant::now() + CPU_SAMPLE_EVERY).min(watch.deadline),
-            None => watch.deadline,
-        };
+        let first_look = watch.next_look(Instant::now());
         state.armed.insert(
             ticket,
             Armed {
@@ -264,12 +270,7 @@ fn run(shared: &(Mutex<State>, Condvar)) {
             } else if now >= w.deadline {
                 Some(KillReason::Timeout)
             } else if let Some((clock, start, budget)) = w.cpu {
-                if clock.now().saturating_sub(start) >= budget {
-                    Some(KillReason::CpuLimit)
-                } else {
-                    wake_at(now + CPU_SAMPLE_EVERY);
-                    None
-                }
+                (clock.now().saturating_sub(start) >= budget).then_some(KillReason::CpuLimit)
             } else {
                 None
             };
@@ -280,7 +281,7 @@ fn run(shared: &(Mutex<State>, Condvar)) {
                     armed.fired_at = Some(now);
                     wake_at(now + RESEND_EVERY);
                 }
-                None => wake_at(w.deadline),
+                None => wake_at(w.next_look(now)),
             }
         }
         state.looks_at = next_wake;

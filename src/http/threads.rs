@@ -45,8 +45,9 @@ impl Drop for Open {
 impl ConnThreads {
     /// Starts `n` threads (at least one).
     pub fn start(n: usize) -> std::io::Result<ConnThreads> {
-        let mut threads = Vec::with_capacity(n.max(1));
-        for i in 0..n.max(1) {
+        let n = n.max(1);
+        let mut threads = Vec::with_capacity(n);
+        for i in 0..n {
             let (handle_tx, handle_rx) = std::sync::mpsc::channel();
             let (stop, stopped) = oneshot::channel::<()>();
             let join = std::thread::Builder::new()

@@ -222,9 +222,10 @@ async fn metrics_count_exactly_what_was_sent() {
     );
     let text = String::from_utf8_lossy(&r.body).to_string();
     let after = series(&text);
-    let moved = |key: &str| {
-        after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
+    let since = |now: &HashMap<String, f64>, key: &str| {
+        now.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
     };
+    let moved = |key: &str| since(&after, key);
     let exec = |api: &str, iso: &str, outcome: &str| {
         moved(&format!(
             "isoexec_executions_total{{api=\"{api}\",isolation=\"{iso}\",outcome=\"{outcome}\"}}"
@@ -261,7 +262,7 @@ async fn metrics_count_exactly_what_was_sent() {
     while created < 8.0 && std::time::Instant::now() < limit {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let now = series(&String::from_utf8_lossy(&s.get("/metrics").await.body));
-        created = now.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0);
+        created = since(&now, key);
     }
     assert!(
         created >= 8.0,
