@@ -113,12 +113,15 @@ export class TextDecoder {
   #bomSeen = false;
 
   constructor(label = "utf-8", options = {}) {
-    const name = StringPrototypeToLowerCase(StringPrototypeTrim(String(label)));
+    const text = String(label);
+    const name = StringPrototypeToLowerCase(StringPrototypeTrim(text));
     if (!ArrayPrototypeIncludes(UTF8_LABELS, name)) {
-      throw new RangeError("TextDecoder: only utf-8 is supported, not '" + String(label) + "'");
+      throw new RangeError("TextDecoder: only utf-8 is supported, not '" + text + "'");
     }
-    this.#fatal = Boolean(options && options.fatal);
-    this.#ignoreBOM = Boolean(options && options.ignoreBOM);
+    const fatal = options && options.fatal;
+    const ignoreBOM = options && options.ignoreBOM;
+    this.#fatal = Boolean(fatal);
+    this.#ignoreBOM = Boolean(ignoreBOM);
   }
   get encoding() {
     return "utf-8";

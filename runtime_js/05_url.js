@@ -147,9 +147,10 @@ export class URLSearchParams {
   }
   delete(name, value = undefined) {
     const n = String(name);
+    const v = value === undefined ? undefined : String(value);
     this.#list = ArrayPrototypeFilter(
       this.#list,
-      (e) => !(e[0] === n && (value === undefined || e[1] === String(value))),
+      (e) => !(e[0] === n && (v === undefined || e[1] === v)),
     );
     this.#update();
   }
@@ -164,18 +165,20 @@ export class URLSearchParams {
   }
   has(name, value = undefined) {
     const n = String(name);
+    const v = value === undefined ? undefined : String(value);
     return ArrayPrototypeSome(
       this.#list,
-      (e) => e[0] === n && (value === undefined || e[1] === String(value)),
+      (e) => e[0] === n && (v === undefined || e[1] === v),
     );
   }
   set(name, value) {
     const n = String(name);
+    const v = String(value);
     const i = ArrayPrototypeFindIndex(this.#list, (e) => e[0] === n);
     if (i < 0) {
-      ArrayPrototypePush(this.#list, [n, String(value)]);
+      ArrayPrototypePush(this.#list, [n, v]);
     } else {
-      this.#list[i][1] = String(value);
+      this.#list[i][1] = v;
       this.#list = ArrayPrototypeFilter(this.#list, (e, j) => j <= i || e[0] !== n);
     }
     this.#update();
@@ -214,9 +217,11 @@ export class URL {
   #params = null;
 
   constructor(url, base = undefined) {
-    const parts = op_isoexec_url_parse(String(url), base === undefined ? null : String(base));
+    const href = String(url);
+    const from = base === undefined ? null : String(base);
+    const parts = op_isoexec_url_parse(href, from);
     if (parts === null) {
-      throw new TypeError("Invalid URL: '" + String(url) + "'" + (base === undefined ? "" : " with base '" + String(base) + "'"));
+      throw new TypeError("Invalid URL: '" + href + "'" + (from === null ? "" : " with base '" + from + "'"));
     }
     this.#parts = parts;
   }
@@ -234,9 +239,10 @@ export class URL {
   }
 
   #set(which, value) {
-    const parts = op_isoexec_url_set(this.#parts[HREF], which, String(value));
+    const text = String(value);
+    const parts = op_isoexec_url_set(this.#parts[HREF], which, text);
     if (parts === null) {
-      if (which === SET.href) throw new TypeError("Invalid URL: '" + String(value) + "'");
+      if (which === SET.href) throw new TypeError("Invalid URL: '" + text + "'");
       return;
     }
     this.#parts = parts;

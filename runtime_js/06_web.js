@@ -84,8 +84,8 @@ export const performance = ObjectFreeze({
 });
 
 export function structuredClone(value, options = undefined) {
-  if (options !== undefined && options !== null && options.transfer !== undefined &&
-    ArrayFrom(options.transfer).length > 0) {
+  const transfer = options !== undefined && options !== null ? options.transfer : undefined;
+  if (transfer !== undefined && ArrayFrom(transfer).length > 0) {
     throw new DOMException("structuredClone: transfer is not supported", "DataCloneError");
   }
   try {

@@ -300,10 +300,11 @@ function readLine() {
 
 /** `prompt(message, default)`: as Deno, the answer line or the default. */
 export function prompt(message = "Prompt", defaultValue = undefined) {
-  op_isoexec_log(LOG_LEVEL, String(message) + (defaultValue === undefined ? " " : " [" + String(defaultValue) + "] "));
+  const fallback = defaultValue === undefined ? null : String(defaultValue);
+  op_isoexec_log(LOG_LEVEL, String(message) + (fallback === null ? " " : " [" + fallback + "] "));
   const line = readLine();
-  if (line === null) return defaultValue === undefined ? null : String(defaultValue);
-  return line === "" && defaultValue !== undefined ? String(defaultValue) : line;
+  if (line === null) return fallback;
+  return line === "" && fallback !== null ? fallback : line;
 }
 
 /** `confirm(message)`: true for an answer of y or Y. */
@@ -454,9 +455,10 @@ export async function fetch(input, init = {}) {
   const url = typeof input === "object" && input !== null && "url" in input
     ? String(input.url)
     : String(input);
-  const method = String(init?.method ?? input?.method ?? "GET");
-  const headers = headerPairs(init?.headers ?? input?.headers);
-  const body = bodyBytes(init?.body);
+  const options = init ?? {};
+  const method = String(options.method ?? input?.method ?? "GET");
+  const headers = headerPairs(options.headers ?? input?.headers);
+  const body = bodyBytes(options.body);
   const [meta, bytes] = await op_isoexec_fetch({ url, method, headers }, body);
   // As for files: the body is kept in counted memory.
   return new FetchResponse(meta, new Uint8Array(bytes));

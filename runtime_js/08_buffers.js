@@ -78,25 +78,45 @@ function guard(name, Original) {
 /** The constructor that replaces the global of the same name. */
 export const ArrayBuffer = guard("ArrayBuffer", OriginalArrayBuffer);
 
-function keepAliveFor(ms, promise) {
-  const timer = createTimer(() => {}, ms + WAIT_SLACK_MS, undefined, false, true);
-  const done = () => cancelTimer(timer);
-  PromisePrototypeThen(promise, done, done);
+/** `Atomics.waitAsync` promises that have not settled yet. */
+let pendingWaits = 0;
+
+function settled() {
+  pendingWaits--;
 }
 
 /**
- * `Atomics.waitAsync`: V8 resolves a wait with a timeout from a task of its
- * own that deno_core's event loop does not count as pending work, so the
- * loop would end first and report a promise that can never settle. A timer
- * keeps the loop alive until the wait settles.
+ * `Atomics.waitAsync`: V8 resolves a wait from a task of its own that
+ * deno_core's event loop does not count as pending work, so the loop would
+ * end first and report a promise that can never settle. A timer keeps the
+ * loop alive until a timed wait settles, and every wait still pending when
+ * a call ends is counted, so the host retires the runtime instead of
+ * letting the wait's callbacks run inside a later call.
+ *
+ * `timeout` is converted here, once, and V8 is given the number: a value
+ * converted twice could answer differently each time.
  */
 export function waitAsync(typedArray, index, value, timeout = undefined) {
-  const result = ReflectApply(OriginalWaitAsync, Atomics, [typedArray, index, value, timeout]);
-  if (result.async === true && timeout !== undefined) {
-    const ms = Number(timeout);
-    if (NumberIsFinite(ms)) keepAliveFor(ms < 0 ? 0 : ms, result.value);
+  const ms = timeout === undefined ? undefined : Number(timeout);
+  const result = ReflectApply(OriginalWaitAsync, Atomics, [typedArray, index, value, ms]);
+  if (result.async === true) {
+    pendingWaits++;
+    PromisePrototypeThen(result.value, settled, settled);
+    if (NumberIsFinite(ms)) {
+      const timer = createTimer(() => {}, (ms < 0 ? 0 : ms) + WAIT_SLACK_MS, undefined, false, true);
+      const done = () => cancelTimer(timer);
+      PromisePrototypeThen(result.value, done, done);
+    }
   }
   return result;
+}
+
+/**
+ * Whether work V8 runs on its own (outside deno_core's event loop) may
+ * still run JS in this runtime: a pending `Atomics.waitAsync`.
+ */
+export function hostWorkPending() {
+  return pendingWaits !== 0;
 }
 
 /**

@@ -88,38 +88,49 @@ function overridable(object) {
     object === ErrorPrototype || ObjectPrototypeIsPrototypeOf(ErrorPrototype, object);
 }
 
+/**
+ * Replaces the data property `key` of `object` with an accessor (see
+ * `OVERRIDABLE`) and returns its new descriptor, so that the caller freezes
+ * the getter and setter too: they are objects every later call can reach
+ * through `Object.getOwnPropertyDescriptor`. Methods have no `prototype`
+ * object of their own to freeze.
+ */
 function tame(object, key, desc) {
   const value = desc.value;
-  const get = function () {
-    return value;
+  const { get, set } = {
+    get() {
+      return value;
+    },
+    set(v) {
+      if (this === object) {
+        throw new TypeError(
+          "Cannot assign to read only property '" + String(key) +
+            "': built-ins are frozen in \"frozen\" isolation",
+        );
+      }
+      if (ObjectPrototypeHasOwnProperty(this, key)) {
+        // An own accessor or read-only property of `this`: plain assignment.
+        this[key] = v;
+        return;
+      }
+      ObjectDefineProperty(this, key, {
+        __proto__: null,
+        value: v,
+        writable: true,
+        enumerable: true,
+        configurable: true,
+      });
+    },
   };
-  const set = function (v) {
-    if (this === object) {
-      throw new TypeError(
-        "Cannot assign to read only property '" + String(key) +
-          "': built-ins are frozen in \"frozen\" isolation",
-      );
-    }
-    if (ObjectPrototypeHasOwnProperty(this, key)) {
-      // An own accessor or read-only property of `this`: plain assignment.
-      this[key] = v;
-      return;
-    }
-    ObjectDefineProperty(this, key, {
-      __proto__: null,
-      value: v,
-      writable: true,
-      enumerable: true,
-      configurable: true,
-    });
-  };
-  ObjectDefineProperty(object, key, {
+  const tamed = {
     __proto__: null,
     get,
     set,
     enumerable: desc.enumerable,
     configurable: false,
-  });
+  };
+  ObjectDefineProperty(object, key, tamed);
+  return tamed;
 }
 
 /** Values whose prototypes are intrinsics no global property leads to. */
@@ -223,12 +234,14 @@ export function lockdown() {
     const keys = ReflectOwnKeys(object);
     for (let i = 0; i < keys.length; i++) {
       const key = keys[i];
-      const desc = ObjectGetOwnPropertyDescriptor(object, key);
+      let desc = ObjectGetOwnPropertyDescriptor(object, key);
       if (desc === undefined) continue;
       if (typeof key === "string" && desc.writable === true && overridable(object)) {
         for (let j = 0; j < OVERRIDABLE.length; j++) {
           if (OVERRIDABLE[j] === key) {
-            tame(object, key, desc);
+            // The value is still visited: the accessor returns it.
+            visit(desc.value);
+            desc = tame(object, key, desc);
             break;
           }
         }

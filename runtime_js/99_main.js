@@ -23,7 +23,7 @@ import {
 import { URL, URLSearchParams } from "ext:isoexec/05_url.js";
 import { crypto, performance, structuredClone } from "ext:isoexec/06_web.js";
 import { alert, confirm, createDeno, fetch, prompt } from "ext:isoexec/07_deno.js";
-import { installBufferGuards } from "ext:isoexec/08_buffers.js";
+import { hostWorkPending, installBufferGuards } from "ext:isoexec/08_buffers.js";
 import { lockdown, resetRealm } from "ext:isoexec/09_lockdown.js";
 
 const { ObjectDefineProperty, ObjectKeys, ReflectDeleteProperty, SafeArrayIterator } = primordials;
@@ -81,4 +81,12 @@ function seal() {
   });
 }
 
-op_isoexec_set_hooks(cancelAllTimers, seal, lockdown, resetRealm);
+// Runs after every call in a runtime that is kept: cancels what the call
+// left pending, and answers whether the runtime is quiet, that is, whether
+// nothing the call started can still run JS later.
+function settle() {
+  cancelAllTimers();
+  return !hostWorkPending();
+}
+
+op_isoexec_set_hooks(settle, seal, lockdown, resetRealm);

@@ -229,7 +229,7 @@ impl IsolateThread<'_> {
         };
         let scope = job.scope.as_deref().map(|dir| self.shared.host.scoped(dir));
         let (shared, rt, cpu_clock) = (self.shared, &self.rt, self.cpu_clock);
-        let (report, heap_used) = sandbox.with_entered(|sandbox| {
+        let (report, memory_used) = sandbox.with_entered(|sandbox| {
             sandbox.begin_call(CallSetup {
                 logs: sink,
                 env: job.env.clone(),
@@ -303,7 +303,7 @@ impl IsolateThread<'_> {
                 if slot == Slot::Spare {
                     0
                 } else {
-                    sandbox.heap_figures()[1] as usize
+                    sandbox.memory_used()
                 },
             )
         });
@@ -315,7 +315,7 @@ impl IsolateThread<'_> {
         };
         let keep = sandbox.reusable()
             && sandbox.module_count() < max_modules
-            && heap_used < limits.memory_limit_bytes / WARM_MAX_HEAP_FRACTION;
+            && memory_used < limits.memory_limit_bytes / WARM_MAX_HEAP_FRACTION;
         match slot {
             Slot::Warm if keep => self.warm = Some(sandbox),
             Slot::Frozen if keep => self.frozen = Some(sandbox),

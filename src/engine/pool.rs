@@ -30,7 +30,8 @@ pub(super) const WARM_MAX_MODULES: usize = 64;
 /// call makes at least one, and a module map never shrinks), or past the
 /// same heap share.
 pub(super) const FROZEN_MAX_MODULES: usize = 500;
-/// …or once its heap holds more than this share of the memory limit.
+/// …or once its heap and ArrayBuffers hold more than this share of the
+/// memory limit.
 pub(super) const WARM_MAX_HEAP_FRACTION: usize = 2;
 /// Cap on a program's stdout, and separately its stderr.
 pub const PROGRAM_STREAM_BYTES: usize = 10 * 1024 * 1024;

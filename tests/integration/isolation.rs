@@ -218,11 +218,7 @@ const PLANTER: &str = r#"
 
 /// `isoexec_isolates_created_total` from `/metrics`.
 async fn isolates_created(s: &Server) -> u64 {
-    let text = String::from_utf8_lossy(&s.get("/metrics").await.body).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix("isoexec_isolates_created_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no isolate count in /metrics: {text}"))
+    s.metric("isoexec_isolates_created_total").await as u64
 }
 
 #[tokio::test]

@@ -17,3 +17,4 @@ mod sessions;
 #[path = "../spawn.rs"]
 mod spawn;
 mod support;
+mod tenants;

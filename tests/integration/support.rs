@@ -246,6 +246,16 @@ impl Server {
         self.request("GET", path, &[], Bytes::new()).await
     }
 
+    /// The value of the unlabelled series `name` in `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = String::from_utf8_lossy(&self.get("/metrics").await.body).into_owned();
+        let prefix = format!("{name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics: {text}"))
+    }
+
     /// Health says ok and the pool is back at full size with nothing busy.
     pub async fn assert_healthy(&self) {
         let mut last = Value::Null;

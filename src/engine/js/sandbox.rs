@@ -13,7 +13,7 @@ use deno_core::{JsRuntime, ModuleId, ModuleSpecifier, PollEventLoopOptions, Runt
 use super::alloc::{self, Budget};
 use super::convert::{self, ConvertError, ConvertLimits};
 use super::ext::{
-    CANCEL_TIMERS_KEY, CallState, LOCKDOWN_KEY, LogSink, RESET_KEY, SEAL_KEY, SelfKill, isoexec,
+    CallState, LOCKDOWN_KEY, LogSink, RESET_KEY, SEAL_KEY, SETTLE_KEY, SelfKill, isoexec,
 };
 use super::failure::{Failure, core_error, exception_from_js, load_error};
 use super::loader::{LoadNotes, Loader, Notes};
@@ -155,6 +155,8 @@ pub struct Sandbox {
     frozen: bool,
     /// Modules loaded over the runtime's life (a module map only grows).
     loaded: Rc<std::cell::Cell<usize>>,
+    /// ArrayBuffer backing stores: memory outside the heap.
+    buffers: Arc<Budget>,
 }
 
 impl Sandbox {
@@ -251,6 +253,7 @@ impl Sandbox {
                 permissions: host.permissions.clone(),
                 frozen: false,
                 loaded,
+                buffers: budget,
             });
             return Err(InitError::Seal);
         }
@@ -264,6 +267,7 @@ impl Sandbox {
             permissions: host.permissions.clone(),
             frozen: false,
             loaded,
+            buffers: budget,
         })
     }
 
@@ -316,6 +320,18 @@ impl Sandbox {
         } else {
             self.modules.len()
         }
+    }
+
+    /// Bytes the runtime holds for what JS made: the used heap and the
+    /// ArrayBuffer backing stores outside it. What decides whether a
+    /// runtime is kept for another call.
+    pub fn memory_used(&mut self) -> usize {
+        let heap = self
+            .runtime
+            .v8_isolate()
+            .get_heap_statistics()
+            .used_heap_size();
+        heap.saturating_add(self.buffers.used())
     }
 
     /// Heap figures in bytes: (total, used, external).
@@ -399,7 +415,7 @@ impl Sandbox {
             // An isolate that failed mid-call may hold half-changed state.
             self.poisoned = true;
         } else if warm {
-            self.cancel_timers();
+            self.settle_warm();
         }
         let instance = self.notes.borrow_mut().instance.take();
         result.map_err(|e| {
@@ -583,9 +599,10 @@ impl Sandbox {
             deno_core::scope!(scope, &mut self.runtime);
             scope.perform_microtask_checkpoint();
         }
-        // Timers go first; then the event loop must be idle: an op still in
+        // Timers go first, and nothing V8 runs outside the event loop may
+        // be pending; then the event loop must be idle: an op still in
         // flight (a fetch, a read) would resolve into a later call.
-        let idle = call_hook(&mut self.runtime, CANCEL_TIMERS_KEY, false) && {
+        let idle = call_check(&mut self.runtime, SETTLE_KEY) && {
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
             matches!(
                 self.runtime
@@ -599,11 +616,10 @@ impl Sandbox {
     }
 
     /// Cancels timers a warm call left behind, so they cannot fire during a
-    /// later call.
-    fn cancel_timers(&mut self) {
-        // Without the hook, or if it fails, pending timers could fire in a
-        // later call: retire this runtime instead.
-        if !call_hook(&mut self.runtime, CANCEL_TIMERS_KEY, false) {
+    /// later call, and retires the runtime if work V8 runs on its own is
+    /// still pending (or the hook failed): it could run in a later call.
+    fn settle_warm(&mut self) {
+        if !call_check(&mut self.runtime, SETTLE_KEY) {
             self.poisoned = true;
         }
     }

@@ -78,10 +78,13 @@ pub struct SelfKill {
     pub record: Arc<KillRecord>,
 }
 
-/// Name of the V8 private symbol under which the glue's cancel-all-timers
-/// function hangs on the global object. Private symbols are invisible to
-/// JS, and, unlike `OpState`, they survive the startup snapshot.
-pub const CANCEL_TIMERS_KEY: &str = "isoexec.cancelTimers";
+/// Name of the V8 private symbol under which the glue's `settle` function
+/// hangs on the global object: it cancels every timer a call left and
+/// answers whether the runtime is quiet (no work V8 runs on its own, such
+/// as an `Atomics.waitAsync`, is still pending). Private symbols are
+/// invisible to JS, and, unlike `OpState`, they survive the startup
+/// snapshot.
+pub const SETTLE_KEY: &str = "isoexec.settle";
 
 /// Name of the private symbol holding the glue's `seal` function, which
 /// removes deno_core's namespace and installs the user-facing globals. It
@@ -100,14 +103,14 @@ pub const RESET_KEY: &str = "isoexec.resetRealm";
 #[op2(fast)]
 fn op_isoexec_set_hooks(
     scope: &mut v8::PinScope,
-    cancel_timers: v8::Local<v8::Function>,
+    settle: v8::Local<v8::Function>,
     seal: v8::Local<v8::Function>,
     lockdown: v8::Local<v8::Function>,
     reset: v8::Local<v8::Function>,
 ) {
     let global = scope.get_current_context().global(scope);
     let hooks = [
-        (CANCEL_TIMERS_KEY, cancel_timers),
+        (SETTLE_KEY, settle),
         (SEAL_KEY, seal),
         (LOCKDOWN_KEY, lockdown),
         (RESET_KEY, reset),

@@ -1,0 +1,209 @@
+//! Many tenants on one server: what one call leaves behind never reaches a
+//! later call of another script, and what a call holds is bounded.
+
+use serde_json::{Value, json};
+
+use crate::support::Server;
+
+/// Leaves an `Atomics.waitAsync` pending when it returns. Its callback
+/// replaces `JSON` and logs, then waits again: if the runtime were kept,
+/// it would run inside whatever later call lets the event loop turn.
+const WAIT_PLANTER: &str = r#"
+    export function plant(kind: string) {
+        const cell = new Int32Array(new SharedArrayBuffer(16));
+        let reads = 0;
+        const timeouts: Record<string, unknown> = {
+            // Answers 2 when first converted and NaN (= forever) after.
+            flips: { valueOf() { return reads++ === 0 ? 2 : NaN; } },
+            finite: 5,
+            string: "3",
+        };
+        const fire = () => {
+            (globalThis as any).JSON = { stringify: () => "planted" };
+            console.log("planted by another call");
+            (Atomics as any).waitAsync(cell, 0, 0, 2).value.then(fire);
+        };
+        (Atomics as any).waitAsync(cell, 0, 0, timeouts[kind]).value.then(fire);
+        return kind;
+    }
+"#;
+
+/// Lets the event loop turn for a while, then reports what it sees.
+const ASYNC_VICTIM: &str = r#"
+    export async function victim(i: number) {
+        for (let k = 0; k < 3; k++) await new Promise((r) => setTimeout(r, 5));
+        return JSON.stringify({ i });
+    }
+"#;
+
+#[tokio::test]
+async fn a_pending_wait_never_runs_in_a_later_call() {
+    let s = Server::start_with(&[("POOL_SIZE", "1")]);
+    for isolation in ["frozen", "none"] {
+        for kind in ["flips", "finite", "string"] {
+            let r = s
+                .call(
+                    WAIT_PLANTER,
+                    "plant",
+                    json!({"payload": kind, "isolation": isolation}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            assert_eq!(r.json()["result"], kind);
+            for i in 0..5 {
+                let r = s
+                    .call(
+                        ASYNC_VICTIM,
+                        "victim",
+                        json!({"payload": i, "isolation": isolation}),
+                    )
+                    .await;
+                let body = r.json();
+                assert_eq!(
+                    body["result"],
+                    format!("{{\"i\":{i}}}"),
+                    "{isolation}/{kind}: a later call ran the planted code: {body}"
+                );
+                assert_eq!(body["logs"], json!([]), "{isolation}/{kind}: {body}");
+            }
+        }
+    }
+    s.assert_healthy().await;
+}
+
+/// Walks everything reachable from the global object (every property's
+/// value, getter and setter, every prototype) and from the intrinsics no
+/// global names, and lists what is not frozen.
+const WALKER: &str = r#"
+    export function walk() {
+        const seen = new Set<unknown>([globalThis]);
+        const stack: [object, string][] = [];
+        const push = (v: unknown, path: string) => {
+            if (((typeof v === "object" && v !== null) || typeof v === "function") && !seen.has(v)) {
+                seen.add(v);
+                stack.push([v as object, path]);
+            }
+        };
+        const g = globalThis as any;
+        for (const k of Reflect.ownKeys(g)) {
+            const d = Object.getOwnPropertyDescriptor(g, k)!;
+            push(d.value, String(k));
+            push(d.get, String(k) + "<get>");
+            push(d.set, String(k) + "<set>");
+        }
+        push(Object.getPrototypeOf(g), "<global>.__proto__");
+        const seeds: unknown[] = [
+            function* () {}, async function () {}, async function* () {}, async () => {},
+            [][Symbol.iterator](), new Map()[Symbol.iterator](), new Set()[Symbol.iterator](),
+            ""[Symbol.iterator](), /a/[Symbol.matchAll](""),
+            // A generator's own prototype is made with it; the shared one is next.
+            Object.getPrototypeOf((function* () {})()),
+            Object.getPrototypeOf((async function* () {})()), g.Iterator.from({ next() {} }),
+            [].values().map((x: unknown) => x), new Intl.Segmenter().segment("a"),
+            new Intl.Segmenter().segment("a")[Symbol.iterator](),
+        ];
+        seeds.forEach((s, i) => push(Object.getPrototypeOf(s), `<seed ${i}>.__proto__`));
+        const unfrozen: string[] = [];
+        let accessors = 0;
+        while (stack.length > 0) {
+            const [o, path] = stack.pop()!;
+            if (!Object.isFrozen(o)) unfrozen.push(path);
+            push(Object.getPrototypeOf(o), path + ".__proto__");
+            for (const k of Reflect.ownKeys(o)) {
+                const d = Object.getOwnPropertyDescriptor(o, k);
+                if (d === undefined) continue;
+                if (d.get !== undefined) accessors++;
+                push(d.value, path + "." + String(k));
+                push(d.get, path + "." + String(k) + "<get>");
+                push(d.set, path + "." + String(k) + "<set>");
+            }
+        }
+        return { unfrozen: unfrozen.slice(0, 20), count: unfrozen.length, walked: seen.size, accessors };
+    }
+"#;
+
+#[tokio::test]
+async fn frozen_lockdown_leaves_nothing_reachable_unfrozen() {
+    let s = Server::start_with(&[("POOL_SIZE", "1")]);
+    let r = s.call(WALKER, "walk", json!({"isolation": "frozen"})).await;
+    let body = r.json();
+    assert_eq!(r.status, 200, "{body}");
+    let result = &body["result"];
+    assert_eq!(result["count"], 0, "objects left unfrozen: {result}");
+    // The walk reached the built-ins and the tamed accessors themselves.
+    assert!(result["walked"].as_u64().unwrap_or(0) > 1000, "{result}");
+    assert!(result["accessors"].as_u64().unwrap_or(0) > 100, "{result}");
+
+    // What a call hangs on an accessor of Object.prototype is refused,
+    // so a later call of another script cannot read it.
+    let hangs = r#"
+        export function f() {
+            const get = Object.getOwnPropertyDescriptor(Object.prototype, "toString")!.get as any;
+            try { get.stash = "secret"; return "stored"; } catch (e) { return (e as Error).name; }
+        }
+    "#;
+    let r = s.call(hangs, "f", json!({"isolation": "frozen"})).await;
+    assert_eq!(r.json()["result"], "TypeError", "{}", r.json());
+    let reads = r#"
+        export function f() {
+            const get = Object.getOwnPropertyDescriptor(Object.prototype, "toString")!.get as any;
+            return get.stash ?? null;
+        }
+    "#;
+    let r = s.call(reads, "f", json!({"isolation": "frozen"})).await;
+    assert_eq!(r.json()["result"], Value::Null);
+}
+
+/// Keeps `mib` MiB of ArrayBuffer memory in module state.
+const HOLDER: &str = r#"
+    let calls = 0;
+    let kept: Uint8Array | undefined;
+    export function hold(mib: number) {
+        calls++;
+        kept = new Uint8Array(mib * 1024 * 1024);
+        kept[kept.length - 1] = 1;
+        return calls;
+    }
+"#;
+
+#[tokio::test]
+async fn a_runtime_holding_buffers_past_half_the_limit_is_not_kept() {
+    let s = Server::start_with(&[("POOL_SIZE", "1"), ("MEMORY_LIMIT_MB", "64")]);
+    // Warm mode: 40 MiB of buffers (under the limit, over half of it) is
+    // not carried into the script's next call.
+    let r = s
+        .call(HOLDER, "hold", json!({"payload": 40, "isolation": "none"}))
+        .await;
+    assert_eq!(r.json()["result"], 1, "{}", r.json());
+    let r = s
+        .call(HOLDER, "hold", json!({"payload": 1, "isolation": "none"}))
+        .await;
+    assert_eq!(
+        r.json()["result"],
+        1,
+        "the warm runtime was kept: {}",
+        r.json()
+    );
+
+    // Frozen mode: module instances stay in a kept runtime's module map, so
+    // their buffers would count against the next tenant's budget.
+    let r = s
+        .call(
+            HOLDER,
+            "hold",
+            json!({"payload": 40, "isolation": "frozen"}),
+        )
+        .await;
+    assert_eq!(r.json()["result"], 1, "{}", r.json());
+    let other = format!("// another tenant\n{HOLDER}");
+    let r = s
+        .call(
+            &other,
+            "hold",
+            json!({"payload": 40, "isolation": "frozen"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(r.json()["result"], 1, "{}", r.json());
+    s.assert_healthy().await;
+}
