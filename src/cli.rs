@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::engine::lint::LintReport;
 use crate::engine::{Engine, ExecError, Execution, Isolation, Task};
+use crate::workspace::MAX_CODE_BYTES;
 
 /// What `isoexec run` was asked.
 pub struct RunArgs {
@@ -40,7 +41,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 /// The configuration with the file's directory as the workspace, so that
-/// its relative imports resolve and it may read beside itself.
+/// its relative imports resolve. As with `deno run`, the program reads no
+/// file unless `--allow-read` (or `ALLOW_READ`) names it: the directory a
+/// script was started from may be a home directory.
 fn config_for(mut config: Config, file: &Path) -> Config {
     if let Some(dir) = file.parent() {
         config.workspace_dir = if dir.as_os_str().is_empty() {
@@ -49,8 +52,32 @@ fn config_for(mut config: Config, file: &Path) -> Config {
             dir.to_path_buf()
         };
     }
+    if config.allow_read.is_none() {
+        config.allow_read = Some(Vec::new());
+    }
     config.process_prestart = 0;
     config
+}
+
+/// Reads a source file named on the command line: a regular file of at
+/// most `limit` bytes. A FIFO would block past any deadline and a device
+/// such as `/dev/zero` would never end, so neither is opened for reading.
+fn read_source(path: &Path, limit: usize) -> Result<String, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(|e| e.to_string())?
+        .take(limit as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() > limit {
+        return Err(format!("larger than {limit} bytes"));
+    }
+    Ok(text)
 }
 
 /// `isoexec run`.
@@ -62,6 +89,11 @@ pub fn run(config: Config, args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Checked before anything runs it; the source itself is read below.
+    if let Err(e) = read_source(&file, MAX_CODE_BYTES) {
+        eprintln!("isoexec: {}: {e}", file.display());
+        return ExitCode::from(2);
+    }
     let config = config_for(config, &file);
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -81,7 +113,7 @@ pub fn run(config: Config, args: RunArgs) -> ExitCode {
         let timeout = args.timeout.unwrap_or(config.limits.default_timeout);
         let task = match &args.fn_name {
             Some(name) => {
-                let script = match std::fs::read_to_string(&file) {
+                let script = match read_source(&file, MAX_CODE_BYTES) {
                     Ok(s) => s,
                     Err(e) => {
                         eprintln!("isoexec: {}: {e}", file.display());
@@ -233,7 +265,7 @@ pub fn lint(config: Config, files: Vec<PathBuf>, json: bool) -> ExitCode {
         };
         for file in files {
             let path = std::fs::canonicalize(&file).unwrap_or(file.clone());
-            let source = match std::fs::read_to_string(&path) {
+            let source = match read_source(&path, MAX_CODE_BYTES) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("isoexec: {}: {e}", file.display());

@@ -408,6 +408,9 @@ pub fn valid_filename(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 255 {
         return Err("filename must be 1 to 255 characters".into());
     }
+    if name.chars().any(char::is_control) {
+        return Err("filename must not contain control characters (NUL, newline, ...)".into());
+    }
     let path = Path::new(name);
     if path.is_absolute()
         || path
@@ -437,7 +440,17 @@ mod tests {
     fn filenames_stay_inside_the_session() {
         assert!(valid_filename("main.ts").is_ok());
         assert!(valid_filename("lib/util.js").is_ok());
-        for bad in ["", "/etc/x.ts", "../x.ts", "a/../../x.ts", "x.py", "./x.ts"] {
+        assert!(valid_filename(&format!("{}.ts", "a".repeat(252))).is_ok());
+        for bad in [
+            "",
+            "/etc/x.ts",
+            "../x.ts",
+            "a/../../x.ts",
+            "x.py",
+            "./x.ts",
+            "a\0.ts",
+            "a\n.ts",
+        ] {
             assert!(valid_filename(bad).is_err(), "{bad}");
         }
     }

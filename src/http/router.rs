@@ -299,7 +299,7 @@ impl Router {
         let request_id = req
             .headers()
             .get("x-request-id")
-            .filter(|v| !v.is_empty() && v.len() <= 200)
+            .filter(|v| usable_request_id(v.as_bytes()))
             .cloned()
             .unwrap_or_else(new_request_id);
         let matched = self.matcher.at(req.uri().path()).ok().map(|m| {
@@ -311,15 +311,21 @@ impl Router {
             (&self.routes[*m.value], params)
         });
         let pattern = matched.as_ref().map_or("(none)", |(r, _)| r.pattern);
-        let method = req.method().clone();
+        let method = method_label(req.method());
         let span = tracing::info_span!(
             "request",
             id = %request_id.to_str().unwrap_or("-"),
-            method = %req.method(),
+            method,
             route = pattern,
         );
         async move {
             let started = Instant::now();
+            // Logs the request if the client goes away before the answer
+            // (the connection drops this future mid-way).
+            let mut unanswered = Unanswered {
+                started,
+                armed: true,
+            };
             let (dialect, result) = match matched {
                 None => (
                     Dialect::FunctionCall,
@@ -341,10 +347,22 @@ impl Router {
                     (e.response(dialect), Some(e.kind.as_str()))
                 }
             };
-            response.headers_mut().insert("x-request-id", request_id);
+            unanswered.armed = false;
+            let headers = response.headers_mut();
+            headers.insert("x-request-id", request_id);
+            // No page of this server may be framed by another site.
+            headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+            headers.insert(
+                "content-security-policy",
+                HeaderValue::from_static("frame-ancestors 'none'"),
+            );
+            headers.insert(
+                "x-content-type-options",
+                HeaderValue::from_static("nosniff"),
+            );
             app.metrics.request(
                 pattern,
-                method.as_str(),
+                method,
                 response.status().as_u16(),
                 started.elapsed(),
             );
@@ -359,6 +377,52 @@ impl Router {
         .instrument(span)
         .await
     }
+}
+
+/// Writes the log line of a request whose client left before its answer.
+struct Unanswered {
+    started: Instant,
+    armed: bool,
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if self.armed {
+            tracing::info!(
+                status = 499,
+                ms = self.started.elapsed().as_secs_f64() * 1000.0,
+                kind = "client_closed",
+                "client went away before the answer"
+            );
+        }
+    }
+}
+
+/// The method as a metric label and log field: one of a fixed set, so a
+/// client cannot make a series per made-up method.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Whether a client's `X-Request-Id` is used as it is: up to 200 of
+/// `A-Z a-z 0-9 - _ . : /`. Anything else (spaces, quotes, `=`, control
+/// characters) could forge fields of a text log line, so the server makes
+/// an id of its own instead.
+fn usable_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= 200
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/".contains(b))
 }
 
 impl Default for Router {
@@ -469,6 +533,18 @@ mod tests {
         assert_eq!(m.params.get("codeId"), Some("abc"));
         assert!(r.matcher.at("/workspace/a/b").is_err());
         assert_eq!(percent_decode("..%2Fx"), "../x");
+    }
+
+    #[test]
+    fn made_up_methods_share_one_label_and_odd_request_ids_are_replaced() {
+        let custom = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&custom), "other");
+        assert_eq!(method_label(&Method::POST), "POST");
+        assert!(usable_request_id(b"req-42_a.b:c/d"));
+        assert!(!usable_request_id(b"x status=200 kind=none"));
+        assert!(!usable_request_id(b"a\"b"));
+        assert!(!usable_request_id(b""));
+        assert!(!usable_request_id(&[b'a'; 201]));
     }
 
     #[test]

@@ -295,10 +295,10 @@ async fn run_script(
             HttpError::overloaded(app.config.queue_size, 1)
         })?,
         () = interrupted => {
-            return Ok(json!({"stdout": "", "stderr": "Interrupted\n", "exit_code": null, "status": "error"}));
+            return Ok(json!({"stdout": "", "stderr": "Interrupted\n", "exit_code": null, "status": "error", "output_truncated": false}));
         }
         () = s.ended() => {
-            return Ok(json!({"stdout": "", "stderr": "The session ended\n", "exit_code": null, "status": "error"}));
+            return Ok(json!({"stdout": "", "stderr": "The session ended\n", "exit_code": null, "status": "error", "output_truncated": false}));
         }
     };
     let (stdout, mut stderr) = split_streams(&report.logs);
@@ -391,7 +391,14 @@ fn write_atomically(path: &std::path::Path, code: &str) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let temp = path.with_extension("isoexec-tmp");
-    std::fs::write(&temp, code)?;
-    std::fs::rename(&temp, path)
+    // A short name of its own: one made from `path` could pass the 255
+    // bytes a file name may have.
+    static TEMPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = TEMPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temp = path.with_file_name(format!(".isoexec-write-{n}.tmp"));
+    let written = std::fs::write(&temp, code).and_then(|()| std::fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
 }

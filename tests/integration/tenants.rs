@@ -207,3 +207,168 @@ async fn a_runtime_holding_buffers_past_half_the_limit_is_not_kept() {
     assert_eq!(r.json()["result"], 1, "{}", r.json());
     s.assert_healthy().await;
 }
+
+#[tokio::test]
+async fn request_ids_methods_and_pages_cannot_be_used_against_the_server() {
+    let s = Server::start();
+    // Made-up methods share one metric label, however many a client sends.
+    for i in 0..30 {
+        let r = s
+            .request(&format!("M{i}X"), "/run", &[], bytes::Bytes::new())
+            .await;
+        assert_eq!(r.status, 405);
+    }
+    let text = String::from_utf8_lossy(&s.get("/metrics").await.body).into_owned();
+    let methods: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("isoexec_http_requests_total{"))
+        .filter_map(|l| l.split("method=\"").nth(1)?.split('"').next())
+        .collect();
+    assert!(methods.contains("other"), "{methods:?}");
+    assert!(methods.iter().all(|m| !m.starts_with('M')), "{methods:?}");
+
+    // An id that could forge log fields is replaced; a plain one is kept.
+    let forged = "x\" status=200 kind=\"none";
+    let r = s
+        .request(
+            "GET",
+            "/health",
+            &[("x-request-id", forged)],
+            bytes::Bytes::new(),
+        )
+        .await;
+    let id = r.header("x-request-id").unwrap_or_default();
+    assert_ne!(id, forged);
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    let r = s
+        .request(
+            "GET",
+            "/health",
+            &[("x-request-id", "trace-7:a/b")],
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(r.header("x-request-id"), Some("trace-7:a/b"));
+
+    // No page may be framed by another site.
+    for page in ["/playground", "/docs", "/redoc", "/"] {
+        let r = s
+            .request("GET", page, &[("accept", "text/html")], bytes::Bytes::new())
+            .await;
+        assert_eq!(r.status, 200, "{page}");
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{page}");
+        assert!(
+            r.header("content-security-policy")
+                .is_some_and(|v| v.contains("frame-ancestors 'none'")),
+            "{page}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn session_file_names_at_the_limits_answer_clearly() {
+    let s = Server::start();
+    let r = s
+        .post(
+            "/api/v1/sessions",
+            &json!({"environment": "typescript", "mode": "script"}),
+        )
+        .await;
+    let id = r.json()["session_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let execute = |filename: String| {
+        let s = &s;
+        let id = id.clone();
+        async move {
+            s.post(
+                &format!("/api/v1/sessions/{id}/execute"),
+                &json!({"code": "console.log('ran')", "filename": filename}),
+            )
+            .await
+        }
+    };
+    // Up to 255 bytes in all is a valid name and runs.
+    for len in [244, 250, 255] {
+        let name = format!("{}.ts", "a".repeat(len - 3));
+        let r = execute(name).await;
+        assert_eq!(r.status, 200, "{len}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["stdout"], "ran\n", "{len}");
+    }
+    for bad in [
+        format!("{}.ts", "a".repeat(253)),
+        "a\u{0}b.ts".into(),
+        "a\nb.ts".into(),
+    ] {
+        let r = execute(bad.clone()).await;
+        assert_eq!(
+            r.status,
+            400,
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(
+            String::from_utf8_lossy(&r.body).contains("filename"),
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    // Nothing but the files that ran is left in the session's directory.
+    let r = s.get(&format!("/api/v1/sessions/{id}")).await;
+    assert_eq!(r.status, 200);
+    s.assert_healthy().await;
+}
+
+#[test]
+fn the_command_line_reads_no_files_unless_allowed_and_only_regular_sources() {
+    use std::process::Command;
+    let dir = crate::support::TempDir::new("cli-read");
+    std::fs::write(dir.0.join("secret.txt"), "key").unwrap();
+    let prog = dir.0.join("reads.ts");
+    std::fs::write(
+        &prog,
+        "console.log(Deno.readTextFileSync(new URL('./secret.txt', import.meta.url)));",
+    )
+    .unwrap();
+    let bin = || Command::new(env!("CARGO_BIN_EXE_isoexec"));
+    let out = bin().arg("run").arg(&prog).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("PermissionDenied"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("key"));
+    let out = bin()
+        .arg("run")
+        .arg(format!("--allow-read={}", dir.0.display()))
+        .arg(&prog)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "key",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A FIFO and a device are refused at once, whatever the timeout.
+    let fifo = dir.0.join("pipe.ts");
+    let c = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).unwrap();
+    // SAFETY: mkfifo(3) with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let started = std::time::Instant::now();
+    for file in [fifo.as_path(), std::path::Path::new("/dev/zero")] {
+        let out = bin()
+            .arg("run")
+            .arg(file)
+            .args(["--timeout", "200"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", file.display());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not a regular file"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
