@@ -19,6 +19,7 @@
 //! - [`sessions`]: sessions of the live-coding API (script and notebook).
 //! - [`metrics`]: the Prometheus series.
 //! - [`clock`]: epoch milliseconds and ISO 8601 times.
+//! - [`init`]: what the server does as PID 1 (forward signals, reap).
 //! - [`sync`]: locking that survives a panicked holder.
 //!
 //! Two boundaries hold:
@@ -33,6 +34,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod init;
 pub mod jobs;
 pub mod metrics;
 pub mod sessions;

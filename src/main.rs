@@ -82,6 +82,9 @@ enum Action {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = isoexec::init::as_pid1() {
+        return code;
+    }
     let cli = Cli::parse();
     let (flags, action) = match cli.command {
         Some(Command::Serve { flags }) => (merge(cli.flags, flags), Action::Serve),

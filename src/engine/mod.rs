@@ -9,6 +9,7 @@
 pub mod compile;
 mod isolate_thread;
 pub mod js;
+pub mod lifeline;
 pub mod lint;
 pub mod mime;
 pub mod notebook;

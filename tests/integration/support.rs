@@ -79,7 +79,21 @@ impl Server {
 
     /// Starts the binary with extra environment variables.
     pub fn start_with(env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_isoexec"));
+        Server::start_under(&[], env)
+    }
+
+    /// Starts the binary as the last argument of `wrapper` (a command such
+    /// as `unshare --pid --fork`), with extra environment variables.
+    pub fn start_under(wrapper: &[&str], env: &[(&str, &str)]) -> Server {
+        let bin = env!("CARGO_BIN_EXE_isoexec");
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(bin),
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+        };
         cmd.env("PORT", "0")
             .env("HOST", "127.0.0.1")
             .env("POOL_SIZE", "2")

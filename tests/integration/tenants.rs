@@ -372,3 +372,151 @@ fn the_command_line_reads_no_files_unless_allowed_and_only_regular_sources() {
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
+
+/// The process ids listed as children of `pid` (all its threads).
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Whether `pid` names a live process (not gone, not a zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st != "Z"))
+        })
+        .unwrap_or(false)
+}
+
+/// Whether `pid` exists in any state, a zombie included.
+fn exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn has_arg(pid: u32, arg: &[u8]) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|b| b.split(|x| *x == 0).any(|a| a == arg))
+}
+
+#[test]
+fn a_compile_helper_ends_with_its_parent() {
+    use std::process::{Command, Stdio};
+    // A parent that starts a helper (whose stdin stays open) and is then
+    // killed with SIGKILL, so it cannot stop the helper itself.
+    let mut parent = Command::new("sh")
+        .arg("-c")
+        .arg(r#"sleep 600 | "$0" compile-helper & wait"#)
+        .arg(env!("CARGO_BIN_EXE_isoexec"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let helper = loop {
+        if let Some(h) = children(parent.id())
+            .into_iter()
+            .find(|&c| has_arg(c, b"compile-helper"))
+        {
+            break h;
+        }
+        assert!(std::time::Instant::now() < deadline, "no helper started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let sleeper = children(parent.id()).into_iter().find(|&c| c != helper);
+    let _ = parent.kill();
+    let _ = parent.wait();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while alive(helper) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the helper outlived its parent"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    if let Some(s) = sleeper {
+        // SAFETY: kill(2) of the test's own leftover `sleep`.
+        unsafe { libc::kill(s as i32, libc::SIGKILL) };
+    }
+}
+
+#[tokio::test]
+async fn as_pid_1_the_server_reaps_orphans_and_no_helper_outlives_its_worker() {
+    let probe = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "true"])
+        .status();
+    assert!(
+        probe.is_ok_and(|s| s.success()),
+        "this test needs `unshare --pid` (util-linux, root)"
+    );
+    let s = Server::start_under(
+        &["unshare", "--pid", "--fork", "--kill-child"],
+        &[("POOL_SIZE", "1")],
+    );
+    let r = s.call("export const f = () => 7", "f", json!({})).await;
+    assert_eq!(r.json()["result"], 7);
+    // unshare → isoexec as PID 1 (the init) → the server.
+    let init = children(s.pid())[0];
+    let server = children(init)[0];
+    assert!(has_arg(server, b"isoexec") || exists(server));
+
+    // A program whose compile takes seconds, run in a worker process: the
+    // worker's own helper compiles it.
+    let line =
+        "let v: Array<{ a: number; b: string }> = [{ a: 1, b: \"x\" }, { a: 2, b: \"y\" }];\n";
+    s.save("slow", &line.repeat(9_000_000 / line.len())).await;
+    let runner = {
+        let s = &s;
+        async move {
+            s.execute("slow", json!({"isolation": "process", "timeout": 60000}))
+                .await
+        }
+    };
+    let killer = async {
+        // Find the worker's helper, then kill the worker under it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            for worker in children(server)
+                .into_iter()
+                .filter(|&c| has_arg(c, b"worker"))
+            {
+                if let Some(helper) = children(worker)
+                    .into_iter()
+                    .find(|&c| has_arg(c, b"compile-helper"))
+                {
+                    // SAFETY: kill(2) of a process this test's server started.
+                    unsafe { libc::kill(worker as i32, libc::SIGKILL) };
+                    return helper;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no worker helper seen"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    let (_, helper) = tokio::join!(runner, killer);
+    // The orphaned helper stops at once and PID 1 reaps it: it is gone,
+    // not a zombie.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while exists(helper) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the orphaned helper is still there (alive: {})",
+            alive(helper)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let r = s.call("export const f = () => 8", "f", json!({})).await;
+    assert_eq!(r.json()["result"], 8);
+}

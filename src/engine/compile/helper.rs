@@ -37,6 +37,7 @@ pub(super) fn handle(request: &Request, lint: &OnceLock<Lint>) -> Reply {
 /// The `isoexec compile-helper` entry point: requests from stdin, replies
 /// on stdout, until stdin closes.
 pub fn main() -> std::process::ExitCode {
+    crate::engine::lifeline::hold();
     // Panics become replies; their default message would only fill stderr.
     std::panic::set_hook(Box::new(|_| {}));
     let worker = std::thread::Builder::new()

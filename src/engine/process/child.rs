@@ -19,6 +19,7 @@ fn cpu_seconds_used() -> u64 {
 /// The `isoexec worker` entry point: one job from stdin, one report on
 /// stdout.
 pub fn main() -> std::process::ExitCode {
+    crate::engine::lifeline::hold();
     let config: Config = match std::env::var(CONFIG_ENV)
         .map_err(|e| e.to_string())
         .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
