@@ -88,6 +88,7 @@ impl App {
         if !queued.is_empty() {
             tracing::info!(count = queued.len(), "running jobs queued before a restart");
         }
+        self.jobs.adopt(queued.len());
         for record in queued {
             let app = self.clone();
             tokio::spawn(async move { app.jobs.run_queued(&app, record).await });

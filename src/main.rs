@@ -179,13 +179,18 @@ fn main() -> ExitCode {
             }
         };
         let addr = listener.local_addr()?;
+        let pool = config.pool_size;
+        // The store, the workspace and the engine are opened first: the
+        // listening line means the server can answer.
+        let app = std::sync::Arc::new(isoexec::app::App::start(config)?);
+        app.start_background()?;
         {
             let mut out = std::io::stdout().lock();
             writeln!(out, "isoexec listening on http://{addr}")?;
             out.flush()?;
         }
-        tracing::info!(%addr, pool = config.pool_size, "listening");
-        isoexec::run(listener, config, shutdown_signal()).await
+        tracing::info!(%addr, pool, "listening");
+        isoexec::http::serve::serve(listener, app, shutdown_signal()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -209,6 +214,8 @@ fn merge(outer: Flags, inner: Flags) -> Flags {
         workspace_dir,
         data_dir,
         job_retention,
+        job_output_bytes,
+        job_store_bytes,
         session_ttl,
         max_sessions,
         tools_dir,

@@ -42,6 +42,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// How many and how old job records are kept (`JOB_RETENTION`).
     pub job_retention: JobRetention,
+    /// Bytes of output a job record keeps (`JOB_OUTPUT_BYTES`).
+    pub job_output_bytes: usize,
+    /// Bytes the job store may hold before new jobs are refused
+    /// (`JOB_STORE_BYTES`).
+    pub job_store_bytes: u64,
     /// How long a session may sit idle before it ends (`SESSION_TTL`).
     pub session_ttl: Duration,
     /// Sessions alive at once (`MAX_SESSIONS`).
@@ -132,7 +137,7 @@ const MIB: usize = 1024 * 1024;
 
 /// Flags as given on the command line; each overrides its variable.
 /// The environment variables of every setting, as `--help` names them.
-pub const VARIABLES: [&str; 34] = [
+pub const VARIABLES: [&str; 36] = [
     "HOST",
     "PORT",
     "LOG_LEVEL",
@@ -167,6 +172,8 @@ pub const VARIABLES: [&str; 34] = [
     "BODY_READ_TIMEOUT_MS",
     "MAX_WRITE_BYTES",
     "API_KEY",
+    "JOB_OUTPUT_BYTES",
+    "JOB_STORE_BYTES",
 ];
 
 /// Every setting as a command-line flag. Each flag wins over its
@@ -215,6 +222,18 @@ pub struct Flags {
         help = "Job records kept: a count, an age (30d, 12h), both (100000,30d) or off [default: 100000,30d] [env: JOB_RETENTION]"
     )]
     pub job_retention: Option<String>,
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Bytes of output a job record keeps; the rest is cut [default: 1MiB] [env: JOB_OUTPUT_BYTES]"
+    )]
+    pub job_output_bytes: Option<String>,
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Bytes the job records may take on disk; the oldest finished go first, then new jobs are refused (507) [default: 1GiB] [env: JOB_STORE_BYTES]"
+    )]
+    pub job_store_bytes: Option<String>,
     #[arg(
         long,
         value_name = "VALUE",
@@ -443,6 +462,18 @@ impl Config {
         let workspace_dir = path(s.raw("WORKSPACE_DIR", &f.workspace_dir), "./workspace");
         let data_dir = path(s.raw("DATA_DIR", &f.data_dir), "./data");
         let job_retention = parse_retention(s.raw("JOB_RETENTION", &f.job_retention))?;
+        let job_output_bytes = parse_size(
+            s.raw("JOB_OUTPUT_BYTES", &f.job_output_bytes),
+            MIB,
+            1024,
+            64 * MIB,
+        )?;
+        let job_store_bytes = parse_size(
+            s.raw("JOB_STORE_BYTES", &f.job_store_bytes),
+            1024 * MIB,
+            16 * MIB,
+            1 << 50,
+        )? as u64;
         let session_ttl = parse_num(
             s.raw("SESSION_TTL", &f.session_ttl),
             3600u64,
@@ -626,6 +657,8 @@ impl Config {
             workspace_dir,
             data_dir,
             job_retention,
+            job_output_bytes,
+            job_store_bytes,
             session_ttl: Duration::from_secs(session_ttl),
             max_sessions,
             tools_dir,
@@ -687,6 +720,8 @@ mod tests {
         assert_eq!(c.limits.max_log_bytes, MIB);
         assert_eq!(c.limits.max_json_depth, 128);
         assert_eq!(c.queue_size, 256);
+        assert_eq!(c.job_output_bytes, MIB);
+        assert_eq!(c.job_store_bytes, 1024 * MIB as u64);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(c.pool_size, 2 * cores);
         assert_eq!(c.script_threads, cores);

@@ -36,6 +36,9 @@ pub enum ErrorKind {
     StorageUnavailable,
     /// `MAX_SESSIONS` sessions are alive.
     TooManySessions,
+    /// No room to write: the disk is full, or a store or quota bound
+    /// (`JOB_STORE_BYTES`, a session's files) was reached.
+    InsufficientStorage,
     Internal,
 }
 
@@ -79,6 +82,7 @@ impl ErrorKind {
             Unavailable => ("unavailable", 501, "UnavailableError", 501),
             StorageUnavailable => ("storage_unavailable", 503, "InternalServerError", 503),
             TooManySessions => ("too_many_sessions", 429, "InternalServerError", 429),
+            InsufficientStorage => ("insufficient_storage", 507, "InternalServerError", 507),
             Internal => ("internal", 500, "InternalServerError", 500),
         }
     }
@@ -167,6 +171,32 @@ impl HttpError {
     pub fn internal(cause: impl std::fmt::Display) -> HttpError {
         tracing::error!(cause = %cause, "internal error");
         HttpError::new(ErrorKind::Internal, "Internal server error")
+    }
+
+    /// A write to disk that failed: 507 when there is no room (a full
+    /// disk or quota), else 503 (the storage cannot be written now). The
+    /// message says what was being written; nothing is hidden behind an
+    /// opaque `internal`.
+    pub fn storage(what: &str, e: &std::io::Error) -> HttpError {
+        use std::io::ErrorKind as Io;
+        let full = matches!(
+            e.kind(),
+            Io::StorageFull | Io::QuotaExceeded | Io::FileTooLarge
+        );
+        tracing::error!(cause = %e, what, "a write failed");
+        if full {
+            HttpError::new(
+                ErrorKind::InsufficientStorage,
+                format!("No space left to write {what}: {e}"),
+            )
+        } else {
+            let mut err = HttpError::new(
+                ErrorKind::StorageUnavailable,
+                format!("Could not write {what}: {e}"),
+            );
+            err.retry_after = Some(1);
+            err
+        }
     }
 
     pub fn method_not_allowed(allow: &'static str) -> HttpError {
@@ -406,6 +436,13 @@ mod tests {
                 429,
                 "InternalServerError",
                 429,
+            ),
+            (
+                InsufficientStorage,
+                "insufficient_storage",
+                507,
+                "InternalServerError",
+                507,
             ),
             (Internal, "internal", 500, "InternalServerError", 500),
         ];

@@ -179,24 +179,85 @@ pub async fn submit(app: Arc<App>, mut req: HttpRequest) -> Reply {
     )
     .await?;
     let request = job_request(&app, &body)?;
+    // The job is recorded and run by a task of its own: a client that goes
+    // away mid-way drops this handler, not the job, so every record it
+    // made reaches a final state (and a queued one runs).
+    let runner = app.clone();
     if !wait {
-        let record = app.jobs.enqueue(request).await.map_err(store_unavailable)?;
+        let (recorded, told) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            match runner.jobs.enqueue(request).await {
+                Ok(record) => {
+                    let _ = recorded.send(Ok(record.clone()));
+                    runner.jobs.run_queued(&runner, record).await;
+                }
+                Err(e) => {
+                    let _ = recorded.send(Err(e));
+                }
+            }
+        });
+        let record = told
+            .await
+            .map_err(|_| HttpError::internal("a job task ended without an answer"))?
+            .map_err(|e| job_error(&app, e))?;
         let reply = JobQueued {
             id: record.id.clone(),
             status: JobStatus::Queued.as_str().to_string(),
         };
-        let runner = app.clone();
-        tokio::spawn(async move { runner.jobs.run_queued(&runner, record).await });
         return Ok(json(202, &reply));
     }
-    match app.jobs.run_now(&app, request).await {
+    let ran = tokio::spawn(async move { runner.jobs.run_now(&runner, request).await })
+        .await
+        .map_err(|e| HttpError::internal(format!("a job task failed: {e}")))?;
+    match ran {
         Ok(record) => Ok(json(200, &record_json(&record, false))),
-        Err(JobError::Store(e)) => Err(store_unavailable(e)),
-        Err(JobError::Overloaded(record)) => Err(HttpError::overloaded(
-            app.config.queue_size,
-            RETRY_AFTER_SECS,
-        )
-        .with("id", record.id)),
+        Err(e) => Err(job_error(&app, e)),
+    }
+}
+
+/// What a client is told when a job could not be recorded, run or
+/// completed: each answer says whether the program ran.
+fn job_error(app: &App, e: JobError) -> HttpError {
+    match e {
+        JobError::Store(e) => store_unavailable(e),
+        JobError::Overloaded(record) => {
+            HttpError::overloaded(app.config.queue_size, RETRY_AFTER_SECS).with("id", record.id)
+        }
+        JobError::QueueFull(max) => {
+            let mut err = HttpError::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "{max} background jobs are waiting or running (QUEUE_SIZE); nothing was \
+                     recorded or run, retry later"
+                ),
+            )
+            .with("queue_size", max);
+            err.retry_after = Some(RETRY_AFTER_SECS);
+            err
+        }
+        JobError::Full(why) => HttpError::new(
+            ErrorKind::InsufficientStorage,
+            format!("No room for another job record ({why}); nothing was recorded or run"),
+        ),
+        JobError::Unrecorded { record, error } => {
+            tracing::error!(id = %record.id, cause = %error, "a job ran but its record was not completed");
+            let mut err = HttpError::new(
+                ErrorKind::StorageUnavailable,
+                format!(
+                    "The job ran ({}), but its record could not be completed: {error}; \
+                     it is retried in the background",
+                    record.status.as_str()
+                ),
+            )
+            .with("id", record.id.clone())
+            .with("status", record.status.as_str())
+            .with("output", record.output.clone());
+            if let Some(code) = record.exit_code {
+                err = err.with("exit_code", code);
+            }
+            err.retry_after = Some(RETRY_AFTER_SECS);
+            err
+        }
     }
 }
 

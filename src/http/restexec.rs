@@ -122,7 +122,7 @@ pub async fn save(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let id = code_id.clone();
     let saved = on_workspace(&app, move |ws| ws.save(&id, &code))
         .await?
-        .map_err(|e| HttpError::internal(format!("saving {code_id}: {e}")))?;
+        .map_err(|e| HttpError::storage(&format!("the code of {code_id}"), &e))?;
     Ok(ok(
         json!({"codeId": code_id, "filePath": saved.path.display().to_string(), "size": saved.size}),
         None,

@@ -121,19 +121,30 @@ pub async fn serve(
     }
 
     drop(listener);
-    tracing::info!("shutting down: finishing in-flight requests");
+    let drain_until = std::time::Instant::now() + SHUTDOWN_GRACE;
+    tracing::info!("shutting down: finishing in-flight requests and running jobs");
+    // Background jobs that have not started stay queued for the next start.
+    app.jobs.stop_starting();
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(SHUTDOWN_GRACE) => {
             tracing::warn!("in-flight requests did not finish in time");
         }
     }
+    // Background jobs already running get the same drain period, and
+    // their records are completed before the engine stops.
+    if !app.jobs.wait_idle(drain_until).await {
+        tracing::warn!("background jobs did not finish in time");
+    }
     app.sessions.shutdown();
     let app2 = app.clone();
+    let grace = drain_until
+        .saturating_duration_since(std::time::Instant::now())
+        .max(Duration::from_secs(1));
     // The connection threads stop last: what their requests started (a job
     // waiting for its report, say) may still finish while the engine drains.
     let _ = tokio::task::spawn_blocking(move || {
-        app2.engine.shutdown(Duration::from_secs(5));
+        app2.engine.shutdown(grace);
         drop(threads);
     })
     .await;

@@ -125,7 +125,7 @@ pub async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
             return Err(e);
         }
         Err(CreateError::Io(e)) => {
-            return Err(HttpError::internal(format!("creating a session: {e}")));
+            return Err(HttpError::storage("a new session's directory", &e));
         }
     };
     let v = session.view();
@@ -278,7 +278,7 @@ async fn run_script(
     })
     .await
     .map_err(HttpError::internal)?;
-    written.map_err(|e| HttpError::internal(format!("writing {}: {e}", path.display())))?;
+    written.map_err(|e| HttpError::storage(&format!("the session file {name}"), &e))?;
     let execution = Execution {
         task: Task::Program { path, source: None },
         timeout: asked.timeout,

@@ -10,6 +10,7 @@ pub mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::app::App;
@@ -24,6 +25,13 @@ pub const LANGS: [&str; 5] = ["js", "javascript", "node", "ts", "typescript"];
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// How long a background job waits before trying a full queue again.
 const RETRY_QUEUE_AFTER: Duration = Duration::from_millis(50);
+/// Free disk space under `DATA_DIR` below which new jobs are refused, so
+/// that the records of jobs already accepted can still be completed.
+pub const MIN_FREE_DISK: u64 = 64 * 1024 * 1024;
+/// How often a completion that could not be written is tried again, and
+/// for how long.
+const RECORD_RETRY_EVERY: Duration = Duration::from_secs(1);
+const RECORD_RETRY_FOR: Duration = Duration::from_secs(600);
 
 /// Whether `lang` (lower-cased) is TypeScript; `None` if it is no language
 /// a job may use.
@@ -52,6 +60,18 @@ pub enum JobError {
     Store(StoreError),
     /// The execution queue was full (the record says so).
     Overloaded(Box<JobRecord>),
+    /// No room for another record (the disk, or `JOB_STORE_BYTES`):
+    /// nothing was recorded or run.
+    Full(String),
+    /// `QUEUE_SIZE` background jobs are waiting already: nothing was
+    /// recorded.
+    QueueFull(usize),
+    /// The job ran, but its completed record could not be written; it is
+    /// tried again in the background.
+    Unrecorded {
+        record: Box<JobRecord>,
+        error: StoreError,
+    },
 }
 
 /// The job runner and its store.
@@ -64,6 +84,18 @@ pub struct Jobs {
     /// `ALLOW_ENV` values: what `Deno.env.get` sees.
     env: std::collections::HashMap<String, String>,
     cpu_limit: Option<Duration>,
+    /// Bytes of output a record keeps (`JOB_OUTPUT_BYTES`).
+    output_cap: usize,
+    /// Bytes the store may take (`JOB_STORE_BYTES`).
+    store_cap: u64,
+    data_dir: PathBuf,
+    /// Background jobs recorded and not yet ended, and their bound
+    /// (`QUEUE_SIZE`).
+    background: AtomicUsize,
+    queue_size: usize,
+    /// Set at shutdown: background jobs that have not started stay queued
+    /// for the next start.
+    stopping: AtomicBool,
 }
 
 impl Jobs {
@@ -82,7 +114,52 @@ impl Jobs {
                 .unwrap_or_else(|_| config.workspace_dir.clone()),
             env: config.allow_env_values.clone(),
             cpu_limit: config.limits.default_cpu_limit,
+            output_cap: config.job_output_bytes,
+            store_cap: config.job_store_bytes,
+            data_dir: config.data_dir.clone(),
+            background: AtomicUsize::new(0),
+            queue_size: config.queue_size,
+            stopping: AtomicBool::new(false),
         }
+    }
+
+    /// Whether there is room for one more record: enough free disk under
+    /// `DATA_DIR`, and the store under `JOB_STORE_BYTES` (the oldest
+    /// finished records are removed to make room first).
+    async fn admit(&self) -> Result<(), JobError> {
+        let free = free_disk(&self.data_dir);
+        if free.is_some_and(|f| f < MIN_FREE_DISK) {
+            return Err(JobError::Full(format!(
+                "less than {} MiB of disk is free for job records",
+                MIN_FREE_DISK >> 20
+            )));
+        }
+        let cap = self.store_cap;
+        let bytes = self
+            .blocking(move |s| {
+                if s.bytes()? > cap {
+                    let removed = s.shrink_to(cap - cap / 10)?;
+                    if removed > 0 {
+                        tracing::info!(removed, "pruned job records to stay under JOB_STORE_BYTES");
+                    }
+                }
+                s.bytes()
+            })
+            .await
+            .map_err(JobError::Store)?;
+        if bytes > cap {
+            return Err(JobError::Full(format!(
+                "the job records take {bytes} bytes, over JOB_STORE_BYTES ({cap}), and all \
+                 of them are queued or running"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stops starting background jobs: those not yet running stay queued
+    /// and run at the next start.
+    pub fn stop_starting(&self) {
+        self.stopping.store(true, Ordering::Release);
     }
 
     /// Runs a store call on a blocking thread.
@@ -98,6 +175,7 @@ impl Jobs {
 
     /// Records a job and runs it now, returning the completed record.
     pub async fn run_now(&self, app: &App, request: JobRequest) -> Result<JobRecord, JobError> {
+        self.admit().await?;
         let record = new_record(request, JobStatus::Running);
         let inserted = record.clone();
         self.blocking(move |s| s.insert(&inserted))
@@ -107,37 +185,62 @@ impl Jobs {
     }
 
     /// Records a job as queued; the caller runs it with [`Jobs::run_queued`].
-    pub async fn enqueue(&self, request: JobRequest) -> Result<JobRecord, StoreError> {
-        let record = new_record(request, JobStatus::Queued);
-        let inserted = record.clone();
-        self.blocking(move |s| s.insert(&inserted)).await?;
-        Ok(record)
+    /// At most `QUEUE_SIZE` background jobs wait or run at once.
+    pub async fn enqueue(&self, request: JobRequest) -> Result<JobRecord, JobError> {
+        let taken = self.background.fetch_add(1, Ordering::AcqRel);
+        if taken >= self.queue_size {
+            self.background.fetch_sub(1, Ordering::AcqRel);
+            return Err(JobError::QueueFull(self.queue_size));
+        }
+        let recorded = async {
+            self.admit().await?;
+            let record = new_record(request, JobStatus::Queued);
+            let inserted = record.clone();
+            self.blocking(move |s| s.insert(&inserted))
+                .await
+                .map_err(JobError::Store)?;
+            Ok(record)
+        }
+        .await;
+        if recorded.is_err() {
+            self.background.fetch_sub(1, Ordering::AcqRel);
+        }
+        recorded
     }
 
-    /// Runs a queued job to its end, waiting for room in a full queue.
-    pub async fn run_queued(&self, app: &App, mut record: JobRecord) {
-        record.status = JobStatus::Running;
-        let running = record.clone();
-        match self.blocking(move |s| s.update(&running)).await {
-            Ok(true) => {}
-            // Deleted while queued: nothing to run.
-            Ok(false) => return,
-            Err(e) => {
-                tracing::error!(id = %record.id, error = %e, "a queued job could not start");
-                return;
+    /// Waits until no background job is running or waiting (up to
+    /// `until`); false if some still were.
+    pub async fn wait_idle(&self, until: Instant) -> bool {
+        while self.background.load(Ordering::Acquire) > 0 {
+            if Instant::now() >= until {
+                return false;
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if let Err(e) = self.execute(app, record, true).await {
-            match e {
-                JobError::Store(e) => {
-                    tracing::error!(error = %e, "a job's record was not completed")
-                }
-                JobError::Overloaded(_) => {}
-            }
-        }
+        true
     }
 
-    /// Runs `record` (already recorded as running) and completes its record.
+    /// Counts jobs found queued at start among the background jobs.
+    pub fn adopt(&self, count: usize) {
+        self.background.fetch_add(count, Ordering::AcqRel);
+    }
+
+    /// Runs a queued job (recorded by [`Jobs::enqueue`] or found at start)
+    /// to its end, waiting for room in a full queue.
+    pub async fn run_queued(&self, app: &App, record: JobRecord) {
+        let id = record.id.clone();
+        if let Err(JobError::Store(e) | JobError::Unrecorded { error: e, .. }) =
+            self.execute(app, record, true).await
+        {
+            tracing::error!(%id, error = %e, "a job's record was not completed")
+        }
+        self.background.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Runs `record` and completes its record. A background job
+    /// (`wait_for_room`) is marked running here, and put back to queued
+    /// while the execution queue is full; at shutdown one that has not
+    /// started stays queued.
     async fn execute(
         &self,
         app: &App,
@@ -147,9 +250,21 @@ impl Jobs {
         let execution = self.execution(&record);
         let started = Instant::now();
         let report = loop {
+            if wait_for_room {
+                if self.stopping.load(Ordering::Acquire) {
+                    return Ok(record);
+                }
+                if !self.set_status(&mut record, JobStatus::Running).await? {
+                    // Deleted while queued: nothing to run.
+                    return Ok(record);
+                }
+            }
             match app.execute("jobs", &execution).await {
                 Ok(report) => break report,
-                Err(_) if wait_for_room => tokio::time::sleep(RETRY_QUEUE_AFTER).await,
+                Err(_) if wait_for_room => {
+                    self.set_status(&mut record, JobStatus::Queued).await?;
+                    tokio::time::sleep(RETRY_QUEUE_AFTER).await;
+                }
                 Err(_) => {
                     record.status = JobStatus::Error;
                     app.metrics.job(record.status.as_str());
@@ -164,13 +279,55 @@ impl Jobs {
                 }
             }
         };
-        complete(&mut record, report, started.elapsed());
+        complete(&mut record, report, started.elapsed(), self.output_cap);
         app.metrics.job(record.status.as_str());
         let done = record.clone();
-        self.blocking(move |s| s.update(&done))
-            .await
-            .map_err(JobError::Store)?;
+        if let Err(error) = self.blocking(move |s| s.update(&done)).await {
+            // The program ran: say so, and keep trying to write its end so
+            // the record does not stay `running`.
+            self.complete_later(record.clone());
+            return Err(JobError::Unrecorded {
+                record: Box::new(record),
+                error,
+            });
+        }
         Ok(record)
+    }
+
+    /// Writes `record.status` (running or queued again) unless the job is
+    /// final; false when the record is gone.
+    async fn set_status(
+        &self,
+        record: &mut JobRecord,
+        status: JobStatus,
+    ) -> Result<bool, JobError> {
+        if record.status == status {
+            return Ok(true);
+        }
+        record.status = status;
+        let changed = record.clone();
+        self.blocking(move |s| s.update(&changed))
+            .await
+            .map_err(JobError::Store)
+    }
+
+    /// Tries to write a completed record again, every second for ten
+    /// minutes (after that, the next start marks it interrupted).
+    fn complete_later(&self, record: JobRecord) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let until = Instant::now() + RECORD_RETRY_FOR;
+            while Instant::now() < until {
+                tokio::time::sleep(RECORD_RETRY_EVERY).await;
+                let (store, done) = (store.clone(), record.clone());
+                let written = tokio::task::spawn_blocking(move || store.update(&done)).await;
+                if matches!(written, Ok(Ok(_))) {
+                    tracing::info!(id = %record.id, "a job's record was completed late");
+                    return;
+                }
+            }
+            tracing::error!(id = %record.id, "a job's record could not be completed");
+        });
     }
 
     fn execution(&self, record: &JobRecord) -> Execution {
@@ -249,8 +406,22 @@ fn new_record(request: JobRequest, status: JobStatus) -> JobRecord {
     }
 }
 
-/// Fills in how the run ended.
-fn complete(record: &mut JobRecord, report: Report, took: Duration) {
+/// Free bytes for an unprivileged writer on the file system of `dir`.
+fn free_disk(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs(3) with a valid NUL-terminated path and an owned,
+    // zeroed struct to fill.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Fills in how the run ended, keeping at most `output_cap` bytes of
+/// output.
+fn complete(record: &mut JobRecord, report: Report, took: Duration, output_cap: usize) {
     let mut output = interleaved(&report.logs);
     let (status, exit_code, error) = match report.outcome {
         Ok(_) => (JobStatus::Done, Some(0), None),
@@ -305,8 +476,16 @@ fn complete(record: &mut JobRecord, report: Report, took: Duration) {
     record.status = status;
     record.exit_code = exit_code;
     record.error = error;
+    let cut = output.len() > output_cap;
+    if cut {
+        let mut end = output_cap;
+        while !output.is_char_boundary(end) {
+            end -= 1;
+        }
+        output.truncate(end);
+    }
     record.output = output;
-    record.output_truncated = report.logs_truncated;
+    record.output_truncated = report.logs_truncated || cut;
     record.duration_ms = Some(took.as_millis() as u64);
     record.finished_at_ms = Some(now_ms());
 }
@@ -382,11 +561,30 @@ mod tests {
                 },
                 JobStatus::Running,
             );
-            complete(&mut r, report(outcome), Duration::from_millis(5));
+            complete(&mut r, report(outcome), Duration::from_millis(5), 1 << 20);
             assert_eq!(r.status.as_str(), status);
             assert_eq!(r.exit_code, code, "{status}");
             assert!(r.output.starts_with("out\nerr\n"), "{}", r.output);
             assert!(r.finished_at_ms.is_some());
         }
+    }
+
+    #[test]
+    fn a_record_keeps_output_up_to_its_cap_on_a_char_boundary() {
+        let mut r = new_record(
+            JobRequest {
+                lang: "js".into(),
+                code: String::new(),
+                task_id: None,
+                timeout: Duration::from_secs(1),
+                stdin: None,
+            },
+            JobStatus::Running,
+        );
+        let mut rep = report(Ok(String::new()));
+        rep.logs[0].message = "é".repeat(100);
+        complete(&mut r, rep, Duration::ZERO, 51);
+        assert_eq!(r.output.len(), 50);
+        assert!(r.output_truncated);
     }
 }

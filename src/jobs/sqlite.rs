@@ -43,10 +43,30 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, seq);
 const COLUMNS: &str = "id, task_id, lang, code, stdin, timeout_ms, status, output, \
     output_truncated, exit_code, error, duration_ms, created_at_ms, finished_at_ms";
 
+/// The columns of a listing: no code or stdin, and the output cut to its
+/// first `LIST_OUTPUT_CHARS` characters, so a page of large records costs
+/// little memory.
+const SUMMARY_COLUMNS: &str = "id, task_id, lang, '' AS code, NULL AS stdin, timeout_ms, \
+    status, substr(output, 1, 4096), \
+    CASE WHEN length(output) > 4096 THEN 1 ELSE output_truncated END, exit_code, error, \
+    duration_ms, created_at_ms, finished_at_ms";
+
+/// Records removed at a time when the store is over its byte bound.
+const SHRINK_BATCH: i64 = 64;
+
 /// Job records in a SQLite file.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Device and inode of the file opened: a file removed or replaced
+    /// under the server would take every later write with it.
+    file: (u64, u64),
+}
+
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
 }
 
 impl SqliteStore {
@@ -73,14 +93,32 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA synchronous = NORMAL;")
             .and_then(|()| conn.execute_batch(SCHEMA))
             .map_err(|e| fail("cannot create the tables of", &e))?;
+        let file = file_id(&path).map_err(|e| fail("cannot read the metadata of", &e))?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             path,
+            file,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Fails when the database file is no longer the one opened: what is
+    /// written now would be lost at the next start.
+    fn check_file(&self) -> Result<(), StoreError> {
+        match file_id(&self.path) {
+            Ok(id) if id == self.file => Ok(()),
+            Ok(_) => Err(StoreError(format!(
+                "{} was replaced while the server ran; restart the server to use it",
+                self.path.display()
+            ))),
+            Err(e) => Err(StoreError(format!(
+                "{} was removed while the server ran ({e}); restart the server to create it anew",
+                self.path.display()
+            ))),
+        }
     }
 
     fn failed(&self, what: &str, e: rusqlite::Error) -> StoreError {
@@ -110,6 +148,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
 
 impl JobStore for SqliteStore {
     fn insert(&self, j: &JobRecord) -> Result<(), StoreError> {
+        self.check_file()?;
         lock(&self.conn)
             .execute(
                 &format!(
@@ -138,6 +177,7 @@ impl JobStore for SqliteStore {
     }
 
     fn update(&self, j: &JobRecord) -> Result<bool, StoreError> {
+        self.check_file()?;
         lock(&self.conn)
             .execute(
                 "UPDATE jobs SET status = ?2, output = ?3, output_truncated = ?4, exit_code = ?5, \
@@ -183,7 +223,7 @@ impl JobStore for SqliteStore {
         };
         let mut stmt = conn
             .prepare(&format!(
-                "SELECT {COLUMNS} FROM jobs WHERE (?1 IS NULL OR task_id = ?1) \
+                "SELECT {SUMMARY_COLUMNS} FROM jobs WHERE (?1 IS NULL OR task_id = ?1) \
                  AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR seq < ?3) \
                  ORDER BY seq DESC LIMIT ?4"
             ))
@@ -256,9 +296,43 @@ impl JobStore for SqliteStore {
     }
 
     fn ping(&self) -> Result<(), StoreError> {
+        self.check_file()?;
+        // A real read of the records, not a bare `SELECT 1`.
         lock(&self.conn)
-            .query_row("SELECT 1", [], |_| Ok(()))
-            .map_err(|e| self.failed("reaching the database", e))
+            .query_row(
+                "SELECT count(*) FROM (SELECT seq FROM jobs LIMIT 1)",
+                [],
+                |_| Ok(()),
+            )
+            .map_err(|e| self.failed("reading the job records", e))
+    }
+
+    fn bytes(&self) -> Result<u64, StoreError> {
+        let conn = lock(&self.conn);
+        let pragma = |name: &str| -> Result<i64, StoreError> {
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                .map_err(|e| self.failed("measuring the job records", e))
+        };
+        let used = pragma("page_count")? - pragma("freelist_count")?;
+        Ok((used.max(0) as u64) * (pragma("page_size")?.max(0) as u64))
+    }
+
+    fn shrink_to(&self, max_bytes: u64) -> Result<u64, StoreError> {
+        let mut removed = 0u64;
+        while self.bytes()? > max_bytes {
+            let n = lock(&self.conn)
+                .execute(
+                    "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs \
+                     WHERE status NOT IN ('queued', 'running') ORDER BY seq ASC LIMIT ?1)",
+                    [SHRINK_BATCH],
+                )
+                .map_err(|e| self.failed("pruning jobs", e))? as u64;
+            if n == 0 {
+                break;
+            }
+            removed += n;
+        }
+        Ok(removed)
     }
 }
 

@@ -101,6 +101,8 @@ pub trait JobStore: Send + Sync {
     /// was deleted).
     fn update(&self, job: &JobRecord) -> Result<bool, StoreError>;
     fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+    /// Summaries, newest first: `code` empty, no `stdin`, and `output` cut
+    /// to its first 4096 characters (`output_truncated` set when cut).
     fn list(&self, filter: &ListFilter) -> Result<Vec<JobRecord>, StoreError>;
     /// False when there was no such record.
     fn delete(&self, id: &str) -> Result<bool, StoreError>;
@@ -110,6 +112,11 @@ pub trait JobStore: Send + Sync {
     /// At start: marks every `running` record as `error` ("interrupted by
     /// a restart") and returns the `queued` ones, oldest first, to run.
     fn recover(&self, now_ms: u64) -> Result<Vec<JobRecord>, StoreError>;
-    /// Whether the store answers at all.
+    /// Whether the records can be read (and the store is the one opened).
     fn ping(&self) -> Result<(), StoreError>;
+    /// Bytes the records take in the store.
+    fn bytes(&self) -> Result<u64, StoreError>;
+    /// Removes the oldest finished records until the store takes at most
+    /// `max_bytes` (or none is left to remove); returns how many.
+    fn shrink_to(&self, max_bytes: u64) -> Result<u64, StoreError>;
 }

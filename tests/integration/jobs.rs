@@ -11,7 +11,7 @@ async fn submit(s: &Server, body: Value) -> Reply {
 }
 
 /// Polls a job until its status is final.
-async fn finished(s: &Server, id: &str) -> Value {
+pub(crate) async fn finished(s: &Server, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let r = s.get(&format!("/execute/jobs/{id}")).await;
@@ -440,6 +440,12 @@ async fn a_data_dir_that_cannot_be_opened_stops_the_server_with_its_path() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    // The listening line comes only once the store is open.
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("listening"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("DATA_DIR"), "{stderr}");
     assert!(stderr.contains(&file.display().to_string()), "{stderr}");

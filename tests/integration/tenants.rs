@@ -520,3 +520,247 @@ async fn as_pid_1_the_server_reaps_orphans_and_no_helper_outlives_its_worker() {
     let r = s.call("export const f = () => 8", "f", json!({})).await;
     assert_eq!(r.json()["result"], 8);
 }
+
+/// Sends one request on a connection of its own, without reading the
+/// answer; dropping the stream hangs up.
+async fn post_unread(
+    addr: std::net::SocketAddr,
+    path: &str,
+    body: &Value,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let body = body.to_string();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    stream
+}
+
+/// The records listed for `task_id`, newest first.
+async fn jobs_of(s: &Server, task_id: &str) -> Vec<Value> {
+    let r = s
+        .get(&format!("/execute/jobs?task_id={task_id}&limit=1000"))
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["jobs"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn job_records_reach_a_final_state_when_their_client_goes_away() {
+    let s = Server::start_with(&[("POOL_SIZE", "2")]);
+    let program = "await new Promise((r) => setTimeout(r, 200)); console.log('ran');";
+    for i in 0..6 {
+        let wait = if i % 2 == 0 { "" } else { "?wait=false" };
+        let stream = post_unread(
+            s.addr,
+            &format!("/execute/code{wait}"),
+            &json!({"lang": "ts", "code": program, "task_id": "gone"}),
+        )
+        .await;
+        // Hang up once the job is recorded (the waited ones are running).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while jobs_of(&s, "gone").await.len() <= i {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {i} never recorded"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop(stream);
+    }
+    // Every submit whose body arrived has a record, and every record ends.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let jobs = jobs_of(&s, "gone").await;
+        let done = jobs.iter().filter(|j| j["status"] == "done").count();
+        if jobs.len() == 6 && done == 6 {
+            assert!(jobs.iter().all(|j| j["output"] == "ran\n"), "{jobs:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "records left unfinished: {jobs:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    s.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn job_records_and_the_background_queue_are_bounded() {
+    let s = Server::start_with(&[
+        ("POOL_SIZE", "1"),
+        ("QUEUE_SIZE", "2"),
+        ("JOB_OUTPUT_BYTES", "4096"),
+    ]);
+    // Output past JOB_OUTPUT_BYTES is cut, and the record says so.
+    let r = s
+        .post(
+            "/execute/code",
+            &json!({"lang": "js", "code": "console.log('x'.repeat(100000)); console.log('end')"}),
+        )
+        .await;
+    let job = r.json();
+    assert_eq!(r.status, 200, "{job}");
+    assert_eq!(job["output"].as_str().map(str::len), Some(4096));
+    assert_eq!(job["output_truncated"], true);
+
+    // At most QUEUE_SIZE background jobs wait or run; past that, 503 and
+    // nothing is recorded.
+    let slow = "await new Promise((r) => setTimeout(r, 1500));";
+    for _ in 0..2 {
+        let r = s
+            .post(
+                "/execute/code?wait=false",
+                &json!({"lang": "js", "code": slow, "task_id": "q"}),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let r = s
+        .post(
+            "/execute/code?wait=false",
+            &json!({"lang": "js", "code": slow, "task_id": "q"}),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["kind"], "overloaded");
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(jobs_of(&s, "q").await.len(), 2);
+    for job in jobs_of(&s, "q").await {
+        let id = job["id"].as_str().unwrap_or_default().to_string();
+        assert_eq!(crate::jobs::finished(&s, &id).await["status"], "done");
+    }
+    // Room again once they ended.
+    let r = s
+        .post(
+            "/execute/code?wait=false",
+            &json!({"lang": "js", "code": "1", "task_id": "q"}),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+}
+
+#[tokio::test]
+async fn listings_carry_summaries_and_the_store_stays_under_its_bound() {
+    let s = Server::start_with(&[
+        ("JOB_OUTPUT_BYTES", "2M"),
+        ("JOB_STORE_BYTES", "16M"),
+        ("MAX_LOG_BYTES", "4M"),
+    ]);
+    // Each record keeps about 1.5 MB of output: 24 of them would take
+    // about 36 MB, so the oldest go.
+    let code = "for (let i = 0; i < 30; i++) console.log(String(i).padEnd(50000, '.'));";
+    let mut ids = Vec::new();
+    for _ in 0..24 {
+        let r = s
+            .post(
+                "/execute/code",
+                &json!({"lang": "js", "code": code, "task_id": "big"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        ids.push(r.json()["id"].as_str().unwrap_or_default().to_string());
+    }
+    let listed = jobs_of(&s, "big").await;
+    assert!(
+        listed.len() < 24,
+        "nothing was pruned: {} records",
+        listed.len()
+    );
+    assert!(listed.len() >= 5, "too much was pruned: {}", listed.len());
+    // The newest is kept whole; the listing has a summary of it.
+    let newest = s.get(&format!("/execute/jobs/{}", ids[23])).await.json();
+    assert!(newest["output"].as_str().map_or(0, str::len) > 1_000_000);
+    assert_eq!(listed[0]["id"], newest["id"]);
+    assert!(listed[0]["output"].as_str().map_or(0, str::len) <= 4096);
+    assert_eq!(listed[0]["output_truncated"], true);
+    assert!(listed[0].get("code").is_none_or(Value::is_null));
+    // The oldest is gone.
+    assert_eq!(
+        s.get(&format!("/execute/jobs/{}", ids[0])).await.status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn a_job_store_removed_under_the_server_is_reported_not_used() {
+    let data = crate::support::TempDir::new("jobs-unlinked");
+    let data_dir = data.0.display().to_string();
+    let s = Server::start_with(&[("DATA_DIR", data_dir.as_str())]);
+    let ok = s
+        .post(
+            "/execute/code",
+            &json!({"lang": "js", "code": "console.log(1)"}),
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(s.get("/execute/health").await.status, 200);
+    // A job running while its store is removed: the reply says it ran.
+    let slow = json!({"lang": "js", "code": "await new Promise((r) => setTimeout(r, 400)); console.log('ran')"});
+    let (r, ()) = tokio::join!(s.post("/execute/code", &slow), async {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        std::fs::remove_file(data.0.join("jobs.db")).unwrap();
+    });
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    let body = r.json();
+    assert_eq!(body["kind"], "storage_unavailable");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("The job ran"),
+        "{body}"
+    );
+    // New jobs are refused, not acknowledged into the removed file.
+    let r = s
+        .post(
+            "/execute/code",
+            &json!({"lang": "js", "code": "console.log(2)"}),
+        )
+        .await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nothing was run"),
+        "{}",
+        r.json()
+    );
+    assert_eq!(s.get("/execute/health").await.status, 503);
+}
+
+#[tokio::test]
+async fn background_jobs_get_the_drain_period_at_sigterm() {
+    let data = crate::support::TempDir::new("jobs-drain");
+    let data_dir = data.0.display().to_string();
+    let env = [("DATA_DIR", data_dir.as_str()), ("POOL_SIZE", "1")];
+    let mut s = Server::start_with(&env);
+    let r = s
+        .post(
+            "/execute/code?wait=false",
+            &json!({"lang": "js", "timeout": 20000, "code": "await new Promise((r) => setTimeout(r, 6500)); console.log('finished')"}),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    let id = r.json()["id"].as_str().unwrap_or_default().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.get(&format!("/execute/jobs/{id}")).await.json()["status"] != "running" {
+        assert!(std::time::Instant::now() < deadline, "never started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    s.terminate();
+    let status = s.wait_exit(std::time::Duration::from_secs(40));
+    assert!(status.is_some_and(|st| st.success()), "{status:?}");
+    let s = Server::start_with(&env);
+    let job = s.get(&format!("/execute/jobs/{id}")).await.json();
+    assert_eq!(job["status"], "done", "{job}");
+    assert_eq!(job["output"], "finished\n");
+}
