@@ -286,6 +286,7 @@ pub fn lint(config: Config, files: Vec<PathBuf>, json: bool) -> ExitCode {
                     }],
                     checked_files_camel: vec![path.display().to_string()],
                     checked_files: vec![path.display().to_string()],
+                    diagnostics_omitted: None,
                 },
                 Err(e) => {
                     eprintln!("isoexec: linting {}: {e:?}", file.display());
@@ -296,6 +297,11 @@ pub fn lint(config: Config, files: Vec<PathBuf>, json: bool) -> ExitCode {
                 None => report,
                 Some(mut all) => {
                     all.diagnostics.extend(report.diagnostics);
+                    all.diagnostics_omitted =
+                        match (all.diagnostics_omitted, report.diagnostics_omitted) {
+                            (None, None) => None,
+                            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+                        };
                     all.errors.extend(report.errors);
                     all.checked_files.extend(report.checked_files);
                     all.checked_files_camel.extend(report.checked_files_camel);

@@ -53,7 +53,14 @@ pub struct LintReport {
     #[serde(rename = "checkedFiles")]
     pub checked_files_camel: Vec<String>,
     pub checked_files: Vec<String>,
+    /// Diagnostics left out past `MAX_DIAGNOSTICS` (absent when none were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostics_omitted: Option<usize>,
 }
+
+/// Most diagnostics (and parse errors) a report lists: a file of `debugger;`
+/// lines could otherwise make a reply many times the file's size.
+pub const MAX_DIAGNOSTICS: usize = 1000;
 
 /// The linter, built once; it is `Send + Sync`.
 pub struct Lint {
@@ -91,6 +98,7 @@ impl Lint {
             errors: Vec::new(),
             checked_files_camel: vec![shown.clone()],
             checked_files: vec![shown.clone()],
+            diagnostics_omitted: None,
         };
         let Ok(specifier) = ModuleSpecifier::from_file_path(path) else {
             report.errors.push(LintError {
@@ -123,13 +131,16 @@ impl Lint {
                 return report;
             }
         };
-        for d in parsed.diagnostics() {
+        for d in parsed.diagnostics().iter().take(MAX_DIAGNOSTICS) {
             report.errors.push(LintError {
                 file_path: shown.clone(),
                 message: d.to_string(),
             });
         }
-        for d in &diagnostics {
+        if diagnostics.len() > MAX_DIAGNOSTICS {
+            report.diagnostics_omitted = Some(diagnostics.len() - MAX_DIAGNOSTICS);
+        }
+        for d in diagnostics.iter().take(MAX_DIAGNOSTICS) {
             let range = d.range.as_ref().map(|r| {
                 let base = r.text_info.range().start;
                 let at = |pos: SourcePos| {

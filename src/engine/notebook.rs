@@ -283,8 +283,13 @@ fn run_cell(
             cpu: None,
             cancel: Some(flag.clone()),
         });
-        let outcome = rt.block_on(session.evaluate(sb, &js, deadline + REPLY_GRACE, limits));
+        let outcome = rt.block_on(session.evaluate(sb, &js, deadline + REPLY_GRACE, limits, flag));
         parts.watchdog.disarm(ticket);
+        if flag.is_cancelled() {
+            // Interrupted while it awaited: the watchdog may not have
+            // looked yet.
+            cell_record.mark(KillReason::Cancelled);
+        }
         // The sandbox's own record holds kills that end the state.
         let killed = sb.kill_record().reason();
         let exit_code = sb.exit_code();

@@ -255,7 +255,7 @@ pub enum ExecError {
 pub const MAX_ERROR_TEXT: usize = 64 * 1024;
 
 /// `text` cut to `MAX_ERROR_TEXT` bytes on a character boundary, saying so.
-fn capped(mut text: String) -> String {
+pub fn cap_error_text(mut text: String) -> String {
     if text.len() <= MAX_ERROR_TEXT {
         return text;
     }
@@ -272,7 +272,7 @@ fn capped(mut text: String) -> String {
 impl ExecError {
     /// The same error with every user-controlled text capped.
     pub fn capped(self) -> ExecError {
-        self.map_text(capped)
+        self.map_text(cap_error_text)
     }
 
     /// The same error with `f` applied to every user-controlled text.

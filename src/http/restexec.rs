@@ -324,6 +324,7 @@ pub async fn lint(app: Arc<App>, mut req: HttpRequest) -> Reply {
                 }],
                 checked_files_camel: vec![shown.clone()],
                 checked_files: vec![shown],
+                diagnostics_omitted: None,
             }
         }
         Err(Failure::Timeout) => {

@@ -249,16 +249,45 @@ pub async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
     if !s.begin_execution(ttl) {
         return Err(not_found(&s.id));
     }
+    // Ends the execution however this handler ends: a client that goes
+    // away drops it mid-run, and the session must not stay `executing`
+    // (nor a notebook cell run on for nobody).
+    let mut executing = Executing {
+        session: &s,
+        ttl,
+        answered: false,
+    };
     let started = Instant::now();
     let reply = match s.mode {
         Mode::Script => run_script(&app, &s, asked).await,
         Mode::Notebook => run_cell(&app, &s, asked).await,
     };
-    s.end_execution(ttl);
+    executing.answered = true;
+    drop(executing);
     let mut reply = reply?;
     reply["session_id"] = s.id.clone().into();
     reply["execution_time"] = started.elapsed().as_secs_f64().into();
     Ok(json(200, &reply))
+}
+
+/// An execution in progress: its end is recorded when this is dropped.
+struct Executing<'a> {
+    session: &'a Arc<Session>,
+    ttl: Duration,
+    /// False if the handler was dropped before its answer.
+    answered: bool,
+}
+
+impl Drop for Executing<'_> {
+    fn drop(&mut self) {
+        if !self.answered
+            && let Some(notebook) = &self.session.notebook
+        {
+            // The cell's client left: stop the cell (its state is kept).
+            notebook.interrupt();
+        }
+        self.session.end_execution(self.ttl);
+    }
 }
 
 /// Writes the file and runs it as a fresh program confined to the session.

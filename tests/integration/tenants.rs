@@ -764,3 +764,145 @@ async fn background_jobs_get_the_drain_period_at_sigterm() {
     assert_eq!(job["status"], "done", "{job}");
     assert_eq!(job["output"], "finished\n");
 }
+
+async fn status(s: &Server, id: &str) -> Value {
+    s.get(&format!("/api/v1/sessions/{id}")).await.json()["status"].clone()
+}
+
+async fn new_session(s: &Server, mode: &str) -> String {
+    let r = s
+        .post(
+            "/api/v1/sessions",
+            &json!({"environment": "typescript", "mode": mode}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["session_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn notebook_results_errors_and_lint_reports_are_capped() {
+    let s = Server::start_with(&[("MAX_RESULT_BYTES", "1M"), ("MEMORY_LIMIT_MB", "256")]);
+    let id = new_session(&s, "notebook").await;
+    let cell = |code: &str| {
+        let (s, id, code) = (&s, id.clone(), code.to_string());
+        async move {
+            let r = s
+                .post(
+                    &format!("/api/v1/sessions/{id}/execute"),
+                    &json!({"code": code, "timeout": 20000}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            (r.body.len(), r.json())
+        }
+    };
+    // A primitive result past MAX_RESULT_BYTES is refused, not sent.
+    let (len, r) = cell("'x'.repeat(8 * 1024 * 1024)").await;
+    assert!(len < 100_000, "a reply of {len} bytes");
+    assert_eq!(r["status"], "error");
+    assert!(
+        r["stderr"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("MAX_RESULT_BYTES"),
+        "{r}"
+    );
+    // An exception's text is cut like any other error text.
+    let (len, r) = cell("throw new Error('y'.repeat(8 * 1024 * 1024))").await;
+    assert!(len < 200_000, "a reply of {len} bytes");
+    assert_eq!(r["status"], "error");
+    // The notebook goes on.
+    assert_eq!(cell("1 + 1").await.1["result"], 2);
+
+    // A lint report lists a bounded number of diagnostics.
+    s.save("noisy", &"debugger;\n".repeat(20_000)).await;
+    let r = s
+        .post("/lint", &json!({"codeId": "noisy", "timeout": 60000}))
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.body.len() < 2_000_000,
+        "a lint reply of {} bytes",
+        r.body.len()
+    );
+    let report = &r.json()["result"];
+    assert_eq!(report["diagnostics"].as_array().map(Vec::len), Some(1000));
+    assert_eq!(report["diagnostics_omitted"], 19_000);
+}
+
+#[tokio::test]
+async fn a_session_whose_client_goes_away_is_ready_again_and_interrupts_answer_at_once() {
+    let s = Server::start();
+    // Script mode: the client leaves mid-run; the session is ready again.
+    let id = new_session(&s, "script").await;
+    let stream = post_unread(
+        s.addr,
+        &format!("/api/v1/sessions/{id}/execute"),
+        &json!({"code": "await new Promise((r) => setTimeout(r, 30000));", "timeout": 60000}),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while status(&s, &id).await != "executing" {
+        assert!(std::time::Instant::now() < deadline, "never executing");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    drop(stream);
+    while status(&s, &id).await != "ready" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session stayed {}",
+            status(&s, &id).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    // Notebook: a cell whose client left is stopped (it would log later).
+    let nb = new_session(&s, "notebook").await;
+    let stream = post_unread(
+        s.addr,
+        &format!("/api/v1/sessions/{nb}/execute"),
+        &json!({"code": "let n = 0; for (;;) { n++; }", "timeout": 60000}),
+    )
+    .await;
+    while status(&s, &nb).await != "executing" {
+        assert!(std::time::Instant::now() < deadline, "never executing");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    drop(stream);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while status(&s, &nb).await != "ready" {
+        assert!(std::time::Instant::now() < deadline, "the cell ran on");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // The next cell runs at once, with the state kept.
+    let r = s
+        .post(
+            &format!("/api/v1/sessions/{nb}/execute"),
+            &json!({"code": "typeof n"}),
+        )
+        .await;
+    assert_eq!(r.json()["result"], "number", "{}", r.json());
+
+    // An interrupt of a cell that awaits answers at once, not at its deadline.
+    let started = std::time::Instant::now();
+    let path = format!("/api/v1/sessions/{nb}/execute");
+    let body =
+        json!({"code": "await new Promise((r) => setTimeout(r, 30000)); 'late'", "timeout": 30000});
+    let (r, _) = tokio::join!(s.post(&path, &body), async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        s.post(&format!("/api/v1/sessions/{nb}/interrupt"), &json!({}))
+            .await
+    });
+    let r = r.json();
+    assert_eq!(r["interrupted"], true, "{r}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    s.assert_healthy().await;
+}

@@ -15,6 +15,10 @@ use deno_core::{
 use serde_json::{Value, json};
 
 use super::Sandbox;
+use crate::engine::watchdog::CancelFlag;
+
+/// How often a cell that awaits looks for an interrupt.
+const INTERRUPT_LOOK: std::time::Duration = std::time::Duration::from_millis(10);
 use super::convert::{self, ConvertLimits};
 
 /// An inspector session on one sandbox, and where its replies arrive.
@@ -97,12 +101,15 @@ impl CellSession {
     }
 
     /// Evaluates `js` (already JavaScript, as a script) as the next cell.
+    /// An interrupt (`cancel`) ends the wait at once, also while the cell
+    /// awaits a timer or a promise and no JS runs for the watchdog to stop.
     pub async fn evaluate(
         &mut self,
         sandbox: &mut Sandbox,
         js: &str,
         deadline: Instant,
         limits: ConvertLimits,
+        cancel: &CancelFlag,
     ) -> CellOutcome {
         let params = json!({
             "expression": js,
@@ -112,10 +119,17 @@ impl CellSession {
             "objectGroup": "cell",
             "silent": false,
         });
-        let Some(reply) = self
-            .call(sandbox, "Runtime.evaluate", params, deadline)
-            .await
-        else {
+        let evaluated = self.call(sandbox, "Runtime.evaluate", params, deadline);
+        let interrupted = async {
+            while !cancel.is_cancelled() {
+                tokio::time::sleep(INTERRUPT_LOOK).await;
+            }
+        };
+        let reply = tokio::select! {
+            r = evaluated => r,
+            () = interrupted => None,
+        };
+        let Some(reply) = reply else {
             return CellOutcome::NoReply;
         };
         let result = &reply["result"];
@@ -126,7 +140,7 @@ impl CellSession {
                 .or_else(|| details["text"].as_str().map(str::to_string))
                 .unwrap_or_else(|| "Uncaught exception".into());
             self.release(sandbox, deadline).await;
-            return CellOutcome::Threw(text);
+            return CellOutcome::Threw(crate::engine::types::cap_error_text(text));
         }
         let remote = &result["result"];
         let outcome = match remote.get("objectId").and_then(Value::as_str) {
@@ -134,7 +148,20 @@ impl CellSession {
                 self.convert_object(sandbox, object_id, deadline, limits)
                     .await
             }
-            None => CellOutcome::Value(primitive_json(remote)),
+            // A primitive comes by value: a string is held to the same
+            // MAX_RESULT_BYTES as any other result.
+            None => {
+                let json = primitive_json(remote);
+                if json.len() > limits.max_bytes {
+                    CellOutcome::Unconvertible(format!(
+                        "the result is {} bytes of JSON, over the limit of {} (MAX_RESULT_BYTES)",
+                        json.len(),
+                        limits.max_bytes
+                    ))
+                } else {
+                    CellOutcome::Value(json)
+                }
+            }
         };
         self.release(sandbox, deadline).await;
         outcome
