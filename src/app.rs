@@ -91,7 +91,7 @@ impl App {
         self.jobs.adopt(queued.len());
         for record in queued {
             let app = self.clone();
-            tokio::spawn(async move { app.jobs.run_queued(&app, record).await });
+            tokio::spawn(async move { app.jobs.run_queued(&app, record, None).await });
         }
         self.jobs.prune_in_background();
         self.sessions.reap_in_background();

@@ -145,6 +145,7 @@ pub fn run(config: Config, args: RunArgs) -> ExitCode {
             stdin: None,
             scope: None,
             precompiled: None,
+            client: None,
         };
         let report = match engine.run(&execution).await {
             Ok(r) => r,

@@ -115,6 +115,9 @@ impl Status {
 /// One session.
 pub struct Session {
     pub id: String,
+    /// The client that made it: each client holds at most its share of
+    /// `MAX_SESSIONS`.
+    pub owner: Arc<str>,
     pub environment: Environment,
     pub mode: Mode,
     /// Its own directory: files persist here for the session's life.
@@ -231,8 +234,10 @@ impl Session {
 /// Why a session could not be made.
 #[derive(Debug)]
 pub enum CreateError {
-    /// `MAX_SESSIONS` are alive.
+    /// `MAX_SESSIONS` are alive, all of them executing.
     Full(usize),
+    /// The client holds its share, all of them executing.
+    ClientFull(usize),
     Io(std::io::Error),
 }
 
@@ -270,22 +275,51 @@ impl Sessions {
         lock(&self.live).len()
     }
 
-    /// Makes a session; `notebook` starts its isolate in `dir`.
+    /// A client's share of `MAX_SESSIONS`: half (at least one).
+    pub fn client_share(&self) -> usize {
+        (self.max / 2).max(1)
+    }
+
+    /// Makes room for a session of `owner`: at its share, its own
+    /// longest-idle session ends; at `MAX_SESSIONS`, the longest-idle one of
+    /// any client. Fails when room is needed and every candidate is
+    /// executing.
+    fn make_room(&self, owner: &Arc<str>) -> Result<(), CreateError> {
+        let victim = {
+            let live = lock(&self.live);
+            let longest_idle = |mine: bool| {
+                live.values()
+                    .filter(|s| !mine || s.owner == *owner)
+                    .filter(|s| s.status() == Status::Ready)
+                    .min_by_key(|s| lock(&s.state).expires)
+                    .map(|s| s.id.clone())
+            };
+            let owned = live.values().filter(|s| s.owner == *owner).count();
+            if owned >= self.client_share() {
+                Some(longest_idle(true).ok_or(CreateError::ClientFull(self.client_share()))?)
+            } else if live.len() >= self.max {
+                Some(longest_idle(false).ok_or(CreateError::Full(self.max))?)
+            } else {
+                None
+            }
+        };
+        if let Some(id) = victim {
+            tracing::info!(session = %id, "session ended to make room for a new one");
+            self.remove(&id);
+        }
+        Ok(())
+    }
+
+    /// Makes a session for `owner`; `notebook` starts its isolate in `dir`.
     pub fn create(
         &self,
+        owner: Arc<str>,
         environment: Environment,
         mode: Mode,
         notebook: impl FnOnce(&Path) -> std::io::Result<Notebook>,
     ) -> Result<Arc<Session>, CreateError> {
         let id = uuid::Uuid::new_v4().to_string();
-        {
-            // Reserve the slot first so that concurrent creates cannot pass
-            // the cap together.
-            let live = lock(&self.live);
-            if live.len() >= self.max {
-                return Err(CreateError::Full(self.max));
-            }
-        }
+        self.make_room(&owner)?;
         let dir = self.root.join(&id);
         std::fs::create_dir_all(&dir).map_err(CreateError::Io)?;
         let notebook = match mode {
@@ -301,6 +335,7 @@ impl Sessions {
         let (ended, _) = watch::channel(false);
         let session = Arc::new(Session {
             id: id.clone(),
+            owner,
             environment,
             mode,
             dir,

@@ -114,11 +114,16 @@ fn wake(wakers: &[Condvar], id: Option<usize>) {
     }
 }
 
-/// A cheap fingerprint of what an execution runs: its script (the first
-/// and last 64 KiB and the length) or its program's path.
+/// Whose share an execution counts against: its client's when known;
+/// otherwise a cheap fingerprint of what it runs, its script (the first and
+/// last 64 KiB and the length) or its program's path.
 fn script_key(job: &Execution) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
+    if let Some(client) = &job.client {
+        client.hash(&mut h);
+        return h.finish();
+    }
     match &job.task {
         super::types::Task::Call { script, .. } => {
             let b = script.as_bytes();

@@ -94,6 +94,10 @@ pub struct Execution {
     /// job for a worker process so that it need not compile it again.
     #[serde(default)]
     pub precompiled: Option<Arc<str>>,
+    /// Who asked (a bearer key's hash or an address): the pool's share
+    /// (`SCRIPT_THREADS`) is counted per client; per script without one.
+    #[serde(default)]
+    pub client: Option<Arc<str>>,
 }
 
 /// Console level of a captured log entry.

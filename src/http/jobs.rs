@@ -126,6 +126,7 @@ fn job_request(app: &App, body: &Map<String, Value>) -> Result<JobRequest, HttpE
         task_id,
         timeout,
         stdin,
+        client: None,
     })
 }
 
@@ -178,18 +179,20 @@ pub async fn submit(app: Arc<App>, mut req: HttpRequest) -> Reply {
         r#"{"lang": "ts", "code": "console.log(1)"}"#,
     )
     .await?;
-    let request = job_request(&app, &body)?;
+    let mut request = job_request(&app, &body)?;
+    request.client = Some(req.client());
     // The job is recorded and run by a task of its own: a client that goes
     // away mid-way drops this handler, not the job, so every record it
     // made reaches a final state (and a queued one runs).
     let runner = app.clone();
     if !wait {
         let (recorded, told) = tokio::sync::oneshot::channel();
+        let client = request.client.clone();
         tokio::spawn(async move {
             match runner.jobs.enqueue(request).await {
                 Ok(record) => {
                     let _ = recorded.send(Ok(record.clone()));
-                    runner.jobs.run_queued(&runner, record).await;
+                    runner.jobs.run_queued(&runner, record, client).await;
                 }
                 Err(e) => {
                     let _ = recorded.send(Err(e));
@@ -232,6 +235,19 @@ fn job_error(app: &App, e: JobError) -> HttpError {
                 ),
             )
             .with("queue_size", max);
+            err.retry_after = Some(RETRY_AFTER_SECS);
+            err
+        }
+        JobError::ClientShareFull(share) => {
+            let mut err = HttpError::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "This client has {share} background jobs waiting or running, its share \
+                     of the queue (half of QUEUE_SIZE); nothing was recorded or run, \
+                     retry later"
+                ),
+            )
+            .with("client_share", share);
             err.retry_after = Some(RETRY_AFTER_SECS);
             err
         }

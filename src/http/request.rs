@@ -16,6 +16,11 @@ use crate::engine::Isolation;
 
 /// One request as a handler sees it: its head, its path parameters, and its
 /// body, read on demand under the server's limits.
+/// The peer address of the connection a request came on, kept in the
+/// request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 pub struct HttpRequest {
     pub parts: hyper::http::request::Parts,
     body: Option<Incoming>,
@@ -32,6 +37,31 @@ impl HttpRequest {
             parts,
             body: Some(body),
             params,
+        }
+    }
+
+    /// Who sent the request, for fair shares: the bearer key when one is
+    /// given (as a hash: the key itself is not kept), else the client's IP
+    /// address. Limits per client (pool threads, sessions, background
+    /// jobs) are counted under this name.
+    pub fn client(&self) -> std::sync::Arc<str> {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        static SEED: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+        let bearer = self
+            .parts
+            .headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .filter(|k| !k.is_empty());
+        if let Some(key) = bearer {
+            let mut h = SEED.get_or_init(std::hash::RandomState::new).build_hasher();
+            key.hash(&mut h);
+            return format!("key:{:016x}", h.finish()).into();
+        }
+        match self.parts.extensions.get::<PeerAddr>() {
+            Some(PeerAddr(addr)) => format!("addr:{}", addr.ip()).into(),
+            None => "addr:unknown".into(),
         }
     }
 

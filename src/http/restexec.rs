@@ -224,6 +224,7 @@ pub async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
         stdin: None,
         scope: None,
         precompiled: None,
+        client: Some(req.client()),
     };
     let started = Instant::now();
     let report = app

@@ -55,7 +55,8 @@ pub const RETRY_AFTER_SECS: u32 = 1;
 pub async fn run(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let body = req.body(&app.config).await?;
     let parser = app.clone();
-    let execution = parse_body(body, move |body| parse_call(&parser.config, body)).await?;
+    let mut execution = parse_body(body, move |body| parse_call(&parser.config, body)).await?;
+    execution.client = Some(req.client());
     let report = app
         .execute("run", &execution)
         .await
@@ -155,6 +156,7 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
         stdin: None,
         scope: None,
         precompiled: None,
+        client: None,
     })
 }
 

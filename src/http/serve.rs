@@ -88,15 +88,17 @@ pub async fn serve(
         let graceful_watch = graceful.watcher();
         let in_flight = InFlight::default();
         let counted = in_flight.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let (app, router) = (app.clone(), router.clone());
-            let guard = counted.enter();
-            async move {
-                let response = router.handle(&app, req).await;
-                drop(guard);
-                Ok::<_, Infallible>(response)
-            }
-        });
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(super::request::PeerAddr(peer));
+                let (app, router) = (app.clone(), router.clone());
+                let guard = counted.enter();
+                async move {
+                    let response = router.handle(&app, req).await;
+                    drop(guard);
+                    Ok::<_, Infallible>(response)
+                }
+            });
         threads.spawn(async move {
             let stream = match tokio::net::TcpStream::from_std(stream) {
                 Ok(s) => s,

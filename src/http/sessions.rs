@@ -104,8 +104,9 @@ pub async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
         })?,
     };
     let engine_app = app.clone();
+    let owner = req.client();
     let created = tokio::task::spawn_blocking(move || {
-        engine_app.sessions.create(environment, mode, |dir| {
+        engine_app.sessions.create(owner, environment, mode, |dir| {
             engine_app.engine.start_notebook(dir)
         })
     })
@@ -117,10 +118,23 @@ pub async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
             let mut e = HttpError::new(
                 ErrorKind::TooManySessions,
                 format!(
-                    "{max} sessions are alive, the most this server keeps; end one or retry later"
+                    "{max} sessions are alive, the most this server keeps, and all are \
+                     executing; end one or retry later"
                 ),
             )
             .with("max_sessions", max);
+            e.retry_after = Some(RETRY_AFTER_SECS);
+            return Err(e);
+        }
+        Err(CreateError::ClientFull(share)) => {
+            let mut e = HttpError::new(
+                ErrorKind::TooManySessions,
+                format!(
+                    "This client has {share} sessions, its share of MAX_SESSIONS (half \
+                     of it), and all are executing; end one or retry later"
+                ),
+            )
+            .with("client_share", share);
             e.retry_after = Some(RETRY_AFTER_SECS);
             return Err(e);
         }
@@ -146,12 +160,15 @@ pub async fn get(app: Arc<App>, req: HttpRequest) -> Reply {
     Ok(json(200, &view_json(&session(&app, &req)?.view())))
 }
 
-/// `GET /api/v1/sessions`.
-pub async fn list(app: Arc<App>, _req: HttpRequest) -> Reply {
+/// `GET /api/v1/sessions`: the caller's own sessions (another client's
+/// ids are not shown).
+pub async fn list(app: Arc<App>, req: HttpRequest) -> Reply {
+    let me = req.client();
     let all: Vec<SessionInfo> = app
         .sessions
         .list()
         .iter()
+        .filter(|s| s.owner == me)
         .map(|s| view_json(&s.view()))
         .collect();
     Ok(json(
@@ -317,6 +334,7 @@ async fn run_script(
         stdin: None,
         scope: Some(s.dir.clone()),
         precompiled: None,
+        client: Some(s.owner.clone()),
     };
     let interrupted = s.interrupt.notified();
     let report = tokio::select! {

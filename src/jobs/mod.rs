@@ -51,6 +51,8 @@ pub struct JobRequest {
     pub task_id: Option<String>,
     pub timeout: Duration,
     pub stdin: Option<String>,
+    /// Who asked: background jobs are shared out per client.
+    pub client: Option<Arc<str>>,
 }
 
 /// Why a job could not be recorded or run.
@@ -66,6 +68,8 @@ pub enum JobError {
     /// `QUEUE_SIZE` background jobs are waiting already: nothing was
     /// recorded.
     QueueFull(usize),
+    /// This client holds its share of the background queue already.
+    ClientShareFull(usize),
     /// The job ran, but its completed record could not be written; it is
     /// tried again in the background.
     Unrecorded {
@@ -93,6 +97,8 @@ pub struct Jobs {
     /// (`QUEUE_SIZE`).
     background: AtomicUsize,
     queue_size: usize,
+    /// Background jobs per client, each within `client_share`.
+    by_client: std::sync::Mutex<std::collections::HashMap<Arc<str>, usize>>,
     /// Set at shutdown: background jobs that have not started stay queued
     /// for the next start.
     stopping: AtomicBool,
@@ -119,6 +125,7 @@ impl Jobs {
             data_dir: config.data_dir.clone(),
             background: AtomicUsize::new(0),
             queue_size: config.queue_size,
+            by_client: std::sync::Mutex::new(std::collections::HashMap::new()),
             stopping: AtomicBool::new(false),
         }
     }
@@ -176,20 +183,55 @@ impl Jobs {
     /// Records a job and runs it now, returning the completed record.
     pub async fn run_now(&self, app: &App, request: JobRequest) -> Result<JobRecord, JobError> {
         self.admit().await?;
+        let client = request.client.clone();
         let record = new_record(request, JobStatus::Running);
         let inserted = record.clone();
         self.blocking(move |s| s.insert(&inserted))
             .await
             .map_err(JobError::Store)?;
-        self.execute(app, record, false).await
+        self.execute(app, record, false, client).await
+    }
+
+    /// A client's share of the background queue: half of `QUEUE_SIZE`
+    /// (at least one).
+    pub fn client_share(&self) -> usize {
+        (self.queue_size / 2).max(1)
+    }
+
+    /// Takes a place of `client`'s share; false when it holds all of it.
+    fn take_client_place(&self, client: &Option<Arc<str>>) -> bool {
+        let Some(client) = client else { return true };
+        let mut by = crate::sync::lock(&self.by_client);
+        let n = by.entry(client.clone()).or_insert(0);
+        if *n >= self.client_share() {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn give_client_place(&self, client: &Option<Arc<str>>) {
+        let Some(client) = client else { return };
+        let mut by = crate::sync::lock(&self.by_client);
+        if let Some(n) = by.get_mut(client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                by.remove(client);
+            }
+        }
     }
 
     /// Records a job as queued; the caller runs it with [`Jobs::run_queued`].
     /// At most `QUEUE_SIZE` background jobs wait or run at once.
     pub async fn enqueue(&self, request: JobRequest) -> Result<JobRecord, JobError> {
+        if !self.take_client_place(&request.client) {
+            return Err(JobError::ClientShareFull(self.client_share()));
+        }
+        let client = request.client.clone();
         let taken = self.background.fetch_add(1, Ordering::AcqRel);
         if taken >= self.queue_size {
             self.background.fetch_sub(1, Ordering::AcqRel);
+            self.give_client_place(&client);
             return Err(JobError::QueueFull(self.queue_size));
         }
         let recorded = async {
@@ -204,6 +246,7 @@ impl Jobs {
         .await;
         if recorded.is_err() {
             self.background.fetch_sub(1, Ordering::AcqRel);
+            self.give_client_place(&client);
         }
         recorded
     }
@@ -227,13 +270,15 @@ impl Jobs {
 
     /// Runs a queued job (recorded by [`Jobs::enqueue`] or found at start)
     /// to its end, waiting for room in a full queue.
-    pub async fn run_queued(&self, app: &App, record: JobRecord) {
+    /// `client` is who enqueued it (`None` for a job found at start).
+    pub async fn run_queued(&self, app: &App, record: JobRecord, client: Option<Arc<str>>) {
         let id = record.id.clone();
         if let Err(JobError::Store(e) | JobError::Unrecorded { error: e, .. }) =
-            self.execute(app, record, true).await
+            self.execute(app, record, true, client.clone()).await
         {
             tracing::error!(%id, error = %e, "a job's record was not completed")
         }
+        self.give_client_place(&client);
         self.background.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -246,8 +291,9 @@ impl Jobs {
         app: &App,
         mut record: JobRecord,
         wait_for_room: bool,
+        client: Option<Arc<str>>,
     ) -> Result<JobRecord, JobError> {
-        let execution = self.execution(&record);
+        let execution = self.execution(&record, client);
         let started = Instant::now();
         let report = loop {
             if wait_for_room {
@@ -330,7 +376,7 @@ impl Jobs {
         });
     }
 
-    fn execution(&self, record: &JobRecord) -> Execution {
+    fn execution(&self, record: &JobRecord, record_client: Option<Arc<str>>) -> Execution {
         let ts = lang_is_typescript(&record.lang).unwrap_or(true);
         let name = format!("__job_{}.{}", record.id, if ts { "ts" } else { "js" });
         Execution {
@@ -345,6 +391,7 @@ impl Jobs {
             stdin: record.stdin.as_deref().map(Into::into),
             scope: None,
             precompiled: None,
+            client: record_client,
         }
     }
 
@@ -558,6 +605,7 @@ mod tests {
                     task_id: None,
                     timeout: Duration::from_secs(1),
                     stdin: None,
+                    client: None,
                 },
                 JobStatus::Running,
             );
@@ -578,6 +626,7 @@ mod tests {
                 task_id: None,
                 timeout: Duration::from_secs(1),
                 stdin: None,
+                client: None,
             },
             JobStatus::Running,
         );

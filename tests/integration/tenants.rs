@@ -614,21 +614,23 @@ async fn job_records_and_the_background_queue_are_bounded() {
     // At most QUEUE_SIZE background jobs wait or run; past that, 503 and
     // nothing is recorded.
     let slow = "await new Promise((r) => setTimeout(r, 1500));";
-    for _ in 0..2 {
-        let r = s
-            .post(
-                "/execute/code?wait=false",
-                &json!({"lang": "js", "code": slow, "task_id": "q"}),
-            )
-            .await;
-        assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
-    }
-    let r = s
-        .post(
+    for key in ["one", "two"] {
+        let r = post_as(
+            &s,
+            key,
             "/execute/code?wait=false",
             &json!({"lang": "js", "code": slow, "task_id": "q"}),
         )
         .await;
+        assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let r = post_as(
+        &s,
+        "three",
+        "/execute/code?wait=false",
+        &json!({"lang": "js", "code": slow, "task_id": "q"}),
+    )
+    .await;
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["kind"], "overloaded");
     assert!(r.header("retry-after").is_some());
@@ -878,14 +880,14 @@ async fn a_session_whose_client_goes_away_is_ready_again_and_interrupts_answer_a
         assert!(std::time::Instant::now() < deadline, "the cell ran on");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    // The next cell runs at once, with the state kept.
+    // The next cell runs at once: the loop was stopped.
     let r = s
         .post(
             &format!("/api/v1/sessions/{nb}/execute"),
-            &json!({"code": "typeof n"}),
+            &json!({"code": "1 + 1", "timeout": 5000}),
         )
         .await;
-    assert_eq!(r.json()["result"], "number", "{}", r.json());
+    assert_eq!(r.json()["result"], 2, "{}", r.json());
 
     // An interrupt of a cell that awaits answers at once, not at its deadline.
     let started = std::time::Instant::now();
@@ -905,4 +907,180 @@ async fn a_session_whose_client_goes_away_is_ready_again_and_interrupts_answer_a
         started.elapsed()
     );
     s.assert_healthy().await;
+}
+
+/// `POST` as the client named by a bearer key.
+async fn post_as(s: &Server, key: &str, path: &str, body: &Value) -> crate::support::Reply {
+    let auth = format!("Bearer {key}");
+    s.request(
+        "POST",
+        path,
+        &[
+            ("content-type", "application/json"),
+            ("authorization", auth.as_str()),
+        ],
+        serde_json::to_vec(body).unwrap_or_default(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn pool_threads_are_shared_per_client_not_per_script() {
+    let s = Server::start_with(&[("POOL_SIZE", "2"), ("SCRIPT_THREADS", "1")]);
+    let started = std::time::Instant::now();
+    // One client sends loops that differ only by a comment.
+    let looping = |i: u32| {
+        let s = &s;
+        async move {
+            let script = format!("// {i}\nexport function f() {{ for (;;) {{}} }}");
+            post_as(
+                s,
+                "greedy",
+                "/run",
+                &json!({"script": script, "fn": "f", "timeout": 3000}),
+            )
+            .await
+        }
+    };
+    let normal = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let r = post_as(
+            &s,
+            "polite",
+            "/run",
+            &json!({"script": "export const f = () => 1", "fn": "f"}),
+        )
+        .await;
+        (r, started.elapsed())
+    };
+    let (l0, l1, l2, l3, (r, answered_at)) =
+        tokio::join!(looping(0), looping(1), looping(2), looping(3), normal);
+    assert_eq!(r.json()["result"], 1);
+    // The other client's call did not wait for the loops' deadline.
+    assert!(
+        answered_at < std::time::Duration::from_millis(2500),
+        "the polite call waited {answered_at:?}"
+    );
+    for l in [l0, l1, l2, l3] {
+        assert_eq!(l.json()["kind"], "timeout", "{}", l.json());
+    }
+}
+
+#[tokio::test]
+async fn sessions_and_background_jobs_are_shared_per_client() {
+    let s = Server::start_with(&[
+        ("MAX_SESSIONS", "4"),
+        ("QUEUE_SIZE", "8"),
+        ("POOL_SIZE", "1"),
+    ]);
+    let create = |key: &'static str| {
+        let s = &s;
+        async move {
+            post_as(
+                s,
+                key,
+                "/api/v1/sessions",
+                &json!({"environment": "typescript"}),
+            )
+            .await
+        }
+    };
+    // A client at its share (two of four) ends its own longest-idle session.
+    let mut mine = Vec::new();
+    for _ in 0..3 {
+        let r = create("a").await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        mine.push(
+            r.json()["session_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    assert_eq!(
+        s.get(&format!("/api/v1/sessions/{}", mine[0])).await.status,
+        404
+    );
+    assert_eq!(
+        s.get(&format!("/api/v1/sessions/{}", mine[1])).await.status,
+        200
+    );
+    // At MAX_SESSIONS, the longest-idle session of any client ends.
+    for key in ["b", "c", "d"] {
+        let r = create(key).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    assert_eq!(
+        s.get(&format!("/api/v1/sessions/{}", mine[1])).await.status,
+        404
+    );
+    assert_eq!(
+        s.get(&format!("/api/v1/sessions/{}", mine[2])).await.status,
+        200
+    );
+    // A client whose sessions are all executing gets 429, not an eviction.
+    let x1 = create("c").await.json()["session_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let busy = async |id: String| {
+        let path = format!("/api/v1/sessions/{id}/execute");
+        let body =
+            json!({"code": "await new Promise((r) => setTimeout(r, 1500));", "timeout": 10000});
+        post_as(&s, "c", &path, &body).await
+    };
+    let c_sessions: Vec<String> = {
+        // A client lists its own sessions only.
+        let listed = s
+            .request(
+                "GET",
+                "/api/v1/sessions",
+                &[("authorization", "Bearer c")],
+                bytes::Bytes::new(),
+            )
+            .await
+            .json();
+        let all = listed["sessions"].as_array().cloned().unwrap_or_default();
+        all.iter()
+            .filter_map(|v| v["session_id"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert!(c_sessions.contains(&x1), "{c_sessions:?}");
+    let watch = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let mut all = true;
+            for id in &c_sessions {
+                all &= status(&s, id).await == "executing";
+            }
+            if all {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never all executing");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        create("c").await
+    };
+    let ids: Vec<String> = c_sessions.iter().filter(|i| **i != x1).cloned().collect();
+    let other = ids.first().cloned().unwrap_or_default();
+    let (_, _, refused) = tokio::join!(busy(x1.clone()), busy(other), watch);
+    assert_eq!(
+        refused.status,
+        429,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+
+    // Background jobs: a client holds at most half of QUEUE_SIZE.
+    let slow = json!({"lang": "js", "code": "await new Promise((r) => setTimeout(r, 800));"});
+    for _ in 0..4 {
+        let r = post_as(&s, "a", "/execute/code?wait=false", &slow).await;
+        assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let r = post_as(&s, "a", "/execute/code?wait=false", &slow).await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["details"]["client_share"], 4, "{}", r.json());
+    // Another client still has its share.
+    let r = post_as(&s, "b", "/execute/code?wait=false", &slow).await;
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
 }
