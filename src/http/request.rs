@@ -45,7 +45,7 @@ impl HttpRequest {
     /// address. Limits per client (pool threads, sessions, background
     /// jobs) are counted under this name.
     pub fn client(&self) -> std::sync::Arc<str> {
-        use std::hash::{BuildHasher, Hash, Hasher};
+        use std::hash::BuildHasher;
         static SEED: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
         let bearer = self
             .parts
@@ -55,9 +55,8 @@ impl HttpRequest {
             .and_then(|v| v.strip_prefix("Bearer "))
             .filter(|k| !k.is_empty());
         if let Some(key) = bearer {
-            let mut h = SEED.get_or_init(std::hash::RandomState::new).build_hasher();
-            key.hash(&mut h);
-            return format!("key:{:016x}", h.finish()).into();
+            let h = SEED.get_or_init(std::hash::RandomState::new).hash_one(key);
+            return format!("key:{h:016x}").into();
         }
         match self.parts.extensions.get::<PeerAddr>() {
             Some(PeerAddr(addr)) => format!("addr:{}", addr.ip()).into(),
