@@ -6,7 +6,7 @@
 //! It mirrors the server's extension exactly (deno_core refuses a snapshot
 //! whose extensions differ from the runtime's): the files below are the
 //! crate's own `src/engine/js/ext/` (the `extension!` and its ops), with
-//! the three modules they name (`types`, `permissions`, `watchdog`), pulled
+//! the modules they name (`types`, `permissions`, `watchdog`, `js::alloc`), pulled
 //! in with `#[path]` under the module paths they have in the crate. Adding
 //! an op that uses another crate module means adding that module here too.
 
@@ -14,6 +14,8 @@
 
 // The extension's sources, under the same module paths as in the crate
 // (`crate::engine::…`), so they compile unchanged here and in the server.
+#[path = "src/engine/js/alloc.rs"]
+mod alloc_source;
 #[path = "src/engine/js/ext/mod.rs"]
 mod ext_source;
 #[path = "src/engine/permissions.rs"]
@@ -28,6 +30,7 @@ mod engine {
     pub(crate) use super::types_source as types;
     pub(crate) use super::watchdog_source as watchdog;
     pub mod js {
+        pub(crate) use super::super::alloc_source as alloc;
         pub(crate) use super::super::ext_source as ext;
     }
 }

@@ -3,9 +3,13 @@
 // that enforces MEMORY_LIMIT_MB, so no limit could hold them: their
 // constructors refuse `maxByteLength`. Fixed-size buffers are unchanged.
 import { core, primordials } from "ext:core/mod.js";
+import { op_isoexec_charge, op_isoexec_release } from "ext:core/ops";
 
 const {
   ArrayBuffer: OriginalArrayBuffer,
+  FinalizationRegistry,
+  FinalizationRegistryPrototypeRegister,
+  ObjectPrototypeIsPrototypeOf,
   FunctionPrototype,
   ObjectDefineProperty,
   ObjectGetOwnPropertyDescriptor,
@@ -120,6 +124,95 @@ export function hostWorkPending() {
 }
 
 /**
+ * Bytes charged for each `Intl` object: ICU keeps a formatter's, collator's
+ * or segmenter's state outside the V8 heap (measured at 20-30 KiB each),
+ * where neither the heap limit nor the ArrayBuffer budget sees it, so each
+ * object is charged to the budget while it lives.
+ */
+const INTL_OBJECT_BYTES = 32 * 1024;
+
+/** The `Intl` constructors whose objects hold ICU state. */
+const INTL_KINDS = [
+  "Collator",
+  "DateTimeFormat",
+  "DisplayNames",
+  "DurationFormat",
+  "ListFormat",
+  "NumberFormat",
+  "PluralRules",
+  "RelativeTimeFormat",
+  "Segmenter",
+];
+
+/** Gives the charge of a collected `Intl` object back (made lazily). */
+let intlReleases;
+
+function charged(object) {
+  if (!op_isoexec_charge(INTL_OBJECT_BYTES)) {
+    // The isolate is already being stopped (memory_limit).
+    throw new RangeError("memory limit exceeded by Intl objects");
+  }
+  if (intlReleases === undefined) {
+    intlReleases = new FinalizationRegistry(op_isoexec_release);
+  }
+  FinalizationRegistryPrototypeRegister(intlReleases, object, INTL_OBJECT_BYTES);
+  return object;
+}
+
+/** `Original` wrapped so that every object it makes is charged. */
+function countIntl(name, Original) {
+  const Counted = {
+    [name]: function (...args) {
+      if (new.target === undefined) {
+        // Legacy call without `new` (DateTimeFormat, NumberFormat,
+        // Collator): the result is a new object unless `this` is one.
+        const made = ReflectApply(Original, this, args);
+        return ObjectPrototypeIsPrototypeOf(Original.prototype, made) && made !== this
+          ? charged(made)
+          : made;
+      }
+      return charged(
+        ReflectConstruct(Original, args, new.target === Counted ? Original : new.target),
+      );
+    },
+  }[name];
+  ObjectSetPrototypeOf(Counted, FunctionPrototype);
+  for (const key of new SafeArrayIterator(ObjectGetOwnPropertyNames(Original))) {
+    if (key === "name" || key === "prototype") continue;
+    ObjectDefineProperty(Counted, key, ObjectGetOwnPropertyDescriptor(Original, key));
+  }
+  ObjectDefineProperty(Counted, "prototype", {
+    value: Original.prototype,
+    writable: false,
+    enumerable: false,
+    configurable: false,
+  });
+  ObjectDefineProperty(Original.prototype, "constructor", {
+    value: Counted,
+    writable: true,
+    enumerable: false,
+    configurable: true,
+  });
+  return Counted;
+}
+
+/** Replaces the `Intl` constructors of `target` with counting ones. */
+function installIntlGuards(target) {
+  const Intl = target.Intl;
+  if (Intl === undefined) return;
+  for (const name of new SafeArrayIterator(INTL_KINDS)) {
+    const Original = Intl[name];
+    if (typeof Original !== "function") continue;
+    ObjectDefineProperty(Intl, name, {
+      value: countIntl(name, Original),
+      writable: true,
+      enumerable: false,
+      configurable: true,
+    });
+  }
+}
+
+/**
  * Installs the guarded constructors and `Atomics.waitAsync` on `target`, a
  * freshly restored global object that user code has not seen yet.
  */
@@ -137,6 +230,7 @@ export function installBufferGuards(target) {
       configurable: true,
     });
   }
+  installIntlGuards(target);
   Atomics = target.Atomics;
   OriginalWaitAsync = Atomics?.waitAsync;
   if (Atomics !== undefined && typeof OriginalWaitAsync === "function") {

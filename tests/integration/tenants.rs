@@ -1084,3 +1084,79 @@ async fn sessions_and_background_jobs_are_shared_per_client() {
     let r = post_as(&s, "b", "/execute/code?wait=false", &slow).await;
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
 }
+
+fn rss_mib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
+}
+
+#[tokio::test]
+async fn intl_objects_count_against_the_memory_limit() {
+    let s = Server::start_with(&[("POOL_SIZE", "1"), ("MEMORY_LIMIT_MB", "64")]);
+    let pid = s.pid();
+    // Intl works as before: with and without `new`, subclassed, statics.
+    let works = r#"
+        class Mine extends Intl.NumberFormat {}
+        export function f() {
+            return {
+                date: new Intl.DateTimeFormat("en-US", { timeZone: "UTC" }).format(0),
+                legacy: Intl.NumberFormat("en-US").format(1234.5),
+                sub: new Mine("en-US").format(2) + String(new Mine() instanceof Intl.NumberFormat),
+                statics: Intl.Collator.supportedLocalesOf(["en"]).length,
+                ctor: new Intl.Segmenter().constructor === Intl.Segmenter,
+            };
+        }
+    "#;
+    for isolation in ["isolate", "none", "frozen"] {
+        let r = s.call(works, "f", json!({"isolation": isolation})).await;
+        assert_eq!(
+            r.json()["result"],
+            json!({"date": "1/1/1970", "legacy": "1,234.5", "sub": "2true", "statics": 1, "ctor": true}),
+            "{isolation}: {}",
+            r.json()
+        );
+    }
+    // Holding tens of thousands ends in memory_limit, in every mode, and
+    // the server's memory stays far from what they would take.
+    let hoards = r#"
+        const kept: unknown[] = [];
+        export function f() {
+            for (let i = 0; i < 80000; i++) kept.push(new Intl.DateTimeFormat("en", { hour: "numeric" }));
+            return kept.length;
+        }
+    "#;
+    for isolation in ["isolate", "none", "frozen"] {
+        let r = s
+            .call(
+                hoards,
+                "f",
+                json!({"isolation": isolation, "timeout": 60000}),
+            )
+            .await;
+        assert_eq!(
+            r.json()["kind"],
+            "memory_limit",
+            "{isolation}: {}",
+            r.json()
+        );
+        assert!(rss_mib(pid) < 1024, "{isolation}: RSS {} MiB", rss_mib(pid));
+    }
+    // Making and dropping a few hundred is fine.
+    let churns = r#"
+        export function f() {
+            let s = "";
+            for (let i = 0; i < 300; i++) s = new Intl.NumberFormat("en").format(i);
+            return s;
+        }
+    "#;
+    let r = s.call(churns, "f", json!({})).await;
+    assert_eq!(r.json()["result"], "299", "{}", r.json());
+    assert_eq!(s.pid(), pid);
+    s.assert_healthy().await;
+}

@@ -51,6 +51,38 @@ impl Budget {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// Charges `len` bytes that V8 holds outside the heap for a built-in
+    /// (no backing store of ours): true if they fit; otherwise records a
+    /// memory-limit kill, stops the script and returns false.
+    pub fn charge(&self, len: usize) -> bool {
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            let Some(next) = used.checked_add(len).filter(|n| *n <= self.limit) else {
+                self.record.mark(KillReason::MemoryLimit);
+                if let Some(isolate) = self.isolate.get() {
+                    isolate.terminate_execution();
+                }
+                return false;
+            };
+            match self
+                .used
+                .compare_exchange_weak(used, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    /// Gives back bytes taken by [`Budget::charge`].
+    pub fn release(&self, len: usize) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |u| {
+                Some(u.saturating_sub(len))
+            });
+    }
+
     /// Reserves `len` bytes, or refuses; the last refusal V8 retries after
     /// collecting garbage (or one no collection could satisfy) records a
     /// memory-limit kill and stops the script.

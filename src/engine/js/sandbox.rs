@@ -234,6 +234,7 @@ impl Sandbox {
                 record: record.clone(),
             });
             state.put(host.permissions.clone());
+            state.put(budget.clone());
         }
         // V8 keeps a per-thread stack of entered isolates and creating one
         // enters it. An isolate thread keeps several runtimes, so each one is entered

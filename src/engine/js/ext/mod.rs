@@ -7,6 +7,7 @@ mod deno;
 mod fetch;
 pub mod fetch_client;
 mod fs;
+mod memory;
 mod web;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use deno::{
 };
 use fetch::op_isoexec_fetch;
 use fs::{op_isoexec_read_file, op_isoexec_read_text_file, op_isoexec_write_file};
+use memory::{op_isoexec_charge, op_isoexec_release};
 use web::{
     op_isoexec_now, op_isoexec_random_fill, op_isoexec_time_origin, op_isoexec_url_parse,
     op_isoexec_url_set, op_isoexec_utf8_decode,
@@ -153,6 +155,8 @@ deno_core::extension!(
         op_isoexec_write_file,
         op_isoexec_fetch,
         op_isoexec_set_hooks,
+        op_isoexec_charge,
+        op_isoexec_release,
     ],
     middleware = restrict_builtin_ops,
     customizer = |ext: &mut deno_core::Extension| {
