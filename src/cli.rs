@@ -146,6 +146,7 @@ pub fn run(config: Config, args: RunArgs) -> ExitCode {
             scope: None,
             precompiled: None,
             client: None,
+            write_budget: None,
         };
         let report = match engine.run(&execution).await {
             Ok(r) => r,

@@ -218,6 +218,7 @@ fn merge(outer: Flags, inner: Flags) -> Flags {
         job_store_bytes,
         session_ttl,
         max_sessions,
+        session_disk_bytes,
         tools_dir,
         vendor_dir,
         import_map,

@@ -51,6 +51,8 @@ pub struct Config {
     pub session_ttl: Duration,
     /// Sessions alive at once (`MAX_SESSIONS`).
     pub max_sessions: usize,
+    /// Bytes of files one session may hold (`SESSION_DISK_BYTES`).
+    pub session_disk_bytes: u64,
     pub tools_dir: PathBuf,
     pub vendor_dir: PathBuf,
     /// `None` means `<workspace_dir>/import_map.json` when that file exists.
@@ -137,7 +139,7 @@ const MIB: usize = 1024 * 1024;
 
 /// Flags as given on the command line; each overrides its variable.
 /// The environment variables of every setting, as `--help` names them.
-pub const VARIABLES: [&str; 36] = [
+pub const VARIABLES: [&str; 37] = [
     "HOST",
     "PORT",
     "LOG_LEVEL",
@@ -174,6 +176,7 @@ pub const VARIABLES: [&str; 36] = [
     "API_KEY",
     "JOB_OUTPUT_BYTES",
     "JOB_STORE_BYTES",
+    "SESSION_DISK_BYTES",
 ];
 
 /// Every setting as a command-line flag. Each flag wins over its
@@ -234,6 +237,12 @@ pub struct Flags {
         help = "Bytes the job records may take on disk; the oldest finished go first, then new jobs are refused (507) [default: 1GiB] [env: JOB_STORE_BYTES]"
     )]
     pub job_store_bytes: Option<String>,
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "Bytes of files one session may hold, across its executions [default: 64MiB] [env: SESSION_DISK_BYTES]"
+    )]
+    pub session_disk_bytes: Option<String>,
     #[arg(
         long,
         value_name = "VALUE",
@@ -474,6 +483,12 @@ impl Config {
             16 * MIB,
             1 << 50,
         )? as u64;
+        let session_disk_bytes = parse_size(
+            s.raw("SESSION_DISK_BYTES", &f.session_disk_bytes),
+            64 * MIB,
+            64 * 1024,
+            1 << 40,
+        )? as u64;
         let session_ttl = parse_num(
             s.raw("SESSION_TTL", &f.session_ttl),
             3600u64,
@@ -661,6 +676,7 @@ impl Config {
             job_store_bytes,
             session_ttl: Duration::from_secs(session_ttl),
             max_sessions,
+            session_disk_bytes,
             tools_dir,
             vendor_dir,
             import_map,
@@ -721,6 +737,7 @@ mod tests {
         assert_eq!(c.limits.max_json_depth, 128);
         assert_eq!(c.queue_size, 256);
         assert_eq!(c.job_output_bytes, MIB);
+        assert_eq!(c.session_disk_bytes, 64 * MIB as u64);
         assert_eq!(c.job_store_bytes, 1024 * MIB as u64);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(c.pool_size, 2 * cores);

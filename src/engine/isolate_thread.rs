@@ -235,7 +235,9 @@ impl IsolateThread<'_> {
                 env: job.env.clone(),
                 deadline,
                 cancel: Some(queued.cancel.clone()),
-                write_budget: limits.max_write_bytes,
+                write_budget: job
+                    .write_budget
+                    .map_or(limits.max_write_bytes, |b| b.min(limits.max_write_bytes)),
                 stdin: job.stdin.clone(),
                 scope: scope.clone(),
             });

@@ -34,6 +34,8 @@ pub struct CellRequest {
     pub timeout: Duration,
     /// What `Deno.env.get` sees.
     pub env: std::collections::HashMap<String, String>,
+    /// Bytes the cell may write to files (at most `MAX_WRITE_BYTES`).
+    pub write_budget: u64,
 }
 
 /// How a cell ended.
@@ -272,7 +274,7 @@ fn run_cell(
             env: cell.env,
             deadline,
             cancel: Some(flag.clone()),
-            write_budget: parts.limits.max_write_bytes,
+            write_budget: cell.write_budget.min(parts.limits.max_write_bytes),
             stdin: None,
             scope: Some(scope.clone()),
         });

@@ -98,6 +98,10 @@ pub struct Execution {
     /// (`SCRIPT_THREADS`) is counted per client; per script without one.
     #[serde(default)]
     pub client: Option<Arc<str>>,
+    /// Bytes the code may write to files, when less than
+    /// `MAX_WRITE_BYTES` (a session's files have a quota of their own).
+    #[serde(default)]
+    pub write_budget: Option<u64>,
 }
 
 /// Console level of a captured log entry.

@@ -225,6 +225,7 @@ pub async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
         scope: None,
         precompiled: None,
         client: Some(req.client()),
+        write_budget: None,
     };
     let started = Instant::now();
     let report = app

@@ -157,6 +157,7 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
         scope: None,
         precompiled: None,
         client: None,
+        write_budget: None,
     })
 }
 

@@ -318,6 +318,13 @@ async fn run_script(
         .unwrap_or_else(|| s.environment.default_file().to_string());
     let path = s.dir.join(&name);
     let code = asked.code;
+    // The session's files stay within SESSION_DISK_BYTES across executions:
+    // the new file counts, and the program may write what is left.
+    let room = room_left(app, s, Some(&path)).await?;
+    if code.len() as u64 > room {
+        return Err(quota_full(app, code.len() as u64, room));
+    }
+    let write_budget = room - code.len() as u64;
     let written = tokio::task::spawn_blocking({
         let path = path.clone();
         move || write_atomically(&path, &code)
@@ -335,6 +342,7 @@ async fn run_script(
         scope: Some(s.dir.clone()),
         precompiled: None,
         client: Some(s.owner.clone()),
+        write_budget: Some(write_budget),
     };
     let interrupted = s.interrupt.notified();
     let report = tokio::select! {
@@ -388,7 +396,9 @@ async fn run_cell(
     let Some(notebook) = &s.notebook else {
         return Err(HttpError::internal("a notebook session has no notebook"));
     };
+    let write_budget = room_left(app, s, None).await?;
     let cell = CellRequest {
+        write_budget,
         code: asked.code,
         typescript: s.environment.is_typescript(),
         timeout: asked.timeout,
@@ -430,6 +440,53 @@ async fn run_cell(
         "interrupted": report.status == CellStatus::Interrupted,
         "output_truncated": report.output_truncated,
     }))
+}
+
+/// Bytes the session may still write under `SESSION_DISK_BYTES`; a file
+/// about to be replaced (`replacing`) does not count.
+async fn room_left(
+    app: &App,
+    s: &Session,
+    replacing: Option<&std::path::Path>,
+) -> Result<u64, HttpError> {
+    let dir = s.dir.clone();
+    let skip = replacing.map(std::path::Path::to_path_buf);
+    let used = tokio::task::spawn_blocking(move || dir_bytes(&dir, skip.as_deref()))
+        .await
+        .map_err(HttpError::internal)?;
+    Ok(app.config.session_disk_bytes.saturating_sub(used))
+}
+
+fn quota_full(app: &App, wanted: u64, room: u64) -> HttpError {
+    HttpError::new(
+        ErrorKind::InsufficientStorage,
+        format!(
+            "The session's files would pass SESSION_DISK_BYTES ({} bytes): {wanted} bytes \
+             asked, {room} left; remove files or start a new session",
+            app.config.session_disk_bytes
+        ),
+    )
+    .with("limit", app.config.session_disk_bytes)
+}
+
+/// Bytes of the files under `dir` (sub-directories too), `skip` left out.
+fn dir_bytes(dir: &std::path::Path, skip: Option<&std::path::Path>) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if skip != Some(entry.path().as_path()) {
+                total += meta.len();
+            }
+        }
+    }
+    total
 }
 
 /// Writes `code` to `path` through a temporary file and a rename, so a

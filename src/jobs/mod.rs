@@ -392,6 +392,7 @@ impl Jobs {
             scope: None,
             precompiled: None,
             client: record_client,
+            write_budget: None,
         }
     }
 

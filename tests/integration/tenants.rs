@@ -1160,3 +1160,44 @@ async fn intl_objects_count_against_the_memory_limit() {
     assert_eq!(s.pid(), pid);
     s.assert_healthy().await;
 }
+
+#[tokio::test]
+async fn a_session_writes_within_its_disk_quota_across_executions() {
+    let s = Server::start_with(&[("SESSION_DISK_BYTES", "1M")]);
+    let id = new_session(&s, "script").await;
+    let run = |code: String| {
+        let (s, id) = (&s, id.clone());
+        async move {
+            s.post(
+                &format!("/api/v1/sessions/{id}/execute"),
+                &json!({"code": code}),
+            )
+            .await
+        }
+    };
+    let write = |name: &str| {
+        format!(
+            "Deno.writeTextFileSync('{name}', 'x'.repeat(700 * 1024)); console.log('wrote {name}');"
+        )
+    };
+    let r = run(write("a.txt")).await;
+    assert_eq!(r.json()["stdout"], "wrote a.txt\n", "{}", r.json());
+    // A second 700 KiB file would pass the session's 1 MiB.
+    let r = run(write("b.txt")).await;
+    let body = r.json();
+    assert_eq!(body["status"], "error", "{body}");
+    assert!(
+        body["stderr"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("QuotaExceeded"),
+        "{body}"
+    );
+    // Code that does not fit is refused before it is written.
+    let r = run(format!("// {}\n", "y".repeat(600 * 1024))).await;
+    assert_eq!(r.status, 507, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["kind"], "insufficient_storage");
+    // What fits still runs and writes.
+    let r = run("Deno.writeTextFileSync('a.txt', 'small'); console.log('ok');".into()).await;
+    assert_eq!(r.json()["stdout"], "ok\n", "{}", r.json());
+}
