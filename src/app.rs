@@ -54,6 +54,17 @@ impl App {
                     format!("DATA_DIR {}/sessions: {e}", config.data_dir.display()),
                 )
             })?;
+        let worst = config.worst_memory_bytes();
+        if let Some(available) = crate::config::memory_available()
+            && worst > available
+        {
+            tracing::warn!(
+                worst_mib = worst >> 20,
+                available_mib = available >> 20,
+                "with these settings the server may need more memory than it has: lower \
+                 POOL_SIZE, MEMORY_LIMIT_MB or NOTEBOOK_MEMORY_MB"
+            );
+        }
         let engine = Engine::start(&config)?;
         let sessions = Arc::new(sessions);
         let probe = engine.probe();

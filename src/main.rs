@@ -219,6 +219,7 @@ fn merge(outer: Flags, inner: Flags) -> Flags {
         session_ttl,
         max_sessions,
         session_disk_bytes,
+        notebook_memory_mb,
         tools_dir,
         vendor_dir,
         import_map,

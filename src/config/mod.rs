@@ -117,6 +117,13 @@ pub struct Limits {
     pub max_json_depth: usize,
     /// Bytes one execution may write to files (`MAX_WRITE_BYTES`).
     pub max_write_bytes: u64,
+    /// Bytes all live notebooks may hold together (`NOTEBOOK_MEMORY_MB`).
+    #[serde(default = "default_notebook_memory")]
+    pub notebook_memory_bytes: usize,
+}
+
+fn default_notebook_memory() -> usize {
+    1024 * MIB
 }
 
 impl Default for Limits {
@@ -131,6 +138,7 @@ impl Default for Limits {
             max_log_bytes: MIB,
             max_json_depth: 128,
             max_write_bytes: 64 * MIB as u64,
+            notebook_memory_bytes: default_notebook_memory(),
         }
     }
 }
@@ -139,7 +147,7 @@ const MIB: usize = 1024 * 1024;
 
 /// Flags as given on the command line; each overrides its variable.
 /// The environment variables of every setting, as `--help` names them.
-pub const VARIABLES: [&str; 37] = [
+pub const VARIABLES: [&str; 38] = [
     "HOST",
     "PORT",
     "LOG_LEVEL",
@@ -177,6 +185,7 @@ pub const VARIABLES: [&str; 37] = [
     "JOB_OUTPUT_BYTES",
     "JOB_STORE_BYTES",
     "SESSION_DISK_BYTES",
+    "NOTEBOOK_MEMORY_MB",
 ];
 
 /// Every setting as a command-line flag. Each flag wins over its
@@ -243,6 +252,12 @@ pub struct Flags {
         help = "Bytes of files one session may hold, across its executions [default: 64MiB] [env: SESSION_DISK_BYTES]"
     )]
     pub session_disk_bytes: Option<String>,
+    #[arg(
+        long,
+        value_name = "VALUE",
+        help = "MiB all live notebooks may hold together; past it, the notebook whose cell ran last is reset [default: 1024] [env: NOTEBOOK_MEMORY_MB]"
+    )]
+    pub notebook_memory_mb: Option<String>,
     #[arg(
         long,
         value_name = "VALUE",
@@ -483,6 +498,13 @@ impl Config {
             16 * MIB,
             1 << 50,
         )? as u64;
+        let notebook_memory_mb = parse_num(
+            s.raw("NOTEBOOK_MEMORY_MB", &f.notebook_memory_mb),
+            1024usize,
+            16,
+            1 << 20,
+            "number of MiB",
+        )?;
         let session_disk_bytes = parse_size(
             s.raw("SESSION_DISK_BYTES", &f.session_disk_bytes),
             64 * MIB,
@@ -695,6 +717,7 @@ impl Config {
                 max_log_bytes,
                 max_json_depth,
                 max_write_bytes: max_write_bytes as u64,
+                notebook_memory_bytes: notebook_memory_mb * MIB,
             },
             pool_size,
             script_threads,
@@ -708,6 +731,46 @@ impl Config {
             api_key,
         })
     }
+}
+
+impl Config {
+    /// The most memory the server may take with these settings, in bytes:
+    /// each isolate thread running a call (heap and off-heap budget, each
+    /// as large as the memory limit) and keeping its warm and frozen
+    /// isolates (each retired past half the limit), the notebooks' budget
+    /// and one cell running past it, the transpile cache, and the server
+    /// itself.
+    pub fn worst_memory_bytes(&self) -> u64 {
+        let limit = self.limits.memory_limit_bytes as u64;
+        let threads = self.pool_size as u64;
+        threads * (2 * limit + limit)
+            + self.limits.notebook_memory_bytes as u64
+            + 2 * limit
+            + 64 * MIB as u64
+            + 64 * MIB as u64
+    }
+}
+
+/// The memory this process may use: its cgroup's limit when it has one,
+/// else the machine's memory.
+pub fn memory_available() -> Option<u64> {
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .or_else(|_| std::fs::read_to_string("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|&n| n < 1 << 60);
+    cgroup.or_else(|| {
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let kib: u64 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    })
 }
 
 #[cfg(test)]

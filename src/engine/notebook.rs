@@ -83,6 +83,49 @@ pub(crate) struct NotebookParts {
     pub watchdog: Watchdog,
     pub limits: Limits,
     pub isolates_created: Arc<std::sync::atomic::AtomicU64>,
+    pub memory: Arc<NotebookMemory>,
+}
+
+/// What every live notebook's isolate holds (heap and off-heap buffers,
+/// measured after each cell), against a budget for all of them: a cell
+/// that leaves the total past it loses its notebook's state.
+pub struct NotebookMemory {
+    budget: usize,
+    held: Mutex<std::collections::HashMap<u64, usize>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl NotebookMemory {
+    pub fn new(budget: usize) -> NotebookMemory {
+        NotebookMemory {
+            budget,
+            held: Mutex::new(std::collections::HashMap::new()),
+            next: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn register(&self) -> u64 {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&self.held).insert(id, 0);
+        id
+    }
+
+    fn forget(&self, id: u64) {
+        lock(&self.held).remove(&id);
+    }
+
+    /// Records what notebook `id` holds now; false when all of them
+    /// together are past the budget.
+    fn hold(&self, id: u64, bytes: usize) -> bool {
+        let mut held = lock(&self.held);
+        held.insert(id, bytes);
+        held.values().sum::<usize>() <= self.budget
+    }
+
+    /// Bytes all live notebooks hold.
+    pub fn total(&self) -> usize {
+        lock(&self.held).values().sum()
+    }
 }
 
 impl Notebook {
@@ -173,16 +216,32 @@ fn thread_main(
     let slot = format!("__isoexec_cell_{}", uuid::Uuid::new_v4().simple());
     let mut live: Option<Live> = None;
     let mut cells = 0u64;
+    let me = parts.memory.register();
     while let Ok(Command(cell, reply)) = commands.recv() {
         cells += 1;
         let flag = Arc::new(CancelFlag::default());
         *lock(&current) = Some(flag.clone());
-        let report = run_cell(
+        let mut report = run_cell(
             &parts, &scope, &dir, &rt, &mut live, &slot, cells, cell, &flag,
         );
         *lock(&current) = None;
+        let holds = live
+            .as_mut()
+            .map_or(0, |l| l.sandbox.with_entered(|sb| sb.memory_used()));
+        if !parts.memory.hold(me, holds) {
+            // All notebooks together hold too much: this one, whose cell
+            // just grew it, starts over.
+            live = None;
+            parts.memory.hold(me, 0);
+            report.state_reset = true;
+            report.stderr.push_str(
+                "error: the server's notebooks hold more memory than NOTEBOOK_MEMORY_MB; \
+                 this session's state was reset\n",
+            );
+        }
         let _ = reply.send(report);
     }
+    parts.memory.forget(me);
     // Dropping the sandbox needs its isolate entered: Sandbox's Drop does it.
     drop(live);
 }

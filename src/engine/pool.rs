@@ -167,6 +167,8 @@ pub(super) struct Shared {
     pub heap: Vec<[AtomicU64; 3]>,
     /// Isolates made so far (fresh, warm and notebook ones).
     pub isolates_created: Arc<AtomicU64>,
+    /// What live notebooks hold, against `NOTEBOOK_MEMORY_MB`.
+    pub notebook_memory: Arc<super::notebook::NotebookMemory>,
 }
 
 /// Handle to the pool; cheap to share behind an `Arc`.
@@ -195,6 +197,9 @@ impl Pool {
             },
             heap: (0..options.size).map(|_| Default::default()).collect(),
             isolates_created: Arc::default(),
+            notebook_memory: Arc::new(super::notebook::NotebookMemory::new(
+                options.limits.notebook_memory_bytes,
+            )),
         });
         let mut threads = Vec::with_capacity(options.size);
         for id in 0..options.size {
@@ -248,6 +253,7 @@ impl Pool {
             watchdog: self.shared.watchdog.clone(),
             limits: self.shared.limits.clone(),
             isolates_created: self.shared.isolates_created.clone(),
+            memory: self.shared.notebook_memory.clone(),
         }
     }
 

@@ -48,7 +48,7 @@ fn the_kubernetes_manifests_match_the_binary() {
     }
     // The values are valid settings too.
     let lookup = data.clone();
-    isoexec::Config::from_source(&Default::default(), |k| lookup.get(k).cloned())
+    let settings = isoexec::Config::from_source(&Default::default(), |k| lookup.get(k).cloned())
         .expect("the ConfigMap's values validate");
     let port: u16 = data["PORT"].parse().unwrap();
     assert_eq!(data["HOST"], "0.0.0.0", "a pod must listen beyond loopback");
@@ -56,6 +56,21 @@ fn the_kubernetes_manifests_match_the_binary() {
     let deploy = yaml("deploy/k8s/deployment.yaml");
     let spec = &deploy["spec"]["template"]["spec"];
     let c = &spec["containers"][0];
+    // The most memory these settings may take fits the pod's limit.
+    let limit = c["resources"]["limits"]["memory"]
+        .as_str()
+        .unwrap_or_default();
+    let limit_bytes: u64 = match limit.strip_suffix("Gi") {
+        Some(g) => g.parse::<u64>().unwrap() << 30,
+        None => limit
+            .strip_suffix("Mi")
+            .map_or(0, |m| m.parse::<u64>().unwrap() << 20),
+    };
+    assert!(
+        settings.worst_memory_bytes() <= limit_bytes,
+        "the settings may take {} MiB; the pod has {limit}",
+        settings.worst_memory_bytes() >> 20
+    );
     assert_eq!(c["args"][0], "serve");
     assert_eq!(c["ports"][0]["containerPort"].as_u64(), Some(port as u64));
     for probe in ["readinessProbe", "livenessProbe"] {

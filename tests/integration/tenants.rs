@@ -1201,3 +1201,59 @@ async fn a_session_writes_within_its_disk_quota_across_executions() {
     let r = run("Deno.writeTextFileSync('a.txt', 'small'); console.log('ok');".into()).await;
     assert_eq!(r.json()["stdout"], "ok\n", "{}", r.json());
 }
+
+#[tokio::test]
+async fn notebooks_together_stay_within_their_memory_budget() {
+    let s = Server::start_with(&[("NOTEBOOK_MEMORY_MB", "64"), ("MEMORY_LIMIT_MB", "64")]);
+    let cell = |id: &str, code: &str| {
+        let (s, path, code) = (
+            &s,
+            format!("/api/v1/sessions/{id}/execute"),
+            code.to_string(),
+        );
+        async move {
+            let r = post_as(s, "nb", &path, &json!({"code": code, "timeout": 20000})).await;
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            r.json()
+        }
+    };
+    let create = || async {
+        post_as(
+            &s,
+            "nb",
+            "/api/v1/sessions",
+            &json!({"environment": "typescript", "mode": "notebook"}),
+        )
+        .await
+        .json()["session_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let a = create().await;
+    let b = create().await;
+    let r = cell(
+        &a,
+        "var held = new Uint8Array(40 * 1024 * 1024); held.length",
+    )
+    .await;
+    assert_eq!(r["result"], 41_943_040, "{r}");
+    assert_eq!(r["state_reset"], false);
+    // The second notebook's 40 MiB takes both past 64 MiB: it starts over.
+    let r = cell(
+        &b,
+        "var held = new Uint8Array(40 * 1024 * 1024); held.length",
+    )
+    .await;
+    assert_eq!(r["state_reset"], true, "{r}");
+    assert!(
+        r["stderr"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("NOTEBOOK_MEMORY_MB"),
+        "{r}"
+    );
+    assert_eq!(cell(&b, "typeof held").await["result"], "undefined");
+    // The first keeps its state.
+    assert_eq!(cell(&a, "held.length").await["result"], 41_943_040);
+}
