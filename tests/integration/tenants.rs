@@ -1257,3 +1257,30 @@ async fn notebooks_together_stay_within_their_memory_budget() {
     // The first keeps its state.
     assert_eq!(cell(&a, "held.length").await["result"], 41_943_040);
 }
+
+#[tokio::test]
+async fn an_idle_compile_helper_does_not_keep_a_large_compile_s_memory() {
+    let s = Server::start_with(&[("MAX_BODY_BYTES", "16M")]);
+    let line =
+        "var v: Array<{ a: number; b: string }> = [{ a: 1, b: \"x\" }, { a: 2, b: \"y\" }];\n";
+    let big = format!(
+        "{}export const f = () => 1;\n",
+        line.repeat(3_000_000 / line.len())
+    );
+    let r = s.call(&big, "f", json!({"timeout": 60000})).await;
+    assert_eq!(r.json()["result"], 1, "{}", r.json());
+    let helpers: Vec<u32> = children(s.pid())
+        .into_iter()
+        .filter(|&c| has_arg(c, b"compile-helper"))
+        .collect();
+    for h in &helpers {
+        assert!(
+            rss_mib(*h) < 150,
+            "an idle helper holds {} MiB",
+            rss_mib(*h)
+        );
+    }
+    // Small compiles still run on kept helpers.
+    let r = s.call("export const f = () => 2", "f", json!({})).await;
+    assert_eq!(r.json()["result"], 2);
+}

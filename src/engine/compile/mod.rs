@@ -39,6 +39,8 @@ use super::process::set_rlimit;
 use crate::engine::lint::{Lint, LintReport};
 use crate::engine::transpile::SyntaxError;
 
+/// Sources larger than this are compiled by a helper that ends afterwards.
+const RECYCLE_AFTER_BYTES: usize = 1024 * 1024;
 /// Private memory a helper may map (its stack included); past it the
 /// allocator fails and the helper dies, reported as input too large.
 const HELPER_DATA_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
@@ -356,7 +358,15 @@ impl Helpers {
             Ok(Some(bytes)) => {
                 drain(&mut helper.stderr);
                 let reply = serde_json::from_slice::<Reply>(&bytes);
-                self.release(Some(helper));
+                if source.len() > RECYCLE_AFTER_BYTES {
+                    // A helper keeps the memory of its largest compile for
+                    // its life: after a large one it ends, and the next
+                    // request starts a fresh helper.
+                    self.release(None);
+                    drop(helper);
+                } else {
+                    self.release(Some(helper));
+                }
                 reply.map_err(|e| Failure::Internal(format!("a compile helper's reply: {e}")))
             }
             Ok(None) | Err(_) => {
