@@ -10,6 +10,35 @@ use std::time::UNIX_EPOCH;
 
 /// Largest code a save accepts, in bytes (after fence extraction).
 pub const MAX_CODE_BYTES: usize = 10 * 1024 * 1024;
+
+/// Free disk space below which saves, session files and new job records are
+/// refused (507), so that what was already accepted can still be completed.
+pub const MIN_FREE_DISK: u64 = 64 * 1024 * 1024;
+
+/// Free bytes for an unprivileged writer on the file system of `dir`.
+pub fn free_disk(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs(3) with a valid NUL-terminated path and an owned,
+    // zeroed struct to fill.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// An error when the file system of `dir` has less than `MIN_FREE_DISK`
+/// free.
+pub fn ensure_room(dir: &Path) -> io::Result<()> {
+    match free_disk(dir) {
+        Some(free) if free < MIN_FREE_DISK => Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!("less than {} MiB of disk is free", MIN_FREE_DISK >> 20),
+        )),
+        _ => Ok(()),
+    }
+}
 /// Longest `codeId`. A saved file is `<codeId>.ts`, and Linux file systems cap a name at 255
 /// bytes: 252 characters is the longest codeId that can be stored.
 pub const MAX_CODE_ID_CHARS: usize = 252;
@@ -155,6 +184,7 @@ impl Workspace {
     /// directory, synced, renamed over the target, then the directory
     /// synced. Readers see the old file or the new one, never a mix.
     pub fn save(&self, code_id: &str, code: &str) -> io::Result<Saved> {
+        ensure_room(&self.dir)?;
         let path = self.path_of(code_id);
         let temp = self.dir.join(format!(
             // Not named after the codeId: a long one would not leave room.

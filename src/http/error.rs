@@ -386,6 +386,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_full_disk_is_507_and_other_write_failures_503() {
+        let full = std::io::Error::new(std::io::ErrorKind::StorageFull, "no space");
+        let e = HttpError::storage("the code of x", &full);
+        assert_eq!(e.kind, ErrorKind::InsufficientStorage);
+        assert_eq!(e.kind.status(Dialect::Restexec), 507);
+        assert!(e.message.contains("the code of x"), "{}", e.message);
+        let other = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "read-only");
+        let e = HttpError::storage("a session file", &other);
+        assert_eq!(e.kind, ErrorKind::StorageUnavailable);
+        assert_eq!(e.kind.status(Dialect::Session), 503);
+        assert_eq!(e.retry_after, Some(1));
+    }
+
+    #[test]
     fn every_kind_maps_to_its_status_in_both_dialects() {
         use ErrorKind::*;
         // kind, its string, function-call status, restexec type and status.

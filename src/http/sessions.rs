@@ -494,6 +494,7 @@ fn dir_bytes(dir: &std::path::Path, skip: Option<&std::path::Path>) -> u64 {
 fn write_atomically(path: &std::path::Path, code: &str) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
+        crate::workspace::ensure_room(parent)?;
     }
     // A short name of its own: one made from `path` could pass the 255
     // bytes a file name may have.

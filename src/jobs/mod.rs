@@ -25,9 +25,6 @@ pub const LANGS: [&str; 5] = ["js", "javascript", "node", "ts", "typescript"];
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// How long a background job waits before trying a full queue again.
 const RETRY_QUEUE_AFTER: Duration = Duration::from_millis(50);
-/// Free disk space under `DATA_DIR` below which new jobs are refused, so
-/// that the records of jobs already accepted can still be completed.
-pub const MIN_FREE_DISK: u64 = 64 * 1024 * 1024;
 /// How often a completion that could not be written is tried again, and
 /// for how long.
 const RECORD_RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -134,11 +131,11 @@ impl Jobs {
     /// `DATA_DIR`, and the store under `JOB_STORE_BYTES` (the oldest
     /// finished records are removed to make room first).
     async fn admit(&self) -> Result<(), JobError> {
-        let free = free_disk(&self.data_dir);
-        if free.is_some_and(|f| f < MIN_FREE_DISK) {
+        let free = crate::workspace::free_disk(&self.data_dir);
+        if free.is_some_and(|f| f < crate::workspace::MIN_FREE_DISK) {
             return Err(JobError::Full(format!(
                 "less than {} MiB of disk is free for job records",
-                MIN_FREE_DISK >> 20
+                crate::workspace::MIN_FREE_DISK >> 20
             )));
         }
         let cap = self.store_cap;
@@ -452,19 +449,6 @@ fn new_record(request: JobRequest, status: JobStatus) -> JobRecord {
         created_at_ms: now_ms(),
         finished_at_ms: None,
     }
-}
-
-/// Free bytes for an unprivileged writer on the file system of `dir`.
-fn free_disk(dir: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs(3) with a valid NUL-terminated path and an owned,
-    // zeroed struct to fill.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 /// Fills in how the run ended, keeping at most `output_cap` bytes of
