@@ -151,13 +151,15 @@ export class EventTarget {
     }
     const state = Event._dispatchState(event);
     state.set(this);
-    const list = ArrayPrototypeSlice(MapPrototypeGet(this.#listeners, event.type) || []);
-    const handler = this["on" + event.type];
+    // Read once: a subclass's getter could answer differently each time.
+    const type = event.type;
+    const list = ArrayPrototypeSlice(MapPrototypeGet(this.#listeners, type) || []);
+    const handler = this["on" + type];
     try {
       if (typeof handler === "function") FunctionPrototypeCall(handler, this, event);
       for (const entry of new SafeArrayIterator(list)) {
         if (state.stopped()) break;
-        if (entry.once) this.removeEventListener(event.type, entry.listener);
+        if (entry.once) this.removeEventListener(type, entry.listener);
         const l = entry.listener;
         if (typeof l === "function") FunctionPrototypeCall(l, this, event);
         else if (l && typeof l.handleEvent === "function") l.handleEvent(event);
