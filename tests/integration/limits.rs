@@ -367,7 +367,7 @@ async fn a_call_is_cancelled_when_its_client_disconnects() {
 }
 
 #[tokio::test]
-async fn one_script_holds_at_most_script_threads_and_others_keep_moving() {
+async fn one_client_holds_at_most_script_threads_and_others_keep_moving() {
     let s = crate::support::Server::start_with(&[("POOL_SIZE", "2"), ("SCRIPT_THREADS", "1")]);
     let spin = "export function f() { while (true) {} }";
     let loops = async {
@@ -380,11 +380,17 @@ async fn one_script_holds_at_most_script_threads_and_others_keep_moving() {
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
         let health = s.get("/health").await.json();
         let started = std::time::Instant::now();
+        // Another client (threads are shared out per client).
+        let body = serde_json::json!({"script": "export const f = () => 'moving'", "fn": "f"});
         let normal = s
-            .call(
-                "export const f = () => 'moving'",
-                "f",
-                serde_json::json!({}),
+            .request(
+                "POST",
+                "/run",
+                &[
+                    ("content-type", "application/json"),
+                    ("authorization", "Bearer another-client"),
+                ],
+                serde_json::to_vec(&body).unwrap_or_default(),
             )
             .await;
         (health, started.elapsed(), normal)
@@ -392,10 +398,10 @@ async fn one_script_holds_at_most_script_threads_and_others_keep_moving() {
     let ((a, b), (health, took, normal)) = tokio::join!(loops, probe);
     assert_eq!(a.json()["kind"], "timeout");
     assert_eq!(b.json()["kind"], "timeout");
-    // The same script holds one thread; its second call waits for it.
+    // The client holds one thread; its second call waits for it.
     assert_eq!(health["pool"]["busy"], 1, "{health}");
     assert_eq!(health["pool"]["queued"], 1, "{health}");
-    // Another script runs on the free thread (liveness bound only).
+    // Another client's call runs on the free thread (liveness bound only).
     assert_eq!(normal.json()["result"], "moving");
     assert!(took < std::time::Duration::from_millis(1200), "{took:?}");
 }
