@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use super::js::ext::LogSink;
 use super::js::{CallSetup, ConvertLimits, Sandbox};
 use super::pool::{
-    FROZEN_MAX_MODULES, PROGRAM_STREAM_BYTES, Queued, Shared, WARM_MAX_HEAP_FRACTION,
+    FROZEN_MAX_MODULES, Next, PROGRAM_STREAM_BYTES, Queued, Shared, WARM_MAX_HEAP_FRACTION,
     WARM_MAX_MODULES,
 };
 use super::transpile::{Module, TranspileError};
@@ -79,8 +79,21 @@ pub(super) fn main(shared: &Shared, id: usize) {
         }
         // Once per job, with the isolates this thread keeps while it waits.
         thread.record_heap(id);
-        let Some(queued) = shared.next_job(id) else {
-            break;
+        let queued = match shared.next_job_within(id, Some(IDLE_COLLECT_AFTER)) {
+            Next::Job(q) => *q,
+            Next::Closed => break,
+            Next::Idle => {
+                // Idle a while: what the last calls left as garbage in the
+                // kept isolates is collected now (an idle isolate never
+                // collects by itself), then the thread waits for as long as
+                // it takes.
+                thread.collect_garbage();
+                thread.record_heap(id);
+                match shared.next_job(id) {
+                    Some(q) => q,
+                    None => break,
+                }
+            }
         };
         if queued.reply.is_closed() || queued.cancel.is_cancelled() {
             shared.finish_job(queued.key());
@@ -94,7 +107,25 @@ pub(super) fn main(shared: &Shared, id: usize) {
     }
 }
 
+/// How long an isolate thread waits for work before it collects the
+/// garbage of the isolates it keeps.
+const IDLE_COLLECT_AFTER: Duration = Duration::from_secs(1);
+
 impl IsolateThread<'_> {
+    /// A full garbage collection in each isolate this thread keeps.
+    fn collect_garbage(&mut self) {
+        for sandbox in [
+            self.warm.as_mut(),
+            self.spare.as_mut(),
+            self.frozen.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            sandbox.with_entered(|sb| sb.collect_garbage());
+        }
+    }
+
     /// Publishes the heap figures of this thread's live isolates.
     fn record_heap(&mut self, id: usize) {
         let mut sum = [0u64; 3];

@@ -38,6 +38,15 @@ pub const PROGRAM_STREAM_BYTES: usize = 10 * 1024 * 1024;
 /// Budget of the shared transpile cache.
 const TRANSPILE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
+/// What an isolate thread waiting for work is given.
+pub(super) enum Next {
+    Job(Box<Queued>),
+    /// No job came within the time asked.
+    Idle,
+    /// The pool is shutting down.
+    Closed,
+}
+
 /// Settings of the pool.
 #[derive(Clone)]
 pub struct PoolOptions {
@@ -333,7 +342,17 @@ impl Shared {
     /// holds fewer than `script_threads` threads; `None` once the pool is
     /// closed and drained.
     pub(super) fn next_job(&self, id: usize) -> Option<Queued> {
+        match self.next_job_within(id, None) {
+            Next::Job(q) => Some(*q),
+            Next::Idle | Next::Closed => None,
+        }
+    }
+
+    /// As [`Shared::next_job`], but answers [`Next::Idle`] when no job came
+    /// within `idle_after` (when given).
+    pub(super) fn next_job_within(&self, id: usize, idle_after: Option<Duration>) -> Next {
         let mut queue = lock(&self.queue);
+        let mut timed_out = false;
         loop {
             // Off the idle list, whether woken for a job or spuriously.
             queue.idle.retain(|&t| t != id);
@@ -346,14 +365,28 @@ impl Shared {
                 && let Some(q) = queue.jobs.remove(i)
             {
                 *queue.running_by_key.entry(q.key).or_default() += 1;
-                return Some(q);
+                return Next::Job(Box::new(q));
             }
             if queue.closed && queue.jobs.is_empty() {
-                return None;
+                return Next::Closed;
+            }
+            if timed_out {
+                return Next::Idle;
             }
             queue.idle.push(id);
-            let waker = self.wakers.get(id)?;
-            queue = waker.wait(queue).unwrap_or_else(|e| e.into_inner());
+            let Some(waker) = self.wakers.get(id) else {
+                return Next::Closed;
+            };
+            queue = match idle_after {
+                Some(limit) => {
+                    let (q, waited) = waker
+                        .wait_timeout(queue, limit)
+                        .unwrap_or_else(|e| e.into_inner());
+                    timed_out = waited.timed_out();
+                    q
+                }
+                None => waker.wait(queue).unwrap_or_else(|e| e.into_inner()),
+            };
         }
     }
 

@@ -1284,3 +1284,45 @@ async fn an_idle_compile_helper_does_not_keep_a_large_compile_s_memory() {
     let r = s.call("export const f = () => 2", "f", json!({})).await;
     assert_eq!(r.json()["result"], 2);
 }
+
+#[tokio::test]
+async fn an_idle_isolate_gives_back_what_the_last_calls_left_as_garbage() {
+    let s = Server::start_with(&[("POOL_SIZE", "1"), ("MEMORY_LIMIT_MB", "256")]);
+    let heap_used = || async {
+        s.get("/health").await.json()["memoryUsage"]["heapUsed"]
+            .as_u64()
+            .unwrap_or(u64::MAX)
+    };
+    let garbage = r#"
+        export function f() {
+            const a = [];
+            for (let i = 0; i < 1500000; i++) a.push({ i, s: "x" + i });
+            return a.length;
+        }
+    "#;
+    for isolation in ["none", "frozen"] {
+        let r = s
+            .call(
+                garbage,
+                "f",
+                json!({"isolation": isolation, "timeout": 60000}),
+            )
+            .await;
+        assert_eq!(r.json()["result"], 1_500_000, "{}", r.json());
+    }
+    // The kept isolates hold that garbage until the thread, idle for a
+    // second, collects it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let used = heap_used().await;
+        if used < 40 * 1024 * 1024 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle isolates still hold {} MiB",
+            used >> 20
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -335,6 +335,11 @@ impl Sandbox {
         heap.saturating_add(self.buffers.used())
     }
 
+    /// Collects all the garbage V8 can, and gives freed heap pages back.
+    pub fn collect_garbage(&mut self) {
+        self.runtime.v8_isolate().low_memory_notification();
+    }
+
     /// Heap figures in bytes: (total, used, external).
     pub fn heap_figures(&mut self) -> [u64; 3] {
         let stats = self.runtime.v8_isolate().get_heap_statistics();
