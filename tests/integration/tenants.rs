@@ -1326,3 +1326,73 @@ async fn an_idle_isolate_gives_back_what_the_last_calls_left_as_garbage() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A tmpfs of `mib` MiB mounted on a new directory, unmounted when dropped.
+struct SmallDisk(crate::support::TempDir);
+
+impl SmallDisk {
+    fn mount(mib: u32) -> SmallDisk {
+        let dir = crate::support::TempDir::new("small-disk");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(&dir.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "this test mounts a tmpfs (root, as in CI)");
+        SmallDisk(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0.0)
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_nearly_full_disk_is_refused_with_507_before_anything_is_written() {
+    let disk = SmallDisk::mount(32);
+    let ws = disk.0.0.join("ws");
+    let data = disk.0.0.join("data");
+    std::fs::create_dir_all(&ws).unwrap();
+    let (ws_s, data_s) = (ws.display().to_string(), data.display().to_string());
+    let s = Server::start_with(&[
+        ("WORKSPACE_DIR", ws_s.as_str()),
+        ("DATA_DIR", data_s.as_str()),
+    ]);
+    // Less than 64 MiB free: saves, job records and session files are
+    // refused, each saying what could not be written.
+    let r = s
+        .put(
+            "/workspace",
+            &json!({"codeId": "a", "code": "console.log(1)"}),
+        )
+        .await;
+    assert_eq!(r.status, 507, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("the code of a"));
+    assert!(!ws.join("a.ts").exists());
+    let r = s
+        .post(
+            "/execute/code",
+            &json!({"lang": "js", "code": "console.log(1)"}),
+        )
+        .await;
+    assert_eq!(r.status, 507, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["kind"], "insufficient_storage");
+    let id = new_session(&s, "script").await;
+    let r = s
+        .post(
+            &format!("/api/v1/sessions/{id}/execute"),
+            &json!({"code": "1"}),
+        )
+        .await;
+    assert_eq!(r.status, 507, "{}", String::from_utf8_lossy(&r.body));
+    // The server goes on: what needs no disk still runs.
+    let r = s.call("export const f = () => 3", "f", json!({})).await;
+    assert_eq!(r.json()["result"], 3);
+    s.assert_healthy().await;
+    drop(s);
+}
