@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::engine::lint::LintReport;
-use crate::engine::{Engine, ExecError, Execution, Isolation, Task};
+use crate::engine::{Engine, ExecError, Execution, Isolation, ProgramEnd, Task};
 use crate::workspace::MAX_CODE_BYTES;
 
 /// What `isoexec run` was asked.
@@ -207,38 +207,28 @@ fn print_program(report: crate::engine::Report) -> ExitCode {
         };
     }
     let _ = out.flush();
-    match report.outcome {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(ExecError::Exit { code }) => ExitCode::from(code.clamp(0, 255) as u8),
-        Err(e @ ExecError::Exception { .. }) => {
-            let _ = writeln!(err, "error: Uncaught {}", e.uncaught().unwrap_or_default());
+    match ProgramEnd::of(report.outcome) {
+        ProgramEnd::Exited(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        ProgramEnd::Failed { line, .. } => {
+            let _ = write!(err, "{line}");
             ExitCode::FAILURE
         }
-        Err(ExecError::Timeout) => {
+        ProgramEnd::Stopped(ExecError::Timeout) => {
             let _ = writeln!(err, "error: timed out");
             ExitCode::from(EXIT_TIMEOUT)
         }
-        Err(ExecError::MemoryLimit) | Err(ExecError::CpuLimit) => {
+        ProgramEnd::Stopped(ExecError::MemoryLimit | ExecError::CpuLimit) => {
             let _ = writeln!(err, "error: killed (memory or CPU limit)");
             ExitCode::from(EXIT_KILLED)
         }
-        Err(other) => {
-            let _ = writeln!(err, "error: {}", describe(&other));
+        ProgramEnd::Stopped(ExecError::OutputLimit { message }) => {
+            let _ = writeln!(err, "error: output limit: {message}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn describe(e: &ExecError) -> String {
-    match e {
-        ExecError::Syntax {
-            message,
-            line,
-            column,
-        } => format!("SyntaxError: {message} at {line}:{column}"),
-        ExecError::PermissionDenied { message } => format!("PermissionDenied: {message}"),
-        ExecError::OutputLimit { message } => format!("output limit: {message}"),
-        other => format!("{} ({other:?})", other.kind()),
+        ProgramEnd::Stopped(other) => {
+            let _ = writeln!(err, "error: {} ({other:?})", other.kind());
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -33,7 +33,9 @@ pub use pool::{Overloaded, PoolStats};
 use pool::{Pool, PoolOptions};
 use process::ProcessPool;
 use resolve::Resolver;
-pub use types::{ExecError, Execution, Isolation, LogEntry, LogLevel, Report, Task, split_streams};
+pub use types::{
+    ExecError, Execution, Isolation, LogEntry, LogLevel, ProgramEnd, Report, Task, split_streams,
+};
 use watchdog::CancelFlag;
 
 /// Initialises V8's platform. Call once, on the main thread, before any

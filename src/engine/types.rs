@@ -146,6 +146,60 @@ pub fn split_streams(logs: &[LogEntry]) -> (String, String) {
     (out, err)
 }
 
+/// How a program ended, as a terminal shows it. One mapping for every
+/// front end that runs programs (restexec's `/execute`, code jobs, script
+/// sessions, `isoexec run`), so they read alike.
+#[derive(Debug)]
+pub enum ProgramEnd {
+    /// It ran to its end: exit code 0, or the `n` of `Deno.exit(n)`.
+    Exited(i32),
+    /// An error of the program's own (an uncaught exception, a syntax
+    /// error, a refused capability, a missing export): exit code 1, and
+    /// `line` (with its newline) ends stderr.
+    Failed { error: ExecError, line: String },
+    /// Stopped from outside: a limit, a cancel, or a failure on our side.
+    /// No exit code.
+    Stopped(ExecError),
+}
+
+impl ProgramEnd {
+    pub fn of(outcome: Result<String, ExecError>) -> ProgramEnd {
+        let error = match outcome {
+            Ok(_) => return ProgramEnd::Exited(0),
+            Err(ExecError::Exit { code }) => return ProgramEnd::Exited(code),
+            Err(e) => e,
+        };
+        let line = match &error {
+            ExecError::Exception { .. } => {
+                format!("Uncaught {}", error.uncaught().unwrap_or_default())
+            }
+            ExecError::Syntax {
+                message,
+                line,
+                column,
+            } => format!("SyntaxError: {message} at {line}:{column}"),
+            ExecError::PermissionDenied { message } => {
+                format!("Uncaught PermissionDenied: {message}")
+            }
+            ExecError::FnNotFound { name, .. } => format!("no function {name}"),
+            _ => return ProgramEnd::Stopped(error),
+        };
+        ProgramEnd::Failed {
+            error,
+            line: format!("error: {line}\n"),
+        }
+    }
+
+    /// The process's exit code: `None` when it did not end by itself.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            ProgramEnd::Exited(code) => Some(*code),
+            ProgramEnd::Failed { .. } => Some(1),
+            ProgramEnd::Stopped(_) => None,
+        }
+    }
+}
+
 /// How an execution ended, with what it logged.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
@@ -353,6 +407,62 @@ fn is_ident(c: Option<char>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_program_ending_reads_alike() {
+        let failed = |e: ExecError| match ProgramEnd::of(Err(e)) {
+            ProgramEnd::Failed { line, .. } => line,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(
+            ProgramEnd::of(Ok(String::new())),
+            ProgramEnd::Exited(0)
+        ));
+        assert!(matches!(
+            ProgramEnd::of(Err(ExecError::Exit { code: 3 })),
+            ProgramEnd::Exited(3)
+        ));
+        assert_eq!(
+            failed(ExecError::Exception {
+                name: "TypeError".into(),
+                message: "bad".into(),
+                stack: Some("TypeError: bad\n    at main.ts:1:7".into()),
+            }),
+            "error: Uncaught TypeError: bad\n    at main.ts:1:7\n"
+        );
+        assert_eq!(
+            failed(ExecError::Exception {
+                name: "Error".into(),
+                message: "x".into(),
+                stack: None,
+            }),
+            "error: Uncaught Error: x\n"
+        );
+        assert_eq!(
+            failed(ExecError::Syntax {
+                message: "Unexpected token".into(),
+                line: 2,
+                column: 5,
+            }),
+            "error: SyntaxError: Unexpected token at 2:5\n"
+        );
+        assert_eq!(
+            failed(ExecError::PermissionDenied {
+                message: "read access to /etc".into()
+            }),
+            "error: Uncaught PermissionDenied: read access to /etc\n"
+        );
+        for stopped in [
+            ExecError::Timeout,
+            ExecError::MemoryLimit,
+            ExecError::CpuLimit,
+            ExecError::Cancelled,
+        ] {
+            let end = ProgramEnd::of(Err(stopped));
+            assert!(matches!(end, ProgramEnd::Stopped(_)), "{end:?}");
+            assert_eq!(end.exit_code(), None);
+        }
+    }
 
     #[test]
     fn declarations_are_found_by_name() {

@@ -20,7 +20,7 @@ use super::run::RETRY_AFTER_SECS;
 use crate::app::App;
 use crate::engine::compile::Failure;
 use crate::engine::lint::{LintError, LintReport};
-use crate::engine::{ExecError, Execution, Isolation, Report, Task, split_streams};
+use crate::engine::{ExecError, Execution, Isolation, ProgramEnd, Report, Task, split_streams};
 use crate::workspace::{MAX_CODE_BYTES, Workspace, extract_code, validate_code_id};
 use utoipa::ToSchema;
 
@@ -238,54 +238,69 @@ pub async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
 
 /// The reply for a finished program, in restexec's shape.
 fn program_reply(job: &Execution, report: Report, ms: u64) -> Reply {
-    let (stdout, mut stderr) = split_streams(&report.logs);
-    let failure = match report.outcome {
-        Ok(_) | Err(ExecError::Exit { code: 0 }) => None,
-        Err(e) => Some(e),
+    let (stdout, stderr) = split_streams(&report.logs);
+    let end = ProgramEnd::of(report.outcome);
+    if !matches!(end, ProgramEnd::Exited(0)) {
+        return program_failed(job, end, stdout, stderr, report.logs_truncated, ms);
+    }
+    let trimmed = stdout.trim();
+    let result = if trimmed.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(trimmed).unwrap_or_else(|_| Value::String(trimmed.to_string()))
     };
-    let Some(failure) = failure else {
-        let trimmed = stdout.trim();
-        let result = if trimmed.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(trimmed).unwrap_or_else(|_| Value::String(trimmed.to_string()))
-        };
-        return Ok(ok(result, Some(ms)));
-    };
-    let (error, exit_code) = match failure {
-        ExecError::Exit { code } => (
+    Ok(ok(result, Some(ms)))
+}
+
+/// The error reply for a program that did not end with exit code 0:
+/// restexec's error shape, with the exit code and both streams.
+fn program_failed(
+    job: &Execution,
+    end: ProgramEnd,
+    stdout: String,
+    mut stderr: String,
+    truncated: bool,
+    ms: u64,
+) -> Reply {
+    let (error, exit_code) = match end {
+        ProgramEnd::Exited(code) => (
             HttpError::new(
                 ErrorKind::Exception,
                 format!("Process exited with code {code}"),
             ),
             Some(code),
         ),
-        ExecError::Timeout => (
+        ProgramEnd::Failed { error, line } => {
+            stderr.push_str(&line);
+            let mut e = HttpError::from_execution(job, error);
+            // Only the kind and message are restexec's: the function-call
+            // details (line, stack, …) stay out of its shape.
+            e.details = Map::new();
+            (e, Some(1))
+        }
+        ProgramEnd::Stopped(ExecError::Timeout) => (
             HttpError::new(
                 ErrorKind::Timeout,
                 format!("Execution timed out after {} ms", job.timeout.as_millis()),
             ),
             None,
         ),
-        ExecError::CpuLimit => (
+        ProgramEnd::Stopped(ExecError::CpuLimit) => (
             HttpError::new(ErrorKind::CpuLimit, "CPU time limit exceeded"),
             None,
         ),
-        ExecError::Internal { message } => (HttpError::internal(message), None),
-        ExecError::Cancelled => (
+        ProgramEnd::Stopped(ExecError::Internal { message }) => {
+            (HttpError::internal(message), None)
+        }
+        ProgramEnd::Stopped(ExecError::Cancelled) => (
             HttpError::new(ErrorKind::Internal, "The run was cancelled"),
             None,
         ),
-        other => {
-            let uncaught = other.uncaught();
+        // A kill (memory, output, a dead worker) reads as exit code 1.
+        ProgramEnd::Stopped(other) => {
             let mut e = HttpError::from_execution(job, other);
-            // Only the kind and message are restexec's: the function-call
-            // details (line, stack, …) stay out of its shape.
             e.details = Map::new();
-            match uncaught {
-                Some(stack) => stderr.push_str(&format!("error: Uncaught {stack}\n")),
-                None => stderr.push_str(&format!("error: {}\n", e.message)),
-            }
+            stderr.push_str(&format!("error: {}\n", e.message));
             (e, Some(1))
         }
     };
@@ -294,7 +309,7 @@ fn program_reply(job: &Execution, report: Report, ms: u64) -> Reply {
         .with("stdout", stdout)
         .with("stderr", stderr)
         .timed(ms);
-    if report.logs_truncated {
+    if truncated {
         e = e.with("outputTruncated", true);
     }
     Err(e)

@@ -17,7 +17,7 @@ use super::router::Reply;
 use crate::app::App;
 use crate::clock::iso8601;
 use crate::engine::notebook::{CellRequest, CellStatus};
-use crate::engine::{ExecError, Execution, Isolation, Task, split_streams};
+use crate::engine::{ExecError, Execution, Isolation, ProgramEnd, Task, split_streams};
 use crate::sessions::{
     CreateError, Environment, Mode, Session, SessionView, Status, valid_filename,
 };
@@ -357,22 +357,16 @@ async fn run_script(
         }
     };
     let (stdout, mut stderr) = split_streams(&report.logs);
-    let (status, exit_code) = match report.outcome {
-        Ok(_) => ("completed", Some(0)),
-        Err(ExecError::Exit { code }) => ("completed", Some(code)),
-        Err(ExecError::Timeout) | Err(ExecError::CpuLimit) => ("timeout", None),
-        Err(e @ ExecError::Exception { .. }) => {
-            stderr.push_str(&format!(
-                "error: Uncaught {}\n",
-                e.uncaught().unwrap_or_default()
-            ));
+    let (status, exit_code) = match ProgramEnd::of(report.outcome) {
+        ProgramEnd::Exited(code) => ("completed", Some(code)),
+        ProgramEnd::Failed { line, .. } => {
+            stderr.push_str(&line);
             ("error", Some(1))
         }
-        Err(ExecError::PermissionDenied { message }) => {
-            stderr.push_str(&format!("error: Uncaught PermissionDenied: {message}\n"));
-            ("error", Some(1))
-        }
-        Err(other) => {
+        ProgramEnd::Stopped(ExecError::Timeout | ExecError::CpuLimit) => ("timeout", None),
+        ProgramEnd::Stopped(other) => {
+            // A kill or our failure: exit code 1, as a killed process
+            // reads in this API.
             let e = HttpError::from_execution(&execution, other);
             stderr.push_str(&format!("error: {}\n", e.message));
             ("error", Some(1))

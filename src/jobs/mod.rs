@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::app::App;
 use crate::clock::now_ms;
 use crate::config::{Config, JobRetention};
-use crate::engine::{ExecError, Execution, Isolation, LogEntry, Report, Task};
+use crate::engine::{ExecError, Execution, Isolation, LogEntry, ProgramEnd, Report, Task};
 use store::{JobRecord, JobStatus, JobStore, ListFilter, StoreError};
 
 /// The languages a job may be written in, as callers name them.
@@ -455,34 +455,16 @@ fn new_record(request: JobRequest, status: JobStatus) -> JobRecord {
 /// output.
 fn complete(record: &mut JobRecord, report: Report, took: Duration, output_cap: usize) {
     let mut output = interleaved(&report.logs);
-    let (status, exit_code, error) = match report.outcome {
-        Ok(_) => (JobStatus::Done, Some(0), None),
-        Err(ExecError::Exit { code }) => (JobStatus::Done, Some(code), None),
-        Err(e @ ExecError::Exception { .. }) => {
-            output.push_str(&format!(
-                "error: Uncaught {}\n",
-                e.uncaught().unwrap_or_default()
-            ));
-            (JobStatus::Done, Some(1), None)
+    let stopped = match ProgramEnd::of(report.outcome) {
+        ProgramEnd::Exited(code) => Ok(code),
+        ProgramEnd::Failed { line, .. } => {
+            output.push_str(&line);
+            Ok(1)
         }
-        Err(ExecError::Syntax {
-            message,
-            line,
-            column,
-        }) => {
-            output.push_str(&format!(
-                "error: SyntaxError: {message} at {line}:{column}\n"
-            ));
-            (JobStatus::Done, Some(1), None)
-        }
-        Err(ExecError::PermissionDenied { message }) => {
-            output.push_str(&format!("error: Uncaught PermissionDenied: {message}\n"));
-            (JobStatus::Done, Some(1), None)
-        }
-        Err(ExecError::FnNotFound { name, .. }) => {
-            output.push_str(&format!("error: no function {name}\n"));
-            (JobStatus::Done, Some(1), None)
-        }
+        ProgramEnd::Stopped(e) => Err(e),
+    };
+    let (status, exit_code, error) = match stopped {
+        Ok(code) => (JobStatus::Done, Some(code), None),
         Err(ExecError::Timeout) => (JobStatus::Timeout, None, Some("timeout".into())),
         Err(ExecError::MemoryLimit) => (JobStatus::Killed, None, Some("memory_limit".into())),
         Err(ExecError::CpuLimit) => (JobStatus::Killed, None, Some("cpu_limit".into())),
@@ -504,6 +486,7 @@ fn complete(record: &mut JobRecord, report: Report, took: Duration, output_cap: 
             tracing::error!(id = %record.id, cause = %message, "a job failed on our side");
             (JobStatus::Error, None, Some("internal".into()))
         }
+        Err(other) => (JobStatus::Error, None, Some(other.kind().into())),
     };
     record.status = status;
     record.exit_code = exit_code;

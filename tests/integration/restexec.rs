@@ -641,3 +641,70 @@ async fn fetch_reaches_only_allowed_hosts() {
     assert_eq!(r.status, 500);
     assert_eq!(r.json()["kind"], "permission_denied");
 }
+
+/// A program's error reads the same through restexec, code jobs, script
+/// sessions and the command line.
+#[tokio::test]
+async fn a_program_error_reads_alike_through_every_front_end() {
+    let s = Server::start();
+    let cases = [
+        ("let x = ;\n", "error: SyntaxError: "),
+        (
+            "Deno.readTextFileSync('/etc/hostname');\n",
+            "error: Uncaught PermissionDenied: ",
+        ),
+        (
+            "throw new TypeError('bad');\n",
+            "error: Uncaught TypeError: bad",
+        ),
+    ];
+    for (i, (code, line)) in cases.into_iter().enumerate() {
+        // restexec
+        let id = format!("alike{i}");
+        s.save(&id, code).await;
+        let r = s.execute(&id, json!({})).await;
+        let restexec = r.json()["error"]["details"]["stderr"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        // code jobs
+        let job = s
+            .post("/execute/code", &json!({"lang": "ts", "code": code}))
+            .await
+            .json();
+        let jobs = job["output"].as_str().unwrap_or_default().to_string();
+        assert_eq!(job["exit_code"], 1, "{job}");
+        // script sessions
+        let session = s
+            .post("/api/v1/sessions", &json!({"environment": "typescript"}))
+            .await
+            .json();
+        let sid = session["session_id"].as_str().unwrap_or_default();
+        let ran = s
+            .post(
+                &format!("/api/v1/sessions/{sid}/execute"),
+                &json!({"code": code}),
+            )
+            .await
+            .json();
+        let sessions = ran["stderr"].as_str().unwrap_or_default().to_string();
+        assert_eq!(ran["exit_code"], 1, "{ran}");
+        // the command line
+        let file = s.workspace.join(format!("{id}.ts"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_isoexec"))
+            .arg("run")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let cli = String::from_utf8_lossy(&out.stderr).into_owned();
+        for (front, text) in [
+            ("restexec", &restexec),
+            ("jobs", &jobs),
+            ("sessions", &sessions),
+            ("cli", &cli),
+        ] {
+            assert!(text.contains(line), "{front}: {text:?} lacks {line:?}");
+        }
+    }
+}
