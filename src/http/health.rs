@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use super::api_types::{HealthReply, MemoryUsage, PoolFigures};
-use super::reply::json;
+use super::reply::{Reply, json};
 use super::request::HttpRequest;
-use super::router::Reply;
 use crate::app::App;
 
 /// `GET /health` (and `HEAD`).

@@ -8,9 +8,8 @@ use serde_json::{Map, Value};
 
 use super::api_types::{Deleted, JobList, JobQueued, JobSubmit, JobView, StatusOk, fields_of};
 use super::error::{ErrorKind, HttpError};
-use super::reply::json;
+use super::reply::{Reply, json};
 use super::request::{HttpRequest, json_object, str_field, timeout_field};
-use super::router::Reply;
 use crate::app::App;
 use crate::clock::iso8601;
 use crate::jobs::store::{JobRecord, JobStatus, ListFilter, StoreError};

@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 use hyper::header::{self, HeaderValue};
 
-use super::reply::text;
+use super::reply::{Reply, text};
 use super::request::HttpRequest;
-use super::router::Reply;
 use crate::app::App;
 
 /// The content types of the two text formats.

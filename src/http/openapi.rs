@@ -20,9 +20,8 @@ use utoipa::openapi::{
 };
 
 use super::api_types::*;
-use super::reply::with_type;
+use super::reply::{Reply, with_type};
 use super::request::HttpRequest;
-use super::router::Reply;
 use crate::app::App;
 
 /// One route as the router serves it.

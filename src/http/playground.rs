@@ -8,9 +8,8 @@ use std::sync::Arc;
 use hyper::header;
 
 use super::error::{ErrorKind, HttpError};
-use super::reply::with_type;
+use super::reply::{Reply, with_type};
 use super::request::HttpRequest;
-use super::router::Reply;
 use crate::app::App;
 
 const PAGE: &str = include_str!("../../assets/playground/index.html");

@@ -13,9 +13,8 @@ use serde_json::{Map, Value, json};
 
 use super::api_types::{ExecuteRequest, LintRequest, SaveRequest, fields_of};
 use super::error::{ErrorKind, HttpError};
-use super::reply::{Body, json_text};
+use super::reply::{Body, Reply, json_text};
 use super::request::{HttpRequest, isolation_field, json_object, required_str, timeout_field};
-use super::router::Reply;
 use super::run::RETRY_AFTER_SECS;
 use crate::app::App;
 use crate::engine::compile::Failure;

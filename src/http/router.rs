@@ -16,13 +16,11 @@ use tracing::Instrument;
 
 use super::error::{Dialect, ErrorKind, HttpError};
 use super::openapi::RouteInfo;
-use super::reply::Body;
+use super::reply::{Body, Reply};
 use super::request::HttpRequest;
 use super::{health, jobs, metrics, openapi, playground, restexec, run, sessions};
 use crate::app::App;
 
-/// What a handler returns.
-pub type Reply = Result<Response<Body>, HttpError>;
 type BoxReply = Pin<Box<dyn Future<Output = Reply> + Send>>;
 type Handler = Box<dyn Fn(Arc<App>, HttpRequest) -> BoxReply + Send + Sync>;
 

@@ -9,12 +9,11 @@ use serde_json::value::RawValue;
 
 use super::api_types::{RunRequest, fields_of};
 use super::error::HttpError;
-use super::reply::json_text;
+use super::reply::{Reply, json_text};
 use super::request::{
     HttpRequest, OverMax, check_depth, check_fields, isolation_field, millis_field, not_an_object,
     parse_body,
 };
-use super::router::Reply;
 use crate::app::App;
 use crate::config::Config;
 use crate::engine::{Execution, Isolation, Report, Task};

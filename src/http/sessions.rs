@@ -11,9 +11,8 @@ use super::api_types::{
     SessionCreate, SessionCreated, SessionExecute, SessionInfo, SessionList, fields_of,
 };
 use super::error::{ErrorKind, HttpError};
-use super::reply::json;
+use super::reply::{Reply, json};
 use super::request::{HttpRequest, json_object, required_str, str_field, timeout_field};
-use super::router::Reply;
 use crate::app::App;
 use crate::clock::iso8601;
 use crate::engine::notebook::{CellRequest, CellStatus};
