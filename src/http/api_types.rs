@@ -71,7 +71,8 @@ pub struct CallError {
     /// The stable kind: bad_request, syntax_error, fn_not_found, exception,
     /// timeout, cpu_limit, memory_limit, output_limit, permission_denied,
     /// payload_too_large, not_found, method_not_allowed, overloaded,
-    /// unauthorized, unavailable, storage_unavailable, internal.
+    /// unauthorized, unavailable, storage_unavailable, too_many_sessions,
+    /// insufficient_storage, cancelled, internal.
     pub kind: String,
     /// Kind-specific facts (`field` for a bad field, `line`/`column` for a
     /// syntax error, `name`/`message`/`stack` for an exception).

@@ -36,6 +36,9 @@ pub enum ErrorKind {
     StorageUnavailable,
     /// `MAX_SESSIONS` sessions are alive.
     TooManySessions,
+    /// The caller went away and its execution was stopped (the answer is
+    /// written for the log and the metrics; nobody reads it).
+    Cancelled,
     /// No room to write: the disk is full, or a store or quota bound
     /// (`JOB_STORE_BYTES`, a session's files) was reached.
     InsufficientStorage,
@@ -83,6 +86,7 @@ impl ErrorKind {
             StorageUnavailable => ("storage_unavailable", 503, "InternalServerError", 503),
             TooManySessions => ("too_many_sessions", 429, "InternalServerError", 429),
             InsufficientStorage => ("insufficient_storage", 507, "InternalServerError", 507),
+            Cancelled => ("cancelled", 499, "InternalServerError", 499),
             Internal => ("internal", 500, "InternalServerError", 500),
         }
     }
@@ -357,7 +361,10 @@ impl HttpError {
             ExecError::PermissionDenied { message } => {
                 HttpError::new(ErrorKind::PermissionDenied, message)
             }
-            ExecError::Cancelled => HttpError::new(ErrorKind::Internal, "The call was cancelled"),
+            ExecError::Cancelled => HttpError::new(
+                ErrorKind::Cancelled,
+                "The call was cancelled: its client went away",
+            ),
             ExecError::WorkerDied { signal, code } => {
                 let how = match (&signal, code) {
                     (Some(sig), _) => format!("was killed by {sig}"),
@@ -384,6 +391,65 @@ impl std::error::Error for HttpError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_execution_error_has_the_engine_s_kind_in_the_api() {
+        let execution = Execution {
+            task: crate::engine::Task::Program {
+                path: "/x.ts".into(),
+                source: None,
+            },
+            timeout: std::time::Duration::from_secs(1),
+            cpu_limit: None,
+            isolation: crate::engine::Isolation::Isolate,
+            env: Default::default(),
+            stdin: None,
+            scope: None,
+            precompiled: None,
+            client: None,
+            write_budget: None,
+        };
+        let all = [
+            ExecError::Syntax {
+                message: "m".into(),
+                line: 1,
+                column: 1,
+            },
+            ExecError::FnNotFound {
+                name: "f".into(),
+                exports: vec![],
+                declared: false,
+            },
+            ExecError::Exception {
+                name: "Error".into(),
+                message: "m".into(),
+                stack: None,
+            },
+            ExecError::Exit { code: 2 },
+            ExecError::Timeout,
+            ExecError::CpuLimit,
+            ExecError::MemoryLimit,
+            ExecError::OutputLimit {
+                message: "m".into(),
+            },
+            ExecError::PermissionDenied {
+                message: "m".into(),
+            },
+            ExecError::Cancelled,
+            ExecError::WorkerDied {
+                signal: None,
+                code: Some(1),
+            },
+            ExecError::Internal {
+                message: "m".into(),
+            },
+        ];
+        for e in all {
+            let engine = e.kind();
+            let api = HttpError::from_execution(&execution, e.clone());
+            assert_eq!(api.kind.as_str(), engine, "{e:?}");
+        }
+    }
 
     #[test]
     fn a_full_disk_is_507_and_other_write_failures_503() {
@@ -458,6 +524,7 @@ mod tests {
                 "InternalServerError",
                 507,
             ),
+            (Cancelled, "cancelled", 499, "InternalServerError", 499),
             (Internal, "internal", 500, "InternalServerError", 500),
         ];
         for (kind, name, call, rest_type, rest) in table {

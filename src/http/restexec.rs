@@ -292,7 +292,10 @@ fn program_failed(
             (HttpError::internal(message), None)
         }
         ProgramEnd::Stopped(ExecError::Cancelled) => (
-            HttpError::new(ErrorKind::Internal, "The run was cancelled"),
+            HttpError::new(
+                ErrorKind::Cancelled,
+                "The run was cancelled: its client went away",
+            ),
             None,
         ),
         // A kill (memory, output, a dead worker) reads as exit code 1.
