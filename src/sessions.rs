@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex as AsyncMutex, watch};
 
 use crate::clock::now_ms;
+use crate::engine::Language;
 use crate::engine::notebook::Notebook;
 use crate::sync::lock;
 
@@ -48,17 +49,17 @@ impl Environment {
             .find(|e| e.as_str().eq_ignore_ascii_case(text))
     }
 
-    pub fn is_typescript(self) -> bool {
-        self == Environment::TypeScript
+    /// The language its code is written in.
+    pub fn language(self) -> Language {
+        match self {
+            Environment::TypeScript => Language::TypeScript,
+            Environment::JavaScript | Environment::Node => Language::JavaScript,
+        }
     }
 
     /// The file an execute writes when it names none.
-    pub fn default_file(self) -> &'static str {
-        if self.is_typescript() {
-            "main.ts"
-        } else {
-            "main.js"
-        }
+    pub fn default_file(self) -> String {
+        format!("main.{}", self.language().extension())
     }
 }
 

@@ -34,7 +34,8 @@ use pool::{Pool, PoolOptions};
 use process::ProcessPool;
 use resolve::Resolver;
 pub use types::{
-    ExecError, Execution, Isolation, LogEntry, LogLevel, ProgramEnd, Report, Task, split_streams,
+    ExecError, Execution, Isolation, Language, LogEntry, LogLevel, ProgramEnd, Report, Task,
+    split_streams,
 };
 use watchdog::CancelFlag;
 

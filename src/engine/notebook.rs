@@ -30,7 +30,7 @@ const REPLY_GRACE: Duration = Duration::from_millis(100);
 /// One cell to run.
 pub struct CellRequest {
     pub code: String,
-    pub typescript: bool,
+    pub language: super::types::Language,
     pub timeout: Duration,
     /// What `Deno.env.get` sees.
     pub env: std::collections::HashMap<String, String>,
@@ -271,7 +271,7 @@ fn run_cell(
         output_truncated: false,
     };
     // Compile: TypeScript to JavaScript, then static imports to dynamic ones.
-    let ext = if cell.typescript { "ts" } else { "js" };
+    let ext = cell.language.extension();
     let name = format!("__cell_{n}.{ext}");
     let Ok(specifier) = deno_core::ModuleSpecifier::from_file_path(dir.join(&name)) else {
         return report(

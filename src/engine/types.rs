@@ -146,6 +146,53 @@ pub fn split_streams(logs: &[LogEntry]) -> (String, String) {
     (out, err)
 }
 
+/// A language the engine runs: the one home of its names, the aliases
+/// callers use for it and its file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Language {
+    JavaScript,
+    TypeScript,
+}
+
+impl Language {
+    pub const ALL: [Language; 2] = [Language::JavaScript, Language::TypeScript];
+
+    /// The names callers may use for it (any case).
+    pub fn aliases(self) -> &'static [&'static str] {
+        match self {
+            Language::JavaScript => &["js", "javascript", "node"],
+            Language::TypeScript => &["ts", "typescript"],
+        }
+    }
+
+    /// Every alias of every language, in order.
+    pub fn all_aliases() -> Vec<&'static str> {
+        Language::ALL
+            .iter()
+            .flat_map(|l| l.aliases().iter().copied())
+            .collect()
+    }
+
+    /// The language an alias names, in any case.
+    pub fn from_alias(name: &str) -> Option<Language> {
+        Language::ALL
+            .into_iter()
+            .find(|l| l.aliases().iter().any(|a| a.eq_ignore_ascii_case(name)))
+    }
+
+    /// The extension of its source files, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Language::JavaScript => "js",
+            Language::TypeScript => "ts",
+        }
+    }
+
+    pub fn is_typescript(self) -> bool {
+        self == Language::TypeScript
+    }
+}
+
 /// How a program ended, as a terminal shows it. One mapping for every
 /// front end that runs programs (restexec's `/execute`, code jobs, script
 /// sessions, `isoexec run`), so they read alike.
@@ -407,6 +454,18 @@ fn is_ident(c: Option<char>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn languages_own_their_aliases_and_extensions() {
+        assert_eq!(Language::from_alias("Node"), Some(Language::JavaScript));
+        assert_eq!(Language::from_alias("TS"), Some(Language::TypeScript));
+        assert_eq!(Language::from_alias("python"), None);
+        assert_eq!(
+            Language::all_aliases(),
+            ["js", "javascript", "node", "ts", "typescript"]
+        );
+        assert_eq!(Language::TypeScript.extension(), "ts");
+    }
 
     #[test]
     fn every_program_ending_reads_alike() {

@@ -12,8 +12,9 @@ use super::reply::{Reply, json};
 use super::request::{HttpRequest, json_object, str_field, timeout_field};
 use crate::app::App;
 use crate::clock::iso8601;
+use crate::engine::Language;
 use crate::jobs::store::{JobRecord, JobStatus, ListFilter, StoreError};
-use crate::jobs::{JobError, JobRequest, LANGS, lang_is_typescript};
+use crate::jobs::{JobError, JobRequest};
 use crate::workspace::MAX_CODE_BYTES;
 
 /// Records a listing returns unless `limit` says otherwise, and at most.
@@ -60,19 +61,22 @@ fn job_request(app: &App, body: &Map<String, Value>) -> Result<JobRequest, HttpE
     let Some(lang) = str_field(body, "lang")? else {
         return Err(HttpError::bad_field(
             "lang",
-            format!("Missing required field 'lang'; one of {}", LANGS.join(", ")),
+            format!(
+                "Missing required field 'lang'; one of {}",
+                Language::all_aliases().join(", ")
+            ),
         ));
     };
     let lang = lang.to_ascii_lowercase();
-    if lang_is_typescript(&lang).is_none() {
+    if Language::from_alias(&lang).is_none() {
         return Err(HttpError::bad_field(
             "lang",
             format!(
                 "Unknown lang '{lang}'; this server runs {} (JavaScript and TypeScript)",
-                LANGS.join(", ")
+                Language::all_aliases().join(", ")
             ),
         )
-        .with("available", LANGS.to_vec()));
+        .with("available", Language::all_aliases()));
     }
     let code = match str_field(body, "code")? {
         Some(c) if !c.trim().is_empty() => c.to_string(),

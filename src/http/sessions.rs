@@ -314,7 +314,7 @@ async fn run_script(
 ) -> Result<Value, HttpError> {
     let name = asked
         .filename
-        .unwrap_or_else(|| s.environment.default_file().to_string());
+        .unwrap_or_else(|| s.environment.default_file());
     let path = s.dir.join(&name);
     let code = asked.code;
     // The session's files stay within SESSION_DISK_BYTES across executions:
@@ -393,7 +393,7 @@ async fn run_cell(
     let cell = CellRequest {
         write_budget,
         code: asked.code,
-        typescript: s.environment.is_typescript(),
+        language: s.environment.language(),
         timeout: asked.timeout,
         env: app.config.allow_env_values.clone(),
     };

@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use crate::app::App;
 use crate::clock::now_ms;
 use crate::config::{Config, JobRetention};
-use crate::engine::{ExecError, Execution, Isolation, LogEntry, ProgramEnd, Report, Task};
+use crate::engine::{
+    ExecError, Execution, Isolation, Language, LogEntry, ProgramEnd, Report, Task,
+};
 use store::{JobRecord, JobStatus, JobStore, ListFilter, StoreError};
 
-/// The languages a job may be written in, as callers name them.
-pub const LANGS: [&str; 5] = ["js", "javascript", "node", "ts", "typescript"];
 /// How often old records are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// How long a background job waits before trying a full queue again.
@@ -29,16 +29,6 @@ const RETRY_QUEUE_AFTER: Duration = Duration::from_millis(50);
 /// for how long.
 const RECORD_RETRY_EVERY: Duration = Duration::from_secs(1);
 const RECORD_RETRY_FOR: Duration = Duration::from_secs(600);
-
-/// Whether `lang` (lower-cased) is TypeScript; `None` if it is no language
-/// a job may use.
-pub fn lang_is_typescript(lang: &str) -> Option<bool> {
-    match lang {
-        "js" | "javascript" | "node" => Some(false),
-        "ts" | "typescript" => Some(true),
-        _ => None,
-    }
-}
 
 /// What a caller asks to run.
 #[derive(Debug, Clone)]
@@ -374,8 +364,8 @@ impl Jobs {
     }
 
     fn execution(&self, record: &JobRecord, record_client: Option<Arc<str>>) -> Execution {
-        let ts = lang_is_typescript(&record.lang).unwrap_or(true);
-        let name = format!("__job_{}.{}", record.id, if ts { "ts" } else { "js" });
+        let language = Language::from_alias(&record.lang).unwrap_or(Language::TypeScript);
+        let name = format!("__job_{}.{}", record.id, language.extension());
         Execution {
             task: Task::Program {
                 path: self.workspace_dir.join(name),
