@@ -174,11 +174,12 @@ fn print_call(execution: &Execution, report: crate::engine::Report) -> ExitCode 
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let error = crate::http::error::HttpError::from_execution(execution, e);
+            // The API's error body, from the engine's description.
+            let described = e.describe(execution.timeout, execution.cpu_limit);
             let body = serde_json::json!({
-                "error": error.message,
-                "kind": error.kind.as_str(),
-                "details": error.details,
+                "error": described.message,
+                "kind": e.kind(),
+                "details": described.details,
             });
             eprintln!("{body}");
             ExitCode::FAILURE

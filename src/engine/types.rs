@@ -247,6 +247,13 @@ impl ProgramEnd {
     }
 }
 
+/// An [`ExecError`] as a caller is told it.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub message: String,
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
 /// How an execution ended, with what it logged.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
@@ -291,6 +298,98 @@ impl ExecError {
             ),
             _ => None,
         }
+    }
+
+    /// What a caller is told: a message, and the facts that go with it
+    /// (`line`/`column` of a syntax error, the exports of a module without
+    /// the function, an exception's name and stack, the limit passed). The
+    /// HTTP APIs and the command line both show this.
+    pub fn describe(&self, timeout: Duration, cpu_limit: Option<Duration>) -> Described {
+        use serde_json::Value;
+        let mut details = serde_json::Map::new();
+        let mut put = |k: &str, v: Value| {
+            details.insert(k.to_string(), v);
+        };
+        let message = match self {
+            ExecError::Syntax {
+                message,
+                line,
+                column,
+            } => {
+                put("line", (*line).into());
+                put("column", (*column).into());
+                put("message", message.clone().into());
+                format!("Syntax error: {message}")
+            }
+            ExecError::FnNotFound {
+                name,
+                exports,
+                declared,
+            } => {
+                let mut text = if *declared {
+                    format!(
+                        "The module declares '{name}' but does not export it: write `export function {name}` (or add it to an export list)"
+                    )
+                } else {
+                    format!("The module has no exported function named '{name}'")
+                };
+                if exports.is_empty() {
+                    text.push_str("; it exports no functions");
+                } else if !declared {
+                    text.push_str(&format!("; it exports: {}", exports.join(", ")));
+                }
+                put("fn", name.clone().into());
+                put("exports", exports.clone().into());
+                put("declared", (*declared).into());
+                text
+            }
+            ExecError::Exception {
+                name,
+                message,
+                stack,
+            } => {
+                put("name", name.clone().into());
+                put("message", message.clone().into());
+                put("stack", stack.clone().map_or(Value::Null, Into::into));
+                if message.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{name}: {message}")
+                }
+            }
+            ExecError::Exit { code } => {
+                put("name", "Exit".into());
+                put("exitCode", (*code).into());
+                format!("Deno.exit({code}) ended the call before it returned")
+            }
+            ExecError::Timeout => {
+                put("timeoutMs", (timeout.as_millis() as u64).into());
+                "Execution timeout".into()
+            }
+            ExecError::CpuLimit => {
+                put(
+                    "cpuTimeoutMs",
+                    cpu_limit.map_or(0, |d| d.as_millis() as u64).into(),
+                );
+                "CPU time limit exceeded".into()
+            }
+            ExecError::MemoryLimit => "Memory limit exceeded".into(),
+            ExecError::OutputLimit { message } => format!("Output limit exceeded: {message}"),
+            ExecError::PermissionDenied { message } => message.clone(),
+            ExecError::Cancelled => "The call was cancelled: its client went away".into(),
+            ExecError::WorkerDied { signal, code } => {
+                put("signal", signal.clone().map_or(Value::Null, Into::into));
+                put("exitCode", code.map_or(Value::Null, Into::into));
+                let how = match (signal, code) {
+                    (Some(sig), _) => format!("was killed by {sig}"),
+                    (None, Some(c)) => format!("exited with code {c} without a report"),
+                    (None, None) => "ended without a report".to_string(),
+                };
+                format!("The worker process {how}")
+            }
+            ExecError::Internal { message } => message.clone(),
+        };
+        Described { message, details }
     }
 
     /// The stable kind of this error, as the APIs name it.

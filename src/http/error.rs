@@ -58,6 +58,23 @@ pub enum Dialect {
 }
 
 impl ErrorKind {
+    /// The kind of a failed execution: the engine's own kind, by name.
+    pub fn of_execution(e: &ExecError) -> ErrorKind {
+        use ErrorKind::*;
+        match e.kind() {
+            "syntax_error" => SyntaxError,
+            "fn_not_found" => FnNotFound,
+            "exception" => Exception,
+            "timeout" => Timeout,
+            "cpu_limit" => CpuLimit,
+            "memory_limit" => MemoryLimit,
+            "output_limit" => OutputLimit,
+            "permission_denied" => PermissionDenied,
+            "cancelled" => Cancelled,
+            _ => Internal,
+        }
+    }
+
     /// The `kind` string clients match on.
     pub fn as_str(self) -> &'static str {
         self.statuses().0
@@ -290,93 +307,17 @@ impl HttpError {
         r
     }
 
-    /// The caller's view of an execution that failed.
+    /// The caller's view of an execution that failed: the engine's kind,
+    /// message and details ([`ExecError::describe`]); our own failures are
+    /// logged and shown only as "Internal server error".
     pub fn from_execution(execution: &Execution, e: ExecError) -> HttpError {
-        match e {
-            ExecError::Syntax {
-                message,
-                line,
-                column,
-            } => HttpError::new(ErrorKind::SyntaxError, format!("Syntax error: {message}"))
-                .with("line", line)
-                .with("column", column)
-                .with("message", message),
-            ExecError::FnNotFound {
-                name,
-                exports,
-                declared,
-            } => {
-                let mut message = if declared {
-                    format!(
-                        "The module declares '{name}' but does not export it: write `export function {name}` (or add it to an export list)"
-                    )
-                } else {
-                    format!("The module has no exported function named '{name}'")
-                };
-                if exports.is_empty() {
-                    message.push_str("; it exports no functions");
-                } else if !declared {
-                    message.push_str(&format!("; it exports: {}", exports.join(", ")));
-                }
-                HttpError::new(ErrorKind::FnNotFound, message)
-                    .with("fn", name)
-                    .with("exports", exports)
-                    .with("declared", declared)
-            }
-            ExecError::Exception {
-                name,
-                message,
-                stack,
-            } => {
-                let text = if message.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{name}: {message}")
-                };
-                HttpError::new(ErrorKind::Exception, text)
-                    .with("name", name)
-                    .with("message", message)
-                    .with("stack", stack.map_or(Value::Null, Into::into))
-            }
-            ExecError::Exit { code } => HttpError::new(
-                ErrorKind::Exception,
-                format!("Deno.exit({code}) ended the call before it returned"),
-            )
-            .with("name", "Exit")
-            .with("exitCode", code),
-            ExecError::Timeout => HttpError::new(ErrorKind::Timeout, "Execution timeout")
-                .with("timeoutMs", execution.timeout.as_millis() as u64),
-            ExecError::CpuLimit => HttpError::new(ErrorKind::CpuLimit, "CPU time limit exceeded")
-                .with(
-                    "cpuTimeoutMs",
-                    execution.cpu_limit.map_or(0, |d| d.as_millis() as u64),
-                ),
-            ExecError::MemoryLimit => {
-                HttpError::new(ErrorKind::MemoryLimit, "Memory limit exceeded")
-            }
-            ExecError::OutputLimit { message } => HttpError::new(
-                ErrorKind::OutputLimit,
-                format!("Output limit exceeded: {message}"),
-            ),
-            ExecError::PermissionDenied { message } => {
-                HttpError::new(ErrorKind::PermissionDenied, message)
-            }
-            ExecError::Cancelled => HttpError::new(
-                ErrorKind::Cancelled,
-                "The call was cancelled: its client went away",
-            ),
-            ExecError::WorkerDied { signal, code } => {
-                let how = match (&signal, code) {
-                    (Some(sig), _) => format!("was killed by {sig}"),
-                    (None, Some(c)) => format!("exited with code {c} without a report"),
-                    (None, None) => "ended without a report".to_string(),
-                };
-                HttpError::new(ErrorKind::Internal, format!("The worker process {how}"))
-                    .with("signal", signal.map_or(Value::Null, Into::into))
-                    .with("exitCode", code.map_or(Value::Null, Into::into))
-            }
-            ExecError::Internal { message } => HttpError::internal(message),
+        if let ExecError::Internal { message } = e {
+            return HttpError::internal(message);
         }
+        let described = e.describe(execution.timeout, execution.cpu_limit);
+        let mut error = HttpError::new(ErrorKind::of_execution(&e), described.message);
+        error.details = described.details;
+        error
     }
 }
 
