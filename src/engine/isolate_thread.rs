@@ -114,29 +114,26 @@ const IDLE_COLLECT_AFTER: Duration = Duration::from_secs(1);
 impl IsolateThread<'_> {
     /// A full garbage collection in each isolate this thread keeps.
     fn collect_garbage(&mut self) {
-        for sandbox in [
+        for sandbox in self.kept() {
+            sandbox.with_entered(|sb| sb.collect_garbage());
+        }
+    }
+
+    /// The isolates this thread keeps between jobs.
+    fn kept(&mut self) -> impl Iterator<Item = &mut Sandbox> {
+        [
             self.warm.as_mut(),
             self.spare.as_mut(),
             self.frozen.as_mut(),
         ]
         .into_iter()
         .flatten()
-        {
-            sandbox.with_entered(|sb| sb.collect_garbage());
-        }
     }
 
     /// Publishes the heap figures of this thread's live isolates.
     fn record_heap(&mut self, id: usize) {
         let mut sum = [0u64; 3];
-        for sandbox in [
-            self.warm.as_mut(),
-            self.spare.as_mut(),
-            self.frozen.as_mut(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for sandbox in self.kept() {
             let figures = sandbox.with_entered(|sb| sb.heap_figures());
             for (s, v) in sum.iter_mut().zip(figures) {
                 *s += v;

@@ -55,22 +55,28 @@ impl Budget {
     /// (no backing store of ours): true if they fit; otherwise records a
     /// memory-limit kill, stops the script and returns false.
     pub fn charge(&self, len: usize) -> bool {
-        let mut used = self.used.load(Ordering::Relaxed);
-        loop {
-            let Some(next) = used.checked_add(len).filter(|n| *n <= self.limit) else {
-                self.record.mark(KillReason::MemoryLimit);
-                if let Some(isolate) = self.isolate.get() {
-                    isolate.terminate_execution();
-                }
-                return false;
-            };
-            match self
-                .used
-                .compare_exchange_weak(used, next, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => return true,
-                Err(now) => used = now,
-            }
+        if self.try_add(len) {
+            return true;
+        }
+        self.kill();
+        false
+    }
+
+    /// Adds `len` to the bytes in use if the total stays within the limit.
+    fn try_add(&self, len: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |used| {
+                used.checked_add(len).filter(|n| *n <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Records a memory-limit kill and stops the script.
+    fn kill(&self) {
+        self.record.mark(KillReason::MemoryLimit);
+        if let Some(isolate) = self.isolate.get() {
+            // Only sets an interrupt flag; safe from inside V8.
+            isolate.terminate_execution();
         }
     }
 
@@ -93,31 +99,16 @@ impl Budget {
             self.used.fetch_add(len, Ordering::AcqRel);
             return true;
         }
-        let mut used = self.used.load(Ordering::Relaxed);
-        loop {
-            let Some(next) = used.checked_add(len).filter(|n| *n <= self.limit) else {
-                let refusals = self.refusals.fetch_add(1, Ordering::AcqRel) + 1;
-                if len > self.limit || refusals >= V8_ATTEMPTS {
-                    self.refusals.store(0, Ordering::Release);
-                    self.record.mark(KillReason::MemoryLimit);
-                    if let Some(isolate) = self.isolate.get() {
-                        // Only sets an interrupt flag; safe from inside V8.
-                        isolate.terminate_execution();
-                    }
-                }
-                return false;
-            };
-            match self
-                .used
-                .compare_exchange_weak(used, next, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    self.refusals.store(0, Ordering::Release);
-                    return true;
-                }
-                Err(now) => used = now,
-            }
+        if self.try_add(len) {
+            self.refusals.store(0, Ordering::Release);
+            return true;
         }
+        let refusals = self.refusals.fetch_add(1, Ordering::AcqRel) + 1;
+        if len > self.limit || refusals >= V8_ATTEMPTS {
+            self.refusals.store(0, Ordering::Release);
+            self.kill();
+        }
+        false
     }
 }
 
