@@ -270,7 +270,7 @@ pub fn lint(config: Config, files: Vec<PathBuf>, json: bool) -> ExitCode {
                 .await
             {
                 Ok(r) => r,
-                Err(crate::engine::compile::Failure::Rejected(e)) => LintReport {
+                Err(crate::engine::compile::CompileError::Syntax(e)) => LintReport {
                     version: 1,
                     diagnostics: Vec::new(),
                     errors: vec![crate::engine::lint::LintError {

@@ -16,7 +16,7 @@ use super::pool::{
     FROZEN_MAX_MODULES, Next, PROGRAM_STREAM_BYTES, Queued, Shared, WARM_MAX_HEAP_FRACTION,
     WARM_MAX_MODULES,
 };
-use super::transpile::{Module, TranspileError};
+use super::transpile::Module;
 use super::types::{ExecError, Isolation, Report, Task};
 use super::watchdog::{KillReason, ThreadCpuClock, Watch};
 
@@ -199,19 +199,7 @@ impl IsolateThread<'_> {
             Task::Call { script, .. } => {
                 match self.shared.host.cache.get(script, deadline, &stop) {
                     Ok(m) => Work::Call(m),
-                    Err(e) => {
-                        let error = match e {
-                            TranspileError::Syntax(e) => ExecError::Syntax {
-                                message: e.message,
-                                line: e.line,
-                                column: e.column,
-                            },
-                            TranspileError::Timeout => ExecError::Timeout,
-                            TranspileError::Cancelled => ExecError::Cancelled,
-                            TranspileError::Internal(message) => ExecError::Internal { message },
-                        };
-                        return (Report::failed(error), None);
-                    }
+                    Err(e) => return (Report::failed(ExecError::from(e)), None),
                 }
             }
             Task::Program { path, source } => match ModuleSpecifier::from_file_path(path) {

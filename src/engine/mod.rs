@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use compile::{Compiler, Failure};
+use compile::{CompileError, Compiler};
 use lint::LintReport;
 use permissions::Permissions;
 pub use pool::{Overloaded, PoolStats};
@@ -121,7 +121,7 @@ impl Engine {
         path: PathBuf,
         source: String,
         timeout: Duration,
-    ) -> Result<LintReport, Failure> {
+    ) -> Result<LintReport, CompileError> {
         let deadline = Instant::now() + timeout;
         let gone = Arc::new(CancelFlag::default());
         let _cancel = CancelOnDrop {
@@ -134,7 +134,7 @@ impl Engine {
             compiler.lint(path, &source, deadline, &|| gone.is_cancelled())
         })
         .await
-        .unwrap_or_else(|e| Err(Failure::Internal(format!("the lint task failed: {e}"))))
+        .unwrap_or_else(|e| Err(CompileError::Internal(format!("the lint task failed: {e}"))))
     }
 
     /// Starts a notebook confined to `dir` (which must exist): an isolate

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::compile::CompileError;
 use super::js::ext::LogSink;
 use super::js::notebook::{CellOutcome, CellSession};
 use super::js::{CallSetup, ConvertLimits, Sandbox, SandboxHost, Scope};
 use super::pool::PROGRAM_STREAM_BYTES;
-use super::transpile::TranspileError;
 use super::watchdog::{CancelFlag, KillReason, KillRecord, Watch, Watchdog};
 use crate::config::Limits;
 use crate::sync::lock;
@@ -287,18 +287,18 @@ fn run_cell(
         .get_file(&specifier, &cell.code, deadline, &stop)
     {
         Ok(module) => script_from_module(&module.code, dir),
-        Err(TranspileError::Syntax(e)) => {
+        Err(CompileError::Syntax(e)) => {
             let text = format!(
                 "error: SyntaxError: {} at {name}:{}:{}\n",
                 e.message, e.line, e.column
             );
             return report(CellStatus::Error, text, false);
         }
-        Err(TranspileError::Timeout) => return report(CellStatus::Timeout, String::new(), false),
-        Err(TranspileError::Cancelled) => {
+        Err(CompileError::Timeout) => return report(CellStatus::Timeout, String::new(), false),
+        Err(CompileError::Cancelled) => {
             return report(CellStatus::Interrupted, "Interrupted\n".into(), false);
         }
-        Err(TranspileError::Internal(m)) => {
+        Err(CompileError::Internal(m)) => {
             tracing::error!(cause = %m, "a notebook cell could not be compiled");
             return report(CellStatus::Error, "error: internal error\n".into(), false);
         }

@@ -14,7 +14,8 @@ use deno_ast::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::engine::compile::{Compiler, Failure};
+use crate::engine::compile::CompileError;
+use crate::engine::compile::Compiler;
 
 /// A script ready to load: its JavaScript and the specifier it is known by.
 #[derive(Debug)]
@@ -36,19 +37,6 @@ pub struct SyntaxError {
 }
 
 type Entry = Result<Arc<Module>, SyntaxError>;
-
-/// Why no module came back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TranspileError {
-    /// The source does not parse, or cannot be compiled at all.
-    Syntax(SyntaxError),
-    /// The deadline passed while compiling.
-    Timeout,
-    /// The caller went away while compiling.
-    Cancelled,
-    /// Our side failed.
-    Internal(String),
-}
 
 /// Content-addressed cache of transpiled scripts, shared by all workers.
 pub struct TranspileCache {
@@ -82,7 +70,7 @@ impl TranspileCache {
         source: &str,
         deadline: Instant,
         stop: &dyn Fn() -> bool,
-    ) -> Result<Arc<Module>, TranspileError> {
+    ) -> Result<Arc<Module>, CompileError> {
         let hash: [u8; 32] = Sha256::digest(source.as_bytes()).into();
         self.get_or_transpile(hash, || specifier_for(&hash), source, deadline, stop)
     }
@@ -95,7 +83,7 @@ impl TranspileCache {
         source: &str,
         deadline: Instant,
         stop: &dyn Fn() -> bool,
-    ) -> Result<Arc<Module>, TranspileError> {
+    ) -> Result<Arc<Module>, CompileError> {
         let mut hasher = Sha256::new();
         hasher.update(specifier.as_str().as_bytes());
         hasher.update([0]);
@@ -112,9 +100,9 @@ impl TranspileCache {
         source: &str,
         deadline: Instant,
         stop: &dyn Fn() -> bool,
-    ) -> Result<Arc<Module>, TranspileError> {
+    ) -> Result<Arc<Module>, CompileError> {
         if let Some((entry, _)) = self.lock().entries.get(&hash) {
-            return entry.clone().map_err(TranspileError::Syntax);
+            return entry.clone().map_err(CompileError::Syntax);
         }
         // Only answers that belong to the source are cached: a timeout or
         // a failure of ours is not.
@@ -128,10 +116,9 @@ impl TranspileCache {
                 specifier,
                 code: code.into(),
             })),
-            Ok(Err(e)) | Err(Failure::Rejected(e)) => Err(e),
-            Err(Failure::Timeout) => return Err(TranspileError::Timeout),
-            Err(Failure::Cancelled) => return Err(TranspileError::Cancelled),
-            Err(Failure::Internal(m)) => return Err(TranspileError::Internal(m)),
+            Ok(Err(e)) | Err(CompileError::Syntax(e)) => Err(e),
+            // Not a property of the source: not cached.
+            Err(other) => return Err(other),
         };
         let cost = source.len()
             + match &entry {
@@ -139,7 +126,7 @@ impl TranspileCache {
                 Err(e) => e.message.len(),
             };
         self.insert(hash, entry.clone(), cost);
-        entry.map_err(TranspileError::Syntax)
+        entry.map_err(CompileError::Syntax)
     }
 
     /// Puts the JavaScript another process compiled for a function-call
@@ -272,7 +259,7 @@ mod tests {
         TranspileCache::new(bytes, Arc::new(Compiler::in_process()))
     }
 
-    fn get(cache: &TranspileCache, source: &str) -> Result<Arc<Module>, TranspileError> {
+    fn get(cache: &TranspileCache, source: &str) -> Result<Arc<Module>, CompileError> {
         cache.get(source, Instant::now() + Duration::from_secs(60), &|| false)
     }
 
@@ -292,7 +279,7 @@ mod tests {
     #[test]
     fn syntax_errors_carry_positions() {
         let cache = cache(1 << 20);
-        let TranspileError::Syntax(e) =
+        let CompileError::Syntax(e) =
             get(&cache, "export const a = 1;\nexport function fn( {").unwrap_err()
         else {
             panic!("not a syntax error");

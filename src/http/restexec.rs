@@ -17,7 +17,7 @@ use super::reply::{Body, Reply, json_text};
 use super::request::{HttpRequest, isolation_field, json_object, required_str, timeout_field};
 use super::run::RETRY_AFTER_SECS;
 use crate::app::App;
-use crate::engine::compile::Failure;
+use crate::engine::compile::CompileError;
 use crate::engine::lint::{LintError, LintReport};
 use crate::engine::{ExecError, Execution, Isolation, ProgramEnd, Report, Task, split_streams};
 use crate::workspace::{MAX_CODE_BYTES, Workspace, extract_code, validate_code_id};
@@ -331,7 +331,7 @@ pub async fn lint(app: Arc<App>, mut req: HttpRequest) -> Reply {
     };
     let report = match app.engine.lint(path.clone(), source, timeout).await {
         Ok(r) => r,
-        Err(Failure::Rejected(e)) => {
+        Err(CompileError::Syntax(e)) => {
             // Like any file that does not parse: a report with the error.
             let shown = path.display().to_string();
             LintReport {
@@ -346,14 +346,14 @@ pub async fn lint(app: Arc<App>, mut req: HttpRequest) -> Reply {
                 diagnostics_omitted: None,
             }
         }
-        Err(Failure::Timeout) => {
+        Err(CompileError::Timeout) => {
             return Err(HttpError::new(
                 ErrorKind::Timeout,
                 format!("Lint timed out after {} ms", timeout.as_millis()),
             ));
         }
-        Err(Failure::Cancelled) => return Err(HttpError::internal("the client went away")),
-        Err(Failure::Internal(message)) => return Err(HttpError::internal(message)),
+        Err(CompileError::Cancelled) => return Err(HttpError::internal("the client went away")),
+        Err(CompileError::Internal(message)) => return Err(HttpError::internal(message)),
     };
     let result = serde_json::to_value(&report).map_err(HttpError::internal)?;
     Ok(ok(result, Some(started.elapsed().as_millis() as u64)))

@@ -69,18 +69,36 @@ pub enum Reply {
     Failed(String),
 }
 
-/// Why a request produced no reply.
+/// Why compiling (parsing, transpiling, linting) gave nothing back: the
+/// one failure type of compiling, whether a helper, the transpile cache or
+/// the in-process compiler answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
+pub enum CompileError {
     /// The deadline passed; the work was stopped.
     Timeout,
     /// The caller went away; the work was stopped.
     Cancelled,
-    /// The input cannot be compiled: nested too deeply or too large for
-    /// the compiler. A syntax error to the user, at this position.
-    Rejected(SyntaxError),
+    /// The source does not compile (a syntax error, or nesting too deep or
+    /// input too large for the compiler), at this position.
+    Syntax(SyntaxError),
     /// Our side failed (no helper could start, or one died unexplained).
     Internal(String),
+}
+
+impl From<CompileError> for crate::engine::types::ExecError {
+    fn from(e: CompileError) -> Self {
+        use crate::engine::types::ExecError;
+        match e {
+            CompileError::Syntax(e) => ExecError::Syntax {
+                message: e.message,
+                line: e.line,
+                column: e.column,
+            },
+            CompileError::Timeout => ExecError::Timeout,
+            CompileError::Cancelled => ExecError::Cancelled,
+            CompileError::Internal(message) => ExecError::Internal { message },
+        }
+    }
 }
 
 /// Runs compile requests in helper processes, or in-process for a
@@ -173,7 +191,7 @@ impl Compiler {
         source: &str,
         deadline: Instant,
         stop: &dyn Fn() -> bool,
-    ) -> Result<Result<String, SyntaxError>, Failure> {
+    ) -> Result<Result<String, SyntaxError>, CompileError> {
         let request = Request::Transpile {
             specifier: specifier.to_string(),
             source: source.to_string(),
@@ -181,7 +199,9 @@ impl Compiler {
         match self.run(&request, source, deadline, stop)? {
             Reply::Transpiled(r) => Ok(r),
             Reply::Failed(message) => Err(failed(message)),
-            Reply::Linted(_) => Err(Failure::Internal("the helper answered out of turn".into())),
+            Reply::Linted(_) => Err(CompileError::Internal(
+                "the helper answered out of turn".into(),
+            )),
         }
     }
 
@@ -192,7 +212,7 @@ impl Compiler {
         source: &str,
         deadline: Instant,
         stop: &dyn Fn() -> bool,
-    ) -> Result<LintReport, Failure> {
+    ) -> Result<LintReport, CompileError> {
         let request = Request::Lint {
             path,
             source: source.to_string(),
@@ -200,9 +220,9 @@ impl Compiler {
         match self.run(&request, source, deadline, stop)? {
             Reply::Linted(r) => Ok(r),
             Reply::Failed(message) => Err(failed(message)),
-            Reply::Transpiled(_) => {
-                Err(Failure::Internal("the helper answered out of turn".into()))
-            }
+            Reply::Transpiled(_) => Err(CompileError::Internal(
+                "the helper answered out of turn".into(),
+            )),
         }
     }
 
@@ -212,12 +232,12 @@ impl Compiler {
         source: &str,
         deadline: Instant,
         stop: &dyn Fn() -> bool,
-    ) -> Result<Reply, Failure> {
+    ) -> Result<Reply, CompileError> {
         match &self.mode {
             Mode::InProcess(lint) => {
                 let reply = handle(request, lint);
                 if Instant::now() > deadline {
-                    return Err(Failure::Timeout);
+                    return Err(CompileError::Timeout);
                 }
                 Ok(reply)
             }
@@ -267,7 +287,7 @@ impl Helpers {
 
     /// An idle helper, a new one, or (when `max_live` exist) the first one
     /// freed before the deadline.
-    fn take(&self, deadline: Instant, stop: &dyn Fn() -> bool) -> Result<Helper, Failure> {
+    fn take(&self, deadline: Instant, stop: &dyn Fn() -> bool) -> Result<Helper, CompileError> {
         let mut state = self.lock();
         loop {
             if let Some(h) = state.idle.pop() {
@@ -278,15 +298,15 @@ impl Helpers {
                 drop(state);
                 return self.spawn().map_err(|e| {
                     self.release(None);
-                    Failure::Internal(format!("could not start a compile helper: {e}"))
+                    CompileError::Internal(format!("could not start a compile helper: {e}"))
                 });
             }
             if stop() {
-                return Err(Failure::Cancelled);
+                return Err(CompileError::Cancelled);
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Failure::Timeout);
+                return Err(CompileError::Timeout);
             }
             let wait = (deadline - now).min(POLL_SLICE);
             state = self
@@ -317,9 +337,10 @@ impl Helpers {
         source: &str,
         deadline: Instant,
         stop: &dyn Fn() -> bool,
-    ) -> Result<Reply, Failure> {
-        let frame = serde_json::to_vec(request)
-            .map_err(|e| Failure::Internal(format!("could not encode a compile request: {e}")))?;
+    ) -> Result<Reply, CompileError> {
+        let frame = serde_json::to_vec(request).map_err(|e| {
+            CompileError::Internal(format!("could not encode a compile request: {e}"))
+        })?;
         // A helper that died while idle fails the write before it read
         // anything: try another one.
         let mut attempts = 0;
@@ -335,7 +356,7 @@ impl Helpers {
                 }
                 Err(e) => {
                     self.release(None);
-                    return Err(Failure::Internal(format!(
+                    return Err(CompileError::Internal(format!(
                         "could not hand code to a compile helper: {e}"
                     )));
                 }
@@ -346,12 +367,12 @@ impl Helpers {
             Wait::Timeout => {
                 self.release(None);
                 drop(helper);
-                return Err(Failure::Timeout);
+                return Err(CompileError::Timeout);
             }
             Wait::Stopped => {
                 self.release(None);
                 drop(helper);
-                return Err(Failure::Cancelled);
+                return Err(CompileError::Cancelled);
             }
         }
         match read_frame(&mut helper.stdout) {
@@ -367,7 +388,7 @@ impl Helpers {
                 } else {
                     self.release(Some(helper));
                 }
-                reply.map_err(|e| Failure::Internal(format!("a compile helper's reply: {e}")))
+                reply.map_err(|e| CompileError::Internal(format!("a compile helper's reply: {e}")))
             }
             Ok(None) | Err(_) => {
                 // The helper died on this request.
@@ -391,22 +412,22 @@ const TOO_LARGE: &str =
 /// What a failed request means: running out of memory (the compiler grows
 /// its stack on the heap for deep input) is the input's doing; any other
 /// panic is ours.
-fn failed(message: String) -> Failure {
+fn failed(message: String) -> CompileError {
     if message.contains("Cannot allocate memory") || message.contains("memory allocation") {
-        return Failure::Rejected(SyntaxError {
+        return CompileError::Syntax(SyntaxError {
             message: TOO_LARGE.into(),
             line: 1,
             column: 1,
         });
     }
-    Failure::Internal(message)
+    CompileError::Internal(message)
 }
 
 /// What a helper's death without a reply means.
-fn died(status: Option<std::process::ExitStatus>, stderr: &str, source: &str) -> Failure {
+fn died(status: Option<std::process::ExitStatus>, stderr: &str, source: &str) -> CompileError {
     let (line, column) = deepest_point(source);
     if stderr.contains("overflowed its stack") {
-        return Failure::Rejected(SyntaxError {
+        return CompileError::Syntax(SyntaxError {
             message: format!(
                 "The code is nested too deeply to compile (deepest near line {line}, \
                  column {column}); reduce the nesting"
@@ -418,7 +439,7 @@ fn died(status: Option<std::process::ExitStatus>, stderr: &str, source: &str) ->
     if stderr.contains("memory allocation")
         || status.and_then(|s| s.signal()) == Some(libc::SIGKILL)
     {
-        return Failure::Rejected(SyntaxError {
+        return CompileError::Syntax(SyntaxError {
             message: TOO_LARGE.into(),
             line: 1,
             column: 1,
@@ -431,7 +452,7 @@ fn died(status: Option<std::process::ExitStatus>, stderr: &str, source: &str) ->
         },
         None => "an unknown cause".into(),
     };
-    Failure::Internal(format!(
+    CompileError::Internal(format!(
         "a compile helper ended by {how}: {}",
         stderr.trim()
     ))
@@ -594,7 +615,7 @@ mod tests {
             "let a =\n  [[[1]]];",
         );
         match f {
-            Failure::Rejected(e) => {
+            CompileError::Syntax(e) => {
                 assert_eq!((e.line, e.column), (2, 5));
                 assert!(e.message.contains("nested too deeply"), "{}", e.message);
             }

@@ -14,8 +14,9 @@ use deno_core::{
 };
 use deno_error::JsErrorBox;
 
+use crate::engine::compile::CompileError;
 use crate::engine::resolve::{ResolveError, Resolver};
-use crate::engine::transpile::{TranspileCache, TranspileError};
+use crate::engine::transpile::TranspileCache;
 use crate::engine::types::ExecError;
 use crate::engine::watchdog::{CancelFlag, KillReason, KillRecord};
 
@@ -149,22 +150,22 @@ impl Loader {
                 specifier,
                 None,
             )),
-            Err(TranspileError::Timeout) => {
+            Err(CompileError::Timeout) => {
                 self.record.mark(KillReason::Timeout);
                 Err(JsErrorBox::generic("the deadline passed while compiling"))
             }
-            Err(TranspileError::Cancelled) => {
+            Err(CompileError::Cancelled) => {
                 self.record.mark(KillReason::Cancelled);
                 Err(JsErrorBox::generic("the caller went away while compiling"))
             }
-            Err(TranspileError::Internal(message)) => {
+            Err(CompileError::Internal(message)) => {
                 self.notes
                     .borrow_mut()
                     .internal
                     .get_or_insert_with(|| message.clone());
                 Err(JsErrorBox::generic(message))
             }
-            Err(TranspileError::Syntax(e)) => {
+            Err(CompileError::Syntax(e)) => {
                 let message = format!("{} at {plain}:{}:{}", e.message, e.line, e.column);
                 self.notes
                     .borrow_mut()

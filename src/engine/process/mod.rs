@@ -234,7 +234,6 @@ impl ProcessPool {
         .map_err(|e| ExecError::Internal {
             message: format!("compiling for a worker: {e}"),
         })?;
-        use crate::engine::transpile::TranspileError;
         match compiled {
             Ok(module) => {
                 let mut job = job.clone();
@@ -245,14 +244,7 @@ impl ProcessPool {
                     .max(Duration::from_millis(1));
                 Ok(job)
             }
-            Err(TranspileError::Syntax(e)) => Err(ExecError::Syntax {
-                message: e.message,
-                line: e.line,
-                column: e.column,
-            }),
-            Err(TranspileError::Timeout) => Err(ExecError::Timeout),
-            Err(TranspileError::Cancelled) => Err(ExecError::Cancelled),
-            Err(TranspileError::Internal(message)) => Err(ExecError::Internal { message }),
+            Err(e) => Err(ExecError::from(e)),
         }
     }
 
