@@ -13,16 +13,15 @@ const {
   FunctionPrototype,
   ObjectDefineProperty,
   ObjectGetOwnPropertyDescriptor,
-  ObjectGetOwnPropertyNames,
   ObjectSetPrototypeOf,
   RangeError,
   ReflectConstruct,
+  ReflectOwnKeys,
   SafeArrayIterator,
   Number,
   NumberIsFinite,
   PromisePrototypeThen,
   ReflectApply,
-  SymbolSpecies,
   TypeError,
 } = primordials;
 const { cancelTimer, createTimer } = core;
@@ -54,29 +53,34 @@ function guard(name, Original) {
       return ReflectConstruct(Original, [length], new.target === Guarded ? Original : new.target);
     },
   }[name];
-  ObjectSetPrototypeOf(Guarded, FunctionPrototype);
-  for (const key of new SafeArrayIterator(ObjectGetOwnPropertyNames(Original))) {
-    if (key === "length" || key === "name" || key === "prototype") continue;
-    ObjectDefineProperty(Guarded, key, ObjectGetOwnPropertyDescriptor(Original, key));
+  return standIn(Guarded, Original);
+}
+
+/**
+ * Makes the constructor `Wrapper` stand in for the built-in `Original`: the
+ * same static properties (`length`, `Symbol.species`, `isView`,
+ * `supportedLocalesOf`, ...), the same `prototype`, and that prototype's
+ * `constructor` pointing at `Wrapper`. Its own `name` is kept.
+ */
+function standIn(Wrapper, Original) {
+  ObjectSetPrototypeOf(Wrapper, FunctionPrototype);
+  for (const key of new SafeArrayIterator(ReflectOwnKeys(Original))) {
+    if (key === "name" || key === "prototype") continue;
+    ObjectDefineProperty(Wrapper, key, ObjectGetOwnPropertyDescriptor(Original, key));
   }
-  const species = ObjectGetOwnPropertyDescriptor(Original, SymbolSpecies);
-  if (species !== undefined) {
-    ObjectDefineProperty(Guarded, SymbolSpecies, species);
-  }
-  ObjectDefineProperty(Guarded, "length", { value: 1, configurable: true });
-  ObjectDefineProperty(Guarded, "prototype", {
+  ObjectDefineProperty(Wrapper, "prototype", {
     value: Original.prototype,
     writable: false,
     enumerable: false,
     configurable: false,
   });
   ObjectDefineProperty(Original.prototype, "constructor", {
-    value: Guarded,
+    value: Wrapper,
     writable: true,
     enumerable: false,
     configurable: true,
   });
-  return Guarded;
+  return Wrapper;
 }
 
 /** The constructor that replaces the global of the same name. */
@@ -176,24 +180,7 @@ function countIntl(name, Original) {
       );
     },
   }[name];
-  ObjectSetPrototypeOf(Counted, FunctionPrototype);
-  for (const key of new SafeArrayIterator(ObjectGetOwnPropertyNames(Original))) {
-    if (key === "name" || key === "prototype") continue;
-    ObjectDefineProperty(Counted, key, ObjectGetOwnPropertyDescriptor(Original, key));
-  }
-  ObjectDefineProperty(Counted, "prototype", {
-    value: Original.prototype,
-    writable: false,
-    enumerable: false,
-    configurable: false,
-  });
-  ObjectDefineProperty(Original.prototype, "constructor", {
-    value: Counted,
-    writable: true,
-    enumerable: false,
-    configurable: true,
-  });
-  return Counted;
+  return standIn(Counted, Original);
 }
 
 /** Replaces the `Intl` constructors of `target` with counting ones. */
