@@ -89,11 +89,14 @@ pub fn run(config: Config, args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Checked before anything runs it; the source itself is read below.
-    if let Err(e) = read_source(&file, MAX_CODE_BYTES) {
-        eprintln!("isoexec: {}: {e}", file.display());
-        return ExitCode::from(2);
-    }
+    // Read once, here, before anything starts: the engine runs this text.
+    let source = match read_source(&file, MAX_CODE_BYTES) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("isoexec: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
     let config = config_for(config, &file);
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -113,27 +116,20 @@ pub fn run(config: Config, args: RunArgs) -> ExitCode {
         let timeout = args.timeout.unwrap_or(config.limits.default_timeout);
         let task = match &args.fn_name {
             Some(name) => {
-                let script = match read_source(&file, MAX_CODE_BYTES) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        eprintln!("isoexec: {}: {e}", file.display());
-                        return ExitCode::from(2);
-                    }
-                };
                 let payload = args.payload.clone().unwrap_or_else(|| "null".into());
                 if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&payload) {
                     eprintln!("isoexec: --payload is not JSON: {e}");
                     return ExitCode::from(2);
                 }
                 Task::Call {
-                    script: script.into(),
+                    script: source.into(),
                     fn_name: name.clone(),
                     payload: payload.into(),
                 }
             }
             None => Task::Program {
                 path: file.clone(),
-                source: None,
+                source: Some(source.into()),
             },
         };
         let execution = Execution {
