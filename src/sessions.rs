@@ -278,7 +278,7 @@ impl Sessions {
 
     /// A client's share of `MAX_SESSIONS`: half (at least one).
     pub fn client_share(&self) -> usize {
-        (self.max / 2).max(1)
+        crate::config::client_share(self.max)
     }
 
     /// Makes room for a session of `owner`: at its share, its own

@@ -751,6 +751,13 @@ impl Config {
     }
 }
 
+/// A client's share of a server-wide count (`MAX_SESSIONS`, `QUEUE_SIZE`
+/// for background jobs): half of it, at least one, so no client can take
+/// all of it.
+pub fn client_share(total: usize) -> usize {
+    (total / 2).max(1)
+}
+
 /// The memory this process may use: its cgroup's limit when it has one,
 /// else the machine's memory.
 pub fn memory_available() -> Option<u64> {

@@ -211,12 +211,11 @@ impl HttpError {
                 format!("No space left to write {what}: {e}"),
             )
         } else {
-            let mut err = HttpError::new(
+            HttpError::new(
                 ErrorKind::StorageUnavailable,
                 format!("Could not write {what}: {e}"),
-            );
-            err.retry_after = Some(1);
-            err
+            )
+            .retry_in(1)
         }
     }
 
@@ -231,13 +230,18 @@ impl HttpError {
     }
 
     pub fn overloaded(queue_size: usize, retry_after: u32) -> HttpError {
-        let mut e = HttpError::new(
+        HttpError::new(
             ErrorKind::Overloaded,
             "Server is overloaded: the execution queue is full",
         )
-        .with("queueSize", queue_size);
-        e.retry_after = Some(retry_after);
-        e
+        .with("queueSize", queue_size)
+        .retry_in(retry_after)
+    }
+
+    /// Asks the client to retry after `secs` seconds (`Retry-After`).
+    pub fn retry_in(mut self, secs: u32) -> HttpError {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// Sets restexec's `executionTime`.

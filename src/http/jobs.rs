@@ -27,12 +27,11 @@ const RETRY_AFTER_SECS: u32 = 1;
 
 fn store_unavailable(e: StoreError) -> HttpError {
     tracing::error!(cause = %e, "job store unavailable");
-    let mut err = HttpError::new(
+    HttpError::new(
         ErrorKind::StorageUnavailable,
         "The job records cannot be read or written right now; nothing was run",
-    );
-    err.retry_after = Some(RETRY_AFTER_SECS);
-    err
+    )
+    .retry_in(RETRY_AFTER_SECS)
 }
 
 /// A record as the API writes it; `with_code` adds the code, the stdin
@@ -229,31 +228,25 @@ fn job_error(app: &App, e: JobError) -> HttpError {
         JobError::Overloaded(record) => {
             HttpError::overloaded(app.config.queue_size, RETRY_AFTER_SECS).with("id", record.id)
         }
-        JobError::QueueFull(max) => {
-            let mut err = HttpError::new(
-                ErrorKind::Overloaded,
-                format!(
-                    "{max} background jobs are waiting or running (QUEUE_SIZE); nothing was \
-                     recorded or run, retry later"
-                ),
-            )
-            .with("queue_size", max);
-            err.retry_after = Some(RETRY_AFTER_SECS);
-            err
-        }
-        JobError::ClientShareFull(share) => {
-            let mut err = HttpError::new(
-                ErrorKind::Overloaded,
-                format!(
-                    "This client has {share} background jobs waiting or running, its share \
-                     of the queue (half of QUEUE_SIZE); nothing was recorded or run, \
-                     retry later"
-                ),
-            )
-            .with("client_share", share);
-            err.retry_after = Some(RETRY_AFTER_SECS);
-            err
-        }
+        JobError::QueueFull(max) => HttpError::new(
+            ErrorKind::Overloaded,
+            format!(
+                "{max} background jobs are waiting or running (QUEUE_SIZE); nothing was \
+                 recorded or run, retry later"
+            ),
+        )
+        .with("queue_size", max)
+        .retry_in(RETRY_AFTER_SECS),
+        JobError::ClientShareFull(share) => HttpError::new(
+            ErrorKind::Overloaded,
+            format!(
+                "This client has {share} background jobs waiting or running, its share \
+                 of the queue (half of QUEUE_SIZE); nothing was recorded or run, \
+                 retry later"
+            ),
+        )
+        .with("client_share", share)
+        .retry_in(RETRY_AFTER_SECS),
         JobError::Full(why) => HttpError::new(
             ErrorKind::InsufficientStorage,
             format!("No room for another job record ({why}); nothing was recorded or run"),
@@ -274,8 +267,7 @@ fn job_error(app: &App, e: JobError) -> HttpError {
             if let Some(code) = record.exit_code {
                 err = err.with("exit_code", code);
             }
-            err.retry_after = Some(RETRY_AFTER_SECS);
-            err
+            err.retry_in(RETRY_AFTER_SECS)
         }
     }
 }

@@ -114,28 +114,26 @@ pub async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let session = match created {
         Ok(s) => s,
         Err(CreateError::Full(max)) => {
-            let mut e = HttpError::new(
+            return Err(HttpError::new(
                 ErrorKind::TooManySessions,
                 format!(
                     "{max} sessions are alive, the most this server keeps, and all are \
                      executing; end one or retry later"
                 ),
             )
-            .with("max_sessions", max);
-            e.retry_after = Some(RETRY_AFTER_SECS);
-            return Err(e);
+            .with("max_sessions", max)
+            .retry_in(RETRY_AFTER_SECS));
         }
         Err(CreateError::ClientFull(share)) => {
-            let mut e = HttpError::new(
+            return Err(HttpError::new(
                 ErrorKind::TooManySessions,
                 format!(
                     "This client has {share} sessions, its share of MAX_SESSIONS (half \
                      of it), and all are executing; end one or retry later"
                 ),
             )
-            .with("client_share", share);
-            e.retry_after = Some(RETRY_AFTER_SECS);
-            return Err(e);
+            .with("client_share", share)
+            .retry_in(RETRY_AFTER_SECS));
         }
         Err(CreateError::Io(e)) => {
             return Err(HttpError::storage("a new session's directory", &e));

@@ -182,7 +182,7 @@ impl Jobs {
     /// A client's share of the background queue: half of `QUEUE_SIZE`
     /// (at least one).
     pub fn client_share(&self) -> usize {
-        (self.queue_size / 2).max(1)
+        crate::config::client_share(self.queue_size)
     }
 
     /// Takes a place of `client`'s share; false when it holds all of it.
@@ -530,6 +530,21 @@ mod tests {
         }
     }
 
+    /// A record of an empty JavaScript job, running.
+    fn running() -> JobRecord {
+        new_record(
+            JobRequest {
+                lang: "js".into(),
+                code: String::new(),
+                task_id: None,
+                timeout: Duration::from_secs(1),
+                stdin: None,
+                client: None,
+            },
+            JobStatus::Running,
+        )
+    }
+
     #[test]
     fn every_end_maps_to_a_status() {
         let cases = [
@@ -556,17 +571,7 @@ mod tests {
             ),
         ];
         for (outcome, status, code) in cases {
-            let mut r = new_record(
-                JobRequest {
-                    lang: "js".into(),
-                    code: String::new(),
-                    task_id: None,
-                    timeout: Duration::from_secs(1),
-                    stdin: None,
-                    client: None,
-                },
-                JobStatus::Running,
-            );
+            let mut r = running();
             complete(&mut r, report(outcome), Duration::from_millis(5), 1 << 20);
             assert_eq!(r.status.as_str(), status);
             assert_eq!(r.exit_code, code, "{status}");
@@ -577,17 +582,7 @@ mod tests {
 
     #[test]
     fn a_record_keeps_output_up_to_its_cap_on_a_char_boundary() {
-        let mut r = new_record(
-            JobRequest {
-                lang: "js".into(),
-                code: String::new(),
-                task_id: None,
-                timeout: Duration::from_secs(1),
-                stdin: None,
-                client: None,
-            },
-            JobStatus::Running,
-        );
+        let mut r = running();
         let mut rep = report(Ok(String::new()));
         rep.logs[0].message = "é".repeat(100);
         complete(&mut r, rep, Duration::ZERO, 51);
