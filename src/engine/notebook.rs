@@ -121,11 +121,6 @@ impl NotebookMemory {
         held.insert(id, bytes);
         held.values().sum::<usize>() <= self.budget
     }
-
-    /// Bytes all live notebooks hold.
-    pub fn total(&self) -> usize {
-        lock(&self.held).values().sum()
-    }
 }
 
 impl Notebook {

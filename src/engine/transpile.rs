@@ -14,8 +14,7 @@ use deno_ast::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::engine::compile::CompileError;
-use crate::engine::compile::Compiler;
+use crate::engine::compile::{CompileError, Compiler};
 
 /// A script ready to load: its JavaScript and the specifier it is known by.
 #[derive(Debug)]

@@ -15,11 +15,11 @@ use deno_core::{
 use serde_json::{Value, json};
 
 use super::Sandbox;
+use super::convert::{self, ConvertLimits};
 use crate::engine::watchdog::CancelFlag;
 
 /// How often a cell that awaits looks for an interrupt.
 const INTERRUPT_LOOK: std::time::Duration = std::time::Duration::from_millis(10);
-use super::convert::{self, ConvertLimits};
 
 /// An inspector session on one sandbox, and where its replies arrive.
 pub struct CellSession {
