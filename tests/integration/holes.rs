@@ -231,20 +231,9 @@ async fn busy_helpers(pid: u32) -> Vec<i32> {
             })
             .unwrap_or(0)
     };
-    let helpers: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+    let helpers: Vec<i32> = crate::support::children_with_arg(pid, b"compile-helper")
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|c| {
-            c.split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok())
-                .collect::<Vec<_>>()
-        })
-        .filter(|c| {
-            std::fs::read(format!("/proc/{c}/cmdline"))
-                .is_ok_and(|b| b.split(|x| *x == 0).any(|a| a == b"compile-helper"))
-        })
+        .map(|p| p as i32)
         .collect();
     let before: Vec<u64> = helpers.iter().map(|&h| ticks(h)).collect();
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -7,27 +7,12 @@ use serde_json::json;
 
 use crate::support::Server;
 
-/// PIDs of the server's child processes (its workers).
 /// The server's `isoexec worker` children (compile helpers are not counted).
 fn children(pid: u32) -> Vec<i32> {
-    let is_worker = |child: i32| {
-        std::fs::read(format!("/proc/{child}/cmdline"))
-            .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"worker"))
-    };
-    let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for task in tasks.flatten() {
-        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-            out.extend(
-                text.split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok())
-                    .filter(|p| is_worker(*p)),
-            );
-        }
-    }
-    out
+    crate::support::children_with_arg(pid, b"worker")
+        .into_iter()
+        .map(|p| p as i32)
+        .collect()
 }
 
 #[tokio::test]

@@ -293,3 +293,33 @@ impl Drop for Server {
         drop(self.owned_dir.take());
     }
 }
+
+/// The process ids of `pid`'s children (listed under each of its threads).
+pub fn child_pids(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Whether process `pid` was started with `arg` among its arguments.
+pub fn has_arg(pid: u32, arg: &[u8]) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|b| b.split(|x| *x == 0).any(|a| a == arg))
+}
+
+/// `pid`'s children started with `arg` (a subcommand: `worker`,
+/// `compile-helper`).
+pub fn children_with_arg(pid: u32, arg: &[u8]) -> Vec<u32> {
+    child_pids(pid)
+        .into_iter()
+        .filter(|&c| has_arg(c, arg))
+        .collect()
+}

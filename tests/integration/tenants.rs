@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::Server;
+use crate::support::{Server, child_pids, children_with_arg, has_arg};
 
 /// Leaves an `Atomics.waitAsync` pending when it returns. Its callback
 /// replaces `JSON` and logs, then waits again: if the runtime were kept,
@@ -373,21 +373,6 @@ fn the_command_line_reads_no_files_unless_allowed_and_only_regular_sources() {
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
 
-/// The process ids listed as children of `pid` (all its threads).
-fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|c| {
-            c.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
-}
-
 /// Whether `pid` names a live process (not gone, not a zombie).
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -404,11 +389,6 @@ fn exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn has_arg(pid: u32, arg: &[u8]) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|b| b.split(|x| *x == 0).any(|a| a == arg))
-}
-
 #[test]
 fn a_compile_helper_ends_with_its_parent() {
     use std::process::{Command, Stdio};
@@ -423,16 +403,13 @@ fn a_compile_helper_ends_with_its_parent() {
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let helper = loop {
-        if let Some(h) = children(parent.id())
-            .into_iter()
-            .find(|&c| has_arg(c, b"compile-helper"))
-        {
+        if let Some(&h) = children_with_arg(parent.id(), b"compile-helper").first() {
             break h;
         }
         assert!(std::time::Instant::now() < deadline, "no helper started");
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
-    let sleeper = children(parent.id()).into_iter().find(|&c| c != helper);
+    let sleeper = child_pids(parent.id()).into_iter().find(|&c| c != helper);
     let _ = parent.kill();
     let _ = parent.wait();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -465,8 +442,8 @@ async fn as_pid_1_the_server_reaps_orphans_and_no_helper_outlives_its_worker() {
     let r = s.call("export const f = () => 7", "f", json!({})).await;
     assert_eq!(r.json()["result"], 7);
     // unshare → isoexec as PID 1 (the init) → the server.
-    let init = children(s.pid())[0];
-    let server = children(init)[0];
+    let init = child_pids(s.pid())[0];
+    let server = child_pids(init)[0];
     assert!(has_arg(server, b"isoexec") || exists(server));
 
     // A program whose compile takes seconds, run in a worker process: the
@@ -485,14 +462,8 @@ async fn as_pid_1_the_server_reaps_orphans_and_no_helper_outlives_its_worker() {
         // Find the worker's helper, then kill the worker under it.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            for worker in children(server)
-                .into_iter()
-                .filter(|&c| has_arg(c, b"worker"))
-            {
-                if let Some(helper) = children(worker)
-                    .into_iter()
-                    .find(|&c| has_arg(c, b"compile-helper"))
-                {
+            for worker in children_with_arg(server, b"worker") {
+                if let Some(&helper) = children_with_arg(worker, b"compile-helper").first() {
                     // SAFETY: kill(2) of a process this test's server started.
                     unsafe { libc::kill(worker as i32, libc::SIGKILL) };
                     return helper;
@@ -1269,10 +1240,7 @@ async fn an_idle_compile_helper_does_not_keep_a_large_compile_s_memory() {
     );
     let r = s.call(&big, "f", json!({"timeout": 60000})).await;
     assert_eq!(r.json()["result"], 1, "{}", r.json());
-    let helpers: Vec<u32> = children(s.pid())
-        .into_iter()
-        .filter(|&c| has_arg(c, b"compile-helper"))
-        .collect();
+    let helpers = children_with_arg(s.pid(), b"compile-helper");
     for h in &helpers {
         assert!(
             rss_mib(*h) < 150,
