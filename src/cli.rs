@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::engine::lint::LintReport;
-use crate::engine::{Engine, ExecError, Execution, Isolation, ProgramEnd, Task};
+use crate::engine::{Engine, ExecError, Execution, Isolation, ProgramEnd};
 use crate::workspace::MAX_CODE_BYTES;
 
 /// What `isoexec run` was asked.
@@ -106,7 +106,7 @@ pub fn run(config: Config, args: RunArgs) -> ExitCode {
         }
     };
     rt.block_on(async {
-        let engine = match Engine::start(&config) {
+        let engine = match Engine::start(&config.engine_options()) {
             Ok(e) => e,
             Err(e) => {
                 eprintln!("isoexec: {e}");
@@ -121,28 +121,15 @@ pub fn run(config: Config, args: RunArgs) -> ExitCode {
                     eprintln!("isoexec: --payload is not JSON: {e}");
                     return ExitCode::from(2);
                 }
-                Task::Call {
-                    script: source.into(),
-                    fn_name: name.clone(),
-                    payload: payload.into(),
-                }
+                Execution::call(source.into(), name.clone(), payload.into(), timeout)
             }
-            None => Task::Program {
-                path: file.clone(),
-                source: Some(source.into()),
-            },
+            None => Execution::program(file.clone(), Some(source.into()), timeout),
         };
         let execution = Execution {
-            task,
-            timeout,
             cpu_limit: config.limits.default_cpu_limit,
             isolation: args.isolation,
             env: config.allow_env_values.clone(),
-            stdin: None,
-            scope: None,
-            precompiled: None,
-            client: None,
-            write_budget: None,
+            ..task
         };
         let report = match engine.run(&execution).await {
             Ok(r) => r,
@@ -245,7 +232,7 @@ pub fn lint(config: Config, files: Vec<PathBuf>, json: bool) -> ExitCode {
         config.pool_size = 1;
         config.script_threads = 1;
         config.compile_helpers = 1;
-        let engine = match Engine::start(&config) {
+        let engine = match Engine::start(&config.engine_options()) {
             Ok(e) => e,
             Err(e) => {
                 eprintln!("isoexec: {e}");

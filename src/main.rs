@@ -120,8 +120,8 @@ fn main() -> ExitCode {
         Some(Command::Lint { files, json, flags }) => {
             (merge(cli.flags, flags), Action::Lint(files, json))
         }
-        Some(Command::Worker) => return isoexec::engine::process::child::main(),
-        Some(Command::CompileHelper) => return isoexec::engine::compile::helper::main(),
+        Some(Command::Worker) => return isoexec::engine::serve_worker(),
+        Some(Command::CompileHelper) => return isoexec::engine::serve_compile_helper(),
         None => (cli.flags, Action::Serve),
     };
     let config = match Config::from_env(&flags) {

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 mod parse;
 
+use crate::engine::EngineOptions;
+pub use crate::engine::Limits;
 pub use parse::parse_byte_size;
 use parse::{Source, err, parse_list, parse_num, parse_retention, parse_size};
 
@@ -100,45 +102,6 @@ impl Default for JobRetention {
         JobRetention {
             max_records: Some(100_000),
             max_age: Some(Duration::from_secs(30 * 24 * 3600)),
-        }
-    }
-}
-
-/// The per-execution limits, passed down to the isolate pool.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Limits {
-    pub default_timeout: Duration,
-    pub max_timeout: Duration,
-    pub default_cpu_limit: Option<Duration>,
-    pub memory_limit_bytes: usize,
-    pub max_result_bytes: usize,
-    pub max_log_entries: usize,
-    pub max_log_bytes: usize,
-    pub max_json_depth: usize,
-    /// Bytes one execution may write to files (`MAX_WRITE_BYTES`).
-    pub max_write_bytes: u64,
-    /// Bytes all live notebooks may hold together (`NOTEBOOK_MEMORY_MB`).
-    #[serde(default = "default_notebook_memory")]
-    pub notebook_memory_bytes: usize,
-}
-
-fn default_notebook_memory() -> usize {
-    1024 * MIB
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            default_timeout: Duration::from_millis(5000),
-            max_timeout: Duration::from_millis(300_000),
-            default_cpu_limit: None,
-            memory_limit_bytes: 128 * MIB,
-            max_result_bytes: 10 * MIB,
-            max_log_entries: 1000,
-            max_log_bytes: MIB,
-            max_json_depth: 128,
-            max_write_bytes: 64 * MIB as u64,
-            notebook_memory_bytes: default_notebook_memory(),
         }
     }
 }
@@ -423,6 +386,27 @@ pub struct Flags {
 }
 
 impl Config {
+    /// What the engine is started with: the parts of this configuration
+    /// that concern running code, and nothing else (no key, no address).
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            workspace_dir: self.workspace_dir.clone(),
+            tools_dir: self.tools_dir.clone(),
+            vendor_dir: self.vendor_dir.clone(),
+            import_map: self.import_map.clone(),
+            allow_read: self.allow_read.clone(),
+            allow_write: self.allow_write.clone(),
+            allow_net: self.allow_net.clone(),
+            allow_env: self.allow_env.clone(),
+            pool_size: self.pool_size,
+            script_threads: self.script_threads,
+            queue_size: self.queue_size,
+            compile_helpers: self.compile_helpers,
+            process_prestart: self.process_prestart,
+            limits: self.limits.clone(),
+        }
+    }
+
     /// Reads the configuration from `flags` and the process environment.
     pub fn from_env(flags: &Flags) -> Result<Config, ConfigError> {
         Config::from_source(flags, |k| std::env::var(k).ok())

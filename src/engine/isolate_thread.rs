@@ -4,21 +4,35 @@
 //! killed, or failed mid-call, is dropped and replaced.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use deno_core::ModuleSpecifier;
 use tokio::sync::oneshot;
 
 use super::js::ext::LogSink;
-use super::js::{CallSetup, ConvertLimits, Sandbox};
-use super::pool::{
-    FROZEN_MAX_MODULES, Next, PROGRAM_STREAM_BYTES, Queued, Shared, WARM_MAX_HEAP_FRACTION,
-    WARM_MAX_MODULES,
-};
-use super::transpile::Module;
-use super::types::{ExecError, Isolation, Report, Task};
-use super::watchdog::{KillReason, ThreadCpuClock, Watch};
+use super::js::{CallSetup, ConvertLimits, Sandbox, SandboxHost};
+use super::options::Limits;
+use super::policy::{Placement, Slot, placement};
+use super::queue::{Next, Queue, Queued};
+use super::transpile_cache::Module;
+use super::types::{ExecError, Execution, PROGRAM_STREAM_BYTES, Report, Task};
+use super::watchdog::{KillReason, KillRecord, ThreadCpuClock, Watch, Watchdog};
+
+/// What the pool's handle and its isolate threads share.
+pub(super) struct Shared {
+    pub queue: Queue,
+    pub limits: Limits,
+    /// Enforces deadlines, CPU budgets and cancellation from outside.
+    pub watchdog: Watchdog,
+    /// What every isolate is made with.
+    pub host: SandboxHost,
+    /// Per thread: heap total, used and external bytes of its isolates,
+    /// as of its last call.
+    pub heap: Vec<[AtomicU64; 3]>,
+    /// Isolates made so far (fresh, warm and notebook ones).
+    pub isolates_created: Arc<AtomicU64>,
+}
 
 /// The isolates one thread owns.
 struct IsolateThread<'a> {
@@ -34,17 +48,6 @@ struct IsolateThread<'a> {
     /// Whether this thread has served a `"frozen"` call: from then on it
     /// keeps a frozen isolate ready.
     frozen_wanted: bool,
-}
-
-/// Which of a thread's isolates a job runs in.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Slot {
-    /// A fresh isolate, dropped afterwards.
-    Spare,
-    /// The warm isolate of `"none"` calls.
-    Warm,
-    /// The frozen isolate of `"frozen"` calls.
-    Frozen,
 }
 
 /// The thread's body: take executions until the pool closes.
@@ -72,15 +75,15 @@ pub(super) fn main(shared: &Shared, id: usize) {
     };
     loop {
         if thread.spare.is_none() {
-            thread.spare = thread.new_sandbox(Slot::Spare);
+            thread.spare = thread.new_sandbox(Slot::Fresh);
         }
         if thread.frozen_wanted && thread.frozen.is_none() {
             thread.frozen = thread.new_sandbox(Slot::Frozen);
         }
-        // Once per job, with the isolates this thread keeps while it waits.
+        // Once per call, with the isolates this thread keeps while it waits.
         thread.record_heap(id);
-        let queued = match shared.next_job_within(id, Some(IDLE_COLLECT_AFTER)) {
-            Next::Job(q) => *q,
+        let queued = match shared.queue.next(id, Some(IDLE_COLLECT_AFTER)) {
+            Next::Run(q) => *q,
             Next::Closed => break,
             Next::Idle => {
                 // Idle a while: what the last calls left as garbage in the
@@ -89,18 +92,18 @@ pub(super) fn main(shared: &Shared, id: usize) {
                 // it takes.
                 thread.collect_garbage();
                 thread.record_heap(id);
-                match shared.next_job(id) {
-                    Some(q) => q,
-                    None => break,
+                match shared.queue.next(id, None) {
+                    Next::Run(q) => *q,
+                    Next::Idle | Next::Closed => break,
                 }
             }
         };
-        if queued.reply.is_closed() || queued.cancel.is_cancelled() {
-            shared.finish_job(queued.key());
+        if queued.abandoned() {
+            shared.queue.finish(&queued);
             continue;
         }
         let (report, used) = thread.run(&queued);
-        shared.finish_job(queued.key());
+        shared.queue.finish(&queued);
         let _ = queued.reply.send(report);
         // Dropping an isolate takes time: do it after the caller has its answer.
         drop(used);
@@ -119,7 +122,7 @@ impl IsolateThread<'_> {
         }
     }
 
-    /// The isolates this thread keeps between jobs.
+    /// The isolates this thread keeps between calls.
     fn kept(&mut self) -> impl Iterator<Item = &mut Sandbox> {
         [
             self.warm.as_mut(),
@@ -157,112 +160,136 @@ impl IsolateThread<'_> {
     }
 
     fn create(&self, slot: Slot) -> Result<Sandbox, super::js::InitError> {
-        let sandbox = match slot {
-            Slot::Frozen => Sandbox::frozen(&self.shared.host),
-            Slot::Spare | Slot::Warm => Sandbox::new(&self.shared.host),
+        let sandbox = if slot.policy().frozen {
+            Sandbox::frozen(&self.shared.host)
+        } else {
+            Sandbox::new(&self.shared.host)
         }?;
         self.shared.isolates_created.fetch_add(1, Ordering::Relaxed);
         Ok(sandbox)
     }
 
-    /// Runs one job; returns the report and any isolate to drop afterwards.
+    /// Runs one execution; returns the report and any isolate to drop
+    /// afterwards.
     fn run(&mut self, queued: &Queued) -> (Report, Option<Sandbox>) {
-        let job = &queued.job;
-        let slot = match job.isolation {
-            Isolation::Isolate => Slot::Spare,
-            Isolation::None => Slot::Warm,
-            Isolation::Frozen => Slot::Frozen,
-            Isolation::Process => {
-                return (
-                    Report::failed(ExecError::Internal {
-                        message: "process isolation does not run on isolate threads".into(),
-                    }),
-                    None,
-                );
-            }
+        let execution = &queued.execution;
+        let Placement::Thread(slot) = placement(execution.isolation, &execution.task) else {
+            let message = "process isolation does not run on isolate threads";
+            return (Report::failed(internal(message)), None);
         };
-        // Programs always start clean.
-        let slot = if matches!(job.task, Task::Call { .. }) {
-            slot
-        } else {
-            Slot::Spare
-        };
-        let warm = slot == Slot::Warm;
         if slot == Slot::Frozen {
             self.frozen_wanted = true;
         }
         // The deadline covers everything from here on, compiling included.
         let started = Instant::now();
-        let deadline = started + job.timeout;
-        let stop = || queued.cancel.is_cancelled() || queued.reply.is_closed();
-        let work = match &job.task {
-            Task::Call { script, .. } => {
-                match self.shared.host.cache.get(script, deadline, &stop) {
-                    Ok(m) => Work::Call(m),
-                    Err(e) => return (Report::failed(ExecError::from(e)), None),
-                }
-            }
-            Task::Program { path, source } => match ModuleSpecifier::from_file_path(path) {
-                Ok(url) => Work::Program(url, source.clone()),
-                Err(()) => {
-                    return (
-                        Report::failed(ExecError::Internal {
-                            message: format!("{} is not an absolute path", path.display()),
-                        }),
-                        None,
-                    );
-                }
-            },
+        let deadline = started + execution.timeout;
+        let code = match self.prepare(queued, deadline) {
+            Ok(code) => code,
+            Err(e) => return (Report::failed(e), None),
         };
+        let mut sandbox = match self.take(slot) {
+            Ok(sandbox) => sandbox,
+            Err(e) => return (Report::failed(e), None),
+        };
+        let (mut report, memory_used) = self.call(&mut sandbox, queued, &code, deadline, slot);
+        report.queue_wait = queued.queued_at.elapsed().saturating_sub(started.elapsed());
+        let keep = slot.policy().keeps(
+            sandbox.reusable(),
+            sandbox.module_count(),
+            memory_used,
+            self.shared.limits.memory_limit_bytes,
+        );
+        match slot {
+            Slot::Warm if keep => self.warm = Some(sandbox),
+            Slot::Frozen if keep => self.frozen = Some(sandbox),
+            _ => return (report, Some(sandbox)),
+        }
+        (report, None)
+    }
+
+    /// The execution's code, ready for an isolate: a call's script
+    /// compiled (through the cache), or a program's URL.
+    fn prepare(&self, queued: &Queued, deadline: Instant) -> Result<Code, ExecError> {
+        let stop = || queued.cancel.is_cancelled() || queued.reply.is_closed();
+        match &queued.execution.task {
+            Task::Call { script, .. } => self
+                .shared
+                .host
+                .cache
+                .get(script, deadline, &stop)
+                .map(Code::Call)
+                .map_err(ExecError::from),
+            Task::Program { path, source } => match ModuleSpecifier::from_file_path(path) {
+                Ok(url) => Ok(Code::Program(url, source.clone())),
+                Err(()) => Err(internal(&format!(
+                    "{} is not an absolute path",
+                    path.display()
+                ))),
+            },
+        }
+    }
+
+    /// The isolate of `slot`: the one kept for it, or a new one.
+    fn take(&mut self, slot: Slot) -> Result<Sandbox, ExecError> {
         let kept = match slot {
-            Slot::Spare => self.spare.take(),
+            Slot::Fresh => self.spare.take(),
             Slot::Warm => self.warm.take(),
             Slot::Frozen => self.frozen.take(),
         };
-        let mut sandbox = match kept {
-            Some(sb) => sb,
-            None => match self.create(slot) {
-                Ok(sb) => sb,
-                Err(e) => {
-                    return (
-                        Report::failed(ExecError::Internal {
-                            message: format!("could not create an isolate: {e}"),
-                        }),
-                        None,
-                    );
-                }
-            },
-        };
+        match kept {
+            Some(sandbox) => Ok(sandbox),
+            None => self
+                .create(slot)
+                .map_err(|e| internal(&format!("could not create an isolate: {e}"))),
+        }
+    }
 
+    /// Runs `code` in `sandbox` under the watchdog until it settles, its
+    /// deadline passes or its caller goes away. Returns the report (its
+    /// queue wait not yet filled in) and the memory the isolate holds
+    /// afterwards (0 for a fresh one, which is not kept anyway).
+    fn call(
+        &self,
+        sandbox: &mut Sandbox,
+        queued: &Queued,
+        code: &Code,
+        deadline: Instant,
+        slot: Slot,
+    ) -> (Report, usize) {
+        let execution = &queued.execution;
         let limits = &self.shared.limits;
         let convert = ConvertLimits {
             max_bytes: limits.max_result_bytes,
             max_depth: limits.max_json_depth,
         };
-        let sink = match &work {
-            Work::Call(_) => LogSink::new(limits.max_log_entries, limits.max_log_bytes),
-            Work::Program(..) => LogSink::streams(PROGRAM_STREAM_BYTES),
+        let sink = match code {
+            Code::Call(_) => LogSink::new(limits.max_log_entries, limits.max_log_bytes),
+            Code::Program(..) => LogSink::streams(PROGRAM_STREAM_BYTES),
         };
-        let scope = job.scope.as_deref().map(|dir| self.shared.host.scoped(dir));
-        let (shared, rt, cpu_clock) = (self.shared, &self.rt, self.cpu_clock);
-        let (report, memory_used) = sandbox.with_entered(|sandbox| {
+        let scope = execution
+            .scope
+            .as_deref()
+            .map(|dir| self.shared.host.scoped(dir));
+        let (watchdog, rt, cpu_clock) = (&self.shared.watchdog, &self.rt, self.cpu_clock);
+        let warm = slot == Slot::Warm;
+        sandbox.with_entered(|sandbox| {
             sandbox.begin_call(CallSetup {
                 logs: sink,
-                env: job.env.clone(),
+                env: execution.env.clone(),
                 deadline,
                 cancel: Some(queued.cancel.clone()),
-                write_budget: job
+                write_budget: execution
                     .write_budget
                     .map_or(limits.max_write_bytes, |b| b.min(limits.max_write_bytes)),
-                stdin: job.stdin.clone(),
-                scope: scope.clone(),
+                stdin: execution.stdin.clone(),
+                scope,
             });
             let record = sandbox.kill_record();
-            let ticket = shared.watchdog.arm(Watch {
+            let ticket = watchdog.arm(Watch {
                 isolate: sandbox.isolate_handle(),
                 record: record.clone(),
                 deadline,
-                cpu: job
+                cpu: execution
                     .cpu_limit
                     .zip(cpu_clock)
                     .map(|(budget, clock)| (clock, clock.now(), budget)),
@@ -270,20 +297,18 @@ impl IsolateThread<'_> {
             });
             let outcome = rt.block_on(async {
                 let run = async {
-                    match (&work, &job.task) {
+                    match (code, &execution.task) {
                         (
-                            Work::Call(module),
+                            Code::Call(module),
                             Task::Call {
                                 fn_name, payload, ..
                             },
                         ) => sandbox.call(module, fn_name, payload, convert, warm).await,
-                        (Work::Program(url, source), _) => sandbox
+                        (Code::Program(url, source), _) => sandbox
                             .run_program(url, source.clone())
                             .await
                             .map(|()| String::new()),
-                        _ => Err(ExecError::Internal {
-                            message: "job and work disagree".into(),
-                        }),
+                        _ => Err(internal("the task and its code disagree")),
                     }
                 };
                 tokio::select! {
@@ -294,60 +319,53 @@ impl IsolateThread<'_> {
                     _ = closed(&queued.reply) => Err(stopped(&record, KillReason::Cancelled)),
                 }
             });
-            shared.watchdog.disarm(ticket);
-
-            let outcome = outcome.map_err(|e| match (e, &job.task) {
-                (
-                    ExecError::FnNotFound { exports, .. },
-                    Task::Call {
-                        fn_name, script, ..
-                    },
-                ) => ExecError::FnNotFound {
-                    name: fn_name.clone(),
-                    declared: super::types::declares(script, fn_name),
-                    exports,
-                },
-                (other, _) => other,
-            });
+            watchdog.disarm(ticket);
             let (logs, logs_truncated) = sandbox.take_logs();
             let report = Report {
-                outcome,
+                outcome: outcome.map_err(|e| name_missing_export(e, execution)),
                 logs,
                 logs_truncated,
-                queue_wait: queued.queued_at.elapsed().saturating_sub(started.elapsed()),
+                queue_wait: Duration::ZERO,
             };
-            (
-                report,
-                if slot == Slot::Spare {
-                    0
-                } else {
-                    sandbox.memory_used()
-                },
-            )
-        });
-
-        let max_modules = match slot {
-            Slot::Spare => 0,
-            Slot::Warm => WARM_MAX_MODULES,
-            Slot::Frozen => FROZEN_MAX_MODULES,
-        };
-        let keep = sandbox.reusable()
-            && sandbox.module_count() < max_modules
-            && memory_used < limits.memory_limit_bytes / WARM_MAX_HEAP_FRACTION;
-        match slot {
-            Slot::Warm if keep => self.warm = Some(sandbox),
-            Slot::Frozen if keep => self.frozen = Some(sandbox),
-            _ => return (report, Some(sandbox)),
-        }
-        (report, None)
+            let memory = if slot.policy().kept {
+                sandbox.memory_used()
+            } else {
+                0
+            };
+            (report, memory)
+        })
     }
 }
 
-/// A job's code, ready for the sandbox.
-enum Work {
+/// A missing export named as the caller asked for it, with whether the
+/// script declares it without exporting it.
+fn name_missing_export(error: ExecError, execution: &Execution) -> ExecError {
+    match (error, &execution.task) {
+        (
+            ExecError::FnNotFound { exports, .. },
+            Task::Call {
+                fn_name, script, ..
+            },
+        ) => ExecError::FnNotFound {
+            name: fn_name.clone(),
+            declared: super::types::declares(script, fn_name),
+            exports,
+        },
+        (other, _) => other,
+    }
+}
+
+fn internal(message: &str) -> ExecError {
+    ExecError::Internal {
+        message: message.into(),
+    }
+}
+
+/// An execution's code, ready for the sandbox.
+enum Code {
     Call(Arc<Module>),
     /// The main module's URL, and its text when it is not on disk.
-    Program(ModuleSpecifier, Option<std::sync::Arc<str>>),
+    Program(ModuleSpecifier, Option<Arc<str>>),
 }
 
 /// Resolves when the caller has dropped its end of the reply channel.
@@ -361,7 +379,7 @@ async fn closed(reply: &oneshot::Sender<Report>) {
 
 /// Records `reason` (unless another was recorded first) and reports the
 /// reason that stands.
-fn stopped(record: &super::watchdog::KillRecord, reason: KillReason) -> ExecError {
+fn stopped(record: &KillRecord, reason: KillReason) -> ExecError {
     record.mark(reason);
     record.reason().unwrap_or(reason).error(0)
 }

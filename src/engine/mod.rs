@@ -2,7 +2,7 @@
 //! its threads, the watchdog, the worker processes of `"process"`
 //! isolation, the compile helpers, and all that touches V8 (`js/`). Callers
 //! (the HTTP layer, and any other front end) use only this module's plain
-//! types: start an [`Engine`] from a [`Config`], [`Engine::run`] an
+//! types: start an [`Engine`] from [`EngineOptions`], [`Engine::run`] an
 //! [`Execution`] and get a [`Report`] or [`Overloaded`], [`Engine::lint`] a
 //! file, read [`Engine::stats`], [`Engine::shutdown`].
 
@@ -13,11 +13,15 @@ pub mod lifeline;
 pub mod lint;
 pub mod mime;
 pub mod notebook;
+mod options;
 pub mod permissions;
+mod policy;
 pub mod pool;
 pub mod process;
+mod queue;
 pub mod resolve;
-pub mod transpile;
+mod rlimit;
+mod transpile_cache;
 pub mod types;
 pub mod watchdog;
 
@@ -25,19 +29,31 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
 use compile::{CompileError, Compiler};
 use lint::LintReport;
+pub use options::{EngineOptions, Limits};
 use permissions::Permissions;
-pub use pool::{Overloaded, PoolStats};
+pub use policy::PROGRAM_MODES;
+use policy::Placement;
 use pool::{Pool, PoolOptions};
 use process::ProcessPool;
 use resolve::Resolver;
 pub use types::{
-    ExecError, Execution, Isolation, Language, LogEntry, LogLevel, ProgramEnd, Report, Task,
-    split_streams,
+    ExecError, Execution, Isolation, Language, LogEntry, LogLevel, Overloaded, PoolStats,
+    ProgramEnd, Report, Task, split_streams,
 };
 use watchdog::CancelFlag;
+
+/// The `isoexec worker` entry point: a worker process of `"process"`
+/// isolation.
+pub fn serve_worker() -> std::process::ExitCode {
+    process::worker::serve()
+}
+
+/// The `isoexec compile-helper` entry point: a compile helper process.
+pub fn serve_compile_helper() -> std::process::ExitCode {
+    compile::helper::serve()
+}
 
 /// Initialises V8's platform. Call once, on the main thread, before any
 /// other thread starts.
@@ -58,14 +74,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the engine `config` describes: compile helpers, isolate
+    /// Starts the engine `options` describe: compile helpers, isolate
     /// threads, and pre-started worker processes. Call inside a tokio
-    /// runtime; `WORKSPACE_DIR` must exist.
-    pub fn start(config: &Config) -> std::io::Result<Engine> {
+    /// runtime; the workspace directory must exist.
+    pub fn start(options: &EngineOptions) -> std::io::Result<Engine> {
         // Compiles come from isolate threads and from lint requests.
-        let compiler = Arc::new(Compiler::helpers(config.compile_helpers)?);
-        let pool = start_pool(config, compiler.clone())?;
-        let process = ProcessPool::new(config, pool.transpile_cache())?;
+        let compiler = Arc::new(Compiler::helpers(options.compile_helpers)?);
+        let pool = start_pool(options, compiler.clone())?;
+        let process = ProcessPool::new(options, pool.transpile_cache())?;
         process.replenish();
         Ok(Engine {
             pool,
@@ -76,12 +92,12 @@ impl Engine {
 
     /// The engine of a worker process: one isolate thread, and a compile
     /// helper started only if something is left to compile.
-    pub(crate) fn start_in_worker(config: &Config) -> std::io::Result<Engine> {
-        let mut config = config.clone();
-        config.pool_size = 1;
-        config.queue_size = 1;
+    pub(crate) fn start_in_worker(options: &EngineOptions) -> std::io::Result<Engine> {
+        let mut options = options.clone();
+        options.pool_size = 1;
+        options.queue_size = 1;
         let compiler = Arc::new(Compiler::helpers_on_demand(1)?);
-        let pool = start_pool(&config, compiler.clone())?;
+        let pool = start_pool(&options, compiler.clone())?;
         Ok(Engine {
             pool,
             process: None,
@@ -99,8 +115,9 @@ impl Engine {
             pool: &self.pool,
             armed: true,
         };
-        let report = match (&self.process, execution.isolation) {
-            (Some(process), Isolation::Process) => process.run(execution, cancel).await?,
+        let placement = policy::placement(execution.isolation, &execution.task);
+        let report = match (&self.process, placement) {
+            (Some(process), Placement::Process) => process.run(execution, cancel).await?,
             _ => {
                 let rx = self.pool.submit(execution.clone(), cancel)?;
                 rx.await.unwrap_or_else(|_| {
@@ -200,9 +217,10 @@ impl Drop for CancelOnDrop<'_> {
     }
 }
 
-/// Starts the isolate pool with the resolver and permissions `config`
-/// describes.
-fn start_pool(config: &Config, compiler: Arc<Compiler>) -> std::io::Result<Pool> {
+/// Starts the isolate pool with the resolver and permissions `options`
+/// describe.
+fn start_pool(options: &EngineOptions, compiler: Arc<Compiler>) -> std::io::Result<Pool> {
+    let config = options;
     let ws = real_or_absolute(&config.workspace_dir);
     let tools = real_or_absolute(&config.tools_dir);
     let vendor = real_or_absolute(&config.vendor_dir);

@@ -16,9 +16,9 @@ use super::compile::CompileError;
 use super::js::ext::LogSink;
 use super::js::notebook::{CellOutcome, CellSession};
 use super::js::{CallSetup, ConvertLimits, Sandbox, SandboxHost, Scope};
-use super::pool::PROGRAM_STREAM_BYTES;
+use super::options::Limits;
+use super::types::PROGRAM_STREAM_BYTES;
 use super::watchdog::{CancelFlag, KillReason, KillRecord, Watch, Watchdog};
-use crate::config::Limits;
 use crate::sync::lock;
 
 /// Stack of a notebook thread, as for isolate threads.

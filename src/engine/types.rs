@@ -80,6 +80,9 @@ pub struct Execution {
     /// CPU-time budget of the isolate thread, if any.
     pub cpu_limit: Option<Duration>,
     pub isolation: Isolation,
+    /// What the code is written in.
+    #[serde(default = "Language::default_for_calls")]
+    pub language: Language,
     /// What `Deno.env.get` sees.
     pub env: HashMap<String, String>,
     /// What the program reads from `Deno.stdin` and `prompt()` (nothing:
@@ -102,6 +105,50 @@ pub struct Execution {
     /// `MAX_WRITE_BYTES` (a session's files have a quota of their own).
     #[serde(default)]
     pub write_budget: Option<u64>,
+}
+
+impl Execution {
+    /// A call of `fn_name(payload)` in `script`, in a fresh isolate, with
+    /// nothing else set: callers fill in the rest with `..`.
+    pub fn call(
+        script: Arc<str>,
+        fn_name: String,
+        payload: Arc<str>,
+        timeout: Duration,
+    ) -> Execution {
+        Execution::of(
+            Task::Call {
+                script,
+                fn_name,
+                payload,
+            },
+            Language::TypeScript,
+            timeout,
+        )
+    }
+
+    /// The program at `path` (or `source`, known by that path), its
+    /// language by the path's extension, in a fresh isolate.
+    pub fn program(path: PathBuf, source: Option<Arc<str>>, timeout: Duration) -> Execution {
+        let language = Language::of_path(&path).unwrap_or(Language::TypeScript);
+        Execution::of(Task::Program { path, source }, language, timeout)
+    }
+
+    fn of(task: Task, language: Language, timeout: Duration) -> Execution {
+        Execution {
+            task,
+            timeout,
+            cpu_limit: None,
+            isolation: Isolation::Isolate,
+            language,
+            env: HashMap::new(),
+            stdin: None,
+            scope: None,
+            precompiled: None,
+            client: None,
+            write_budget: None,
+        }
+    }
 }
 
 /// Console level of a captured log entry.
@@ -180,12 +227,41 @@ impl Language {
             .find(|l| l.aliases().iter().any(|a| a.eq_ignore_ascii_case(name)))
     }
 
+    /// The session environments that run it, as the sessions API names
+    /// them (any case); the first is its own name.
+    pub fn environments(self) -> &'static [&'static str] {
+        match self {
+            Language::JavaScript => &["javascript", "node"],
+            Language::TypeScript => &["typescript"],
+        }
+    }
+
+    /// The language of a file, by its extension; `None` for one the engine
+    /// does not run.
+    pub fn of_path(path: &std::path::Path) -> Option<Language> {
+        let ext = path.extension()?.to_str()?;
+        Language::ALL
+            .into_iter()
+            .find(|l| l.extensions().iter().any(|e| e.eq_ignore_ascii_case(ext)))
+    }
+
+    /// Every extension its files may have, without the dot; the first is
+    /// the one the engine gives files it names itself.
+    pub fn extensions(self) -> &'static [&'static str] {
+        match self {
+            Language::JavaScript => &["js", "mjs", "cjs", "jsx"],
+            Language::TypeScript => &["ts", "mts", "cts", "tsx"],
+        }
+    }
+
+    /// Function-call scripts are TypeScript (JavaScript is a subset).
+    fn default_for_calls() -> Language {
+        Language::TypeScript
+    }
+
     /// The extension of its source files, without the dot.
     pub fn extension(self) -> &'static str {
-        match self {
-            Language::JavaScript => "js",
-            Language::TypeScript => "ts",
-        }
+        self.extensions()[0]
     }
 
     pub fn is_typescript(self) -> bool {
@@ -461,6 +537,22 @@ pub enum ExecError {
 /// Longest error text (a message, a stack, a name) a report carries; user
 /// code decides these strings, so they are cut like any other output.
 pub const MAX_ERROR_TEXT: usize = 64 * 1024;
+
+/// Cap on a program's stdout, and separately its stderr.
+pub const PROGRAM_STREAM_BYTES: usize = 10 * 1024 * 1024;
+
+/// Occupancy of the isolate threads, as `/health` reports it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PoolStats {
+    pub size: usize,
+    pub busy: usize,
+    pub idle: usize,
+    pub queued: usize,
+}
+
+/// The queue is full: the caller should retry later.
+#[derive(Debug)]
+pub struct Overloaded;
 
 /// `text` cut to `MAX_ERROR_TEXT` bytes on a character boundary, saying so.
 pub fn cap_error_text(mut text: String) -> String {

@@ -14,9 +14,9 @@ const HELPER_STACK: usize = 512 * 1024 * 1024;
 /// Does what `request` asks, on the calling thread.
 pub(super) fn handle(request: &Request, lint: &OnceLock<Lint>) -> Reply {
     let work = std::panic::AssertUnwindSafe(|| match request {
-        Request::Transpile { specifier, source } => Reply::Transpiled(
-            crate::engine::transpile::transpile_source(specifier, source),
-        ),
+        Request::Transpile { specifier, source } => {
+            Reply::Transpiled(super::transpile_source(specifier, source))
+        }
         Request::Lint { path, source } => {
             Reply::Linted(lint.get_or_init(Lint::new).lint(path, source))
         }
@@ -36,7 +36,7 @@ pub(super) fn handle(request: &Request, lint: &OnceLock<Lint>) -> Reply {
 
 /// The `isoexec compile-helper` entry point: requests from stdin, replies
 /// on stdout, until stdin closes.
-pub fn main() -> std::process::ExitCode {
+pub fn serve() -> std::process::ExitCode {
     crate::engine::lifeline::hold();
     // Panics become replies; their default message would only fill stderr.
     std::panic::set_hook(Box::new(|_| {}));

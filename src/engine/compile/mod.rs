@@ -33,11 +33,13 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub mod helper;
+mod transpile;
 use helper::handle;
+pub use transpile::SyntaxError;
+pub(crate) use transpile::transpile_source;
 
-use super::process::set_rlimit;
-use crate::engine::lint::{Lint, LintReport};
-use crate::engine::transpile::SyntaxError;
+use super::lint::{Lint, LintReport};
+use super::rlimit::set_rlimit;
 
 /// Sources larger than this are compiled by a helper that ends afterwards.
 const RECYCLE_AFTER_BYTES: usize = 1024 * 1024;

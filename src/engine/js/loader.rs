@@ -16,7 +16,7 @@ use deno_error::JsErrorBox;
 
 use crate::engine::compile::CompileError;
 use crate::engine::resolve::{ResolveError, Resolver};
-use crate::engine::transpile::TranspileCache;
+use crate::engine::transpile_cache::TranspileCache;
 use crate::engine::types::ExecError;
 use crate::engine::watchdog::{CancelFlag, KillReason, KillRecord};
 

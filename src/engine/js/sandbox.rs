@@ -19,8 +19,8 @@ use super::failure::{Failure, core_error, exception_from_js, load_error};
 use super::loader::{LoadNotes, Loader, Notes};
 use crate::engine::permissions::Permissions;
 use crate::engine::resolve::Resolver;
-use crate::engine::transpile::Module;
-use crate::engine::transpile::TranspileCache;
+use crate::engine::transpile_cache::Module;
+use crate::engine::transpile_cache::TranspileCache;
 use crate::engine::types::{ExecError, LogEntry};
 use crate::engine::watchdog::{CancelFlag, KillReason, KillRecord};
 

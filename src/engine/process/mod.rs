@@ -21,14 +21,16 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-pub mod child;
+pub mod worker;
 
-use crate::config::Config;
-use crate::engine::pool::{CancelFlag, Overloaded};
-use crate::engine::types::{ExecError, Execution, Report};
+use super::options::{EngineOptions, Limits};
+use super::rlimit::set_rlimit;
+use super::transpile_cache::TranspileCache;
+use super::types::{ExecError, Execution, Overloaded, PROGRAM_STREAM_BYTES, Report, Task};
+use super::watchdog::CancelFlag;
 
-/// Environment variable carrying the worker's configuration.
-pub const CONFIG_ENV: &str = "ISOEXEC_WORKER_CONFIG";
+/// Environment variable carrying the worker's engine options.
+pub const OPTIONS_ENV: &str = "ISOEXEC_WORKER_OPTIONS";
 /// Extra wall time a worker gets past the job's deadline before it is
 /// killed: its own watchdog normally reports the timeout first.
 const KILL_GRACE: Duration = Duration::from_millis(500);
@@ -54,7 +56,7 @@ struct Idle {
 /// Runs jobs in worker processes.
 pub struct ProcessPool {
     exe: PathBuf,
-    config_json: String,
+    options_json: String,
     memory_limit: usize,
     /// Largest report read from a worker: what its caps allow, JSON-escaped.
     max_report_bytes: usize,
@@ -67,27 +69,25 @@ pub struct ProcessPool {
     /// The server's transpile cache: function-call scripts are compiled
     /// here, by the server's compile helpers, and sent to the worker as
     /// JavaScript.
-    cache: Arc<crate::engine::transpile::TranspileCache>,
+    cache: Arc<TranspileCache>,
 }
 
 impl ProcessPool {
     pub fn new(
-        config: &Config,
-        cache: Arc<crate::engine::transpile::TranspileCache>,
+        options: &EngineOptions,
+        cache: Arc<TranspileCache>,
     ) -> std::io::Result<Arc<ProcessPool>> {
         let exe = std::env::current_exe()?;
-        let mut worker_config = config.clone();
-        worker_config.api_key = None;
-        let config_json = serde_json::to_string(&worker_config).map_err(std::io::Error::other)?;
+        let options_json = serde_json::to_string(options).map_err(std::io::Error::other)?;
         let pool = Arc::new(ProcessPool {
             exe,
-            config_json,
-            memory_limit: config.limits.memory_limit_bytes,
-            max_report_bytes: max_report_bytes(&config.limits),
-            prestart: config.process_prestart,
-            capacity: config.pool_size + config.queue_size,
+            options_json,
+            memory_limit: options.limits.memory_limit_bytes,
+            max_report_bytes: max_report_bytes(&options.limits),
+            prestart: options.process_prestart,
+            capacity: options.pool_size + options.queue_size,
             in_flight: AtomicUsize::new(0),
-            slots: tokio::sync::Semaphore::new(config.pool_size),
+            slots: tokio::sync::Semaphore::new(options.pool_size),
             idle: Mutex::new(Vec::new()),
             starting: AtomicUsize::new(0),
             cache,
@@ -122,7 +122,7 @@ impl ProcessPool {
     async fn spawn(&self) -> std::io::Result<Idle> {
         let mut cmd = Command::new(&self.exe);
         cmd.arg("worker")
-            .env(CONFIG_ENV, &self.config_json)
+            .env(OPTIONS_ENV, &self.options_json)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -221,7 +221,7 @@ impl ProcessPool {
         job: &Execution,
         cancel: &Arc<CancelFlag>,
     ) -> Result<Execution, ExecError> {
-        let crate::engine::types::Task::Call { script, .. } = &job.task else {
+        let Task::Call { script, .. } = &job.task else {
             return Ok(job.clone());
         };
         let started = std::time::Instant::now();
@@ -330,10 +330,8 @@ impl ProcessPool {
             Ok(_) if said.contains("overflowed its stack") => {
                 // Compiling (or converting) ran out of native stack.
                 let (line, column) = match &job.task {
-                    crate::engine::types::Task::Call { script, .. } => {
-                        crate::engine::compile::deepest_point(script)
-                    }
-                    crate::engine::types::Task::Program { .. } => (1, 1),
+                    Task::Call { script, .. } => crate::engine::compile::deepest_point(script),
+                    Task::Program { .. } => (1, 1),
                 };
                 ExecError::Syntax {
                     message: format!(
@@ -355,11 +353,11 @@ impl ProcessPool {
 /// The most a worker's report can hold: its result, logs or program
 /// streams and error texts, each character escaped as JSON at worst (six
 /// bytes), plus the structure around them.
-fn max_report_bytes(limits: &crate::config::Limits) -> usize {
+fn max_report_bytes(limits: &Limits) -> usize {
     let payload = limits.max_result_bytes
         + limits.max_log_bytes
-        + 2 * crate::engine::pool::PROGRAM_STREAM_BYTES
-        + 4 * crate::engine::types::MAX_ERROR_TEXT;
+        + 2 * PROGRAM_STREAM_BYTES
+        + 4 * super::types::MAX_ERROR_TEXT;
     payload.saturating_mul(6) + 16 * 1024 * 1024
 }
 
@@ -416,16 +414,4 @@ async fn forward_stderr(stderr: tokio::process::ChildStderr) -> String {
         }
     }
     tail
-}
-
-/// Sets a resource limit (soft and hard) of the calling process; errors
-/// are ignored, as the limits inside still hold. Async-signal-safe, so it
-/// may run between fork and exec.
-pub(crate) fn set_rlimit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) {
-    let l = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
-    // SAFETY: setrlimit reads a valid struct.
-    unsafe { libc::setrlimit(resource, &l) };
 }

@@ -3,10 +3,10 @@
 
 use std::io::{Read, Write};
 
-use super::{CONFIG_ENV, set_rlimit};
-use crate::config::Config;
-use crate::engine::Engine;
+use super::OPTIONS_ENV;
+use crate::engine::rlimit::set_rlimit;
 use crate::engine::types::{Execution, Isolation, Task};
+use crate::engine::{Engine, EngineOptions};
 
 /// CPU seconds this process has used so far.
 fn cpu_seconds_used() -> u64 {
@@ -16,17 +16,17 @@ fn cpu_seconds_used() -> u64 {
     (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec).max(0) as u64
 }
 
-/// The `isoexec worker` entry point: one job from stdin, one report on
-/// stdout.
-pub fn main() -> std::process::ExitCode {
+/// The `isoexec worker` entry point: one execution from stdin, one report
+/// on stdout.
+pub fn serve() -> std::process::ExitCode {
     crate::engine::lifeline::hold();
-    let config: Config = match std::env::var(CONFIG_ENV)
+    let options: EngineOptions = match std::env::var(OPTIONS_ENV)
         .map_err(|e| e.to_string())
         .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
     {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("isoexec worker: no usable {CONFIG_ENV}: {e}");
+            eprintln!("isoexec worker: no usable {OPTIONS_ENV}: {e}");
             return std::process::ExitCode::from(2);
         }
     };
@@ -44,7 +44,7 @@ pub fn main() -> std::process::ExitCode {
     let result: std::io::Result<()> = rt.block_on(async {
         // The server sends a function-call script compiled; a program and
         // its imports are compiled by a helper this worker starts if needed.
-        let engine = Engine::start_in_worker(&config)?;
+        let engine = Engine::start_in_worker(&options)?;
         {
             let mut out = std::io::stdout().lock();
             out.write_all(b"ready\n")?;
@@ -52,15 +52,18 @@ pub fn main() -> std::process::ExitCode {
         }
         let mut input = Vec::new();
         std::io::stdin().lock().read_to_end(&mut input)?;
-        let mut job: Execution = serde_json::from_slice(&input).map_err(std::io::Error::other)?;
-        if let (Task::Call { script, .. }, Some(code)) = (&job.task, job.precompiled.take()) {
+        let mut execution: Execution =
+            serde_json::from_slice(&input).map_err(std::io::Error::other)?;
+        if let (Task::Call { script, .. }, Some(code)) =
+            (&execution.task, execution.precompiled.take())
+        {
             engine.seed_compiled(script, code);
         }
-        // The one isolate thread of this worker runs the job.
-        job.isolation = Isolation::Isolate;
-        // Past the job's own limits the kernel ends the process: CPU time
+        // The one isolate thread of this worker runs it.
+        execution.isolation = Isolation::Isolate;
+        // Past the execution's own limits the kernel ends the process: CPU time
         // (SIGXCPU, then SIGKILL at the hard limit).
-        let cpu_budget = job.cpu_limit.unwrap_or(job.timeout).as_secs() + 2;
+        let cpu_budget = execution.cpu_limit.unwrap_or(execution.timeout).as_secs() + 2;
         let cpu_now = cpu_seconds_used();
         set_rlimit(
             libc::RLIMIT_CPU,
@@ -68,9 +71,9 @@ pub fn main() -> std::process::ExitCode {
             cpu_now + cpu_budget + 1,
         );
         let report = engine
-            .run(&job)
+            .run(&execution)
             .await
-            .map_err(|_| std::io::Error::other("the worker's pool refused the job"))?;
+            .map_err(|_| std::io::Error::other("the worker's pool refused the execution"))?;
         let bytes = serde_json::to_vec(&report).map_err(std::io::Error::other)?;
         let mut out = std::io::stdout().lock();
         out.write_all(&bytes)?;

@@ -1,20 +1,16 @@
-//! TypeScript → JavaScript with `deno_ast`, cached by content hash under a
-//! byte budget so repeated scripts skip the parser and memory stays bounded.
-//! The parsing itself runs through a [`Compiler`] (a helper process), under
-//! the caller's deadline.
+//! Compiled scripts, cached by content hash under a byte budget so repeated
+//! scripts skip the parser and memory stays bounded. The compiling itself
+//! runs through a [`Compiler`] (a helper process), under the caller's
+//! deadline.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use deno_ast::diagnostics::Diagnostic as _;
-use deno_ast::{
-    EmitOptions, MediaType, ModuleSpecifier, ParseParams, SourceMapOption, TranspileModuleOptions,
-    TranspileOptions,
-};
+use deno_ast::ModuleSpecifier;
 use sha2::{Digest, Sha256};
 
-use crate::engine::compile::{CompileError, Compiler};
+use super::compile::{CompileError, Compiler, SyntaxError};
 
 /// A script ready to load: its JavaScript and the specifier it is known by.
 #[derive(Debug)]
@@ -25,14 +21,6 @@ pub struct Module {
     pub specifier: ModuleSpecifier,
     /// The emitted JavaScript, with an inline source map back to the source.
     pub code: Arc<str>,
-}
-
-/// A script that does not parse, with a 1-based position.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SyntaxError {
-    pub message: String,
-    pub line: usize,
-    pub column: usize,
 }
 
 type Entry = Result<Arc<Module>, SyntaxError>;
@@ -179,74 +167,6 @@ pub fn specifier_for(hash: &[u8; 32]) -> ModuleSpecifier {
     let prefix: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
     ModuleSpecifier::parse(&format!("file:///isoexec/{prefix}.ts"))
         .expect("a URL of hex digits always parses")
-}
-
-/// Parses and transpiles `source`, known as `specifier` (its extension
-/// picks the syntax; none means TypeScript), on the calling thread. Only a
-/// compile helper calls this: see [`crate::compile`].
-pub fn transpile_source(specifier: &str, source: &str) -> Result<String, SyntaxError> {
-    let specifier = ModuleSpecifier::parse(specifier).map_err(|e| SyntaxError {
-        message: format!("the module name '{specifier}' is not a URL: {e}"),
-        line: 1,
-        column: 1,
-    })?;
-    let media_type = match MediaType::from_specifier(&specifier) {
-        MediaType::Unknown => MediaType::TypeScript,
-        known => known,
-    };
-    let text = source.strip_prefix('\u{feff}').unwrap_or(source);
-    let parsed = deno_ast::parse_module(ParseParams {
-        specifier: specifier.clone(),
-        text: text.into(),
-        media_type,
-        capture_tokens: false,
-        scope_analysis: false,
-        maybe_syntax: None,
-    })
-    .map_err(|d| syntax_error(&d))?;
-    if let Some(d) = parsed.diagnostics().first() {
-        return Err(syntax_error(d));
-    }
-    let emitted = parsed
-        .transpile(
-            &TranspileOptions {
-                imports_not_used_as_values: deno_ast::ImportsNotUsedAsValues::Remove,
-                decorators: deno_ast::DecoratorsTranspileOption::Ecma,
-                ..Default::default()
-            },
-            &TranspileModuleOptions { module_kind: None },
-            &EmitOptions {
-                source_map: SourceMapOption::Inline,
-                inline_sources: false,
-                ..Default::default()
-            },
-        )
-        .map_err(|e| match e {
-            deno_ast::TranspileError::ParseErrors(errs) => match errs.0.first() {
-                Some(d) => syntax_error(d),
-                None => SyntaxError {
-                    message: "the script does not parse".into(),
-                    line: 1,
-                    column: 1,
-                },
-            },
-            other => SyntaxError {
-                message: other.to_string(),
-                line: 1,
-                column: 1,
-            },
-        })?
-        .into_source();
-    Ok(emitted.text)
-}
-
-fn syntax_error(d: &deno_ast::ParseDiagnostic) -> SyntaxError {
-    let pos = d.display_position();
-    SyntaxError {
-        message: d.message().to_string(),
-        line: pos.line_number,
-        column: pos.column_number,
-    }
 }
 
 #[cfg(test)]

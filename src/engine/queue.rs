@@ -1,0 +1,244 @@
+//! The bounded queue in front of the isolate threads: executions wait here
+//! until a thread takes them, at most `QUEUE_SIZE` beyond the free threads,
+//! and one script (or client) holds at most `SCRIPT_THREADS` threads.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::types::{Execution, Overloaded, PoolStats, Report, Task};
+use super::watchdog::CancelFlag;
+use crate::sync::lock;
+
+/// An execution waiting for, or taken by, an isolate thread.
+pub(super) struct Queued {
+    pub execution: Execution,
+    /// Where the report goes; closed when the caller went away.
+    pub reply: oneshot::Sender<Report>,
+    pub cancel: Arc<CancelFlag>,
+    /// When it was queued, for the queue-wait figure.
+    pub queued_at: Instant,
+    /// Whose share it counts against, for the per-script thread cap.
+    key: u64,
+}
+
+impl Queued {
+    /// Whether nobody waits for its report any more.
+    pub fn abandoned(&self) -> bool {
+        self.reply.is_closed() || self.cancel.is_cancelled()
+    }
+}
+
+/// What an isolate thread waiting for work is given.
+pub(super) enum Next {
+    Run(Box<Queued>),
+    /// Nothing came within the time asked.
+    Idle,
+    /// The queue is closed and drained.
+    Closed,
+}
+
+/// The queue and the threads' wake-ups.
+pub(super) struct Queue {
+    state: Mutex<State>,
+    /// One per isolate thread, signalled when that thread should look at
+    /// the queue (an execution came, or the queue closes).
+    wakers: Vec<Condvar>,
+    /// Executions that may wait beyond those the threads are running.
+    queue_size: usize,
+    /// Number of isolate threads.
+    threads: usize,
+    /// Most threads one script may hold at once: with more threads than
+    /// cores, a script that hogs its threads (say, loops until its deadline)
+    /// leaves the others to everyone else instead of queueing them.
+    script_threads: usize,
+}
+
+#[derive(Default)]
+struct State {
+    waiting: VecDeque<Queued>,
+    /// Executions taken by an isolate thread and not finished yet, by
+    /// script: one script holds at most `script_threads`.
+    running_by_key: HashMap<u64, usize>,
+    /// Threads waiting for work, in the order they began to wait.
+    idle: Vec<usize>,
+    closed: bool,
+}
+
+impl State {
+    /// Executions taken by an isolate thread and not finished yet.
+    fn running(&self) -> usize {
+        self.running_by_key.values().sum()
+    }
+
+    /// The thread that began to wait last, taken off the idle list: it
+    /// is the one whose caches and isolates are warmest, and always waking
+    /// the same one keeps the others asleep. Signal it with [`Queue::wake`]
+    /// once the lock is released, so it does not wake only to wait for it.
+    fn take_idle(&mut self) -> Option<usize> {
+        self.idle.pop()
+    }
+}
+
+impl Queue {
+    pub fn new(threads: usize, queue_size: usize, script_threads: usize) -> Queue {
+        Queue {
+            state: Mutex::new(State::default()),
+            wakers: (0..threads).map(|_| Condvar::new()).collect(),
+            queue_size,
+            threads,
+            script_threads: script_threads.clamp(1, threads.max(1)),
+        }
+    }
+
+    /// Queues `execution`. Fails at once when the queue is full or closed.
+    pub fn submit(
+        &self,
+        execution: Execution,
+        cancel: Arc<CancelFlag>,
+    ) -> Result<oneshot::Receiver<Report>, Overloaded> {
+        let (reply, rx) = oneshot::channel();
+        let mut state = lock(&self.state);
+        // Threads not running anything take an execution at once (even
+        // while they are still preparing a fresh isolate); beyond those,
+        // QUEUE_SIZE wait.
+        let free_threads = self.threads.saturating_sub(state.running());
+        if state.closed || state.waiting.len() >= self.queue_size + free_threads {
+            return Err(Overloaded);
+        }
+        let key = share_key(&execution);
+        state.waiting.push_back(Queued {
+            execution,
+            reply,
+            cancel,
+            queued_at: Instant::now(),
+            key,
+        });
+        let idle = state.take_idle();
+        drop(state);
+        self.wake(idle);
+        Ok(rx)
+    }
+
+    /// Wakes the thread `take_idle` chose, if any. It stays in its wait
+    /// until signalled (or wakes spuriously and looks at the queue itself),
+    /// so signalling it after the lock is released loses nothing.
+    fn wake(&self, id: Option<usize>) {
+        if let Some(cv) = id.and_then(|id| self.wakers.get(id)) {
+            cv.notify_one();
+        }
+    }
+
+    /// Blocks until an execution may run on thread `id` — the oldest one
+    /// whose script holds fewer than `script_threads` threads. Answers
+    /// [`Next::Idle`] when none came within `idle_after` (when given), and
+    /// [`Next::Closed`] once the queue is closed and drained.
+    pub fn next(&self, id: usize, idle_after: Option<Duration>) -> Next {
+        let mut state = lock(&self.state);
+        let mut timed_out = false;
+        loop {
+            // Off the idle list, whether woken for work or spuriously.
+            state.idle.retain(|&t| t != id);
+            let cap = self.script_threads;
+            let eligible = state
+                .waiting
+                .iter()
+                .position(|q| state.running_by_key.get(&q.key).copied().unwrap_or(0) < cap);
+            if let Some(i) = eligible
+                && let Some(q) = state.waiting.remove(i)
+            {
+                *state.running_by_key.entry(q.key).or_default() += 1;
+                return Next::Run(Box::new(q));
+            }
+            if state.closed && state.waiting.is_empty() {
+                return Next::Closed;
+            }
+            if timed_out {
+                return Next::Idle;
+            }
+            state.idle.push(id);
+            let Some(waker) = self.wakers.get(id) else {
+                return Next::Closed;
+            };
+            state = match idle_after {
+                Some(limit) => {
+                    let (s, waited) = waker
+                        .wait_timeout(state, limit)
+                        .unwrap_or_else(|e| e.into_inner());
+                    timed_out = waited.timed_out();
+                    s
+                }
+                None => waker.wait(state).unwrap_or_else(|e| e.into_inner()),
+            };
+        }
+    }
+
+    /// Marks `queued` finished: its script's share is free again.
+    pub fn finish(&self, queued: &Queued) {
+        let key = queued.key;
+        let mut state = lock(&self.state);
+        let mut was_capped = false;
+        if let Some(n) = state.running_by_key.get_mut(&key) {
+            was_capped = *n >= self.script_threads;
+            *n -= 1;
+            if *n == 0 {
+                state.running_by_key.remove(&key);
+            }
+        }
+        // An execution of this script held back by the cap may run now.
+        // Only then is a waiting thread woken: waking every idle thread after
+        // every call costs each of them a context switch per call.
+        let idle = if was_capped && state.waiting.iter().any(|q| q.key == key) {
+            state.take_idle()
+        } else {
+            None
+        };
+        drop(state);
+        self.wake(idle);
+    }
+
+    /// Takes no more executions and wakes every thread to drain the rest.
+    pub fn close(&self) {
+        lock(&self.state).closed = true;
+        for cv in &self.wakers {
+            cv.notify_all();
+        }
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let state = lock(&self.state);
+        let busy = state.running().min(self.threads);
+        let queued = state.waiting.len();
+        drop(state);
+        PoolStats {
+            size: self.threads,
+            busy,
+            idle: self.threads - busy,
+            queued,
+        }
+    }
+}
+
+/// Whose share an execution counts against: its client's when known;
+/// otherwise a cheap fingerprint of what it runs, its script (the first and
+/// last 64 KiB and the length) or its program's path.
+fn share_key(execution: &Execution) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    if let Some(client) = &execution.client {
+        client.hash(&mut h);
+        return h.finish();
+    }
+    match &execution.task {
+        Task::Call { script, .. } => {
+            let b = script.as_bytes();
+            b.len().hash(&mut h);
+            b[..b.len().min(65_536)].hash(&mut h);
+            b[b.len().saturating_sub(65_536)..].hash(&mut h);
+        }
+        Task::Program { path, .. } => path.hash(&mut h),
+    }
+    h.finish()
+}
