@@ -28,9 +28,6 @@ pub struct App {
     pub started: Instant,
     /// Every series `/metrics` exports.
     pub metrics: Metrics,
-    /// The OpenAPI document of the routes being served, set once the
-    /// router is built.
-    pub openapi: std::sync::OnceLock<serde_json::Value>,
 }
 
 impl App {
@@ -65,7 +62,7 @@ impl App {
                  POOL_SIZE, MEMORY_LIMIT_MB or NOTEBOOK_MEMORY_MB"
             );
         }
-        let engine = Engine::start(&config)?;
+        let engine = Engine::start(&config.engine_options())?;
         let sessions = Arc::new(sessions);
         let probe = engine.probe();
         let counted = sessions.clone();
@@ -78,7 +75,6 @@ impl App {
             sessions: Box::new(move || counted.count() as u64),
         });
         Ok(App {
-            openapi: std::sync::OnceLock::new(),
             metrics,
             config,
             engine,
@@ -112,12 +108,6 @@ impl App {
 }
 
 impl App {
-    /// The OpenAPI document (an empty object before the router set it).
-    pub fn openapi_json(&self) -> &serde_json::Value {
-        static EMPTY: serde_json::Value = serde_json::Value::Null;
-        self.openapi.get().unwrap_or(&EMPTY)
-    }
-
     /// Runs an execution on the engine and records it in the metrics
     /// (`api` names the API it came through).
     pub async fn execute(

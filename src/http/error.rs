@@ -31,7 +31,6 @@ pub enum ErrorKind {
     MethodNotAllowed,
     Overloaded,
     Unauthorized,
-    Unavailable,
     /// The job records could not be read or written.
     StorageUnavailable,
     /// `MAX_SESSIONS` sessions are alive.
@@ -44,6 +43,13 @@ pub enum ErrorKind {
     InsufficientStorage,
     Internal,
 }
+
+/// Seconds a client is asked to wait when the execution queue is full.
+pub const OVERLOAD_RETRY_SECS: u32 = 1;
+
+/// What a handler returns: a response, or the error the router writes in
+/// the route's dialect.
+pub type Reply = Result<Response<Body>, HttpError>;
 
 /// Which API's reply shape an error is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +105,6 @@ impl ErrorKind {
             MethodNotAllowed => ("method_not_allowed", 405, "MethodNotAllowedError", 405),
             Overloaded => ("overloaded", 503, "InternalServerError", 503),
             Unauthorized => ("unauthorized", 401, "UnauthorizedError", 401),
-            Unavailable => ("unavailable", 501, "UnavailableError", 501),
             StorageUnavailable => ("storage_unavailable", 503, "InternalServerError", 503),
             TooManySessions => ("too_many_sessions", 429, "InternalServerError", 429),
             InsufficientStorage => ("insufficient_storage", 507, "InternalServerError", 507),
@@ -133,7 +138,7 @@ pub struct HttpErrorBody {
     /// Seconds for a `Retry-After` header (set for `overloaded`).
     pub retry_after: Option<u32>,
     /// Methods for an `Allow` header (set for `method_not_allowed`).
-    pub allow: Option<&'static str>,
+    pub allow: Option<String>,
     /// A restexec `type` more precise than the kind's (`FileNotFoundError`).
     pub restexec_type: Option<&'static str>,
     /// Milliseconds the request spent running code (restexec's
@@ -219,23 +224,24 @@ impl HttpError {
         }
     }
 
-    pub fn method_not_allowed(allow: &'static str) -> HttpError {
+    pub fn method_not_allowed(allow: &str) -> HttpError {
         let mut e = HttpError::new(
             ErrorKind::MethodNotAllowed,
             format!("Method not allowed; use {allow}"),
         )
         .with("allow", allow);
-        e.allow = Some(allow);
+        e.allow = Some(allow.to_string());
         e
     }
 
-    pub fn overloaded(queue_size: usize, retry_after: u32) -> HttpError {
+    /// The execution queue is full: retry in [`OVERLOAD_RETRY_SECS`].
+    pub fn overloaded(queue_size: usize) -> HttpError {
         HttpError::new(
             ErrorKind::Overloaded,
             "Server is overloaded: the execution queue is full",
         )
         .with("queueSize", queue_size)
-        .retry_in(retry_after)
+        .retry_in(OVERLOAD_RETRY_SECS)
     }
 
     /// Asks the client to retry after `secs` seconds (`Retry-After`).
@@ -304,9 +310,12 @@ impl HttpError {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if let Some(allow) = self.allow {
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        if let Some(allow) = self
+            .allow
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok())
+        {
+            r.headers_mut().insert(header::ALLOW, allow);
         }
         r
     }
@@ -339,21 +348,7 @@ mod tests {
 
     #[test]
     fn every_execution_error_has_the_engine_s_kind_in_the_api() {
-        let execution = Execution {
-            task: crate::engine::Task::Program {
-                path: "/x.ts".into(),
-                source: None,
-            },
-            timeout: std::time::Duration::from_secs(1),
-            cpu_limit: None,
-            isolation: crate::engine::Isolation::Isolate,
-            env: Default::default(),
-            stdin: None,
-            scope: None,
-            precompiled: None,
-            client: None,
-            write_budget: None,
-        };
+        let execution = Execution::program("/x.ts".into(), None, std::time::Duration::from_secs(1));
         let all = [
             ExecError::Syntax {
                 message: "m".into(),
@@ -447,7 +442,6 @@ mod tests {
             ),
             (Overloaded, "overloaded", 503, "InternalServerError", 503),
             (Unauthorized, "unauthorized", 401, "UnauthorizedError", 401),
-            (Unavailable, "unavailable", 501, "UnavailableError", 501),
             (
                 StorageUnavailable,
                 "storage_unavailable",
@@ -501,7 +495,7 @@ mod tests {
     #[test]
     fn headers_and_overrides_are_written_in_both_dialects() {
         for dialect in [Dialect::FunctionCall, Dialect::Restexec, Dialect::Session] {
-            let r = HttpError::overloaded(8, 1).response(dialect);
+            let r = HttpError::overloaded(8).response(dialect);
             assert_eq!(r.headers()["retry-after"], "1");
             let r = HttpError::method_not_allowed("GET, DELETE").response(dialect);
             assert_eq!(r.headers()["allow"], "GET, DELETE");

@@ -1,16 +1,15 @@
-pub mod api_types;
-pub mod conn;
-pub mod error;
-pub mod health;
-pub mod jobs;
-pub mod metrics;
-pub mod openapi;
-pub mod playground;
-pub mod reply;
-pub mod request;
-pub mod restexec;
+//! The HTTP server. Infrastructure (accepting and serving connections,
+//! routing, reading requests, writing replies and errors) lives here; each
+//! API lives in one file under [`api`], with its routes, handlers,
+//! descriptions and body types.
+
+pub mod api;
+pub(crate) mod conn;
+pub(crate) mod error;
+pub(crate) mod openapi;
+pub(crate) mod reply;
+pub(crate) mod request;
+pub(crate) mod route;
 pub mod router;
-pub mod run;
 pub mod serve;
-pub mod sessions;
-pub mod threads;
+pub(crate) mod threads;

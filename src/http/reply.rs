@@ -1,5 +1,5 @@
-//! Reply writers: the body and result types every handler returns, and
-//! JSON replies. A leaf: handlers and the router both import it.
+//! Reply writers: the body every reply has, and JSON, text and typed
+//! replies. A leaf: errors, handlers and the router import it.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -9,10 +9,6 @@ use serde::Serialize;
 
 /// The body of every reply: complete before it is sent.
 pub type Body = Full<Bytes>;
-
-/// What a handler returns: a response, or the error the router writes in
-/// the route's dialect.
-pub type Reply = Result<Response<Body>, super::error::HttpError>;
 
 /// A JSON reply from text that is already JSON.
 pub fn json_text(status: u16, body: String) -> Response<Body> {

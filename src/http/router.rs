@@ -1,10 +1,8 @@
-//! The route table and what every request goes through once: a request id,
-//! route matching (method + path pattern with parameters, by `matchit`),
-//! auth, the handler, errors written in the route's dialect, and one log
-//! line. Handlers never import this module.
+//! What every request goes through once: a request id, route matching
+//! (method + path pattern with parameters, by `matchit`) over the routes
+//! the APIs declare, auth, the handler, errors written in the route's
+//! dialect, and one log line. Handlers never import this module.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -14,265 +12,56 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response};
 use tracing::Instrument;
 
-use super::error::{Dialect, ErrorKind, HttpError};
-use super::openapi::RouteInfo;
-use super::reply::{Body, Reply};
+use super::api;
+use super::error::{Dialect, ErrorKind, HttpError, Reply};
+use super::reply::Body;
 use super::request::HttpRequest;
-use super::{health, jobs, metrics, openapi, playground, restexec, run, sessions};
+use super::route::Route;
 use crate::app::App;
 
-type BoxReply = Pin<Box<dyn Future<Output = Reply> + Send>>;
-type Handler = Box<dyn Fn(Arc<App>, HttpRequest) -> BoxReply + Send + Sync>;
-
-/// One path pattern: its methods, the API it belongs to, and whether it
-/// needs the API key.
-struct Route {
-    pattern: &'static str,
-    methods: Vec<(Method, Handler)>,
-    /// `Allow` for a method not in `methods` (aliases such as `POST
-    /// /workspace` and `HEAD` are not advertised).
-    allow: &'static str,
-    dialect: Dialect,
-    auth: bool,
-}
-
-/// Every route of the server.
+/// Every route of the server, matched by path.
 pub struct Router {
     matcher: matchit::Router<usize>,
     routes: Vec<Route>,
 }
 
-fn handler<F, Fut>(f: F) -> Handler
-where
-    F: Fn(Arc<App>, HttpRequest) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Reply> + Send + 'static,
-{
-    Box::new(move |app, req| Box::pin(f(app, req)))
+/// One route as the router serves it: its pattern, and each method with
+/// whether it needs the API key.
+pub struct RouteInfo {
+    pub pattern: &'static str,
+    pub methods: Vec<(String, bool)>,
 }
 
 impl Router {
-    /// The server's routes. Adding one means a line here and a handler.
+    /// The routes every API declares ([`api::routes`]).
     pub fn new() -> Router {
-        use Dialect::{FunctionCall, Restexec, Session};
         let mut r = Router {
             matcher: matchit::Router::new(),
             routes: Vec::new(),
         };
-        let post = |h| vec![(Method::POST, h)];
-        r.add(
-            "/",
-            FunctionCall,
-            true,
-            "POST",
-            vec![
-                (Method::POST, handler(run::run)),
-                (Method::GET, handler(playground::root)),
-            ],
-        );
-        r.add("/run", FunctionCall, true, "POST", post(handler(run::run)));
-        r.add(
-            "/health",
-            FunctionCall,
-            false,
-            "GET",
-            vec![
-                (Method::GET, handler(health::health)),
-                (Method::HEAD, handler(health::health)),
-            ],
-        );
-        r.add(
-            "/workspace",
-            Restexec,
-            true,
-            "PUT, GET",
-            vec![
-                (Method::PUT, handler(restexec::save)),
-                (Method::POST, handler(restexec::save)),
-                (Method::GET, handler(restexec::list)),
-            ],
-        );
-        r.add(
-            "/workspace/{codeId}",
-            Restexec,
-            true,
-            "GET, DELETE",
-            vec![
-                (Method::GET, handler(restexec::read)),
-                (Method::DELETE, handler(restexec::delete)),
-            ],
-        );
-        r.add(
-            "/execute",
-            Restexec,
-            true,
-            "POST",
-            post(handler(restexec::execute)),
-        );
-        r.add(
-            "/lint",
-            Restexec,
-            true,
-            "POST",
-            post(handler(restexec::lint)),
-        );
-        r.add(
-            "/execute/code",
-            FunctionCall,
-            true,
-            "POST",
-            post(handler(jobs::submit)),
-        );
-        r.add(
-            "/execute/health",
-            FunctionCall,
-            false,
-            "GET",
-            vec![(Method::GET, handler(jobs::health))],
-        );
-        r.add(
-            "/execute/jobs",
-            FunctionCall,
-            true,
-            "GET",
-            vec![(Method::GET, handler(jobs::list))],
-        );
-        r.add(
-            "/execute/jobs/{id}",
-            FunctionCall,
-            true,
-            "GET, DELETE",
-            vec![
-                (Method::GET, handler(jobs::get)),
-                (Method::DELETE, handler(jobs::delete)),
-            ],
-        );
-        let get = |h| vec![(Method::GET, h)];
-        r.add(
-            "/metrics",
-            FunctionCall,
-            true,
-            "GET",
-            get(handler(metrics::metrics)),
-        );
-        r.add(
-            "/openapi.json",
-            FunctionCall,
-            false,
-            "GET",
-            get(handler(openapi::openapi)),
-        );
-        r.add(
-            "/playground",
-            FunctionCall,
-            false,
-            "GET",
-            get(handler(playground::page)),
-        );
-        r.add(
-            "/playground/{asset}",
-            FunctionCall,
-            false,
-            "GET",
-            get(handler(playground::asset)),
-        );
-        r.add(
-            "/docs",
-            FunctionCall,
-            false,
-            "GET",
-            get(handler(openapi::docs)),
-        );
-        r.add(
-            "/docs/{asset}",
-            FunctionCall,
-            false,
-            "GET",
-            get(handler(openapi::docs_asset)),
-        );
-        r.add(
-            "/redoc",
-            FunctionCall,
-            false,
-            "GET",
-            get(handler(openapi::redoc)),
-        );
-        r.add(
-            "/redoc/{asset}",
-            FunctionCall,
-            false,
-            "GET",
-            get(handler(openapi::redoc_asset)),
-        );
-        r.add(
-            "/api/v1/environments",
-            Session,
-            true,
-            "GET",
-            get(handler(sessions::environments)),
-        );
-        r.add(
-            "/api/v1/health",
-            Session,
-            false,
-            "GET",
-            get(handler(sessions::health)),
-        );
-        r.add(
-            "/api/v1/sessions",
-            Session,
-            true,
-            "GET, POST",
-            vec![
-                (Method::GET, handler(sessions::list)),
-                (Method::POST, handler(sessions::create)),
-            ],
-        );
-        r.add(
-            "/api/v1/sessions/{id}",
-            Session,
-            true,
-            "GET, DELETE",
-            vec![
-                (Method::GET, handler(sessions::get)),
-                (Method::DELETE, handler(sessions::delete)),
-            ],
-        );
-        r.add(
-            "/api/v1/sessions/{id}/execute",
-            Session,
-            true,
-            "POST",
-            post(handler(sessions::execute)),
-        );
-        r.add(
-            "/api/v1/sessions/{id}/interrupt",
-            Session,
-            true,
-            "POST",
-            post(handler(sessions::interrupt)),
-        );
+        for route in api::routes() {
+            r.add(route);
+        }
         r
     }
 
-    fn add(
-        &mut self,
-        pattern: &'static str,
-        dialect: Dialect,
-        auth: bool,
-        allow: &'static str,
-        methods: Vec<(Method, Handler)>,
-    ) {
-        let index = self.routes.len();
-        self.routes.push(Route {
-            pattern,
-            methods,
-            allow,
-            dialect,
-            auth,
-        });
-        if let Err(e) = self.matcher.insert(pattern, index) {
-            panic!("route {pattern} conflicts with another: {e}");
+    /// Adds `route`; a pattern two APIs declare (`/` is both the call and
+    /// the playground) is one route with the methods of both.
+    fn add(&mut self, route: Route) {
+        if let Some(same) = self.routes.iter_mut().find(|r| r.pattern == route.pattern) {
+            assert!(
+                same.dialect == route.dialect,
+                "route {} is declared in two dialects",
+                route.pattern
+            );
+            same.endpoints.extend(route.endpoints);
+            return;
         }
+        let index = self.routes.len();
+        if let Err(e) = self.matcher.insert(route.pattern, index) {
+            panic!("route {} conflicts with another: {e}", route.pattern);
+        }
+        self.routes.push(route);
     }
 
     /// The path patterns of every route, in the order they were added.
@@ -280,16 +69,24 @@ impl Router {
         self.routes.iter().map(|r| r.pattern).collect()
     }
 
-    /// Every route with its methods, for the OpenAPI document.
+    /// Every route with its methods.
     pub fn describe(&self) -> Vec<RouteInfo> {
         self.routes
             .iter()
             .map(|r| RouteInfo {
                 pattern: r.pattern,
-                methods: r.methods.iter().map(|(m, _)| m.to_string()).collect(),
-                auth: r.auth,
+                methods: r
+                    .endpoints
+                    .iter()
+                    .map(|e| (e.method.to_string(), e.auth))
+                    .collect(),
             })
             .collect()
+    }
+
+    /// The routes, for the OpenAPI document.
+    pub(crate) fn routes(&self) -> &[Route] {
+        &self.routes
     }
 
     /// Answers one request.
@@ -436,17 +233,14 @@ async fn dispatch(
     params: Vec<(String, String)>,
     req: Request<Incoming>,
 ) -> Reply {
-    // The playground page at `GET /` is public, like `/playground`: it asks
-    // for the key itself; `POST /` needs it.
-    let public_page = route.pattern == "/" && req.method() == Method::GET;
-    if route.auth && !public_page {
+    let Some(endpoint) = route.endpoints.iter().find(|e| e.method == req.method()) else {
+        return Err(HttpError::method_not_allowed(&route.allow()));
+    };
+    if endpoint.auth {
         check_auth(app, &req)?;
     }
-    let Some((_, handler)) = route.methods.iter().find(|(m, _)| m == req.method()) else {
-        return Err(HttpError::method_not_allowed(route.allow));
-    };
     let (parts, body) = req.into_parts();
-    handler(app.clone(), HttpRequest::new(parts, body, params)).await
+    (endpoint.handler)(app.clone(), HttpRequest::new(parts, body, params)).await
 }
 
 fn check_auth(app: &App, req: &Request<Incoming>) -> Result<(), HttpError> {
@@ -548,7 +342,7 @@ mod tests {
     #[test]
     fn allow_lists_the_route_methods() {
         let r = Router::new();
-        let allow = |p: &str| r.routes.iter().find(|x| x.pattern == p).unwrap().allow;
+        let allow = |p: &str| r.routes.iter().find(|x| x.pattern == p).unwrap().allow();
         assert_eq!(allow("/run"), "POST");
         assert_eq!(allow("/health"), "GET");
         assert_eq!(allow("/workspace/{codeId}"), "GET, DELETE");

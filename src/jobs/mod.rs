@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 use crate::app::App;
 use crate::clock::now_ms;
 use crate::config::{Config, JobRetention};
-use crate::engine::{
-    ExecError, Execution, Isolation, Language, LogEntry, ProgramEnd, Report, Task,
-};
+use crate::engine::{ExecError, Execution, Language, LogEntry, ProgramEnd, Report};
 use store::{JobRecord, JobStatus, JobStore, ListFilter, StoreError};
 
 /// How often old records are pruned.
@@ -367,19 +365,15 @@ impl Jobs {
         let language = Language::from_alias(&record.lang).unwrap_or(Language::TypeScript);
         let name = format!("__job_{}.{}", record.id, language.extension());
         Execution {
-            task: Task::Program {
-                path: self.workspace_dir.join(name),
-                source: Some(record.code.as_str().into()),
-            },
-            timeout: Duration::from_millis(record.timeout_ms),
             cpu_limit: self.cpu_limit,
-            isolation: Isolation::Isolate,
             env: self.env.clone(),
             stdin: record.stdin.as_deref().map(Into::into),
-            scope: None,
-            precompiled: None,
             client: record_client,
-            write_budget: None,
+            ..Execution::program(
+                self.workspace_dir.join(name),
+                Some(record.code.as_str().into()),
+                Duration::from_millis(record.timeout_ms),
+            )
         }
     }
 

@@ -3,13 +3,30 @@
 
 use std::sync::Arc;
 
-use super::api_types::{HealthReply, MemoryUsage, PoolFigures};
-use super::reply::{Reply, json};
-use super::request::HttpRequest;
+use hyper::Method;
+
 use crate::app::App;
+use crate::http::error::{Dialect, Reply};
+use crate::http::reply::json;
+use crate::http::request::HttpRequest;
+use crate::http::route::{Doc, Route};
+use types::{HealthReply, MemoryUsage, PoolFigures};
+
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        Route::new("/health", Dialect::FunctionCall)
+            .public(
+                Method::GET,
+                health,
+                Doc::new("Liveness, uptime, memory and pool occupancy", "server")
+                    .reply::<HealthReply>("200", "The server answers"),
+            )
+            .head(health),
+    ]
+}
 
 /// `GET /health` (and `HEAD`).
-pub async fn health(app: Arc<App>, _req: HttpRequest) -> Reply {
+async fn health(app: Arc<App>, _req: HttpRequest) -> Reply {
     let pool = app.engine.stats();
     let [heap_total, heap_used, external] = app.engine.heap();
     let body = HealthReply {
@@ -46,4 +63,49 @@ pub fn rss_bytes() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     pages * u64::try_from(page).unwrap_or(4096)
+}
+
+/// The request and reply bodies of these routes: the handlers read and write
+/// them, and the OpenAPI document describes them.
+pub(crate) mod types {
+    #![allow(dead_code, reason = "some fields exist only to be described")]
+
+    use serde::{Deserialize, Serialize};
+    use utoipa::ToSchema;
+
+    /// `GET /health`.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    pub(crate) struct HealthReply {
+        pub status: String,
+        /// Seconds.
+        pub uptime: f64,
+        pub version: String,
+        #[serde(rename = "activeProcesses")]
+        #[schema(rename = "activeProcesses")]
+        pub active_processes: usize,
+        #[serde(rename = "memoryUsage")]
+        #[schema(rename = "memoryUsage")]
+        pub memory_usage: MemoryUsage,
+        pub pool: PoolFigures,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    pub(crate) struct MemoryUsage {
+        pub rss: u64,
+        #[serde(rename = "heapTotal")]
+        #[schema(rename = "heapTotal")]
+        pub heap_total: u64,
+        #[serde(rename = "heapUsed")]
+        #[schema(rename = "heapUsed")]
+        pub heap_used: u64,
+        pub external: u64,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    pub(crate) struct PoolFigures {
+        pub size: usize,
+        pub busy: usize,
+        pub idle: usize,
+        pub queued: usize,
+    }
 }

@@ -6,16 +6,75 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::api_types::{Deleted, JobList, JobQueued, JobSubmit, JobView, StatusOk, fields_of};
-use super::error::{ErrorKind, HttpError};
-use super::reply::{Reply, json};
-use super::request::{HttpRequest, json_object, str_field, timeout_field};
+use hyper::Method;
+
+use super::run::types::CallError;
 use crate::app::App;
 use crate::clock::iso8601;
 use crate::engine::Language;
+use crate::http::error::{Dialect, ErrorKind, HttpError, Reply};
+use crate::http::reply::json;
+use crate::http::request::{HttpRequest, json_object, str_field, timeout_field};
+use crate::http::route::{Doc, Route, fields_of};
 use crate::jobs::store::{JobRecord, JobStatus, ListFilter, StoreError};
 use crate::jobs::{JobError, JobRequest};
 use crate::workspace::MAX_CODE_BYTES;
+use types::{Deleted, JobList, JobQueued, JobSubmit, JobView, StatusOk};
+
+pub(super) fn routes() -> Vec<Route> {
+    let doc = |summary| Doc::new(summary, "code jobs");
+    vec![
+        Route::new("/execute/code", Dialect::FunctionCall).on(
+            Method::POST,
+            submit,
+            doc("Run a snippet and keep a record of the run")
+                .body::<JobSubmit>()
+                .query(&[(
+                    "wait",
+                    "false: answer 202 at once and run in the background",
+                )])
+                .reply::<JobView>("200", "The completed record")
+                .reply::<JobQueued>("202", "Queued (`?wait=false`)")
+                .reply::<CallError>("4XX", "Bad input")
+                .reply::<CallError>("503", "The records cannot be written"),
+        ),
+        Route::new("/execute/health", Dialect::FunctionCall).public(
+            Method::GET,
+            health,
+            doc("The job API and its records answer")
+                .reply::<StatusOk>("200", "Healthy")
+                .reply::<CallError>("503", "Records unreachable"),
+        ),
+        Route::new("/execute/jobs", Dialect::FunctionCall).on(
+            Method::GET,
+            list,
+            doc("List job records, newest first")
+                .query(&[
+                    ("task_id", "Only this task's jobs"),
+                    ("status", "queued, running, done, timeout, killed or error"),
+                    ("limit", "1 to 1000 (default 50)"),
+                    ("before", "The next_before of the previous page"),
+                ])
+                .reply::<JobList>("200", "A page of records")
+                .reply::<CallError>("400", "Bad filter"),
+        ),
+        Route::new("/execute/jobs/{id}", Dialect::FunctionCall)
+            .on(
+                Method::GET,
+                get,
+                doc("A job's record, with its code")
+                    .reply::<JobView>("200", "The record")
+                    .reply::<CallError>("404", "No such job"),
+            )
+            .on(
+                Method::DELETE,
+                delete,
+                doc("Delete a job's record")
+                    .reply::<Deleted>("200", "Deleted")
+                    .reply::<CallError>("404", "No such job"),
+            ),
+    ]
+}
 
 /// Records a listing returns unless `limit` says otherwise, and at most.
 const DEFAULT_LIMIT: usize = 50;
@@ -162,7 +221,7 @@ fn decode(s: &str) -> String {
 }
 
 /// `POST /execute/code[?wait=false]`.
-pub async fn submit(app: Arc<App>, mut req: HttpRequest) -> Reply {
+async fn submit(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let wait = match query_param(&req, "wait").as_deref() {
         None | Some("true") | Some("1") | Some("") => true,
         Some("false") | Some("0") => false,
@@ -226,7 +285,7 @@ fn job_error(app: &App, e: JobError) -> HttpError {
     match e {
         JobError::Store(e) => store_unavailable(e),
         JobError::Overloaded(record) => {
-            HttpError::overloaded(app.config.queue_size, RETRY_AFTER_SECS).with("id", record.id)
+            HttpError::overloaded(app.config.queue_size).with("id", record.id)
         }
         JobError::QueueFull(max) => HttpError::new(
             ErrorKind::Overloaded,
@@ -273,7 +332,7 @@ fn job_error(app: &App, e: JobError) -> HttpError {
 }
 
 /// `GET /execute/jobs/{id}`.
-pub async fn get(app: Arc<App>, req: HttpRequest) -> Reply {
+async fn get(app: Arc<App>, req: HttpRequest) -> Reply {
     let id = req.param("id").to_string();
     match app.jobs.get(id.clone()).await.map_err(store_unavailable)? {
         Some(record) => Ok(json(200, &record_json(&record, true))),
@@ -282,7 +341,7 @@ pub async fn get(app: Arc<App>, req: HttpRequest) -> Reply {
 }
 
 /// `DELETE /execute/jobs/{id}`.
-pub async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
+async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
     let id = req.param("id").to_string();
     if app
         .jobs
@@ -297,7 +356,7 @@ pub async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
 }
 
 /// `GET /execute/jobs?task_id=&status=&limit=&before=`: newest first.
-pub async fn list(app: Arc<App>, req: HttpRequest) -> Reply {
+async fn list(app: Arc<App>, req: HttpRequest) -> Reply {
     let status = match query_param(&req, "status") {
         None => None,
         Some(s) => Some(JobStatus::parse(&s).ok_or_else(|| {
@@ -343,7 +402,7 @@ pub async fn list(app: Arc<App>, req: HttpRequest) -> Reply {
 }
 
 /// `GET /execute/health`: the job API answers and its store is reachable.
-pub async fn health(app: Arc<App>, _req: HttpRequest) -> Reply {
+async fn health(app: Arc<App>, _req: HttpRequest) -> Reply {
     app.jobs.ping().await.map_err(store_unavailable)?;
     Ok(json(
         200,
@@ -351,4 +410,85 @@ pub async fn health(app: Arc<App>, _req: HttpRequest) -> Reply {
             status: "ok".into(),
         },
     ))
+}
+
+/// The request and reply bodies of these routes: the handlers read and write
+/// them, and the OpenAPI document describes them.
+pub(crate) mod types {
+    #![allow(dead_code, reason = "some fields exist only to be described")]
+
+    use serde::{Deserialize, Serialize};
+    use utoipa::ToSchema;
+
+    /// `POST /execute/code`.
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[schema(example = json!({"lang": "ts", "code": "console.log(6 * 7)", "task_id": "q1"}))]
+    pub(crate) struct JobSubmit {
+        /// js, javascript, node, ts or typescript (any case).
+        pub lang: String,
+        /// The program (at most 10 MB).
+        pub code: String,
+        pub task_id: Option<String>,
+        /// ms, 1–`MAX_TIMEOUT`.
+        pub timeout: Option<f64>,
+        /// What the program reads from `Deno.stdin` and `prompt()`.
+        pub stdin: Option<String>,
+    }
+
+    /// A job's record.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    #[schema(example = json!({"id": "5f0c8a52-0a5e-4a71-9a49-0c1b5b0f3c2e", "task_id": "q1", "lang": "ts", "output": "42\n", "output_truncated": false, "exit_code": 0, "status": "done", "error": null, "duration_ms": 6, "created_at": "2026-12-01T18:18:29.670Z", "finished_at": "2026-12-01T18:18:29.678Z"}))]
+    pub(crate) struct JobView {
+        pub id: String,
+        pub task_id: Option<String>,
+        pub lang: String,
+        /// stdout and stderr interleaved in the order written.
+        pub output: String,
+        pub output_truncated: bool,
+        /// null when the program did not end by itself.
+        pub exit_code: Option<i32>,
+        /// queued, running, done, timeout, killed or error.
+        pub status: String,
+        /// For killed and error: what stopped it.
+        pub error: Option<String>,
+        pub duration_ms: Option<u64>,
+        pub created_at: String,
+        pub finished_at: Option<String>,
+        /// The code (`GET /execute/jobs/{id}` only).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub code: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub stdin: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub timeout: Option<u64>,
+    }
+
+    /// `202` for `?wait=false`.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    pub(crate) struct JobQueued {
+        pub id: String,
+        pub status: String,
+    }
+
+    /// `GET /execute/jobs`.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    pub(crate) struct JobList {
+        pub jobs: Vec<JobView>,
+        pub count: usize,
+        /// Pass as `before` for the next page (null on the last).
+        pub next_before: Option<String>,
+    }
+
+    /// A deletion.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    pub(crate) struct Deleted {
+        pub id: String,
+        pub deleted: bool,
+    }
+
+    /// `{"status": "ok"}`.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    pub(crate) struct StatusOk {
+        pub status: String,
+    }
 }

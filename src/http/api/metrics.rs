@@ -4,9 +4,25 @@ use std::sync::Arc;
 
 use hyper::header::{self, HeaderValue};
 
-use super::reply::{Reply, text};
-use super::request::HttpRequest;
+use hyper::Method;
+
 use crate::app::App;
+use crate::http::error::{Dialect, Reply};
+use crate::http::reply::text;
+use crate::http::request::HttpRequest;
+use crate::http::route::{Doc, Route};
+
+pub(super) fn routes() -> Vec<Route> {
+    vec![Route::new("/metrics", Dialect::FunctionCall).on(
+        Method::GET,
+        metrics,
+        Doc::new(
+            "Prometheus metrics: the Prometheus text format, or OpenMetrics when Accept asks for it",
+            "server",
+        )
+        .reply_other("200", "The exposition text"),
+    )]
+}
 
 /// The content types of the two text formats.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -14,7 +30,7 @@ const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `GET /metrics`: the Prometheus text format, or OpenMetrics for a client
 /// that asks for it (`Accept: application/openmetrics-text`).
-pub async fn metrics(app: Arc<App>, req: HttpRequest) -> Reply {
+async fn metrics(app: Arc<App>, req: HttpRequest) -> Reply {
     let wants_openmetrics = req
         .parts
         .headers

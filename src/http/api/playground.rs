@@ -7,33 +7,62 @@ use std::sync::Arc;
 
 use hyper::header;
 
-use super::error::{ErrorKind, HttpError};
-use super::reply::{Reply, with_type};
-use super::request::HttpRequest;
-use crate::app::App;
+use hyper::Method;
 
-const PAGE: &str = include_str!("../../assets/playground/index.html");
-const STYLE: &str = include_str!("../../assets/playground/style.css");
-const APP: &str = include_str!("../../assets/playground/app.js");
-const EDITOR: &[u8] = include_bytes!("../../assets/playground/playground.js");
+use crate::app::App;
+use crate::http::error::{Dialect, ErrorKind, HttpError, Reply};
+use crate::http::reply::with_type;
+use crate::http::request::HttpRequest;
+use crate::http::route::{Doc, Route};
+
+pub(super) fn routes() -> Vec<Route> {
+    vec![
+        Route::new("/", Dialect::FunctionCall).public(
+            Method::GET,
+            root,
+            Doc::new(
+                "The playground, for a browser (Accept: text/html)",
+                "server",
+            )
+            .reply_other("200", "An HTML page")
+            .reply::<super::run::types::CallError>("405", "Not a browser: use POST /"),
+        ),
+        Route::new("/playground", Dialect::FunctionCall).public(
+            Method::GET,
+            page,
+            Doc::new("The playground: try every API in a browser", "server")
+                .reply_other("200", "An HTML page"),
+        ),
+        Route::new("/playground/{asset}", Dialect::FunctionCall).public(
+            Method::GET,
+            asset,
+            Doc::new("The playground's assets", "server").reply_other("200", "The asset"),
+        ),
+    ]
+}
+
+const PAGE: &str = include_str!("../../../assets/playground/index.html");
+const STYLE: &str = include_str!("../../../assets/playground/style.css");
+const APP: &str = include_str!("../../../assets/playground/app.js");
+const EDITOR: &[u8] = include_bytes!("../../../assets/playground/playground.js");
 
 /// The examples menu: the `examples/` scripts, with the call each shows.
 const EXAMPLES: [(&str, &str, &str, &str); 3] = [
     (
         "hello.ts",
-        include_str!("../../examples/hello.ts"),
+        include_str!("../../../examples/hello.ts"),
         "hello",
         r#"{"name": "Ada"}"#,
     ),
     (
         "async.ts",
-        include_str!("../../examples/async.ts"),
+        include_str!("../../../examples/async.ts"),
         "slowSum",
         r#"{"values": [1, 2, 3], "delayMs": 50}"#,
     ),
     (
         "image.ts",
-        include_str!("../../examples/image.ts"),
+        include_str!("../../../examples/image.ts"),
         "pixel",
         "null",
     ),
@@ -59,12 +88,12 @@ const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
 
 /// `GET /playground`.
-pub async fn page(_app: Arc<App>, _req: HttpRequest) -> Reply {
+async fn page(_app: Arc<App>, _req: HttpRequest) -> Reply {
     Ok(with_type(200, HTML, PAGE))
 }
 
 /// `GET /playground/{asset}`.
-pub async fn asset(_app: Arc<App>, req: HttpRequest) -> Reply {
+async fn asset(_app: Arc<App>, req: HttpRequest) -> Reply {
     Ok(match req.param("asset") {
         "style.css" => with_type(200, "text/css; charset=utf-8", STYLE),
         "app.js" => with_type(200, JS, APP),
@@ -80,7 +109,7 @@ pub async fn asset(_app: Arc<App>, req: HttpRequest) -> Reply {
 }
 
 /// `GET /`: the playground for a browser; API clients use `POST /`.
-pub async fn root(app: Arc<App>, req: HttpRequest) -> Reply {
+async fn root(app: Arc<App>, req: HttpRequest) -> Reply {
     let browser = req
         .parts
         .headers

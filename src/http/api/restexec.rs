@@ -11,17 +11,73 @@ use std::time::Instant;
 use hyper::Response;
 use serde_json::{Map, Value, json};
 
-use super::api_types::{ExecuteRequest, LintRequest, SaveRequest, fields_of};
-use super::error::{ErrorKind, HttpError};
-use super::reply::{Body, Reply, json_text};
-use super::request::{HttpRequest, isolation_field, json_object, required_str, timeout_field};
-use super::run::RETRY_AFTER_SECS;
+use hyper::Method;
+
 use crate::app::App;
 use crate::engine::compile::CompileError;
 use crate::engine::lint::{LintError, LintReport};
-use crate::engine::{ExecError, Execution, Isolation, ProgramEnd, Report, Task, split_streams};
+use crate::engine::{ExecError, Execution, PROGRAM_MODES, ProgramEnd, Report, split_streams};
+use crate::http::error::{Dialect, ErrorKind, HttpError, Reply};
+use crate::http::reply::{Body, json_text};
+use crate::http::request::{
+    HttpRequest, isolation_field, json_object, required_str, timeout_field,
+};
+use crate::http::route::{Doc, Route, fields_of};
 use crate::workspace::{MAX_CODE_BYTES, Workspace, extract_code, validate_code_id};
+use types::{ExecuteRequest, LintRequest, RestexecError, RestexecOk, SaveRequest};
 use utoipa::ToSchema;
+
+pub(super) fn routes() -> Vec<Route> {
+    let doc = |summary| Doc::new(summary, "restexec");
+    let save_doc = || {
+        doc("Save code under a codeId")
+            .body::<SaveRequest>()
+            .reply::<RestexecOk>("200", "Saved")
+            .reply::<RestexecError>("4XX", "Validation error")
+    };
+    vec![
+        Route::new("/workspace", Dialect::Restexec)
+            .on(Method::PUT, save, save_doc())
+            .alias(Method::POST, save, save_doc())
+            .on(
+                Method::GET,
+                list,
+                doc("List saved code").reply::<RestexecOk>("200", "The files"),
+            ),
+        Route::new("/workspace/{codeId}", Dialect::Restexec)
+            .on(
+                Method::GET,
+                read,
+                doc("Read saved code")
+                    .reply::<RestexecOk>("200", "The code")
+                    .reply::<RestexecError>("404", "No such codeId"),
+            )
+            .on(
+                Method::DELETE,
+                delete,
+                doc("Delete saved code")
+                    .reply::<RestexecOk>("200", "Deleted")
+                    .reply::<RestexecError>("404", "No such codeId"),
+            ),
+        Route::new("/execute", Dialect::Restexec).on(
+            Method::POST,
+            execute,
+            doc("Run saved code as a program")
+                .body::<ExecuteRequest>()
+                .reply::<RestexecOk>("200", "Exit code 0: stdout parsed as JSON")
+                .reply::<RestexecError>("4XX", "Validation, not found, timeout")
+                .reply::<RestexecError>("5XX", "The program failed, or overload"),
+        ),
+        Route::new("/lint", Dialect::Restexec).on(
+            Method::POST,
+            lint,
+            doc("Lint saved code (deno lint --json shape)")
+                .body::<LintRequest>()
+                .reply::<RestexecOk>("200", "The report")
+                .reply::<RestexecError>("4XX", "Validation, not found, timeout"),
+        ),
+    ]
+}
 
 fn ok(result: Value, execution_ms: Option<u64>) -> Response<Body> {
     let mut body = json!({"success": true, "result": result});
@@ -97,7 +153,7 @@ fn env_field(body: &Map<String, Value>) -> Result<HashMap<String, String>, HttpE
 }
 
 /// `PUT /workspace {codeId, code}` (also `POST`).
-pub async fn save(app: Arc<App>, mut req: HttpRequest) -> Reply {
+async fn save(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let body = object_body::<SaveRequest>(&app, &mut req, &[], SAVE_SHAPE).await?;
     let code_id = code_id_field(&body)?;
     let text = required_str(&body, "code")?;
@@ -155,7 +211,7 @@ fn not_found(code_id: &str) -> HttpError {
 }
 
 /// `GET /workspace/{codeId}`.
-pub async fn read(app: Arc<App>, req: HttpRequest) -> Reply {
+async fn read(app: Arc<App>, req: HttpRequest) -> Reply {
     let code_id = req.param("codeId");
     checked_code_id(code_id)?;
     let id = code_id.to_string();
@@ -170,7 +226,7 @@ pub async fn read(app: Arc<App>, req: HttpRequest) -> Reply {
 }
 
 /// `DELETE /workspace/{codeId}`.
-pub async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
+async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
     let code_id = req.param("codeId");
     checked_code_id(code_id)?;
     let id = code_id.to_string();
@@ -182,7 +238,7 @@ pub async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
 }
 
 /// `GET /workspace`.
-pub async fn list(app: Arc<App>, _req: HttpRequest) -> Reply {
+async fn list(app: Arc<App>, _req: HttpRequest) -> Reply {
     let files = on_workspace(&app, |ws| ws.list())
         .await?
         .map_err(|e| HttpError::internal(format!("listing the workspace: {e}")))?;
@@ -190,7 +246,7 @@ pub async fn list(app: Arc<App>, _req: HttpRequest) -> Reply {
 }
 
 /// `POST /execute {codeId, timeout, env, isolation}`.
-pub async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
+async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let body = object_body::<ExecuteRequest>(&app, &mut req, &["code"], EXECUTE_SHAPE).await?;
     if body.contains_key("code") {
         return Err(HttpError::bad_field(
@@ -204,10 +260,7 @@ pub async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let timeout = timeout_field(&app.config, &body)?;
     let request_env = env_field(&body)?;
     // Programs always start clean: no warm isolates here.
-    let isolation = isolation_field(
-        body.get("isolation"),
-        &[Isolation::Isolate, Isolation::Process],
-    )?;
+    let isolation = isolation_field(body.get("isolation"), &PROGRAM_MODES)?;
     let path = app.workspace.path_of(&code_id);
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
         return Err(not_found(&code_id));
@@ -215,22 +268,17 @@ pub async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let mut env = app.config.allow_env_values.clone();
     env.extend(request_env);
     let job = Execution {
-        task: Task::Program { path, source: None },
-        timeout,
         cpu_limit: app.config.limits.default_cpu_limit,
         isolation,
         env,
-        stdin: None,
-        scope: None,
-        precompiled: None,
         client: Some(req.client()),
-        write_budget: None,
+        ..Execution::program(path, None, timeout)
     };
     let started = Instant::now();
     let report = app
         .execute("restexec", &job)
         .await
-        .map_err(|_| HttpError::overloaded(app.config.queue_size, RETRY_AFTER_SECS))?;
+        .map_err(|_| HttpError::overloaded(app.config.queue_size))?;
     let ms = started.elapsed().as_millis() as u64;
     program_reply(&job, report, ms)
 }
@@ -318,7 +366,7 @@ fn program_failed(
 }
 
 /// `POST /lint {codeId, timeout}`.
-pub async fn lint(app: Arc<App>, mut req: HttpRequest) -> Reply {
+async fn lint(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let body = object_body::<LintRequest>(&app, &mut req, &[], LINT_SHAPE).await?;
     let code_id = code_id_field(&body)?;
     let timeout = timeout_field(&app.config, &body)?;
@@ -357,4 +405,91 @@ pub async fn lint(app: Arc<App>, mut req: HttpRequest) -> Reply {
     };
     let result = serde_json::to_value(&report).map_err(HttpError::internal)?;
     Ok(ok(result, Some(started.elapsed().as_millis() as u64)))
+}
+
+/// The request and reply bodies of these routes: the handlers read and write
+/// them, and the OpenAPI document describes them.
+pub(crate) mod types {
+    #![allow(dead_code, reason = "some fields exist only to be described")]
+
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Serialize};
+    use serde_json::Value;
+    use utoipa::ToSchema;
+
+    /// `PUT /workspace`.
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[schema(example = json!({"codeId": "hello-world", "code": "console.log(JSON.stringify({ message: 'Hello' }));"}))]
+    pub(crate) struct SaveRequest {
+        /// 1–252 letters, digits, `-` or `_`.
+        #[serde(rename = "codeId")]
+        #[schema(rename = "codeId")]
+        pub code_id: String,
+        /// The code, or markdown whose first fenced block is the code.
+        pub code: String,
+    }
+
+    /// `POST /execute`.
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[schema(example = json!({"codeId": "hello-world", "timeout": 5000, "env": {"GREETING": "hi"}}))]
+    pub(crate) struct ExecuteRequest {
+        #[serde(rename = "codeId")]
+        #[schema(rename = "codeId")]
+        pub code_id: String,
+        /// ms, 1–`MAX_TIMEOUT` (refused outside it).
+        pub timeout: Option<f64>,
+        /// Variables `Deno.env.get` sees; keys `^[A-Z0-9_]+$`, not PATH, HOME, DENO_*.
+        pub env: Option<BTreeMap<String, String>>,
+        /// `isolate` (default) or `process`.
+        pub isolation: Option<String>,
+    }
+
+    /// `POST /lint`.
+    #[derive(Debug, Deserialize, ToSchema)]
+    pub(crate) struct LintRequest {
+        #[serde(rename = "codeId")]
+        #[schema(rename = "codeId")]
+        pub code_id: String,
+        pub timeout: Option<f64>,
+    }
+
+    /// A restexec success.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    #[schema(example = json!({"success": true, "result": {"message": "Hello"}, "executionTime": 3}))]
+    pub(crate) struct RestexecOk {
+        pub success: bool,
+        /// `/execute`: the program's stdout parsed as JSON; `/lint`: the
+        /// `deno lint --json` report; `/workspace`: the saved file.
+        pub result: Value,
+        /// ms (`/execute` and `/lint`).
+        #[serde(rename = "executionTime", skip_serializing_if = "Option::is_none")]
+        #[schema(rename = "executionTime")]
+        pub execution_time: Option<u64>,
+    }
+
+    /// A restexec failure's `error`.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    pub(crate) struct RestexecErrorBody {
+        /// ValidationError, FileNotFoundError, TimeoutError, ExecutionError,
+        /// InternalServerError, …
+        #[serde(rename = "type")]
+        #[schema(rename = "type")]
+        pub kind: String,
+        pub message: String,
+        /// `kind` (the fine-grained kind), and for executions `exitCode`,
+        /// `stdout`, `stderr`.
+        pub details: BTreeMap<String, Value>,
+    }
+
+    /// A restexec failure.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    #[schema(example = json!({"success": false, "error": {"type": "FileNotFoundError", "message": "Code file not found: x.ts", "details": {"codeId": "x", "kind": "not_found"}}}))]
+    pub(crate) struct RestexecError {
+        pub success: bool,
+        pub error: RestexecErrorBody,
+        #[serde(rename = "executionTime", skip_serializing_if = "Option::is_none")]
+        #[schema(rename = "executionTime")]
+        pub execution_time: Option<u64>,
+    }
 }

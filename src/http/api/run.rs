@@ -7,16 +7,33 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::api_types::{RunRequest, fields_of};
-use super::error::HttpError;
-use super::reply::{Reply, json_text};
-use super::request::{
+use hyper::Method;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::engine::{Execution, Isolation, Report};
+use crate::http::error::{Dialect, HttpError, Reply};
+use crate::http::reply::json_text;
+use crate::http::request::{
     HttpRequest, OverMax, check_depth, check_fields, isolation_field, millis_field, not_an_object,
     parse_body,
 };
-use crate::app::App;
-use crate::config::Config;
-use crate::engine::{Execution, Isolation, Report, Task};
+use crate::http::route::{Doc, Route, fields_of};
+
+pub(super) fn routes() -> Vec<Route> {
+    use types::{CallError, RunReply, RunRequest};
+    let call = || {
+        Doc::new("Call an exported function of a module", "function calls")
+            .body::<RunRequest>()
+            .reply::<RunReply>("200", "The result and the logs")
+            .reply::<CallError>("4XX", "Bad input, timeout, unknown function")
+            .reply::<CallError>("5XX", "User code threw, limits, overload")
+    };
+    vec![
+        Route::new("/", Dialect::FunctionCall).on(Method::POST, run, call()),
+        Route::new("/run", Dialect::FunctionCall).on(Method::POST, run, call()),
+    ]
+}
 
 /// The request body, each field kept raw so it can be checked with a clear
 /// message (and the payload passed to V8's own JSON parser untouched).
@@ -41,17 +58,14 @@ struct RunBody<'a> {
 /// What a function-call body looks like, for messages.
 const RUN_SHAPE: &str = r#"{"script": "export function f(p) { ... }", "fn": "f", "payload": ...}"#;
 
-/// The fields a function-call body may have: those of [`RunRequest`].
+/// The fields a function-call body may have: those of [`types::RunRequest`].
 fn run_fields() -> &'static [String] {
     static FIELDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    FIELDS.get_or_init(fields_of::<RunRequest>)
+    FIELDS.get_or_init(fields_of::<types::RunRequest>)
 }
 
-/// Seconds a client is asked to wait when the queue is full.
-pub const RETRY_AFTER_SECS: u32 = 1;
-
 /// `POST /` and `POST /run`.
-pub async fn run(app: Arc<App>, mut req: HttpRequest) -> Reply {
+async fn run(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let body = req.body(&app.config).await?;
     let parser = app.clone();
     let mut execution = parse_body(body, move |body| parse_call(&parser.config, body)).await?;
@@ -59,7 +73,7 @@ pub async fn run(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let report = app
         .execute("run", &execution)
         .await
-        .map_err(|_| HttpError::overloaded(app.config.queue_size, RETRY_AFTER_SECS))?;
+        .map_err(|_| HttpError::overloaded(app.config.queue_size))?;
     reply(&execution, report)
 }
 
@@ -143,20 +157,10 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
     };
     let isolation = isolation_field(value(parsed.isolation).as_ref(), &Isolation::ALL)?;
     Ok(Execution {
-        task: Task::Call {
-            script: script.into(),
-            fn_name,
-            payload,
-        },
-        timeout,
         cpu_limit,
         isolation,
         env: config.allow_env_values.clone(),
-        stdin: None,
-        scope: None,
-        precompiled: None,
-        client: None,
-        write_budget: None,
+        ..Execution::call(script.into(), fn_name, payload, timeout)
     })
 }
 
@@ -219,12 +223,95 @@ fn reply(execution: &Execution, report: Report) -> Reply {
     }
 }
 
+/// The request and reply bodies of these routes: the handlers read and write
+/// them, and the OpenAPI document describes them.
+pub(crate) mod types {
+    #![allow(dead_code, reason = "some fields exist only to be described")]
+
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Serialize};
+    use serde_json::Value;
+    use utoipa::ToSchema;
+
+    /// `POST /` and `POST /run`.
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[schema(example = json!({"script": "export function add(p: {a: number, b: number}) { return p.a + p.b; }", "fn": "add", "payload": {"a": 2, "b": 3}}))]
+    pub(crate) struct RunRequest {
+        /// An ES module in TypeScript or JavaScript (alias `code`).
+        pub script: Option<String>,
+        /// The same as `script`; sending both with different values is a 400.
+        pub code: Option<String>,
+        /// The exported function to call.
+        #[serde(rename = "fn")]
+        #[schema(rename = "fn")]
+        pub fn_name: String,
+        /// The function's first argument (absent means `null`).
+        pub payload: Option<Value>,
+        /// Wall-clock limit in ms (capped at `MAX_TIMEOUT`).
+        pub timeout: Option<f64>,
+        /// CPU-time limit in ms.
+        #[serde(rename = "cpuTimeout")]
+        #[schema(rename = "cpuTimeout")]
+        pub cpu_timeout: Option<f64>,
+        /// `isolate` (default), `none`, `frozen` or `process`.
+        pub isolation: Option<String>,
+    }
+
+    /// One captured console call.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub(crate) struct LogLine {
+        /// Milliseconds since the Unix epoch.
+        pub ts: u64,
+        /// `debug`, `log`, `info`, `warn` or `error`.
+        pub level: String,
+        pub message: String,
+    }
+
+    /// A function call's result.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    #[schema(example = json!({"result": 5, "logs": [{"ts": 1795360440648u64, "level": "log", "message": "adding"}]}))]
+    pub(crate) struct RunReply {
+        /// The return value (binary as `data:` URIs, BigInts as strings).
+        pub result: Value,
+        pub logs: Vec<LogLine>,
+        /// Present (true) when logs were cut at their cap.
+        #[serde(rename = "logsTruncated", skip_serializing_if = "Option::is_none")]
+        #[schema(rename = "logsTruncated")]
+        pub logs_truncated: Option<bool>,
+    }
+
+    /// The error shape of the function-call and code-job APIs.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    #[schema(example = json!({"error": "Execution timeout", "kind": "timeout", "details": {"timeoutMs": 100}, "logs": []}))]
+    pub(crate) struct CallError {
+        /// A human message.
+        pub error: String,
+        /// The stable kind: bad_request, syntax_error, fn_not_found, exception,
+        /// timeout, cpu_limit, memory_limit, output_limit, permission_denied,
+        /// payload_too_large, not_found, method_not_allowed, overloaded,
+        /// unauthorized, storage_unavailable, too_many_sessions,
+        /// insufficient_storage, cancelled, internal.
+        pub kind: String,
+        /// Kind-specific facts (`field` for a bad field, `line`/`column` for a
+        /// syntax error, `name`/`message`/`stack` for an exception).
+        pub details: BTreeMap<String, Value>,
+        /// What the code logged before it failed.
+        pub logs: Vec<LogLine>,
+        #[serde(rename = "logsTruncated", skip_serializing_if = "Option::is_none")]
+        #[schema(rename = "logsTruncated")]
+        pub logs_truncated: Option<bool>,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::{LogEntry, LogLevel};
 
-    fn body(r: hyper::Response<super::super::reply::Body>) -> Vec<u8> {
+    fn body(r: hyper::Response<crate::http::reply::Body>) -> Vec<u8> {
         use http_body_util::BodyExt;
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -255,7 +342,7 @@ mod tests {
             };
             let bytes = body(reply(&execution, report).unwrap());
             // deny_unknown_fields: every field written is a documented one.
-            let typed: crate::http::api_types::RunReply = serde_json::from_slice(&bytes).unwrap();
+            let typed: super::types::RunReply = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(typed.result, serde_json::json!({"a": [1, "x"]}));
             assert_eq!(typed.logs[0].level, "warn");
             assert_eq!(typed.logs_truncated, truncated.then_some(true));

@@ -7,20 +7,88 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use super::api_types::{
-    SessionCreate, SessionCreated, SessionExecute, SessionInfo, SessionList, fields_of,
-};
-use super::error::{ErrorKind, HttpError};
-use super::reply::{Reply, json};
-use super::request::{HttpRequest, json_object, required_str, str_field, timeout_field};
+use hyper::Method;
+
+use super::jobs::types::StatusOk;
 use crate::app::App;
 use crate::clock::iso8601;
 use crate::engine::notebook::{CellRequest, CellStatus};
-use crate::engine::{ExecError, Execution, Isolation, ProgramEnd, Task, split_streams};
+use crate::engine::{ExecError, Execution, ProgramEnd, split_streams};
+use crate::http::error::{Dialect, ErrorKind, HttpError, Reply};
+use crate::http::reply::json;
+use crate::http::request::{HttpRequest, json_object, required_str, str_field, timeout_field};
+use crate::http::route::{Doc, Route, fields_of};
 use crate::sessions::{
     CreateError, Environment, Mode, Session, SessionView, Status, valid_filename,
 };
 use crate::workspace::MAX_CODE_BYTES;
+use types::{
+    SessionCreate, SessionCreated, SessionError, SessionExecute, SessionInfo, SessionInterrupted,
+    SessionList, SessionRun, SessionStopped,
+};
+
+pub(super) fn routes() -> Vec<Route> {
+    let doc = |summary| Doc::new(summary, "sessions");
+    let session = Dialect::Session;
+    vec![
+        Route::new("/api/v1/environments", session).on(
+            Method::GET,
+            environments,
+            doc("The environments sessions can run")
+                .reply_other("200", "typescript, javascript, node"),
+        ),
+        Route::new("/api/v1/health", session).public(
+            Method::GET,
+            health,
+            doc("The session API answers").reply::<StatusOk>("200", "Healthy"),
+        ),
+        Route::new("/api/v1/sessions", session)
+            .on(
+                Method::GET,
+                list,
+                doc("List sessions").reply::<SessionList>("200", "The sessions"),
+            )
+            .on(
+                Method::POST,
+                create,
+                doc("Create a session (script or notebook)")
+                    .body::<SessionCreate>()
+                    .reply::<SessionCreated>("200", "Ready")
+                    .reply::<SessionError>("400", "Unknown environment or mode")
+                    .reply::<SessionError>("429", "MAX_SESSIONS are alive"),
+            ),
+        Route::new("/api/v1/sessions/{id}", session)
+            .on(
+                Method::GET,
+                get,
+                doc("A session")
+                    .reply::<SessionInfo>("200", "The session")
+                    .reply::<SessionError>("404", "No such session"),
+            )
+            .on(
+                Method::DELETE,
+                delete,
+                doc("End a session")
+                    .reply::<SessionStopped>("200", "Stopping or stopped")
+                    .reply::<SessionError>("404", "No such session"),
+            ),
+        Route::new("/api/v1/sessions/{id}/execute", session).on(
+            Method::POST,
+            execute,
+            doc("Run code in a session (a file, or the next notebook cell)")
+                .body::<SessionExecute>()
+                .reply::<SessionRun>("200", "The run")
+                .reply::<SessionError>("4XX", "Bad input, no such session"),
+        ),
+        Route::new("/api/v1/sessions/{id}/interrupt", session).on(
+            Method::POST,
+            interrupt,
+            doc("Stop the running execute (a notebook keeps its state)")
+                .reply::<SessionInterrupted>("200", "Whether something was stopped")
+                .reply::<SessionError>("404", "No such session"),
+        ),
+    ]
+}
 
 /// Seconds a client is asked to wait when every session slot is taken.
 const RETRY_AFTER_SECS: u32 = 5;
@@ -52,17 +120,17 @@ fn names() -> Vec<&'static str> {
 }
 
 /// `GET /api/v1/environments`.
-pub async fn environments(_app: Arc<App>, _req: HttpRequest) -> Reply {
+async fn environments(_app: Arc<App>, _req: HttpRequest) -> Reply {
     Ok(json(200, &names()))
 }
 
 /// `GET /api/v1/health`.
-pub async fn health(_app: Arc<App>, _req: HttpRequest) -> Reply {
+async fn health(_app: Arc<App>, _req: HttpRequest) -> Reply {
     Ok(json(200, &json!({"status": "ok"})))
 }
 
 /// `POST /api/v1/sessions {environment, mode?}`.
-pub async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
+async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let body = req.body(&app.config).await?;
     let body = json_object(
         body,
@@ -153,13 +221,13 @@ pub async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
 }
 
 /// `GET /api/v1/sessions/{id}`.
-pub async fn get(app: Arc<App>, req: HttpRequest) -> Reply {
+async fn get(app: Arc<App>, req: HttpRequest) -> Reply {
     Ok(json(200, &view_json(&session(&app, &req)?.view())))
 }
 
 /// `GET /api/v1/sessions`: the caller's own sessions (another client's
 /// ids are not shown).
-pub async fn list(app: Arc<App>, req: HttpRequest) -> Reply {
+async fn list(app: Arc<App>, req: HttpRequest) -> Reply {
     let me = req.client();
     let all: Vec<SessionInfo> = app
         .sessions
@@ -178,7 +246,7 @@ pub async fn list(app: Arc<App>, req: HttpRequest) -> Reply {
 }
 
 /// `DELETE /api/v1/sessions/{id}`.
-pub async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
+async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
     let id = req.param("id").to_string();
     let Some((_, running)) = app.sessions.remove(&id) else {
         return Err(not_found(&id));
@@ -198,7 +266,7 @@ pub async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
 }
 
 /// `POST /api/v1/sessions/{id}/interrupt`.
-pub async fn interrupt(app: Arc<App>, req: HttpRequest) -> Reply {
+async fn interrupt(app: Arc<App>, req: HttpRequest) -> Reply {
     let s = session(&app, &req)?;
     let interrupted = s.interrupt();
     Ok(json(
@@ -246,7 +314,7 @@ fn execute_body(app: &App, body: &Map<String, Value>) -> Result<ExecuteBody, Htt
 }
 
 /// `POST /api/v1/sessions/{id}/execute {code, filename?, timeout?}`.
-pub async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
+async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let s = session(&app, &req)?;
     let body = req.body(&app.config).await?;
     let body = json_object(
@@ -330,21 +398,17 @@ async fn run_script(
     .map_err(HttpError::internal)?;
     written.map_err(|e| HttpError::storage(&format!("the session file {name}"), &e))?;
     let execution = Execution {
-        task: Task::Program { path, source: None },
-        timeout: asked.timeout,
         cpu_limit: app.config.limits.default_cpu_limit,
-        isolation: Isolation::Isolate,
         env: app.config.allow_env_values.clone(),
-        stdin: None,
         scope: Some(s.dir.clone()),
-        precompiled: None,
         client: Some(s.owner.clone()),
         write_budget: Some(write_budget),
+        ..Execution::program(path, None, asked.timeout)
     };
     let interrupted = s.interrupt.notified();
     let report = tokio::select! {
         r = app.execute("sessions", &execution) => r.map_err(|_| {
-            HttpError::overloaded(app.config.queue_size, 1)
+            HttpError::overloaded(app.config.queue_size)
         })?,
         () = interrupted => {
             return Ok(json!({"stdout": "", "stderr": "Interrupted\n", "exit_code": null, "status": "error", "output_truncated": false}));
@@ -497,4 +561,118 @@ fn write_atomically(path: &std::path::Path, code: &str) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&temp);
     }
     written
+}
+
+/// The request and reply bodies of these routes: the handlers read and write
+/// them, and the OpenAPI document describes them.
+pub(crate) mod types {
+    #![allow(dead_code, reason = "some fields exist only to be described")]
+
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Serialize};
+    use serde_json::Value;
+    use utoipa::ToSchema;
+
+    /// `POST /api/v1/sessions`.
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[schema(example = json!({"environment": "typescript", "mode": "notebook"}))]
+    pub(crate) struct SessionCreate {
+        /// typescript, javascript or node.
+        pub environment: String,
+        /// script (default) or notebook.
+        pub mode: Option<String>,
+    }
+
+    /// A new session.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    pub(crate) struct SessionCreated {
+        pub session_id: String,
+        pub status: String,
+        pub environment: String,
+        pub mode: String,
+        pub message: String,
+    }
+
+    /// A session.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    pub(crate) struct SessionInfo {
+        pub session_id: String,
+        /// pending, creating, ready, executing, stopping, stopped or error.
+        pub status: String,
+        pub environment: String,
+        pub mode: String,
+        /// Always null: no container.
+        pub container_id: Option<String>,
+        pub created_at: String,
+        pub last_execution: Option<String>,
+        pub expires_at: String,
+    }
+
+    /// `GET /api/v1/sessions`.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    pub(crate) struct SessionList {
+        pub sessions: Vec<SessionInfo>,
+        pub count: usize,
+    }
+
+    /// `POST /api/v1/sessions/{id}/execute`.
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[schema(example = json!({"code": "const n: number = 42;\nn", "timeout": 5000}))]
+    pub(crate) struct SessionExecute {
+        pub code: String,
+        /// Script mode: the file to write (default main.ts / main.js).
+        pub filename: Option<String>,
+        /// ms, 1–`MAX_TIMEOUT`.
+        pub timeout: Option<f64>,
+    }
+
+    /// An execution's outcome in a session.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    pub(crate) struct SessionRun {
+        pub session_id: String,
+        pub stdout: String,
+        pub stderr: String,
+        pub exit_code: Option<i32>,
+        /// Seconds.
+        pub execution_time: f64,
+        /// completed, timeout or error.
+        pub status: String,
+        pub output_truncated: bool,
+        /// Notebook mode: the last expression's value.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub result: Option<Value>,
+        /// Notebook mode: whether the state was lost (a memory kill).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub state_reset: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub interrupted: Option<bool>,
+    }
+
+    /// `DELETE /api/v1/sessions/{id}`.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    pub(crate) struct SessionStopped {
+        pub session_id: String,
+        /// stopping (a run is being stopped) or stopped.
+        pub status: String,
+        pub message: String,
+    }
+
+    /// `POST /api/v1/sessions/{id}/interrupt`.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    pub(crate) struct SessionInterrupted {
+        pub session_id: String,
+        pub interrupted: bool,
+        pub message: String,
+    }
+
+    /// The session API's error shape (FastAPI's `detail`).
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    #[schema(example = json!({"detail": "Session not found", "error": "Session not found", "kind": "not_found", "details": {}}))]
+    pub(crate) struct SessionError {
+        pub detail: String,
+        pub error: String,
+        pub kind: String,
+        pub details: BTreeMap<String, Value>,
+    }
 }
