@@ -5,9 +5,10 @@ use std::time::Instant;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::engine::{Engine, Execution, Overloaded, Report};
+use crate::engine::Engine;
 use crate::jobs::Jobs;
 use crate::metrics::{Live, Metrics};
+use crate::runner::Runner;
 use crate::sessions::Sessions;
 use crate::workspace::Workspace;
 
@@ -15,9 +16,8 @@ use crate::workspace::Workspace;
 pub struct App {
     /// Every setting, validated once; handlers read limits and defaults here.
     pub config: Config,
-    /// Runs every execution and lint (isolates, worker processes, compile
-    /// helpers); the only part that touches V8.
-    pub engine: Engine,
+    /// The engine and the metrics: what runs code, for every API.
+    pub runner: Arc<Runner>,
     /// Saved code of the restexec API (`WORKSPACE_DIR`).
     pub workspace: Workspace,
     /// Code jobs and their durable records (`DATA_DIR`).
@@ -26,8 +26,6 @@ pub struct App {
     pub sessions: Arc<Sessions>,
     /// When the server started: `/health` reports the uptime.
     pub started: Instant,
-    /// Every series `/metrics` exports.
-    pub metrics: Metrics,
 }
 
 impl App {
@@ -42,15 +40,12 @@ impl App {
             )
         })?;
         workspace.remove_stale_temps();
-        let jobs =
-            Jobs::open(&config).map_err(|e| std::io::Error::other(format!("DATA_DIR: {e}")))?;
-        let sessions = Sessions::open(&config.data_dir, config.session_ttl, config.max_sessions)
-            .map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("DATA_DIR {}/sessions: {e}", config.data_dir.display()),
-                )
-            })?;
+        let sessions = Sessions::open(&config).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("DATA_DIR {}/sessions: {e}", config.data_dir.display()),
+            )
+        })?;
         let worst = config.worst_memory_bytes();
         if let Some(available) = crate::config::memory_available()
             && worst > available
@@ -74,10 +69,12 @@ impl App {
             isolates_created: engine.isolates_created(),
             sessions: Box::new(move || counted.count() as u64),
         });
+        let runner = Arc::new(Runner { engine, metrics });
+        let jobs = Jobs::open(&config, runner.clone())
+            .map_err(|e| std::io::Error::other(format!("DATA_DIR: {e}")))?;
         Ok(App {
-            metrics,
+            runner,
             config,
-            engine,
             workspace,
             jobs: Arc::new(jobs),
             sessions,
@@ -97,40 +94,13 @@ impl App {
         }
         self.jobs.adopt(queued.len());
         for record in queued {
-            let app = self.clone();
-            tokio::spawn(async move { app.jobs.run_queued(&app, record, None).await });
+            let jobs = self.jobs.clone();
+            tokio::spawn(async move { jobs.run_queued(record, None).await });
         }
         self.jobs.prune_in_background();
         self.sessions.reap_in_background();
         trim_in_background();
         Ok(())
-    }
-}
-
-impl App {
-    /// Runs an execution on the engine and records it in the metrics
-    /// (`api` names the API it came through).
-    pub async fn execute(
-        &self,
-        api: &'static str,
-        execution: &Execution,
-    ) -> Result<Report, Overloaded> {
-        let started = Instant::now();
-        let isolation = execution.isolation.as_str();
-        let result = self.engine.run(execution).await;
-        let (outcome, queued) = match &result {
-            Ok(report) => (
-                match &report.outcome {
-                    Ok(_) | Err(crate::engine::ExecError::Exit { code: 0 }) => "ok",
-                    Err(e) => e.kind(),
-                },
-                report.queue_wait,
-            ),
-            Err(_) => ("overloaded", std::time::Duration::ZERO),
-        };
-        let ran = started.elapsed().saturating_sub(queued);
-        self.metrics.execution(api, isolation, outcome, ran, queued);
-        result
     }
 }
 

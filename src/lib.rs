@@ -37,6 +37,7 @@ pub mod http;
 pub mod init;
 pub mod jobs;
 pub mod metrics;
+pub mod runner;
 pub mod sessions;
 pub mod sync;
 pub mod workspace;

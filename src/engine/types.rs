@@ -202,7 +202,9 @@ pub enum Language {
 }
 
 impl Language {
-    pub const ALL: [Language; 2] = [Language::JavaScript, Language::TypeScript];
+    /// Every language, the default (TypeScript) first: lists of names
+    /// (environments, aliases) follow this order.
+    pub const ALL: [Language; 2] = [Language::TypeScript, Language::JavaScript];
 
     /// The names callers may use for it (any case).
     pub fn aliases(self) -> &'static [&'static str] {
@@ -653,9 +655,14 @@ mod tests {
         assert_eq!(Language::from_alias("python"), None);
         assert_eq!(
             Language::all_aliases(),
-            ["js", "javascript", "node", "ts", "typescript"]
+            ["ts", "typescript", "js", "javascript", "node"]
         );
         assert_eq!(Language::TypeScript.extension(), "ts");
+        assert_eq!(
+            Language::of_path(std::path::Path::new("/w/a.MJS")),
+            Some(Language::JavaScript)
+        );
+        assert_eq!(Language::of_path(std::path::Path::new("/w/a.py")), None);
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl Router {
                 "x-content-type-options",
                 HeaderValue::from_static("nosniff"),
             );
-            app.metrics.request(
+            app.runner.metrics.request(
                 pattern,
                 method,
                 response.status().as_u16(),

@@ -144,7 +144,7 @@ pub async fn serve(
     // The connection threads stop last: what their requests started (a job
     // waiting for its report, say) may still finish while the engine drains.
     let _ = tokio::task::spawn_blocking(move || {
-        app2.engine.shutdown(grace);
+        app2.runner.engine.shutdown(grace);
         drop(threads);
     })
     .await;

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::app::App;
 use crate::clock::now_ms;
 use crate::config::{Config, JobRetention};
 use crate::engine::{ExecError, Execution, Language, LogEntry, ProgramEnd, Report};
+use crate::runner::Runner;
 use store::{JobRecord, JobStatus, JobStore, ListFilter, StoreError};
 
 /// How often old records are pruned.
@@ -66,6 +66,8 @@ pub enum JobError {
 /// The job runner and its store.
 pub struct Jobs {
     store: Arc<dyn JobStore>,
+    /// Runs the programs and counts them.
+    runner: Arc<Runner>,
     retention: JobRetention,
     /// Programs are named as if they lived here, so their relative imports
     /// resolve against saved code.
@@ -91,15 +93,16 @@ pub struct Jobs {
 
 impl Jobs {
     /// Opens the embedded store under `DATA_DIR`; the error names the path.
-    pub fn open(config: &Config) -> Result<Jobs, StoreError> {
+    pub fn open(config: &Config, runner: Arc<Runner>) -> Result<Jobs, StoreError> {
         let store = sqlite::SqliteStore::open(&config.data_dir)?;
-        Ok(Jobs::with_store(Arc::new(store), config))
+        Ok(Jobs::with_store(Arc::new(store), config, runner))
     }
 
-    /// A runner over any store.
-    pub fn with_store(store: Arc<dyn JobStore>, config: &Config) -> Jobs {
+    /// Jobs over any store.
+    pub fn with_store(store: Arc<dyn JobStore>, config: &Config, runner: Arc<Runner>) -> Jobs {
         Jobs {
             store,
+            runner,
             retention: config.job_retention,
             workspace_dir: std::fs::canonicalize(&config.workspace_dir)
                 .unwrap_or_else(|_| config.workspace_dir.clone()),
@@ -166,7 +169,7 @@ impl Jobs {
     }
 
     /// Records a job and runs it now, returning the completed record.
-    pub async fn run_now(&self, app: &App, request: JobRequest) -> Result<JobRecord, JobError> {
+    pub async fn run_now(&self, request: JobRequest) -> Result<JobRecord, JobError> {
         self.admit().await?;
         let client = request.client.clone();
         let record = new_record(request, JobStatus::Running);
@@ -174,7 +177,7 @@ impl Jobs {
         self.blocking(move |s| s.insert(&inserted))
             .await
             .map_err(JobError::Store)?;
-        self.execute(app, record, false, client).await
+        self.execute(record, false, client).await
     }
 
     /// A client's share of the background queue: half of `QUEUE_SIZE`
@@ -256,10 +259,10 @@ impl Jobs {
     /// Runs a queued job (recorded by [`Jobs::enqueue`] or found at start)
     /// to its end, waiting for room in a full queue.
     /// `client` is who enqueued it (`None` for a job found at start).
-    pub async fn run_queued(&self, app: &App, record: JobRecord, client: Option<Arc<str>>) {
+    pub async fn run_queued(&self, record: JobRecord, client: Option<Arc<str>>) {
         let id = record.id.clone();
         if let Err(JobError::Store(e) | JobError::Unrecorded { error: e, .. }) =
-            self.execute(app, record, true, client.clone()).await
+            self.execute(record, true, client.clone()).await
         {
             tracing::error!(%id, error = %e, "a job's record was not completed")
         }
@@ -273,7 +276,6 @@ impl Jobs {
     /// started stays queued.
     async fn execute(
         &self,
-        app: &App,
         mut record: JobRecord,
         wait_for_room: bool,
         client: Option<Arc<str>>,
@@ -290,7 +292,7 @@ impl Jobs {
                     return Ok(record);
                 }
             }
-            match app.execute("jobs", &execution).await {
+            match self.runner.execute("jobs", &execution).await {
                 Ok(report) => break report,
                 Err(_) if wait_for_room => {
                     self.set_status(&mut record, JobStatus::Queued).await?;
@@ -298,7 +300,7 @@ impl Jobs {
                 }
                 Err(_) => {
                     record.status = JobStatus::Error;
-                    app.metrics.job(record.status.as_str());
+                    self.runner.metrics.job(record.status.as_str());
                     record.error = Some("overloaded: the execution queue was full".into());
                     record.finished_at_ms = Some(now_ms());
                     record.duration_ms = Some(0);
@@ -311,7 +313,7 @@ impl Jobs {
             }
         };
         complete(&mut record, report, started.elapsed(), self.output_cap);
-        app.metrics.job(record.status.as_str());
+        self.runner.metrics.job(record.status.as_str());
         let done = record.clone();
         if let Err(error) = self.blocking(move |s| s.update(&done)).await {
             // The program ran: say so, and keep trying to write its end so

@@ -209,7 +209,7 @@ async fn bad_submissions_say_what_to_fix() {
         r.json()["error"]
             .as_str()
             .unwrap()
-            .contains("js, javascript, node, ts, typescript")
+            .contains("ts, typescript, js, javascript, node")
     );
     assert_eq!(
         r.json()["details"]["available"].as_array().map(Vec::len),

@@ -27,8 +27,8 @@ pub(super) fn routes() -> Vec<Route> {
 
 /// `GET /health` (and `HEAD`).
 async fn health(app: Arc<App>, _req: HttpRequest) -> Reply {
-    let pool = app.engine.stats();
-    let [heap_total, heap_used, external] = app.engine.heap();
+    let pool = app.runner.engine.stats();
+    let [heap_total, heap_used, external] = app.runner.engine.heap();
     let body = HealthReply {
         status: "ok".into(),
         uptime: app.started.elapsed().as_secs_f64(),

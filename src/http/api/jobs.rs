@@ -245,15 +245,15 @@ async fn submit(app: Arc<App>, mut req: HttpRequest) -> Reply {
     // The job is recorded and run by a task of its own: a client that goes
     // away mid-way drops this handler, not the job, so every record it
     // made reaches a final state (and a queued one runs).
-    let runner = app.clone();
+    let jobs = app.jobs.clone();
     if !wait {
         let (recorded, told) = tokio::sync::oneshot::channel();
         let client = request.client.clone();
         tokio::spawn(async move {
-            match runner.jobs.enqueue(request).await {
+            match jobs.enqueue(request).await {
                 Ok(record) => {
                     let _ = recorded.send(Ok(record.clone()));
-                    runner.jobs.run_queued(&runner, record, client).await;
+                    jobs.run_queued(record, client).await;
                 }
                 Err(e) => {
                     let _ = recorded.send(Err(e));
@@ -270,7 +270,7 @@ async fn submit(app: Arc<App>, mut req: HttpRequest) -> Reply {
         };
         return Ok(json(202, &reply));
     }
-    let ran = tokio::spawn(async move { runner.jobs.run_now(&runner, request).await })
+    let ran = tokio::spawn(async move { jobs.run_now(request).await })
         .await
         .map_err(|e| HttpError::internal(format!("a job task failed: {e}")))?;
     match ran {
@@ -424,7 +424,7 @@ pub(crate) mod types {
     #[derive(Debug, Deserialize, ToSchema)]
     #[schema(example = json!({"lang": "ts", "code": "console.log(6 * 7)", "task_id": "q1"}))]
     pub(crate) struct JobSubmit {
-        /// js, javascript, node, ts or typescript (any case).
+        /// ts, typescript, js, javascript or node (any case).
         pub lang: String,
         /// The program (at most 10 MB).
         pub code: String,

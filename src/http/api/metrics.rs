@@ -38,9 +38,9 @@ async fn metrics(app: Arc<App>, req: HttpRequest) -> Reply {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/openmetrics-text"));
     let (body, content_type) = if wants_openmetrics {
-        (app.metrics.encode_openmetrics(), OPENMETRICS)
+        (app.runner.metrics.encode_openmetrics(), OPENMETRICS)
     } else {
-        (app.metrics.encode_prometheus(), PROMETHEUS)
+        (app.runner.metrics.encode_prometheus(), PROMETHEUS)
     };
     let mut r = text(200, body);
     r.headers_mut()

@@ -276,6 +276,7 @@ async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
     };
     let started = Instant::now();
     let report = app
+        .runner
         .execute("restexec", &job)
         .await
         .map_err(|_| HttpError::overloaded(app.config.queue_size))?;
@@ -377,7 +378,7 @@ async fn lint(app: Arc<App>, mut req: HttpRequest) -> Reply {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found(&code_id)),
         Err(e) => return Err(HttpError::internal(format!("reading {code_id}: {e}"))),
     };
-    let report = match app.engine.lint(path.clone(), source, timeout).await {
+    let report = match app.runner.engine.lint(path.clone(), source, timeout).await {
         Ok(r) => r,
         Err(CompileError::Syntax(e)) => {
             // Like any file that does not parse: a report with the error.

@@ -71,6 +71,7 @@ async fn run(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let mut execution = parse_body(body, move |body| parse_call(&parser.config, body)).await?;
     execution.client = Some(req.client());
     let report = app
+        .runner
         .execute("run", &execution)
         .await
         .map_err(|_| HttpError::overloaded(app.config.queue_size))?;

@@ -3,7 +3,6 @@
 //! delete.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
@@ -12,14 +11,13 @@ use hyper::Method;
 use super::jobs::types::StatusOk;
 use crate::app::App;
 use crate::clock::iso8601;
-use crate::engine::notebook::{CellRequest, CellStatus};
-use crate::engine::{ExecError, Execution, ProgramEnd, split_streams};
 use crate::http::error::{Dialect, ErrorKind, HttpError, Reply};
 use crate::http::reply::json;
 use crate::http::request::{HttpRequest, json_object, required_str, str_field, timeout_field};
 use crate::http::route::{Doc, Route, fields_of};
 use crate::sessions::{
-    CreateError, Environment, Mode, Session, SessionView, Status, valid_filename,
+    CreateError, Environment, Mode, RunError, RunRequest, Session, SessionView, Status,
+    valid_filename,
 };
 use crate::workspace::MAX_CODE_BYTES;
 use types::{
@@ -116,7 +114,7 @@ fn session(app: &App, req: &HttpRequest) -> Result<Arc<Session>, HttpError> {
 }
 
 fn names() -> Vec<&'static str> {
-    Environment::ALL.iter().map(|e| e.as_str()).collect()
+    Environment::all().map(Environment::as_str).collect()
 }
 
 /// `GET /api/v1/environments`.
@@ -174,7 +172,7 @@ async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let owner = req.client();
     let created = tokio::task::spawn_blocking(move || {
         engine_app.sessions.create(owner, environment, mode, |dir| {
-            engine_app.engine.start_notebook(dir)
+            engine_app.runner.engine.start_notebook(dir)
         })
     })
     .await
@@ -279,14 +277,7 @@ async fn interrupt(app: Arc<App>, req: HttpRequest) -> Reply {
     ))
 }
 
-/// What one execute asks.
-struct ExecuteBody {
-    code: String,
-    filename: Option<String>,
-    timeout: Duration,
-}
-
-fn execute_body(app: &App, body: &Map<String, Value>) -> Result<ExecuteBody, HttpError> {
+fn run_request(app: &App, body: &Map<String, Value>) -> Result<RunRequest, HttpError> {
     let code = required_str(body, "code")?.to_string();
     if code.len() > MAX_CODE_BYTES {
         return Err(HttpError::new(
@@ -306,7 +297,7 @@ fn execute_body(app: &App, body: &Map<String, Value>) -> Result<ExecuteBody, Htt
         None => None,
     };
     let timeout = timeout_field(&app.config, body)?;
-    Ok(ExecuteBody {
+    Ok(RunRequest {
         code,
         filename,
         timeout,
@@ -324,243 +315,48 @@ async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
         r#"{"code": "console.log(1)"}"#,
     )
     .await?;
-    let asked = execute_body(&app, &body)?;
-    // Runs in one session go one at a time, in arrival order.
-    let _turn = s.run_lock.lock().await;
-    let ttl = app.sessions.ttl();
-    if !s.begin_execution(ttl) {
-        return Err(not_found(&s.id));
+    let request = run_request(&app, &body)?;
+    let output = match app.sessions.run(&s, &app.runner, request).await {
+        Ok(output) => output,
+        Err(RunError::Gone) => return Err(not_found(&s.id)),
+        Err(RunError::Overloaded) => return Err(HttpError::overloaded(app.config.queue_size)),
+        Err(RunError::QuotaFull {
+            wanted,
+            room,
+            limit,
+        }) => return Err(quota_full(wanted, room, limit)),
+        Err(RunError::Storage { what, error }) => return Err(HttpError::storage(&what, &error)),
+        Err(RunError::Internal(cause)) => return Err(HttpError::internal(cause)),
+    };
+    let mut reply = json!({
+        "session_id": s.id,
+        "stdout": output.stdout,
+        "stderr": output.stderr,
+        "exit_code": output.exit_code,
+        "status": output.status.as_str(),
+        "output_truncated": output.output_truncated,
+        "execution_time": output.took.as_secs_f64(),
+    });
+    if let Some(cell) = output.cell {
+        reply["result"] = cell
+            .result
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .unwrap_or(Value::Null);
+        reply["state_reset"] = cell.state_reset.into();
+        reply["interrupted"] = cell.interrupted.into();
     }
-    // Ends the execution however this handler ends: a client that goes
-    // away drops it mid-run, and the session must not stay `executing`
-    // (nor a notebook cell run on for nobody).
-    let mut executing = Executing {
-        session: &s,
-        ttl,
-        answered: false,
-    };
-    let started = Instant::now();
-    let reply = match s.mode {
-        Mode::Script => run_script(&app, &s, asked).await,
-        Mode::Notebook => run_cell(&app, &s, asked).await,
-    };
-    executing.answered = true;
-    drop(executing);
-    let mut reply = reply?;
-    reply["session_id"] = s.id.clone().into();
-    reply["execution_time"] = started.elapsed().as_secs_f64().into();
     Ok(json(200, &reply))
 }
 
-/// An execution in progress: its end is recorded when this is dropped.
-struct Executing<'a> {
-    session: &'a Arc<Session>,
-    ttl: Duration,
-    /// False if the handler was dropped before its answer.
-    answered: bool,
-}
-
-impl Drop for Executing<'_> {
-    fn drop(&mut self) {
-        if !self.answered
-            && let Some(notebook) = &self.session.notebook
-        {
-            // The cell's client left: stop the cell (its state is kept).
-            notebook.interrupt();
-        }
-        self.session.end_execution(self.ttl);
-    }
-}
-
-/// Writes the file and runs it as a fresh program confined to the session.
-async fn run_script(
-    app: &Arc<App>,
-    s: &Arc<Session>,
-    asked: ExecuteBody,
-) -> Result<Value, HttpError> {
-    let name = asked
-        .filename
-        .unwrap_or_else(|| s.environment.default_file());
-    let path = s.dir.join(&name);
-    let code = asked.code;
-    // The session's files stay within SESSION_DISK_BYTES across executions:
-    // the new file counts, and the program may write what is left.
-    let room = room_left(app, s, Some(&path)).await?;
-    if code.len() as u64 > room {
-        return Err(quota_full(app, code.len() as u64, room));
-    }
-    let write_budget = room - code.len() as u64;
-    let written = tokio::task::spawn_blocking({
-        let path = path.clone();
-        move || write_atomically(&path, &code)
-    })
-    .await
-    .map_err(HttpError::internal)?;
-    written.map_err(|e| HttpError::storage(&format!("the session file {name}"), &e))?;
-    let execution = Execution {
-        cpu_limit: app.config.limits.default_cpu_limit,
-        env: app.config.allow_env_values.clone(),
-        scope: Some(s.dir.clone()),
-        client: Some(s.owner.clone()),
-        write_budget: Some(write_budget),
-        ..Execution::program(path, None, asked.timeout)
-    };
-    let interrupted = s.interrupt.notified();
-    let report = tokio::select! {
-        r = app.execute("sessions", &execution) => r.map_err(|_| {
-            HttpError::overloaded(app.config.queue_size)
-        })?,
-        () = interrupted => {
-            return Ok(json!({"stdout": "", "stderr": "Interrupted\n", "exit_code": null, "status": "error", "output_truncated": false}));
-        }
-        () = s.ended() => {
-            return Ok(json!({"stdout": "", "stderr": "The session ended\n", "exit_code": null, "status": "error", "output_truncated": false}));
-        }
-    };
-    let (stdout, mut stderr) = split_streams(&report.logs);
-    let (status, exit_code) = match ProgramEnd::of(report.outcome) {
-        ProgramEnd::Exited(code) => ("completed", Some(code)),
-        ProgramEnd::Failed { line, .. } => {
-            stderr.push_str(&line);
-            ("error", Some(1))
-        }
-        ProgramEnd::Stopped(ExecError::Timeout | ExecError::CpuLimit) => ("timeout", None),
-        ProgramEnd::Stopped(other) => {
-            // A kill or our failure: exit code 1, as a killed process
-            // reads in this API.
-            let e = HttpError::from_execution(&execution, other);
-            stderr.push_str(&format!("error: {}\n", e.message));
-            ("error", Some(1))
-        }
-    };
-    Ok(json!({
-        "stdout": stdout,
-        "stderr": stderr,
-        "exit_code": exit_code,
-        "status": status,
-        "output_truncated": report.logs_truncated,
-    }))
-}
-
-/// Runs the next notebook cell.
-async fn run_cell(
-    app: &Arc<App>,
-    s: &Arc<Session>,
-    asked: ExecuteBody,
-) -> Result<Value, HttpError> {
-    let Some(notebook) = &s.notebook else {
-        return Err(HttpError::internal("a notebook session has no notebook"));
-    };
-    let write_budget = room_left(app, s, None).await?;
-    let cell = CellRequest {
-        write_budget,
-        code: asked.code,
-        language: s.environment.language(),
-        timeout: asked.timeout,
-        env: app.config.allow_env_values.clone(),
-    };
-    let Some(report) = notebook.run(cell).await else {
-        return Err(not_found(&s.id));
-    };
-    let outcome = match report.status {
-        CellStatus::Completed => "ok",
-        CellStatus::Error => "exception",
-        CellStatus::Interrupted => "cancelled",
-        CellStatus::Timeout => "timeout",
-        CellStatus::MemoryLimit => "memory_limit",
-    };
-    app.metrics.execution(
-        "sessions",
-        "notebook",
-        outcome,
-        report.duration,
-        Duration::ZERO,
-    );
-    let (status, exit_code) = match report.status {
-        CellStatus::Completed => ("completed", Some(report.exit_code.unwrap_or(0))),
-        CellStatus::Error | CellStatus::Interrupted | CellStatus::MemoryLimit => ("error", Some(1)),
-        CellStatus::Timeout => ("timeout", None),
-    };
-    let result = match &report.result {
-        Some(json) => serde_json::from_str::<Value>(json).unwrap_or(Value::Null),
-        None => Value::Null,
-    };
-    Ok(json!({
-        "stdout": report.stdout,
-        "stderr": report.stderr,
-        "exit_code": exit_code,
-        "status": status,
-        "result": result,
-        "state_reset": report.state_reset,
-        "interrupted": report.status == CellStatus::Interrupted,
-        "output_truncated": report.output_truncated,
-    }))
-}
-
-/// Bytes the session may still write under `SESSION_DISK_BYTES`; a file
-/// about to be replaced (`replacing`) does not count.
-async fn room_left(
-    app: &App,
-    s: &Session,
-    replacing: Option<&std::path::Path>,
-) -> Result<u64, HttpError> {
-    let dir = s.dir.clone();
-    let skip = replacing.map(std::path::Path::to_path_buf);
-    let used = tokio::task::spawn_blocking(move || dir_bytes(&dir, skip.as_deref()))
-        .await
-        .map_err(HttpError::internal)?;
-    Ok(app.config.session_disk_bytes.saturating_sub(used))
-}
-
-fn quota_full(app: &App, wanted: u64, room: u64) -> HttpError {
+fn quota_full(wanted: u64, room: u64, limit: u64) -> HttpError {
     HttpError::new(
         ErrorKind::InsufficientStorage,
         format!(
-            "The session's files would pass SESSION_DISK_BYTES ({} bytes): {wanted} bytes \
+            "The session's files would pass SESSION_DISK_BYTES ({limit} bytes): {wanted} bytes \
              asked, {room} left; remove files or start a new session",
-            app.config.session_disk_bytes
         ),
     )
-    .with("limit", app.config.session_disk_bytes)
-}
-
-/// Bytes of the files under `dir` (sub-directories too), `skip` left out.
-fn dir_bytes(dir: &std::path::Path, skip: Option<&std::path::Path>) -> u64 {
-    let mut total = 0u64;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if skip != Some(entry.path().as_path()) {
-                total += meta.len();
-            }
-        }
-    }
-    total
-}
-
-/// Writes `code` to `path` through a temporary file and a rename, so a
-/// concurrent reader sees the old file or the new one.
-fn write_atomically(path: &std::path::Path, code: &str) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-        crate::workspace::ensure_room(parent)?;
-    }
-    // A short name of its own: one made from `path` could pass the 255
-    // bytes a file name may have.
-    static TEMPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = TEMPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let temp = path.with_file_name(format!(".isoexec-write-{n}.tmp"));
-    let written = std::fs::write(&temp, code).and_then(|()| std::fs::rename(&temp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    written
+    .with("limit", limit)
 }
 
 /// The request and reply bodies of these routes: the handlers read and write

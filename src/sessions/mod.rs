@@ -13,53 +13,54 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex as AsyncMutex, watch};
 
 use crate::clock::now_ms;
+use crate::config::Config;
 use crate::engine::Language;
 use crate::engine::notebook::Notebook;
 use crate::sync::lock;
 
+mod run;
+pub use run::{CellOutput, RunError, RunOutput, RunRequest, RunStatus};
+
 /// How often expired sessions are looked for.
 const REAP_EVERY: Duration = Duration::from_secs(1);
 
-/// What a session runs.
+/// What a session runs: an environment as the API names it (`node` and
+/// `javascript` are both JavaScript), and its language. The names come
+/// from [`Language::environments`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Environment {
-    TypeScript,
-    JavaScript,
-    Node,
+pub struct Environment {
+    name: &'static str,
+    language: Language,
 }
 
 impl Environment {
-    pub const ALL: [Environment; 3] = [
-        Environment::TypeScript,
-        Environment::JavaScript,
-        Environment::Node,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::TypeScript => "typescript",
-            Environment::JavaScript => "javascript",
-            Environment::Node => "node",
-        }
+    /// Every environment, language by language.
+    pub fn all() -> impl Iterator<Item = Environment> {
+        Language::ALL.into_iter().flat_map(|language| {
+            language
+                .environments()
+                .iter()
+                .map(move |&name| Environment { name, language })
+        })
     }
 
+    pub fn as_str(self) -> &'static str {
+        self.name
+    }
+
+    /// The environment `text` names, in any case.
     pub fn parse(text: &str) -> Option<Environment> {
-        Environment::ALL
-            .into_iter()
-            .find(|e| e.as_str().eq_ignore_ascii_case(text))
+        Environment::all().find(|e| e.name.eq_ignore_ascii_case(text))
     }
 
     /// The language its code is written in.
     pub fn language(self) -> Language {
-        match self {
-            Environment::TypeScript => Language::TypeScript,
-            Environment::JavaScript | Environment::Node => Language::JavaScript,
-        }
+        self.language
     }
 
     /// The file an execute writes when it names none.
     pub fn default_file(self) -> String {
-        format!("main.{}", self.language().extension())
+        format!("main.{}", self.language.extension())
     }
 }
 
@@ -248,13 +249,24 @@ pub struct Sessions {
     ttl: Duration,
     max: usize,
     live: std::sync::Mutex<HashMap<String, Arc<Session>>>,
+    /// What every run gets.
+    run: RunSettings,
+}
+
+/// The settings every session run gets.
+struct RunSettings {
+    /// `SESSION_DISK_BYTES`: what a session's files may hold.
+    disk_bytes: u64,
+    cpu_limit: Option<Duration>,
+    /// What `Deno.env.get` sees.
+    env: HashMap<String, String>,
 }
 
 impl Sessions {
-    /// Sessions under `<data_dir>/sessions/`; directories a previous run
+    /// Sessions under `<DATA_DIR>/sessions/`; directories a previous run
     /// left behind are removed.
-    pub fn open(data_dir: &Path, ttl: Duration, max: usize) -> std::io::Result<Sessions> {
-        let root = data_dir.join("sessions");
+    pub fn open(config: &Config) -> std::io::Result<Sessions> {
+        let root = config.data_dir.join("sessions");
         if root.exists() {
             std::fs::remove_dir_all(&root)?;
         }
@@ -262,9 +274,14 @@ impl Sessions {
         let root = std::fs::canonicalize(&root)?;
         Ok(Sessions {
             root,
-            ttl,
-            max,
+            ttl: config.session_ttl,
+            max: config.max_sessions,
             live: std::sync::Mutex::new(HashMap::new()),
+            run: RunSettings {
+                disk_bytes: config.session_disk_bytes,
+                cpu_limit: config.limits.default_cpu_limit,
+                env: config.allow_env_values.clone(),
+            },
         })
     }
 
@@ -493,13 +510,18 @@ mod tests {
 
     #[test]
     fn environments_and_modes_parse() {
+        let ts = Environment::parse("TypeScript").unwrap();
         assert_eq!(
-            Environment::parse("TypeScript"),
-            Some(Environment::TypeScript)
+            (ts.as_str(), ts.language()),
+            ("typescript", Language::TypeScript)
         );
         assert_eq!(Environment::parse("python"), None);
-        assert_eq!(Environment::TypeScript.default_file(), "main.ts");
-        assert_eq!(Environment::Node.default_file(), "main.js");
+        assert_eq!(ts.default_file(), "main.ts");
+        let node = Environment::parse("node").unwrap();
+        assert_eq!(
+            (node.as_str(), node.default_file()),
+            ("node", "main.js".into())
+        );
         assert_eq!(Mode::parse("notebook"), Some(Mode::Notebook));
         assert_eq!(Mode::parse("repl"), None);
     }
