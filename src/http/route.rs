@@ -112,6 +112,27 @@ impl Doc {
     }
 }
 
+/// `routes` with each pattern once: a pattern two APIs declare (`/` is
+/// both the call and the playground) becomes one route with the methods of
+/// both. Panics if the two disagree on the dialect.
+pub(crate) fn merged(routes: Vec<Route>) -> Vec<Route> {
+    let mut out: Vec<Route> = Vec::new();
+    for route in routes {
+        match out.iter_mut().find(|r| r.pattern == route.pattern) {
+            Some(same) => {
+                assert!(
+                    same.dialect == route.dialect,
+                    "route {} is declared in two dialects",
+                    route.pattern
+                );
+                same.endpoints.extend(route.endpoints);
+            }
+            None => out.push(route),
+        }
+    }
+    out
+}
+
 /// Boxes an async handler function.
 fn boxed<F, Fut>(f: F) -> Handler
 where

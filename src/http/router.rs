@@ -16,7 +16,7 @@ use super::api;
 use super::error::{Dialect, ErrorKind, HttpError, Reply};
 use super::reply::Body;
 use super::request::HttpRequest;
-use super::route::Route;
+use super::route::{self, Route};
 use crate::app::App;
 
 /// Every route of the server, matched by path.
@@ -35,33 +35,14 @@ pub struct RouteInfo {
 impl Router {
     /// The routes every API declares ([`api::routes`]).
     pub fn new() -> Router {
-        let mut r = Router {
-            matcher: matchit::Router::new(),
-            routes: Vec::new(),
-        };
-        for route in api::routes() {
-            r.add(route);
+        let routes = route::merged(api::routes());
+        let mut matcher = matchit::Router::new();
+        for (index, route) in routes.iter().enumerate() {
+            if let Err(e) = matcher.insert(route.pattern, index) {
+                panic!("route {} conflicts with another: {e}", route.pattern);
+            }
         }
-        r
-    }
-
-    /// Adds `route`; a pattern two APIs declare (`/` is both the call and
-    /// the playground) is one route with the methods of both.
-    fn add(&mut self, route: Route) {
-        if let Some(same) = self.routes.iter_mut().find(|r| r.pattern == route.pattern) {
-            assert!(
-                same.dialect == route.dialect,
-                "route {} is declared in two dialects",
-                route.pattern
-            );
-            same.endpoints.extend(route.endpoints);
-            return;
-        }
-        let index = self.routes.len();
-        if let Err(e) = self.matcher.insert(route.pattern, index) {
-            panic!("route {} conflicts with another: {e}", route.pattern);
-        }
-        self.routes.push(route);
+        Router { matcher, routes }
     }
 
     /// The path patterns of every route, in the order they were added.
@@ -82,11 +63,6 @@ impl Router {
                     .collect(),
             })
             .collect()
-    }
-
-    /// The routes, for the OpenAPI document.
-    pub(crate) fn routes(&self) -> &[Route] {
-        &self.routes
     }
 
     /// Answers one request.

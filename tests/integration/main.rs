@@ -9,6 +9,7 @@ mod hostile;
 mod http;
 mod isolation;
 mod jobs;
+mod layout;
 mod limits;
 mod observability;
 mod process;

@@ -11,8 +11,7 @@ use crate::http::error::{Dialect, ErrorKind, HttpError, Reply};
 use crate::http::openapi;
 use crate::http::reply::with_type;
 use crate::http::request::HttpRequest;
-use crate::http::route::{Doc, Route};
-use crate::http::router::Router;
+use crate::http::route::{self, Doc, Route};
 
 pub(super) fn routes() -> Vec<Route> {
     let page = |summary| Doc::new(summary, "server").reply_other("200", "An HTML page");
@@ -52,8 +51,7 @@ pub(crate) fn document_json() -> Result<&'static str, String> {
     static DOCUMENT: OnceLock<Result<String, String>> = OnceLock::new();
     DOCUMENT
         .get_or_init(|| {
-            let router = Router::new();
-            let document = openapi::document(router.routes())?;
+            let document = openapi::document(&route::merged(super::routes()))?;
             serde_json::to_string(&document).map_err(|e| e.to_string())
         })
         .as_deref()

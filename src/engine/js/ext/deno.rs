@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use deno_core::{OpState, op2};
 use deno_error::JsErrorBox;
 
-use super::{CallState, SelfKill};
+use super::{CallState, SelfKill, permissions, record_denial};
 use crate::engine::watchdog::KillReason;
 
 #[op2]
@@ -15,14 +15,6 @@ pub(super) fn op_isoexec_deny(state: &mut OpState, #[string] what: &str) -> Stri
     let message = format!("Requires {what}; this capability is not granted");
     record_denial(state, &message);
     message
-}
-
-/// Records the first capability refused to the current call, so a failure
-/// it causes is reported as `permission_denied`.
-pub(super) fn record_denial(state: &mut OpState, message: &str) {
-    if let Some(call) = state.try_borrow_mut::<CallState>() {
-        call.denied.get_or_insert_with(|| message.to_owned());
-    }
 }
 
 /// `Deno.env.get`: the call's value; `undefined` for an `ALLOW_ENV`
@@ -40,7 +32,7 @@ pub(super) fn op_isoexec_env_get(
     {
         return Ok(Some(value));
     }
-    if super::fs::permissions(state).env.iter().any(|k| k == key) {
+    if permissions(state).env.iter().any(|k| k == key) {
         return Ok(None);
     }
     let message = format!(

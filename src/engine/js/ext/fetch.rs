@@ -6,9 +6,8 @@ use std::rc::Rc;
 use deno_core::{OpState, ToJsBuffer, op2};
 use deno_error::JsErrorBox;
 
-use super::deno::record_denial;
 use super::fetch_client::{FetchError, FetchRequest, FetchResponse};
-use super::fs::permissions;
+use super::{permissions, record_denial};
 
 #[op2]
 #[serde]

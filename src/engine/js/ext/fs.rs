@@ -1,14 +1,11 @@
 //! File reads and writes, checked against the call's permissions and its
 //! write quota.
 
-use std::sync::Arc;
-
 use deno_core::{OpState, op2};
 use deno_error::JsErrorBox;
 
-use super::CallState;
-use super::deno::record_denial;
-use crate::engine::permissions::{FsError, Permissions};
+use super::{CallState, permissions, record_denial};
+use crate::engine::permissions::FsError;
 
 /// Largest file `Deno.readFile` / `readTextFile` return.
 const MAX_READ_BYTES: usize = 64 * 1024 * 1024;
@@ -24,13 +21,6 @@ fn fs_error(state: &mut OpState, e: FsError) -> JsErrorBox {
         FsError::NotFound(message) => JsErrorBox::new("NotFound", message),
         FsError::Other(message) => JsErrorBox::generic(message),
     }
-}
-
-pub(super) fn permissions(state: &OpState) -> Arc<Permissions> {
-    state
-        .try_borrow::<Arc<Permissions>>()
-        .cloned()
-        .unwrap_or_default()
 }
 
 #[op2]

@@ -14,8 +14,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use deno_core::{OpDecl, op2, v8};
+use deno_core::{OpDecl, OpState, op2, v8};
 
+use crate::engine::permissions::Permissions;
 use crate::engine::watchdog::KillRecord;
 pub use console::LogSink;
 use console::op_isoexec_log;
@@ -30,6 +31,22 @@ use web::{
     op_isoexec_now, op_isoexec_random_fill, op_isoexec_time_origin, op_isoexec_url_parse,
     op_isoexec_url_set, op_isoexec_utf8_decode,
 };
+
+/// Records the first capability refused to the current call, so a failure
+/// it causes is reported as `permission_denied`.
+fn record_denial(state: &mut OpState, message: &str) {
+    if let Some(call) = state.try_borrow_mut::<CallState>() {
+        call.denied.get_or_insert_with(|| message.to_owned());
+    }
+}
+
+/// The permissions of the isolate's current call (none before one).
+fn permissions(state: &OpState) -> Arc<Permissions> {
+    state
+        .try_borrow::<Arc<Permissions>>()
+        .cloned()
+        .unwrap_or_default()
+}
 
 /// What one call may use and what it did, kept in the `OpState`.
 pub struct CallState {
