@@ -10,7 +10,7 @@ use crate::jobs::Jobs;
 use crate::metrics::{Live, Metrics};
 use crate::runner::Runner;
 use crate::sessions::Sessions;
-use crate::workspace::Workspace;
+use crate::workspace::{CodeStore, DirStore};
 
 /// What the server is made of, built once at start.
 pub struct App {
@@ -18,8 +18,8 @@ pub struct App {
     pub config: Config,
     /// The engine and the metrics: what runs code, for every API.
     pub runner: Arc<Runner>,
-    /// Saved code of the restexec API (`WORKSPACE_DIR`).
-    pub workspace: Workspace,
+    /// Saved code of the restexec API (`WORKSPACE_DIR`), behind its store.
+    pub workspace: Arc<dyn CodeStore>,
     /// Code jobs and their durable records (`DATA_DIR`).
     pub jobs: Arc<Jobs>,
     /// Live sessions of the session API, their files and notebooks.
@@ -33,7 +33,7 @@ impl App {
     /// records, and starts the engine. Call inside a tokio runtime. Each
     /// error names what could not be opened.
     pub fn start(config: Config) -> std::io::Result<App> {
-        let workspace = Workspace::open(&config.workspace_dir).map_err(|e| {
+        let workspace = DirStore::open(&config.workspace_dir).map_err(|e| {
             std::io::Error::new(
                 e.kind(),
                 format!("WORKSPACE_DIR {}: {e}", config.workspace_dir.display()),
@@ -75,7 +75,7 @@ impl App {
         Ok(App {
             runner,
             config,
-            workspace,
+            workspace: Arc::new(workspace),
             jobs: Arc::new(jobs),
             sessions,
             started: Instant::now(),

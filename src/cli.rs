@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::code::MAX_CODE_BYTES;
 use crate::config::Config;
 use crate::engine::lint::LintReport;
 use crate::engine::{Engine, ExecError, Execution, Isolation, ProgramEnd};
-use crate::workspace::MAX_CODE_BYTES;
 
 /// What `isoexec run` was asked.
 pub struct RunArgs {

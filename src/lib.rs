@@ -31,7 +31,9 @@
 pub mod app;
 pub mod cli;
 pub mod clock;
+pub mod code;
 pub mod config;
+pub mod disk;
 pub mod engine;
 pub mod http;
 pub mod init;

@@ -122,11 +122,11 @@ impl Jobs {
     /// `DATA_DIR`, and the store under `JOB_STORE_BYTES` (the oldest
     /// finished records are removed to make room first).
     async fn admit(&self) -> Result<(), JobError> {
-        let free = crate::workspace::free_disk(&self.data_dir);
-        if free.is_some_and(|f| f < crate::workspace::MIN_FREE_DISK) {
+        let free = crate::disk::free_disk(&self.data_dir);
+        if free.is_some_and(|f| f < crate::disk::MIN_FREE_DISK) {
             return Err(JobError::Full(format!(
                 "less than {} MiB of disk is free for job records",
-                crate::workspace::MIN_FREE_DISK >> 20
+                crate::disk::MIN_FREE_DISK >> 20
             )));
         }
         let cap = self.store_cap;

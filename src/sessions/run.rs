@@ -321,7 +321,7 @@ fn dir_bytes(dir: &Path, skip: Option<&Path>) -> u64 {
 fn write_atomically(path: &Path, code: &str) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
-        crate::workspace::ensure_room(parent)?;
+        crate::disk::ensure_room(parent)?;
     }
     // A short name of its own: one made from `path` could pass the 255
     // bytes a file name may have.

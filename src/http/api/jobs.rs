@@ -11,6 +11,7 @@ use hyper::Method;
 use super::run::types::CallError;
 use crate::app::App;
 use crate::clock::iso8601;
+use crate::code::MAX_CODE_BYTES;
 use crate::engine::Language;
 use crate::http::error::{Dialect, ErrorKind, HttpError, Reply};
 use crate::http::reply::json;
@@ -18,7 +19,6 @@ use crate::http::request::{HttpRequest, json_object, str_field, timeout_field};
 use crate::http::route::{Doc, Route, fields_of};
 use crate::jobs::store::{JobRecord, JobStatus, ListFilter, StoreError};
 use crate::jobs::{JobError, JobRequest};
-use crate::workspace::MAX_CODE_BYTES;
 use types::{Deleted, JobList, JobQueued, JobSubmit, JobView, StatusOk};
 
 pub(super) fn routes() -> Vec<Route> {
@@ -151,11 +151,11 @@ fn job_request(app: &App, body: &Map<String, Value>) -> Result<JobRequest, HttpE
             ));
         }
     };
-    if let Some(message) = crate::workspace::jsx_fence(&code) {
+    if let Some(message) = crate::code::jsx_fence(&code) {
         return Err(HttpError::bad_field("code", message));
     }
     let code = if code.contains("```") {
-        crate::workspace::extract_code(&code).to_string()
+        crate::code::extract_code(&code).to_string()
     } else {
         code
     };

@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use hyper::Method;
 
 use crate::app::App;
+use crate::code::{MAX_CODE_BYTES, extract_code};
 use crate::engine::compile::CompileError;
 use crate::engine::lint::{LintError, LintReport};
 use crate::engine::{ExecError, Execution, PROGRAM_MODES, ProgramEnd, Report, split_streams};
@@ -23,7 +24,7 @@ use crate::http::request::{
     HttpRequest, isolation_field, json_object, required_str, timeout_field,
 };
 use crate::http::route::{Doc, Route, fields_of};
-use crate::workspace::{MAX_CODE_BYTES, Workspace, extract_code, validate_code_id};
+use crate::workspace::{CodeStore, validate_code_id};
 use types::{ExecuteRequest, LintRequest, RestexecError, RestexecOk, SaveRequest};
 use utoipa::ToSchema;
 
@@ -157,7 +158,7 @@ async fn save(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let body = object_body::<SaveRequest>(&app, &mut req, &[], SAVE_SHAPE).await?;
     let code_id = code_id_field(&body)?;
     let text = required_str(&body, "code")?;
-    if let Some(message) = crate::workspace::jsx_fence(text) {
+    if let Some(message) = crate::code::jsx_fence(text) {
         return Err(HttpError::bad_field("code", message));
     }
     let code = extract_code(text);
@@ -175,7 +176,7 @@ async fn save(app: Arc<App>, mut req: HttpRequest) -> Reply {
     }
     let code = code.to_string();
     let id = code_id.clone();
-    let saved = on_workspace(&app, move |ws| ws.save(&id, &code))
+    let saved = on_workspace(&app, move |ws| ws.put(&id, &code))
         .await?
         .map_err(|e| HttpError::storage(&format!("the code of {code_id}"), &e))?;
     Ok(ok(
@@ -187,10 +188,10 @@ async fn save(app: Arc<App>, mut req: HttpRequest) -> Reply {
 /// Runs a blocking workspace operation off the reactor.
 async fn on_workspace<T: Send + 'static>(
     app: &Arc<App>,
-    f: impl FnOnce(&Workspace) -> std::io::Result<T> + Send + 'static,
+    f: impl FnOnce(&dyn CodeStore) -> std::io::Result<T> + Send + 'static,
 ) -> Result<std::io::Result<T>, HttpError> {
     let app = app.clone();
-    tokio::task::spawn_blocking(move || f(&app.workspace))
+    tokio::task::spawn_blocking(move || f(app.workspace.as_ref()))
         .await
         .map_err(HttpError::internal)
 }
@@ -215,7 +216,7 @@ async fn read(app: Arc<App>, req: HttpRequest) -> Reply {
     let code_id = req.param("codeId");
     checked_code_id(code_id)?;
     let id = code_id.to_string();
-    match on_workspace(&app, move |ws| ws.read(&id)).await? {
+    match on_workspace(&app, move |ws| ws.get(&id)).await? {
         Ok(code) => Ok(ok(
             json!({"codeId": code_id, "code": code, "size": code.len()}),
             None,
@@ -261,10 +262,12 @@ async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let request_env = env_field(&body)?;
     // Programs always start clean: no warm isolates here.
     let isolation = isolation_field(body.get("isolation"), &PROGRAM_MODES)?;
-    let path = app.workspace.path_of(&code_id);
-    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
-        return Err(not_found(&code_id));
-    }
+    let id = code_id.clone();
+    let path = match on_workspace(&app, move |ws| ws.local_path(&id)).await? {
+        Ok(Some(path)) => path,
+        Ok(None) => return Err(not_found(&code_id)),
+        Err(e) => return Err(HttpError::internal(format!("finding {code_id}: {e}"))),
+    };
     let mut env = app.config.allow_env_values.clone();
     env.extend(request_env);
     let job = Execution {
@@ -372,9 +375,17 @@ async fn lint(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let code_id = code_id_field(&body)?;
     let timeout = timeout_field(&app.config, &body)?;
     let started = Instant::now();
-    let path = app.workspace.path_of(&code_id);
-    let source = match tokio::fs::read_to_string(&path).await {
-        Ok(s) => s,
+    let id = code_id.clone();
+    let found = on_workspace(&app, move |ws| {
+        let Some(path) = ws.local_path(&id)? else {
+            return Ok(None);
+        };
+        std::fs::read_to_string(&path).map(|source| Some((path, source)))
+    })
+    .await?;
+    let (path, source) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return Err(not_found(&code_id)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found(&code_id)),
         Err(e) => return Err(HttpError::internal(format!("reading {code_id}: {e}"))),
     };

@@ -131,11 +131,11 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
         }
     };
     // LLM agents send markdown: the first ```ts / ```js block is the code.
-    if let Some(message) = crate::workspace::jsx_fence(&script) {
+    if let Some(message) = crate::code::jsx_fence(&script) {
         return Err(HttpError::bad_field("script", message));
     }
     let script = if script.contains("```") {
-        crate::workspace::extract_code(&script).to_string()
+        crate::code::extract_code(&script).to_string()
     } else {
         script
     };

@@ -11,6 +11,7 @@ use hyper::Method;
 use super::jobs::types::StatusOk;
 use crate::app::App;
 use crate::clock::iso8601;
+use crate::code::MAX_CODE_BYTES;
 use crate::http::error::{Dialect, ErrorKind, HttpError, Reply};
 use crate::http::reply::json;
 use crate::http::request::{HttpRequest, json_object, required_str, str_field, timeout_field};
@@ -19,7 +20,6 @@ use crate::sessions::{
     CreateError, Environment, Mode, RunError, RunRequest, Session, SessionView, Status,
     valid_filename,
 };
-use crate::workspace::MAX_CODE_BYTES;
 use types::{
     SessionCreate, SessionCreated, SessionError, SessionExecute, SessionInfo, SessionInterrupted,
     SessionList, SessionRun, SessionStopped,

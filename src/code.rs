@@ -1,0 +1,92 @@
+//! Code as users send it, whatever the API: its size cap, and the
+//! markdown-fence rules (a model's reply with the code in a fenced block
+//! runs as the code in the block).
+
+/// Largest code any API accepts, in bytes (after fence extraction).
+pub const MAX_CODE_BYTES: usize = 10 * 1024 * 1024;
+
+/// Fence languages whose block is taken as the code.
+const CODE_FENCES: [&str; 5] = ["", "ts", "typescript", "js", "javascript"];
+
+/// The code to save from `text`: the body of its first closed code fence
+/// (```` ```ts ````, ```` ```typescript ````, ```` ```js ````,
+/// ```` ```javascript ```` or a bare ```` ``` ````), else the whole text.
+/// Blocks fenced for other languages are skipped; an unclosed fence means
+/// the text is not markdown, and all of it is kept.
+pub fn extract_code(text: &str) -> &str {
+    let mut offset = 0;
+    let mut open: Option<(bool, usize)> = None;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let trimmed = line.trim();
+        let Some(rest) = trimmed.strip_prefix("```") else {
+            continue;
+        };
+        match open {
+            None => {
+                let lang = rest.trim().to_ascii_lowercase();
+                open = Some((CODE_FENCES.contains(&lang.as_str()), offset));
+            }
+            Some((wanted, body_start)) if rest.trim().is_empty() => {
+                if wanted {
+                    let body = &text[body_start..start];
+                    return body
+                        .strip_suffix('\n')
+                        .map_or(body, |b| b.strip_suffix('\r').unwrap_or(b));
+                }
+                open = None;
+            }
+            Some(_) => {}
+        }
+    }
+    text
+}
+
+/// Whether `text` is markdown whose first code fence is JSX (`tsx` or
+/// `jsx`), which this server does not run: the message to give, if so.
+pub fn jsx_fence(text: &str) -> Option<String> {
+    let first = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("```"))?
+        .trim()
+        .to_ascii_lowercase();
+    matches!(first.as_str(), "tsx" | "jsx").then(|| {
+        format!(
+            "The code is in a ```{first} block: JSX is not supported; send TypeScript (```ts) or \
+             JavaScript (```js) without JSX"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsx_fences_are_named() {
+        assert!(jsx_fence("Here:\n```tsx\nconst a = <b/>;\n```\n").is_some());
+        assert!(jsx_fence("```ts\nconst a = 1;\n```").is_none());
+        assert!(jsx_fence("const a = 1;").is_none());
+    }
+
+    #[test]
+    fn the_first_closed_code_fence_is_taken() {
+        let md = "Here you go:\n```ts\nconst a = 1;\nconsole.log(a);\n```\nand\n```js\nx\n```\n";
+        assert_eq!(extract_code(md), "const a = 1;\nconsole.log(a);");
+        let bare = "```\nlet x = 2;\n```";
+        assert_eq!(extract_code(bare), "let x = 2;");
+        let typescript = "```TypeScript\nlet y: number = 3;\n```";
+        assert_eq!(extract_code(typescript), "let y: number = 3;");
+    }
+
+    #[test]
+    fn other_languages_are_skipped_and_unclosed_fences_keep_everything() {
+        let md = "```python\nprint(1)\n```\n```javascript\nconsole.log(1)\n```";
+        assert_eq!(extract_code(md), "console.log(1)");
+        let unclosed = "```ts\nconst a = 1;\n";
+        assert_eq!(extract_code(unclosed), unclosed);
+        let plain = "const a = `template`;\nconsole.log(a);\n";
+        assert_eq!(extract_code(plain), plain);
+    }
+}
