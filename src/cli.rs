@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use crate::code::MAX_CODE_BYTES;
 use crate::config::Config;
-use crate::engine::lint::LintReport;
 use crate::engine::{Engine, ExecError, Execution, Isolation, ProgramEnd};
+use crate::engine::{LintError, LintReport};
 
 /// What `isoexec run` was asked.
 pub struct RunArgs {
@@ -253,10 +253,10 @@ pub fn lint(config: Config, files: Vec<PathBuf>, json: bool) -> ExitCode {
                 .await
             {
                 Ok(r) => r,
-                Err(crate::engine::compile::CompileError::Syntax(e)) => LintReport {
+                Err(crate::engine::CompileError::Syntax(e)) => LintReport {
                     version: 1,
                     diagnostics: Vec::new(),
-                    errors: vec![crate::engine::lint::LintError {
+                    errors: vec![LintError {
                         file_path: path.display().to_string(),
                         message: e.message,
                     }],

@@ -1,17 +1,17 @@
 //! Wall-clock times as the APIs write them: milliseconds since the Unix
 //! epoch, and ISO 8601 in UTC.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `ms` since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-pub fn iso8601(ms: u64) -> String {
+pub(crate) fn iso8601(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
@@ -22,11 +22,6 @@ pub fn iso8601(ms: u64) -> String {
         rem % 60,
         ms % 1000
     )
-}
-
-/// The time `d` from now, as [`iso8601`].
-pub fn iso8601_in(d: Duration) -> String {
-    iso8601(now_ms() + d.as_millis() as u64)
 }
 
 /// Year, month and day of a count of days since 1970-01-01 (the

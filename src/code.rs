@@ -3,7 +3,7 @@
 //! runs as the code in the block).
 
 /// Largest code any API accepts, in bytes (after fence extraction).
-pub const MAX_CODE_BYTES: usize = 10 * 1024 * 1024;
+pub(crate) const MAX_CODE_BYTES: usize = 10 * 1024 * 1024;
 
 /// Fence languages whose block is taken as the code.
 const CODE_FENCES: [&str; 5] = ["", "ts", "typescript", "js", "javascript"];
@@ -13,7 +13,7 @@ const CODE_FENCES: [&str; 5] = ["", "ts", "typescript", "js", "javascript"];
 /// ```` ```javascript ```` or a bare ```` ``` ````), else the whole text.
 /// Blocks fenced for other languages are skipped; an unclosed fence means
 /// the text is not markdown, and all of it is kept.
-pub fn extract_code(text: &str) -> &str {
+pub(crate) fn extract_code(text: &str) -> &str {
     let mut offset = 0;
     let mut open: Option<(bool, usize)> = None;
     for line in text.split_inclusive('\n') {
@@ -45,7 +45,7 @@ pub fn extract_code(text: &str) -> &str {
 
 /// Whether `text` is markdown whose first code fence is JSX (`tsx` or
 /// `jsx`), which this server does not run: the message to give, if so.
-pub fn jsx_fence(text: &str) -> Option<String> {
+pub(crate) fn jsx_fence(text: &str) -> Option<String> {
     let first = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("```"))?

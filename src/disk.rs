@@ -6,10 +6,10 @@ use std::path::Path;
 
 /// Free disk space below which saves, session files and new job records are
 /// refused (507), so that what was already accepted can still be completed.
-pub const MIN_FREE_DISK: u64 = 64 * 1024 * 1024;
+pub(crate) const MIN_FREE_DISK: u64 = 64 * 1024 * 1024;
 
 /// Free bytes for an unprivileged writer on the file system of `dir`.
-pub fn free_disk(dir: &std::path::Path) -> Option<u64> {
+pub(crate) fn free_disk(dir: &std::path::Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     // SAFETY: statvfs(3) with a valid NUL-terminated path and an owned,
@@ -23,7 +23,7 @@ pub fn free_disk(dir: &std::path::Path) -> Option<u64> {
 
 /// An error when the file system of `dir` has less than `MIN_FREE_DISK`
 /// free.
-pub fn ensure_room(dir: &Path) -> io::Result<()> {
+pub(crate) fn ensure_room(dir: &Path) -> io::Result<()> {
     match free_disk(dir) {
         Some(free) if free < MIN_FREE_DISK => Err(io::Error::new(
             io::ErrorKind::StorageFull,

@@ -182,7 +182,7 @@ fn main() -> ExitCode {
         let pool = config.pool_size;
         // The store, the workspace and the engine are opened first: the
         // listening line means the server can answer.
-        let app = std::sync::Arc::new(isoexec::app::App::start(config)?);
+        let app = std::sync::Arc::new(isoexec::App::start(config)?);
         app.start_background()?;
         {
             let mut out = std::io::stdout().lock();
@@ -190,7 +190,7 @@ fn main() -> ExitCode {
             out.flush()?;
         }
         tracing::info!(%addr, pool, "listening");
-        isoexec::http::serve::serve(listener, app, shutdown_signal()).await
+        isoexec::serve(listener, app, shutdown_signal()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

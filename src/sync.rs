@@ -6,6 +6,6 @@ use std::sync::{Mutex, MutexGuard};
 /// held the guard; every structure kept behind these locks stays usable
 /// (each update is a single insert, remove or counter change), so the data
 /// is taken as it is.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -13,7 +13,11 @@ pub(super) struct Source<E: Fn(&str) -> Option<String>> {
 impl<E: Fn(&str) -> Option<String>> Source<E> {
     /// The raw text for `var`: the flag when given, else the variable.
     /// Empty values count as unset.
-    pub fn raw(&self, var: &'static str, flag: &Option<String>) -> Option<(String, &'static str)> {
+    pub(super) fn raw(
+        &self,
+        var: &'static str,
+        flag: &Option<String>,
+    ) -> Option<(String, &'static str)> {
         flag.clone()
             .or_else(|| (self.env)(var))
             .filter(|v| !v.trim().is_empty())

@@ -11,7 +11,7 @@ const FALLBACK_LOOK: Duration = Duration::from_millis(100);
 
 /// Starts a thread that ends this process as soon as its parent exits.
 /// Called first thing in a child's `main`.
-pub fn hold() {
+pub(super) fn hold() {
     // SAFETY: getppid(2) cannot fail.
     let parent = unsafe { libc::getppid() };
     if parent <= 1 {

@@ -60,10 +60,10 @@ pub struct LintReport {
 
 /// Most diagnostics (and parse errors) a report lists: a file of `debugger;`
 /// lines could otherwise make a reply many times the file's size.
-pub const MAX_DIAGNOSTICS: usize = 1000;
+pub(super) const MAX_DIAGNOSTICS: usize = 1000;
 
 /// The linter, built once; it is `Send + Sync`.
-pub struct Lint {
+pub(super) struct Lint {
     linter: Linter,
 }
 
@@ -74,7 +74,7 @@ impl Default for Lint {
 }
 
 impl Lint {
-    pub fn new() -> Lint {
+    pub(super) fn new() -> Lint {
         let all_rule_codes: HashSet<Cow<'static, str>> = get_all_rules()
             .iter()
             .map(|r| Cow::Borrowed(r.code()))
@@ -90,7 +90,7 @@ impl Lint {
     }
 
     /// Lints `source`, the text of the file at `path` (absolute).
-    pub fn lint(&self, path: &Path, source: &str) -> LintReport {
+    pub(super) fn lint(&self, path: &Path, source: &str) -> LintReport {
         let shown = path.display().to_string();
         let mut report = LintReport {
             version: 1,

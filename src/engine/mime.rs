@@ -7,7 +7,7 @@ use base64::Engine as _;
 const MARKUP_SCAN: usize = 4096;
 
 /// The MIME type of `bytes`, without parameters.
-pub fn sniff(bytes: &[u8]) -> &'static str {
+pub(super) fn sniff(bytes: &[u8]) -> &'static str {
     if bytes.is_empty() {
         return "application/octet-stream";
     }
@@ -108,7 +108,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// `data:<mime>;base64,<bytes>` for `bytes`.
-pub fn data_uri(bytes: &[u8]) -> String {
+pub(super) fn data_uri(bytes: &[u8]) -> String {
     let mime = sniff(bytes);
     let engine = base64::engine::general_purpose::STANDARD;
     let mut out = String::with_capacity(13 + mime.len() + bytes.len().div_ceil(3) * 4);

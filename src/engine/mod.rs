@@ -6,31 +6,33 @@
 //! [`Execution`] and get a [`Report`] or [`Overloaded`], [`Engine::lint`] a
 //! file, read [`Engine::stats`], [`Engine::shutdown`].
 
-pub mod compile;
+mod compile;
 mod isolate_thread;
-pub mod js;
-pub mod lifeline;
-pub mod lint;
-pub mod mime;
-pub mod notebook;
+mod js;
+mod lifeline;
+mod lint;
+mod mime;
+mod notebook;
 mod options;
-pub mod permissions;
+mod permissions;
 mod policy;
-pub mod pool;
-pub mod process;
+mod pool;
+mod process;
 mod queue;
-pub mod resolve;
+mod resolve;
 mod rlimit;
 mod transpile_cache;
-pub mod types;
-pub mod watchdog;
+mod types;
+mod watchdog;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use compile::{CompileError, Compiler};
-use lint::LintReport;
+use compile::Compiler;
+pub use compile::{CompileError, SyntaxError};
+pub use lint::{LintError, LintReport};
+pub use notebook::{CellReport, CellRequest, CellStatus, Notebook};
 pub use options::{EngineOptions, Limits};
 use permissions::Permissions;
 pub use policy::PROGRAM_MODES;

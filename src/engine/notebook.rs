@@ -89,14 +89,14 @@ pub(crate) struct NotebookParts {
 /// What every live notebook's isolate holds (heap and off-heap buffers,
 /// measured after each cell), against a budget for all of them: a cell
 /// that leaves the total past it loses its notebook's state.
-pub struct NotebookMemory {
+pub(crate) struct NotebookMemory {
     budget: usize,
     held: Mutex<std::collections::HashMap<u64, usize>>,
     next: std::sync::atomic::AtomicU64,
 }
 
 impl NotebookMemory {
-    pub fn new(budget: usize) -> NotebookMemory {
+    pub(crate) fn new(budget: usize) -> NotebookMemory {
         NotebookMemory {
             budget,
             held: Mutex::new(std::collections::HashMap::new()),
@@ -409,7 +409,7 @@ fn run_cell(
 /// import()` (relative specifiers made absolute in `dir`, since a script
 /// has no URL to resolve them against), `export` keywords are dropped, and
 /// the source-map comment goes.
-pub fn script_from_module(js: &str, dir: &Path) -> String {
+pub(super) fn script_from_module(js: &str, dir: &Path) -> String {
     let mut out = String::with_capacity(js.len());
     for line in js.lines() {
         let trimmed = line.trim_start();

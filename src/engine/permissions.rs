@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// The capabilities granted to every execution.
 #[derive(Debug, Clone, Default)]
-pub struct Permissions {
+pub(crate) struct Permissions {
     /// Directories (canonical) whose files may be read.
     pub read: Vec<PathBuf>,
     /// Directories (canonical) whose files may be written.
@@ -28,7 +28,7 @@ pub struct Permissions {
 
 /// Why a file operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FsError {
+pub(crate) enum FsError {
     /// Outside the allow-list; the message names the path.
     Denied(String),
     NotFound(String),
@@ -38,12 +38,12 @@ pub enum FsError {
 impl Permissions {
     /// `path` made absolute against the base directory and cleaned of `.`
     /// and `..` without touching the file system.
-    pub fn absolute(&self, path: &str) -> PathBuf {
+    pub(crate) fn absolute(&self, path: &str) -> PathBuf {
         normalize(&self.base_dir.join(path))
     }
 
     /// Reads a whole file inside the read roots, up to `max` bytes.
-    pub fn read_file(&self, path: &str, max: usize) -> Result<Vec<u8>, FsError> {
+    pub(crate) fn read_file(&self, path: &str, max: usize) -> Result<Vec<u8>, FsError> {
         let wanted = self.absolute(path);
         let denied = || {
             FsError::Denied(format!(
@@ -88,7 +88,7 @@ impl Permissions {
 
     /// Writes (or appends to) a file inside the write roots. The last
     /// component must not be a symlink.
-    pub fn write_file(&self, path: &str, data: &[u8], append: bool) -> Result<(), FsError> {
+    pub(crate) fn write_file(&self, path: &str, data: &[u8], append: bool) -> Result<(), FsError> {
         let wanted = self.absolute(path);
         let denied = || {
             FsError::Denied(format!(
@@ -131,7 +131,7 @@ impl Permissions {
 
     /// Whether `fetch` may reach `host` (with `port`, the URL's port or its
     /// scheme's default).
-    pub fn net_allowed(&self, host: &str, port: u16) -> bool {
+    pub(crate) fn net_allowed(&self, host: &str, port: u16) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         self.net.iter().any(|entry| match entry.rsplit_once(':') {
             Some((h, p)) if !h.contains(':') || h.starts_with('[') => {
@@ -167,7 +167,7 @@ fn io_error(e: io::Error, path: &str) -> FsError {
 }
 
 /// Removes `.` and resolves `..` lexically (never above the root).
-pub fn normalize(path: &Path) -> PathBuf {
+pub(super) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {

@@ -53,7 +53,7 @@ pub(crate) struct Pool {
 
 impl Pool {
     /// Starts the watchdog and `options.size` isolate threads.
-    pub fn start(options: PoolOptions) -> std::io::Result<Pool> {
+    pub(super) fn start(options: PoolOptions) -> std::io::Result<Pool> {
         let shared = Arc::new(Shared {
             queue: Queue::new(options.size, options.queue_size, options.script_threads),
             limits: options.limits.clone(),
@@ -86,7 +86,7 @@ impl Pool {
     }
 
     /// Queues an execution. Fails at once when the queue is full.
-    pub fn submit(
+    pub(super) fn submit(
         &self,
         execution: Execution,
         cancel: Arc<CancelFlag>,
@@ -96,7 +96,7 @@ impl Pool {
 
     /// What a notebook thread is made with: the isolates' host, the
     /// watchdog and the limits.
-    pub fn notebook_parts(&self) -> NotebookParts {
+    pub(super) fn notebook_parts(&self) -> NotebookParts {
         NotebookParts {
             host: self.shared.host.clone(),
             watchdog: self.shared.watchdog.clone(),
@@ -107,28 +107,28 @@ impl Pool {
     }
 
     /// A way to read the pool's occupancy from anywhere (metrics).
-    pub fn probe(&self) -> impl Fn() -> PoolStats + Send + Sync + 'static {
+    pub(super) fn probe(&self) -> impl Fn() -> PoolStats + Send + Sync + 'static {
         let shared = self.shared.clone();
         move || shared.queue.stats()
     }
 
     /// Isolates made so far.
-    pub fn isolates_created(&self) -> Arc<AtomicU64> {
+    pub(super) fn isolates_created(&self) -> Arc<AtomicU64> {
         self.shared.isolates_created.clone()
     }
 
     /// The transpile cache the isolate threads share.
-    pub fn transpile_cache(&self) -> Arc<TranspileCache> {
+    pub(super) fn transpile_cache(&self) -> Arc<TranspileCache> {
         self.shared.host.cache.clone()
     }
 
-    pub fn stats(&self) -> PoolStats {
+    pub(super) fn stats(&self) -> PoolStats {
         self.shared.queue.stats()
     }
 
     /// Heap bytes of all isolates: (total, used, external), as of each
     /// thread's last call.
-    pub fn heap(&self) -> [u64; 3] {
+    pub(super) fn heap(&self) -> [u64; 3] {
         let mut sum = [0u64; 3];
         for thread in &self.shared.heap {
             for (s, v) in sum.iter_mut().zip(thread) {
@@ -139,13 +139,13 @@ impl Pool {
     }
 
     /// Wakes the watchdog so it notices a cancelled call now.
-    pub fn poke_watchdog(&self) {
+    pub(super) fn poke_watchdog(&self) {
         self.shared.watchdog.poke();
     }
 
     /// Stops taking executions, lets the isolate threads finish what is
     /// queued, and waits for them up to `grace`.
-    pub fn shutdown(&self, grace: Duration) {
+    pub(super) fn shutdown(&self, grace: Duration) {
         self.shared.queue.close();
         let deadline = Instant::now() + grace;
         let threads = std::mem::take(&mut *lock(&self.threads));

@@ -26,7 +26,7 @@ pub(super) struct Queued {
 
 impl Queued {
     /// Whether nobody waits for its report any more.
-    pub fn abandoned(&self) -> bool {
+    pub(super) fn abandoned(&self) -> bool {
         self.reply.is_closed() || self.cancel.is_cancelled()
     }
 }
@@ -83,7 +83,7 @@ impl State {
 }
 
 impl Queue {
-    pub fn new(threads: usize, queue_size: usize, script_threads: usize) -> Queue {
+    pub(super) fn new(threads: usize, queue_size: usize, script_threads: usize) -> Queue {
         Queue {
             state: Mutex::new(State::default()),
             wakers: (0..threads).map(|_| Condvar::new()).collect(),
@@ -94,7 +94,7 @@ impl Queue {
     }
 
     /// Queues `execution`. Fails at once when the queue is full or closed.
-    pub fn submit(
+    pub(super) fn submit(
         &self,
         execution: Execution,
         cancel: Arc<CancelFlag>,
@@ -135,7 +135,7 @@ impl Queue {
     /// whose script holds fewer than `script_threads` threads. Answers
     /// [`Next::Idle`] when none came within `idle_after` (when given), and
     /// [`Next::Closed`] once the queue is closed and drained.
-    pub fn next(&self, id: usize, idle_after: Option<Duration>) -> Next {
+    pub(super) fn next(&self, id: usize, idle_after: Option<Duration>) -> Next {
         let mut state = lock(&self.state);
         let mut timed_out = false;
         loop {
@@ -176,7 +176,7 @@ impl Queue {
     }
 
     /// Marks `queued` finished: its script's share is free again.
-    pub fn finish(&self, queued: &Queued) {
+    pub(super) fn finish(&self, queued: &Queued) {
         let key = queued.key;
         let mut state = lock(&self.state);
         let mut was_capped = false;
@@ -200,14 +200,14 @@ impl Queue {
     }
 
     /// Takes no more executions and wakes every thread to drain the rest.
-    pub fn close(&self) {
+    pub(super) fn close(&self) {
         lock(&self.state).closed = true;
         for cv in &self.wakers {
             cv.notify_all();
         }
     }
 
-    pub fn stats(&self) -> PoolStats {
+    pub(super) fn stats(&self) -> PoolStats {
         let state = lock(&self.state);
         let busy = state.running().min(self.threads);
         let queued = state.waiting.len();

@@ -11,11 +11,11 @@ use deno_core::url::Url;
 
 /// The URL prefix of function-call scripts, which have no file. Their
 /// relative imports resolve against the workspace directory.
-pub const SCRIPT_URL_PREFIX: &str = "file:///isoexec/";
+pub(super) const SCRIPT_URL_PREFIX: &str = "file:///isoexec/";
 
 /// Why an import was not resolved. Each message names the specifier.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResolveError {
+pub(crate) enum ResolveError {
     /// The specifier is of a kind never served (network, npm, outside the
     /// roots): a permission matter.
     Refused(String),
@@ -46,7 +46,7 @@ struct CachedMap {
 }
 
 /// Resolves imports for both APIs; shared by all isolate threads.
-pub struct Resolver {
+pub(crate) struct Resolver {
     roots: Vec<PathBuf>,
     workspace: PathBuf,
     import_map: PathBuf,
@@ -56,7 +56,7 @@ pub struct Resolver {
 impl Resolver {
     /// `roots` are the directories modules may come from; `import_map` the
     /// file to read entries from (it may be absent).
-    pub fn new(workspace: &Path, roots: Vec<PathBuf>, import_map: PathBuf) -> Resolver {
+    pub(crate) fn new(workspace: &Path, roots: Vec<PathBuf>, import_map: PathBuf) -> Resolver {
         Resolver {
             roots,
             workspace: workspace.to_path_buf(),
@@ -66,7 +66,7 @@ impl Resolver {
     }
 
     /// The URL `specifier`, imported from `referrer`, loads.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         specifier: &str,
         referrer: &str,

@@ -14,7 +14,7 @@ use super::compile::{CompileError, Compiler, SyntaxError};
 
 /// A script ready to load: its JavaScript and the specifier it is known by.
 #[derive(Debug)]
-pub struct Module {
+pub(crate) struct Module {
     /// SHA-256 of the source text.
     pub hash: [u8; 32],
     /// `file:///isoexec/<hash prefix>.ts`: the name stack traces show.
@@ -26,7 +26,7 @@ pub struct Module {
 type Entry = Result<Arc<Module>, SyntaxError>;
 
 /// Content-addressed cache of transpiled scripts, shared by all workers.
-pub struct TranspileCache {
+pub(crate) struct TranspileCache {
     inner: Mutex<CacheInner>,
     max_bytes: usize,
     compiler: Arc<Compiler>,
@@ -41,7 +41,7 @@ struct CacheInner {
 }
 
 impl TranspileCache {
-    pub fn new(max_bytes: usize, compiler: Arc<Compiler>) -> TranspileCache {
+    pub(crate) fn new(max_bytes: usize, compiler: Arc<Compiler>) -> TranspileCache {
         TranspileCache {
             inner: Mutex::new(CacheInner::default()),
             max_bytes,
@@ -52,7 +52,7 @@ impl TranspileCache {
     /// The module for a function-call script, transpiled now (by
     /// `deadline`, unless `stop` says the caller left) or taken from the
     /// cache.
-    pub fn get(
+    pub(crate) fn get(
         &self,
         source: &str,
         deadline: Instant,
@@ -64,7 +64,7 @@ impl TranspileCache {
 
     /// The module for a file at `specifier` with this text. The specifier
     /// is part of the key: it is written into the emitted source map.
-    pub fn get_file(
+    pub(crate) fn get_file(
         &self,
         specifier: &ModuleSpecifier,
         source: &str,
@@ -118,7 +118,7 @@ impl TranspileCache {
 
     /// Puts the JavaScript another process compiled for a function-call
     /// `source` into the cache, as if it had been transpiled here.
-    pub fn seed(&self, source: &str, code: Arc<str>) {
+    pub(crate) fn seed(&self, source: &str, code: Arc<str>) {
         let hash: [u8; 32] = Sha256::digest(source.as_bytes()).into();
         let cost = source.len() + code.len();
         let module = Arc::new(Module {
@@ -153,7 +153,8 @@ impl TranspileCache {
     }
 
     /// Bytes held (sources plus emitted code).
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
         self.lock().bytes
     }
 
@@ -163,7 +164,7 @@ impl TranspileCache {
 }
 
 /// The specifier a script with this hash is loaded under.
-pub fn specifier_for(hash: &[u8; 32]) -> ModuleSpecifier {
+pub(super) fn specifier_for(hash: &[u8; 32]) -> ModuleSpecifier {
     let prefix: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
     ModuleSpecifier::parse(&format!("file:///isoexec/{prefix}.ts"))
         .expect("a URL of hex digits always parses")

@@ -538,10 +538,10 @@ pub enum ExecError {
 
 /// Longest error text (a message, a stack, a name) a report carries; user
 /// code decides these strings, so they are cut like any other output.
-pub const MAX_ERROR_TEXT: usize = 64 * 1024;
+pub(super) const MAX_ERROR_TEXT: usize = 64 * 1024;
 
 /// Cap on a program's stdout, and separately its stderr.
-pub const PROGRAM_STREAM_BYTES: usize = 10 * 1024 * 1024;
+pub(super) const PROGRAM_STREAM_BYTES: usize = 10 * 1024 * 1024;
 
 /// Occupancy of the isolate threads, as `/health` reports it.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -557,7 +557,7 @@ pub struct PoolStats {
 pub struct Overloaded;
 
 /// `text` cut to `MAX_ERROR_TEXT` bytes on a character boundary, saying so.
-pub fn cap_error_text(mut text: String) -> String {
+pub(super) fn cap_error_text(mut text: String) -> String {
     if text.len() <= MAX_ERROR_TEXT {
         return text;
     }
@@ -624,7 +624,7 @@ impl ExecError {
 /// Whether `source` declares `name` at some level (`function name`,
 /// `const name`, `let name`, `var name`, `class name`): enough to tell a
 /// caller the function exists but is not exported.
-pub fn declares(source: &str, name: &str) -> bool {
+pub(super) fn declares(source: &str, name: &str) -> bool {
     ["function", "function*", "const", "let", "var", "class"]
         .iter()
         .any(|kw| {

@@ -17,7 +17,7 @@ use crate::engine::types::ExecError;
 
 /// Why the host stopped an execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KillReason {
+pub(crate) enum KillReason {
     Timeout,
     CpuLimit,
     MemoryLimit,
@@ -53,7 +53,7 @@ impl KillReason {
 impl KillReason {
     /// What an execution stopped for this reason reports; `exit_code` is
     /// the code `Deno.exit` was given, if that was the reason.
-    pub fn error(self, exit_code: i32) -> ExecError {
+    pub(crate) fn error(self, exit_code: i32) -> ExecError {
         match self {
             KillReason::Timeout => ExecError::Timeout,
             KillReason::CpuLimit => ExecError::CpuLimit,
@@ -66,18 +66,18 @@ impl KillReason {
 
 /// The host's own record of a forced stop: the first reason written wins.
 #[derive(Debug, Default)]
-pub struct KillRecord(AtomicU8);
+pub(crate) struct KillRecord(AtomicU8);
 
 impl KillRecord {
     /// Records `reason` unless another reason was recorded first; returns
     /// whether this call recorded it.
-    pub fn mark(&self, reason: KillReason) -> bool {
+    pub(crate) fn mark(&self, reason: KillReason) -> bool {
         self.0
             .compare_exchange(0, reason.code(), Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
 
-    pub fn reason(&self) -> Option<KillReason> {
+    pub(crate) fn reason(&self) -> Option<KillReason> {
         KillReason::from_code(self.0.load(Ordering::Acquire))
     }
 }
@@ -85,14 +85,14 @@ impl KillRecord {
 /// Set by the HTTP side when the caller goes away; read by the isolate thread and
 /// the watchdog.
 #[derive(Debug, Default)]
-pub struct CancelFlag(AtomicBool);
+pub(crate) struct CancelFlag(AtomicBool);
 
 impl CancelFlag {
-    pub fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         self.0.store(true, Ordering::Release);
     }
 
-    pub fn is_cancelled(&self) -> bool {
+    pub(crate) fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::Acquire)
     }
 }
@@ -103,11 +103,11 @@ const CPU_SAMPLE_EVERY: Duration = Duration::from_millis(5);
 
 /// The CPU clock of one thread, readable from any thread.
 #[derive(Debug, Clone, Copy)]
-pub struct ThreadCpuClock(libc::clockid_t);
+pub(crate) struct ThreadCpuClock(libc::clockid_t);
 
 impl ThreadCpuClock {
     /// The clock of the calling thread.
-    pub fn current() -> Option<ThreadCpuClock> {
+    pub(crate) fn current() -> Option<ThreadCpuClock> {
         let mut id: libc::clockid_t = 0;
         // SAFETY: pthread_self() is always a valid thread of this process and
         // `id` is a valid out-pointer.
@@ -116,7 +116,7 @@ impl ThreadCpuClock {
     }
 
     /// CPU time the thread has used so far.
-    pub fn now(self) -> Duration {
+    pub(crate) fn now(self) -> Duration {
         let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
@@ -132,7 +132,7 @@ impl ThreadCpuClock {
 }
 
 /// What the watchdog watches for one execution.
-pub struct Watch {
+pub(crate) struct Watch {
     pub isolate: v8::IsolateHandle,
     pub record: Arc<KillRecord>,
     pub deadline: Instant,
@@ -172,17 +172,17 @@ struct State {
 
 /// Shared handle to the watchdog thread.
 #[derive(Clone)]
-pub struct Watchdog {
+pub(crate) struct Watchdog {
     shared: Arc<(Mutex<State>, Condvar)>,
 }
 
 /// Proof that an execution is armed; give it back with [`Watchdog::disarm`].
 #[must_use]
-pub struct Ticket(u64);
+pub(crate) struct Ticket(u64);
 
 impl Watchdog {
     /// Starts the watchdog thread.
-    pub fn start() -> std::io::Result<Watchdog> {
+    pub(crate) fn start() -> std::io::Result<Watchdog> {
         let shared = Arc::new((Mutex::new(State::default()), Condvar::new()));
         let thread_shared = shared.clone();
         std::thread::Builder::new()
@@ -192,7 +192,7 @@ impl Watchdog {
     }
 
     /// Starts watching an execution.
-    pub fn arm(&self, watch: Watch) -> Ticket {
+    pub(crate) fn arm(&self, watch: Watch) -> Ticket {
         let (lock, cvar) = &*self.shared;
         let mut state = lock_state(lock);
         state.next_ticket += 1;
@@ -216,21 +216,21 @@ impl Watchdog {
 
     /// Stops watching an execution. After this returns, the watchdog never
     /// touches that execution's isolate again.
-    pub fn disarm(&self, ticket: Ticket) {
+    pub(crate) fn disarm(&self, ticket: Ticket) {
         let (lock, _) = &*self.shared;
         lock_state(lock).armed.remove(&ticket.0);
     }
 
     /// Makes the watchdog look at every armed execution now (a caller
     /// may have gone away).
-    pub fn poke(&self) {
+    pub(crate) fn poke(&self) {
         let (lock, cvar) = &*self.shared;
         lock_state(lock).looks_at = Some(Instant::now());
         cvar.notify_one();
     }
 
     /// Stops the watchdog thread.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         let (lock, cvar) = &*self.shared;
         lock_state(lock).shutdown = true;
         cvar.notify_one();

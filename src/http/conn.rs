@@ -17,7 +17,7 @@ use tokio::time::{Instant, Sleep};
 /// Requests in flight on one connection, shared by its service and stream,
 /// and when the last one started or ended.
 #[derive(Clone)]
-pub struct InFlight(Arc<Activity>);
+pub(crate) struct InFlight(Arc<Activity>);
 
 struct Activity {
     count: AtomicUsize,
@@ -45,7 +45,7 @@ impl Activity {
 
 impl InFlight {
     /// Counts one request until the guard is dropped.
-    pub fn enter(&self) -> InFlightGuard {
+    pub(crate) fn enter(&self) -> InFlightGuard {
         self.0.count.fetch_add(1, Ordering::AcqRel);
         self.0.touch();
         InFlightGuard(self.0.clone())
@@ -62,7 +62,7 @@ impl InFlight {
 }
 
 /// Keeps a request counted as in flight.
-pub struct InFlightGuard(Arc<Activity>);
+pub(crate) struct InFlightGuard(Arc<Activity>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
@@ -73,7 +73,7 @@ impl Drop for InFlightGuard {
 
 /// A stream that reads as ended once no request has been in flight for
 /// `idle`.
-pub struct IdleStream<S> {
+pub(crate) struct IdleStream<S> {
     inner: S,
     in_flight: InFlight,
     idle: Duration,
@@ -81,7 +81,7 @@ pub struct IdleStream<S> {
 }
 
 impl<S> IdleStream<S> {
-    pub fn new(inner: S, in_flight: InFlight, idle: Duration) -> IdleStream<S> {
+    pub(crate) fn new(inner: S, in_flight: InFlight, idle: Duration) -> IdleStream<S> {
         IdleStream {
             inner,
             in_flight,

@@ -16,7 +16,7 @@ use crate::engine::{ExecError, Execution};
 
 /// The stable error kinds of the API (`kind` in every error body).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     BadRequest,
     SyntaxError,
     FnNotFound,
@@ -45,15 +45,15 @@ pub enum ErrorKind {
 }
 
 /// Seconds a client is asked to wait when the execution queue is full.
-pub const OVERLOAD_RETRY_SECS: u32 = 1;
+pub(crate) const OVERLOAD_RETRY_SECS: u32 = 1;
 
 /// What a handler returns: a response, or the error the router writes in
 /// the route's dialect.
-pub type Reply = Result<Response<Body>, HttpError>;
+pub(crate) type Reply = Result<Response<Body>, HttpError>;
 
 /// Which API's reply shape an error is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
+pub(crate) enum Dialect {
     /// `POST /`, `/run`: `{"error", "kind", "details", "logs"}`.
     FunctionCall,
     /// `/workspace`, `/execute`, `/lint`: restexec's shape.
@@ -65,7 +65,7 @@ pub enum Dialect {
 
 impl ErrorKind {
     /// The kind of a failed execution: the engine's own kind, by name.
-    pub fn of_execution(e: &ExecError) -> ErrorKind {
+    pub(crate) fn of_execution(e: &ExecError) -> ErrorKind {
         use ErrorKind::*;
         match e.kind() {
             "syntax_error" => SyntaxError,
@@ -82,13 +82,13 @@ impl ErrorKind {
     }
 
     /// The `kind` string clients match on.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         self.statuses().0
     }
 
     /// The one table: kind string, function-call status, restexec `type`,
     /// restexec status.
-    pub fn statuses(self) -> (&'static str, u16, &'static str, u16) {
+    pub(crate) fn statuses(self) -> (&'static str, u16, &'static str, u16) {
         use ErrorKind::*;
         match self {
             BadRequest => ("bad_request", 400, "ValidationError", 400),
@@ -114,7 +114,7 @@ impl ErrorKind {
     }
 
     /// The HTTP status of this kind in `dialect`.
-    pub fn status(self, dialect: Dialect) -> u16 {
+    pub(crate) fn status(self, dialect: Dialect) -> u16 {
         let (_, call, _, rest) = self.statuses();
         match dialect {
             Dialect::FunctionCall | Dialect::Session => call,
@@ -125,11 +125,11 @@ impl ErrorKind {
 
 /// A failure as the caller sees it (boxed: it travels in every `Result`).
 #[derive(Debug, Clone)]
-pub struct HttpError(Box<HttpErrorBody>);
+pub(crate) struct HttpError(Box<HttpErrorBody>);
 
 /// The parts of an [`HttpError`].
 #[derive(Debug, Clone)]
-pub struct HttpErrorBody {
+pub(crate) struct HttpErrorBody {
     pub kind: ErrorKind,
     /// The human message (`error`, or restexec's `error.message`).
     pub message: String,
@@ -163,7 +163,7 @@ impl std::ops::DerefMut for HttpError {
 }
 
 impl HttpError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> HttpError {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> HttpError {
         HttpError(Box::new(HttpErrorBody {
             kind,
             message: message.into(),
@@ -177,24 +177,24 @@ impl HttpError {
     }
 
     /// Adds one field to `details`.
-    pub fn with(mut self, key: &str, value: impl Into<Value>) -> HttpError {
+    pub(crate) fn with(mut self, key: &str, value: impl Into<Value>) -> HttpError {
         self.details.insert(key.to_string(), value.into());
         self
     }
 
     /// A 400 about `field` of the request.
-    pub fn bad_request(message: impl Into<String>) -> HttpError {
+    pub(crate) fn bad_request(message: impl Into<String>) -> HttpError {
         HttpError::new(ErrorKind::BadRequest, message)
     }
 
     /// A 400 that names the field it is about.
-    pub fn bad_field(field: &str, message: impl Into<String>) -> HttpError {
+    pub(crate) fn bad_field(field: &str, message: impl Into<String>) -> HttpError {
         HttpError::bad_request(message).with("field", field)
     }
 
     /// A bug on our side: the cause is logged here, once, and the caller
     /// gets a generic message.
-    pub fn internal(cause: impl std::fmt::Display) -> HttpError {
+    pub(crate) fn internal(cause: impl std::fmt::Display) -> HttpError {
         tracing::error!(cause = %cause, "internal error");
         HttpError::new(ErrorKind::Internal, "Internal server error")
     }
@@ -203,7 +203,7 @@ impl HttpError {
     /// disk or quota), else 503 (the storage cannot be written now). The
     /// message says what was being written; nothing is hidden behind an
     /// opaque `internal`.
-    pub fn storage(what: &str, e: &std::io::Error) -> HttpError {
+    pub(crate) fn storage(what: &str, e: &std::io::Error) -> HttpError {
         use std::io::ErrorKind as Io;
         let full = matches!(
             e.kind(),
@@ -224,7 +224,7 @@ impl HttpError {
         }
     }
 
-    pub fn method_not_allowed(allow: &str) -> HttpError {
+    pub(crate) fn method_not_allowed(allow: &str) -> HttpError {
         let mut e = HttpError::new(
             ErrorKind::MethodNotAllowed,
             format!("Method not allowed; use {allow}"),
@@ -235,7 +235,7 @@ impl HttpError {
     }
 
     /// The execution queue is full: retry in [`OVERLOAD_RETRY_SECS`].
-    pub fn overloaded(queue_size: usize) -> HttpError {
+    pub(crate) fn overloaded(queue_size: usize) -> HttpError {
         HttpError::new(
             ErrorKind::Overloaded,
             "Server is overloaded: the execution queue is full",
@@ -245,24 +245,24 @@ impl HttpError {
     }
 
     /// Asks the client to retry after `secs` seconds (`Retry-After`).
-    pub fn retry_in(mut self, secs: u32) -> HttpError {
+    pub(crate) fn retry_in(mut self, secs: u32) -> HttpError {
         self.retry_after = Some(secs);
         self
     }
 
     /// Sets restexec's `executionTime`.
-    pub fn timed(mut self, ms: u64) -> HttpError {
+    pub(crate) fn timed(mut self, ms: u64) -> HttpError {
         self.execution_ms = Some(ms);
         self
     }
 
     /// The HTTP status in `dialect`.
-    pub fn status(&self, dialect: Dialect) -> u16 {
+    pub(crate) fn status(&self, dialect: Dialect) -> u16 {
         self.kind.status(dialect)
     }
 
     /// The reply, written in `dialect`.
-    pub fn response(&self, dialect: Dialect) -> Response<Body> {
+    pub(crate) fn response(&self, dialect: Dialect) -> Response<Body> {
         let body = match dialect {
             Dialect::FunctionCall => {
                 let mut body = json!({
@@ -323,7 +323,7 @@ impl HttpError {
     /// The caller's view of an execution that failed: the engine's kind,
     /// message and details ([`ExecError::describe`]); our own failures are
     /// logged and shown only as "Internal server error".
-    pub fn from_execution(execution: &Execution, e: ExecError) -> HttpError {
+    pub(crate) fn from_execution(execution: &Execution, e: ExecError) -> HttpError {
         if let ExecError::Internal { message } = e {
             return HttpError::internal(message);
         }

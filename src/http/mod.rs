@@ -3,13 +3,13 @@
 //! API lives in one file under [`api`], with its routes, handlers,
 //! descriptions and body types.
 
-pub mod api;
+pub(crate) mod api;
 pub(crate) mod conn;
 pub(crate) mod error;
 pub(crate) mod openapi;
 pub(crate) mod reply;
 pub(crate) mod request;
 pub(crate) mod route;
-pub mod router;
-pub mod serve;
+pub(crate) mod router;
+pub(crate) mod serve;
 pub(crate) mod threads;

@@ -8,10 +8,10 @@ use hyper::{Response, StatusCode};
 use serde::Serialize;
 
 /// The body of every reply: complete before it is sent.
-pub type Body = Full<Bytes>;
+pub(crate) type Body = Full<Bytes>;
 
 /// A JSON reply from text that is already JSON.
-pub fn json_text(status: u16, body: String) -> Response<Body> {
+pub(crate) fn json_text(status: u16, body: String) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
@@ -22,7 +22,7 @@ pub fn json_text(status: u16, body: String) -> Response<Body> {
 }
 
 /// A JSON reply of `value`.
-pub fn json<T: Serialize>(status: u16, value: &T) -> Response<Body> {
+pub(crate) fn json<T: Serialize>(status: u16, value: &T) -> Response<Body> {
     match serde_json::to_string(value) {
         Ok(text) => json_text(status, text),
         Err(e) => {
@@ -36,7 +36,7 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> Response<Body> {
 }
 
 /// A reply of `body` with a content type.
-pub fn with_type(
+pub(crate) fn with_type(
     status: u16,
     content_type: &'static str,
     body: impl Into<Bytes>,
@@ -49,6 +49,6 @@ pub fn with_type(
 }
 
 /// A plain-text reply.
-pub fn text(status: u16, body: String) -> Response<Body> {
+pub(crate) fn text(status: u16, body: String) -> Response<Body> {
     with_type(status, "text/plain; charset=utf-8", body)
 }

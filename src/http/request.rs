@@ -19,16 +19,16 @@ use crate::engine::Isolation;
 /// The peer address of the connection a request came on, kept in the
 /// request's extensions.
 #[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub std::net::SocketAddr);
+pub(crate) struct PeerAddr(pub std::net::SocketAddr);
 
-pub struct HttpRequest {
+pub(crate) struct HttpRequest {
     pub parts: hyper::http::request::Parts,
     body: Option<Incoming>,
     params: Vec<(String, String)>,
 }
 
 impl HttpRequest {
-    pub fn new(
+    pub(crate) fn new(
         parts: hyper::http::request::Parts,
         body: Incoming,
         params: Vec<(String, String)>,
@@ -44,7 +44,7 @@ impl HttpRequest {
     /// given (as a hash: the key itself is not kept), else the client's IP
     /// address. Limits per client (pool threads, sessions, background
     /// jobs) are counted under this name.
-    pub fn client(&self) -> std::sync::Arc<str> {
+    pub(crate) fn client(&self) -> std::sync::Arc<str> {
         use std::hash::BuildHasher;
         static SEED: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
         let bearer = self
@@ -65,7 +65,7 @@ impl HttpRequest {
     }
 
     /// The path parameter `name` (percent-decoded), or "".
-    pub fn param(&self, name: &str) -> &str {
+    pub(crate) fn param(&self, name: &str) -> &str {
         self.params
             .iter()
             .find(|(k, _)| k == name)
@@ -74,7 +74,7 @@ impl HttpRequest {
 
     /// The whole body, up to `MAX_BODY_BYTES` (with or without
     /// `Content-Length`) and within `BODY_READ_TIMEOUT_MS`.
-    pub async fn body(&mut self, config: &Config) -> Result<Bytes, HttpError> {
+    pub(crate) async fn body(&mut self, config: &Config) -> Result<Bytes, HttpError> {
         let limit = config.max_body_bytes;
         let too_large = || {
             HttpError::new(
@@ -119,7 +119,7 @@ impl HttpRequest {
 
 /// Checks that `body` nests no deeper than `max_depth` (the request's own
 /// structure, before any parser recurses into it).
-pub fn check_depth(body: &[u8], max_depth: usize) -> Result<(), HttpError> {
+pub(crate) fn check_depth(body: &[u8], max_depth: usize) -> Result<(), HttpError> {
     if json_depth_exceeds(body, max_depth + 1) {
         return Err(HttpError::bad_field(
             "body",
@@ -133,11 +133,11 @@ pub fn check_depth(body: &[u8], max_depth: usize) -> Result<(), HttpError> {
 /// Bodies up to this size are parsed on the connection's thread; larger
 /// ones on the blocking pool, so that checking a 16 MiB body does not hold
 /// up the other connections that thread serves.
-pub const INLINE_PARSE_BYTES: usize = 64 * 1024;
+pub(crate) const INLINE_PARSE_BYTES: usize = 64 * 1024;
 
 /// Runs `parse` on `body`: at once when the body is small, else on the
 /// blocking pool (see [`INLINE_PARSE_BYTES`]).
-pub async fn parse_body<T: Send + 'static>(
+pub(crate) async fn parse_body<T: Send + 'static>(
     body: Bytes,
     parse: impl FnOnce(&[u8]) -> Result<T, HttpError> + Send + 'static,
 ) -> Result<T, HttpError> {
@@ -151,7 +151,7 @@ pub async fn parse_body<T: Send + 'static>(
 
 /// A body that must be a JSON object with only the fields `allowed`;
 /// `shape` shows the caller what object is expected.
-pub async fn json_object(
+pub(crate) async fn json_object(
     body: Bytes,
     max_depth: usize,
     allowed: Vec<String>,
@@ -185,7 +185,7 @@ fn parse_object(
 
 /// A string field of a JSON body: absent or `null` gives `None`, any other
 /// type is a `bad_request` naming the field.
-pub fn str_field<'a>(
+pub(crate) fn str_field<'a>(
     body: &'a Map<String, Value>,
     name: &str,
 ) -> Result<Option<&'a str>, HttpError> {
@@ -201,13 +201,16 @@ pub fn str_field<'a>(
 
 /// A string field that must be present: [`str_field`], with a missing or
 /// `null` field a `bad_request` of its own.
-pub fn required_str<'a>(body: &'a Map<String, Value>, name: &str) -> Result<&'a str, HttpError> {
+pub(crate) fn required_str<'a>(
+    body: &'a Map<String, Value>,
+    name: &str,
+) -> Result<&'a str, HttpError> {
     str_field(body, name)?
         .ok_or_else(|| HttpError::bad_field(name, format!("Missing required field '{name}'")))
 }
 
 /// The error for a body that parsed but is not an object.
-pub fn not_an_object(value: &Value, shape: &str) -> HttpError {
+pub(crate) fn not_an_object(value: &Value, shape: &str) -> HttpError {
     let what = match value {
         Value::Array(_) => "an array",
         Value::String(_) => "a string",
@@ -242,7 +245,7 @@ const SYNONYMS: [(&str, &str); 14] = [
 
 /// Refuses a field that is not one of `allowed`, naming it and, where one
 /// is close, the field meant.
-pub fn check_fields<'a>(
+pub(crate) fn check_fields<'a>(
     keys: impl Iterator<Item = &'a str>,
     allowed: &[String],
 ) -> Result<(), HttpError> {
@@ -307,7 +310,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// Whether `json` nests objects/arrays deeper than `max`, without parsing it
 /// (and so without recursion).
-pub fn json_depth_exceeds(json: &[u8], max: usize) -> bool {
+pub(crate) fn json_depth_exceeds(json: &[u8], max: usize) -> bool {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
@@ -339,7 +342,7 @@ pub fn json_depth_exceeds(json: &[u8], max: usize) -> bool {
 
 /// What a `timeout` above `MAX_TIMEOUT` means for a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OverMax {
+pub(crate) enum OverMax {
     /// `/run`: capped at the maximum.
     Cap,
     /// restexec: refused.
@@ -348,7 +351,10 @@ pub enum OverMax {
 
 /// A body's `timeout`: 1..=`MAX_TIMEOUT` ms (refused outside it); absent
 /// means `DEFAULT_TIMEOUT`. The same rule for every API that takes one.
-pub fn timeout_field(config: &Config, body: &Map<String, Value>) -> Result<Duration, HttpError> {
+pub(crate) fn timeout_field(
+    config: &Config,
+    body: &Map<String, Value>,
+) -> Result<Duration, HttpError> {
     let limits = &config.limits;
     millis_field(
         body.get("timeout"),
@@ -361,7 +367,7 @@ pub fn timeout_field(config: &Config, body: &Map<String, Value>) -> Result<Durat
 
 /// A `timeout`-like field: a positive number of milliseconds; absent or
 /// `null` gives `default`.
-pub fn millis_field(
+pub(crate) fn millis_field(
     value: Option<&Value>,
     name: &str,
     default: Duration,
@@ -404,7 +410,7 @@ pub fn millis_field(
 }
 
 /// `isolation`: one of `allowed`; absent or `null` is `"isolate"`.
-pub fn isolation_field(
+pub(crate) fn isolation_field(
     value: Option<&Value>,
     allowed: &[Isolation],
 ) -> Result<Isolation, HttpError> {

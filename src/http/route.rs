@@ -73,7 +73,7 @@ pub(crate) fn schema<T: ToSchema + 'static>() -> Schema {
 }
 
 impl Doc {
-    pub fn new(summary: &'static str, tag: &'static str) -> Doc {
+    pub(crate) fn new(summary: &'static str, tag: &'static str) -> Doc {
         Doc {
             summary,
             tag,
@@ -84,18 +84,18 @@ impl Doc {
     }
 
     /// The request body is a `T`, as JSON.
-    pub fn body<T: ToSchema + 'static>(mut self) -> Doc {
+    pub(crate) fn body<T: ToSchema + 'static>(mut self) -> Doc {
         self.body = Some(schema::<T>());
         self
     }
 
-    pub fn query(mut self, params: &'static [(&'static str, &'static str)]) -> Doc {
+    pub(crate) fn query(mut self, params: &'static [(&'static str, &'static str)]) -> Doc {
         self.query = params;
         self
     }
 
     /// A reply whose body is a `T`, as JSON.
-    pub fn reply<T: ToSchema + 'static>(
+    pub(crate) fn reply<T: ToSchema + 'static>(
         mut self,
         status: &'static str,
         description: &'static str,
@@ -106,7 +106,7 @@ impl Doc {
     }
 
     /// A reply whose body is not JSON (a page, an asset, metrics text).
-    pub fn reply_other(mut self, status: &'static str, description: &'static str) -> Doc {
+    pub(crate) fn reply_other(mut self, status: &'static str, description: &'static str) -> Doc {
         self.replies.push((status, description, None));
         self
     }
@@ -144,7 +144,7 @@ where
 
 impl Route {
     /// A route whose methods need the API key unless marked public.
-    pub fn new(pattern: &'static str, dialect: Dialect) -> Route {
+    pub(crate) fn new(pattern: &'static str, dialect: Dialect) -> Route {
         Route {
             pattern,
             dialect,
@@ -175,7 +175,7 @@ impl Route {
     }
 
     /// `method`, behind the API key.
-    pub fn on<F, Fut>(self, method: Method, f: F, doc: Doc) -> Route
+    pub(crate) fn on<F, Fut>(self, method: Method, f: F, doc: Doc) -> Route
     where
         F: Fn(Arc<App>, HttpRequest) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Reply> + Send + 'static,
@@ -184,7 +184,7 @@ impl Route {
     }
 
     /// `method`, open to everyone (health, pages, the document).
-    pub fn public<F, Fut>(self, method: Method, f: F, doc: Doc) -> Route
+    pub(crate) fn public<F, Fut>(self, method: Method, f: F, doc: Doc) -> Route
     where
         F: Fn(Arc<App>, HttpRequest) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Reply> + Send + 'static,
@@ -193,7 +193,7 @@ impl Route {
     }
 
     /// `method` served as an alias: described, but not named in `Allow`.
-    pub fn alias<F, Fut>(self, method: Method, f: F, doc: Doc) -> Route
+    pub(crate) fn alias<F, Fut>(self, method: Method, f: F, doc: Doc) -> Route
     where
         F: Fn(Arc<App>, HttpRequest) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Reply> + Send + 'static,
@@ -202,7 +202,7 @@ impl Route {
     }
 
     /// `HEAD`, answered as the `GET` it mirrors, public and undescribed.
-    pub fn head<F, Fut>(self, f: F) -> Route
+    pub(crate) fn head<F, Fut>(self, f: F) -> Route
     where
         F: Fn(Arc<App>, HttpRequest) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Reply> + Send + 'static,
@@ -211,7 +211,7 @@ impl Route {
     }
 
     /// The `Allow` header for a method this route does not serve.
-    pub fn allow(&self) -> String {
+    pub(crate) fn allow(&self) -> String {
         self.endpoints
             .iter()
             .filter(|e| e.advertised)

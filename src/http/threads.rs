@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// The connection threads; stopped and joined on drop.
-pub struct ConnThreads {
+pub(crate) struct ConnThreads {
     threads: Vec<ConnThread>,
 }
 
@@ -44,7 +44,7 @@ impl Drop for Open {
 
 impl ConnThreads {
     /// Starts `n` threads (at least one).
-    pub fn start(n: usize) -> std::io::Result<ConnThreads> {
+    pub(crate) fn start(n: usize) -> std::io::Result<ConnThreads> {
         let n = n.max(1);
         let mut threads = Vec::with_capacity(n);
         for i in 0..n {
@@ -86,7 +86,7 @@ impl ConnThreads {
 
     /// Runs a connection's future on the thread with the fewest open
     /// connections.
-    pub fn spawn(&self, conn: impl Future<Output = ()> + Send + 'static) {
+    pub(crate) fn spawn(&self, conn: impl Future<Output = ()> + Send + 'static) {
         let Some(thread) = self
             .threads
             .iter()

@@ -5,8 +5,8 @@
 //! run. Records live behind [`store::JobStore`]; [`sqlite::SqliteStore`] is
 //! the embedded one. Every store call runs off the async reactor.
 
-pub mod sqlite;
-pub mod store;
+pub(crate) mod sqlite;
+pub(crate) mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -55,7 +55,7 @@ const SUMMARY_COLUMNS: &str = "id, task_id, lang, '' AS code, NULL AS stdin, tim
 const SHRINK_BATCH: i64 = 64;
 
 /// Job records in a SQLite file.
-pub struct SqliteStore {
+pub(crate) struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
     /// Device and inode of the file opened: a file removed or replaced
@@ -72,7 +72,7 @@ fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
 impl SqliteStore {
     /// Opens (creating when needed) `<dir>/jobs.db`. The error names the
     /// path.
-    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+    pub(crate) fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
         let path = dir.join("jobs.db");
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             StoreError(format!("{what} {}: {e}", path.display()))
@@ -99,10 +99,6 @@ impl SqliteStore {
             path,
             file,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Fails when the database file is no longer the one opened: what is

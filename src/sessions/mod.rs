@@ -15,11 +15,11 @@ use tokio::sync::{Mutex as AsyncMutex, watch};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::engine::Language;
-use crate::engine::notebook::Notebook;
+use crate::engine::Notebook;
 use crate::sync::lock;
 
 mod run;
-pub use run::{CellOutput, RunError, RunOutput, RunRequest, RunStatus};
+pub(crate) use run::{RunError, RunRequest};
 
 /// How often expired sessions are looked for.
 const REAP_EVERY: Duration = Duration::from_secs(1);
@@ -457,7 +457,7 @@ fn finish(session: &Session) {
 /// Whether `name` is a file name a session may write: a relative path
 /// inside the session directory (sub-directories allowed), ending in a
 /// JavaScript or TypeScript extension.
-pub fn valid_filename(name: &str) -> Result<(), String> {
+pub(crate) fn valid_filename(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 255 {
         return Err("filename must be 1 to 255 characters".into());
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Mode, Session, Sessions};
-use crate::engine::notebook::{CellRequest, CellStatus};
+use crate::engine::{CellRequest, CellStatus};
 use crate::engine::{ExecError, Execution, ProgramEnd, split_streams};
 use crate::runner::Runner;
 

@@ -21,7 +21,7 @@ fn known(var: &str) -> bool {
 }
 
 fn routes() -> Vec<&'static str> {
-    isoexec::http::router::Router::new().patterns()
+    isoexec::Router::new().patterns()
 }
 
 #[test]

@@ -32,7 +32,7 @@ async fn the_document_describes_exactly_the_routes_served() {
 
     // The path set is the router's.
     let documented: BTreeSet<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
-    let served: BTreeSet<String> = isoexec::http::router::Router::new()
+    let served: BTreeSet<String> = isoexec::Router::new()
         .patterns()
         .into_iter()
         .map(String::from)
@@ -42,7 +42,7 @@ async fn the_document_describes_exactly_the_routes_served() {
     // Every method the router serves is there, and every $ref resolves.
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     let mut ids = BTreeSet::new();
-    for route in isoexec::http::router::Router::new().describe() {
+    for route in isoexec::Router::new().describe() {
         let item = &doc["paths"][route.pattern];
         for (m, auth) in route.methods.iter().filter(|(m, _)| m != "HEAD") {
             let op = &item[m.to_ascii_lowercase()];

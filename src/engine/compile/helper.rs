@@ -36,7 +36,7 @@ pub(super) fn handle(request: &Request, lint: &OnceLock<Lint>) -> Reply {
 
 /// The `isoexec compile-helper` entry point: requests from stdin, replies
 /// on stdout, until stdin closes.
-pub fn serve() -> std::process::ExitCode {
+pub(crate) fn serve() -> std::process::ExitCode {
     crate::engine::lifeline::hold();
     // Panics become replies; their default message would only fill stderr.
     std::panic::set_hook(Box::new(|_| {}));

@@ -27,18 +27,17 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub mod helper;
+pub(super) mod helper;
 mod transpile;
-use helper::handle;
 pub use transpile::SyntaxError;
 pub(crate) use transpile::transpile_source;
 
-use super::lint::{Lint, LintReport};
+use super::lint::LintReport;
 use super::rlimit::set_rlimit;
 
 /// Sources larger than this are compiled by a helper that ends afterwards.
@@ -55,7 +54,7 @@ const STDERR_KEEP: usize = 16 * 1024;
 
 /// What a helper is asked to do.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum Request {
+pub(super) enum Request {
     /// Parse and transpile a module to JavaScript with an inline source map.
     Transpile { specifier: String, source: String },
     /// Lint a file with deno_lint's recommended rules.
@@ -64,7 +63,7 @@ pub enum Request {
 
 /// A helper's answer.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum Reply {
+pub(super) enum Reply {
     Transpiled(Result<String, SyntaxError>),
     Linted(LintReport),
     /// The request could not be handled (a panic inside the parser).
@@ -105,13 +104,14 @@ impl From<CompileError> for crate::engine::types::ExecError {
 
 /// Runs compile requests in helper processes, or in-process for a
 /// disposable process.
-pub struct Compiler {
+pub(crate) struct Compiler {
     mode: Mode,
 }
 
 enum Mode {
     Helpers(Helpers),
-    InProcess(OnceLock<Lint>),
+    #[cfg(test)]
+    InProcess(std::sync::OnceLock<super::lint::Lint>),
 }
 
 struct Helpers {
@@ -148,13 +148,13 @@ impl Drop for Helper {
 impl Compiler {
     /// A compiler that uses helper processes of the running binary: up to
     /// `2 × concurrency` at once, `concurrency` of them started now.
-    pub fn helpers(concurrency: usize) -> std::io::Result<Compiler> {
+    pub(crate) fn helpers(concurrency: usize) -> std::io::Result<Compiler> {
         Compiler::start(concurrency, true)
     }
 
     /// Like [`Compiler::helpers`], but no helper starts until one is needed:
     /// for a process that may never compile anything.
-    pub fn helpers_on_demand(concurrency: usize) -> std::io::Result<Compiler> {
+    pub(crate) fn helpers_on_demand(concurrency: usize) -> std::io::Result<Compiler> {
         Compiler::start(concurrency, false)
     }
 
@@ -178,16 +178,16 @@ impl Compiler {
         })
     }
 
-    /// A compiler that works on the calling thread: for processes whose
-    /// death harms nobody else, and for unit tests.
-    pub fn in_process() -> Compiler {
+    /// A compiler that works on the calling thread, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn in_process() -> Compiler {
         Compiler {
-            mode: Mode::InProcess(OnceLock::new()),
+            mode: Mode::InProcess(std::sync::OnceLock::new()),
         }
     }
 
     /// Transpiles `source`, known as `specifier`, to JavaScript.
-    pub fn transpile(
+    pub(crate) fn transpile(
         &self,
         specifier: &str,
         source: &str,
@@ -208,7 +208,7 @@ impl Compiler {
     }
 
     /// Lints `source`, the text of the file at `path`.
-    pub fn lint(
+    pub(crate) fn lint(
         &self,
         path: PathBuf,
         source: &str,
@@ -236,8 +236,9 @@ impl Compiler {
         stop: &dyn Fn() -> bool,
     ) -> Result<Reply, CompileError> {
         match &self.mode {
+            #[cfg(test)]
             Mode::InProcess(lint) => {
-                let reply = handle(request, lint);
+                let reply = helper::handle(request, lint);
                 if Instant::now() > deadline {
                     return Err(CompileError::Timeout);
                 }
@@ -463,7 +464,7 @@ fn died(status: Option<std::process::ExitStatus>, stderr: &str, source: &str) ->
 /// The 1-based line and column where brackets are nested deepest: where to
 /// point a user whose code is too deep. A rough scan (strings and comments
 /// are counted too); it only places the message.
-pub fn deepest_point(source: &str) -> (usize, usize) {
+pub(super) fn deepest_point(source: &str) -> (usize, usize) {
     let (mut depth, mut best) = (0usize, 0usize);
     let (mut line, mut column) = (1usize, 0usize);
     let mut at = (1, 1);

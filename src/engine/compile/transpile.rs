@@ -19,7 +19,7 @@ pub struct SyntaxError {
 /// Parses and transpiles `source`, known as `specifier` (its extension
 /// picks the syntax; none means TypeScript), on the calling thread. Only a
 /// compile helper calls this.
-pub fn transpile_source(specifier: &str, source: &str) -> Result<String, SyntaxError> {
+pub(crate) fn transpile_source(specifier: &str, source: &str) -> Result<String, SyntaxError> {
     let specifier = ModuleSpecifier::parse(specifier).map_err(|e| SyntaxError {
         message: format!("the module name '{specifier}' is not a URL: {e}"),
         line: 1,

@@ -19,7 +19,7 @@ const V8_ATTEMPTS: usize = 4;
 const ALWAYS_GRANTED: usize = 64;
 
 /// Live backing-store bytes of one isolate and its budget.
-pub struct Budget {
+pub(crate) struct Budget {
     used: AtomicUsize,
     limit: usize,
     /// Refusals in a row. V8 answers a refused backing store with garbage
@@ -32,7 +32,7 @@ pub struct Budget {
 }
 
 impl Budget {
-    pub fn new(limit: usize, record: Arc<KillRecord>) -> Arc<Budget> {
+    pub(crate) fn new(limit: usize, record: Arc<KillRecord>) -> Arc<Budget> {
         Arc::new(Budget {
             used: AtomicUsize::new(0),
             limit,
@@ -42,19 +42,19 @@ impl Budget {
         })
     }
 
-    pub fn attach(&self, isolate: v8::IsolateHandle) {
+    pub(crate) fn attach(&self, isolate: v8::IsolateHandle) {
         let _ = self.isolate.set(isolate);
     }
 
     /// Bytes of live backing stores.
-    pub fn used(&self) -> usize {
+    pub(crate) fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
     }
 
     /// Charges `len` bytes that V8 holds outside the heap for a built-in
     /// (no backing store of ours): true if they fit; otherwise records a
     /// memory-limit kill, stops the script and returns false.
-    pub fn charge(&self, len: usize) -> bool {
+    pub(crate) fn charge(&self, len: usize) -> bool {
         if self.try_add(len) {
             return true;
         }
@@ -81,7 +81,7 @@ impl Budget {
     }
 
     /// Gives back bytes taken by [`Budget::charge`].
-    pub fn release(&self, len: usize) {
+    pub(crate) fn release(&self, len: usize) {
         let _ = self
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |u| {
@@ -157,7 +157,7 @@ static VTABLE: v8::RustAllocatorVtable<Budget> = v8::RustAllocatorVtable {
 };
 
 /// An allocator that counts against `budget`.
-pub fn allocator(budget: &Arc<Budget>) -> v8::UniqueRef<v8::Allocator> {
+pub(crate) fn allocator(budget: &Arc<Budget>) -> v8::UniqueRef<v8::Allocator> {
     // SAFETY: the handle is a live `Arc<Budget>` whose reference V8 owns
     // until it calls `drop_handle`; the vtable matches the handle's type.
     unsafe { v8::new_rust_allocator(Arc::into_raw(budget.clone()), &VTABLE) }

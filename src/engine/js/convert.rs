@@ -8,7 +8,7 @@ use crate::engine::mime;
 
 /// Why a value could not be converted.
 #[derive(Debug)]
-pub enum ConvertError {
+pub(crate) enum ConvertError {
     /// JS threw while being read (a getter, `toJSON`, a proxy trap), or the
     /// value cannot be represented (a cycle): the pending exception is in the
     /// caller's `TryCatch`, or `synthetic` carries a `(name, message)`.
@@ -19,7 +19,7 @@ pub enum ConvertError {
 
 /// Limits applied while converting.
 #[derive(Debug, Clone, Copy)]
-pub struct ConvertLimits {
+pub(crate) struct ConvertLimits {
     pub max_bytes: usize,
     pub max_depth: usize,
 }
@@ -37,7 +37,7 @@ const THROWN: ConvertError = ConvertError::Thrown { synthetic: None };
 
 /// JSON text for `value`. A top-level `undefined` (or function or symbol)
 /// becomes `null`.
-pub fn to_json<'s>(
+pub(crate) fn to_json<'s>(
     scope: &mut v8::PinScope<'s, '_>,
     value: v8::Local<'s, v8::Value>,
     limits: ConvertLimits,

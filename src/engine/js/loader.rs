@@ -28,7 +28,7 @@ const FALLBACK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30
 /// What went wrong while loading the current call's modules, shared with
 /// the sandbox.
 #[derive(Default)]
-pub struct LoadNotes {
+pub(crate) struct LoadNotes {
     /// The first refused import.
     pub denied: Option<String>,
     /// The first module that did not parse.
@@ -48,9 +48,9 @@ pub struct LoadNotes {
     pub instance: Option<String>,
 }
 
-pub type Notes = Rc<RefCell<LoadNotes>>;
+pub(crate) type Notes = Rc<RefCell<LoadNotes>>;
 
-pub struct Loader {
+pub(crate) struct Loader {
     pub notes: Notes,
     pub resolver: Arc<Resolver>,
     pub cache: Arc<TranspileCache>,

@@ -2,13 +2,13 @@
 //! loading, the sandbox that runs one call, the counting allocator, result
 //! conversion, and how failures are told apart.
 
-pub mod alloc;
-pub mod convert;
-pub mod ext;
+pub(super) mod alloc;
+pub(super) mod convert;
+pub(super) mod ext;
 mod failure;
-pub mod loader;
-pub mod notebook;
-pub mod sandbox;
+pub(super) mod loader;
+pub(super) mod notebook;
+pub(super) mod sandbox;
 
-pub use convert::ConvertLimits;
-pub use sandbox::{CallSetup, InitError, Sandbox, SandboxHost, Scope};
+pub(super) use convert::ConvertLimits;
+pub(super) use sandbox::{CallSetup, InitError, Sandbox, SandboxHost, Scope};

@@ -22,7 +22,7 @@ use crate::engine::watchdog::CancelFlag;
 const INTERRUPT_LOOK: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// An inspector session on one sandbox, and where its replies arrive.
-pub struct CellSession {
+pub(crate) struct CellSession {
     session: LocalInspectorSession,
     replies: mpsc::UnboundedReceiver<InspectorMsg>,
     next_id: i32,
@@ -32,7 +32,7 @@ pub struct CellSession {
 }
 
 /// How a cell's evaluation ended, before limits are considered.
-pub enum CellOutcome {
+pub(crate) enum CellOutcome {
     /// The last expression's value, converted like a function result.
     Value(String),
     /// The cell threw: the exception as V8 describes it (with its stack).
@@ -45,7 +45,7 @@ pub enum CellOutcome {
 
 impl CellSession {
     /// Opens a session on `sandbox` (made with an inspector).
-    pub fn open(sandbox: &mut Sandbox, slot: String) -> CellSession {
+    pub(crate) fn open(sandbox: &mut Sandbox, slot: String) -> CellSession {
         let (tx, rx) = mpsc::unbounded();
         let inspector: Rc<JsRuntimeInspector> = sandbox.runtime_mut().inspector();
         let session = JsRuntimeInspector::create_local_session(
@@ -103,7 +103,7 @@ impl CellSession {
     /// Evaluates `js` (already JavaScript, as a script) as the next cell.
     /// An interrupt (`cancel`) ends the wait at once, also while the cell
     /// awaits a timer or a promise and no JS runs for the watchdog to stop.
-    pub async fn evaluate(
+    pub(crate) async fn evaluate(
         &mut self,
         sandbox: &mut Sandbox,
         js: &str,

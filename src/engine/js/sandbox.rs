@@ -40,7 +40,7 @@ static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/isoexec.snap"
 
 /// What every runtime is made with.
 #[derive(Clone)]
-pub struct SandboxHost {
+pub(crate) struct SandboxHost {
     /// V8 heap limit in bytes.
     pub heap_limit: usize,
     pub resolver: Arc<Resolver>,
@@ -52,7 +52,7 @@ pub struct SandboxHost {
 
 /// What one call may reach when it is confined to a directory.
 #[derive(Clone)]
-pub struct Scope {
+pub(crate) struct Scope {
     pub resolver: Arc<Resolver>,
     pub permissions: Arc<Permissions>,
 }
@@ -61,7 +61,7 @@ impl SandboxHost {
     /// The scope of code confined to `dir`: it resolves relative imports
     /// there (and reads the tools and vendor roots), and may read and write
     /// files only inside it.
-    pub fn scoped(&self, dir: &std::path::Path) -> Scope {
+    pub(crate) fn scoped(&self, dir: &std::path::Path) -> Scope {
         let mut roots = vec![dir.to_path_buf()];
         roots.extend(self.shared_roots.iter().cloned());
         Scope {
@@ -78,7 +78,7 @@ impl SandboxHost {
 }
 
 /// What a call needs besides its code.
-pub struct CallSetup {
+pub(crate) struct CallSetup {
     pub logs: LogSink,
     pub env: HashMap<String, String>,
     /// When the call must end; compiling imports obeys it too.
@@ -92,7 +92,7 @@ pub struct CallSetup {
 
 /// Why a runtime could not be made.
 #[derive(Debug, thiserror::Error)]
-pub enum InitError {
+pub(crate) enum InitError {
     #[error("{0}")]
     Runtime(#[from] CoreError),
     #[error("the runtime's globals could not be installed")]
@@ -139,7 +139,7 @@ fn hook_result(runtime: &mut JsRuntime, key: &str, take: bool) -> Option<bool> {
 }
 
 /// A runtime and what the host keeps beside it.
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     runtime: JsRuntime,
     record: Arc<KillRecord>,
     isolate: v8::IsolateHandle,
@@ -162,19 +162,19 @@ pub struct Sandbox {
 impl Sandbox {
     /// Creates a runtime as `host` says. Must run inside a tokio runtime
     /// context.
-    pub fn new(host: &SandboxHost) -> Result<Sandbox, InitError> {
+    pub(crate) fn new(host: &SandboxHost) -> Result<Sandbox, InitError> {
         Sandbox::create(host, false)
     }
 
     /// A runtime with V8's inspector, for a notebook (its cells are
     /// evaluated through an inspector session in REPL mode).
-    pub fn with_inspector(host: &SandboxHost) -> Result<Sandbox, InitError> {
+    pub(crate) fn with_inspector(host: &SandboxHost) -> Result<Sandbox, InitError> {
         Sandbox::create(host, true)
     }
 
     /// A runtime for `"frozen"` calls: its built-ins are frozen once, here,
     /// and every call gets fresh module instances and a clean global.
-    pub fn frozen(host: &SandboxHost) -> Result<Sandbox, InitError> {
+    pub(crate) fn frozen(host: &SandboxHost) -> Result<Sandbox, InitError> {
         let mut sandbox = Sandbox::create(host, false)?;
         let locked = sandbox.with_entered(|sb| call_check(&mut sb.runtime, LOCKDOWN_KEY));
         if !locked {
@@ -274,7 +274,7 @@ impl Sandbox {
 
     /// Runs `f` with this sandbox's isolate entered on the current thread.
     /// Every use of the runtime goes through here.
-    pub fn with_entered<R>(&mut self, f: impl FnOnce(&mut Sandbox) -> R) -> R {
+    pub(crate) fn with_entered<R>(&mut self, f: impl FnOnce(&mut Sandbox) -> R) -> R {
         // SAFETY: enter/exit are paired around `f` on this thread; the
         // runtime never leaves the thread (JsRuntime is !Send).
         unsafe { self.runtime.v8_isolate().enter() };
@@ -290,16 +290,16 @@ impl Sandbox {
         &mut self.runtime
     }
 
-    pub fn isolate_handle(&self) -> v8::IsolateHandle {
+    pub(crate) fn isolate_handle(&self) -> v8::IsolateHandle {
         self.isolate.clone()
     }
 
-    pub fn kill_record(&self) -> Arc<KillRecord> {
+    pub(crate) fn kill_record(&self) -> Arc<KillRecord> {
         self.record.clone()
     }
 
     /// The code the running call gave `Deno.exit`, if it called it.
-    pub fn exit_code(&self) -> Option<i32> {
+    pub(crate) fn exit_code(&self) -> Option<i32> {
         self.runtime
             .op_state()
             .borrow()
@@ -309,13 +309,13 @@ impl Sandbox {
 
     /// False once the runtime was killed or left in a state no later call
     /// may see.
-    pub fn reusable(&self) -> bool {
+    pub(crate) fn reusable(&self) -> bool {
         !self.poisoned && self.record.reason().is_none()
     }
 
     /// Number of distinct modules loaded so far: scripts kept warm, or in
     /// frozen mode every module instance made.
-    pub fn module_count(&self) -> usize {
+    pub(crate) fn module_count(&self) -> usize {
         if self.frozen {
             self.loaded.get()
         } else {
@@ -326,7 +326,7 @@ impl Sandbox {
     /// Bytes the runtime holds for what JS made: the used heap and the
     /// ArrayBuffer backing stores outside it. What decides whether a
     /// runtime is kept for another call.
-    pub fn memory_used(&mut self) -> usize {
+    pub(crate) fn memory_used(&mut self) -> usize {
         let heap = self
             .runtime
             .v8_isolate()
@@ -336,12 +336,12 @@ impl Sandbox {
     }
 
     /// Collects all the garbage V8 can, and gives freed heap pages back.
-    pub fn collect_garbage(&mut self) {
+    pub(crate) fn collect_garbage(&mut self) {
         self.runtime.v8_isolate().low_memory_notification();
     }
 
     /// Heap figures in bytes: (total, used, external).
-    pub fn heap_figures(&mut self) -> [u64; 3] {
+    pub(crate) fn heap_figures(&mut self) -> [u64; 3] {
         let stats = self.runtime.v8_isolate().get_heap_statistics();
         [
             stats.total_heap_size() as u64,
@@ -352,7 +352,7 @@ impl Sandbox {
 
     /// Prepares the per-call state (logs, env, deadline, scope) before a
     /// call.
-    pub fn begin_call(&mut self, setup: CallSetup) {
+    pub(crate) fn begin_call(&mut self, setup: CallSetup) {
         let (resolver, permissions) = match setup.scope {
             Some(scope) => (Some(scope.resolver), scope.permissions),
             None => (None, self.permissions.clone()),
@@ -375,7 +375,7 @@ impl Sandbox {
     }
 
     /// Takes the logs of the call that just ended.
-    pub fn take_logs(&mut self) -> (Vec<LogEntry>, bool) {
+    pub(crate) fn take_logs(&mut self) -> (Vec<LogEntry>, bool) {
         let state = self.runtime.op_state();
         let mut state = state.borrow_mut();
         match state.try_take::<CallState>() {
@@ -386,7 +386,7 @@ impl Sandbox {
 
     /// Runs `fn_name(payload)` from `module` and returns the result as JSON.
     /// With `warm`, the module is loaded once and reused by later calls.
-    pub async fn call(
+    pub(crate) async fn call(
         &mut self,
         module: &Module,
         fn_name: &str,
@@ -440,7 +440,7 @@ impl Sandbox {
     /// Runs the file at `url` (or `source`, known by that URL) as the main
     /// module until nothing is left to do (or `Deno.exit`). The runtime is
     /// not reused afterwards.
-    pub async fn run_program(
+    pub(crate) async fn run_program(
         &mut self,
         url: &ModuleSpecifier,
         source: Option<Arc<str>>,

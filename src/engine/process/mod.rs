@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-pub mod worker;
+pub(super) mod worker;
 
 use super::options::{EngineOptions, Limits};
 use super::rlimit::set_rlimit;
@@ -30,7 +30,7 @@ use super::types::{ExecError, Execution, Overloaded, PROGRAM_STREAM_BYTES, Repor
 use super::watchdog::CancelFlag;
 
 /// Environment variable carrying the worker's engine options.
-pub const OPTIONS_ENV: &str = "ISOEXEC_WORKER_OPTIONS";
+pub(super) const OPTIONS_ENV: &str = "ISOEXEC_WORKER_OPTIONS";
 /// Extra wall time a worker gets past the job's deadline before it is
 /// killed: its own watchdog normally reports the timeout first.
 const KILL_GRACE: Duration = Duration::from_millis(500);
@@ -54,7 +54,7 @@ struct Idle {
 }
 
 /// Runs jobs in worker processes.
-pub struct ProcessPool {
+pub(super) struct ProcessPool {
     exe: PathBuf,
     options_json: String,
     memory_limit: usize,
@@ -73,7 +73,7 @@ pub struct ProcessPool {
 }
 
 impl ProcessPool {
-    pub fn new(
+    pub(super) fn new(
         options: &EngineOptions,
         cache: Arc<TranspileCache>,
     ) -> std::io::Result<Arc<ProcessPool>> {
@@ -96,7 +96,7 @@ impl ProcessPool {
     }
 
     /// Starts workers until `PROCESS_PRESTART` are waiting.
-    pub fn replenish(self: &Arc<Self>) {
+    pub(super) fn replenish(self: &Arc<Self>) {
         loop {
             let have = self.lock_idle().len() + self.starting.load(Ordering::Relaxed);
             if have >= self.prestart {
@@ -186,7 +186,7 @@ impl ProcessPool {
 
     /// Runs `job` in a worker process. Fails at once when as many calls as
     /// `POOL_SIZE + QUEUE_SIZE` are already running or waiting.
-    pub async fn run(
+    pub(super) async fn run(
         self: &Arc<Self>,
         job: &Execution,
         cancel: Arc<CancelFlag>,

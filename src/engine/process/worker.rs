@@ -18,7 +18,7 @@ fn cpu_seconds_used() -> u64 {
 
 /// The `isoexec worker` entry point: one execution from stdin, one report
 /// on stdout.
-pub fn serve() -> std::process::ExitCode {
+pub(crate) fn serve() -> std::process::ExitCode {
     crate::engine::lifeline::hold();
     let options: EngineOptions = match std::env::var(OPTIONS_ENV)
         .map_err(|e| e.to_string())

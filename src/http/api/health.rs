@@ -51,7 +51,7 @@ async fn health(app: Arc<App>, _req: HttpRequest) -> Reply {
 }
 
 /// Resident set size of this process, from `/proc/self/statm`.
-pub fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     let Ok(text) = std::fs::read_to_string("/proc/self/statm") else {
         return 0;
     };

@@ -15,8 +15,7 @@ use hyper::Method;
 
 use crate::app::App;
 use crate::code::{MAX_CODE_BYTES, extract_code};
-use crate::engine::compile::CompileError;
-use crate::engine::lint::{LintError, LintReport};
+use crate::engine::{CompileError, LintError, LintReport};
 use crate::engine::{ExecError, Execution, PROGRAM_MODES, ProgramEnd, Report, split_streams};
 use crate::http::error::{Dialect, ErrorKind, HttpError, Reply};
 use crate::http::reply::{Body, json_text};

@@ -19,7 +19,7 @@ fn level_from_number(n: u32) -> LogLevel {
 
 /// Captured logs of one call, kept up to their caps.
 #[derive(Debug, Default)]
-pub struct LogSink {
+pub(crate) struct LogSink {
     pub entries: Vec<LogEntry>,
     pub bytes: usize,
     pub truncated: bool,
@@ -32,7 +32,7 @@ pub struct LogSink {
 }
 
 impl LogSink {
-    pub fn new(max_entries: usize, max_bytes: usize) -> LogSink {
+    pub(crate) fn new(max_entries: usize, max_bytes: usize) -> LogSink {
         LogSink {
             max_entries,
             max_bytes,
@@ -42,7 +42,7 @@ impl LogSink {
 
     /// A sink for a program's stdout and stderr, each capped at `max_bytes`
     /// (a line's bytes plus its newline). Output past a cap is dropped.
-    pub fn streams(max_bytes: usize) -> LogSink {
+    pub(crate) fn streams(max_bytes: usize) -> LogSink {
         LogSink {
             max_entries: usize::MAX,
             max_bytes,
@@ -131,7 +131,7 @@ fn now_ms() -> u64 {
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a
 /// character boundary.
-pub fn cut_at(text: &str, max: usize) -> &str {
+pub(super) fn cut_at(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }

@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use crate::engine::permissions::Permissions;
 
 /// Largest response body `fetch` returns.
-pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// What the glue asks for.
 #[derive(Debug, Deserialize)]
-pub struct FetchRequest {
+pub(crate) struct FetchRequest {
     pub url: String,
     pub method: String,
     pub headers: Vec<(String, String)>,
@@ -23,7 +23,7 @@ pub struct FetchRequest {
 /// What the glue gets back.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct FetchResponse {
+pub(crate) struct FetchResponse {
     pub status: u16,
     pub status_text: String,
     pub headers: Vec<(String, String)>,
@@ -32,14 +32,14 @@ pub struct FetchResponse {
 
 /// Why a fetch failed.
 #[derive(Debug)]
-pub enum FetchError {
+pub(crate) enum FetchError {
     Denied(String),
     Type(String),
     Network(String),
 }
 
 /// Checks the URL against the allow-list and returns its host and port.
-pub fn check(
+pub(crate) fn check(
     perms: &Permissions,
     url: &str,
 ) -> Result<(deno_core::url::Url, String, u16), FetchError> {
@@ -69,7 +69,7 @@ pub fn check(
 }
 
 /// Sends the request and reads the whole response.
-pub async fn send(
+pub(crate) async fn send(
     perms: &Permissions,
     req: FetchRequest,
     body: Vec<u8>,

@@ -5,7 +5,7 @@
 mod console;
 mod deno;
 mod fetch;
-pub mod fetch_client;
+pub(crate) mod fetch_client;
 mod fs;
 mod memory;
 mod web;
@@ -18,7 +18,7 @@ use deno_core::{OpDecl, OpState, op2, v8};
 
 use crate::engine::permissions::Permissions;
 use crate::engine::watchdog::KillRecord;
-pub use console::LogSink;
+pub(crate) use console::LogSink;
 use console::op_isoexec_log;
 use deno::{
     op_isoexec_deny, op_isoexec_env_get, op_isoexec_env_object, op_isoexec_exit,
@@ -49,7 +49,7 @@ fn permissions(state: &OpState) -> Arc<Permissions> {
 }
 
 /// What one call may use and what it did, kept in the `OpState`.
-pub struct CallState {
+pub(crate) struct CallState {
     pub logs: LogSink,
     /// Variables `Deno.env.get` can see.
     pub env: HashMap<String, String>,
@@ -69,7 +69,7 @@ pub struct CallState {
 }
 
 impl CallState {
-    pub fn new(
+    pub(crate) fn new(
         logs: LogSink,
         env: HashMap<String, String>,
         write_budget: u64,
@@ -92,7 +92,7 @@ impl CallState {
 }
 
 /// The isolate's own handle and kill record, for ops that stop execution.
-pub struct SelfKill {
+pub(crate) struct SelfKill {
     pub isolate: v8::IsolateHandle,
     pub record: Arc<KillRecord>,
 }
@@ -103,21 +103,21 @@ pub struct SelfKill {
 /// as an `Atomics.waitAsync`, is still pending). Private symbols are
 /// invisible to JS, and, unlike `OpState`, they survive the startup
 /// snapshot.
-pub const SETTLE_KEY: &str = "isoexec.settle";
+pub(crate) const SETTLE_KEY: &str = "isoexec.settle";
 
 /// Name of the private symbol holding the glue's `seal` function, which
 /// removes deno_core's namespace and installs the user-facing globals. It
 /// runs once per runtime after creation: deno_core itself reads
 /// `globalThis.Deno.core` while it restores a runtime from the snapshot.
-pub const SEAL_KEY: &str = "isoexec.seal";
+pub(crate) const SEAL_KEY: &str = "isoexec.seal";
 
 /// Name of the private symbol holding the glue's `lockdown` function, which
 /// freezes what the global object leads to (frozen mode, once per runtime).
-pub const LOCKDOWN_KEY: &str = "isoexec.lockdown";
+pub(crate) const LOCKDOWN_KEY: &str = "isoexec.lockdown";
 
 /// Name of the private symbol holding the glue's `resetRealm` function,
 /// which puts the global object back between frozen-mode calls.
-pub const RESET_KEY: &str = "isoexec.resetRealm";
+pub(crate) const RESET_KEY: &str = "isoexec.resetRealm";
 
 #[op2(fast)]
 fn op_isoexec_set_hooks(
