@@ -1,7 +1,7 @@
 //! Notebook sessions: one isolate kept for the session's life on a thread
 //! of its own, so a session that hogs its isolate stalls nobody else. Each
 //! cell is transpiled (TypeScript too), its static imports become dynamic
-//! ones, and it is evaluated in V8's REPL mode (see `js::notebook`). A
+//! ones, and it is evaluated in V8's REPL mode (see `js::cells`). A
 //! cell stopped by its timeout or an interrupt keeps the state (the
 //! termination is cancelled); a memory kill loses it, and the next cell
 //! starts on a fresh isolate.
@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::compile::CompileError;
+use super::js::cells::{CellOutcome, CellSession};
 use super::js::ext::LogSink;
-use super::js::notebook::{CellOutcome, CellSession};
 use super::js::{CallSetup, ConvertLimits, Sandbox, SandboxHost, Scope};
 use super::options::Limits;
 use super::types::PROGRAM_STREAM_BYTES;
@@ -67,11 +67,11 @@ pub struct CellReport {
 }
 
 /// A cell for the notebook thread, and where its report goes.
-struct Command(CellRequest, oneshot::Sender<CellReport>);
+struct CellOrder(CellRequest, oneshot::Sender<CellReport>);
 
 /// A live notebook: its thread ends when this is dropped.
 pub struct Notebook {
-    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    commands: Mutex<Option<mpsc::Sender<CellOrder>>>,
     /// The running cell's interrupt flag, if one runs.
     current: Arc<Mutex<Option<Arc<CancelFlag>>>>,
     watchdog: Watchdog,
@@ -148,7 +148,7 @@ impl Notebook {
         let (reply, rx) = oneshot::channel();
         let sent = lock(&self.commands)
             .as_ref()
-            .is_some_and(|tx| tx.send(Command(cell, reply)).is_ok());
+            .is_some_and(|tx| tx.send(CellOrder(cell, reply)).is_ok());
         if !sent {
             return None;
         }
@@ -184,7 +184,7 @@ impl Drop for Notebook {
 
 /// The isolate and its inspector session, made on first use and again
 /// after a memory kill.
-struct Live {
+struct NotebookIsolate {
     sandbox: Sandbox,
     session: CellSession,
 }
@@ -193,7 +193,7 @@ fn thread_main(
     parts: NotebookParts,
     scope: Scope,
     dir: PathBuf,
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::Receiver<CellOrder>,
     current: Arc<Mutex<Option<Arc<CancelFlag>>>>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -209,10 +209,10 @@ fn thread_main(
     // deno_core needs a tokio context whenever V8 may post a delayed task.
     let _enter = rt.enter();
     let slot = format!("__isoexec_cell_{}", uuid::Uuid::new_v4().simple());
-    let mut live: Option<Live> = None;
+    let mut live: Option<NotebookIsolate> = None;
     let mut cells = 0u64;
     let me = parts.memory.register();
-    while let Ok(Command(cell, reply)) = commands.recv() {
+    while let Ok(CellOrder(cell, reply)) = commands.recv() {
         cells += 1;
         let flag = Arc::new(CancelFlag::default());
         *lock(&current) = Some(flag.clone());
@@ -247,7 +247,7 @@ fn run_cell(
     scope: &Scope,
     dir: &Path,
     rt: &tokio::runtime::Runtime,
-    live: &mut Option<Live>,
+    live: &mut Option<NotebookIsolate>,
     slot: &str,
     n: u64,
     cell: CellRequest,
@@ -306,7 +306,7 @@ fn run_cell(
                     .isolates_created
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let session = sandbox.with_entered(|sb| CellSession::open(sb, slot.to_string()));
-                *live = Some(Live { sandbox, session });
+                *live = Some(NotebookIsolate { sandbox, session });
             }
             Err(e) => {
                 tracing::error!(error = %e, "a notebook isolate could not be made");
@@ -314,7 +314,7 @@ fn run_cell(
             }
         }
     }
-    let Some(Live { sandbox, session }) = live.as_mut() else {
+    let Some(NotebookIsolate { sandbox, session }) = live.as_mut() else {
         return report(CellStatus::Error, "error: internal error\n".into(), false);
     };
     let limits = ConvertLimits {

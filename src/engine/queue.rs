@@ -42,7 +42,7 @@ pub(super) enum Next {
 
 /// The queue and the threads' wake-ups.
 pub(super) struct Queue {
-    state: Mutex<State>,
+    state: Mutex<QueueState>,
     /// One per isolate thread, signalled when that thread should look at
     /// the queue (an execution came, or the queue closes).
     wakers: Vec<Condvar>,
@@ -57,7 +57,7 @@ pub(super) struct Queue {
 }
 
 #[derive(Default)]
-struct State {
+struct QueueState {
     waiting: VecDeque<Queued>,
     /// Executions taken by an isolate thread and not finished yet, by
     /// script: one script holds at most `script_threads`.
@@ -67,7 +67,7 @@ struct State {
     closed: bool,
 }
 
-impl State {
+impl QueueState {
     /// Executions taken by an isolate thread and not finished yet.
     fn running(&self) -> usize {
         self.running_by_key.values().sum()
@@ -85,7 +85,7 @@ impl State {
 impl Queue {
     pub(super) fn new(threads: usize, queue_size: usize, script_threads: usize) -> Queue {
         Queue {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(QueueState::default()),
             wakers: (0..threads).map(|_| Condvar::new()).collect(),
             queue_size,
             threads,

@@ -160,7 +160,7 @@ struct Armed {
 }
 
 #[derive(Default)]
-struct State {
+struct WatchState {
     armed: HashMap<u64, Armed>,
     next_ticket: u64,
     shutdown: bool,
@@ -173,7 +173,7 @@ struct State {
 /// Shared handle to the watchdog thread.
 #[derive(Clone)]
 pub(crate) struct Watchdog {
-    shared: Arc<(Mutex<State>, Condvar)>,
+    shared: Arc<(Mutex<WatchState>, Condvar)>,
 }
 
 /// Proof that an execution is armed; give it back with [`Watchdog::disarm`].
@@ -183,7 +183,7 @@ pub(crate) struct Ticket(u64);
 impl Watchdog {
     /// Starts the watchdog thread.
     pub(crate) fn start() -> std::io::Result<Watchdog> {
-        let shared = Arc::new((Mutex::new(State::default()), Condvar::new()));
+        let shared = Arc::new((Mutex::new(WatchState::default()), Condvar::new()));
         let thread_shared = shared.clone();
         std::thread::Builder::new()
             .name("isoexec-watchdog".into())
@@ -237,12 +237,12 @@ impl Watchdog {
     }
 }
 
-fn lock_state(lock: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+fn lock_state(lock: &Mutex<WatchState>) -> std::sync::MutexGuard<'_, WatchState> {
     // Not `crate::sync::lock`: this file is also compiled into build.rs.
     lock.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn run(shared: &(Mutex<State>, Condvar)) {
+fn run(shared: &(Mutex<WatchState>, Condvar)) {
     let (lock, cvar) = shared;
     let mut state = lock_state(lock);
     loop {

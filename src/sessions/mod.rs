@@ -18,8 +18,8 @@ use crate::engine::Language;
 use crate::engine::Notebook;
 use crate::sync::lock;
 
-mod run;
-pub(crate) use run::{RunError, RunRequest};
+mod execute;
+pub(crate) use execute::{RunError, RunInput};
 
 /// How often expired sessions are looked for.
 const REAP_EVERY: Duration = Duration::from_secs(1);
@@ -250,7 +250,7 @@ pub struct Sessions {
     max: usize,
     live: std::sync::Mutex<HashMap<String, Arc<Session>>>,
     /// What every run gets.
-    run: RunSettings,
+    settings: RunSettings,
 }
 
 /// The settings every session run gets.
@@ -277,7 +277,7 @@ impl Sessions {
             ttl: config.session_ttl,
             max: config.max_sessions,
             live: std::sync::Mutex::new(HashMap::new()),
-            run: RunSettings {
+            settings: RunSettings {
                 disk_bytes: config.session_disk_bytes,
                 cpu_limit: config.limits.default_cpu_limit,
                 env: config.allow_env_values.clone(),

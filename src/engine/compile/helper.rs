@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use super::{Reply, Request, read_frame, write_frame};
+use super::{Answer, Request, read_frame, write_frame};
 use crate::engine::lint::Lint;
 
 /// Stack of the helper's working thread. Virtual memory only: pages are
@@ -12,13 +12,13 @@ use crate::engine::lint::Lint;
 const HELPER_STACK: usize = 512 * 1024 * 1024;
 
 /// Does what `request` asks, on the calling thread.
-pub(super) fn handle(request: &Request, lint: &OnceLock<Lint>) -> Reply {
+pub(super) fn handle(request: &Request, lint: &OnceLock<Lint>) -> Answer {
     let work = std::panic::AssertUnwindSafe(|| match request {
         Request::Transpile { specifier, source } => {
-            Reply::Transpiled(super::transpile_source(specifier, source))
+            Answer::Transpiled(super::transpile_source(specifier, source))
         }
         Request::Lint { path, source } => {
-            Reply::Linted(lint.get_or_init(Lint::new).lint(path, source))
+            Answer::Linted(lint.get_or_init(Lint::new).lint(path, source))
         }
     });
     match std::panic::catch_unwind(work) {
@@ -29,7 +29,7 @@ pub(super) fn handle(request: &Request, lint: &OnceLock<Lint>) -> Reply {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "the compiler panicked".into());
-            Reply::Failed(format!("the compiler failed: {message}"))
+            Answer::Failed(format!("the compiler failed: {message}"))
         }
     }
 }
@@ -50,7 +50,7 @@ pub(crate) fn serve() -> std::process::ExitCode {
             while let Some(bytes) = read_frame(&mut stdin)? {
                 let reply = match serde_json::from_slice::<Request>(&bytes) {
                     Ok(request) => handle(&request, &lint),
-                    Err(e) => Reply::Failed(format!("an unreadable compile request: {e}")),
+                    Err(e) => Answer::Failed(format!("an unreadable compile request: {e}")),
                 };
                 let out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
                 write_frame(&mut stdout, &out)?;

@@ -14,7 +14,7 @@
 //! went away, is killed, so the work stops with it.
 //!
 //! Protocol: frames of a little-endian `u32` length and that many bytes of
-//! JSON; the helper reads a [`Request`] from stdin and writes a [`Reply`] to
+//! JSON; the helper reads a [`Request`] from stdin and writes a [`Answer`] to
 //! stdout, for as many requests as it is sent.
 //!
 //! An `isoexec worker` receives its function-call script already compiled
@@ -63,7 +63,7 @@ pub(super) enum Request {
 
 /// A helper's answer.
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) enum Reply {
+pub(super) enum Answer {
     Transpiled(Result<String, SyntaxError>),
     Linted(LintReport),
     /// The request could not be handled (a panic inside the parser).
@@ -105,10 +105,10 @@ impl From<CompileError> for crate::engine::types::ExecError {
 /// Runs compile requests in helper processes, or in-process for a
 /// disposable process.
 pub(crate) struct Compiler {
-    mode: Mode,
+    mode: Backend,
 }
 
-enum Mode {
+enum Backend {
     Helpers(Helpers),
     #[cfg(test)]
     InProcess(std::sync::OnceLock<super::lint::Lint>),
@@ -174,7 +174,7 @@ impl Compiler {
             state.idle.push(helper);
         }
         Ok(Compiler {
-            mode: Mode::Helpers(helpers),
+            mode: Backend::Helpers(helpers),
         })
     }
 
@@ -182,7 +182,7 @@ impl Compiler {
     #[cfg(test)]
     pub(crate) fn in_process() -> Compiler {
         Compiler {
-            mode: Mode::InProcess(std::sync::OnceLock::new()),
+            mode: Backend::InProcess(std::sync::OnceLock::new()),
         }
     }
 
@@ -199,9 +199,9 @@ impl Compiler {
             source: source.to_string(),
         };
         match self.run(&request, source, deadline, stop)? {
-            Reply::Transpiled(r) => Ok(r),
-            Reply::Failed(message) => Err(failed(message)),
-            Reply::Linted(_) => Err(CompileError::Internal(
+            Answer::Transpiled(r) => Ok(r),
+            Answer::Failed(message) => Err(failed(message)),
+            Answer::Linted(_) => Err(CompileError::Internal(
                 "the helper answered out of turn".into(),
             )),
         }
@@ -220,9 +220,9 @@ impl Compiler {
             source: source.to_string(),
         };
         match self.run(&request, source, deadline, stop)? {
-            Reply::Linted(r) => Ok(r),
-            Reply::Failed(message) => Err(failed(message)),
-            Reply::Transpiled(_) => Err(CompileError::Internal(
+            Answer::Linted(r) => Ok(r),
+            Answer::Failed(message) => Err(failed(message)),
+            Answer::Transpiled(_) => Err(CompileError::Internal(
                 "the helper answered out of turn".into(),
             )),
         }
@@ -234,17 +234,17 @@ impl Compiler {
         source: &str,
         deadline: Instant,
         stop: &dyn Fn() -> bool,
-    ) -> Result<Reply, CompileError> {
+    ) -> Result<Answer, CompileError> {
         match &self.mode {
             #[cfg(test)]
-            Mode::InProcess(lint) => {
+            Backend::InProcess(lint) => {
                 let reply = helper::handle(request, lint);
                 if Instant::now() > deadline {
                     return Err(CompileError::Timeout);
                 }
                 Ok(reply)
             }
-            Mode::Helpers(helpers) => helpers.run(request, source, deadline, stop),
+            Backend::Helpers(helpers) => helpers.run(request, source, deadline, stop),
         }
     }
 }
@@ -340,7 +340,7 @@ impl Helpers {
         source: &str,
         deadline: Instant,
         stop: &dyn Fn() -> bool,
-    ) -> Result<Reply, CompileError> {
+    ) -> Result<Answer, CompileError> {
         let frame = serde_json::to_vec(request).map_err(|e| {
             CompileError::Internal(format!("could not encode a compile request: {e}"))
         })?;
@@ -381,7 +381,7 @@ impl Helpers {
         match read_frame(&mut helper.stdout) {
             Ok(Some(bytes)) => {
                 drain(&mut helper.stderr);
-                let reply = serde_json::from_slice::<Reply>(&bytes);
+                let reply = serde_json::from_slice::<Answer>(&bytes);
                 if source.len() > RECYCLE_AFTER_BYTES {
                     // A helper keeps the memory of its largest compile for
                     // its life: after a large one it ends, and the next

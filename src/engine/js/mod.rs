@@ -3,11 +3,11 @@
 //! conversion, and how failures are told apart.
 
 pub(super) mod alloc;
+pub(super) mod cells;
 pub(super) mod convert;
 pub(super) mod ext;
 mod failure;
 pub(super) mod loader;
-pub(super) mod notebook;
 pub(super) mod sandbox;
 
 pub(super) use convert::ConvertLimits;

@@ -7,8 +7,8 @@
 pub(crate) mod docs;
 pub(crate) mod health;
 pub(crate) mod jobs;
-pub(crate) mod metrics;
 pub(crate) mod playground;
+pub(crate) mod prometheus;
 pub(crate) mod restexec;
 pub(crate) mod run;
 pub(crate) mod sessions;
@@ -23,7 +23,7 @@ pub(crate) fn routes() -> Vec<Route> {
         health::routes(),
         restexec::routes(),
         jobs::routes(),
-        metrics::routes(),
+        prometheus::routes(),
         docs::routes(),
         sessions::routes(),
     ]

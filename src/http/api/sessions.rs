@@ -17,7 +17,7 @@ use crate::http::reply::json;
 use crate::http::request::{HttpRequest, json_object, required_str, str_field, timeout_field};
 use crate::http::route::{Doc, Route, fields_of};
 use crate::sessions::{
-    CreateError, Environment, Mode, RunError, RunRequest, Session, SessionView, Status,
+    CreateError, Environment, Mode, RunError, RunInput, Session, SessionView, Status,
     valid_filename,
 };
 use types::{
@@ -277,7 +277,7 @@ async fn interrupt(app: Arc<App>, req: HttpRequest) -> Reply {
     ))
 }
 
-fn run_request(app: &App, body: &Map<String, Value>) -> Result<RunRequest, HttpError> {
+fn run_request(app: &App, body: &Map<String, Value>) -> Result<RunInput, HttpError> {
     let code = required_str(body, "code")?.to_string();
     if code.len() > MAX_CODE_BYTES {
         return Err(HttpError::new(
@@ -297,7 +297,7 @@ fn run_request(app: &App, body: &Map<String, Value>) -> Result<RunRequest, HttpE
         None => None,
     };
     let timeout = timeout_field(&app.config, body)?;
-    Ok(RunRequest {
+    Ok(RunInput {
         code,
         filename,
         timeout,
@@ -316,7 +316,7 @@ async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
     )
     .await?;
     let request = run_request(&app, &body)?;
-    let output = match app.sessions.run(&s, &app.runner, request).await {
+    let output = match app.sessions.execute(&s, &app.runner, request).await {
         Ok(output) => output,
         Err(RunError::Gone) => return Err(not_found(&s.id)),
         Err(RunError::Overloaded) => return Err(HttpError::overloaded(app.config.queue_size)),

@@ -15,7 +15,7 @@ use crate::runner::Runner;
 
 /// What one execute asks.
 #[derive(Debug)]
-pub struct RunRequest {
+pub(crate) struct RunInput {
     pub code: String,
     /// The file a script-mode run writes (the environment's `main.*` when
     /// absent).
@@ -25,14 +25,14 @@ pub struct RunRequest {
 
 /// How a run ended, as the session API reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunStatus {
+pub(crate) enum RunStatus {
     Completed,
     Error,
     Timeout,
 }
 
 impl RunStatus {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RunStatus::Completed => "completed",
             RunStatus::Error => "error",
@@ -43,7 +43,7 @@ impl RunStatus {
 
 /// What one run produced.
 #[derive(Debug)]
-pub struct RunOutput {
+pub(crate) struct RunOutput {
     pub stdout: String,
     pub stderr: String,
     /// `None` when the run was stopped before an exit (a timeout, an
@@ -58,7 +58,7 @@ pub struct RunOutput {
 
 /// A notebook cell's extras.
 #[derive(Debug)]
-pub struct CellOutput {
+pub(crate) struct CellOutput {
     /// The cell's value as JSON text, when it had one.
     pub result: Option<String>,
     /// Whether the notebook's state was lost (its isolate was replaced).
@@ -68,7 +68,7 @@ pub struct CellOutput {
 
 /// Why a run did not happen.
 #[derive(Debug)]
-pub enum RunError {
+pub(crate) enum RunError {
     /// The session ended (or was never there).
     Gone,
     /// The execution queue is full.
@@ -89,11 +89,11 @@ pub enum RunError {
 
 impl Sessions {
     /// Runs `request` in `session`, after the runs queued before it.
-    pub async fn run(
+    pub(crate) async fn execute(
         &self,
         session: &Arc<Session>,
         runner: &Runner,
-        request: RunRequest,
+        request: RunInput,
     ) -> Result<RunOutput, RunError> {
         let _turn = session.run_lock.lock().await;
         if !session.begin_execution(self.ttl) {
@@ -126,7 +126,7 @@ impl Sessions {
         &self,
         s: &Arc<Session>,
         runner: &Runner,
-        request: RunRequest,
+        request: RunInput,
     ) -> Result<RunOutput, RunError> {
         let name = request
             .filename
@@ -141,7 +141,7 @@ impl Sessions {
             return Err(RunError::QuotaFull {
                 wanted,
                 room,
-                limit: self.run.disk_bytes,
+                limit: self.settings.disk_bytes,
             });
         }
         let written = tokio::task::spawn_blocking({
@@ -155,8 +155,8 @@ impl Sessions {
             error,
         })?;
         let execution = Execution {
-            cpu_limit: self.run.cpu_limit,
-            env: self.run.env.clone(),
+            cpu_limit: self.settings.cpu_limit,
+            env: self.settings.env.clone(),
             language: s.environment.language(),
             scope: Some(s.dir.clone()),
             client: Some(s.owner.clone()),
@@ -211,7 +211,7 @@ impl Sessions {
         &self,
         s: &Arc<Session>,
         runner: &Runner,
-        request: RunRequest,
+        request: RunInput,
     ) -> Result<RunOutput, RunError> {
         let Some(notebook) = &s.notebook else {
             return Err(RunError::Internal(
@@ -223,7 +223,7 @@ impl Sessions {
             code: request.code,
             language: s.environment.language(),
             timeout: request.timeout,
-            env: self.run.env.clone(),
+            env: self.settings.env.clone(),
         };
         let Some(report) = notebook.run(cell).await else {
             return Err(RunError::Gone);
@@ -272,7 +272,7 @@ impl Sessions {
         let used = tokio::task::spawn_blocking(move || dir_bytes(&dir, skip.as_deref()))
             .await
             .map_err(|e| RunError::Internal(e.to_string()))?;
-        Ok(self.run.disk_bytes.saturating_sub(used))
+        Ok(self.settings.disk_bytes.saturating_sub(used))
     }
 }
 
