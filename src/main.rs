@@ -26,16 +26,9 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "parsed once at start-up; size does not matter"
-)]
 enum Command {
     /// Start the HTTP server (the default).
-    Serve {
-        #[command(flatten)]
-        flags: Flags,
-    },
+    Serve,
     /// Run a file: call an exported function (--fn) or run it as a program.
     Run {
         /// The TypeScript or JavaScript file.
@@ -52,8 +45,6 @@ enum Command {
         /// Wall-clock limit in ms [default: DEFAULT_TIMEOUT].
         #[arg(long, value_name = "MS")]
         timeout: Option<u64>,
-        #[command(flatten)]
-        flags: Flags,
     },
     /// Lint files with deno_lint's recommended rules; exit 1 when any finding.
     Lint {
@@ -63,8 +54,6 @@ enum Command {
         /// Print the `deno lint --json` shape.
         #[arg(long)]
         json: bool,
-        #[command(flatten)]
-        flags: Flags,
     },
     /// Run one job for a server (`"isolation": "process"`); not for direct use.
     #[command(hide = true)]
@@ -86,15 +75,14 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = Cli::parse();
-    let (flags, action) = match cli.command {
-        Some(Command::Serve { flags }) => (merge(cli.flags, flags), Action::Serve),
+    let action = match cli.command {
+        None | Some(Command::Serve) => Action::Serve,
         Some(Command::Run {
             file,
             fn_name,
             payload,
             isolation,
             timeout,
-            flags,
         }) => {
             let isolation = match isolation.as_deref() {
                 None => isoexec::engine::Isolation::Isolate,
@@ -115,16 +103,13 @@ fn main() -> ExitCode {
                 isolation,
                 timeout: timeout.map(std::time::Duration::from_millis),
             };
-            (merge(cli.flags, flags), Action::Run(args))
+            Action::Run(args)
         }
-        Some(Command::Lint { files, json, flags }) => {
-            (merge(cli.flags, flags), Action::Lint(files, json))
-        }
+        Some(Command::Lint { files, json }) => Action::Lint(files, json),
         Some(Command::Worker) => return isoexec::engine::serve_worker(),
         Some(Command::CompileHelper) => return isoexec::engine::serve_compile_helper(),
-        None => (cli.flags, Action::Serve),
     };
-    let config = match Config::from_env(&flags) {
+    let config = match Config::from_env(&cli.flags) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("isoexec: invalid configuration: {e}");
@@ -199,53 +184,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Flags given after `serve` win over those given before it.
-fn merge(outer: Flags, inner: Flags) -> Flags {
-    macro_rules! pick {
-        ($($f:ident),*) => { Flags { $($f: inner.$f.or(outer.$f)),* } };
-    }
-    pick!(
-        host,
-        port,
-        log_level,
-        log_format,
-        workspace_dir,
-        data_dir,
-        job_retention,
-        job_output_bytes,
-        job_store_bytes,
-        session_ttl,
-        max_sessions,
-        session_disk_bytes,
-        notebook_memory_mb,
-        tools_dir,
-        vendor_dir,
-        import_map,
-        allow_read,
-        allow_write,
-        allow_net,
-        allow_env,
-        default_timeout,
-        max_timeout,
-        cpu_limit_ms,
-        pool_size,
-        script_threads,
-        http_threads,
-        queue_size,
-        process_prestart,
-        memory_limit_mb,
-        max_body_bytes,
-        max_result_bytes,
-        max_log_entries,
-        max_log_bytes,
-        max_json_depth,
-        header_read_timeout_ms,
-        body_read_timeout_ms,
-        max_write_bytes,
-        api_key
-    )
 }
 
 fn init_logging(config: &Config) {

@@ -151,234 +151,273 @@ pub const VARIABLES: [&str; 38] = [
     "NOTEBOOK_MEMORY_MB",
 ];
 
-/// Every setting as a command-line flag. Each flag wins over its
-/// environment variable; `Config` reads both and validates them.
+/// Every setting as a command-line flag, accepted before or after the
+/// subcommand (`global`). Each flag wins over its environment variable;
+/// `Config` reads both and validates them.
 #[derive(Debug, Default, Clone, clap::Args)]
 pub struct Flags {
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Address to listen on [default: 127.0.0.1] [env: HOST]"
     )]
     pub host: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Port to listen on; 0 picks a free one [default: 3000] [env: PORT]"
     )]
     pub port: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Log filter: trace, debug, info, warn, error, off, or tracing directives [default: info] [env: LOG_LEVEL]"
     )]
     pub log_level: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Log format: text or json [default: text] [env: LOG_FORMAT]"
     )]
     pub log_format: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Directory of saved code (created if missing) [default: ./workspace] [env: WORKSPACE_DIR]"
     )]
     pub workspace_dir: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Directory of the job records' database and session files [default: ./data] [env: DATA_DIR]"
     )]
     pub data_dir: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Job records kept: a count, an age (30d, 12h), both (100000,30d) or off [default: 100000,30d] [env: JOB_RETENTION]"
     )]
     pub job_retention: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Bytes of output a job record keeps; the rest is cut [default: 1MiB] [env: JOB_OUTPUT_BYTES]"
     )]
     pub job_output_bytes: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Bytes the job records may take on disk; the oldest finished go first, then new jobs are refused (507) [default: 1GiB] [env: JOB_STORE_BYTES]"
     )]
     pub job_store_bytes: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Bytes of files one session may hold, across its executions [default: 64MiB] [env: SESSION_DISK_BYTES]"
     )]
     pub session_disk_bytes: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "MiB all live notebooks may hold together; past it, the notebook whose cell ran last is reset [default: 1024] [env: NOTEBOOK_MEMORY_MB]"
     )]
     pub notebook_memory_mb: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Seconds an idle session lives [default: 3600] [env: SESSION_TTL]"
     )]
     pub session_ttl: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Sessions alive at once [default: 64] [env: MAX_SESSIONS]"
     )]
     pub max_sessions: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Directory of shared modules imports may use [default: ./tools] [env: TOOLS_DIR]"
     )]
     pub tools_dir: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Directory of vendored libraries for bare imports [default: ./vendor] [env: VENDOR_DIR]"
     )]
     pub vendor_dir: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Import map file [default: <WORKSPACE_DIR>/import_map.json] [env: IMPORT_MAP]"
     )]
     pub import_map: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Comma-separated directories code may read [default: workspace and tools] [env: ALLOW_READ]"
     )]
     pub allow_read: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Comma-separated directories code may write [default: none] [env: ALLOW_WRITE]"
     )]
     pub allow_write: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Comma-separated hosts (host or host:port) fetch may reach [default: none] [env: ALLOW_NET]"
     )]
     pub allow_net: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Comma-separated variables Deno.env.get may read [default: none] [env: ALLOW_ENV]"
     )]
     pub allow_env: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Wall-clock limit of a call, ms [default: 5000] [env: DEFAULT_TIMEOUT]"
     )]
     pub default_timeout: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Largest timeout a request may ask for, ms [default: 300000] [env: MAX_TIMEOUT]"
     )]
     pub max_timeout: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Default CPU-time limit, ms [default: off] [env: CPU_LIMIT_MS]"
     )]
     pub cpu_limit_ms: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Isolate threads [default: twice the number of cores] [env: POOL_SIZE]"
     )]
     pub pool_size: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Most isolate threads one script may hold at once [default: cores, at most POOL_SIZE] [env: SCRIPT_THREADS]"
     )]
     pub script_threads: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Threads that serve HTTP connections, each connection on one of them [default: cores] [env: HTTP_THREADS]"
     )]
     pub http_threads: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Executions waiting for an isolate before 503 [default: 256] [env: QUEUE_SIZE]"
     )]
     pub queue_size: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Worker processes kept started for isolation process (0: spawn per call) [default: pool size, at most 4] [env: PROCESS_PRESTART]"
     )]
     pub process_prestart: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Heap, and separately ArrayBuffer memory, per execution, MiB [default: 128] [env: MEMORY_LIMIT_MB]"
     )]
     pub memory_limit_mb: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Largest request body (K/M/G suffixes) [default: 16MiB] [env: MAX_BODY_BYTES]"
     )]
     pub max_body_bytes: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Largest converted result [default: 10MiB] [env: MAX_RESULT_BYTES]"
     )]
     pub max_result_bytes: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Log entries kept per call [default: 1000] [env: MAX_LOG_ENTRIES]"
     )]
     pub max_log_entries: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Log bytes kept per call [default: 1MiB] [env: MAX_LOG_BYTES]"
     )]
     pub max_log_bytes: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Nesting of request payloads and results [default: 128] [env: MAX_JSON_DEPTH]"
     )]
     pub max_json_depth: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Time for a request head and for an idle connection, ms [default: 30000] [env: HEADER_READ_TIMEOUT_MS]"
     )]
     pub header_read_timeout_ms: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Time for a whole request body, ms [default: 60000] [env: BODY_READ_TIMEOUT_MS]"
     )]
     pub body_read_timeout_ms: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Bytes one execution may write to files [default: 64MiB] [env: MAX_WRITE_BYTES]"
     )]
     pub max_write_bytes: Option<String>,
     #[arg(
         long,
+        global = true,
         value_name = "VALUE",
         help = "Bearer key every route but /health and the docs need [default: unset: no auth] [env: API_KEY]"
     )]
@@ -419,50 +458,11 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let s = Source { env };
         let f = flags;
+        let host = host(s.raw("HOST", &f.host))?;
+        let log_level = log_level(s.raw("LOG_LEVEL", &f.log_level))?;
+        let log_format = log_format(s.raw("LOG_FORMAT", &f.log_format))?;
 
-        let host = match s.raw("HOST", &f.host) {
-            None => IpAddr::from([127, 0, 0, 1]),
-            Some((text, var)) => {
-                if text == "localhost" {
-                    IpAddr::from([127, 0, 0, 1])
-                } else {
-                    text.parse()
-                        .map_err(|_| err(var, format!("'{text}' is not an IP address")))?
-                }
-            }
-        };
         let port = parse_num(s.raw("PORT", &f.port), 3000u16, 0, u16::MAX, "port")?;
-
-        let log_level = match s.raw("LOG_LEVEL", &f.log_level) {
-            None => "info".to_string(),
-            Some((text, var)) => {
-                // A bare word is a level; anything else is a directive list
-                // (`isoexec=debug,hyper=warn`). EnvFilter would take an
-                // unknown word as a target name and log nothing.
-                const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
-                let bare = !text.contains(['=', ',', '[', ':']);
-                if bare && !LEVELS.contains(&text.to_ascii_lowercase().as_str()) {
-                    return Err(err(
-                        var,
-                        format!(
-                            "'{text}' is not a level: use one of {} or directives such as isoexec=debug",
-                            LEVELS.join(", ")
-                        ),
-                    ));
-                }
-                tracing_subscriber::EnvFilter::try_new(&text)
-                    .map_err(|e| err(var, format!("'{text}' is not a log filter: {e}")))?;
-                text
-            }
-        };
-        let log_format = match s.raw("LOG_FORMAT", &f.log_format) {
-            None => LogFormat::Text,
-            Some((text, var)) => match text.to_ascii_lowercase().as_str() {
-                "text" => LogFormat::Text,
-                "json" => LogFormat::Json,
-                _ => return Err(err(var, format!("'{text}' is not 'text' or 'json'"))),
-            },
-        };
 
         let path = |v: Option<(String, &'static str)>, default: &str| {
             PathBuf::from(v.map(|(t, _)| t).unwrap_or_else(|| default.to_string()))
@@ -482,13 +482,6 @@ impl Config {
             16 * MIB,
             1 << 50,
         )? as u64;
-        let notebook_memory_mb = parse_num(
-            s.raw("NOTEBOOK_MEMORY_MB", &f.notebook_memory_mb),
-            1024usize,
-            16,
-            1 << 20,
-            "number of MiB",
-        )?;
         let session_disk_bytes = parse_size(
             s.raw("SESSION_DISK_BYTES", &f.session_disk_bytes),
             64 * MIB,
@@ -520,63 +513,14 @@ impl Config {
         let allow_read = to_paths(parse_list(s.raw("ALLOW_READ", &f.allow_read)));
         let allow_write: Vec<PathBuf> =
             to_paths(parse_list(s.raw("ALLOW_WRITE", &f.allow_write))).unwrap_or_default();
-        let allow_net = parse_list(s.raw("ALLOW_NET", &f.allow_net)).unwrap_or_default();
-        for host in &allow_net {
-            let bad = host.contains("://") || host.contains('/') || host.contains('@');
-            let port_ok = host
-                .rsplit_once(':')
-                .is_none_or(|(_, p)| p.parse::<u16>().is_ok() || host.starts_with('['));
-            if bad || !port_ok || host.contains(char::is_whitespace) {
-                return Err(err(
-                    "ALLOW_NET",
-                    format!(
-                        "'{host}' is not a host: give host or host:port (example.com, api.local:8080), \
-                         without a scheme or a path"
-                    ),
-                ));
-            }
-        }
-        let allow_env = parse_list(s.raw("ALLOW_ENV", &f.allow_env)).unwrap_or_default();
-        if let Some(bad) = allow_env
-            .iter()
-            .find(|k| !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-        {
-            return Err(err(
-                "ALLOW_ENV",
-                format!("'{bad}' is not a variable name (letters, digits, '_')"),
-            ));
-        }
-
+        let allow_net = allow_net(s.raw("ALLOW_NET", &f.allow_net))?;
+        let allow_env = allow_env(s.raw("ALLOW_ENV", &f.allow_env))?;
         let allow_env_values = allow_env
             .iter()
             .filter_map(|k| (s.env)(k).map(|v| (k.clone(), v)))
             .collect();
 
-        let max_timeout_ms = parse_num(
-            s.raw("MAX_TIMEOUT", &f.max_timeout),
-            300_000u64,
-            1,
-            24 * 3600 * 1000,
-            "number of milliseconds",
-        )?;
-        let default_timeout_ms = parse_num(
-            s.raw("DEFAULT_TIMEOUT", &f.default_timeout),
-            5000u64.min(max_timeout_ms),
-            1,
-            max_timeout_ms,
-            "number of milliseconds (at most MAX_TIMEOUT)",
-        )?;
-        let cpu_limit_ms = match s.raw("CPU_LIMIT_MS", &f.cpu_limit_ms) {
-            None => None,
-            Some((text, _)) if text.eq_ignore_ascii_case("off") => None,
-            v => Some(parse_num(
-                v,
-                0u64,
-                1,
-                24 * 3600 * 1000,
-                "number of milliseconds",
-            )?),
-        };
+        let limits = limits(&s, f)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let pool_size = parse_num(
             s.raw("POOL_SIZE", &f.pool_size),
@@ -613,40 +557,11 @@ impl Config {
             256,
             "process count",
         )?;
-        let memory_limit_mb = parse_num(
-            s.raw("MEMORY_LIMIT_MB", &f.memory_limit_mb),
-            128usize,
-            16,
-            64 * 1024,
-            "number of megabytes",
-        )?;
         let max_body_bytes = parse_size(
             s.raw("MAX_BODY_BYTES", &f.max_body_bytes),
             16 * MIB,
             1024,
             1024 * MIB,
-        )?;
-        let max_result_bytes = parse_size(
-            s.raw("MAX_RESULT_BYTES", &f.max_result_bytes),
-            10 * MIB,
-            64,
-            1024 * MIB,
-        )?;
-        let max_log_entries = parse_num(
-            s.raw("MAX_LOG_ENTRIES", &f.max_log_entries),
-            1000usize,
-            0,
-            10_000_000,
-            "count",
-        )?;
-        let max_log_bytes =
-            parse_size(s.raw("MAX_LOG_BYTES", &f.max_log_bytes), MIB, 0, 1024 * MIB)?;
-        let max_json_depth = parse_num(
-            s.raw("MAX_JSON_DEPTH", &f.max_json_depth),
-            128usize,
-            1,
-            1000,
-            "depth",
         )?;
         let header_read_timeout_ms = parse_num(
             s.raw("HEADER_READ_TIMEOUT_MS", &f.header_read_timeout_ms),
@@ -661,12 +576,6 @@ impl Config {
             100,
             3_600_000,
             "number of milliseconds",
-        )?;
-        let max_write_bytes = parse_size(
-            s.raw("MAX_WRITE_BYTES", &f.max_write_bytes),
-            64 * MIB,
-            0,
-            1 << 40,
         )?;
         let api_key = s.raw("API_KEY", &f.api_key).map(|(t, _)| t);
 
@@ -691,18 +600,7 @@ impl Config {
             allow_net,
             allow_env,
             allow_env_values,
-            limits: Limits {
-                default_timeout: Duration::from_millis(default_timeout_ms),
-                max_timeout: Duration::from_millis(max_timeout_ms),
-                default_cpu_limit: cpu_limit_ms.map(Duration::from_millis),
-                memory_limit_bytes: memory_limit_mb * MIB,
-                max_result_bytes,
-                max_log_entries,
-                max_log_bytes,
-                max_json_depth,
-                max_write_bytes: max_write_bytes as u64,
-                notebook_memory_bytes: notebook_memory_mb * MIB,
-            },
+            limits,
             pool_size,
             script_threads,
             http_threads,
@@ -715,6 +613,181 @@ impl Config {
             api_key,
         })
     }
+}
+
+/// A setting's raw text and the variable it came from, if set.
+type Raw = Option<(String, &'static str)>;
+
+/// `HOST`: an IP address, or `localhost`.
+fn host(raw: Raw) -> Result<IpAddr, ConfigError> {
+    Ok(match raw {
+        None => IpAddr::from([127, 0, 0, 1]),
+        Some((text, var)) => {
+            if text == "localhost" {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                text.parse()
+                    .map_err(|_| err(var, format!("'{text}' is not an IP address")))?
+            }
+        }
+    })
+}
+
+/// `LOG_LEVEL`: a level, or tracing directives.
+fn log_level(raw: Raw) -> Result<String, ConfigError> {
+    Ok(match raw {
+        None => "info".to_string(),
+        Some((text, var)) => {
+            // A bare word is a level; anything else is a directive list
+            // (`isoexec=debug,hyper=warn`). EnvFilter would take an
+            // unknown word as a target name and log nothing.
+            const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+            let bare = !text.contains(['=', ',', '[', ':']);
+            if bare && !LEVELS.contains(&text.to_ascii_lowercase().as_str()) {
+                return Err(err(
+                    var,
+                    format!(
+                        "'{text}' is not a level: use one of {} or directives such as isoexec=debug",
+                        LEVELS.join(", ")
+                    ),
+                ));
+            }
+            tracing_subscriber::EnvFilter::try_new(&text)
+                .map_err(|e| err(var, format!("'{text}' is not a log filter: {e}")))?;
+            text
+        }
+    })
+}
+
+/// `LOG_FORMAT`: text or json.
+fn log_format(raw: Raw) -> Result<LogFormat, ConfigError> {
+    Ok(match raw {
+        None => LogFormat::Text,
+        Some((text, var)) => match text.to_ascii_lowercase().as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => return Err(err(var, format!("'{text}' is not 'text' or 'json'"))),
+        },
+    })
+}
+
+/// `ALLOW_NET`: hosts, each `host` or `host:port`.
+fn allow_net(raw: Raw) -> Result<Vec<String>, ConfigError> {
+    let allow_net = parse_list(raw).unwrap_or_default();
+    for host in &allow_net {
+        let bad = host.contains("://") || host.contains('/') || host.contains('@');
+        let port_ok = host
+            .rsplit_once(':')
+            .is_none_or(|(_, p)| p.parse::<u16>().is_ok() || host.starts_with('['));
+        if bad || !port_ok || host.contains(char::is_whitespace) {
+            return Err(err(
+                "ALLOW_NET",
+                format!(
+                    "'{host}' is not a host: give host or host:port (example.com, api.local:8080), \
+                     without a scheme or a path"
+                ),
+            ));
+        }
+    }
+    Ok(allow_net)
+}
+
+/// `ALLOW_ENV`: variable names.
+fn allow_env(raw: Raw) -> Result<Vec<String>, ConfigError> {
+    let allow_env = parse_list(raw).unwrap_or_default();
+    if let Some(bad) = allow_env
+        .iter()
+        .find(|k| !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    {
+        return Err(err(
+            "ALLOW_ENV",
+            format!("'{bad}' is not a variable name (letters, digits, '_')"),
+        ));
+    }
+    Ok(allow_env)
+}
+
+/// The per-execution limits: timeouts, CPU, memory, results, logs,
+/// writes and the notebooks' budget.
+fn limits<E: Fn(&str) -> Option<String>>(s: &Source<E>, f: &Flags) -> Result<Limits, ConfigError> {
+    let max_timeout_ms = parse_num(
+        s.raw("MAX_TIMEOUT", &f.max_timeout),
+        300_000u64,
+        1,
+        24 * 3600 * 1000,
+        "number of milliseconds",
+    )?;
+    let default_timeout_ms = parse_num(
+        s.raw("DEFAULT_TIMEOUT", &f.default_timeout),
+        5000u64.min(max_timeout_ms),
+        1,
+        max_timeout_ms,
+        "number of milliseconds (at most MAX_TIMEOUT)",
+    )?;
+    let cpu_limit_ms = match s.raw("CPU_LIMIT_MS", &f.cpu_limit_ms) {
+        None => None,
+        Some((text, _)) if text.eq_ignore_ascii_case("off") => None,
+        v => Some(parse_num(
+            v,
+            0u64,
+            1,
+            24 * 3600 * 1000,
+            "number of milliseconds",
+        )?),
+    };
+    let memory_limit_mb = parse_num(
+        s.raw("MEMORY_LIMIT_MB", &f.memory_limit_mb),
+        128usize,
+        16,
+        64 * 1024,
+        "number of megabytes",
+    )?;
+    let max_result_bytes = parse_size(
+        s.raw("MAX_RESULT_BYTES", &f.max_result_bytes),
+        10 * MIB,
+        64,
+        1024 * MIB,
+    )?;
+    let max_log_entries = parse_num(
+        s.raw("MAX_LOG_ENTRIES", &f.max_log_entries),
+        1000usize,
+        0,
+        10_000_000,
+        "count",
+    )?;
+    let max_log_bytes = parse_size(s.raw("MAX_LOG_BYTES", &f.max_log_bytes), MIB, 0, 1024 * MIB)?;
+    let max_json_depth = parse_num(
+        s.raw("MAX_JSON_DEPTH", &f.max_json_depth),
+        128usize,
+        1,
+        1000,
+        "depth",
+    )?;
+    let max_write_bytes = parse_size(
+        s.raw("MAX_WRITE_BYTES", &f.max_write_bytes),
+        64 * MIB,
+        0,
+        1 << 40,
+    )?;
+    let notebook_memory_mb = parse_num(
+        s.raw("NOTEBOOK_MEMORY_MB", &f.notebook_memory_mb),
+        1024usize,
+        16,
+        1 << 20,
+        "number of MiB",
+    )?;
+    Ok(Limits {
+        default_timeout: Duration::from_millis(default_timeout_ms),
+        max_timeout: Duration::from_millis(max_timeout_ms),
+        default_cpu_limit: cpu_limit_ms.map(Duration::from_millis),
+        memory_limit_bytes: memory_limit_mb * MIB,
+        max_result_bytes,
+        max_log_entries,
+        max_log_bytes,
+        max_json_depth,
+        max_write_bytes: max_write_bytes as u64,
+        notebook_memory_bytes: notebook_memory_mb * MIB,
+    })
 }
 
 impl Config {
@@ -886,11 +959,11 @@ mod tests {
     fn every_variable_has_a_flag_and_help() {
         use clap::CommandFactory as _;
         #[derive(clap::Parser)]
-        struct Cli {
+        struct FlagsOnly {
             #[command(flatten)]
             flags: Flags,
         }
-        let cmd = Cli::command();
+        let cmd = FlagsOnly::command();
         for var in VARIABLES {
             let flag = var.to_ascii_lowercase().replace('_', "-");
             let arg = cmd
