@@ -189,6 +189,33 @@ struct NotebookIsolate {
     session: CellSession,
 }
 
+/// A notebook's thread: its runtime, its isolate (made on first use) and
+/// what every cell runs with.
+struct NotebookThread {
+    parts: NotebookParts,
+    scope: Scope,
+    dir: PathBuf,
+    rt: tokio::runtime::Runtime,
+    /// The isolate, once a cell made it; `None` again after a kill.
+    live: Option<NotebookIsolate>,
+    /// The global the cells' values are kept under.
+    slot: String,
+    /// Cells run so far: each is named `__cell_<n>`.
+    cells: u64,
+}
+
+/// What a cell's evaluation left, before it is read as a status.
+struct Evaluated {
+    outcome: CellOutcome,
+    logs: Vec<super::types::LogEntry>,
+    truncated: bool,
+    /// A kill of the isolate itself (memory, `Deno.exit`): the state ends.
+    killed: Option<KillReason>,
+    /// Why the cell alone was stopped (timeout, interrupt): the state stays.
+    stopped: Option<KillReason>,
+    exit_code: Option<i32>,
+}
+
 fn thread_main(
     parts: NotebookParts,
     scope: Scope,
@@ -208,26 +235,22 @@ fn thread_main(
     };
     // deno_core needs a tokio context whenever V8 may post a delayed task.
     let _enter = rt.enter();
-    let slot = format!("__isoexec_cell_{}", uuid::Uuid::new_v4().simple());
-    let mut live: Option<NotebookIsolate> = None;
-    let mut cells = 0u64;
-    let me = parts.memory.register();
+    let mut thread = NotebookThread {
+        parts,
+        scope,
+        dir,
+        rt,
+        live: None,
+        slot: format!("__isoexec_cell_{}", uuid::Uuid::new_v4().simple()),
+        cells: 0,
+    };
+    let me = thread.parts.memory.register();
     while let Ok(CellOrder(cell, reply)) = commands.recv() {
-        cells += 1;
         let flag = Arc::new(CancelFlag::default());
         *lock(&current) = Some(flag.clone());
-        let mut report = run_cell(
-            &parts, &scope, &dir, &rt, &mut live, &slot, cells, cell, &flag,
-        );
+        let mut report = thread.run_cell(cell, &flag);
         *lock(&current) = None;
-        let holds = live
-            .as_mut()
-            .map_or(0, |l| l.sandbox.with_entered(|sb| sb.memory_used()));
-        if !parts.memory.hold(me, holds) {
-            // All notebooks together hold too much: this one, whose cell
-            // just grew it, starts over.
-            live = None;
-            parts.memory.hold(me, 0);
+        if !thread.hold_memory(me) {
             report.state_reset = true;
             report.stderr.push_str(
                 "error: the server's notebooks hold more memory than NOTEBOOK_MEMORY_MB; \
@@ -236,172 +259,214 @@ fn thread_main(
         }
         let _ = reply.send(report);
     }
-    parts.memory.forget(me);
+    thread.parts.memory.forget(me);
     // Dropping the sandbox needs its isolate entered: Sandbox's Drop does it.
-    drop(live);
+    drop(thread.live.take());
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_cell(
-    parts: &NotebookParts,
-    scope: &Scope,
-    dir: &Path,
-    rt: &tokio::runtime::Runtime,
-    live: &mut Option<NotebookIsolate>,
-    slot: &str,
-    n: u64,
-    cell: CellRequest,
-    flag: &Arc<CancelFlag>,
-) -> CellReport {
-    let started = Instant::now();
-    let deadline = started + cell.timeout;
-    let report = |status, stderr: String, state_reset| CellReport {
-        stdout: String::new(),
-        stderr,
-        result: None,
-        status,
-        state_reset,
-        exit_code: None,
-        duration: started.elapsed(),
-        output_truncated: false,
-    };
-    // Compile: TypeScript to JavaScript, then static imports to dynamic ones.
-    let ext = cell.language.extension();
-    let name = format!("__cell_{n}.{ext}");
-    let Ok(specifier) = deno_core::ModuleSpecifier::from_file_path(dir.join(&name)) else {
-        return report(
-            CellStatus::Error,
-            "error: the session directory is not absolute\n".into(),
-            false,
-        );
-    };
-    let stop = || flag.is_cancelled();
-    let js = match parts
-        .host
-        .cache
-        .get_file(&specifier, &cell.code, deadline, &stop)
-    {
-        Ok(module) => script_from_module(&module.code, dir),
-        Err(CompileError::Syntax(e)) => {
-            let text = format!(
-                "error: SyntaxError: {} at {name}:{}:{}\n",
-                e.message, e.line, e.column
-            );
-            return report(CellStatus::Error, text, false);
+impl NotebookThread {
+    /// Records what this notebook's isolate holds; when all notebooks
+    /// together hold too much, this one (whose cell just grew it) starts
+    /// over, and the answer is false.
+    fn hold_memory(&mut self, me: u64) -> bool {
+        let holds = self
+            .live
+            .as_mut()
+            .map_or(0, |l| l.sandbox.with_entered(|sb| sb.memory_used()));
+        if self.parts.memory.hold(me, holds) {
+            return true;
         }
-        Err(CompileError::Timeout) => return report(CellStatus::Timeout, String::new(), false),
-        Err(CompileError::Cancelled) => {
-            return report(CellStatus::Interrupted, "Interrupted\n".into(), false);
+        self.live = None;
+        self.parts.memory.hold(me, 0);
+        false
+    }
+
+    /// Compiles and evaluates the next cell.
+    fn run_cell(&mut self, cell: CellRequest, flag: &Arc<CancelFlag>) -> CellReport {
+        self.cells += 1;
+        let started = Instant::now();
+        let deadline = started + cell.timeout;
+        let failed = |status, stderr: String| CellReport {
+            stdout: String::new(),
+            stderr,
+            result: None,
+            status,
+            state_reset: false,
+            exit_code: None,
+            duration: started.elapsed(),
+            output_truncated: false,
+        };
+        let script = match self.compile(&cell, deadline, flag) {
+            Ok(script) => script,
+            Err((status, stderr)) => return failed(status, stderr),
+        };
+        if let Err(e) = self.ensure_isolate() {
+            tracing::error!(error = %e, "a notebook isolate could not be made");
+            return failed(CellStatus::Error, "error: internal error\n".into());
         }
-        Err(CompileError::Internal(m)) => {
-            tracing::error!(cause = %m, "a notebook cell could not be compiled");
-            return report(CellStatus::Error, "error: internal error\n".into(), false);
+        let Some(evaluated) = self.evaluate(&script, cell, deadline, flag) else {
+            return failed(CellStatus::Error, "error: internal error\n".into());
+        };
+        let (stdout, mut stderr) = super::types::split_streams(&evaluated.logs);
+        let (status, result, state_reset) = read_outcome(&evaluated, &mut stderr);
+        if state_reset {
+            self.live = None;
         }
-    };
-    let mut state_reset = false;
-    if live.is_none() {
-        match Sandbox::with_inspector(&parts.host) {
-            Ok(mut sandbox) => {
-                parts
-                    .isolates_created
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let session = sandbox.with_entered(|sb| CellSession::open(sb, slot.to_string()));
-                *live = Some(NotebookIsolate { sandbox, session });
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "a notebook isolate could not be made");
-                return report(CellStatus::Error, "error: internal error\n".into(), false);
+        CellReport {
+            stdout,
+            stderr,
+            result,
+            status,
+            state_reset,
+            exit_code: evaluated.exit_code,
+            duration: started.elapsed(),
+            output_truncated: evaluated.truncated,
+        }
+    }
+
+    /// The cell as a REPL script: TypeScript to JavaScript, then static
+    /// imports to dynamic ones. Fails with the cell's status and stderr.
+    fn compile(
+        &self,
+        cell: &CellRequest,
+        deadline: Instant,
+        flag: &Arc<CancelFlag>,
+    ) -> Result<String, (CellStatus, String)> {
+        let name = format!("__cell_{}.{}", self.cells, cell.language.extension());
+        let Ok(specifier) = deno_core::ModuleSpecifier::from_file_path(self.dir.join(&name)) else {
+            let message = "error: the session directory is not absolute\n";
+            return Err((CellStatus::Error, message.into()));
+        };
+        let stop = || flag.is_cancelled();
+        match self
+            .parts
+            .host
+            .cache
+            .get_file(&specifier, &cell.code, deadline, &stop)
+        {
+            Ok(module) => Ok(script_from_module(&module.code, &self.dir)),
+            Err(CompileError::Syntax(e)) => Err((
+                CellStatus::Error,
+                format!(
+                    "error: SyntaxError: {} at {name}:{}:{}\n",
+                    e.message, e.line, e.column
+                ),
+            )),
+            Err(CompileError::Timeout) => Err((CellStatus::Timeout, String::new())),
+            Err(CompileError::Cancelled) => Err((CellStatus::Interrupted, "Interrupted\n".into())),
+            Err(CompileError::Internal(m)) => {
+                tracing::error!(cause = %m, "a notebook cell could not be compiled");
+                Err((CellStatus::Error, "error: internal error\n".into()))
             }
         }
     }
-    let Some(NotebookIsolate { sandbox, session }) = live.as_mut() else {
-        return report(CellStatus::Error, "error: internal error\n".into(), false);
-    };
-    let limits = ConvertLimits {
-        max_bytes: parts.limits.max_result_bytes,
-        max_depth: parts.limits.max_json_depth,
-    };
-    let cell_record = Arc::new(KillRecord::default());
-    let (outcome, logs, truncated, killed, exit_code) = sandbox.with_entered(|sb| {
-        sb.begin_call(CallSetup {
-            logs: LogSink::streams(PROGRAM_STREAM_BYTES),
-            env: cell.env,
-            deadline,
-            cancel: Some(flag.clone()),
-            write_budget: cell.write_budget.min(parts.limits.max_write_bytes),
-            stdin: None,
-            scope: Some(scope.clone()),
-        });
-        let ticket = parts.watchdog.arm(Watch {
-            isolate: sb.isolate_handle(),
-            record: cell_record.clone(),
-            deadline,
-            cpu: None,
-            cancel: Some(flag.clone()),
-        });
-        let outcome = rt.block_on(session.evaluate(sb, &js, deadline + REPLY_GRACE, limits, flag));
-        parts.watchdog.disarm(ticket);
-        if flag.is_cancelled() {
-            // Interrupted while it awaited: the watchdog may not have
-            // looked yet.
-            cell_record.mark(KillReason::Cancelled);
+
+    /// Makes the notebook's isolate if it has none (the first cell, or the
+    /// first after a kill).
+    fn ensure_isolate(&mut self) -> Result<(), super::js::InitError> {
+        if self.live.is_some() {
+            return Ok(());
         }
-        // The sandbox's own record holds kills that end the state.
-        let killed = sb.kill_record().reason();
-        let exit_code = sb.exit_code();
-        if killed.is_none() {
-            // Timeouts and interrupts keep the state: V8 can cancel a
-            // termination, and the isolate runs the next cell.
-            sb.isolate_handle().cancel_terminate_execution();
-        }
-        let (logs, truncated) = sb.take_logs();
-        (outcome, logs, truncated, killed, exit_code)
-    });
-    let (stdout, mut stderr) = super::types::split_streams(&logs);
-    let mut result = None;
-    let status = match (killed, cell_record.reason(), outcome) {
+        let mut sandbox = Sandbox::with_inspector(&self.parts.host)?;
+        self.parts
+            .isolates_created
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let session = sandbox.with_entered(|sb| CellSession::open(sb, self.slot.clone()));
+        self.live = Some(NotebookIsolate { sandbox, session });
+        Ok(())
+    }
+
+    /// Evaluates `script` under the watchdog until it settles, its
+    /// deadline passes or it is interrupted; `None` without an isolate.
+    fn evaluate(
+        &mut self,
+        script: &str,
+        cell: CellRequest,
+        deadline: Instant,
+        flag: &Arc<CancelFlag>,
+    ) -> Option<Evaluated> {
+        let parts = &self.parts;
+        let (scope, rt) = (&self.scope, &self.rt);
+        let NotebookIsolate { sandbox, session } = self.live.as_mut()?;
+        let limits = ConvertLimits {
+            max_bytes: parts.limits.max_result_bytes,
+            max_depth: parts.limits.max_json_depth,
+        };
+        let cell_record = Arc::new(KillRecord::default());
+        Some(sandbox.with_entered(|sb| {
+            sb.begin_call(CallSetup {
+                logs: LogSink::streams(PROGRAM_STREAM_BYTES),
+                env: cell.env,
+                deadline,
+                cancel: Some(flag.clone()),
+                write_budget: cell.write_budget.min(parts.limits.max_write_bytes),
+                stdin: None,
+                scope: Some(scope.clone()),
+            });
+            let ticket = parts.watchdog.arm(Watch {
+                isolate: sb.isolate_handle(),
+                record: cell_record.clone(),
+                deadline,
+                cpu: None,
+                cancel: Some(flag.clone()),
+            });
+            let outcome =
+                rt.block_on(session.evaluate(sb, script, deadline + REPLY_GRACE, limits, flag));
+            parts.watchdog.disarm(ticket);
+            if flag.is_cancelled() {
+                // Interrupted while it awaited: the watchdog may not have
+                // looked yet.
+                cell_record.mark(KillReason::Cancelled);
+            }
+            // The sandbox's own record holds kills that end the state.
+            let killed = sb.kill_record().reason();
+            let exit_code = sb.exit_code();
+            if killed.is_none() {
+                // Timeouts and interrupts keep the state: V8 can cancel a
+                // termination, and the isolate runs the next cell.
+                sb.isolate_handle().cancel_terminate_execution();
+            }
+            let (logs, truncated) = sb.take_logs();
+            Evaluated {
+                outcome,
+                logs,
+                truncated,
+                killed,
+                stopped: cell_record.reason(),
+                exit_code,
+            }
+        }))
+    }
+}
+
+/// A cell's status, its value (as JSON text) and whether the notebook's
+/// state ended, from what its evaluation left; what the user should read
+/// about it is added to `stderr`.
+fn read_outcome(e: &Evaluated, stderr: &mut String) -> (CellStatus, Option<String>, bool) {
+    match (e.killed, e.stopped, &e.outcome) {
         (Some(KillReason::MemoryLimit), _, _) => {
-            *live = None;
-            state_reset = true;
             stderr.push_str("error: memory limit exceeded; the session's state was reset\n");
-            CellStatus::MemoryLimit
+            (CellStatus::MemoryLimit, None, true)
         }
-        (Some(_), _, _) => {
-            // Deno.exit or another kill of the isolate itself.
-            *live = None;
-            state_reset = true;
-            CellStatus::Completed
-        }
-        (None, Some(KillReason::Timeout), _) => CellStatus::Timeout,
+        // Deno.exit or another kill of the isolate itself.
+        (Some(_), _, _) => (CellStatus::Completed, None, true),
+        (None, Some(KillReason::Timeout), _) => (CellStatus::Timeout, None, false),
         (None, Some(KillReason::Cancelled), _) => {
             stderr.push_str("Interrupted\n");
-            CellStatus::Interrupted
+            (CellStatus::Interrupted, None, false)
         }
-        (None, _, CellOutcome::NoReply) => CellStatus::Timeout,
+        (None, _, CellOutcome::NoReply) => (CellStatus::Timeout, None, false),
         (None, _, CellOutcome::Threw(text)) => {
             stderr.push_str(&format!("Uncaught {text}\n"));
-            CellStatus::Error
+            (CellStatus::Error, None, false)
         }
         (None, _, CellOutcome::Unconvertible(message)) => {
             stderr.push_str(&format!(
                 "error: the result could not be converted: {message}\n"
             ));
-            CellStatus::Error
+            (CellStatus::Error, None, false)
         }
-        (None, _, CellOutcome::Value(json)) => {
-            result = Some(json);
-            CellStatus::Completed
-        }
-    };
-    CellReport {
-        stdout,
-        stderr,
-        result,
-        status,
-        state_reset,
-        exit_code,
-        duration: started.elapsed(),
-        output_truncated: truncated,
+        (None, _, CellOutcome::Value(json)) => (CellStatus::Completed, Some(json.clone()), false),
     }
 }
 
