@@ -1,6 +1,9 @@
 //! Configuration: environment variables and matching command-line flags,
-//! read and validated once at start-up into typed values. Nothing else in the
-//! crate reads the environment.
+//! read and validated once at start-up into typed values. Nothing else in
+//! the server reads the environment for a setting; the two other readers
+//! are process plumbing: PID 1 marks the child it starts (`init.rs`), and a
+//! worker process takes its `EngineOptions` from the variable its parent
+//! set (`engine/process/worker.rs`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;

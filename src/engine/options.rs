@@ -1,6 +1,7 @@
 //! What the engine is started with: [`EngineOptions`], a plain value the
-//! server's configuration (or a worker process's input) builds. The engine
-//! reads nothing else — no environment, no server settings.
+//! server's configuration builds (`Config::engine_options`). The engine
+//! reads no server setting of its own; a worker process gets these options,
+//! serialized, from its parent.
 
 use std::path::PathBuf;
 use std::time::Duration;

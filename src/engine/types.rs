@@ -93,8 +93,8 @@ pub struct Execution {
     /// there, and files may be read and written only inside it.
     #[serde(default)]
     pub scope: Option<PathBuf>,
-    /// A function-call script already compiled by the server, sent with a
-    /// job for a worker process so that it need not compile it again.
+    /// A function-call script already compiled by the server, sent with
+    /// an execution to a worker process so that it need not compile it again.
     #[serde(default)]
     pub precompiled: Option<Arc<str>>,
     /// Who asked (a bearer key's hash or an address): the pool's share

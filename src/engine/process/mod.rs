@@ -2,9 +2,9 @@
 //! this binary (`isoexec worker`), with V8's own limits inside and OS limits
 //! outside, and speaks the same contract as the in-process pool.
 //!
-//! A worker runs exactly one job. Workers are started ahead of time
+//! A worker runs exactly one execution. Workers are started ahead of time
 //! (`PROCESS_PRESTART` of them wait, V8 initialised and an isolate made,
-//! for a job on stdin) or, with `PROCESS_PRESTART=0`, spawned per call.
+//! for an execution on stdin) or, with `PROCESS_PRESTART=0`, spawned per call.
 //!
 //! Protocol: the server passes its [`Config`] as JSON in
 //! `ISOEXEC_WORKER_CONFIG`; the worker prints `ready` on stdout, reads one
@@ -31,7 +31,7 @@ use super::watchdog::CancelFlag;
 
 /// Environment variable carrying the worker's engine options.
 pub(super) const OPTIONS_ENV: &str = "ISOEXEC_WORKER_OPTIONS";
-/// Extra wall time a worker gets past the job's deadline before it is
+/// Extra wall time a worker gets past the execution's deadline before it is
 /// killed: its own watchdog normally reports the timeout first.
 const KILL_GRACE: Duration = Duration::from_millis(500);
 /// How long a worker may take to start before the call fails.
@@ -43,7 +43,7 @@ const DATA_HEADROOM: u64 = 2 * 1024 * 1024 * 1024;
 /// Bytes of a worker's stderr kept to explain its death.
 const STDERR_KEEP: usize = 16 * 1024;
 
-/// A started worker waiting for its job.
+/// A started worker waiting for its execution.
 struct Idle {
     child: Child,
     stdin: ChildStdin,
@@ -53,7 +53,7 @@ struct Idle {
     stderr: Option<tokio::task::JoinHandle<String>>,
 }
 
-/// Runs jobs in worker processes.
+/// Runs executions in worker processes.
 pub(super) struct ProcessPool {
     exe: PathBuf,
     options_json: String,
@@ -184,11 +184,11 @@ impl ProcessPool {
         }
     }
 
-    /// Runs `job` in a worker process. Fails at once when as many calls as
+    /// Runs `execution` in a worker process. Fails at once when as many calls as
     /// `POOL_SIZE + QUEUE_SIZE` are already running or waiting.
     pub(super) async fn run(
         self: &Arc<Self>,
-        job: &Execution,
+        execution: &Execution,
         cancel: Arc<CancelFlag>,
     ) -> Result<Report, Overloaded> {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.capacity {
@@ -204,8 +204,8 @@ impl ProcessPool {
             if cancel.is_cancelled() {
                 return Report::failed(ExecError::Cancelled);
             }
-            match self.precompile(job, &cancel).await {
-                Ok(job) => self.run_in_worker(&job).await,
+            match self.precompile(execution, &cancel).await {
+                Ok(execution) => self.run_in_worker(&execution).await,
                 Err(error) => Report::failed(error),
             }
         }
@@ -214,18 +214,18 @@ impl ProcessPool {
         Ok(report)
     }
 
-    /// The job with its function-call script compiled, under its deadline;
+    /// The execution with its function-call script compiled, under its deadline;
     /// the time that took is taken off the worker's.
     async fn precompile(
         &self,
-        job: &Execution,
+        execution: &Execution,
         cancel: &Arc<CancelFlag>,
     ) -> Result<Execution, ExecError> {
-        let Task::Call { script, .. } = &job.task else {
-            return Ok(job.clone());
+        let Task::Call { script, .. } = &execution.task else {
+            return Ok(execution.clone());
         };
         let started = std::time::Instant::now();
-        let deadline = started + job.timeout;
+        let deadline = started + execution.timeout;
         let (cache, source, stop) = (self.cache.clone(), script.clone(), cancel.clone());
         let compiled = tokio::task::spawn_blocking(move || {
             cache.get(&source, deadline, &|| stop.is_cancelled())
@@ -236,20 +236,20 @@ impl ProcessPool {
         })?;
         match compiled {
             Ok(module) => {
-                let mut job = job.clone();
-                job.precompiled = Some(module.code.clone());
-                job.timeout = job
+                let mut execution = execution.clone();
+                execution.precompiled = Some(module.code.clone());
+                execution.timeout = execution
                     .timeout
                     .saturating_sub(started.elapsed())
                     .max(Duration::from_millis(1));
-                Ok(job)
+                Ok(execution)
             }
             Err(e) => Err(ExecError::from(e)),
         }
     }
 
-    async fn run_in_worker(self: &Arc<Self>, job: &Execution) -> Report {
-        let input = match serde_json::to_vec(job) {
+    async fn run_in_worker(self: &Arc<Self>, execution: &Execution) -> Report {
+        let input = match serde_json::to_vec(execution) {
             Ok(v) => v,
             Err(e) => {
                 return Report::failed(ExecError::Internal {
@@ -257,8 +257,8 @@ impl ProcessPool {
                 });
             }
         };
-        // A worker that died while waiting cannot take the job: writing to
-        // it fails, the job has not run, and another worker is tried.
+        // A worker that died while waiting cannot take the execution: writing to
+        // it fails, it has not run, and another worker is tried.
         let mut attempts = 0;
         let mut worker = loop {
             attempts += 1;
@@ -284,7 +284,7 @@ impl ProcessPool {
                 }
                 Err(e) => {
                     return Report::failed(ExecError::Internal {
-                        message: format!("could not hand the job to a worker process: {e}"),
+                        message: format!("could not hand the execution to a worker process: {e}"),
                     });
                 }
             }
@@ -293,7 +293,7 @@ impl ProcessPool {
 
         let mut output = Vec::new();
         let read = tokio::time::timeout(
-            job.timeout + KILL_GRACE,
+            execution.timeout + KILL_GRACE,
             (&mut worker.stdout)
                 .take(self.max_report_bytes as u64 + 1)
                 .read_to_end(&mut output),
@@ -329,7 +329,7 @@ impl ProcessPool {
             _ if killed => ExecError::Timeout,
             Ok(_) if said.contains("overflowed its stack") => {
                 // Compiling (or converting) ran out of native stack.
-                let (line, column) = match &job.task {
+                let (line, column) = match &execution.task {
                     Task::Call { script, .. } => crate::engine::compile::deepest_point(script),
                     Task::Program { .. } => (1, 1),
                 };
