@@ -10,7 +10,7 @@ use crate::http::error::{Dialect, Reply};
 use crate::http::reply::json;
 use crate::http::request::HttpRequest;
 use crate::http::route::{Doc, Route};
-use types::{HealthReply, MemoryUsage, PoolFigures};
+use bodies::{HealthReply, MemoryUsage, PoolFigures};
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
@@ -67,7 +67,7 @@ pub(crate) fn rss_bytes() -> u64 {
 
 /// The request and reply bodies of these routes: the handlers read and write
 /// them, and the OpenAPI document describes them.
-pub(crate) mod types {
+pub(crate) mod bodies {
     #![allow(dead_code, reason = "some fields exist only to be described")]
 
     use serde::{Deserialize, Serialize};

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use hyper::Method;
 
-use super::run::types::CallError;
+use super::run::bodies::CallError;
 use crate::app::App;
 use crate::clock::iso8601;
 use crate::code::MAX_CODE_BYTES;
@@ -19,7 +19,7 @@ use crate::http::request::{HttpRequest, json_object, str_field, timeout_field};
 use crate::http::route::{Doc, Route, fields_of};
 use crate::jobs::store::{JobRecord, JobStatus, ListFilter, StoreError};
 use crate::jobs::{JobError, JobRequest};
-use types::{Deleted, JobList, JobQueued, JobSubmit, JobView, StatusOk};
+use bodies::{Deleted, JobList, JobQueued, JobSubmit, JobView, StatusOk};
 
 pub(super) fn routes() -> Vec<Route> {
     let doc = |summary| Doc::new(summary, "code jobs");
@@ -414,7 +414,7 @@ async fn health(app: Arc<App>, _req: HttpRequest) -> Reply {
 
 /// The request and reply bodies of these routes: the handlers read and write
 /// them, and the OpenAPI document describes them.
-pub(crate) mod types {
+pub(crate) mod bodies {
     #![allow(dead_code, reason = "some fields exist only to be described")]
 
     use serde::{Deserialize, Serialize};

@@ -25,7 +25,7 @@ pub(super) fn routes() -> Vec<Route> {
                 "server",
             )
             .reply_other("200", "An HTML page")
-            .reply::<super::run::types::CallError>("405", "Not a browser: use POST /"),
+            .reply::<super::run::bodies::CallError>("405", "Not a browser: use POST /"),
         ),
         Route::new("/playground", Dialect::FunctionCall).public(
             Method::GET,

@@ -24,7 +24,7 @@ use crate::http::request::{
 };
 use crate::http::route::{Doc, Route, fields_of};
 use crate::workspace::{CodeStore, validate_code_id};
-use types::{ExecuteRequest, LintRequest, RestexecError, RestexecOk, SaveRequest};
+use bodies::{ExecuteRequest, LintRequest, RestexecError, RestexecOk, SaveRequest};
 use utoipa::ToSchema;
 
 pub(super) fn routes() -> Vec<Route> {
@@ -420,7 +420,7 @@ async fn lint(app: Arc<App>, mut req: HttpRequest) -> Reply {
 
 /// The request and reply bodies of these routes: the handlers read and write
 /// them, and the OpenAPI document describes them.
-pub(crate) mod types {
+pub(crate) mod bodies {
     #![allow(dead_code, reason = "some fields exist only to be described")]
 
     use std::collections::BTreeMap;

@@ -21,7 +21,7 @@ use crate::http::request::{
 use crate::http::route::{Doc, Route, fields_of};
 
 pub(super) fn routes() -> Vec<Route> {
-    use types::{CallError, RunReply, RunRequest};
+    use bodies::{CallError, RunReply, RunRequest};
     let call = || {
         Doc::new("Call an exported function of a module", "function calls")
             .body::<RunRequest>()
@@ -58,10 +58,10 @@ struct RunBody<'a> {
 /// What a function-call body looks like, for messages.
 const RUN_SHAPE: &str = r#"{"script": "export function f(p) { ... }", "fn": "f", "payload": ...}"#;
 
-/// The fields a function-call body may have: those of [`types::RunRequest`].
+/// The fields a function-call body may have: those of [`bodies::RunRequest`].
 fn run_fields() -> &'static [String] {
     static FIELDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    FIELDS.get_or_init(fields_of::<types::RunRequest>)
+    FIELDS.get_or_init(fields_of::<bodies::RunRequest>)
 }
 
 /// `POST /` and `POST /run`.
@@ -226,7 +226,7 @@ fn reply(execution: &Execution, report: Report) -> Reply {
 
 /// The request and reply bodies of these routes: the handlers read and write
 /// them, and the OpenAPI document describes them.
-pub(crate) mod types {
+pub(crate) mod bodies {
     #![allow(dead_code, reason = "some fields exist only to be described")]
 
     use std::collections::BTreeMap;
@@ -343,7 +343,7 @@ mod tests {
             };
             let bytes = body(reply(&execution, report).unwrap());
             // deny_unknown_fields: every field written is a documented one.
-            let typed: super::types::RunReply = serde_json::from_slice(&bytes).unwrap();
+            let typed: super::bodies::RunReply = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(typed.result, serde_json::json!({"a": [1, "x"]}));
             assert_eq!(typed.logs[0].level, "warn");
             assert_eq!(typed.logs_truncated, truncated.then_some(true));

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use hyper::Method;
 
-use super::jobs::types::StatusOk;
+use super::jobs::bodies::StatusOk;
 use crate::app::App;
 use crate::clock::iso8601;
 use crate::code::MAX_CODE_BYTES;
@@ -20,7 +20,7 @@ use crate::sessions::{
     CreateError, Environment, Mode, RunError, RunInput, Session, SessionView, Status,
     valid_filename,
 };
-use types::{
+use bodies::{
     SessionCreate, SessionCreated, SessionError, SessionExecute, SessionInfo, SessionInterrupted,
     SessionList, SessionRun, SessionStopped,
 };
@@ -361,7 +361,7 @@ fn quota_full(wanted: u64, room: u64, limit: u64) -> HttpError {
 
 /// The request and reply bodies of these routes: the handlers read and write
 /// them, and the OpenAPI document describes them.
-pub(crate) mod types {
+pub(crate) mod bodies {
     #![allow(dead_code, reason = "some fields exist only to be described")]
 
     use std::collections::BTreeMap;
