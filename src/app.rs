@@ -5,12 +5,13 @@ use std::time::Instant;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::db::Db;
 use crate::engine::Engine;
 use crate::jobs::Jobs;
 use crate::metrics::{Live, Metrics};
 use crate::runner::Runner;
 use crate::sessions::Sessions;
-use crate::workspace::{CodeStore, DirStore};
+use crate::workspace::{CodeStore, DirStore, PgCodeStore};
 
 /// What the server is made of, built once at start.
 pub struct App {
@@ -33,13 +34,27 @@ impl App {
     /// records, and starts the engine. Call inside a tokio runtime. Each
     /// error names what could not be opened.
     pub fn start(config: Config) -> std::io::Result<App> {
-        let workspace = DirStore::open(&config.workspace_dir).map_err(|e| {
+        let in_workspace = |e: std::io::Error| {
             std::io::Error::new(
                 e.kind(),
                 format!("WORKSPACE_DIR {}: {e}", config.workspace_dir.display()),
             )
-        })?;
-        workspace.remove_stale_temps();
+        };
+        let dir_store = DirStore::open(&config.workspace_dir).map_err(in_workspace)?;
+        dir_store.remove_stale_temps();
+        let db = match &config.database_url {
+            None => None,
+            Some(url) => Some(
+                off_reactor(|| Db::open(url, &config.replica_id))
+                    .map_err(|e| std::io::Error::other(format!("DATABASE_URL: {e}")))?,
+            ),
+        };
+        let workspace: Arc<dyn CodeStore> = match &db {
+            Some(db) => {
+                Arc::new(PgCodeStore::new(db.clone(), &config.workspace_dir).map_err(in_workspace)?)
+            }
+            None => Arc::new(dir_store),
+        };
         let sessions = Sessions::open(&config).map_err(|e| {
             std::io::Error::new(
                 e.kind(),
@@ -70,12 +85,12 @@ impl App {
             sessions: Box::new(move || counted.count() as u64),
         });
         let runner = Arc::new(Runner { engine, metrics });
-        let jobs = Jobs::open(&config, runner.clone())
+        let jobs = Jobs::open(&config, runner.clone(), db)
             .map_err(|e| std::io::Error::other(format!("DATA_DIR: {e}")))?;
         Ok(App {
             runner,
             config,
-            workspace: Arc::new(workspace),
+            workspace,
             jobs: Arc::new(jobs),
             sessions,
             started: Instant::now(),
@@ -85,10 +100,8 @@ impl App {
     /// Work that outlives requests: queued jobs found at start run, and old
     /// job records are pruned. Call once, inside a tokio runtime.
     pub fn start_background(self: &Arc<Self>) -> std::io::Result<()> {
-        let queued = self
-            .jobs
-            .recover()
-            .map_err(|e| std::io::Error::other(format!("DATA_DIR: {e}")))?;
+        let queued = off_reactor(|| self.jobs.recover())
+            .map_err(|e| std::io::Error::other(format!("job records: {e}")))?;
         if !queued.is_empty() {
             tracing::info!(count = queued.len(), "running jobs queued before a restart");
         }
@@ -97,11 +110,21 @@ impl App {
             let jobs = self.jobs.clone();
             tokio::spawn(async move { jobs.run_queued(record, None).await });
         }
+        self.jobs.claim_in_background();
         self.jobs.prune_in_background();
         self.sessions.reap_in_background();
         trim_in_background();
         Ok(())
     }
+}
+
+/// Runs `f` on a thread of its own and waits for it: blocking store calls
+/// made while starting, from inside the async runtime.
+fn off_reactor<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 /// How often memory freed by the allocator is handed back to the system.

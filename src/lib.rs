@@ -48,6 +48,7 @@ pub mod cli;
 mod clock;
 mod code;
 pub mod config;
+mod db;
 mod disk;
 pub mod engine;
 mod http;

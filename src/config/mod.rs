@@ -90,6 +90,14 @@ pub struct Config {
     /// How long a client may take to send a whole request body.
     pub body_read_timeout: Duration,
     pub api_key: Option<String>,
+    /// The shared store of several replicas, when set.
+    pub database_url: Option<String>,
+    /// This replica's name in the shared store.
+    pub replica_id: String,
+    /// How long a claim on a running job lasts without a heartbeat.
+    pub lease: Duration,
+    /// How often claims are renewed and lost ones looked for.
+    pub heartbeat: Duration,
 }
 
 /// Which job records are kept: at most `max_records` (the newest), none
@@ -113,7 +121,7 @@ const MIB: usize = 1024 * 1024;
 
 /// Flags as given on the command line; each overrides its variable.
 /// The environment variables of every setting, as `--help` names them.
-pub const VARIABLES: [&str; 38] = [
+pub const VARIABLES: [&str; 42] = [
     "HOST",
     "PORT",
     "LOG_LEVEL",
@@ -148,6 +156,10 @@ pub const VARIABLES: [&str; 38] = [
     "BODY_READ_TIMEOUT_MS",
     "MAX_WRITE_BYTES",
     "API_KEY",
+    "DATABASE_URL",
+    "REPLICA_ID",
+    "LEASE_MS",
+    "HEARTBEAT_MS",
     "JOB_OUTPUT_BYTES",
     "JOB_STORE_BYTES",
     "SESSION_DISK_BYTES",
@@ -425,6 +437,34 @@ pub struct Flags {
         help = "Bearer key every route but /health and the docs need [default: unset: no auth] [env: API_KEY]"
     )]
     pub api_key: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        value_name = "VALUE",
+        help = "PostgreSQL URL (postgres://user:pass@host:port/db): job records and queue, saved code and the replicas' catalog live there, shared by every replica [default: unset: SQLite and files under DATA_DIR and WORKSPACE_DIR] [env: DATABASE_URL]"
+    )]
+    pub database_url: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        value_name = "VALUE",
+        help = "This replica's name in the shared store (letters, digits, '-', '_', '.') [default: the host name] [env: REPLICA_ID]"
+    )]
+    pub replica_id: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        value_name = "VALUE",
+        help = "How long a replica's claim on a running job lasts without a heartbeat, in ms; a job whose replica is gone this long becomes an error [default: 10000] [env: LEASE_MS]"
+    )]
+    pub lease_ms: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        value_name = "VALUE",
+        help = "How often a replica renews its claims and looks for lost ones, in ms (under LEASE_MS) [default: 2000] [env: HEARTBEAT_MS]"
+    )]
+    pub heartbeat_ms: Option<String>,
 }
 
 impl Config {
@@ -581,6 +621,22 @@ impl Config {
             "number of milliseconds",
         )?;
         let api_key = s.raw("API_KEY", &f.api_key).map(|(t, _)| t);
+        let database_url = database_url(s.raw("DATABASE_URL", &f.database_url))?;
+        let replica_id = replica_id(s.raw("REPLICA_ID", &f.replica_id))?;
+        let lease_ms = parse_num(
+            s.raw("LEASE_MS", &f.lease_ms),
+            10_000u64,
+            500,
+            3_600_000,
+            "number of milliseconds",
+        )?;
+        let heartbeat_ms = parse_num(
+            s.raw("HEARTBEAT_MS", &f.heartbeat_ms),
+            2_000u64.min(lease_ms / 2),
+            50,
+            lease_ms / 2,
+            "number of milliseconds (at most half of LEASE_MS)",
+        )?;
 
         Ok(Config {
             host,
@@ -614,6 +670,10 @@ impl Config {
             header_read_timeout: Duration::from_millis(header_read_timeout_ms),
             body_read_timeout: Duration::from_millis(body_read_timeout_ms),
             api_key,
+            database_url,
+            replica_id,
+            lease: Duration::from_millis(lease_ms),
+            heartbeat: Duration::from_millis(heartbeat_ms),
         })
     }
 }
@@ -672,6 +732,52 @@ fn log_format(raw: Raw) -> Result<LogFormat, ConfigError> {
             _ => return Err(err(var, format!("'{text}' is not 'text' or 'json'"))),
         },
     })
+}
+
+/// `DATABASE_URL`: a PostgreSQL URL (or key=value connection string).
+fn database_url(raw: Raw) -> Result<Option<String>, ConfigError> {
+    let Some((text, var)) = raw else {
+        return Ok(None);
+    };
+    match text.parse::<tokio_postgres::Config>() {
+        Ok(_) => Ok(Some(text)),
+        // The message must not repeat the URL: it may hold a password.
+        Err(e) => Err(err(
+            var,
+            format!("not a PostgreSQL URL (postgres://user:password@host:port/database): {e}"),
+        )),
+    }
+}
+
+/// `REPLICA_ID`: a name, or the host name.
+fn replica_id(raw: Raw) -> Result<String, ConfigError> {
+    let (text, var) = match raw {
+        Some(v) => v,
+        None => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default();
+            let pid = std::process::id();
+            return Ok(if host.is_empty() {
+                format!("replica-{pid}")
+            } else {
+                host
+            });
+        }
+    };
+    let ok = !text.is_empty()
+        && text.len() <= 128
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(text)
+    } else {
+        Err(err(
+            var,
+            format!("'{text}' is not a replica name: 1 to 128 letters, digits, '-', '_' or '.'"),
+        ))
+    }
 }
 
 /// `ALLOW_NET`: hosts, each `host` or `host:port`.
@@ -876,6 +982,12 @@ mod tests {
         assert_eq!(c.compile_helpers, cores);
         assert!(c.limits.default_cpu_limit.is_none());
         assert!(c.api_key.is_none());
+        assert!(c.database_url.is_none());
+        assert!(!c.replica_id.is_empty());
+        assert_eq!(
+            (c.lease.as_millis(), c.heartbeat.as_millis()),
+            (10_000, 2_000)
+        );
     }
 
     #[test]

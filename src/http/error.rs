@@ -204,12 +204,22 @@ impl HttpError {
     /// message says what was being written; nothing is hidden behind an
     /// opaque `internal`.
     pub(crate) fn storage(what: &str, e: &std::io::Error) -> HttpError {
+        HttpError::stored("write", what, e)
+    }
+
+    /// As [`HttpError::storage`], for a read of stored data (saved code
+    /// in a shared store): 503 with `Retry-After` when the store is down.
+    pub(crate) fn storage_read(what: &str, e: &std::io::Error) -> HttpError {
+        HttpError::stored("read", what, e)
+    }
+
+    fn stored(verb: &str, what: &str, e: &std::io::Error) -> HttpError {
         use std::io::ErrorKind as Io;
         let full = matches!(
             e.kind(),
             Io::StorageFull | Io::QuotaExceeded | Io::FileTooLarge
         );
-        tracing::error!(cause = %e, what, "a write failed");
+        tracing::error!(cause = %e, what, verb, "storage failed");
         if full {
             HttpError::new(
                 ErrorKind::InsufficientStorage,
@@ -218,7 +228,7 @@ impl HttpError {
         } else {
             HttpError::new(
                 ErrorKind::StorageUnavailable,
-                format!("Could not write {what}: {e}"),
+                format!("Could not {verb} {what}: {e}"),
             )
             .retry_in(1)
         }

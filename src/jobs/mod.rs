@@ -3,8 +3,12 @@
 //! for `?wait=false`) and completed after it; at start, records left
 //! `running` become `error` ("interrupted by a restart") and `queued` ones
 //! run. Records live behind [`store::JobStore`]; [`sqlite::SqliteStore`] is
-//! the embedded one. Every store call runs off the async reactor.
+//! the embedded one, and `postgres::PgStore` the one several replicas share
+//! (`DATABASE_URL`): there a queued job is claimed by whichever replica has
+//! room, under a lease its heartbeat renews. Every store call runs off the
+//! async reactor.
 
+mod postgres;
 pub(crate) mod sqlite;
 pub(crate) mod store;
 
@@ -19,10 +23,15 @@ use crate::engine::{ExecError, Execution, Language, LogEntry, ProgramEnd, Report
 use crate::runner::Runner;
 use store::{JobRecord, JobStatus, JobStore, ListFilter, StoreError};
 
+use crate::db::Db;
+
 /// How often old records are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// How long a background job waits before trying a full queue again.
 const RETRY_QUEUE_AFTER: Duration = Duration::from_millis(50);
+/// How often a replica of a shared store looks for queued jobs when no
+/// notification came.
+const CLAIM_POLL: Duration = Duration::from_secs(1);
 /// How often a completion that could not be written is tried again, and
 /// for how long.
 const RECORD_RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -89,13 +98,37 @@ pub struct Jobs {
     /// Set at shutdown: background jobs that have not started stay queued
     /// for the next start.
     stopping: AtomicBool,
+    /// Claimed jobs one replica of a shared store runs at once.
+    claim_slots: usize,
+    /// How often a replica of a shared store renews its leases.
+    heartbeat: Duration,
+}
+
+/// How a job is run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RunAs {
+    /// Now, for a caller who waits: a full queue is an error.
+    Now,
+    /// A background job of this replica: it waits for room, queued.
+    Queued,
+    /// A job this replica claimed from a shared queue: it waits for room
+    /// holding its claim, and gives it back if the replica stops first.
+    Claimed,
 }
 
 impl Jobs {
     /// Opens the embedded store under `DATA_DIR`; the error names the path.
-    pub fn open(config: &Config, runner: Arc<Runner>) -> Result<Jobs, StoreError> {
-        let store = sqlite::SqliteStore::open(&config.data_dir)?;
-        Ok(Jobs::with_store(Arc::new(store), config, runner))
+    /// With `db`, the records and the queue are the shared ones there.
+    pub(crate) fn open(
+        config: &Config,
+        runner: Arc<Runner>,
+        db: Option<Arc<Db>>,
+    ) -> Result<Jobs, StoreError> {
+        let store: Arc<dyn JobStore> = match db {
+            Some(db) => Arc::new(postgres::PgStore::new(db, config.lease)),
+            None => Arc::new(sqlite::SqliteStore::open(&config.data_dir)?),
+        };
+        Ok(Jobs::with_store(store, config, runner))
     }
 
     /// Jobs over any store.
@@ -115,7 +148,14 @@ impl Jobs {
             queue_size: config.queue_size,
             by_client: std::sync::Mutex::new(std::collections::HashMap::new()),
             stopping: AtomicBool::new(false),
+            claim_slots: config.pool_size,
+            heartbeat: config.heartbeat,
         }
+    }
+
+    /// Whether several replicas share the records and the queue.
+    pub(crate) fn shared(&self) -> bool {
+        self.store.shared().is_some()
     }
 
     /// Whether there is room for one more record: enough free disk under
@@ -177,7 +217,7 @@ impl Jobs {
         self.blocking(move |s| s.insert(&inserted))
             .await
             .map_err(JobError::Store)?;
-        self.execute(record, false, client).await
+        self.execute(record, RunAs::Now, client).await
     }
 
     /// A client's share of the background queue: half of `QUEUE_SIZE`
@@ -212,6 +252,9 @@ impl Jobs {
     /// Records a job as queued; the caller runs it with [`Jobs::run_queued`].
     /// At most `QUEUE_SIZE` background jobs wait or run at once.
     pub async fn enqueue(&self, request: JobRequest) -> Result<JobRecord, JobError> {
+        if self.shared() {
+            return self.enqueue_shared(request).await;
+        }
         if !self.take_client_place(&request.client) {
             return Err(JobError::ClientShareFull(self.client_share()));
         }
@@ -239,6 +282,106 @@ impl Jobs {
         recorded
     }
 
+    /// Records a job in the shared queue, where any replica claims it. The
+    /// bounds are the shared queue's: at most `QUEUE_SIZE` jobs waiting, and
+    /// half of them per client (counted, then inserted: replicas recording
+    /// at the same moment may pass a bound by a few).
+    async fn enqueue_shared(&self, request: JobRequest) -> Result<JobRecord, JobError> {
+        let client = request.client.as_deref().map(String::from);
+        let (all, mine) = self
+            .blocking(move |s| match s.shared() {
+                Some(queue) => queue.queued(client.as_deref()),
+                None => Ok((0, 0)),
+            })
+            .await
+            .map_err(JobError::Store)?;
+        if request.client.is_some() && mine >= self.client_share() as u64 {
+            return Err(JobError::ClientShareFull(self.client_share()));
+        }
+        if all >= self.queue_size as u64 {
+            return Err(JobError::QueueFull(self.queue_size));
+        }
+        self.admit().await?;
+        let record = new_record(request, JobStatus::Queued);
+        let inserted = record.clone();
+        self.blocking(move |s| s.insert(&inserted))
+            .await
+            .map_err(JobError::Store)?;
+        Ok(record)
+    }
+
+    /// Claims queued jobs from the shared queue whenever this replica has
+    /// room (`POOL_SIZE` claimed jobs at once), woken by other replicas'
+    /// notifications and looking every second regardless; and renews this
+    /// replica's leases every `HEARTBEAT_MS`, marking lost the jobs of
+    /// replicas that stopped renewing theirs. Runs until the replica stops.
+    pub(crate) fn claim_in_background(self: &Arc<Self>) {
+        let Some(queue) = self.store.shared() else {
+            return;
+        };
+        let woken = queue.woken();
+        let jobs = self.clone();
+        tokio::spawn(async move {
+            let slots = Arc::new(tokio::sync::Semaphore::new(jobs.claim_slots.max(1)));
+            while !jobs.stopping.load(Ordering::Acquire) {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                // Made before the claim, so a notification during it counts.
+                let notified = woken.notified();
+                let claimed = jobs
+                    .blocking(|s| match s.shared() {
+                        Some(queue) => queue.claim(),
+                        None => Ok(None),
+                    })
+                    .await;
+                match claimed {
+                    Ok(Some(record)) => {
+                        let jobs = jobs.clone();
+                        jobs.background.fetch_add(1, Ordering::AcqRel);
+                        tokio::spawn(async move {
+                            let id = record.id.clone();
+                            let client = record.client.as_deref().map(Arc::from);
+                            if let Err(JobError::Store(e) | JobError::Unrecorded { error: e, .. }) =
+                                jobs.execute(record, RunAs::Claimed, client).await
+                            {
+                                tracing::error!(%id, error = %e, "a claimed job's record was not completed");
+                            }
+                            jobs.background.fetch_sub(1, Ordering::AcqRel);
+                            drop(slot);
+                        });
+                    }
+                    Ok(None) => {
+                        drop(slot);
+                        let _ = tokio::time::timeout(CLAIM_POLL, notified).await;
+                    }
+                    Err(e) => {
+                        drop(slot);
+                        tracing::warn!(error = %e, "claiming queued jobs failed");
+                        tokio::time::sleep(CLAIM_POLL).await;
+                    }
+                }
+            }
+        });
+        let jobs = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match jobs
+                    .blocking(|s| match s.shared() {
+                        Some(queue) => queue.heartbeat(now_ms()),
+                        None => Ok(0),
+                    })
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(lost) => tracing::warn!(lost, "jobs of a lost replica marked interrupted"),
+                    Err(e) => tracing::warn!(error = %e, "renewing this replica's leases failed"),
+                }
+                tokio::time::sleep(jobs.heartbeat).await;
+            }
+        });
+    }
+
     /// Waits until no background job is running or waiting (up to
     /// `until`); false if some still were.
     pub async fn wait_idle(&self, until: Instant) -> bool {
@@ -262,7 +405,7 @@ impl Jobs {
     pub async fn run_queued(&self, record: JobRecord, client: Option<Arc<str>>) {
         let id = record.id.clone();
         if let Err(JobError::Store(e) | JobError::Unrecorded { error: e, .. }) =
-            self.execute(record, true, client.clone()).await
+            self.execute(record, RunAs::Queued, client.clone()).await
         {
             tracing::error!(%id, error = %e, "a job's record was not completed")
         }
@@ -270,32 +413,37 @@ impl Jobs {
         self.background.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Runs `record` and completes its record. A background job
-    /// (`wait_for_room`) is marked running here, and put back to queued
-    /// while the execution queue is full; at shutdown one that has not
-    /// started stays queued.
+    /// Runs `record` and completes its record. A background job of this
+    /// replica is marked running here, and put back to queued while the
+    /// execution queue is full; a claimed one keeps its claim meanwhile. At
+    /// shutdown one that has not started stays (or goes back to) queued.
     async fn execute(
         &self,
         mut record: JobRecord,
-        wait_for_room: bool,
+        run_as: RunAs,
         client: Option<Arc<str>>,
     ) -> Result<JobRecord, JobError> {
         let execution = self.execution(&record, client);
         let started = Instant::now();
         let report = loop {
-            if wait_for_room {
-                if self.stopping.load(Ordering::Acquire) {
-                    return Ok(record);
+            if run_as != RunAs::Now && self.stopping.load(Ordering::Acquire) {
+                if run_as == RunAs::Claimed {
+                    // Give the claim back: another replica runs it.
+                    self.set_status(&mut record, JobStatus::Queued).await?;
                 }
-                if !self.set_status(&mut record, JobStatus::Running).await? {
-                    // Deleted while queued: nothing to run.
-                    return Ok(record);
-                }
+                return Ok(record);
+            }
+            if run_as == RunAs::Queued && !self.set_status(&mut record, JobStatus::Running).await? {
+                // Deleted while queued: nothing to run.
+                return Ok(record);
             }
             match self.runner.execute("jobs", &execution).await {
                 Ok(report) => break report,
-                Err(_) if wait_for_room => {
+                Err(_) if run_as == RunAs::Queued => {
                     self.set_status(&mut record, JobStatus::Queued).await?;
+                    tokio::time::sleep(RETRY_QUEUE_AFTER).await;
+                }
+                Err(_) if run_as == RunAs::Claimed => {
                     tokio::time::sleep(RETRY_QUEUE_AFTER).await;
                 }
                 Err(_) => {
@@ -434,6 +582,7 @@ fn new_record(request: JobRequest, status: JobStatus) -> JobRecord {
         duration_ms: None,
         created_at_ms: now_ms(),
         finished_at_ms: None,
+        client: request.client.as_deref().map(String::from),
     }
 }
 

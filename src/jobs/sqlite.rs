@@ -139,6 +139,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         duration_ms: r.get::<_, Option<i64>>(11)?.map(|v| v as u64),
         created_at_ms: r.get::<_, i64>(12)? as u64,
         finished_at_ms: r.get::<_, Option<i64>>(13)?.map(|v| v as u64),
+        client: None,
     })
 }
 
@@ -352,6 +353,7 @@ mod tests {
             duration_ms: None,
             created_at_ms: created,
             finished_at_ms: None,
+            client: None,
         }
     }
 

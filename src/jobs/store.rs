@@ -76,6 +76,9 @@ pub struct JobRecord {
     /// Milliseconds since the Unix epoch.
     pub created_at_ms: u64,
     pub finished_at_ms: Option<u64>,
+    /// Who asked (a key's hash or an address), for the per-client share
+    /// of a shared queue; not shown.
+    pub client: Option<String>,
 }
 
 /// Which records a listing returns: newest first, at most `limit`, older
@@ -119,4 +122,26 @@ pub trait JobStore: Send + Sync {
     /// Removes the oldest finished records until the store takes at most
     /// `max_bytes` (or none is left to remove); returns how many.
     fn shrink_to(&self, max_bytes: u64) -> Result<u64, StoreError>;
+    /// The queue, when several replicas share these records: then queued
+    /// jobs are claimed by whichever replica has room, not run by the one
+    /// that recorded them.
+    fn shared(&self) -> Option<&dyn SharedQueue> {
+        None
+    }
+}
+
+/// The background queue of a store several replicas share. Blocking, as
+/// [`JobStore`].
+pub trait SharedQueue: Send + Sync {
+    /// Takes the oldest queued job for this replica, `running` under a
+    /// lease; `None` when nothing waits. No two replicas take one job.
+    fn claim(&self) -> Result<Option<JobRecord>, StoreError>;
+    /// Says this replica is alive, renews the leases of the jobs it runs,
+    /// and marks `error` ("interrupted: replica lost") the running jobs
+    /// whose lease ran out; returns how many it marked.
+    fn heartbeat(&self, now_ms: u64) -> Result<u64, StoreError>;
+    /// Jobs queued in all, and queued by `client`.
+    fn queued(&self, client: Option<&str>) -> Result<(u64, u64), StoreError>;
+    /// Signalled when a job may have been queued by any replica.
+    fn woken(&self) -> std::sync::Arc<tokio::sync::Notify>;
 }

@@ -4,11 +4,13 @@
 //! shared store can take its place without the handlers changing.
 
 mod dir;
+mod postgres;
 
 use std::io;
 use std::path::PathBuf;
 
 pub(crate) use dir::DirStore;
+pub(crate) use postgres::PgCodeStore;
 
 /// Where saved code lives. Every method blocks: call it off the async
 /// reactor. A `codeId` given to it has passed [`validate_code_id`]; a

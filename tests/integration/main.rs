@@ -13,6 +13,7 @@ mod layout;
 mod limits;
 mod observability;
 mod process;
+mod replicas;
 mod restexec;
 mod sessions;
 #[path = "../spawn.rs"]

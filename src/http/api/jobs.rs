@@ -253,7 +253,11 @@ async fn submit(app: Arc<App>, mut req: HttpRequest) -> Reply {
             match jobs.enqueue(request).await {
                 Ok(record) => {
                     let _ = recorded.send(Ok(record.clone()));
-                    jobs.run_queued(record, client).await;
+                    // A shared queue's job is claimed by whichever
+                    // replica has room, this one included.
+                    if !jobs.shared() {
+                        jobs.run_queued(record, client).await;
+                    }
                 }
                 Err(e) => {
                     let _ = recorded.send(Err(e));

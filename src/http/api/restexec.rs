@@ -221,7 +221,10 @@ async fn read(app: Arc<App>, req: HttpRequest) -> Reply {
             None,
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found(code_id)),
-        Err(e) => Err(HttpError::internal(format!("reading {code_id}: {e}"))),
+        Err(e) => Err(HttpError::storage_read(
+            &format!("the code of {code_id}"),
+            &e,
+        )),
     }
 }
 
@@ -233,7 +236,10 @@ async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
     match on_workspace(&app, move |ws| ws.delete(&id)).await? {
         Ok(()) => Ok(ok(json!({"codeId": code_id, "deleted": true}), None)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found(code_id)),
-        Err(e) => Err(HttpError::internal(format!("deleting {code_id}: {e}"))),
+        Err(e) => Err(HttpError::storage(
+            &format!("the deletion of {code_id}"),
+            &e,
+        )),
     }
 }
 
@@ -241,7 +247,7 @@ async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
 async fn list(app: Arc<App>, _req: HttpRequest) -> Reply {
     let files = on_workspace(&app, |ws| ws.list())
         .await?
-        .map_err(|e| HttpError::internal(format!("listing the workspace: {e}")))?;
+        .map_err(|e| HttpError::storage_read("the list of saved code", &e))?;
     Ok(ok(json!({"files": files, "count": files.len()}), None))
 }
 
@@ -265,7 +271,12 @@ async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let path = match on_workspace(&app, move |ws| ws.local_path(&id)).await? {
         Ok(Some(path)) => path,
         Ok(None) => return Err(not_found(&code_id)),
-        Err(e) => return Err(HttpError::internal(format!("finding {code_id}: {e}"))),
+        Err(e) => {
+            return Err(HttpError::storage_read(
+                &format!("the code of {code_id}"),
+                &e,
+            ));
+        }
     };
     let mut env = app.config.allow_env_values.clone();
     env.extend(request_env);
@@ -386,7 +397,12 @@ async fn lint(app: Arc<App>, mut req: HttpRequest) -> Reply {
         Ok(Some(found)) => found,
         Ok(None) => return Err(not_found(&code_id)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found(&code_id)),
-        Err(e) => return Err(HttpError::internal(format!("reading {code_id}: {e}"))),
+        Err(e) => {
+            return Err(HttpError::storage_read(
+                &format!("the code of {code_id}"),
+                &e,
+            ));
+        }
     };
     let report = match app.runner.engine.lint(path.clone(), source, timeout).await {
         Ok(r) => r,
