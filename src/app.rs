@@ -10,7 +10,7 @@ use crate::engine::Engine;
 use crate::jobs::Jobs;
 use crate::metrics::{Live, Metrics};
 use crate::runner::Runner;
-use crate::sessions::Sessions;
+use crate::sessions::{Catalog, Sessions};
 use crate::workspace::{CodeStore, DirStore, PgCodeStore};
 
 /// What the server is made of, built once at start.
@@ -45,7 +45,7 @@ impl App {
         let db = match &config.database_url {
             None => None,
             Some(url) => Some(
-                off_reactor(|| Db::open(url, &config.replica_id))
+                off_reactor(|| Db::open(url, &config.replica_id, config.lease))
                     .map_err(|e| std::io::Error::other(format!("DATABASE_URL: {e}")))?,
             ),
         };
@@ -55,7 +55,11 @@ impl App {
             }
             None => Arc::new(dir_store),
         };
-        let sessions = Sessions::open(&config).map_err(|e| {
+        let catalog = db.as_ref().map(|db| {
+            let addr = config.advertise_url.clone().unwrap_or_default();
+            Catalog::new(db.clone(), addr)
+        });
+        let sessions = Sessions::open(&config, catalog).map_err(|e| {
             std::io::Error::new(
                 e.kind(),
                 format!("DATA_DIR {}/sessions: {e}", config.data_dir.display()),

@@ -70,6 +70,25 @@ CREATE TABLE workspace_files (
     created_at_ms bigint NOT NULL,
     PRIMARY KEY (code_id, version)
 );
+CREATE TABLE sessions (
+    id text PRIMARY KEY,
+    owner text NOT NULL,
+    owner_addr text NOT NULL,
+    client text NOT NULL,
+    environment text NOT NULL,
+    mode text NOT NULL,
+    created_at_ms bigint NOT NULL,
+    epoch integer NOT NULL DEFAULT 0
+);
+CREATE INDEX sessions_client ON sessions (client);
+CREATE TABLE session_files (
+    session_id text NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    name text NOT NULL,
+    content text NOT NULL,
+    PRIMARY KEY (session_id, name)
+);
+CREATE TABLE cluster (secret text NOT NULL);
+INSERT INTO cluster VALUES (md5(random()::text || clock_timestamp()::text) || md5(random()::text));
 CREATE TABLE workspace_head (
     code_id text PRIMARY KEY,
     version bigint NOT NULL,
@@ -120,6 +139,12 @@ pub(crate) struct Db {
     pub(crate) replica: String,
     /// Signalled when another replica queued a job.
     pub(crate) jobs_queued: Arc<Notify>,
+    /// A secret the replicas share (made once, in the database): a request
+    /// one replica forwards to another carries it, so the receiver may
+    /// trust the client identity it names.
+    pub(crate) secret: String,
+    /// How long a replica counts as alive after its last heartbeat.
+    pub(crate) lease: Duration,
 }
 
 impl Drop for Db {
@@ -133,7 +158,7 @@ impl Drop for Db {
 impl Db {
     /// Connects to `url`, brings the schema up to date and registers
     /// `replica`. Blocks: call it off the async reactor.
-    pub(crate) fn open(url: &str, replica: &str) -> Result<Arc<Db>, DbError> {
+    pub(crate) fn open(url: &str, replica: &str, lease: Duration) -> Result<Arc<Db>, DbError> {
         let mut pg_config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| DbError(format!("DATABASE_URL: {e}")))?;
@@ -166,15 +191,23 @@ impl Db {
                 .build()
                 .map_err(|e| DbError(format!("cannot build the connection pool: {e}")))?
         };
-        let db = Arc::new(Db {
+        let mut db = Db {
             rt: Some(rt),
             handle,
             pool,
             pg_config,
             replica: replica.to_string(),
             jobs_queued: Arc::new(Notify::new()),
-        });
+            secret: String::new(),
+            lease,
+        };
         db.run(|c| async move { migrate(c).await })?;
+        db.secret = db.run(|c| async move {
+            Ok(c.query_one("SELECT secret FROM cluster LIMIT 1", &[])
+                .await?
+                .get(0))
+        })?;
+        let db = Arc::new(db);
         let me = db.replica.clone();
         db.run(move |c| async move {
             c.execute(

@@ -164,6 +164,18 @@ fn main() -> ExitCode {
             }
         };
         let addr = listener.local_addr()?;
+        let mut config = config;
+        if config.advertise_url.is_none() {
+            // Where the other replicas of a shared store reach this one.
+            let host = if addr.ip().is_unspecified() {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_else(|_| "localhost".into())
+            } else {
+                addr.ip().to_string()
+            };
+            config.advertise_url = Some(format!("http://{host}:{}", addr.port()));
+        }
         let pool = config.pool_size;
         // The store, the workspace and the engine are opened first: the
         // listening line means the server can answer.

@@ -98,6 +98,9 @@ pub struct Config {
     pub lease: Duration,
     /// How often claims are renewed and lost ones looked for.
     pub heartbeat: Duration,
+    /// Where the other replicas reach this one; `None` until the server
+    /// has bound its address, which then gives the default.
+    pub advertise_url: Option<String>,
 }
 
 /// Which job records are kept: at most `max_records` (the newest), none
@@ -121,7 +124,7 @@ const MIB: usize = 1024 * 1024;
 
 /// Flags as given on the command line; each overrides its variable.
 /// The environment variables of every setting, as `--help` names them.
-pub const VARIABLES: [&str; 42] = [
+pub const VARIABLES: [&str; 43] = [
     "HOST",
     "PORT",
     "LOG_LEVEL",
@@ -160,6 +163,7 @@ pub const VARIABLES: [&str; 42] = [
     "REPLICA_ID",
     "LEASE_MS",
     "HEARTBEAT_MS",
+    "ADVERTISE_URL",
     "JOB_OUTPUT_BYTES",
     "JOB_STORE_BYTES",
     "SESSION_DISK_BYTES",
@@ -465,6 +469,13 @@ pub struct Flags {
         help = "How often a replica renews its claims and looks for lost ones, in ms (under LEASE_MS) [default: 2000] [env: HEARTBEAT_MS]"
     )]
     pub heartbeat_ms: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        value_name = "VALUE",
+        help = "Where the other replicas reach this one (http://host:port), to forward a session's requests to it [default: http:// and the listening address; the host name when listening on all addresses] [env: ADVERTISE_URL]"
+    )]
+    pub advertise_url: Option<String>,
 }
 
 impl Config {
@@ -623,6 +634,21 @@ impl Config {
         let api_key = s.raw("API_KEY", &f.api_key).map(|(t, _)| t);
         let database_url = database_url(s.raw("DATABASE_URL", &f.database_url))?;
         let replica_id = replica_id(s.raw("REPLICA_ID", &f.replica_id))?;
+        let advertise_url = match s.raw("ADVERTISE_URL", &f.advertise_url) {
+            None => None,
+            Some((text, var)) => {
+                let ok = text
+                    .strip_prefix("http://")
+                    .is_some_and(|rest| !rest.is_empty() && !rest.contains(['/', ' ', '?', '#']));
+                if !ok {
+                    return Err(err(
+                        var,
+                        format!("'{text}' is not http://host:port (no path)"),
+                    ));
+                }
+                Some(text)
+            }
+        };
         let lease_ms = parse_num(
             s.raw("LEASE_MS", &f.lease_ms),
             10_000u64,
@@ -674,6 +700,7 @@ impl Config {
             replica_id,
             lease: Duration::from_millis(lease_ms),
             heartbeat: Duration::from_millis(heartbeat_ms),
+            advertise_url,
         })
     }
 }

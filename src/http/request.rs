@@ -21,6 +21,21 @@ use crate::engine::Isolation;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PeerAddr(pub std::net::SocketAddr);
 
+/// The client a request forwarded by another replica was sent by (set by
+/// the router only when the request carries the replicas' shared secret).
+#[derive(Clone)]
+pub(crate) struct ForwardedClient(pub std::sync::Arc<str>);
+
+/// Marks a request another replica forwarded (with the shared secret):
+/// it is not forwarded again.
+#[derive(Clone, Copy)]
+pub(crate) struct Forwarded;
+
+/// Headers of a request one replica forwards to another: the shared
+/// secret, and the client as the first replica saw it.
+pub(crate) const FORWARDED_HEADER: &str = "x-isoexec-forwarded";
+pub(crate) const CLIENT_HEADER: &str = "x-isoexec-client";
+
 pub(crate) struct HttpRequest {
     pub parts: hyper::http::request::Parts,
     body: Option<Incoming>,
@@ -44,9 +59,14 @@ impl HttpRequest {
     /// given (as a hash: the key itself is not kept), else the client's IP
     /// address. Limits per client (pool threads, sessions, background
     /// jobs) are counted under this name.
+    /// The hash is SHA-256, so every replica of a shared store (and every
+    /// restart) names a key alike; a request another replica forwarded names
+    /// its client as the first replica saw it.
     pub(crate) fn client(&self) -> std::sync::Arc<str> {
-        use std::hash::BuildHasher;
-        static SEED: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+        use sha2::{Digest, Sha256};
+        if let Some(ForwardedClient(client)) = self.parts.extensions.get::<ForwardedClient>() {
+            return client.clone();
+        }
         let bearer = self
             .parts
             .headers
@@ -55,13 +75,19 @@ impl HttpRequest {
             .and_then(|v| v.strip_prefix("Bearer "))
             .filter(|k| !k.is_empty());
         if let Some(key) = bearer {
-            let h = SEED.get_or_init(std::hash::RandomState::new).hash_one(key);
-            return format!("key:{h:016x}").into();
+            let h = Sha256::digest(key.as_bytes());
+            let hex: String = h[..8].iter().map(|b| format!("{b:02x}")).collect();
+            return format!("key:{hex}").into();
         }
         match self.parts.extensions.get::<PeerAddr>() {
             Some(PeerAddr(addr)) => format!("addr:{}", addr.ip()).into(),
             None => "addr:unknown".into(),
         }
+    }
+
+    /// Whether another replica forwarded this request.
+    pub(crate) fn forwarded(&self) -> bool {
+        self.parts.extensions.get::<Forwarded>().is_some()
     }
 
     /// The path parameter `name` (percent-decoded), or "".

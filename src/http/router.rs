@@ -15,7 +15,7 @@ use tracing::Instrument;
 use super::api;
 use super::error::{Dialect, ErrorKind, HttpError, Reply};
 use super::reply::Body;
-use super::request::HttpRequest;
+use super::request::{CLIENT_HEADER, FORWARDED_HEADER, Forwarded, ForwardedClient, HttpRequest};
 use super::route::{self, Route};
 use crate::app::App;
 
@@ -215,8 +215,26 @@ async fn dispatch(
     if endpoint.auth {
         check_auth(app, &req)?;
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    trust_forwarded(app, &mut parts);
     (endpoint.handler)(app.clone(), HttpRequest::new(parts, body, params)).await
+}
+
+/// A request another replica forwarded names its client: believed only
+/// with the replicas' shared secret, and otherwise stripped, so no client
+/// can pass for another.
+fn trust_forwarded(app: &App, parts: &mut hyper::http::request::Parts) {
+    let secret = app.sessions.catalog().map(|c| c.secret().to_string());
+    let given = parts.headers.remove(FORWARDED_HEADER);
+    let client = parts.headers.remove(CLIENT_HEADER);
+    let trusted = match (&secret, &given) {
+        (Some(s), Some(g)) => constant_time_eq(s.as_bytes(), g.as_bytes()),
+        _ => false,
+    };
+    if trusted && let Some(client) = client.as_ref().and_then(|c| c.to_str().ok()) {
+        parts.extensions.insert(ForwardedClient(client.into()));
+        parts.extensions.insert(Forwarded);
+    }
 }
 
 fn check_auth(app: &App, req: &Request<Incoming>) -> Result<(), HttpError> {

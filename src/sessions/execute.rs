@@ -144,6 +144,11 @@ impl Sessions {
                 limit: self.settings.disk_bytes,
             });
         }
+        let code_copy = if self.catalog.is_some() {
+            code.clone()
+        } else {
+            String::new()
+        };
         let written = tokio::task::spawn_blocking({
             let path = path.clone();
             move || write_atomically(&path, &code)
@@ -154,6 +159,17 @@ impl Sessions {
             what: format!("the session file {name}"),
             error,
         })?;
+        if let Some(catalog) = self.catalog.clone() {
+            // Stored too, so a replica that adopts the session has it.
+            let (id, file, code) = (s.id.clone(), name.clone(), code_copy);
+            tokio::task::spawn_blocking(move || catalog.store_file(&id, &file, &code))
+                .await
+                .map_err(|e| RunError::Internal(e.to_string()))?
+                .map_err(|e| RunError::Storage {
+                    what: format!("the session file {name} to the shared catalog"),
+                    error: std::io::Error::other(e.0),
+                })?;
+        }
         let execution = Execution {
             cpu_limit: self.settings.cpu_limit,
             env: self.settings.env.clone(),
@@ -257,7 +273,10 @@ impl Sessions {
             output_truncated: report.output_truncated,
             cell: Some(CellOutput {
                 result: report.result,
-                state_reset: report.state_reset,
+                // Adopted from a lost replica: the state that was there is gone.
+                state_reset: report.state_reset
+                    || s.state_lost
+                        .swap(false, std::sync::atomic::Ordering::Relaxed),
                 interrupted: report.status == CellStatus::Interrupted,
             }),
             took: Duration::ZERO,

@@ -12,12 +12,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex as AsyncMutex, watch};
 
+pub(crate) use catalog::{Catalog, Entry};
+
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::engine::Language;
 use crate::engine::Notebook;
 use crate::sync::lock;
 
+mod catalog;
 mod execute;
 pub(crate) use execute::{RunError, RunInput};
 
@@ -137,6 +140,9 @@ pub struct Session {
     pub interrupt: tokio::sync::Notify,
     /// Executions so far (each renews the idle deadline).
     pub executions: AtomicU64,
+    /// Set when this replica adopted the session from a lost one: the next
+    /// run says the notebook's state was reset.
+    pub(crate) state_lost: std::sync::atomic::AtomicBool,
 }
 
 struct SessionState {
@@ -241,6 +247,8 @@ pub enum CreateError {
     /// The client holds its share, all of them executing.
     ClientFull(usize),
     Io(std::io::Error),
+    /// The shared catalog could not record it.
+    Store(String),
 }
 
 /// Every live session.
@@ -251,6 +259,8 @@ pub struct Sessions {
     live: std::sync::Mutex<HashMap<String, Arc<Session>>>,
     /// What every run gets.
     settings: RunSettings,
+    /// The catalog several replicas share, when there is one.
+    catalog: Option<Arc<Catalog>>,
 }
 
 /// The settings every session run gets.
@@ -265,7 +275,7 @@ struct RunSettings {
 impl Sessions {
     /// Sessions under `<DATA_DIR>/sessions/`; directories a previous run
     /// left behind are removed.
-    pub fn open(config: &Config) -> std::io::Result<Sessions> {
+    pub(crate) fn open(config: &Config, catalog: Option<Catalog>) -> std::io::Result<Sessions> {
         let root = config.data_dir.join("sessions");
         if root.exists() {
             std::fs::remove_dir_all(&root)?;
@@ -282,7 +292,13 @@ impl Sessions {
                 cpu_limit: config.limits.default_cpu_limit,
                 env: config.allow_env_values.clone(),
             },
+            catalog: catalog.map(Arc::new),
         })
+    }
+
+    /// The shared catalog, when several replicas share sessions.
+    pub(crate) fn catalog(&self) -> Option<&Catalog> {
+        self.catalog.as_deref()
     }
 
     pub fn ttl(&self) -> Duration {
@@ -329,6 +345,8 @@ impl Sessions {
     }
 
     /// Makes a session for `owner`; `notebook` starts its isolate in `dir`.
+    /// With a shared catalog, the session is recorded there as this
+    /// replica's. Blocks.
     pub fn create(
         &self,
         owner: Arc<str>,
@@ -337,6 +355,75 @@ impl Sessions {
         notebook: impl FnOnce(&Path) -> std::io::Result<Notebook>,
     ) -> Result<Arc<Session>, CreateError> {
         let id = uuid::Uuid::new_v4().to_string();
+        let session = self.make(id, owner, environment, mode, now_ms(), notebook)?;
+        if let Some(catalog) = &self.catalog
+            && let Err(e) = catalog.insert(
+                &session.id,
+                &session.owner,
+                environment,
+                mode,
+                session.created_at_ms,
+            )
+        {
+            if let Some(s) = lock(&self.live).remove(&session.id) {
+                finish(&s);
+            }
+            return Err(CreateError::Store(e.0));
+        }
+        Ok(session)
+    }
+
+    /// Takes over `entry`'s session from its lost owner (compare-and-set in
+    /// the catalog): a fresh isolate, the stored files. `None` when another
+    /// replica took it first. Blocks.
+    pub(crate) fn adopt(
+        &self,
+        entry: &Entry,
+        notebook: impl FnOnce(&Path) -> std::io::Result<Notebook>,
+    ) -> Result<Option<Arc<Session>>, CreateError> {
+        let (Some(catalog), Some(environment), Some(mode)) =
+            (&self.catalog, entry.environment(), entry.mode())
+        else {
+            return Ok(None);
+        };
+        let Some(files) = catalog.adopt(entry).map_err(|e| CreateError::Store(e.0))? else {
+            return Ok(None);
+        };
+        let session = self.make(
+            entry.id.clone(),
+            entry.client.as_str().into(),
+            environment,
+            mode,
+            entry.created_at_ms,
+            notebook,
+        )?;
+        for (name, content) in files {
+            if valid_filename(&name).is_err() {
+                continue;
+            }
+            let path = session.dir.join(&name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(CreateError::Io)?;
+            }
+            std::fs::write(&path, content).map_err(CreateError::Io)?;
+        }
+        if mode == Mode::Notebook {
+            session.state_lost.store(true, Ordering::Relaxed);
+        }
+        tracing::info!(session = %entry.id, from = %entry.owner, "session adopted from a lost replica");
+        Ok(Some(session))
+    }
+
+    /// Makes a session with `id` on this replica.
+    fn make(
+        &self,
+        id: String,
+        owner: Arc<str>,
+        environment: Environment,
+        mode: Mode,
+        created_at_ms: u64,
+        notebook: impl FnOnce(&Path) -> std::io::Result<Notebook>,
+    ) -> Result<Arc<Session>, CreateError> {
         self.make_room(&owner)?;
         let dir = self.root.join(&id);
         std::fs::create_dir_all(&dir).map_err(CreateError::Io)?;
@@ -357,7 +444,7 @@ impl Sessions {
             environment,
             mode,
             dir,
-            created_at_ms: now_ms(),
+            created_at_ms,
             state: std::sync::Mutex::new(SessionState {
                 status: Status::Ready,
                 last_execution_ms: None,
@@ -369,6 +456,7 @@ impl Sessions {
             ended,
             interrupt: tokio::sync::Notify::new(),
             executions: AtomicU64::new(0),
+            state_lost: std::sync::atomic::AtomicBool::new(false),
         });
         let mut live = lock(&self.live);
         if live.len() >= self.max {
@@ -402,7 +490,15 @@ impl Sessions {
             nb.interrupt();
         }
         let cleanup = session.clone();
+        let catalog = self.catalog.clone();
         tokio::spawn(async move {
+            if let Some(catalog) = catalog {
+                let id = cleanup.id.clone();
+                let removed = tokio::task::spawn_blocking(move || catalog.remove(&id)).await;
+                if let Ok(Err(e)) = removed {
+                    tracing::warn!(session = %cleanup.id, error = %e, "a session stayed in the catalog");
+                }
+            }
             // Wait for the run in progress, if any, to let go.
             let _guard = cleanup.run_lock.lock().await;
             finish(&cleanup);

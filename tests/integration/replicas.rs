@@ -421,3 +421,235 @@ async fn with_the_database_down_stored_routes_answer_503_and_recover() {
     .expect("the replica did not recover when the database came back");
     assert_eq!(back["output"], "2\n");
 }
+
+/// A round-robin HTTP proxy over `backends` (the worst case for session
+/// affinity): each request goes to the next backend, skipping one that
+/// refuses the connection. Stops when dropped.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Proxy {
+    async fn start(backends: Vec<std::net::SocketAddr>) -> Proxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let backends = Arc::new(backends);
+        let next = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (backends, next) = (backends.clone(), next.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let (backends, next) = (backends.clone(), next.clone());
+                        async move {
+                            let (parts, body) = hyper::Request::into_parts(req);
+                            let body = http_body_util::BodyExt::collect(body).await?.to_bytes();
+                            for _ in 0..backends.len() {
+                                let i = next.fetch_add(1, Ordering::Relaxed) % backends.len();
+                                let Ok(out) = tokio::net::TcpStream::connect(backends[i]).await
+                                else {
+                                    continue;
+                                };
+                                let (mut sender, conn) = hyper::client::conn::http1::handshake(
+                                    hyper_util::rt::TokioIo::new(out),
+                                )
+                                .await?;
+                                tokio::spawn(conn);
+                                let mut forwarded = hyper::Request::builder()
+                                    .method(parts.method.clone())
+                                    .uri(parts.uri.clone());
+                                for (k, v) in &parts.headers {
+                                    forwarded = forwarded.header(k, v);
+                                }
+                                let forwarded = forwarded
+                                    .body(http_body_util::Full::new(body.clone()))
+                                    .unwrap();
+                                let reply = sender.send_request(forwarded).await?;
+                                let (rparts, rbody) = reply.into_parts();
+                                let rbody =
+                                    http_body_util::BodyExt::collect(rbody).await?.to_bytes();
+                                return Ok::<_, hyper::Error>(hyper::Response::from_parts(
+                                    rparts,
+                                    http_body_util::Full::new(rbody),
+                                ));
+                            }
+                            let mut none = hyper::Response::new(http_body_util::Full::new(
+                                Bytes::from_static(b"no backend"),
+                            ));
+                            *none.status_mut() = hyper::StatusCode::BAD_GATEWAY;
+                            Ok(none)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Proxy { addr, task }
+    }
+
+    /// Sends `body` (JSON, or nothing) with `method` to `path`.
+    async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let bytes = body.map_or_else(Vec::new, |b| serde_json::to_vec(b).unwrap());
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "proxy")
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(Bytes::from(bytes)))
+            .unwrap();
+        let reply = sender.send_request(req).await.unwrap();
+        let status = reply.status().as_u16();
+        let body = http_body_util::BodyExt::collect(reply.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// As `send`, trying again while the answer is a 503 (the session's
+    /// replica is gone and its lease not yet out), for at most `limit`.
+    async fn send_until_served(
+        &self,
+        limit: Duration,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let until = Instant::now() + limit;
+        loop {
+            let (status, reply) = self.send(method, path, body).await;
+            if status != 503 || Instant::now() > until {
+                return (status, reply);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_session_is_served_through_any_replica_and_outlives_its_owner() {
+    let Some(pg) = Postgres::start() else { return };
+    let mut r = [
+        replica(&pg, "r1", &[]),
+        replica(&pg, "r2", &[]),
+        replica(&pg, "r3", &[]),
+    ];
+    let proxy = Proxy::start(r.iter().map(|s| s.addr).collect()).await;
+
+    // A notebook keeps its state whichever replica receives a cell.
+    let (status, created) = proxy
+        .send(
+            "POST",
+            "/api/v1/sessions",
+            Some(&json!({"environment": "typescript", "mode": "notebook"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let nb = created["session_id"].as_str().unwrap().to_string();
+    let cell = |code: &str| json!({ "code": code });
+    let path = format!("/api/v1/sessions/{nb}/execute");
+    let (_, first) = proxy.send("POST", &path, Some(&cell("let x = 1"))).await;
+    assert_eq!(first["status"], "completed", "{first}");
+    for (code, want) in [("x + 1", 2), ("x += 10; x", 11), ("x * 2", 22)] {
+        let (status, out) = proxy.send("POST", &path, Some(&cell(code))).await;
+        assert_eq!(status, 200, "{out}");
+        assert_eq!(out["result"], want, "{code}: {out}");
+        assert_eq!(out["state_reset"], false);
+    }
+    let (status, info) = proxy
+        .send("GET", &format!("/api/v1/sessions/{nb}"), None)
+        .await;
+    assert_eq!((status, info["mode"].as_str()), (200, Some("notebook")));
+    let (_, listed) = proxy.send("GET", "/api/v1/sessions", None).await;
+    assert!(
+        listed["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["session_id"] == nb.as_str()),
+        "{listed}"
+    );
+
+    // A script session's file, written through one replica.
+    let (_, script) = proxy
+        .send(
+            "POST",
+            "/api/v1/sessions",
+            Some(&json!({"environment": "typescript"})),
+        )
+        .await;
+    let sc = script["session_id"].as_str().unwrap().to_string();
+    let spath = format!("/api/v1/sessions/{sc}/execute");
+    let (_, lib) = proxy
+        .send(
+            "POST",
+            &spath,
+            Some(&json!({"code": "export const v = 21;", "filename": "lib.ts"})),
+        )
+        .await;
+    assert_eq!(lib["status"], "completed", "{lib}");
+
+    // The owners die; the next requests are adopted by a live replica.
+    let owners = pg
+        .query(&format!(
+            "SELECT owner FROM sessions WHERE id IN ('{nb}', '{sc}')"
+        ))
+        .await;
+    for row in owners {
+        let name = row[0].clone().unwrap();
+        let i: usize = name.trim_start_matches('r').parse::<usize>().unwrap() - 1;
+        if r[i].is_running() {
+            r[i].kill();
+        }
+    }
+    let killed_at = Instant::now();
+    let (status, after) = proxy
+        .send_until_served(
+            Duration::from_secs(15),
+            "POST",
+            &path,
+            Some(&cell("typeof x")),
+        )
+        .await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["state_reset"], true, "{after}");
+    assert_eq!(after["result"], "undefined");
+    assert!(killed_at.elapsed() < Duration::from_secs(15));
+    let (status, used) = proxy
+        .send_until_served(
+            Duration::from_secs(15),
+            "POST",
+            &spath,
+            Some(&json!({"code": "import { v } from './lib.ts';\nconsole.log(v * 2);"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{used}");
+    assert_eq!(used["stdout"], "42\n", "{used}");
+    // One owner each, a live one.
+    let owners = pg
+        .query(&format!(
+            "SELECT count(DISTINCT owner), count(*) FROM sessions WHERE id IN ('{nb}', '{sc}')"
+        ))
+        .await;
+    assert_eq!(owners[0][1].as_deref(), Some("2"));
+}

@@ -13,6 +13,7 @@ use crate::app::App;
 use crate::clock::iso8601;
 use crate::code::MAX_CODE_BYTES;
 use crate::http::error::{Dialect, ErrorKind, HttpError, Reply};
+use crate::http::forward::forward;
 use crate::http::reply::json;
 use crate::http::request::{HttpRequest, json_object, required_str, str_field, timeout_field};
 use crate::http::route::{Doc, Route, fields_of};
@@ -108,9 +109,85 @@ fn not_found(id: &str) -> HttpError {
     HttpError::new(ErrorKind::NotFound, "Session not found").with("session_id", id)
 }
 
-fn session(app: &App, req: &HttpRequest) -> Result<Arc<Session>, HttpError> {
-    let id = req.param("id");
-    app.sessions.get(id).ok_or_else(|| not_found(id))
+/// Where a session is: on this replica, or on another (its address).
+enum Place {
+    Here(Arc<Session>),
+    There(String),
+}
+
+/// Finds the session a request names. With a shared catalog, a session
+/// held by another live replica is `There`; one whose replica is gone is
+/// adopted here (a fresh notebook, the stored script files).
+async fn locate(app: &Arc<App>, req: &HttpRequest) -> Result<Place, HttpError> {
+    let id = req.param("id").to_string();
+    if let Some(s) = app.sessions.get(&id) {
+        return Ok(Place::Here(s));
+    }
+    if app.sessions.catalog().is_none() {
+        return Err(not_found(&id));
+    }
+    // Twice at most: a lost adoption race is followed by one more look.
+    for _ in 0..2 {
+        let looked = {
+            let (app, id) = (app.clone(), id.clone());
+            tokio::task::spawn_blocking(move || match app.sessions.catalog() {
+                Some(catalog) => catalog.lookup(&id),
+                None => Ok(None),
+            })
+            .await
+            .map_err(HttpError::internal)?
+        };
+        let entry = looked
+            .map_err(|e| {
+                HttpError::storage_read("the session catalog", &std::io::Error::other(e.0))
+            })?
+            .ok_or_else(|| not_found(&id))?;
+        let mine = app
+            .sessions
+            .catalog()
+            .is_some_and(|c| c.me() == entry.owner);
+        if entry.owner_alive && !mine {
+            if req.forwarded() {
+                // Sent here by a replica that thought this one held it.
+                return Err(not_found(&id));
+            }
+            return Ok(Place::There(entry.owner_addr));
+        }
+        // The owner is gone (or is this replica, restarted): adopt it.
+        let adopted = {
+            let app = app.clone();
+            tokio::task::spawn_blocking(move || {
+                app.sessions
+                    .adopt(&entry, |dir| app.runner.engine.start_notebook(dir))
+            })
+            .await
+            .map_err(HttpError::internal)?
+        };
+        match adopted {
+            Ok(Some(s)) => return Ok(Place::Here(s)),
+            Ok(None) => continue,
+            Err(e) => return Err(create_error(e)),
+        }
+    }
+    Err(not_found(&id))
+}
+
+/// The session a request names when this replica holds it; otherwise
+/// returns from the handler with the reply of the replica that does.
+macro_rules! here_or_forward {
+    ($app:expr, $req:expr) => {
+        match locate(&$app, &$req).await? {
+            Place::Here(s) => s,
+            Place::There(addr) => {
+                let secret = $app
+                    .sessions
+                    .catalog()
+                    .map(|c| c.secret().to_string())
+                    .unwrap_or_default();
+                return forward($req, &$app.config, &addr, &secret).await;
+            }
+        }
+    };
 }
 
 fn names() -> Vec<&'static str> {
@@ -177,34 +254,7 @@ async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
     })
     .await
     .map_err(HttpError::internal)?;
-    let session = match created {
-        Ok(s) => s,
-        Err(CreateError::Full(max)) => {
-            return Err(HttpError::new(
-                ErrorKind::TooManySessions,
-                format!(
-                    "{max} sessions are alive, the most this server keeps, and all are \
-                     executing; end one or retry later"
-                ),
-            )
-            .with("max_sessions", max)
-            .retry_in(RETRY_AFTER_SECS));
-        }
-        Err(CreateError::ClientFull(share)) => {
-            return Err(HttpError::new(
-                ErrorKind::TooManySessions,
-                format!(
-                    "This client has {share} sessions, its share of MAX_SESSIONS (half \
-                     of it), and all are executing; end one or retry later"
-                ),
-            )
-            .with("client_share", share)
-            .retry_in(RETRY_AFTER_SECS));
-        }
-        Err(CreateError::Io(e)) => {
-            return Err(HttpError::storage("a new session's directory", &e));
-        }
-    };
+    let session = created.map_err(create_error)?;
     let v = session.view();
     Ok(json(
         200,
@@ -218,22 +268,80 @@ async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
     ))
 }
 
+/// Why a session could not be made, as the API says it.
+fn create_error(e: CreateError) -> HttpError {
+    match e {
+        CreateError::Full(max) => HttpError::new(
+            ErrorKind::TooManySessions,
+            format!(
+                "{max} sessions are alive, the most this server keeps, and all are \
+                 executing; end one or retry later"
+            ),
+        )
+        .with("max_sessions", max)
+        .retry_in(RETRY_AFTER_SECS),
+        CreateError::ClientFull(share) => HttpError::new(
+            ErrorKind::TooManySessions,
+            format!(
+                "This client has {share} sessions, its share of MAX_SESSIONS (half \
+                 of it), and all are executing; end one or retry later"
+            ),
+        )
+        .with("client_share", share)
+        .retry_in(RETRY_AFTER_SECS),
+        CreateError::Io(e) => HttpError::storage("a new session's directory", &e),
+        CreateError::Store(e) => HttpError::storage(
+            "the session to the shared catalog",
+            &std::io::Error::other(e),
+        ),
+    }
+}
+
 /// `GET /api/v1/sessions/{id}`.
 async fn get(app: Arc<App>, req: HttpRequest) -> Reply {
-    Ok(json(200, &view_json(&session(&app, &req)?.view())))
+    let s = here_or_forward!(app, req);
+    Ok(json(200, &view_json(&s.view())))
 }
 
 /// `GET /api/v1/sessions`: the caller's own sessions (another client's
 /// ids are not shown).
 async fn list(app: Arc<App>, req: HttpRequest) -> Reply {
     let me = req.client();
-    let all: Vec<SessionInfo> = app
+    let mut all: Vec<SessionInfo> = app
         .sessions
         .list()
         .iter()
         .filter(|s| s.owner == me)
         .map(|s| view_json(&s.view()))
         .collect();
+    if app.sessions.catalog().is_some() {
+        // The caller's sessions other replicas hold, as the catalog knows
+        // them (their replica has the live figures).
+        let (catalog_app, client) = (app.clone(), me.to_string());
+        let entries = tokio::task::spawn_blocking(move || match catalog_app.sessions.catalog() {
+            Some(catalog) => catalog.of_client(&client),
+            None => Ok(Vec::new()),
+        })
+        .await
+        .map_err(HttpError::internal)?
+        .map_err(|e| HttpError::storage_read("the session catalog", &std::io::Error::other(e.0)))?;
+        let expires = iso8601(crate::clock::now_ms() + app.sessions.ttl().as_millis() as u64);
+        for e in entries {
+            if all.iter().any(|s| s.session_id == e.id) {
+                continue;
+            }
+            all.push(SessionInfo {
+                session_id: e.id,
+                status: Status::Ready.as_str().to_string(),
+                environment: e.environment,
+                mode: e.mode,
+                container_id: None,
+                created_at: iso8601(e.created_at_ms),
+                last_execution: None,
+                expires_at: expires.clone(),
+            });
+        }
+    }
     Ok(json(
         200,
         &SessionList {
@@ -246,6 +354,7 @@ async fn list(app: Arc<App>, req: HttpRequest) -> Reply {
 /// `DELETE /api/v1/sessions/{id}`.
 async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
     let id = req.param("id").to_string();
+    let _ = here_or_forward!(app, req);
     let Some((_, running)) = app.sessions.remove(&id) else {
         return Err(not_found(&id));
     };
@@ -265,7 +374,7 @@ async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
 
 /// `POST /api/v1/sessions/{id}/interrupt`.
 async fn interrupt(app: Arc<App>, req: HttpRequest) -> Reply {
-    let s = session(&app, &req)?;
+    let s = here_or_forward!(app, req);
     let interrupted = s.interrupt();
     Ok(json(
         200,
@@ -306,7 +415,7 @@ fn run_request(app: &App, body: &Map<String, Value>) -> Result<RunInput, HttpErr
 
 /// `POST /api/v1/sessions/{id}/execute {code, filename?, timeout?}`.
 async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
-    let s = session(&app, &req)?;
+    let s = here_or_forward!(app, req);
     let body = req.body(&app.config).await?;
     let body = json_object(
         body,
