@@ -166,11 +166,23 @@ fn main() -> ExitCode {
         let addr = listener.local_addr()?;
         let mut config = config;
         if config.advertise_url.is_none() {
-            // Where the other replicas of a shared store reach this one.
+            // Where the other replicas of a shared store reach this one:
+            // the listening address, or, listening on every address, the
+            // one this host's outbound route uses (a pod's or container's
+            // IP; a UDP "connect" sends nothing), else the host name.
             let host = if addr.ip().is_unspecified() {
-                std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .map(|h| h.trim().to_string())
-                    .unwrap_or_else(|_| "localhost".into())
+                std::net::UdpSocket::bind("0.0.0.0:0")
+                    .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
+                    .and_then(|s| s.local_addr())
+                    .map(|a| a.ip())
+                    .ok()
+                    .filter(|ip| !ip.is_unspecified() && !ip.is_loopback())
+                    .map(|ip| ip.to_string())
+                    .unwrap_or_else(|| {
+                        std::fs::read_to_string("/proc/sys/kernel/hostname")
+                            .map(|h| h.trim().to_string())
+                            .unwrap_or_else(|_| "localhost".into())
+                    })
             } else {
                 addr.ip().to_string()
             };

@@ -327,6 +327,9 @@ impl Jobs {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     return;
                 };
+                if jobs.stopping.load(Ordering::Acquire) {
+                    return;
+                }
                 // Made before the claim, so a notification during it counts.
                 let notified = woken.notified();
                 let claimed = jobs

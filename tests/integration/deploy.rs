@@ -84,6 +84,27 @@ fn the_kubernetes_manifests_match_the_binary() {
     for env in c["env"].as_sequence().unwrap() {
         assert!(known(env["name"].as_str().unwrap()));
     }
+    // The shared store from the Secret, the pod's name as the replica's;
+    // readiness follows the store, liveness does not.
+    let env_of = |name: &str| {
+        c["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .clone()
+    };
+    assert_eq!(
+        env_of("DATABASE_URL")["valueFrom"]["secretKeyRef"]["key"],
+        "database-url"
+    );
+    assert_eq!(
+        env_of("REPLICA_ID")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/health");
     // Draining takes up to 30 s: the grace period covers it.
     assert!(spec["terminationGracePeriodSeconds"].as_u64().unwrap() > 30);
     assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
@@ -121,18 +142,32 @@ fn the_kubernetes_manifests_match_the_binary() {
 #[test]
 fn compose_and_the_dockerfile_match_the_binary() {
     let compose = yaml("compose.yaml");
-    let svc = &compose["services"]["isoexec"];
-    let env: BTreeMap<String, String> = serde_yaml::from_value(svc["environment"].clone()).unwrap();
-    for var in env.keys() {
-        assert!(known(var), "compose sets {var}, which is no setting");
+    // Two replicas sharing one PostgreSQL, behind a proxy on port 3000.
+    let mut urls = Vec::new();
+    let mut names = Vec::new();
+    for name in ["isoexec", "isoexec-2"] {
+        let svc = &compose["services"][name];
+        let env: BTreeMap<String, String> =
+            serde_yaml::from_value(svc["environment"].clone()).unwrap();
+        for var in env.keys() {
+            assert!(known(var), "compose sets {var}, which is no setting");
+        }
+        urls.push(env["DATABASE_URL"].clone());
+        names.push(env["REPLICA_ID"].clone());
+        assert_eq!(svc["stop_signal"], "SIGTERM");
+        let grace = svc["stop_grace_period"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches('s');
+        assert!(grace.parse::<u64>().unwrap() > 30);
+        assert!(urls[0].contains("@postgres:5432/"));
     }
-    assert_eq!(svc["ports"][0], "3000:3000");
-    assert_eq!(svc["stop_signal"], "SIGTERM");
-    let grace = svc["stop_grace_period"]
-        .as_str()
-        .unwrap()
-        .trim_end_matches('s');
-    assert!(grace.parse::<u64>().unwrap() > 30);
+    assert_eq!(urls[0], urls[1], "the replicas share one database");
+    assert_ne!(names[0], names[1], "each replica has a name of its own");
+    assert!(compose["services"]["postgres"]["image"].is_string());
+    assert_eq!(compose["services"]["proxy"]["ports"][0], "3000:3000");
+    let proxy = compose["configs"]["proxy"]["content"].as_str().unwrap();
+    assert!(proxy.contains("server isoexec:3000;") && proxy.contains("server isoexec-2:3000;"));
 
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
     assert!(

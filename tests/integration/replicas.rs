@@ -376,7 +376,17 @@ async fn a_lost_replica_s_job_ends_as_an_error_and_the_queue_runs_elsewhere() {
 async fn with_the_database_down_stored_routes_answer_503_and_recover() {
     let Some(pg) = Postgres::start() else { return };
     let r1 = replica(&pg, "r1", &[]);
+    assert_eq!(r1.get("/ready").await.status, 200);
     pg.stop();
+    let ready = r1.get("/ready").await;
+    assert_eq!(
+        ready.status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&ready.body)
+    );
+    assert_eq!(ready.json()["store"], "unavailable");
+    assert_eq!(r1.get("/health").await.status, 200, "liveness holds");
     let job = r1
         .post(
             "/execute/code",
@@ -420,6 +430,7 @@ async fn with_the_database_down_stored_routes_answer_503_and_recover() {
     .await
     .expect("the replica did not recover when the database came back");
     assert_eq!(back["output"], "2\n");
+    assert_eq!(r1.get("/ready").await.status, 200);
 }
 
 /// A round-robin HTTP proxy over `backends` (the worst case for session
@@ -652,4 +663,62 @@ async fn a_session_is_served_through_any_replica_and_outlives_its_owner() {
         ))
         .await;
     assert_eq!(owners[0][1].as_deref(), Some("2"));
+}
+
+#[tokio::test]
+async fn a_replica_told_to_stop_finishes_its_job_and_claims_no_more() {
+    let Some(pg) = Postgres::start() else { return };
+    let mut r1 = replica(&pg, "r1", &[("POOL_SIZE", "1")]);
+    let busy = "const t = Date.now(); while (Date.now() - t < 1500) {} console.log('a')";
+    let a = r1
+        .post(
+            "/execute/code?wait=false",
+            &json!({"lang": "js", "code": busy}),
+        )
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = within(Duration::from_secs(20), async || {
+        let rec = r1.get(&format!("/execute/jobs/{a}")).await.json();
+        (rec["status"] == "running").then_some(())
+    })
+    .await;
+    assert!(started.is_some(), "the first job never started");
+    let b = r1
+        .post(
+            "/execute/code?wait=false",
+            &json!({"lang": "js", "code": "console.log('b')"}),
+        )
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    r1.terminate();
+    let exited = r1.wait_exit(Duration::from_secs(30));
+    assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
+    let rows = pg
+        .query(&format!(
+            "SELECT id, status, coalesce(claimed_by, '-') FROM jobs WHERE id IN ('{a}', '{b}') \
+             ORDER BY seq"
+        ))
+        .await;
+    // The running job finished on r1; the queued one was left for others.
+    assert_eq!(rows[0][1].as_deref(), Some("done"), "{rows:?}");
+    assert_eq!(rows[0][2].as_deref(), Some("r1"));
+    assert_eq!(rows[1][1].as_deref(), Some("queued"), "{rows:?}");
+    let r2 = replica(&pg, "r2", &[]);
+    let rec = within(Duration::from_secs(20), async || {
+        let rec = r2.get(&format!("/execute/jobs/{b}")).await.json();
+        (rec["status"] == "done").then_some(rec)
+    })
+    .await
+    .expect("the queued job never ran on the other replica");
+    assert_eq!(rec["output"], "b\n");
+    let by = pg
+        .query(&format!("SELECT claimed_by FROM jobs WHERE id = '{b}'"))
+        .await;
+    assert_eq!(by[0][0].as_deref(), Some("r2"));
 }

@@ -1,5 +1,7 @@
 //! `GET /health`: liveness, uptime, version, memory and pool occupancy, in
-//! restexec's shape plus the pool.
+//! restexec's shape plus the pool. `GET /ready`: readiness — whether the
+//! job records (and, with `DATABASE_URL`, the shared store) answer; a
+//! replica whose store is down stays alive but takes no traffic.
 
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use crate::http::error::{Dialect, Reply};
 use crate::http::reply::json;
 use crate::http::request::HttpRequest;
 use crate::http::route::{Doc, Route};
-use bodies::{HealthReply, MemoryUsage, PoolFigures};
+use bodies::{HealthReply, MemoryUsage, PoolFigures, Readiness};
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
@@ -22,7 +24,31 @@ pub(super) fn routes() -> Vec<Route> {
                     .reply::<HealthReply>("200", "The server answers"),
             )
             .head(health),
+        Route::new("/ready", Dialect::FunctionCall)
+            .public(
+                Method::GET,
+                ready,
+                Doc::new("Readiness: the server and its store answer", "server")
+                    .reply::<Readiness>("200", "Ready")
+                    .reply::<Readiness>("503", "The store does not answer"),
+            )
+            .head(ready),
     ]
+}
+
+/// `GET /ready` (and `HEAD`).
+async fn ready(app: Arc<App>, _req: HttpRequest) -> Reply {
+    let (status, store, error) = match app.jobs.ping().await {
+        Ok(()) => (200, "ok", None),
+        Err(e) => (503, "unavailable", Some(e.to_string())),
+    };
+    let body = Readiness {
+        status: if status == 200 { "ready" } else { "not ready" }.into(),
+        store: store.into(),
+        shared: app.jobs.shared(),
+        error,
+    };
+    Ok(json(status, &body))
 }
 
 /// `GET /health` (and `HEAD`).
@@ -87,6 +113,20 @@ pub(crate) mod bodies {
         #[schema(rename = "memoryUsage")]
         pub memory_usage: MemoryUsage,
         pub pool: PoolFigures,
+    }
+
+    /// `GET /ready`.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    pub(crate) struct Readiness {
+        /// `ready` or `not ready`.
+        pub status: String,
+        /// `ok` or `unavailable`.
+        pub store: String,
+        /// Whether the store is the one several replicas share.
+        pub shared: bool,
+        /// Why the store does not answer.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub error: Option<String>,
     }
 
     #[derive(Debug, Serialize, Deserialize, ToSchema)]
