@@ -9,14 +9,15 @@
 //! (its replica died) becomes `error` "interrupted: replica lost" — the
 //! same rule as a restart, never a second run.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Row;
 
 use super::store::{JobRecord, JobStatus, JobStore, ListFilter, SharedQueue, StoreError};
 use crate::config::JobRetention;
 use crate::db::{Client, Db, DbError, JOBS_CHANNEL};
+use crate::sync::lock;
 
 const COLUMNS: &str = "id, task_id, lang, code, stdin, timeout_ms, status, output, \
     output_truncated, exit_code, error, duration_ms, created_at_ms, finished_at_ms, client";
@@ -33,16 +34,27 @@ const RECORD_BYTES: &str = "octet_length(code) + octet_length(output) \
 /// Records removed at a time when the store is over its byte bound.
 const SHRINK_BATCH: i64 = 64;
 
+/// How long a measure of the records' bytes is used before it is taken
+/// again (a measure reads every row; records this replica adds meanwhile
+/// are counted in, other replicas' show at the next measure).
+const MEASURE_EVERY: Duration = Duration::from_secs(1);
+
 /// Job records and the queue in PostgreSQL.
 pub(crate) struct PgStore {
     db: Arc<Db>,
     /// How long a claim lasts without a heartbeat.
     lease: Duration,
+    /// The last measure of the records' bytes, and when it was taken.
+    measured: Mutex<Option<(Instant, u64)>>,
 }
 
 impl PgStore {
     pub(crate) fn new(db: Arc<Db>, lease: Duration) -> PgStore {
-        PgStore { db, lease }
+        PgStore {
+            db,
+            lease,
+            measured: Mutex::new(None),
+        }
     }
 
     fn run<T, F, Fut>(&self, what: &str, f: F) -> Result<T, StoreError>
@@ -83,6 +95,11 @@ fn from_row(r: &Row) -> JobRecord {
 
 impl JobStore for PgStore {
     fn insert(&self, j: &JobRecord) -> Result<(), StoreError> {
+        if let Some((_, bytes)) = lock(&self.measured).as_mut() {
+            *bytes +=
+                (j.code.len() + j.output.len() + j.stdin.as_ref().map_or(0, String::len) + 256)
+                    as u64;
+        }
         let j = j.clone();
         let me = self.db.replica.clone();
         let lease = self.lease_secs();
@@ -253,7 +270,12 @@ impl JobStore for PgStore {
     }
 
     fn bytes(&self) -> Result<u64, StoreError> {
-        self.run("measuring the job records", |c| async move {
+        if let Some((at, bytes)) = *lock(&self.measured)
+            && at.elapsed() < MEASURE_EVERY
+        {
+            return Ok(bytes);
+        }
+        let bytes = self.run("measuring the job records", |c| async move {
             let row = c
                 .query_one(
                     &format!("SELECT coalesce(sum({RECORD_BYTES}), 0)::bigint FROM jobs"),
@@ -261,12 +283,19 @@ impl JobStore for PgStore {
                 )
                 .await?;
             Ok(row.get::<_, i64>(0).max(0) as u64)
-        })
+        })?;
+        *lock(&self.measured) = Some((Instant::now(), bytes));
+        Ok(bytes)
     }
 
     fn shrink_to(&self, max_bytes: u64) -> Result<u64, StoreError> {
         let mut removed = 0u64;
-        while self.bytes()? > max_bytes {
+        loop {
+            // Measured anew each round: the rows removed are gone now.
+            *lock(&self.measured) = None;
+            if self.bytes()? <= max_bytes {
+                break;
+            }
             let n = self.run("pruning jobs", |c| async move {
                 Ok(c.execute(
                     "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs \

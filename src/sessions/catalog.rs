@@ -8,10 +8,13 @@
 //! so an adopted one keeps them; a notebook starts fresh and says so.
 //! Every method blocks: call it off the async reactor.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::{Environment, Mode};
 use crate::db::{Db, DbError};
+use crate::sync::lock;
 
 /// One session as the catalog knows it.
 #[derive(Debug, Clone)]
@@ -37,11 +40,19 @@ impl Entry {
     }
 }
 
+/// How long a session's place, once looked up, is used without asking the
+/// catalog again (a forward that fails forgets it at once).
+const PLACE_KEPT: Duration = Duration::from_secs(2);
+/// Places remembered at most.
+const PLACES_MAX: usize = 10_000;
+
 /// The shared catalog, seen from one replica.
 pub(crate) struct Catalog {
     db: Arc<Db>,
     /// Where other replicas reach this one (`ADVERTISE_URL`).
     addr: String,
+    /// Sessions other live replicas hold, as last looked up.
+    places: Mutex<HashMap<String, (Entry, Instant)>>,
 }
 
 const ENTRY_COLUMNS: &str = "s.id, s.owner, s.owner_addr, s.client, s.environment, s.mode, \
@@ -62,7 +73,35 @@ fn entry(r: &tokio_postgres::Row) -> Entry {
 
 impl Catalog {
     pub(crate) fn new(db: Arc<Db>, addr: String) -> Catalog {
-        Catalog { db, addr }
+        Catalog {
+            db,
+            addr,
+            places: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The session `id` held by another live replica, as looked up less
+    /// than two seconds ago.
+    pub(crate) fn remembered(&self, id: &str) -> Option<Entry> {
+        let places = lock(&self.places);
+        let (entry, at) = places.get(id)?;
+        (at.elapsed() < PLACE_KEPT).then(|| entry.clone())
+    }
+
+    /// Forgets where `id` was (its replica did not answer).
+    pub(crate) fn forget(&self, id: &str) {
+        lock(&self.places).remove(id);
+    }
+
+    fn remember(&self, entry: &Entry) {
+        let mut places = lock(&self.places);
+        if places.len() >= PLACES_MAX {
+            places.retain(|_, (_, at)| at.elapsed() < PLACE_KEPT);
+            if places.len() >= PLACES_MAX {
+                places.clear();
+            }
+        }
+        places.insert(entry.id.clone(), (entry.clone(), Instant::now()));
     }
 
     /// This replica's name.
@@ -114,7 +153,7 @@ impl Catalog {
     pub(crate) fn lookup(&self, id: &str) -> Result<Option<Entry>, DbError> {
         let id = id.to_string();
         let lease = self.lease_secs();
-        self.db.run(move |c| async move {
+        let found = self.db.run(move |c| async move {
             let row = c
                 .query_opt(
                     &format!(
@@ -125,7 +164,14 @@ impl Catalog {
                 )
                 .await?;
             Ok(row.as_ref().map(entry))
-        })
+        })?;
+        if let Some(e) = &found
+            && e.owner_alive
+            && e.owner != self.db.replica
+        {
+            self.remember(e);
+        }
+        Ok(found)
     }
 
     /// The sessions of `client`, oldest first.

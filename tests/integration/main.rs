@@ -12,6 +12,8 @@ mod jobs;
 mod layout;
 mod limits;
 mod observability;
+#[path = "../pg.rs"]
+mod pg;
 mod process;
 mod replicas;
 mod restexec;

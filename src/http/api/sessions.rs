@@ -123,8 +123,13 @@ async fn locate(app: &Arc<App>, req: &HttpRequest) -> Result<Place, HttpError> {
     if let Some(s) = app.sessions.get(&id) {
         return Ok(Place::Here(s));
     }
-    if app.sessions.catalog().is_none() {
+    let Some(catalog) = app.sessions.catalog() else {
         return Err(not_found(&id));
+    };
+    if !req.forwarded()
+        && let Some(entry) = catalog.remembered(&id)
+    {
+        return Ok(Place::There(entry.owner_addr));
     }
     // Twice at most: a lost adoption race is followed by one more look.
     for _ in 0..2 {
@@ -179,12 +184,20 @@ macro_rules! here_or_forward {
         match locate(&$app, &$req).await? {
             Place::Here(s) => s,
             Place::There(addr) => {
+                let id = $req.param("id").to_string();
                 let secret = $app
                     .sessions
                     .catalog()
                     .map(|c| c.secret().to_string())
                     .unwrap_or_default();
-                return forward($req, &$app.config, &addr, &secret).await;
+                let reply = forward($req, &$app.config, &addr, &secret).await;
+                if reply.is_err()
+                    && let Some(catalog) = $app.sessions.catalog()
+                {
+                    // Its replica did not answer: look it up anew next time.
+                    catalog.forget(&id);
+                }
+                return reply;
             }
         }
     };
