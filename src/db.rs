@@ -145,6 +145,11 @@ pub(crate) struct Db {
     pub(crate) secret: String,
     /// How long a replica counts as alive after its last heartbeat.
     pub(crate) lease: Duration,
+    /// When this replica's heartbeat last reached the database (epoch ms).
+    alive_at: std::sync::atomic::AtomicU64,
+    /// Times the heartbeat came back after the lease had run out: what this
+    /// replica held may have been taken over meanwhile.
+    lapses: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for Db {
@@ -200,6 +205,8 @@ impl Db {
             jobs_queued: Arc::new(Notify::new()),
             secret: String::new(),
             lease,
+            alive_at: std::sync::atomic::AtomicU64::new(crate::clock::now_ms()),
+            lapses: std::sync::atomic::AtomicU64::new(0),
         };
         db.run(|c| async move { migrate(c).await })?;
         db.secret = db.run(|c| async move {
@@ -221,6 +228,29 @@ impl Db {
         })?;
         db.listen();
         Ok(db)
+    }
+
+    /// Records that this replica's heartbeat reached the database.
+    pub(crate) fn mark_alive(&self) {
+        use std::sync::atomic::Ordering;
+        let now = crate::clock::now_ms();
+        let before = self.alive_at.swap(now, Ordering::AcqRel);
+        if now.saturating_sub(before) >= self.lease.as_millis() as u64 {
+            self.lapses.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// How many times this replica's lease has run out and come back.
+    pub(crate) fn lapses(&self) -> u64 {
+        self.lapses.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether this replica still holds its lease: its last heartbeat is
+    /// younger than the lease. One that does not may have had its sessions
+    /// and jobs taken over by the others, and must not act on them.
+    pub(crate) fn holds_lease(&self) -> bool {
+        let at = self.alive_at.load(std::sync::atomic::Ordering::Relaxed);
+        crate::clock::now_ms().saturating_sub(at) < self.lease.as_millis() as u64
     }
 
     /// Runs `f` with a pooled connection, blocking the calling thread (not

@@ -347,7 +347,7 @@ impl SharedQueue for PgStore {
     fn heartbeat(&self, now_ms: u64) -> Result<u64, StoreError> {
         let me = self.db.replica.clone();
         let lease = self.lease_secs();
-        self.run("renewing this replica's leases", move |c| async move {
+        let lost = self.run("renewing this replica's leases", move |c| async move {
             c.execute(
                 "INSERT INTO replicas (id) VALUES ($1) ON CONFLICT (id) \
                  DO UPDATE SET heartbeat_at = now()",
@@ -369,7 +369,9 @@ impl SharedQueue for PgStore {
                 )
                 .await?;
             Ok(lost)
-        })
+        })?;
+        self.db.mark_alive();
+        Ok(lost)
     }
 
     fn queued(&self, client: Option<&str>) -> Result<(u64, u64), StoreError> {

@@ -109,6 +109,33 @@ impl Catalog {
         &self.db.replica
     }
 
+    /// Whether this replica still holds its lease (see `Db::holds_lease`).
+    pub(crate) fn holds_lease(&self) -> bool {
+        self.db.holds_lease()
+    }
+
+    /// How many times this replica's lease ran out and came back: a session
+    /// held here since before the last of them is checked before it runs.
+    pub(crate) fn lapses(&self) -> u64 {
+        self.db.lapses()
+    }
+
+    /// Which of `ids` (sessions this replica holds) another replica has
+    /// adopted meanwhile, or that were removed: they end here.
+    pub(crate) fn lost(&self, ids: Vec<String>) -> Result<Vec<String>, DbError> {
+        let me = self.db.replica.clone();
+        self.db.run(move |c| async move {
+            let rows = c
+                .query(
+                    "SELECT id FROM unnest($1::text[]) AS mine(id) WHERE NOT EXISTS \
+                     (SELECT 1 FROM sessions s WHERE s.id = mine.id AND s.owner = $2)",
+                    &[&ids, &me],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
     /// The secret forwarded requests carry.
     pub(crate) fn secret(&self) -> &str {
         &self.db.secret

@@ -143,6 +143,9 @@ pub struct Session {
     /// Set when this replica adopted the session from a lost one: the next
     /// run says the notebook's state was reset.
     pub(crate) state_lost: std::sync::atomic::AtomicBool,
+    /// The catalog's lapse count when this replica last knew it owned the
+    /// session (see `Catalog::lapses`).
+    pub(crate) owned_as_of: AtomicU64,
 }
 
 struct SessionState {
@@ -457,6 +460,7 @@ impl Sessions {
             interrupt: tokio::sync::Notify::new(),
             executions: AtomicU64::new(0),
             state_lost: std::sync::atomic::AtomicBool::new(false),
+            owned_as_of: AtomicU64::new(self.catalog.as_ref().map_or(0, |c| c.lapses())),
         });
         let mut live = lock(&self.live);
         if live.len() >= self.max {
@@ -523,8 +527,36 @@ impl Sessions {
                     tracing::info!(session = %id, "session expired");
                     sessions.remove(&id);
                 }
+                sessions.fence().await;
             }
         })
+    }
+
+    /// With a shared catalog: ends here the sessions another replica took
+    /// over while this one was out of touch (its lease ran out), so no
+    /// session runs in two places.
+    async fn fence(self: &Arc<Self>) {
+        let Some(catalog) = self.catalog.clone() else {
+            return;
+        };
+        // A session is recorded in the catalog just after it is made here:
+        // only those older than that are looked at.
+        let settled = now_ms().saturating_sub(5_000);
+        let ids: Vec<String> = lock(&self.live)
+            .values()
+            .filter(|s| s.created_at_ms < settled)
+            .map(|s| s.id.clone())
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let lost = tokio::task::spawn_blocking(move || catalog.lost(ids)).await;
+        if let Ok(Ok(lost)) = lost {
+            for id in lost {
+                tracing::warn!(session = %id, "session taken over by another replica; ended here");
+                self.remove(&id);
+            }
+        }
     }
 
     /// Ends every session (at shutdown), removing their files now.

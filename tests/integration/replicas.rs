@@ -569,3 +569,120 @@ async fn a_replica_told_to_stop_finishes_its_job_and_claims_no_more() {
         .await;
     assert_eq!(by[0][0].as_deref(), Some("r2"));
 }
+
+/// A TCP relay to `target` that can be cut (every connection dropped, new
+/// ones refused) and restored: a replica's own link to the database.
+struct Link {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Link {
+    async fn start(target: u16) -> Link {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = cut.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if flag.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                    let watch = async {
+                        while !flag.load(Ordering::Relaxed) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = copy => {}
+                        () = watch => {}
+                    }
+                });
+            }
+        });
+        Link { port, cut, task }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+// Two workers: the relay runs while a replica starts (which blocks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_out_of_touch_with_the_store_gives_its_sessions_up() {
+    let Some(pg) = Postgres::start() else { return };
+    let link = Link::start(pg.port).await;
+    let through_link = format!("postgres://isoexec@127.0.0.1:{}/postgres", link.port);
+    let a = replica(&pg, "ra", &[("DATABASE_URL", through_link.as_str())]);
+    let b = replica(&pg, "rb", &[]);
+    let created = a
+        .post(
+            "/api/v1/sessions",
+            &json!({"environment": "typescript", "mode": "notebook"}),
+        )
+        .await
+        .json();
+    let id = created["session_id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/sessions/{id}/execute");
+    let first = a.post(&path, &json!({"code": "let y = 5"})).await.json();
+    assert_eq!(first["status"], "completed", "{first}");
+    // Served through b, forwarded to a: the state is a's.
+    let via_b = b.post(&path, &json!({"code": "y"})).await.json();
+    assert_eq!(via_b["result"], 5, "{via_b}");
+
+    // a loses the database: past its lease it acts on the session no more,
+    // and b adopts it.
+    link.set_cut(true);
+    let refused = within(Duration::from_secs(15), async || {
+        let r = a.post(&path, &json!({"code": "y"})).await;
+        (r.status == 503).then_some(())
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "a went on serving a session it may have lost"
+    );
+    let adopted = within(Duration::from_secs(15), async || {
+        let r = b.post(&path, &json!({"code": "typeof y"})).await;
+        (r.status == 200).then(|| r.json())
+    })
+    .await
+    .expect("b never adopted the session");
+    assert_eq!(adopted["state_reset"], true, "{adopted}");
+    let next = b.post(&path, &json!({"code": "let y = 7; y"})).await.json();
+    assert_eq!(next["result"], 7);
+
+    // Back in touch, a ends its copy; the session stays b's, whoever asks.
+    link.set_cut(false);
+    let ended = within(Duration::from_secs(20), async || {
+        let r = a.post(&path, &json!({"code": "y"})).await;
+        (r.status == 200).then(|| r.json())
+    })
+    .await
+    .expect("a never came back");
+    assert_eq!(ended["result"], 7, "a answered from its own copy: {ended}");
+    let owner = pg
+        .query(&format!("SELECT owner FROM sessions WHERE id = '{id}'"))
+        .await;
+    assert_eq!(owner[0][0].as_deref(), Some("rb"));
+}

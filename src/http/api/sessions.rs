@@ -121,7 +121,36 @@ enum Place {
 async fn locate(app: &Arc<App>, req: &HttpRequest) -> Result<Place, HttpError> {
     let id = req.param("id").to_string();
     if let Some(s) = app.sessions.get(&id) {
-        return Ok(Place::Here(s));
+        if app.sessions.catalog().is_some_and(|c| !c.holds_lease()) {
+            // Out of touch with the store past the lease: another replica
+            // may have taken the session over; act on it no more.
+            return Err(HttpError::new(
+                ErrorKind::StorageUnavailable,
+                "This replica has lost touch with the shared store; retry shortly",
+            )
+            .retry_in(1));
+        }
+        let lapses = app.sessions.catalog().map_or(0, |c| c.lapses());
+        if s.owned_as_of.load(std::sync::atomic::Ordering::Acquire) == lapses {
+            return Ok(Place::Here(s));
+        }
+        // This replica's lease ran out since it last knew it owned the
+        // session: another may have adopted it. Ask the catalog.
+        let (check_app, check_id) = (app.clone(), id.clone());
+        let lost = tokio::task::spawn_blocking(move || match check_app.sessions.catalog() {
+            Some(catalog) => catalog.lost(vec![check_id]),
+            None => Ok(Vec::new()),
+        })
+        .await
+        .map_err(HttpError::internal)?
+        .map_err(|e| HttpError::storage_read("the session catalog", &std::io::Error::other(e.0)))?;
+        if lost.is_empty() {
+            s.owned_as_of
+                .store(lapses, std::sync::atomic::Ordering::Release);
+            return Ok(Place::Here(s));
+        }
+        tracing::warn!(session = %id, "session taken over by another replica; ended here");
+        app.sessions.remove(&id);
     }
     let Some(catalog) = app.sessions.catalog() else {
         return Err(not_found(&id));
