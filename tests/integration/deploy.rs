@@ -81,8 +81,20 @@ fn the_kubernetes_manifests_match_the_binary() {
         );
         assert_eq!(c[probe]["httpGet"]["port"], c["ports"][0]["name"]);
     }
+    // Every variable is a setting, or one a setting's value refers to
+    // (`$(POD_IP)` in ADVERTISE_URL).
+    let values: String = c["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["value"].as_str())
+        .collect();
     for env in c["env"].as_sequence().unwrap() {
-        assert!(known(env["name"].as_str().unwrap()));
+        let name = env["name"].as_str().unwrap();
+        assert!(
+            known(name) || values.contains(&format!("$({name})")),
+            "the Deployment sets {name}, which is no setting"
+        );
     }
     // The shared store from the Secret, the pod's name as the replica's;
     // readiness follows the store, liveness does not.
@@ -102,6 +114,14 @@ fn the_kubernetes_manifests_match_the_binary() {
     assert_eq!(
         env_of("REPLICA_ID")["valueFrom"]["fieldRef"]["fieldPath"],
         "metadata.name"
+    );
+    assert_eq!(
+        env_of("POD_IP")["valueFrom"]["fieldRef"]["fieldPath"],
+        "status.podIP"
+    );
+    assert_eq!(
+        env_of("ADVERTISE_URL")["value"],
+        format!("http://$(POD_IP):{port}")
     );
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/health");
