@@ -24,7 +24,8 @@ pub struct RunArgs {
     pub file: PathBuf,
     pub fn_name: Option<String>,
     pub payload: Option<String>,
-    pub isolation: Isolation,
+    /// `None`: the `DEFAULT_ISOLATION` setting.
+    pub isolation: Option<Isolation>,
     pub timeout: Option<Duration>,
 }
 
@@ -127,7 +128,7 @@ pub fn run(config: Config, args: RunArgs) -> ExitCode {
         };
         let execution = Execution {
             cpu_limit: config.limits.default_cpu_limit,
-            isolation: args.isolation,
+            isolation: args.isolation.unwrap_or(config.default_isolation),
             env: config.allow_env_values.clone(),
             ..task
         };

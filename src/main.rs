@@ -85,9 +85,10 @@ fn main() -> ExitCode {
             timeout,
         }) => {
             let isolation = match isolation.as_deref() {
-                None => isoexec::engine::Isolation::Isolate,
+                // DEFAULT_ISOLATION, once the configuration is read.
+                None => None,
                 Some(m) => match isoexec::engine::Isolation::parse(m) {
-                    Some(i) => i,
+                    Some(i) => Some(i),
                     None => {
                         eprintln!(
                             "isoexec: --isolation must be isolate, none, frozen or process, not '{m}'"
@@ -117,6 +118,12 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
+    for line in &config.notices.aliases {
+        tracing::info!("{line}");
+    }
+    for line in &config.notices.ignored {
+        tracing::warn!("{line}");
+    }
     isoexec::engine::init_v8();
     match action {
         Action::Serve => {}

@@ -34,9 +34,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Every setting of the server, validated. (Serializable: a worker process
-/// gets the server's exact settings.)
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// Every setting of the server, validated.
+#[derive(Debug, Clone)]
 pub struct Config {
     pub host: IpAddr,
     pub port: u16,
@@ -101,6 +100,21 @@ pub struct Config {
     /// Where the other replicas reach this one; `None` until the server
     /// has bound its address, which then gives the default.
     pub advertise_url: Option<String>,
+    /// Isolation of a call or program that names none.
+    pub default_isolation: crate::engine::Isolation,
+    /// Environment of a session created without one.
+    pub default_environment: Option<String>,
+    /// What the log should say about the settings read: other systems'
+    /// names taken as ours (info), and theirs that mean nothing here
+    /// (warnings).
+    pub notices: Notices,
+}
+
+/// Lines for the log about how the settings were read.
+#[derive(Debug, Clone, Default)]
+pub struct Notices {
+    pub aliases: Vec<String>,
+    pub ignored: Vec<String>,
 }
 
 /// Which job records are kept: at most `max_records` (the newest), none
@@ -124,7 +138,7 @@ const MIB: usize = 1024 * 1024;
 
 /// Flags as given on the command line; each overrides its variable.
 /// The environment variables of every setting, as `--help` names them.
-pub const VARIABLES: [&str; 43] = [
+pub const VARIABLES: [&str; 45] = [
     "HOST",
     "PORT",
     "LOG_LEVEL",
@@ -164,6 +178,8 @@ pub const VARIABLES: [&str; 43] = [
     "LEASE_MS",
     "HEARTBEAT_MS",
     "ADVERTISE_URL",
+    "DEFAULT_ISOLATION",
+    "DEFAULT_ENVIRONMENT",
     "JOB_OUTPUT_BYTES",
     "JOB_STORE_BYTES",
     "SESSION_DISK_BYTES",
@@ -476,6 +492,20 @@ pub struct Flags {
         help = "Where the other replicas reach this one (http://host:port), to forward a session's requests to it [default: http:// and the listening address; the host name when listening on all addresses] [env: ADVERTISE_URL]"
     )]
     pub advertise_url: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        value_name = "VALUE",
+        help = "Isolation of a call or program that names none: isolate, none, frozen or process (programs take isolate unless this is process) [default: isolate] [env: DEFAULT_ISOLATION]"
+    )]
+    pub default_isolation: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        value_name = "VALUE",
+        help = "Environment of a session created without one: typescript, javascript or node [default: unset: 'environment' is required] [env: DEFAULT_ENVIRONMENT]"
+    )]
+    pub default_environment: Option<String>,
 }
 
 impl Config {
@@ -502,7 +532,9 @@ impl Config {
 
     /// Reads the configuration from `flags` and the process environment.
     pub fn from_env(flags: &Flags) -> Result<Config, ConfigError> {
-        Config::from_source(flags, |k| std::env::var(k).ok())
+        let mut config = Config::from_source(flags, |k| std::env::var(k).ok())?;
+        config.notices.ignored = parse::foreign_settings(std::env::vars().map(|(k, _)| k));
+        Ok(config)
     }
 
     /// Reads the configuration from `flags` and a variable lookup function.
@@ -510,7 +542,10 @@ impl Config {
         flags: &Flags,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let s = Source { env };
+        let s = Source {
+            env,
+            aliases_used: Default::default(),
+        };
         let f = flags;
         let host = host(s.raw("HOST", &f.host))?;
         let log_level = log_level(s.raw("LOG_LEVEL", &f.log_level))?;
@@ -633,6 +668,34 @@ impl Config {
         )?;
         let api_key = s.raw("API_KEY", &f.api_key).map(|(t, _)| t);
         let database_url = database_url(s.raw("DATABASE_URL", &f.database_url))?;
+        let default_isolation = match s.raw("DEFAULT_ISOLATION", &f.default_isolation) {
+            None => crate::engine::Isolation::Isolate,
+            Some((text, var)) => crate::engine::Isolation::parse(&text.to_ascii_lowercase())
+                .ok_or_else(|| {
+                    err(
+                        var,
+                        format!("'{text}' is not isolate, none, frozen or process"),
+                    )
+                })?,
+        };
+        let default_environment = match s.raw("DEFAULT_ENVIRONMENT", &f.default_environment) {
+            None => None,
+            Some((text, var)) => {
+                let names: Vec<&str> = crate::engine::Language::ALL
+                    .iter()
+                    .flat_map(|l| l.environments().iter().copied())
+                    .collect();
+                match names.iter().find(|n| n.eq_ignore_ascii_case(&text)) {
+                    Some(name) => Some(name.to_string()),
+                    None => {
+                        return Err(err(
+                            var,
+                            format!("'{text}' is not an environment: {}", names.join(", ")),
+                        ));
+                    }
+                }
+            }
+        };
         let replica_id = replica_id(s.raw("REPLICA_ID", &f.replica_id))?;
         let advertise_url = match s.raw("ADVERTISE_URL", &f.advertise_url) {
             None => None,
@@ -701,6 +764,12 @@ impl Config {
             lease: Duration::from_millis(lease_ms),
             heartbeat: Duration::from_millis(heartbeat_ms),
             advertise_url,
+            default_isolation,
+            default_environment,
+            notices: Notices {
+                aliases: s.aliases_used.take(),
+                ignored: Vec::new(),
+            },
         })
     }
 }
@@ -1014,6 +1083,59 @@ mod tests {
         assert_eq!(
             (c.lease.as_millis(), c.heartbeat.as_millis()),
             (10_000, 2_000)
+        );
+    }
+
+    #[test]
+    fn other_systems_names_are_read_with_their_units_and_said() {
+        let env = HashMap::from([
+            ("DENO_ALLOW_NET", "api.example.com"),
+            ("DENO_ALLOW_ENV", "MY_VAR"),
+            ("EXECUTION_TIMEOUT", "30"),
+            ("CONTAINER_MEMORY_LIMIT", "512m"),
+            ("ALLOW_READ", "/srv"),
+        ]);
+        let c =
+            Config::from_source(&Flags::default(), |k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(c.allow_net, vec!["api.example.com".to_string()]);
+        assert_eq!(c.allow_env, vec!["MY_VAR".to_string()]);
+        assert_eq!(c.limits.default_timeout, Duration::from_secs(30));
+        assert_eq!(c.limits.memory_limit_bytes, 512 * MIB);
+        assert_eq!(c.notices.aliases.len(), 4, "{:?}", c.notices.aliases);
+        assert!(
+            c.notices
+                .aliases
+                .iter()
+                .any(|l| l.contains("EXECUTION_TIMEOUT=30") && l.contains("DEFAULT_TIMEOUT=30000"))
+        );
+        // Our own name wins over theirs.
+        let both = HashMap::from([("DEFAULT_TIMEOUT", "700"), ("EXECUTION_TIMEOUT", "30")]);
+        let c =
+            Config::from_source(&Flags::default(), |k| both.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(c.limits.default_timeout, Duration::from_millis(700));
+        assert!(c.notices.aliases.is_empty());
+        // A bad value names their variable.
+        let bad = HashMap::from([("CONTAINER_MEMORY_LIMIT", "lots")]);
+        let e = Config::from_source(&Flags::default(), |k| bad.get(k).map(|v| v.to_string()))
+            .unwrap_err();
+        assert_eq!(e.var, "CONTAINER_MEMORY_LIMIT");
+        // Names that mean nothing here are warned about, with what to use.
+        let ignored = parse::foreign_settings(
+            [
+                "DOCKER_HOST",
+                "REDIS_URL",
+                "PORT",
+                "CONTAINER_CPU_LIMIT",
+                "CONTAINER_MEMORY_LIMIT",
+            ]
+            .into_iter()
+            .map(String::from),
+        );
+        assert_eq!(ignored.len(), 3, "{ignored:?}");
+        assert!(
+            ignored
+                .iter()
+                .any(|l| l.starts_with("REDIS_URL") && l.contains("DATABASE_URL"))
         );
     }
 

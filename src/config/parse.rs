@@ -5,9 +5,117 @@ use std::time::Duration;
 
 use super::{ConfigError, JobRetention, MIB};
 
-/// Where raw values come from: flags first, then a variable lookup.
+/// Where raw values come from: flags first, then a variable lookup, then
+/// the names other systems give the same setting.
 pub(super) struct Source<E: Fn(&str) -> Option<String>> {
     pub env: E,
+    /// The other systems' names used, as lines for the log.
+    pub aliases_used: std::cell::RefCell<Vec<String>>,
+}
+
+/// How another system's value becomes ours.
+#[derive(Clone, Copy)]
+enum Convert {
+    Same,
+    /// Seconds → milliseconds.
+    SecondsToMs,
+    /// A size (`512m`, `1g`, `536870912`) → whole MiB.
+    SizeToMib,
+}
+
+/// Settings of the systems isoexec replaces, under their own names: (their
+/// name, ours, how the value converts, whose name it is).
+const ALIASES: [(&str, &str, Convert, &str); 7] = [
+    ("DENO_ALLOW_READ", "ALLOW_READ", Convert::Same, "restexec"),
+    ("DENO_ALLOW_WRITE", "ALLOW_WRITE", Convert::Same, "restexec"),
+    ("DENO_ALLOW_NET", "ALLOW_NET", Convert::Same, "restexec"),
+    ("DENO_ALLOW_ENV", "ALLOW_ENV", Convert::Same, "restexec"),
+    ("DENO_IMPORT_MAP", "IMPORT_MAP", Convert::Same, "restexec"),
+    (
+        "EXECUTION_TIMEOUT",
+        "DEFAULT_TIMEOUT",
+        Convert::SecondsToMs,
+        "the session executor",
+    ),
+    (
+        "CONTAINER_MEMORY_LIMIT",
+        "MEMORY_LIMIT_MB",
+        Convert::SizeToMib,
+        "the session executor",
+    ),
+];
+
+/// Names of other systems' settings that cannot apply here, by prefix,
+/// with what to use instead.
+const FOREIGN: [(&str, &str); 5] = [
+    (
+        "CONTAINER_",
+        "no containers run here: MEMORY_LIMIT_MB, DEFAULT_TIMEOUT and CPU_LIMIT_MS bound each execution",
+    ),
+    (
+        "DOCKER_",
+        "no Docker is used: executions run in V8 isolates in this process (ISOLATION modes)",
+    ),
+    (
+        "CELERY_",
+        "no task queue is needed: code jobs queue in the job store (QUEUE_SIZE, DATABASE_URL for several replicas)",
+    ),
+    (
+        "REDIS_",
+        "no Redis is used: job records and the queue are in SQLite, or in PostgreSQL with DATABASE_URL",
+    ),
+    (
+        "NETWORK_DISABLED",
+        "code has no network unless ALLOW_NET lists the hosts it may reach",
+    ),
+];
+
+/// Warnings for variables of other systems that mean nothing here, one per
+/// variable, from the names in the environment.
+pub(super) fn foreign_settings(names: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in names {
+        if ALIASES.iter().any(|(theirs, ..)| *theirs == name) {
+            continue;
+        }
+        if let Some((_, instead)) = FOREIGN.iter().find(|(prefix, _)| name.starts_with(prefix)) {
+            out.push(format!(
+                "{name} is not a setting of isoexec and is ignored: {instead}"
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn convert(text: &str, how: Convert) -> Option<String> {
+    match how {
+        Convert::Same => Some(text.to_string()),
+        Convert::SecondsToMs => {
+            let secs: f64 = text.trim().parse().ok()?;
+            (secs.is_finite() && secs > 0.0).then(|| format!("{}", (secs * 1000.0).round() as u64))
+        }
+        Convert::SizeToMib => {
+            let t = text.trim().to_ascii_lowercase();
+            let t = t.trim_end_matches('b');
+            let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
+                Some(i) => (&t[..i], &t[i..]),
+                None => (t, ""),
+            };
+            let n: f64 = digits.parse().ok()?;
+            let bytes = n * match unit {
+                "" => 1.0,
+                "k" | "ki" => 1024.0,
+                "m" | "mi" => 1024.0 * 1024.0,
+                "g" | "gi" => 1024.0 * 1024.0 * 1024.0,
+                _ => return None,
+            };
+            Some(format!(
+                "{}",
+                (bytes / (1024.0 * 1024.0)).round().max(1.0) as u64
+            ))
+        }
+    }
 }
 
 impl<E: Fn(&str) -> Option<String>> Source<E> {
@@ -18,10 +126,24 @@ impl<E: Fn(&str) -> Option<String>> Source<E> {
         var: &'static str,
         flag: &Option<String>,
     ) -> Option<(String, &'static str)> {
-        flag.clone()
+        let own = flag
+            .clone()
             .or_else(|| (self.env)(var))
             .filter(|v| !v.trim().is_empty())
-            .map(|v| (v.trim().to_string(), var))
+            .map(|v| (v.trim().to_string(), var));
+        own.or_else(|| self.alias(var))
+    }
+
+    /// `var`'s value under another system's name, converted to our unit;
+    /// errors then name that variable.
+    fn alias(&self, var: &'static str) -> Option<(String, &'static str)> {
+        let (theirs, _, how, whose) = ALIASES.iter().find(|(_, ours, ..)| *ours == var)?;
+        let text = (self.env)(theirs).filter(|v| !v.trim().is_empty())?;
+        let converted = convert(&text, *how).unwrap_or(text.clone());
+        self.aliases_used.borrow_mut().push(format!(
+            "{theirs}={text} ({whose}'s name) is read as {var}={converted}"
+        ));
+        Some((converted, theirs))
     }
 }
 

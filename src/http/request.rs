@@ -436,9 +436,12 @@ pub(crate) fn millis_field(
 }
 
 /// `isolation`: one of `allowed`; absent or `null` is `"isolate"`.
+/// The `isolation` field: one of `allowed`, or when absent `default` (the
+/// `DEFAULT_ISOLATION` setting; `"isolate"` where it is not allowed).
 pub(crate) fn isolation_field(
     value: Option<&Value>,
     allowed: &[Isolation],
+    default: Isolation,
 ) -> Result<Isolation, HttpError> {
     let wrong = || {
         let names: Vec<String> = allowed
@@ -455,6 +458,7 @@ pub(crate) fn isolation_field(
         )
     };
     match value {
+        None | Some(Value::Null) if allowed.contains(&default) => Ok(default),
         None | Some(Value::Null) => Ok(Isolation::Isolate),
         Some(Value::String(s)) => Isolation::parse(s)
             .filter(|i| allowed.contains(i))
@@ -536,16 +540,25 @@ mod tests {
     #[test]
     fn isolation_names_what_is_allowed() {
         let all = Isolation::ALL;
-        assert_eq!(isolation_field(None, &all).unwrap(), Isolation::Isolate);
         assert_eq!(
-            isolation_field(Some(&json!("none")), &all).unwrap(),
+            isolation_field(None, &all, Isolation::Isolate).unwrap(),
+            Isolation::Isolate
+        );
+        assert_eq!(
+            isolation_field(Some(&json!("none")), &all, Isolation::Isolate).unwrap(),
             Isolation::None
         );
-        let e = isolation_field(
-            Some(&json!("none")),
-            &[Isolation::Isolate, Isolation::Process],
-        )
-        .unwrap_err();
+        let programs = [Isolation::Isolate, Isolation::Process];
+        // DEFAULT_ISOLATION when absent, where it is allowed.
+        assert_eq!(
+            isolation_field(None, &programs, Isolation::Process).unwrap(),
+            Isolation::Process
+        );
+        assert_eq!(
+            isolation_field(None, &programs, Isolation::Frozen).unwrap(),
+            Isolation::Isolate
+        );
+        let e = isolation_field(Some(&json!("none")), &programs, Isolation::Isolate).unwrap_err();
         assert!(
             e.message.contains("\"isolate\" or \"process\""),
             "{}",

@@ -11,6 +11,7 @@ mod isolation;
 mod jobs;
 mod layout;
 mod limits;
+mod migrating;
 mod observability;
 #[path = "../pg.rs"]
 mod pg;

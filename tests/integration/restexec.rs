@@ -275,6 +275,12 @@ async fn output_exit_codes_and_failures_follow_the_contract() {
     assert_eq!(r.status, 408);
     assert_eq!(error_type(&r), "TimeoutError");
     assert_eq!(r.json()["error"]["details"]["kind"], "timeout");
+    // restexec's message and detail, to the letter.
+    assert_eq!(
+        r.json()["error"]["message"],
+        "Execution timed out after 300ms"
+    );
+    assert_eq!(r.json()["error"]["details"]["timeout"], 300);
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 
     let r = server

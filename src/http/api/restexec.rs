@@ -266,7 +266,11 @@ async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let timeout = timeout_field(&app.config, &body)?;
     let request_env = env_field(&body)?;
     // Programs always start clean: no warm isolates here.
-    let isolation = isolation_field(body.get("isolation"), &PROGRAM_MODES)?;
+    let isolation = isolation_field(
+        body.get("isolation"),
+        &PROGRAM_MODES,
+        app.config.default_isolation,
+    )?;
     let id = code_id.clone();
     let path = match on_workspace(&app, move |ws| ws.local_path(&id)).await? {
         Ok(Some(path)) => path,
@@ -339,11 +343,13 @@ fn program_failed(
             e.details = Map::new();
             (e, Some(1))
         }
+        // restexec's words and detail, as its clients read them.
         ProgramEnd::Stopped(ExecError::Timeout) => (
             HttpError::new(
                 ErrorKind::Timeout,
-                format!("Execution timed out after {} ms", job.timeout.as_millis()),
-            ),
+                format!("Execution timed out after {}ms", job.timeout.as_millis()),
+            )
+            .with("timeout", job.timeout.as_millis() as u64),
             None,
         ),
         ProgramEnd::Stopped(ExecError::CpuLimit) => (

@@ -156,7 +156,11 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
         None => limits.default_cpu_limit,
         Some(raw) => Some(positive_ms(raw, "cpuTimeout", config)?),
     };
-    let isolation = isolation_field(value(parsed.isolation).as_ref(), &Isolation::ALL)?;
+    let isolation = isolation_field(
+        value(parsed.isolation).as_ref(),
+        &Isolation::ALL,
+        config.default_isolation,
+    )?;
     Ok(Execution {
         cpu_limit,
         isolation,

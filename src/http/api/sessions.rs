@@ -267,16 +267,26 @@ async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
             )
             .with("available", names())
         })?,
-        None => {
-            return Err(HttpError::bad_field(
-                "environment",
-                format!(
-                    "Missing required field 'environment'; one of {}",
-                    names().join(", ")
-                ),
-            )
-            .with("available", names()));
-        }
+        // DEFAULT_ENVIRONMENT, when the server has one.
+        None => match app
+            .config
+            .default_environment
+            .as_deref()
+            .and_then(Environment::parse)
+        {
+            Some(e) => e,
+            None => {
+                return Err(HttpError::bad_field(
+                    "environment",
+                    format!(
+                        "Missing required field 'environment'; one of {} (or start the \
+                         server with DEFAULT_ENVIRONMENT)",
+                        names().join(", ")
+                    ),
+                )
+                .with("available", names()));
+            }
+        },
     };
     let mode = match str_field(&body, "mode")? {
         None => Mode::Script,

@@ -1,0 +1,66 @@
+//! Coming from the systems isoexec replaces: their settings' names read as
+//! ours (units converted), and the defaults they have, available as
+//! settings.
+
+use serde_json::json;
+
+use crate::support::Server;
+
+#[tokio::test]
+async fn their_setting_names_take_effect_in_our_units() {
+    let s = Server::start_with(&[
+        // The session executor's seconds, restexec's allow-list.
+        ("EXECUTION_TIMEOUT", "1"),
+        ("DENO_ALLOW_ENV", "MY_VAR"),
+        ("MY_VAR", "from-the-environment"),
+    ]);
+    let env = s
+        .call(
+            "export const f = () => Deno.env.get('MY_VAR')",
+            "f",
+            json!({}),
+        )
+        .await;
+    assert_eq!(env.json()["result"], "from-the-environment");
+    let started = std::time::Instant::now();
+    let looped = s
+        .call("export function f() { for (;;) {} }", "f", json!({}))
+        .await;
+    assert_eq!(looped.json()["kind"], "timeout", "{}", looped.json());
+    assert_eq!(looped.json()["details"]["timeoutMs"], 1000);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn default_isolation_and_environment_are_settings() {
+    let s = Server::start_with(&[
+        ("DEFAULT_ISOLATION", "none"),
+        ("DEFAULT_ENVIRONMENT", "javascript"),
+    ]);
+    // Calls that name no isolation share the warm isolate: state persists.
+    let counter = "let n = 0; export function f() { n += 1; return n; }";
+    let first = s.call(counter, "f", json!({})).await.json()["result"].clone();
+    let second = s.call(counter, "f", json!({})).await.json()["result"].clone();
+    assert_eq!((first, second), (json!(1), json!(2)));
+    // Naming one still wins.
+    let fresh = s.call(counter, "f", json!({"isolation": "isolate"})).await;
+    assert_eq!(fresh.json()["result"], 1);
+    // A session without an environment gets the default one.
+    let created = s.post("/api/v1/sessions", &json!({})).await;
+    assert_eq!(created.status, 200, "{}", created.json());
+    assert_eq!(created.json()["environment"], "javascript");
+
+    // Without the settings: a fresh isolate each call, and a clear 400.
+    let plain = Server::start();
+    let a = plain.call(counter, "f", json!({})).await.json()["result"].clone();
+    let b = plain.call(counter, "f", json!({})).await.json()["result"].clone();
+    assert_eq!((a, b), (json!(1), json!(1)));
+    let refused = plain.post("/api/v1/sessions", &json!({})).await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("DEFAULT_ENVIRONMENT")
+    );
+}
