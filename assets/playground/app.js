@@ -211,11 +211,13 @@ export function main(person: { name: string }) {
     const item = el("li", { "data-state": "running" }, el("pre", {}, code));
     $("cells").append(item);
     const { json } = await api("POST", `/api/v1/sessions/${session}/execute`, { code });
-    item.dataset.state = json && json.status === "completed" ? "ok" : "error";
+    // A cell that threw completed with exit code 1: shown as an error.
+    const ok = json && json.status === "completed" && json.exit_code === 0;
+    item.dataset.state = ok ? "ok" : "error";
     if (json && json.stdout) item.append(el("pre", { class: "stream" }, json.stdout));
     if (json && json.stderr) item.append(el("pre", { class: "stream stderr" }, json.stderr));
     const value = el("div", { "data-testid": "cell-result" });
-    value.append(json && json.status === "completed" ? tree(json.result) : el("span", { class: "kind" }, (json && (json.status || json.detail)) || "error"));
+    value.append(ok ? tree(json.result) : el("span", { class: "kind" }, (json && json.status === "completed" ? `exit code ${json.exit_code}` : json && (json.status || json.detail)) || "error"));
     item.append(value);
     $("cell").value = "";
   }

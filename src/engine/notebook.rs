@@ -48,6 +48,9 @@ pub enum CellStatus {
     Interrupted,
     /// A memory kill: the state is lost.
     MemoryLimit,
+    /// Its value could not be sent back (past `MAX_RESULT_BYTES`, or not
+    /// JSON-convertible); the state is kept.
+    OutputLimit,
 }
 
 /// What a cell printed and gave back.
@@ -464,7 +467,7 @@ fn read_outcome(e: &Evaluated, stderr: &mut String) -> (CellStatus, Option<Strin
             stderr.push_str(&format!(
                 "error: the result could not be converted: {message}\n"
             ));
-            (CellStatus::Error, None, false)
+            (CellStatus::OutputLimit, None, false)
         }
         (None, _, CellOutcome::Value(json)) => (CellStatus::Completed, Some(json.clone()), false),
     }

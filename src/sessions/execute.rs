@@ -196,9 +196,12 @@ impl Sessions {
         let (stdout, mut stderr) = split_streams(&report.logs);
         let (status, exit_code) = match ProgramEnd::of(report.outcome) {
             ProgramEnd::Exited(code) => (RunStatus::Completed, Some(code)),
+            // The program ran and failed (an uncaught exception, a refused
+            // capability): it completed, with exit code 1, as a process
+            // would; `error` is for runs stopped from outside.
             ProgramEnd::Failed { line, .. } => {
                 stderr.push_str(&line);
-                (RunStatus::Error, Some(1))
+                (RunStatus::Completed, Some(1))
             }
             ProgramEnd::Stopped(ExecError::Timeout | ExecError::CpuLimit) => {
                 (RunStatus::Timeout, None)
@@ -250,6 +253,7 @@ impl Sessions {
             CellStatus::Interrupted => "cancelled",
             CellStatus::Timeout => "timeout",
             CellStatus::MemoryLimit => "memory_limit",
+            CellStatus::OutputLimit => "output_limit",
         };
         runner.metrics.execution(
             "sessions",
@@ -260,7 +264,9 @@ impl Sessions {
         );
         let (status, exit_code) = match report.status {
             CellStatus::Completed => (RunStatus::Completed, Some(report.exit_code.unwrap_or(0))),
-            CellStatus::Error | CellStatus::Interrupted | CellStatus::MemoryLimit => {
+            // A cell that threw completed with exit code 1, as a script does.
+            CellStatus::Error => (RunStatus::Completed, Some(1)),
+            CellStatus::Interrupted | CellStatus::MemoryLimit | CellStatus::OutputLimit => {
                 (RunStatus::Error, Some(1))
             }
             CellStatus::Timeout => (RunStatus::Timeout, None),

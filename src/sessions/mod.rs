@@ -264,7 +264,15 @@ pub struct Sessions {
     settings: RunSettings,
     /// The catalog several replicas share, when there is one.
     catalog: Option<Arc<Catalog>>,
+    /// Sessions that ended lately, so a client polling for `stopped` sees
+    /// it (for `ENDED_KEPT`, at most `ENDED_MAX` of them).
+    ended: std::sync::Mutex<HashMap<String, (Arc<Session>, Instant)>>,
 }
+
+/// How long an ended session still answers `GET` (as `stopping` or
+/// `stopped`), and how many are kept so.
+const ENDED_KEPT: Duration = Duration::from_secs(60);
+const ENDED_MAX: usize = 1024;
 
 /// The settings every session run gets.
 struct RunSettings {
@@ -296,6 +304,7 @@ impl Sessions {
                 env: config.allow_env_values.clone(),
             },
             catalog: catalog.map(Arc::new),
+            ended: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -485,10 +494,31 @@ impl Sessions {
     /// Ends a session: it leaves the registry at once; a running execute is
     /// stopped; its files and isolate go once that run has ended. Returns
     /// the session and whether a run was still going.
+    /// A session that ended within the last minute (deleted or expired):
+    /// its view says `stopping` or `stopped`.
+    pub(crate) fn recently_ended(&self, id: &str) -> Option<SessionView> {
+        let ended = lock(&self.ended);
+        let (session, at) = ended.get(id)?;
+        (at.elapsed() < ENDED_KEPT).then(|| session.view())
+    }
+
     pub fn remove(&self, id: &str) -> Option<(Arc<Session>, bool)> {
         let session = lock(&self.live).remove(id)?;
+        {
+            let mut ended = lock(&self.ended);
+            ended.retain(|_, (_, at)| at.elapsed() < ENDED_KEPT);
+            if ended.len() >= ENDED_MAX {
+                ended.clear();
+            }
+            ended.insert(id.to_string(), (session.clone(), Instant::now()));
+        }
         let running = session.status() == Status::Executing;
-        session.set_status(Status::Stopping);
+        // Stopping while a run lets go; an idle session has nothing to wait for.
+        session.set_status(if running {
+            Status::Stopping
+        } else {
+            Status::Stopped
+        });
         let _ = session.ended.send(true);
         if let Some(nb) = &session.notebook {
             nb.interrupt();

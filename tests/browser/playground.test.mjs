@@ -190,6 +190,13 @@ test("a notebook's second cell sees the first", async () => {
   await page.getByTestId("cell-run").click();
   await page.getByTestId("cell-result").nth(1).waitFor();
   assert.equal((await page.getByTestId("cell-result").nth(1).innerText()).trim(), "42");
+  // A cell that throws completed with exit code 1: shown as an error.
+  await page.getByTestId("cell").fill("throw new Error('no')");
+  await page.getByTestId("cell-run").click();
+  await page.getByTestId("cell-result").nth(2).waitFor();
+  assert.equal((await page.getByTestId("cell-result").nth(2).innerText()).trim(), "exit code 1");
+  const state = await page.locator("#cells > li").nth(2).getAttribute("data-state");
+  assert.equal(state, "error");
   await done();
 });
 

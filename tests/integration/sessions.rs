@@ -90,7 +90,19 @@ async fn a_client_follows_the_lifecycle_in_every_environment_and_mode() {
                 .await;
             assert_eq!(r.status, 200);
             assert_eq!(r.json()["status"], "stopped");
+            // A deleted session reads `stopped` for a while (clients poll
+            // for it), and runs nothing.
             let r = s.get(&format!("/api/v1/sessions/{id}")).await;
+            assert_eq!(
+                (r.status, r.json()["status"].clone()),
+                (200, json!("stopped"))
+            );
+            let r = s
+                .post(
+                    &format!("/api/v1/sessions/{id}/execute"),
+                    &json!({"code": "1"}),
+                )
+                .await;
             assert_eq!(r.status, 404);
             assert_eq!(r.json()["detail"], "Session not found");
         }
@@ -135,14 +147,24 @@ async fn script_files_persist_in_their_session_and_nowhere_else() {
         json!({"code": "import { twice } from './lib.ts'; console.log(twice(1));"}),
     )
     .await;
-    assert_eq!(r["status"], "error");
+    // The program failed: completed, exit code 1 (the session executor's
+    // contract), its error on stderr.
+    assert_eq!(
+        (r["status"].as_str(), r["exit_code"].as_i64()),
+        (Some("completed"), Some(1)),
+        "{r}"
+    );
     let r = exec(
         &s,
         &b,
         json!({"code": format!("console.log(Deno.readTextFileSync('{a_dir}/note.txt'));")}),
     )
     .await;
-    assert_eq!(r["status"], "error");
+    assert_eq!(
+        (r["status"].as_str(), r["exit_code"].as_i64()),
+        (Some("completed"), Some(1)),
+        "{r}"
+    );
     assert!(
         r["stderr"].as_str().unwrap().contains("PermissionDenied"),
         "{r}"
@@ -153,7 +175,11 @@ async fn script_files_persist_in_their_session_and_nowhere_else() {
         "Deno.readTextFileSync('../../jobs.db')",
     ] {
         let r = exec(&s, &b, json!({"code": code})).await;
-        assert_eq!(r["status"], "error", "{code}: {r}");
+        assert_eq!(r["exit_code"], 1, "{code}: {r}");
+        assert!(
+            r["stderr"].as_str().unwrap().contains("PermissionDenied"),
+            "{code}: {r}"
+        );
     }
     for bad in ["../x.ts", "/etc/x.ts", "x.py"] {
         let r = s
@@ -241,7 +267,11 @@ async fn notebook_cells_build_on_each_other_and_survive_timeouts_and_interrupts(
     assert_eq!(exec(&s, &id, json!({"code": "p.x"})).await["result"], 22);
     // An exception keeps the state too.
     let r = exec(&s, &id, json!({"code": "throw new RangeError('no')"})).await;
-    assert_eq!(r["status"], "error");
+    assert_eq!(
+        (r["status"].as_str(), r["exit_code"].as_i64()),
+        (Some("completed"), Some(1)),
+        "{r}"
+    );
     assert!(r["stderr"].as_str().unwrap().contains("RangeError: no"));
     assert_eq!(
         exec(&s, &id, json!({"code": "p.x + 1"})).await["result"],
@@ -286,7 +316,11 @@ async fn idle_sessions_expire_and_at_the_cap_the_longest_idle_ends() {
     // The same client again: it holds its share of MAX_SESSIONS (one of
     // two), so its longest-idle session ends to make room, files and all.
     let b = create(&s, "javascript", "notebook").await;
-    assert_eq!(s.get(&format!("/api/v1/sessions/{a}")).await.status, 404);
+    let evicted = s.get(&format!("/api/v1/sessions/{a}")).await.json();
+    assert!(
+        evicted["status"] == "stopping" || evicted["status"] == "stopped",
+        "{evicted}"
+    );
     let gone = Instant::now() + Duration::from_secs(5);
     while std::path::Path::new(&dir).exists() {
         assert!(Instant::now() < gone, "the session's files stayed");
@@ -294,7 +328,7 @@ async fn idle_sessions_expire_and_at_the_cap_the_longest_idle_ends() {
     }
     // The other expires after a second of idleness.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while s.get(&format!("/api/v1/sessions/{b}")).await.status != 404 {
+    while s.get(&format!("/api/v1/sessions/{b}")).await.json()["status"] != "stopped" {
         assert!(Instant::now() < deadline, "the session never expired");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -335,7 +369,28 @@ async fn deleting_a_session_mid_run_stops_it_and_removes_its_files() {
         assert_eq!(del.status, 200);
         assert_eq!(del.json()["status"], "stopping", "{mode}");
         assert_eq!(r["status"], "error", "{mode}: {r}");
-        assert_eq!(s.get(&format!("/api/v1/sessions/{id}")).await.status, 404);
+        // Clients poll until `stopped`: the ended session still answers
+        // GET for a while, then runs nothing.
+        let stopped = async {
+            loop {
+                let g = s.get(&format!("/api/v1/sessions/{id}")).await;
+                assert_eq!(g.status, 200, "{mode}");
+                if g.json()["status"] == "stopped" {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), stopped)
+            .await
+            .expect("never stopped");
+        let again = s
+            .post(
+                &format!("/api/v1/sessions/{id}/execute"),
+                &json!({"code": "1"}),
+            )
+            .await;
+        assert_eq!(again.status, 404, "{mode}");
         if !dir.is_empty() {
             let gone = Instant::now() + Duration::from_secs(5);
             while std::path::Path::new(&dir).exists() {

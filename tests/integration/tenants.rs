@@ -787,7 +787,7 @@ async fn notebook_results_errors_and_lint_reports_are_capped() {
     // An exception's text is cut like any other error text.
     let (len, r) = cell("throw new Error('y'.repeat(8 * 1024 * 1024))").await;
     assert!(len < 200_000, "a reply of {len} bytes");
-    assert_eq!(r["status"], "error");
+    assert_eq!(r["exit_code"], 1, "{r}");
     // The notebook goes on.
     assert_eq!(cell("1 + 1").await.1["result"], 2);
 
@@ -968,9 +968,10 @@ async fn sessions_and_background_jobs_are_shared_per_client() {
                 .to_string(),
         );
     }
+    // The oldest ended to make room: it reads `stopped`, and runs nothing.
     assert_eq!(
-        s.get(&format!("/api/v1/sessions/{}", mine[0])).await.status,
-        404
+        s.get(&format!("/api/v1/sessions/{}", mine[0])).await.json()["status"],
+        "stopped"
     );
     assert_eq!(
         s.get(&format!("/api/v1/sessions/{}", mine[1])).await.status,
@@ -982,12 +983,12 @@ async fn sessions_and_background_jobs_are_shared_per_client() {
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     }
     assert_eq!(
-        s.get(&format!("/api/v1/sessions/{}", mine[1])).await.status,
-        404
+        s.get(&format!("/api/v1/sessions/{}", mine[1])).await.json()["status"],
+        "stopped"
     );
     assert_eq!(
-        s.get(&format!("/api/v1/sessions/{}", mine[2])).await.status,
-        200
+        s.get(&format!("/api/v1/sessions/{}", mine[2])).await.json()["status"],
+        "ready"
     );
     // A client whose sessions are all executing gets 429, not an eviction.
     let x1 = create("c").await.json()["session_id"]
@@ -1156,7 +1157,8 @@ async fn a_session_writes_within_its_disk_quota_across_executions() {
     // A second 700 KiB file would pass the session's 1 MiB.
     let r = run(write("b.txt")).await;
     let body = r.json();
-    assert_eq!(body["status"], "error", "{body}");
+    // The refused write fails the program: exit code 1.
+    assert_eq!(body["exit_code"], 1, "{body}");
     assert!(
         body["stderr"]
             .as_str()

@@ -351,6 +351,11 @@ fn create_error(e: CreateError) -> HttpError {
 
 /// `GET /api/v1/sessions/{id}`.
 async fn get(app: Arc<App>, req: HttpRequest) -> Reply {
+    // A session ended lately reads `stopping`, then `stopped`, for a while:
+    // clients poll for that after a delete.
+    if let Some(view) = app.sessions.recently_ended(req.param("id")) {
+        return Ok(json(200, &view_json(&view)));
+    }
     let s = here_or_forward!(app, req);
     Ok(json(200, &view_json(&s.view())))
 }
