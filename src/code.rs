@@ -1,6 +1,7 @@
-//! Code as users send it, whatever the API: its size cap, and the
+//! Code as users send it, whatever the API: its size cap, the
 //! markdown-fence rules (a model's reply with the code in a fenced block
-//! runs as the code in the block).
+//! runs as the code in the block), and how the server's own directories
+//! read in what the code printed (virtual names, never the server's paths).
 
 /// Largest code any API accepts, in bytes (after fence extraction).
 pub(crate) const MAX_CODE_BYTES: usize = 10 * 1024 * 1024;
@@ -59,9 +60,56 @@ pub(crate) fn jsx_fence(text: &str) -> Option<String> {
     })
 }
 
+/// `text` with the directory `dir` shown as `shown` (say `/session`):
+/// stack traces name `file:///session/main.ts:1:7`, messages
+/// `/session/data.txt`, never where the server keeps the files. `renames`
+/// replaces whole file names first (a job's `__job_<id>.js` reads `job.js`).
+pub(crate) fn with_virtual_paths(
+    text: &str,
+    dir: &std::path::Path,
+    shown: &str,
+    renames: &[(&str, &str)],
+) -> String {
+    let real = dir.display().to_string();
+    if real.is_empty() || real == "/" || !text.contains(&real) {
+        return text.to_string();
+    }
+    let mut out = text.to_string();
+    for (from, to) in renames {
+        out = out.replace(&format!("{real}/{from}"), &format!("{shown}/{to}"));
+    }
+    out.replace(&format!("{real}/"), &format!("{shown}/"))
+        .replace(&real, shown)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_paths_read_as_virtual_ones() {
+        let dir = std::path::Path::new("/var/lib/isoexec/data/sessions/0c6f");
+        let text = "Uncaught Error: x\n    at file:///var/lib/isoexec/data/sessions/0c6f/main.ts:1:7\n\
+                    Requires read access to /var/lib/isoexec/data/sessions/0c6f/../x";
+        assert_eq!(
+            with_virtual_paths(text, dir, "/session", &[]),
+            "Uncaught Error: x\n    at file:///session/main.ts:1:7\nRequires read access to /session/../x"
+        );
+        let ws = std::path::Path::new("/srv/ws");
+        assert_eq!(
+            with_virtual_paths(
+                "at file:///srv/ws/__job_9.js:2:3",
+                ws,
+                "/workspace",
+                &[("__job_9.js", "job.js")]
+            ),
+            "at file:///workspace/job.js:2:3"
+        );
+        assert_eq!(
+            with_virtual_paths("nothing here", ws, "/workspace", &[]),
+            "nothing here"
+        );
+    }
 
     #[test]
     fn jsx_fences_are_named() {

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::clock::now_ms;
+use crate::code::with_virtual_paths;
 use crate::config::{Config, JobRetention};
 use crate::engine::{ExecError, Execution, Language, LogEntry, ProgramEnd, Report};
 use crate::runner::Runner;
@@ -464,6 +465,16 @@ impl Jobs {
             }
         };
         complete(&mut record, report, started.elapsed(), self.output_cap);
+        // The program's file reads as `/workspace/job.<ext>`, not where the
+        // server keeps it.
+        let file = self.program_name(&record);
+        let shown = format!("job.{}", file.rsplit('.').next().unwrap_or("ts"));
+        record.output = with_virtual_paths(
+            &record.output,
+            &self.workspace_dir,
+            "/workspace",
+            &[(&file, &shown)],
+        );
         self.runner.metrics.job(record.status.as_str());
         let done = record.clone();
         if let Err(error) = self.blocking(move |s| s.update(&done)).await {
@@ -514,9 +525,15 @@ impl Jobs {
         });
     }
 
-    fn execution(&self, record: &JobRecord, record_client: Option<Arc<str>>) -> Execution {
+    /// The file name a job's program is known by (in the workspace, so its
+    /// relative imports resolve against saved code).
+    fn program_name(&self, record: &JobRecord) -> String {
         let language = Language::from_alias(&record.lang).unwrap_or(Language::TypeScript);
-        let name = format!("__job_{}.{}", record.id, language.extension());
+        format!("__job_{}.{}", record.id, language.extension())
+    }
+
+    fn execution(&self, record: &JobRecord, record_client: Option<Arc<str>>) -> Execution {
+        let name = self.program_name(record);
         Execution {
             cpu_limit: self.cpu_limit,
             env: self.env.clone(),

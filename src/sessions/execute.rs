@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Mode, Session, Sessions};
+use crate::code::with_virtual_paths;
 use crate::engine::{CellRequest, CellStatus};
 use crate::engine::{ExecError, Execution, ProgramEnd, split_streams};
 use crate::runner::Runner;
@@ -215,8 +216,8 @@ impl Sessions {
             }
         };
         Ok(RunOutput {
-            stdout,
-            stderr,
+            stdout: with_virtual_paths(&stdout, &s.dir, "/session", &[]),
+            stderr: with_virtual_paths(&stderr, &s.dir, "/session", &[]),
             exit_code,
             status,
             output_truncated: report.logs_truncated,
@@ -272,8 +273,8 @@ impl Sessions {
             CellStatus::Timeout => (RunStatus::Timeout, None),
         };
         Ok(RunOutput {
-            stdout: report.stdout,
-            stderr: report.stderr,
+            stdout: with_virtual_paths(&report.stdout, &s.dir, "/session", &[]),
+            stderr: with_virtual_paths(&report.stderr, &s.dir, "/session", &[]),
             exit_code,
             status,
             output_truncated: report.output_truncated,

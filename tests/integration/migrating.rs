@@ -33,9 +33,11 @@ async fn their_setting_names_take_effect_in_our_units() {
 
 #[tokio::test]
 async fn default_isolation_and_environment_are_settings() {
+    // One isolate thread: its warm isolate serves every "none" call.
     let s = Server::start_with(&[
         ("DEFAULT_ISOLATION", "none"),
         ("DEFAULT_ENVIRONMENT", "javascript"),
+        ("POOL_SIZE", "1"),
     ]);
     // Calls that name no isolation share the warm isolate: state persists.
     let counter = "let n = 0; export function f() { n += 1; return n; }";
@@ -51,7 +53,7 @@ async fn default_isolation_and_environment_are_settings() {
     assert_eq!(created.json()["environment"], "javascript");
 
     // Without the settings: a fresh isolate each call, and a clear 400.
-    let plain = Server::start();
+    let plain = Server::start_with(&[("POOL_SIZE", "1")]);
     let a = plain.call(counter, "f", json!({})).await.json()["result"].clone();
     let b = plain.call(counter, "f", json!({})).await.json()["result"].clone();
     assert_eq!((a, b), (json!(1), json!(1)));
@@ -63,4 +65,58 @@ async fn default_isolation_and_environment_are_settings() {
             .unwrap()
             .contains("DEFAULT_ENVIRONMENT")
     );
+}
+
+#[tokio::test]
+async fn job_and_session_output_names_virtual_files_not_the_server_s_paths() {
+    let s = Server::start();
+    let thrower = "function boom() { throw new Error('boom'); }\nboom();";
+    // A job: its program reads as /workspace/job.js.
+    let job = s
+        .post("/execute/code", &json!({"lang": "js", "code": thrower}))
+        .await
+        .json();
+    let output = job["output"].as_str().unwrap();
+    assert!(output.contains("Error: boom"), "{output}");
+    assert!(output.contains("file:///workspace/job.js:"), "{output}");
+    let workspace = s.workspace.display().to_string();
+    assert!(!output.contains(&workspace), "{output}");
+    assert!(!output.contains("__job_"), "{output}");
+
+    // A script session and a notebook: their files read as /session/….
+    for mode in ["script", "notebook"] {
+        let id = s
+            .post(
+                "/api/v1/sessions",
+                &json!({"environment": "typescript", "mode": mode}),
+            )
+            .await
+            .json()["session_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let run = s
+            .post(
+                &format!("/api/v1/sessions/{id}/execute"),
+                &json!({"code": "Deno.readTextFileSync('/etc/hostname')"}),
+            )
+            .await
+            .json();
+        let stderr = run["stderr"].as_str().unwrap();
+        assert!(stderr.contains("PermissionDenied"), "{mode}: {run}");
+        assert!(!stderr.contains("/sessions/"), "{mode}: {stderr}");
+        let thrown = s
+            .post(
+                &format!("/api/v1/sessions/{id}/execute"),
+                &json!({"code": "function f(): never { throw new Error('deep'); }\nf();"}),
+            )
+            .await
+            .json();
+        let stderr = thrown["stderr"].as_str().unwrap();
+        assert!(stderr.contains("deep"), "{mode}: {thrown}");
+        if mode == "script" {
+            assert!(stderr.contains("file:///session/main.ts:"), "{stderr}");
+        }
+        assert!(!stderr.contains("/sessions/"), "{mode}: {stderr}");
+    }
 }

@@ -195,6 +195,8 @@ async fn script_files_persist_in_their_session_and_nowhere_else() {
 
 /// The directory of session `a`, as session `b` learns it (a's own view of
 /// its working directory).
+/// Where the server keeps session `a`'s files (its output names them
+/// `/session/…` instead).
 async fn a_dir_of(s: &Server, a: &str, _b: &str) -> String {
     let r = exec(
         s,
@@ -202,11 +204,11 @@ async fn a_dir_of(s: &Server, a: &str, _b: &str) -> String {
         json!({"code": "console.log(new URL('.', import.meta.url).pathname)"}),
     )
     .await;
-    r["stdout"]
-        .as_str()
-        .unwrap()
-        .trim()
-        .trim_end_matches('/')
+    assert_eq!(r["stdout"], "/session/\n", "{r}");
+    let dir = s.data_dir().join("sessions").join(a);
+    std::fs::canonicalize(&dir)
+        .unwrap_or(dir)
+        .display()
         .to_string()
 }
 

@@ -23,7 +23,7 @@ pub struct Server {
     pub workspace: PathBuf,
     owned_dir: Option<TempDir>,
     /// The default `DATA_DIR`, removed with the server.
-    _data_dir: TempDir,
+    data_dir: TempDir,
 }
 
 /// A directory removed when dropped.
@@ -127,8 +127,13 @@ impl Server {
             addr,
             workspace,
             owned_dir,
-            _data_dir: data_dir,
+            data_dir,
         }
+    }
+
+    /// The server's `DATA_DIR` (unless the test named another).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir.0
     }
 
     pub fn pid(&self) -> u32 {
