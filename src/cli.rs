@@ -99,6 +99,8 @@ pub fn run(config: Config, args: RunArgs) -> ExitCode {
         }
     };
     let config = config_for(config, &file);
+    // Kept for the hint a silent module gets.
+    let source_text = source.clone();
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -140,17 +142,86 @@ pub fn run(config: Config, args: RunArgs) -> ExitCode {
             }
         };
         let code = match args.fn_name {
-            Some(_) => print_call(&execution, report),
-            None => print_program(report),
+            Some(_) => print_call(&execution, report, &args.file),
+            None => print_program(report, &source_text, &args.file),
         };
         let _ = std::io::stdout().flush();
         code
     })
 }
 
-fn print_call(execution: &Execution, report: crate::engine::Report) -> ExitCode {
+/// `text` with the name the engine gives a function-call script
+/// (`file:///isoexec/<hash>.ts`) replaced by the user's file.
+fn name_the_file(text: &str, file: &Path) -> String {
+    const PREFIX: &str = "file:///isoexec/";
+    let shown = file.display().to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(PREFIX) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + PREFIX.len()..];
+        let hex = after.bytes().take_while(u8::is_ascii_hexdigit).count();
+        if hex > 0 && after[hex..].starts_with(".ts") {
+            out.push_str(&shown);
+            rest = &after[hex + 3..];
+        } else {
+            out.push_str(PREFIX);
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The functions a module exports, by a plain look at its text (for a
+/// hint, not for running anything).
+fn exported_functions(source: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in source.lines() {
+        let l = line.trim_start();
+        let Some(rest) = l.strip_prefix("export ") else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let rest = rest.strip_prefix("async ").unwrap_or(rest).trim_start();
+        let name_after = |r: &str| {
+            r.trim_start()
+                .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+                .next()
+                .filter(|n| !n.is_empty())
+                .map(String::from)
+        };
+        let name = if let Some(r) = rest.strip_prefix("function") {
+            name_after(r.trim_start_matches('*'))
+        } else if let Some(r) = rest.strip_prefix("const ") {
+            // `export const f = (…) => …` or `= function`.
+            let value = r.split_once('=').map(|(_, v)| v.trim_start()).unwrap_or("");
+            let callable = value.starts_with('(')
+                || value.starts_with("async")
+                || value.starts_with("function")
+                || value
+                    .split_once("=>")
+                    .is_some_and(|(p, _)| !p.contains(['"', '\'']));
+            if callable { name_after(r) } else { None }
+        } else {
+            None
+        };
+        if let Some(n) = name
+            && !names.contains(&n)
+        {
+            names.push(n);
+        }
+    }
+    names
+}
+
+fn print_call(execution: &Execution, report: crate::engine::Report, file: &Path) -> ExitCode {
     for entry in &report.logs {
-        eprintln!("[{}] {}", level(entry.level), entry.message);
+        eprintln!(
+            "[{}] {}",
+            level(entry.level),
+            name_the_file(&entry.message, file)
+        );
     }
     match report.outcome {
         Ok(json) => {
@@ -165,7 +236,7 @@ fn print_call(execution: &Execution, report: crate::engine::Report) -> ExitCode 
                 "kind": e.kind(),
                 "details": described.details,
             });
-            eprintln!("{body}");
+            eprintln!("{}", name_the_file(&body.to_string(), file));
             ExitCode::FAILURE
         }
     }
@@ -182,8 +253,23 @@ fn level(l: crate::engine::LogLevel) -> &'static str {
     }
 }
 
-fn print_program(report: crate::engine::Report) -> ExitCode {
+fn print_program(report: crate::engine::Report, source: &str, file: &Path) -> ExitCode {
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    // A module that only exports functions runs, prints nothing and exits
+    // 0: it was most likely meant to be called.
+    let silent = report.logs.is_empty() && report.outcome.is_ok();
+    if silent {
+        let exported = exported_functions(source);
+        if let Some(first) = exported.first() {
+            let _ = writeln!(
+                err,
+                "isoexec: {} ran and printed nothing; it exports {}. To call one: isoexec run {} --fn {first} --payload '<json>'",
+                file.display(),
+                exported.join(", "),
+                file.display()
+            );
+        }
+    }
     for entry in &report.logs {
         let _ = if entry.level.is_stderr() {
             writeln!(err, "{}", entry.message)

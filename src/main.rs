@@ -118,15 +118,17 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
-    for line in &config.notices.aliases {
-        tracing::info!("{line}");
-    }
-    for line in &config.notices.ignored {
-        tracing::warn!("{line}");
-    }
     isoexec::engine::init_v8();
     match action {
-        Action::Serve => {}
+        // What the server made of other systems' settings, once.
+        Action::Serve => {
+            for line in &config.notices.aliases {
+                tracing::info!("{line}");
+            }
+            for line in &config.notices.ignored {
+                tracing::warn!("{line}");
+            }
+        }
         Action::Run(args) => return isoexec::cli::run(config, args),
         Action::Lint(files, json) => return isoexec::cli::lint(config, files, json),
     }

@@ -249,6 +249,31 @@ fn the_command_line_runs_and_lints_files() {
     assert_eq!(out.status.code(), Some(1));
     let err: Value = serde_json::from_slice(out.stderr.trim_ascii()).unwrap();
     assert_eq!(err["kind"], "fn_not_found");
+    // A module that only exports functions, run as a program: a hint.
+    let out = bin().arg("run").arg(&lib).output().unwrap();
+    assert!(out.status.success());
+    let hint = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        hint.contains("printed nothing") && hint.contains("--fn add"),
+        "{hint}"
+    );
+    assert!(!hint.contains("hidden"), "not exported: {hint}");
+    // A call's stack names the user's file, not the engine's name for it.
+    let thrower = dir.0.join("thrower.ts");
+    std::fs::write(
+        &thrower,
+        "export function f() {\n  throw new Error('inside');\n}\n",
+    )
+    .unwrap();
+    let out = bin()
+        .arg("run")
+        .arg(&thrower)
+        .args(["--fn", "f"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:2:", thrower.display())), "{err}");
+    assert!(!err.contains("file:///isoexec/"), "{err}");
 
     let prog = dir.0.join("prog.ts");
     std::fs::write(&prog, "import { add } from './lib.ts';\nconsole.log(add({ a: 1, b: 1 }));\nconsole.error('to stderr');\nDeno.exit(3);\n").unwrap();
