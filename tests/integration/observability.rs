@@ -81,6 +81,16 @@ async fn the_document_describes_exactly_the_routes_served() {
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+    // Every JSON reply has a schema (the environments' too), and a reply
+    // with no JSON body shows none (no timeout example under a 405).
+    let envs = &doc["paths"]["/api/v1/environments"]["get"]["responses"]["200"];
+    assert!(
+        envs["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("EnvironmentList")),
+        "{envs}"
+    );
+    assert!(doc["paths"]["/"]["get"]["responses"]["405"]["content"].is_null());
     // The types the handlers use carry product.md's examples.
     assert_eq!(schemas["RunRequest"]["example"]["fn"], "add");
     assert!(schemas["JobView"]["properties"]["exit_code"].is_object());
@@ -164,6 +174,11 @@ async fn the_docs_pages_load_nothing_from_outside() {
     assert!(init.contains("\"/openapi.json\"") && init.contains("validatorUrl: null"));
     assert_eq!(s.get("/openapi.json").await.status, 200);
     assert_eq!(s.get("/docs/nope.js").await.status, 404);
+    // Every page load asks for an icon: there is one.
+    let icon = s.get("/favicon.ico").await;
+    assert_eq!(icon.status, 200);
+    assert_eq!(icon.header("content-type"), Some("image/svg+xml"));
+    assert!(String::from_utf8_lossy(&icon.body).starts_with("<svg"));
 }
 
 /// `name{labels} value` lines of an exposition, by series.

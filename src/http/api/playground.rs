@@ -25,7 +25,7 @@ pub(super) fn routes() -> Vec<Route> {
                 "server",
             )
             .reply_other("200", "An HTML page")
-            .reply::<super::run::bodies::CallError>("405", "Not a browser: use POST /"),
+            .reply_other("405", "Not a browser: use POST /"),
         ),
         Route::new("/playground", Dialect::FunctionCall).public(
             Method::GET,
@@ -38,7 +38,26 @@ pub(super) fn routes() -> Vec<Route> {
             asset,
             Doc::new("The playground's assets", "server").reply_other("200", "The asset"),
         ),
+        // Browsers ask for it on every page: an icon, not a 404 per load.
+        Route::new("/favicon.ico", Dialect::FunctionCall).public(
+            Method::GET,
+            favicon,
+            Doc::new("The site's icon", "server").reply_other("200", "An SVG icon"),
+        ),
     ]
+}
+
+/// The icon: an SVG (browsers take one at `/favicon.ico` by its type).
+const ICON: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" fill="#1f2937"/><path d="M9 10l7 6-7 6" fill="none" stroke="#34d399" stroke-width="3" stroke-linecap="round" stroke-linejoin="round"/><path d="M18 22h6" stroke="#e5e7eb" stroke-width="3" stroke-linecap="round"/></svg>"##;
+
+/// `GET /favicon.ico`.
+async fn favicon(_app: Arc<App>, _req: HttpRequest) -> Reply {
+    let mut reply = with_type(200, "image/svg+xml", ICON);
+    reply.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("public, max-age=86400"),
+    );
+    Ok(reply)
 }
 
 const PAGE: &str = include_str!("../../../assets/playground/index.html");

@@ -22,8 +22,8 @@ use crate::sessions::{
     valid_filename,
 };
 use bodies::{
-    SessionCreate, SessionCreated, SessionError, SessionExecute, SessionInfo, SessionInterrupted,
-    SessionList, SessionRun, SessionStopped,
+    EnvironmentList, SessionCreate, SessionCreated, SessionError, SessionExecute, SessionInfo,
+    SessionInterrupted, SessionList, SessionRun, SessionStopped,
 };
 
 pub(super) fn routes() -> Vec<Route> {
@@ -34,7 +34,7 @@ pub(super) fn routes() -> Vec<Route> {
             Method::GET,
             environments,
             doc("The environments sessions can run")
-                .reply_other("200", "typescript, javascript, node"),
+                .reply::<EnvironmentList>("200", "typescript, javascript, node"),
         ),
         Route::new("/api/v1/health", session).public(
             Method::GET,
@@ -535,6 +535,11 @@ pub(crate) mod bodies {
     use serde::{Deserialize, Serialize};
     use serde_json::Value;
     use utoipa::ToSchema;
+
+    /// `GET /api/v1/environments`: the environment names.
+    #[derive(Debug, Serialize, Deserialize, ToSchema)]
+    #[schema(example = json!(["typescript", "javascript", "node"]))]
+    pub(crate) struct EnvironmentList(pub Vec<String>);
 
     /// `POST /api/v1/sessions`.
     #[derive(Debug, Deserialize, ToSchema)]
