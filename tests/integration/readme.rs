@@ -230,6 +230,21 @@ async fn run_all(s: &Server, all: &[Example]) {
     }
 }
 
+/// Whether curl and jq are here; where they are not, the docs tests say so
+/// and pass, unless `ISOEXEC_REQUIRE_VALIDATORS` is set (as in `.ci/run`).
+fn tools_here() -> bool {
+    let here = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
+    if here("curl") && here("jq") {
+        return true;
+    }
+    assert!(
+        std::env::var_os("ISOEXEC_REQUIRE_VALIDATORS").is_none(),
+        "curl and jq are needed, and ISOEXEC_REQUIRE_VALIDATORS is set"
+    );
+    eprintln!("skipped: the documented requests need curl and jq");
+    false
+}
+
 fn read(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
         .unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -237,6 +252,9 @@ fn read(path: &str) -> String {
 
 #[tokio::test]
 async fn the_readme_s_requests_answer_as_documented() {
+    if !tools_here() {
+        return;
+    }
     let all = examples(&read("README.md"));
     assert!(all.iter().filter(|e| e.expected.is_some()).count() >= 4);
     run_all(&Server::start(), &all).await;
@@ -246,6 +264,9 @@ async fn the_readme_s_requests_answer_as_documented() {
 /// says (the examples' workspace and tools copied side by side).
 #[tokio::test]
 async fn the_api_guide_s_requests_answer_as_documented() {
+    if !tools_here() {
+        return;
+    }
     let all = examples(&read("docs/api.md"));
     assert!(all.iter().filter(|e| e.expected.is_some()).count() >= 8);
     let demo = crate::support::TempDir::new("demo");
