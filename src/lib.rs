@@ -62,5 +62,5 @@ mod workspace;
 
 pub use app::App;
 pub use config::Config;
-pub use http::router::{RouteInfo, Router};
+pub use http::router::{MethodInfo, RouteInfo, Router};
 pub use http::serve::{run, serve};

@@ -201,6 +201,16 @@ impl Route {
         self.push(method, f, true, false, Some(doc))
     }
 
+    /// `GET` of a page's files (scripts, styles): public, and left out of
+    /// the API's description, which they are no part of.
+    pub(crate) fn asset<F, Fut>(self, f: F) -> Route
+    where
+        F: Fn(Arc<App>, HttpRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Reply> + Send + 'static,
+    {
+        self.push(Method::GET, f, false, true, None)
+    }
+
     /// `HEAD`, answered as the `GET` it mirrors, public and undescribed.
     pub(crate) fn head<F, Fut>(self, f: F) -> Route
     where

@@ -26,10 +26,17 @@ pub struct Router {
 }
 
 /// One route as the router serves it: its pattern, and each method with
-/// whether it needs the API key.
+/// whether it needs the API key and whether the API's description has it.
 pub struct RouteInfo {
     pub pattern: &'static str,
-    pub methods: Vec<(String, bool)>,
+    pub methods: Vec<MethodInfo>,
+}
+
+/// One method of a route.
+pub struct MethodInfo {
+    pub method: String,
+    pub auth: bool,
+    pub described: bool,
 }
 
 impl Router {
@@ -59,7 +66,11 @@ impl Router {
                 methods: r
                     .endpoints
                     .iter()
-                    .map(|e| (e.method.to_string(), e.auth))
+                    .map(|e| MethodInfo {
+                        method: e.method.to_string(),
+                        auth: e.auth,
+                        described: e.doc.is_some(),
+                    })
                     .collect(),
             })
             .collect()

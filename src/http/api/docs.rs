@@ -15,7 +15,6 @@ use crate::http::route::{self, Doc, Route};
 
 pub(super) fn routes() -> Vec<Route> {
     let page = |summary| Doc::new(summary, "server").reply_other("200", "An HTML page");
-    let asset = |summary| Doc::new(summary, "server").reply_other("200", "The asset");
     vec![
         Route::new("/openapi.json", Dialect::FunctionCall).public(
             Method::GET,
@@ -27,21 +26,13 @@ pub(super) fn routes() -> Vec<Route> {
             docs,
             page("Swagger UI for this document"),
         ),
-        Route::new("/docs/{asset}", Dialect::FunctionCall).public(
-            Method::GET,
-            docs_asset,
-            asset("Swagger UI's assets"),
-        ),
+        Route::new("/docs/{asset}", Dialect::FunctionCall).asset(docs_asset),
         Route::new("/redoc", Dialect::FunctionCall).public(
             Method::GET,
             redoc,
             page("ReDoc for this document"),
         ),
-        Route::new("/redoc/{asset}", Dialect::FunctionCall).public(
-            Method::GET,
-            redoc_asset,
-            asset("ReDoc's assets"),
-        ),
+        Route::new("/redoc/{asset}", Dialect::FunctionCall).asset(redoc_asset),
     ]
 }
 

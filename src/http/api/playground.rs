@@ -33,11 +33,7 @@ pub(super) fn routes() -> Vec<Route> {
             Doc::new("The playground: try every API in a browser", "server")
                 .reply_other("200", "An HTML page"),
         ),
-        Route::new("/playground/{asset}", Dialect::FunctionCall).public(
-            Method::GET,
-            asset,
-            Doc::new("The playground's assets", "server").reply_other("200", "The asset"),
-        ),
+        Route::new("/playground/{asset}", Dialect::FunctionCall).asset(asset),
         // Browsers ask for it on every page: an icon, not a 404 per load.
         Route::new("/favicon.ico", Dialect::FunctionCall).public(
             Method::GET,
