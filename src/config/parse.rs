@@ -74,8 +74,12 @@ const FOREIGN: [(&str, &str); 5] = [
 /// variable, from the names in the environment.
 pub(super) fn foreign_settings(names: impl Iterator<Item = String>) -> Vec<String> {
     let mut out = Vec::new();
+    // Set by container runtimes themselves, not settings of any system.
+    const RUNTIME_SET: [&str; 3] = ["CONTAINER_NAME", "CONTAINER_ID", "CONTAINER_HOST"];
     for name in names {
-        if ALIASES.iter().any(|(theirs, ..)| *theirs == name) {
+        if ALIASES.iter().any(|(theirs, ..)| *theirs == name)
+            || RUNTIME_SET.contains(&name.as_str())
+        {
             continue;
         }
         if let Some((_, instead)) = FOREIGN.iter().find(|(prefix, _)| name.starts_with(prefix)) {
