@@ -277,6 +277,9 @@ export function main(person: { name: string }) {
     tab.addEventListener("click", () => {
       for (const t of document.querySelectorAll(".tabs button")) t.classList.toggle("active", t === tab);
       for (const p of document.querySelectorAll(".tab")) p.hidden = p.dataset.panel !== tab.dataset.tab;
+      // The function call's own controls (fn, isolation, payload, Run) only
+      // with the Call tab: the others have their own.
+      for (const c of document.querySelectorAll(".call-only")) c.hidden = tab.dataset.tab !== "call";
     });
   }
   $("run").addEventListener("click", run);

@@ -123,7 +123,7 @@ test("a function typed in the editor runs and its result and logs show", async (
   await done();
 });
 
-test("returned PNG bytes are drawn as a picture", async () => {
+test("returned image bytes are drawn as a picture", async () => {
   const { page, done } = await open();
   await page.getByTestId("examples").selectOption("image.ts");
   await page.getByTestId("run").click();
@@ -131,9 +131,12 @@ test("returned PNG bytes are drawn as a picture", async () => {
   const img = page.getByTestId("result-image");
   await img.waitFor();
   await page.waitForFunction(() => document.querySelector('[data-testid="result-image"]').complete);
+  // The example's chart: five bars, 220 px wide, drawn where it can be seen.
   const width = await img.evaluate((i) => i.naturalWidth);
-  assert.equal(width, 1, "the 1×1 PNG was decoded");
-  assert.match(await img.getAttribute("src"), /^data:image\/png;base64,/);
+  assert.equal(width, 220, "the SVG chart was decoded");
+  const shown = await img.boundingBox();
+  assert.ok(shown && shown.width >= 100, `drawn ${JSON.stringify(shown)}`);
+  assert.match(await img.getAttribute("src"), /^data:image\/svg\+xml;base64,/);
   await done();
 });
 
@@ -182,7 +185,12 @@ test("saved code executes by codeId with its stdout and exit code", async () => 
 
 test("a notebook's second cell sees the first", async () => {
   const { page, done } = await open();
+  // The call's own controls stay with the Call tab.
+  assert.ok(await page.getByTestId("fn").isVisible());
   await page.getByRole("tab", { name: "Notebook" }).click();
+  assert.ok(!(await page.getByTestId("fn").isVisible()), "the call's fn stays in view");
+  assert.ok(!(await page.getByTestId("run").isVisible()));
+  assert.ok(!(await page.getByTestId("payload").isVisible()));
   await page.getByTestId("cell").fill("const base: number = 40;");
   await page.getByTestId("cell-run").click();
   await page.getByTestId("cell-result").first().waitFor();

@@ -43,7 +43,9 @@ fn parse_block(lines: &[String]) -> Vec<Example> {
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i].trim();
-        if line.starts_with("curl ") {
+        // A request: `curl …`, or a `jq … | curl …` pipeline that builds
+        // its body from a file.
+        if line.starts_with("curl ") || line.starts_with("jq ") {
             // A command goes on while a quote is open or a line ends in `\`.
             let mut command = line.to_string();
             while (command.matches('\'').count() % 2 == 1 || command.ends_with('\\'))

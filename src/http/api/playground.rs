@@ -78,8 +78,8 @@ const EXAMPLES: [(&str, &str, &str, &str); 3] = [
     (
         "image.ts",
         include_str!("../../../examples/image.ts"),
-        "pixel",
-        "null",
+        "chart",
+        r#"{"values": [3, 7, 4, 9, 6]}"#,
     ),
 ];
 
