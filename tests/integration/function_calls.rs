@@ -373,13 +373,20 @@ async fn the_examples_run_as_documented() {
         .await;
     assert_eq!(r.json()["result"], json!({"sum": 6, "waitedMs": 50}));
 
-    let r = s.call(&read("image.ts"), "pixel", json!({})).await;
+    let r = s
+        .call(
+            &read("image.ts"),
+            "chart",
+            json!({"payload": {"values": [3, 7, 4, 9]}}),
+        )
+        .await;
     let result = &r.json()["result"];
-    assert_eq!(result["bytes"], 67);
+    assert_eq!(result["bytes"], 409, "{result}");
+    // SVG bytes, sniffed as such: `<svg` in base64.
     assert!(
         result["image"]
             .as_str()
             .unwrap()
-            .starts_with("data:image/png;base64,iVBORw0KGgo")
+            .starts_with("data:image/svg+xml;base64,PHN2Zy")
     );
 }
