@@ -78,6 +78,7 @@ impl Router {
 
     /// Answers one request.
     pub async fn handle(&self, app: &Arc<App>, req: Request<Incoming>) -> Response<Body> {
+        let one_per_connection = browser_on_http1(&req);
         let request_id = req
             .headers()
             .get("x-request-id")
@@ -142,6 +143,9 @@ impl Router {
                 "x-content-type-options",
                 HeaderValue::from_static("nosniff"),
             );
+            if one_per_connection {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             app.runner.metrics.request(
                 pattern,
                 method,
@@ -159,6 +163,16 @@ impl Router {
         .instrument(span)
         .await
     }
+}
+
+/// Whether a browser sent `req` over HTTP/1: such a connection serves one
+/// request. A browser that receives a 408 (an execution's timeout) on a
+/// connection it reused takes it for the server dropping an idle
+/// connection and sends the request again, so the code would run twice;
+/// on a connection of its own, a 408 is its answer. Browsers say who they
+/// are with `Sec-Fetch-Mode`; other clients keep their connections alive.
+fn browser_on_http1(req: &Request<Incoming>) -> bool {
+    req.version() <= hyper::Version::HTTP_11 && req.headers().contains_key("sec-fetch-mode")
 }
 
 /// Writes the log line of a request whose client left before its answer.

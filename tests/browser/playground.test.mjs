@@ -144,9 +144,18 @@ test("a loop shows timeout, and a syntax error marks its line", async () => {
   const { page, done } = await open();
   await typeCode(page, "export function main() {\n  while (true) {}\n}");
   await page.getByTestId("timeout").fill("200");
+  const timeouts = async () => {
+    const text = await (await fetch(`${base}/metrics`, { headers: { authorization: "Bearer browser-key" } })).text();
+    const line = text.split("\n").find((l) => l.startsWith("isoexec_executions_total{") && l.includes('api="run"') && l.includes('outcome="timeout"'));
+    return line ? Number(line.split(" ").pop()) : 0;
+  };
+  const before = await timeouts();
   await page.getByTestId("run").click();
   assert.equal(await resultState(page), "error");
   assert.equal(await page.getByTestId("error-kind").innerText(), "timeout");
+  // Run once: a browser resends a request answered 408 on a connection it
+  // reused, so the server gives each browser request a connection of its own.
+  assert.equal(await timeouts(), before + 1, "the timed-out call ran more than once");
   await typeCode(page, "export function main() {\n  return 1;\n}\nconst = ;");
   await page.getByTestId("run").click();
   assert.equal(await resultState(page), "error");
