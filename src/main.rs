@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use isoexec::config::{Config, Flags, LogFormat};
 
 #[derive(Parser)]
@@ -63,6 +63,60 @@ enum Command {
     CompileHelper,
 }
 
+/// The settings that shape how `isoexec run` runs a program (limits,
+/// permissions, where imports come from); the rest concern the server and
+/// are accepted but left out of `run --help`. `lint --help` lists only the
+/// logging ones.
+const RUN_FLAGS: &[&str] = &[
+    "log_level",
+    "log_format",
+    "tools_dir",
+    "vendor_dir",
+    "import_map",
+    "allow_read",
+    "allow_write",
+    "allow_net",
+    "allow_env",
+    "default_timeout",
+    "max_timeout",
+    "cpu_limit_ms",
+    "memory_limit_mb",
+    "max_result_bytes",
+    "max_log_entries",
+    "max_log_bytes",
+    "max_json_depth",
+    "max_write_bytes",
+    "default_isolation",
+];
+const LINT_FLAGS: &[&str] = &["log_level", "log_format"];
+
+/// The command line, with each subcommand's help listing only the settings
+/// that apply to it. Every setting stays accepted everywhere (`global`), so
+/// `isoexec run --port 1 f.ts` is not an error, merely a no-op.
+fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    // Builds the tree, which copies the global flags into each subcommand.
+    cmd.build();
+    let show_only = |keep: &'static [&'static str]| {
+        move |sub: clap::Command| {
+            let globals: Vec<String> = Flags::augment_args(clap::Command::new("f"))
+                .get_arguments()
+                .map(|a| a.get_id().to_string())
+                .collect();
+            sub.mut_args(|a| {
+                let id = a.get_id().as_str();
+                if globals.iter().any(|g| g == id) && !keep.contains(&id) {
+                    a.hide(true)
+                } else {
+                    a
+                }
+            })
+        }
+    };
+    cmd.mut_subcommand("run", show_only(RUN_FLAGS))
+        .mut_subcommand("lint", show_only(LINT_FLAGS))
+}
+
 /// What to do once the configuration is read.
 enum Action {
     Serve,
@@ -74,7 +128,10 @@ fn main() -> ExitCode {
     if let Some(code) = isoexec::init::as_pid1() {
         return code;
     }
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let action = match cli.command {
         None | Some(Command::Serve) => Action::Serve,
         Some(Command::Run {

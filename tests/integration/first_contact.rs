@@ -341,6 +341,29 @@ fn help_describes_every_setting_and_bad_settings_name_their_variable() {
     for flag in ["--fn", "--payload", "--isolation", "--timeout"] {
         assert!(run_help.contains(flag), "{flag}");
     }
+    // `run --help` lists what shapes a program, not the server's settings;
+    // `lint --help` lists neither. Both still accept every setting.
+    for flag in ["--memory-limit-mb", "--allow-net", "--import-map"] {
+        assert!(run_help.contains(flag), "{flag} missing from run --help");
+    }
+    let lint_help =
+        String::from_utf8_lossy(&bin().args(["lint", "--help"]).output().unwrap().stdout)
+            .to_string();
+    for flag in ["--port", "--database-url", "--api-key", "--max-sessions"] {
+        assert!(!run_help.contains(flag), "{flag} in run --help");
+        assert!(!lint_help.contains(flag), "{flag} in lint --help");
+    }
+    assert!(!lint_help.contains("--memory-limit-mb") && lint_help.contains("--json"));
+    let dir = TempDir::new("runflags");
+    let file = dir.0.join("two.js");
+    std::fs::write(&file, "console.log(1 + 1)").unwrap();
+    let out = bin()
+        .args(["run", "--port", "1", "--memory-limit-mb", "64"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2\n");
+    assert!(out.status.success());
     for (var, value) in [
         ("LOG_LEVEL", "verbose"),
         ("ALLOW_NET", "https://api.example.com/v1"),
