@@ -1,7 +1,7 @@
 // Bootstrap: builds the web globals and the restricted Deno namespace and
 // hands the host its hooks; `seal` later removes every path to deno_core's
 // internals and installs the globals.
-import { op_isoexec_set_hooks } from "ext:core/ops";
+import { op_isoexec_set_hooks, op_isoexec_set_python_hooks } from "ext:core/ops";
 import { primordials } from "ext:core/mod.js";
 import { createConsole } from "ext:isoexec/01_console.js";
 import {
@@ -25,6 +25,7 @@ import { crypto, performance, structuredClone } from "ext:isoexec/06_web.js";
 import { alert, confirm, createDeno, fetch, prompt } from "ext:isoexec/07_deno.js";
 import { hostWorkPending, installBufferGuards } from "ext:isoexec/08_buffers.js";
 import { lockdown, resetRealm } from "ext:isoexec/09_lockdown.js";
+import { keepWasm, python } from "ext:isoexec/10_python.js";
 
 const { ObjectDefineProperty, ObjectKeys, ReflectDeleteProperty, SafeArrayIterator } = primordials;
 
@@ -60,7 +61,9 @@ const globals = {
 // and no longer needs `globalThis.Deno.core`.
 function seal() {
   // WebAssembly memory lives outside both the heap and the ArrayBuffer
-  // budget, so no limit could hold it: WebAssembly is not offered.
+  // budget, so no limit could hold it: WebAssembly is not offered. Only the
+  // Python hooks keep it, to load Pyodide with every page charged.
+  keepWasm(globalThis.WebAssembly);
   for (const name of new SafeArrayIterator(["Deno", "__bootstrap", "console", "WebAssembly"])) {
     ReflectDeleteProperty(globalThis, name);
   }
@@ -90,3 +93,4 @@ function settle() {
 }
 
 op_isoexec_set_hooks(settle, seal, lockdown, resetRealm);
+op_isoexec_set_python_hooks(python.boot, python.run, python.cell);

@@ -48,6 +48,11 @@ struct IsolateThread<'a> {
     /// Whether this thread has served a `"frozen"` call: from then on it
     /// keeps a frozen isolate ready.
     frozen_wanted: bool,
+    /// A fresh Python interpreter, made before it is needed.
+    python: Option<Sandbox>,
+    /// Whether this thread has run a Python program: from then on it keeps
+    /// an interpreter ready.
+    python_wanted: bool,
 }
 
 /// The thread's body: take executions until the pool closes.
@@ -72,6 +77,8 @@ pub(super) fn main(shared: &Shared, id: usize) {
         warm: None,
         frozen: None,
         frozen_wanted: false,
+        python: None,
+        python_wanted: false,
     };
     loop {
         if thread.spare.is_none() {
@@ -79,6 +86,9 @@ pub(super) fn main(shared: &Shared, id: usize) {
         }
         if thread.frozen_wanted && thread.frozen.is_none() {
             thread.frozen = thread.new_sandbox(Slot::Frozen);
+        }
+        if thread.python_wanted && thread.python.is_none() {
+            thread.python = thread.new_sandbox(Slot::Python);
         }
         // Once per call, with the isolates this thread keeps while it waits.
         thread.record_heap(id);
@@ -128,6 +138,7 @@ impl IsolateThread<'_> {
             self.warm.as_mut(),
             self.spare.as_mut(),
             self.frozen.as_mut(),
+            self.python.as_mut(),
         ]
         .into_iter()
         .flatten()
@@ -160,11 +171,19 @@ impl IsolateThread<'_> {
     }
 
     fn create(&self, slot: Slot) -> Result<Sandbox, super::js::InitError> {
-        let sandbox = if slot.policy().frozen {
+        let mut sandbox = if slot.policy().frozen {
             Sandbox::frozen(&self.shared.host)
         } else {
             Sandbox::new(&self.shared.host)
         }?;
+        if slot.policy().python {
+            let rt = &self.rt;
+            sandbox
+                .with_entered(|sb| rt.block_on(sb.boot_python()))
+                .map_err(|e| {
+                    super::js::InitError::Python(e.describe(Duration::ZERO, None).message)
+                })?;
+        }
         self.shared.isolates_created.fetch_add(1, Ordering::Relaxed);
         Ok(sandbox)
     }
@@ -179,6 +198,9 @@ impl IsolateThread<'_> {
         };
         if slot == Slot::Frozen {
             self.frozen_wanted = true;
+        }
+        if slot == Slot::Python {
+            self.python_wanted = true;
         }
         // The deadline covers everything from here on, compiling included.
         let started = Instant::now();
@@ -219,6 +241,9 @@ impl IsolateThread<'_> {
                 .get(script, deadline, &stop)
                 .map(Code::Call)
                 .map_err(ExecError::from),
+            Task::Program { path, source } if queued.execution.task.is_python() => {
+                python_program(path, source.clone(), queued.execution.scope.as_deref())
+            }
             Task::Program { path, source } => match ModuleSpecifier::from_file_path(path) {
                 Ok(url) => Ok(Code::Program(url, source.clone())),
                 Err(()) => Err(internal(&format!(
@@ -235,6 +260,7 @@ impl IsolateThread<'_> {
             Slot::Fresh => self.spare.take(),
             Slot::Warm => self.warm.take(),
             Slot::Frozen => self.frozen.take(),
+            Slot::Python => self.python.take(),
         };
         match kept {
             Some(sandbox) => Ok(sandbox),
@@ -264,7 +290,7 @@ impl IsolateThread<'_> {
         };
         let sink = match code {
             Code::Call(_) => LogSink::new(limits.max_log_entries, limits.max_log_bytes),
-            Code::Program(..) => LogSink::streams(PROGRAM_STREAM_BYTES),
+            Code::Program(..) | Code::Python { .. } => LogSink::streams(PROGRAM_STREAM_BYTES),
         };
         let scope = execution
             .scope
@@ -306,6 +332,10 @@ impl IsolateThread<'_> {
                         ) => sandbox.call(module, fn_name, payload, convert, warm).await,
                         (Code::Program(url, source), _) => sandbox
                             .run_program(url, source.clone())
+                            .await
+                            .map(|()| String::new()),
+                        (Code::Python { code, filename, files }, _) => sandbox
+                            .run_python(code, filename, files.clone())
                             .await
                             .map(|()| String::new()),
                         _ => Err(internal("the task and its code disagree")),
@@ -366,6 +396,76 @@ enum Code {
     Call(Arc<Module>),
     /// The main module's URL, and its text when it is not on disk.
     Program(ModuleSpecifier, Option<Arc<str>>),
+    /// A Python program: its text, its file name, and the files of the
+    /// directory it is confined to (path, bytes), copied into the
+    /// interpreter's file system.
+    Python {
+        code: Arc<str>,
+        filename: String,
+        files: Vec<(String, Vec<u8>)>,
+    },
+}
+
+/// Largest Python program read from disk.
+const PYTHON_SOURCE_BYTES: u64 = 10 * 1024 * 1024;
+/// What of a confined program's directory is copied into its interpreter:
+/// at most this many files, this many bytes in all.
+const PYTHON_MIRROR_FILES: usize = 1000;
+const PYTHON_MIRROR_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A Python program's code: its source, or its file read from disk; with a
+/// scope, the scope directory's files (the program's own included).
+fn python_program(
+    path: &std::path::Path,
+    source: Option<Arc<str>>,
+    scope: Option<&std::path::Path>,
+) -> Result<Code, ExecError> {
+    use std::io::Read;
+    let code: Arc<str> = match source {
+        Some(code) => code,
+        None => {
+            let mut text = String::new();
+            std::fs::File::open(path)
+                .and_then(|f| f.take(PYTHON_SOURCE_BYTES).read_to_string(&mut text))
+                .map_err(|e| internal(&format!("cannot read {}: {e}", path.display())))?;
+            text.into()
+        }
+    };
+    let mut files = Vec::new();
+    if let Some(dir) = scope {
+        let mut budget = PYTHON_MIRROR_BYTES;
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(kind) = entry.file_type() else { continue };
+                let p = entry.path();
+                if kind.is_dir() {
+                    stack.push(p);
+                } else if kind.is_file() && files.len() < PYTHON_MIRROR_FILES {
+                    let len = entry.metadata().map_or(u64::MAX, |m| m.len());
+                    if len > budget || p == path {
+                        continue;
+                    }
+                    if let Ok(bytes) = std::fs::read(&p) {
+                        budget -= len.min(budget);
+                        files.push((p.to_string_lossy().into_owned(), bytes));
+                    }
+                }
+            }
+        }
+    }
+    files.push((
+        path.to_string_lossy().into_owned(),
+        code.as_bytes().to_vec(),
+    ));
+    Ok(Code::Python {
+        code,
+        filename: path.to_string_lossy().into_owned(),
+        files,
+    })
 }
 
 /// Resolves when the caller has dropped its end of the reply channel.

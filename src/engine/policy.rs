@@ -24,6 +24,9 @@ pub(crate) enum Slot {
     /// The isolate `"frozen"` calls share: its built-ins frozen, a fresh
     /// module instance and global object per call.
     Frozen,
+    /// A fresh Python interpreter (a fresh isolate with Pyodide loaded),
+    /// made ahead of time and retired after the program.
+    Python,
 }
 
 /// What becomes of a slot's isolate.
@@ -31,6 +34,8 @@ pub(crate) enum Slot {
 pub(crate) struct SlotPolicy {
     /// Whether the isolate is made with frozen built-ins.
     pub frozen: bool,
+    /// Whether the isolate is made with a Python interpreter loaded.
+    pub python: bool,
     /// Whether it serves more than one call.
     pub kept: bool,
     /// A kept isolate is retired once it holds this many modules (a module
@@ -55,21 +60,31 @@ impl Slot {
         match self {
             Slot::Fresh => SlotPolicy {
                 frozen: false,
+                python: false,
                 kept: false,
                 max_modules: 0,
                 max_heap_share: 1,
             },
             Slot::Warm => SlotPolicy {
                 frozen: false,
+                python: false,
                 kept: true,
                 max_modules: WARM_MAX_MODULES,
                 max_heap_share: KEPT_MAX_HEAP_SHARE,
             },
             Slot::Frozen => SlotPolicy {
                 frozen: true,
+                python: false,
                 kept: true,
                 max_modules: FROZEN_MAX_MODULES,
                 max_heap_share: KEPT_MAX_HEAP_SHARE,
+            },
+            Slot::Python => SlotPolicy {
+                frozen: false,
+                python: true,
+                kept: false,
+                max_modules: 0,
+                max_heap_share: 1,
             },
         }
     }
@@ -95,11 +110,13 @@ impl SlotPolicy {
 }
 
 /// Where `task` runs under `isolation`. Programs always start clean: a
-/// program asked to run `"none"` or `"frozen"` gets a fresh isolate.
+/// program asked to run `"none"` or `"frozen"` gets a fresh isolate, and a
+/// Python program a fresh interpreter.
 pub(crate) fn placement(isolation: Isolation, task: &Task) -> Placement {
     let program = matches!(task, Task::Program { .. });
     match isolation {
         Isolation::Process => Placement::Process,
+        _ if task.is_python() => Placement::Thread(Slot::Python),
         Isolation::Isolate => Placement::Thread(Slot::Fresh),
         _ if program => Placement::Thread(Slot::Fresh),
         Isolation::None => Placement::Thread(Slot::Warm),
@@ -130,6 +147,13 @@ mod tests {
         }
     }
 
+    fn python() -> Task {
+        Task::Program {
+            path: "/w/main.py".into(),
+            source: None,
+        }
+    }
+
     #[test]
     fn each_mode_has_one_placement() {
         let table = [
@@ -145,6 +169,9 @@ mod tests {
             (Isolation::None, program(), Placement::Thread(Slot::Fresh)),
             (Isolation::Frozen, program(), Placement::Thread(Slot::Fresh)),
             (Isolation::Process, program(), Placement::Process),
+            (Isolation::None, python(), Placement::Thread(Slot::Python)),
+            (Isolation::Isolate, python(), Placement::Thread(Slot::Python)),
+            (Isolation::Process, python(), Placement::Process),
         ];
         for (isolation, task, want) in table {
             assert_eq!(placement(isolation, &task), want, "{isolation:?} {task:?}");

@@ -70,6 +70,16 @@ pub enum Task {
     },
 }
 
+impl Task {
+    /// A Python program: a program whose file is a `.py`.
+    pub(crate) fn is_python(&self) -> bool {
+        match self {
+            Task::Program { path, .. } => Language::of_path(path) == Some(Language::Python),
+            Task::Call { .. } => false,
+        }
+    }
+}
+
 /// One execution to run: a function call or a program, with its limits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Execution {
@@ -199,18 +209,22 @@ pub fn split_streams(logs: &[LogEntry]) -> (String, String) {
 pub enum Language {
     JavaScript,
     TypeScript,
+    /// CPython (Pyodide, compiled to WebAssembly): programs and notebook
+    /// cells, not function calls.
+    Python,
 }
 
 impl Language {
     /// Every language, the default (TypeScript) first: lists of names
     /// (environments, aliases) follow this order.
-    pub const ALL: [Language; 2] = [Language::TypeScript, Language::JavaScript];
+    pub const ALL: [Language; 3] = [Language::TypeScript, Language::JavaScript, Language::Python];
 
     /// The names callers may use for it (any case).
     pub fn aliases(self) -> &'static [&'static str] {
         match self {
             Language::JavaScript => &["js", "javascript", "node"],
             Language::TypeScript => &["ts", "typescript"],
+            Language::Python => &["python", "py", "python3"],
         }
     }
 
@@ -235,6 +249,7 @@ impl Language {
         match self {
             Language::JavaScript => &["javascript", "node"],
             Language::TypeScript => &["typescript"],
+            Language::Python => &["python", "python3"],
         }
     }
 
@@ -253,6 +268,7 @@ impl Language {
         match self {
             Language::JavaScript => &["js", "mjs", "cjs", "jsx"],
             Language::TypeScript => &["ts", "mts", "cts", "tsx"],
+            Language::Python => &["py"],
         }
     }
 
@@ -268,6 +284,12 @@ impl Language {
 
     pub fn is_typescript(self) -> bool {
         self == Language::TypeScript
+    }
+
+    /// Whether it runs in V8 as JavaScript (transpiled or not), rather than
+    /// in an interpreter of its own.
+    pub fn is_js(self) -> bool {
+        self != Language::Python
     }
 }
 

@@ -2,6 +2,9 @@
 //! a near-heap-limit callback wired to its kill record, and the sequence that
 //! runs a function call in it.
 
+#[path = "python.rs"]
+mod python;
+
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -99,6 +102,8 @@ pub(crate) enum InitError {
     Seal,
     #[error("the runtime's built-ins could not be frozen")]
     Lockdown,
+    #[error("the Python interpreter could not be loaded: {0}")]
+    Python(String),
 }
 
 /// Removes deno_core's namespace from a fresh runtime and installs the

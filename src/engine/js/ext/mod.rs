@@ -8,6 +8,7 @@ mod fetch;
 pub(crate) mod fetch_client;
 mod fs;
 mod memory;
+mod python;
 mod web;
 
 use std::collections::HashMap;
@@ -27,6 +28,8 @@ use deno::{
 use fetch::op_isoexec_fetch;
 use fs::{op_isoexec_read_file, op_isoexec_read_text_file, op_isoexec_write_file};
 use memory::{op_isoexec_charge, op_isoexec_release};
+pub(crate) use python::{PY_BOOT_KEY, PY_CELL_KEY, PY_RUN_KEY, PythonFiles};
+use python::{op_isoexec_python_file, op_isoexec_set_python_hooks};
 use web::{
     op_isoexec_now, op_isoexec_random_fill, op_isoexec_time_origin, op_isoexec_url_parse,
     op_isoexec_url_set, op_isoexec_utf8_decode,
@@ -174,6 +177,8 @@ deno_core::extension!(
         op_isoexec_set_hooks,
         op_isoexec_charge,
         op_isoexec_release,
+        op_isoexec_python_file,
+        op_isoexec_set_python_hooks,
     ],
     middleware = restrict_builtin_ops,
     customizer = |ext: &mut deno_core::Extension| {
@@ -192,7 +197,7 @@ macro_rules! runtime_js {
 }
 
 /// The JS glue, embedded in the binary.
-static RUNTIME_JS: [deno_core::ExtensionFileSource; 11] = runtime_js!(
+static RUNTIME_JS: [deno_core::ExtensionFileSource; 12] = runtime_js!(
     "00_inspect.js",
     "01_console.js",
     "02_timers.js",
@@ -203,5 +208,6 @@ static RUNTIME_JS: [deno_core::ExtensionFileSource; 11] = runtime_js!(
     "07_deno.js",
     "08_buffers.js",
     "09_lockdown.js",
+    "10_python.js",
     "99_main.js",
 );

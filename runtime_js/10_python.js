@@ -1,0 +1,258 @@
+// Python: loads the Pyodide runtime (CPython compiled to WebAssembly) into a
+// runtime made for Python, and runs programs and notebook cells in it. The
+// host evaluates Pyodide's two scripts as functions whose parameters stand
+// in for the globals they look for (`WebAssembly`, and the `read`,
+// `readbuffer` and `load` of a JS shell), so WebAssembly never becomes a
+// global user code could reach.
+import {
+  op_isoexec_charge,
+  op_isoexec_exit,
+  op_isoexec_log,
+  op_isoexec_python_file,
+  op_isoexec_stdin_read,
+} from "ext:core/ops";
+import { primordials } from "ext:core/mod.js";
+import { TextDecoder } from "ext:isoexec/03_encoding.js";
+
+const {
+  ArrayBufferIsView,
+  ArrayPrototypePop,
+  Error,
+  MathMin,
+  Number,
+  ObjectDefineProperty,
+  ObjectGetOwnPropertyDescriptor,
+  RangeError,
+  ReflectApply,
+  ReflectDeleteProperty,
+  SafeArrayIterator,
+  String,
+  StringPrototypeLastIndexOf,
+  StringPrototypeSlice,
+  StringPrototypeSplit,
+  StringPrototypeToLowerCase,
+  StringFromCharCode,
+  TypedArrayPrototypeGetBuffer,
+  TypedArrayPrototypeGetByteLength,
+  TypedArrayPrototypeGetByteOffset,
+  TypedArrayPrototypeSubarray,
+  Uint8Array,
+} = primordials;
+
+// Console levels of 01_console.js: stdout and stderr.
+const LOG = 1;
+const ERROR = 4;
+const PAGE = 65536;
+
+// `WebAssembly`, taken from the global object before `seal` removes it.
+let wasm = null;
+// The loaded interpreter, and the driver module's functions.
+let pyodide = null;
+let driver = null;
+
+/** Keeps `WebAssembly` for a Python runtime; called by `seal`. */
+export function keepWasm(w) {
+  wasm = w;
+}
+
+/** Memory of a wasm instance, charged against the execution's off-heap budget. */
+function charge(bytes) {
+  if (!(bytes >= 0) || !op_isoexec_charge(MathMin(bytes, 0xffffffff))) {
+    // The op has already stopped the execution with `memory_limit`.
+    throw new RangeError("WebAssembly memory past the memory limit");
+  }
+}
+
+/**
+ * `WebAssembly` as Pyodide sees it: a memory grows only within the budget
+ * (every page is charged first), and an instance's initial memory is
+ * charged when it is made.
+ */
+function limitedWasm() {
+  const W = wasm;
+  const proto = W.Memory.prototype;
+  const grow = proto.grow;
+  const bufferOf = ObjectGetOwnPropertyDescriptor(proto, "buffer").get;
+  ObjectDefineProperty(proto, "grow", {
+    __proto__: null,
+    value: function grow_(delta) {
+      charge(Number(delta) * PAGE);
+      return ReflectApply(grow, this, [delta]);
+    },
+    writable: false,
+    configurable: false,
+  });
+  const instantiate = W.instantiate;
+  return {
+    __proto__: W,
+    instantiate: async (source, imports) => {
+      const made = await ReflectApply(instantiate, W, [source, imports]);
+      const instance = made.instance ?? made;
+      const memory = instance.exports.memory ?? imports?.env?.memory;
+      if (memory) charge(ReflectApply(bufferOf, memory, []).byteLength);
+      return made;
+    },
+  };
+}
+
+/** Lines written to one stream, passed on to the host line by line. */
+class Stream {
+  constructor(level) {
+    this.level = level;
+    this.decoder = new TextDecoder();
+    this.pending = "";
+  }
+  write(bytes) {
+    const text = this.pending + this.decoder.decode(bytes, { stream: true });
+    const lines = StringPrototypeSplit(text, "\n");
+    this.pending = ArrayPrototypePop(lines);
+    for (const line of new SafeArrayIterator(lines)) op_isoexec_log(this.level, line);
+    return bytes.length;
+  }
+  flush() {
+    const rest = this.pending + this.decoder.decode();
+    this.pending = "";
+    if (rest !== "") op_isoexec_log(this.level, rest);
+  }
+}
+
+const stdout = new Stream(LOG);
+const stderr = new Stream(ERROR);
+
+/**
+ * `TextDecoder` as Pyodide sees it: the web's UTF-8 one, and the UTF-16LE
+ * and Latin-1 decoders Emscripten's string conversions ask for.
+ */
+class WideTextDecoder {
+  constructor(label = "utf-8", options = undefined) {
+    const name = StringPrototypeToLowerCase(String(label));
+    if (name === "utf-16le" || name === "utf-16") {
+      this.wide = 2;
+    } else if (name === "latin1" || name === "iso-8859-1" || name === "ascii") {
+      this.wide = 1;
+    } else {
+      this.wide = 0;
+      this.inner = new TextDecoder(label, options);
+    }
+  }
+  decode(input = new Uint8Array(0), options = undefined) {
+    if (this.wide === 0) return this.inner.decode(input, options);
+    const bytes = ArrayBufferIsView(input)
+      ? new Uint8Array(
+          TypedArrayPrototypeGetBuffer(input),
+          TypedArrayPrototypeGetByteOffset(input),
+          TypedArrayPrototypeGetByteLength(input),
+        )
+      : new Uint8Array(input);
+    let out = "";
+    if (this.wide === 1) {
+      for (let i = 0; i < bytes.length; i += 8192) {
+        out += ReflectApply(StringFromCharCode, null, TypedArrayPrototypeSubarray(bytes, i, i + 8192));
+      }
+      return out;
+    }
+    const units = bytes.length >> 1;
+    for (let i = 0; i < units; i += 8192) {
+      const end = MathMin(units, i + 8192);
+      const chunk = [];
+      for (let j = i; j < end; j++) chunk[j - i] = bytes[2 * j] | (bytes[2 * j + 1] << 8);
+      out += ReflectApply(StringFromCharCode, null, chunk);
+    }
+    return out;
+  }
+}
+
+function basename(path) {
+  return StringPrototypeSlice(path, StringPrototypeLastIndexOf(path, "/") + 1);
+}
+
+/**
+ * Loads Pyodide. `makeAsm` and `makeLoader` are Pyodide's two scripts as
+ * functions of (WebAssembly, read, readbuffer, load); `driverSource` is the
+ * Python module that runs programs and cells. Resolves to true.
+ */
+async function boot(makeAsm, makeLoader, lockText, driverSource) {
+  if (wasm === null) throw new Error("this runtime was not made for Python");
+  const W = limitedWasm();
+  const read = (path) => {
+    throw new Error("no file " + String(path));
+  };
+  const load = read;
+  const readbuffer = (path) => op_isoexec_python_file(basename(String(path)));
+  const createPyodideModule = makeAsm(W, read, readbuffer, load, WideTextDecoder);
+  const { loadPyodide } = makeLoader(W, read, readbuffer, load, WideTextDecoder);
+  pyodide = await loadPyodide({
+    indexURL: "/pyodide/",
+    packageBaseUrl: "/pyodide/",
+    lockFileContents: lockText,
+    createPyodideModule,
+    env: { HOME: "/home/pyodide" },
+    args: [],
+  });
+  pyodide.setStdout({ write: (b) => stdout.write(b), isatty: false });
+  pyodide.setStderr({ write: (b) => stderr.write(b), isatty: false });
+  pyodide.setStdin({
+    read: (buffer) => {
+      const n = op_isoexec_stdin_read(buffer);
+      return n < 0 ? 0 : n;
+    },
+    isatty: false,
+  });
+  const module = pyodide.runPython(driverSource, { globals: pyodide.toPy({}) });
+  driver = { run: module.run, cell: module.cell };
+  // What leads from a wasm object back to a constructor that could make
+  // memory outside the budget is cut.
+  for (const name of new SafeArrayIterator(["Memory", "Table", "Global", "Module", "Instance", "Tag", "Exception"])) {
+    const ctor = W[name];
+    if (ctor && ctor.prototype) ReflectDeleteProperty(ctor.prototype, "constructor");
+  }
+  wasm = null;
+  return true;
+}
+
+/** Copies files into the interpreter's file system: [path, bytes] pairs. */
+function mirror(files) {
+  for (const entry of new SafeArrayIterator(files)) {
+    const path = entry[0];
+    const dir = StringPrototypeSlice(path, 0, StringPrototypeLastIndexOf(path, "/")) || "/";
+    pyodide.FS.mkdirTree(dir);
+    pyodide.FS.writeFile(path, entry[1]);
+  }
+}
+
+/**
+ * Runs `code` as the program `filename` (its directory the working one),
+ * after writing `files` into the file system. Ends with the program's exit
+ * code: returns for 0, otherwise ends the execution with it.
+ */
+function run(code, filename, files) {
+  mirror(files);
+  let status;
+  try {
+    status = driver.run(code, filename);
+  } finally {
+    stdout.flush();
+    stderr.flush();
+  }
+  if (status !== 0) op_isoexec_exit(status);
+  return status;
+}
+
+/**
+ * Runs a notebook cell: returns [status, result] where status is 0 (ran),
+ * 1 (raised: the traceback is on stderr) and result the JSON text of the
+ * last expression's value, or null.
+ */
+function cell(code) {
+  try {
+    const out = driver.cell(code);
+    const parts = out.toJs();
+    out.destroy();
+    return parts;
+  } finally {
+    stdout.flush();
+    stderr.flush();
+  }
+}
+
+export const python = { __proto__: null, boot, run, cell };

@@ -1,0 +1,57 @@
+//! Python: the hooks of `runtime_js/10_python.js`, and the files of the
+//! Pyodide runtime it reads while it loads (handed over by the host, which
+//! embeds them).
+
+use deno_error::JsErrorBox;
+use deno_core::{OpState, op2, v8};
+
+/// Private symbol of the glue's `boot(makeAsm, makeLoader, lock, driver)`:
+/// loads Pyodide into a runtime made for Python; resolves to true.
+pub(crate) const PY_BOOT_KEY: &str = "isoexec.python.boot";
+/// Private symbol of the glue's `run(code, filename, files)`: runs a
+/// program and ends the execution with its exit code when not 0.
+pub(crate) const PY_RUN_KEY: &str = "isoexec.python.run";
+/// Private symbol of the glue's `cell(code)`: runs a notebook cell and
+/// returns `[status, resultJson]`.
+pub(crate) const PY_CELL_KEY: &str = "isoexec.python.cell";
+
+/// The Pyodide files a Python runtime reads while it loads, by name.
+#[derive(Clone, Copy)]
+pub(crate) struct PythonFiles {
+    pub wasm: &'static [u8],
+    pub stdlib: &'static [u8],
+}
+
+/// One of the runtime's files (`pyodide.asm.wasm`, `python_stdlib.zip`).
+/// Only a runtime the host made for Python has them.
+#[op2]
+#[buffer]
+pub(super) fn op_isoexec_python_file(
+    state: &mut OpState,
+    #[string] name: &str,
+) -> Result<Vec<u8>, JsErrorBox> {
+    let files = state
+        .try_borrow::<PythonFiles>()
+        .ok_or_else(|| JsErrorBox::generic("this runtime was not made for Python"))?;
+    match name {
+        "pyodide.asm.wasm" => Ok(files.wasm.to_vec()),
+        "python_stdlib.zip" => Ok(files.stdlib.to_vec()),
+        other => Err(JsErrorBox::generic(format!("no Pyodide file {other}"))),
+    }
+}
+
+#[op2(fast)]
+pub(super) fn op_isoexec_set_python_hooks(
+    scope: &mut v8::PinScope,
+    boot: v8::Local<v8::Function>,
+    run: v8::Local<v8::Function>,
+    cell: v8::Local<v8::Function>,
+) {
+    let global = scope.get_current_context().global(scope);
+    for (name, f) in [(PY_BOOT_KEY, boot), (PY_RUN_KEY, run), (PY_CELL_KEY, cell)] {
+        if let Some(name) = v8::String::new(scope, name) {
+            let key = v8::Private::for_api(scope, Some(name));
+            global.set_private(scope, key, f.into());
+        }
+    }
+}

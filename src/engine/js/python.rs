@@ -1,0 +1,283 @@
+//! Python in a sandbox: Pyodide (CPython compiled to WebAssembly, vendored
+//! from npm under `assets/pyodide/`, see `scripts/vendor-pyodide.sh`)
+//! loaded into a runtime of its own, and programs and notebook cells run
+//! in it through the glue of `runtime_js/10_python.js`.
+//!
+//! Pyodide's two scripts are ES modules written for browsers, Node and JS
+//! shells. They are evaluated here as functions whose parameters stand in
+//! for the globals a JS shell has (`read`, `readbuffer`, `load`), for
+//! `WebAssembly`, which no user-facing global offers, and for a
+//! `TextDecoder` that also speaks UTF-16LE and Latin-1: Pyodide takes the
+//! shell's paths, reads its files through the host, and every page of wasm
+//! memory it grows is charged to the execution's memory budget first.
+
+use std::sync::OnceLock;
+
+use deno_core::{PollEventLoopOptions, v8};
+
+use super::super::ext::{PY_BOOT_KEY, PY_CELL_KEY, PY_RUN_KEY, PythonFiles};
+use super::super::failure::Failure;
+use super::Sandbox;
+use crate::engine::types::ExecError;
+
+const WASM: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/assets/pyodide/pyodide.asm.wasm"
+));
+const STDLIB: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/assets/pyodide/python_stdlib.zip"
+));
+const ASM_JS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/assets/pyodide/pyodide.asm.mjs"
+));
+const LOADER_JS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/assets/pyodide/pyodide.mjs"
+));
+const LOCK: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/assets/pyodide/pyodide-lock.json"
+));
+const DRIVER: &str = include_str!("driver.py");
+
+/// The parameters Pyodide's scripts are wrapped in.
+const PARAMS: &str = "WebAssembly, read, readbuffer, load, TextDecoder";
+
+/// Pyodide's scripts as function expressions, made once per process.
+struct Scripts {
+    asm: String,
+    loader: String,
+}
+
+/// Rewrites Pyodide's two modules into function expressions, or says what
+/// in them no longer looks as expected (a Pyodide update).
+fn scripts() -> Result<&'static Scripts, String> {
+    static SCRIPTS: OnceLock<Result<Scripts, String>> = OnceLock::new();
+    SCRIPTS
+        .get_or_init(|| {
+            Ok(Scripts {
+                asm: wrap_asm(ASM_JS)?,
+                loader: wrap_loader(LOADER_JS)?,
+            })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// `pyodide.asm.mjs`: its default export becomes the return value,
+/// `import.meta.url` a constant, and the random source the web's
+/// `crypto.getRandomValues` (the JS-shell path would run `os.system`).
+fn wrap_asm(source: &str) -> Result<String, String> {
+    const EXPORT: &str = "export default _createPyodideModule;";
+    const RANDOM: &str = "var initRandomFill=()=>{";
+    if !source.contains(EXPORT) || !source.contains(RANDOM) {
+        return Err("pyodide.asm.mjs is not the vendored version".into());
+    }
+    let body = source
+        .replace(EXPORT, "return _createPyodideModule;")
+        .replace("import.meta.url", "\"file:///pyodide/pyodide.asm.mjs\"")
+        .replace(
+            RANDOM,
+            "var initRandomFill=()=>{return view=>crypto.getRandomValues(view);",
+        );
+    Ok(format!("(function ({PARAMS}) {{\n{body}\n}})"))
+}
+
+/// `pyodide.mjs`: its `export{a as loadPyodide,…}` becomes a returned object.
+fn wrap_loader(source: &str) -> Result<String, String> {
+    let start = source
+        .rfind("export{")
+        .ok_or("pyodide.mjs has no export list")?;
+    let end = start
+        + source[start..]
+            .find('}')
+            .ok_or("pyodide.mjs has an unclosed export list")?;
+    let fields: Vec<String> = source[start + "export{".len()..end]
+        .split(',')
+        .map(|pair| match pair.split_once(" as ") {
+            Some((local, name)) => format!("{}: {}", name.trim(), local.trim()),
+            None => pair.trim().to_string(),
+        })
+        .collect();
+    let rest = source[end + 1..].trim_start_matches(';');
+    Ok(format!(
+        "(function ({PARAMS}) {{\n{}\nreturn {{{}}};\n{rest}\n}})",
+        &source[..start],
+        fields.join(", ")
+    ))
+}
+
+/// Fails with `Failure::Internal` carrying `what`.
+fn internal(what: impl Into<String>) -> Failure {
+    Failure::Internal(what.into())
+}
+
+impl Sandbox {
+    /// Loads Pyodide into this runtime (made by [`Sandbox::new`]); the
+    /// runtime then serves Python only. Drives the event loop until it is
+    /// loaded.
+    pub(crate) async fn boot_python(&mut self) -> Result<(), ExecError> {
+        let result = self.boot_inner().await;
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result.map_err(|e| self.explain(e))
+    }
+
+    async fn boot_inner(&mut self) -> Result<(), Failure> {
+        let scripts = scripts().map_err(internal)?;
+        self.runtime.op_state().borrow_mut().put(PythonFiles {
+            wasm: WASM,
+            stdlib: STDLIB,
+        });
+        let asm = self
+            .runtime
+            .execute_script("ext:isoexec/pyodide.asm.js", scripts.asm.clone())
+            .map_err(|e| Failure::Js(*e))?;
+        let loader = self
+            .runtime
+            .execute_script("ext:isoexec/pyodide.js", scripts.loader.clone())
+            .map_err(|e| Failure::Js(*e))?;
+        let (boot, args) = {
+            deno_core::scope!(scope, &mut self.runtime);
+            let boot = hook(scope, PY_BOOT_KEY).ok_or_else(|| internal("no Python hooks"))?;
+            let lock = v8::String::new(scope, LOCK).ok_or_else(|| internal("lock file"))?;
+            let driver = v8::String::new(scope, DRIVER).ok_or_else(|| internal("driver"))?;
+            let args = [
+                asm,
+                loader,
+                v8::Global::new(scope, v8::Local::<v8::Value>::from(lock)),
+                v8::Global::new(scope, v8::Local::<v8::Value>::from(driver)),
+            ];
+            (boot, args)
+        };
+        let call = self.runtime.call_with_args(&boot, &args);
+        self.runtime
+            .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())
+            .await
+            .map_err(Failure::Core)?;
+        Ok(())
+    }
+
+    /// Runs `code` as the Python program `filename`, after copying `files`
+    /// (absolute path, bytes) into the interpreter's file system. A
+    /// program that exits with a code other than 0 ends as `Deno.exit`
+    /// does. The runtime is not reused afterwards.
+    pub(crate) async fn run_python(
+        &mut self,
+        code: &str,
+        filename: &str,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), ExecError> {
+        let mut result = self.run_python_inner(code, filename, files).await;
+        if result.is_ok() && self.record.reason().is_some() {
+            result = Err(Failure::Terminated);
+        }
+        self.poisoned = true;
+        result.map_err(|e| self.explain(e).capped())
+    }
+
+    async fn run_python_inner(
+        &mut self,
+        code: &str,
+        filename: &str,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), Failure> {
+        let (run, args) = {
+            deno_core::scope!(scope, &mut self.runtime);
+            let run = hook(scope, PY_RUN_KEY).ok_or_else(|| internal("no Python hooks"))?;
+            let code = v8::String::new(scope, code).ok_or_else(|| internal("the program"))?;
+            let name = v8::String::new(scope, filename).ok_or_else(|| internal("file name"))?;
+            let list = v8::Array::new(scope, files.len() as i32);
+            for (i, (path, bytes)) in files.into_iter().enumerate() {
+                let path = v8::String::new(scope, &path).ok_or_else(|| internal("file name"))?;
+                let len = bytes.len();
+                let store = v8::ArrayBuffer::new_backing_store_from_vec(bytes).make_shared();
+                let buffer = v8::ArrayBuffer::with_backing_store(scope, &store);
+                let view = v8::Uint8Array::new(scope, buffer, 0, len)
+                    .ok_or_else(|| internal("file contents"))?;
+                let pair = v8::Array::new_with_elements(scope, &[path.into(), view.into()]);
+                list.set_index(scope, i as u32, pair.into());
+            }
+            let args = [
+                v8::Global::new(scope, v8::Local::<v8::Value>::from(code)),
+                v8::Global::new(scope, v8::Local::<v8::Value>::from(name)),
+                v8::Global::new(scope, v8::Local::<v8::Value>::from(list)),
+            ];
+            (run, args)
+        };
+        let call = self.runtime.call_with_args(&run, &args);
+        self.runtime
+            .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())
+            .await
+            .map_err(Failure::Core)?;
+        Ok(())
+    }
+
+    /// Runs a notebook cell in this Python runtime: `Ok(Some(json))` with
+    /// the last expression's value, `Ok(None)` without one. A cell that
+    /// raised is `Err(ExecError::Exit { code: 1 })`-like: its traceback is
+    /// on stderr and the status comes back as the exit code.
+    pub(crate) async fn python_cell(&mut self, code: &str) -> Result<(i32, Option<String>), ExecError> {
+        let result = self.python_cell_inner(code).await;
+        let result = match result {
+            Ok(v) if self.record.reason().is_none() => Ok(v),
+            Ok(_) => Err(Failure::Terminated),
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| self.explain(e).capped())
+    }
+
+    async fn python_cell_inner(&mut self, code: &str) -> Result<(i32, Option<String>), Failure> {
+        let (cell, args) = {
+            deno_core::scope!(scope, &mut self.runtime);
+            let cell = hook(scope, PY_CELL_KEY).ok_or_else(|| internal("no Python hooks"))?;
+            let code = v8::String::new(scope, code).ok_or_else(|| internal("the cell"))?;
+            (cell, [v8::Global::new(scope, v8::Local::<v8::Value>::from(code))])
+        };
+        let call = self.runtime.call_with_args(&cell, &args);
+        let value = self
+            .runtime
+            .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())
+            .await
+            .map_err(Failure::Core)?;
+        deno_core::scope!(scope, &mut self.runtime);
+        let value = v8::Local::new(scope, value);
+        let parts = v8::Local::<v8::Array>::try_from(value)
+            .map_err(|_| internal("a cell answered no pair"))?;
+        let status = parts
+            .get_index(scope, 0)
+            .and_then(|v| v.int32_value(scope))
+            .unwrap_or(1);
+        let result = parts
+            .get_index(scope, 1)
+            .filter(|v| v.is_string())
+            .map(|v| v.to_rust_string_lossy(scope));
+        Ok((status, result))
+    }
+}
+
+/// The glue function under the private symbol `key`, if the glue set it.
+fn hook(scope: &mut v8::PinScope, key: &str) -> Option<v8::Global<v8::Function>> {
+    let global = scope.get_current_context().global(scope);
+    let name = v8::String::new(scope, key)?;
+    let key = v8::Private::for_api(scope, Some(name));
+    let value = global.get_private(scope, key)?;
+    let function = v8::Local::<v8::Function>::try_from(value).ok()?;
+    Some(v8::Global::new(scope, function))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vendored_scripts_wrap() {
+        let s = scripts().expect("the vendored Pyodide scripts wrap");
+        assert!(s.asm.starts_with("(function (WebAssembly"));
+        assert!(s.loader.contains("loadPyodide: "));
+        assert!(!s.asm.contains("import.meta"));
+    }
+}
