@@ -10,7 +10,11 @@
 //! in with `#[path]` under the module paths they have in the crate. Adding
 //! an op that uses another crate module means adding that module here too.
 
-#![allow(dead_code, unused_imports, reason = "only the extension is used from these modules")]
+#![allow(
+    dead_code,
+    unused_imports,
+    reason = "only the extension is used from these modules"
+)]
 
 // The extension's sources, under the same module paths as in the crate
 // (`crate::engine::…`), so they compile unchanged here and in the server.

@@ -9,7 +9,10 @@ import {
   op_isoexec_exit,
   op_isoexec_log,
   op_isoexec_python_file,
+  op_isoexec_python_has_snapshot,
+  op_isoexec_python_keep_snapshot,
   op_isoexec_stdin_read,
+  op_isoexec_write_file,
 } from "ext:core/ops";
 import { primordials } from "ext:core/mod.js";
 import { TextDecoder } from "ext:isoexec/03_encoding.js";
@@ -17,12 +20,17 @@ import { TextDecoder } from "ext:isoexec/03_encoding.js";
 const {
   ArrayBufferIsView,
   ArrayPrototypePop,
+  ArrayPrototypePush,
   Error,
+  MapPrototypeForEach,
+  MapPrototypeGet,
+  MapPrototypeSet,
   MathMin,
   Number,
   ObjectDefineProperty,
   ObjectGetOwnPropertyDescriptor,
   RangeError,
+  SafeMap,
   ReflectApply,
   ReflectDeleteProperty,
   SafeArrayIterator,
@@ -181,6 +189,9 @@ async function boot(makeAsm, makeLoader, lockText, driverSource) {
   const readbuffer = (path) => op_isoexec_python_file(basename(String(path)));
   const createPyodideModule = makeAsm(W, read, readbuffer, load, WideTextDecoder);
   const { loadPyodide } = makeLoader(W, read, readbuffer, load, WideTextDecoder);
+  // The first interpreter of the process starts CPython and leaves a
+  // snapshot of its memory; every later one restores that instead.
+  const restore = op_isoexec_python_has_snapshot();
   pyodide = await loadPyodide({
     indexURL: "/pyodide/",
     packageBaseUrl: "/pyodide/",
@@ -188,7 +199,10 @@ async function boot(makeAsm, makeLoader, lockText, driverSource) {
     createPyodideModule,
     env: { HOME: "/home/pyodide" },
     args: [],
+    _makeSnapshot: !restore,
+    _loadSnapshot: restore ? op_isoexec_python_file("snapshot") : undefined,
   });
+  if (!restore) op_isoexec_python_keep_snapshot(pyodide.makeMemorySnapshot());
   pyodide.setStdout({ write: (b) => stdout.write(b), isatty: false });
   pyodide.setStderr({ write: (b) => stderr.write(b), isatty: false });
   pyodide.setStdin({
@@ -220,13 +234,54 @@ function mirror(files) {
   }
 }
 
+/** Modification times of the regular files under `root`, by path. */
+function listFiles(root, into = new SafeMap()) {
+  const FS = pyodide.FS;
+  let names;
+  try {
+    names = FS.readdir(root);
+  } catch {
+    return into;
+  }
+  for (const name of new SafeArrayIterator(names)) {
+    if (name === "." || name === "..") continue;
+    const path = root + "/" + name;
+    const stat = FS.stat(path);
+    if (FS.isDir(stat.mode)) listFiles(path, into);
+    else if (FS.isFile(stat.mode)) MapPrototypeSet(into, path, stat.mtime.getTime());
+  }
+  return into;
+}
+
+/**
+ * Writes back to the host the files under `root` the program made or
+ * changed, through the same permission and quota checks as `Deno.writeFile`.
+ */
+function saveFiles(root, before) {
+  const changed = [];
+  MapPrototypeForEach(listFiles(root), (mtime, path) => {
+    if (MapPrototypeGet(before, path) !== mtime) ArrayPrototypePush(changed, path);
+  });
+  for (const path of new SafeArrayIterator(changed)) {
+    try {
+      op_isoexec_write_file(path, pyodide.FS.readFile(path), false);
+    } catch (e) {
+      op_isoexec_log(ERROR, "error: " + basename(path) + " was not saved: " + String(e?.message ?? e));
+      return false;
+    }
+  }
+  return true;
+}
+
 /**
  * Runs `code` as the program `filename` (its directory the working one),
- * after writing `files` into the file system. Ends with the program's exit
- * code: returns for 0, otherwise ends the execution with it.
+ * after writing `files` into the file system; with a `root`, what the
+ * program wrote under it is saved to the host afterwards. Ends with the
+ * program's exit code: returns for 0, otherwise ends the execution with it.
  */
-function run(code, filename, files) {
+function run(code, filename, files, root) {
   mirror(files);
+  const before = root ? listFiles(root) : null;
   let status;
   try {
     status = driver.run(code, filename);
@@ -234,6 +289,7 @@ function run(code, filename, files) {
     stdout.flush();
     stderr.flush();
   }
+  if (root && !saveFiles(root, before) && status === 0) status = 1;
   if (status !== 0) op_isoexec_exit(status);
   return status;
 }

@@ -334,8 +334,16 @@ impl IsolateThread<'_> {
                             .run_program(url, source.clone())
                             .await
                             .map(|()| String::new()),
-                        (Code::Python { code, filename, files }, _) => sandbox
-                            .run_python(code, filename, files.clone())
+                        (
+                            Code::Python {
+                                code,
+                                filename,
+                                files,
+                                root,
+                            },
+                            _,
+                        ) => sandbox
+                            .run_python(code, filename, files.clone(), root.as_deref())
                             .await
                             .map(|()| String::new()),
                         _ => Err(internal("the task and its code disagree")),
@@ -403,6 +411,8 @@ enum Code {
         code: Arc<str>,
         filename: String,
         files: Vec<(String, Vec<u8>)>,
+        /// The directory whose changed files are saved back (a scope's).
+        root: Option<String>,
     },
 }
 
@@ -440,7 +450,9 @@ fn python_program(
                 continue;
             };
             for entry in entries.flatten() {
-                let Ok(kind) = entry.file_type() else { continue };
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
                 let p = entry.path();
                 if kind.is_dir() {
                     stack.push(p);
@@ -465,6 +477,7 @@ fn python_program(
         code,
         filename: path.to_string_lossy().into_owned(),
         files,
+        root: scope.map(|d| d.to_string_lossy().into_owned()),
     })
 }
 

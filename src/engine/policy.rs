@@ -170,7 +170,11 @@ mod tests {
             (Isolation::Frozen, program(), Placement::Thread(Slot::Fresh)),
             (Isolation::Process, program(), Placement::Process),
             (Isolation::None, python(), Placement::Thread(Slot::Python)),
-            (Isolation::Isolate, python(), Placement::Thread(Slot::Python)),
+            (
+                Isolation::Isolate,
+                python(),
+                Placement::Thread(Slot::Python),
+            ),
             (Isolation::Process, python(), Placement::Process),
         ];
         for (isolation, task, want) in table {

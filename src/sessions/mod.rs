@@ -614,7 +614,7 @@ fn finish(session: &Session) {
 
 /// Whether `name` is a file name a session may write: a relative path
 /// inside the session directory (sub-directories allowed), ending in a
-/// JavaScript or TypeScript extension.
+/// JavaScript, TypeScript, JSON or Python extension.
 pub(crate) fn valid_filename(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 255 {
         return Err("filename must be 1 to 255 characters".into());
@@ -632,12 +632,12 @@ pub(crate) fn valid_filename(name: &str) -> Result<(), String> {
             "filename '{name}' must be a relative path inside the session (no '..', no leading '/')"
         ));
     }
-    let ok_ext = [".ts", ".js", ".mjs", ".mts", ".json"]
+    let ok_ext = [".ts", ".js", ".mjs", ".mts", ".json", ".py"]
         .iter()
         .any(|e| name.ends_with(e));
     if !ok_ext {
         return Err(format!(
-            "filename '{name}' must end in .ts, .js, .mts, .mjs or .json"
+            "filename '{name}' must end in .ts, .js, .mts, .mjs, .json or .py"
         ));
     }
     Ok(())

@@ -10,6 +10,11 @@ import sys
 import traceback
 import types
 
+# An interpreter restored from a snapshot starts with the snapshot's
+# random state: a module seeded then is seeded again, here, per restore.
+if "random" in sys.modules:
+    sys.modules["random"].seed()
+
 # Output reaches the host as it is written, so stdout and stderr interleave
 # in the order the program wrote them.
 sys.stdout.reconfigure(line_buffering=True)

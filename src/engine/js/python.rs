@@ -162,7 +162,9 @@ impl Sandbox {
     }
 
     /// Runs `code` as the Python program `filename`, after copying `files`
-    /// (absolute path, bytes) into the interpreter's file system. A
+    /// (absolute path, bytes) into the interpreter's file system; what it
+    /// writes under `root` is saved to the host afterwards, within the
+    /// call's write permissions and quota. A
     /// program that exits with a code other than 0 ends as `Deno.exit`
     /// does. The runtime is not reused afterwards.
     pub(crate) async fn run_python(
@@ -170,8 +172,9 @@ impl Sandbox {
         code: &str,
         filename: &str,
         files: Vec<(String, Vec<u8>)>,
+        root: Option<&str>,
     ) -> Result<(), ExecError> {
-        let mut result = self.run_python_inner(code, filename, files).await;
+        let mut result = self.run_python_inner(code, filename, files, root).await;
         if result.is_ok() && self.record.reason().is_some() {
             result = Err(Failure::Terminated);
         }
@@ -184,6 +187,7 @@ impl Sandbox {
         code: &str,
         filename: &str,
         files: Vec<(String, Vec<u8>)>,
+        root: Option<&str>,
     ) -> Result<(), Failure> {
         let (run, args) = {
             deno_core::scope!(scope, &mut self.runtime);
@@ -201,10 +205,17 @@ impl Sandbox {
                 let pair = v8::Array::new_with_elements(scope, &[path.into(), view.into()]);
                 list.set_index(scope, i as u32, pair.into());
             }
+            let root: v8::Local<v8::Value> = match root {
+                Some(root) => v8::String::new(scope, root)
+                    .ok_or_else(|| internal("directory name"))?
+                    .into(),
+                None => v8::undefined(scope).into(),
+            };
             let args = [
                 v8::Global::new(scope, v8::Local::<v8::Value>::from(code)),
                 v8::Global::new(scope, v8::Local::<v8::Value>::from(name)),
                 v8::Global::new(scope, v8::Local::<v8::Value>::from(list)),
+                v8::Global::new(scope, root),
             ];
             (run, args)
         };
@@ -220,7 +231,10 @@ impl Sandbox {
     /// the last expression's value, `Ok(None)` without one. A cell that
     /// raised is `Err(ExecError::Exit { code: 1 })`-like: its traceback is
     /// on stderr and the status comes back as the exit code.
-    pub(crate) async fn python_cell(&mut self, code: &str) -> Result<(i32, Option<String>), ExecError> {
+    pub(crate) async fn python_cell(
+        &mut self,
+        code: &str,
+    ) -> Result<(i32, Option<String>), ExecError> {
         let result = self.python_cell_inner(code).await;
         let result = match result {
             Ok(v) if self.record.reason().is_none() => Ok(v),
@@ -235,7 +249,10 @@ impl Sandbox {
             deno_core::scope!(scope, &mut self.runtime);
             let cell = hook(scope, PY_CELL_KEY).ok_or_else(|| internal("no Python hooks"))?;
             let code = v8::String::new(scope, code).ok_or_else(|| internal("the cell"))?;
-            (cell, [v8::Global::new(scope, v8::Local::<v8::Value>::from(code))])
+            (
+                cell,
+                [v8::Global::new(scope, v8::Local::<v8::Value>::from(code))],
+            )
         };
         let call = self.runtime.call_with_args(&cell, &args);
         let value = self

@@ -2,8 +2,8 @@
 //! Pyodide runtime it reads while it loads (handed over by the host, which
 //! embeds them).
 
-use deno_error::JsErrorBox;
 use deno_core::{OpState, op2, v8};
+use deno_error::JsErrorBox;
 
 /// Private symbol of the glue's `boot(makeAsm, makeLoader, lock, driver)`:
 /// loads Pyodide into a runtime made for Python; resolves to true.
@@ -22,8 +22,32 @@ pub(crate) struct PythonFiles {
     pub stdlib: &'static [u8],
 }
 
-/// One of the runtime's files (`pyodide.asm.wasm`, `python_stdlib.zip`).
-/// Only a runtime the host made for Python has them.
+/// The interpreter's memory right after its first start in this process
+/// (Pyodide's memory snapshot): later interpreters restore it instead of
+/// starting CPython again.
+static SNAPSHOT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+/// Whether an interpreter has left a snapshot to restore.
+#[op2(fast)]
+pub(super) fn op_isoexec_python_has_snapshot() -> bool {
+    SNAPSHOT.get().is_some()
+}
+
+/// Keeps the snapshot the first interpreter made (the first one wins).
+#[op2(fast)]
+pub(super) fn op_isoexec_python_keep_snapshot(state: &mut OpState, #[buffer] bytes: &[u8]) {
+    if state.try_borrow::<PythonFiles>().is_some() {
+        let _ = SNAPSHOT.set(bytes.to_vec());
+    }
+}
+
+/// Bytes of the kept snapshot, if any.
+pub(crate) fn snapshot_bytes() -> usize {
+    SNAPSHOT.get().map_or(0, Vec::len)
+}
+
+/// One of the runtime's files (`pyodide.asm.wasm`, `python_stdlib.zip`,
+/// `snapshot`). Only a runtime the host made for Python has them.
 #[op2]
 #[buffer]
 pub(super) fn op_isoexec_python_file(
@@ -36,6 +60,10 @@ pub(super) fn op_isoexec_python_file(
     match name {
         "pyodide.asm.wasm" => Ok(files.wasm.to_vec()),
         "python_stdlib.zip" => Ok(files.stdlib.to_vec()),
+        "snapshot" => SNAPSHOT
+            .get()
+            .cloned()
+            .ok_or_else(|| JsErrorBox::generic("no Python snapshot yet")),
         other => Err(JsErrorBox::generic(format!("no Pyodide file {other}"))),
     }
 }
