@@ -176,10 +176,12 @@ function basename(path) {
 
 /**
  * Loads Pyodide. `makeAsm` and `makeLoader` are Pyodide's two scripts as
- * functions of (WebAssembly, read, readbuffer, load); `driverSource` is the
- * Python module that runs programs and cells. Resolves to true.
+ * functions of (WebAssembly, read, readbuffer, load, TextDecoder);
+ * `driverSource` is the Python module that runs programs and cells;
+ * `interruptWord` an Int32Array the host writes 2 into to raise
+ * `KeyboardInterrupt`. Resolves to true.
  */
-async function boot(makeAsm, makeLoader, lockText, driverSource) {
+async function boot(makeAsm, makeLoader, lockText, driverSource, interruptWord) {
   if (wasm === null) throw new Error("this runtime was not made for Python");
   const W = limitedWasm();
   const read = (path) => {
@@ -212,6 +214,7 @@ async function boot(makeAsm, makeLoader, lockText, driverSource) {
     },
     isatty: false,
   });
+  pyodide.setInterruptBuffer(interruptWord);
   const module = pyodide.runPython(driverSource, { globals: pyodide.toPy({}) });
   driver = { run: module.run, cell: module.cell };
   // What leads from a wasm object back to a constructor that could make

@@ -17,7 +17,7 @@ use super::js::cells::{CellOutcome, CellSession};
 use super::js::ext::LogSink;
 use super::js::{CallSetup, ConvertLimits, Sandbox, SandboxHost, Scope};
 use super::options::Limits;
-use super::types::PROGRAM_STREAM_BYTES;
+use super::types::{Language, PROGRAM_STREAM_BYTES};
 use super::watchdog::{CancelFlag, KillReason, KillRecord, Watch, Watchdog};
 use crate::sync::lock;
 
@@ -189,7 +189,9 @@ impl Drop for Notebook {
 /// after a memory kill.
 struct NotebookIsolate {
     sandbox: Sandbox,
-    session: CellSession,
+    /// The inspector session of a JavaScript notebook; a Python notebook
+    /// runs its cells through its interpreter instead.
+    session: Option<CellSession>,
 }
 
 /// A notebook's thread: its runtime, its isolate (made on first use) and
@@ -299,11 +301,16 @@ impl NotebookThread {
             duration: started.elapsed(),
             output_truncated: false,
         };
-        let script = match self.compile(&cell, deadline, flag) {
-            Ok(script) => script,
-            Err((status, stderr)) => return failed(status, stderr),
+        let python = cell.language == Language::Python;
+        let script = if python {
+            cell.code.clone()
+        } else {
+            match self.compile(&cell, deadline, flag) {
+                Ok(script) => script,
+                Err((status, stderr)) => return failed(status, stderr),
+            }
         };
-        if let Err(e) = self.ensure_isolate() {
+        if let Err(e) = self.ensure_isolate(python) {
             tracing::error!(error = %e, "a notebook isolate could not be made");
             return failed(CellStatus::Error, "error: internal error\n".into());
         }
@@ -366,15 +373,27 @@ impl NotebookThread {
 
     /// Makes the notebook's isolate if it has none (the first cell, or the
     /// first after a kill).
-    fn ensure_isolate(&mut self) -> Result<(), super::js::InitError> {
+    fn ensure_isolate(&mut self, python: bool) -> Result<(), super::js::InitError> {
         if self.live.is_some() {
             return Ok(());
         }
-        let mut sandbox = Sandbox::with_inspector(&self.parts.host)?;
+        let mut sandbox = if python {
+            let mut sandbox = Sandbox::new(&self.parts.host)?;
+            let rt = &self.rt;
+            sandbox
+                .with_entered(|sb| rt.block_on(sb.boot_python()))
+                .map_err(|e| {
+                    super::js::InitError::Python(e.describe(Duration::ZERO, None).message)
+                })?;
+            sandbox
+        } else {
+            Sandbox::with_inspector(&self.parts.host)?
+        };
         self.parts
             .isolates_created
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let session = sandbox.with_entered(|sb| CellSession::open(sb, self.slot.clone()));
+        let session =
+            (!python).then(|| sandbox.with_entered(|sb| CellSession::open(sb, self.slot.clone())));
         self.live = Some(NotebookIsolate { sandbox, session });
         Ok(())
     }
@@ -391,6 +410,11 @@ impl NotebookThread {
         let parts = &self.parts;
         let (scope, rt) = (&self.scope, &self.rt);
         let NotebookIsolate { sandbox, session } = self.live.as_mut()?;
+        let Some(session) = session else {
+            return Some(python_cell(
+                sandbox, parts, rt, script, cell, deadline, flag,
+            ));
+        };
         let limits = ConvertLimits {
             max_bytes: parts.limits.max_result_bytes,
             max_depth: parts.limits.max_json_depth,
@@ -442,6 +466,126 @@ impl NotebookThread {
     }
 }
 
+/// How long a Python cell past its deadline (or interrupted) may take to
+/// unwind from its `KeyboardInterrupt` before its interpreter is
+/// terminated, and the notebook's state with it.
+const PYTHON_UNWIND: Duration = Duration::from_millis(300);
+
+/// Runs a Python notebook cell. At its deadline, or when it is
+/// interrupted, `KeyboardInterrupt` is raised in it, so the interpreter
+/// unwinds and the state is kept; one that has not unwound
+/// `PYTHON_UNWIND` later is terminated, and the state is lost.
+fn python_cell(
+    sandbox: &mut Sandbox,
+    parts: &NotebookParts,
+    rt: &tokio::runtime::Runtime,
+    code: &str,
+    cell: CellRequest,
+    deadline: Instant,
+    flag: &Arc<CancelFlag>,
+) -> Evaluated {
+    let cell_record = Arc::new(KillRecord::default());
+    sandbox.with_entered(|sb| {
+        sb.begin_call(CallSetup {
+            logs: LogSink::streams(PROGRAM_STREAM_BYTES),
+            env: cell.env,
+            deadline,
+            cancel: Some(flag.clone()),
+            write_budget: cell.write_budget.min(parts.limits.max_write_bytes),
+            stdin: None,
+            scope: None,
+        });
+        let guard = PythonGuard::start(
+            sb.python_interrupt(),
+            sb.isolate_handle(),
+            sb.kill_record(),
+            cell_record.clone(),
+            deadline,
+            flag.clone(),
+        );
+        let outcome = rt.block_on(sb.python_cell(code));
+        guard.finish();
+        let killed = sb.kill_record().reason();
+        let (logs, truncated) = sb.take_logs();
+        let (outcome, exit_code) = match outcome {
+            Ok((0, result)) => (
+                CellOutcome::Value(result.unwrap_or_else(|| "null".into())),
+                None,
+            ),
+            Ok((1, _)) => (CellOutcome::Raised, None),
+            Ok((code, _)) => (CellOutcome::Value("null".into()), Some(code)),
+            Err(_) => (CellOutcome::NoReply, None),
+        };
+        Evaluated {
+            outcome,
+            logs,
+            truncated,
+            killed,
+            stopped: cell_record.reason(),
+            exit_code,
+        }
+    })
+}
+
+/// The thread that stops a Python cell: it writes the interrupt word at
+/// the deadline or on an interrupt, and terminates the interpreter if the
+/// cell has not ended `PYTHON_UNWIND` later.
+struct PythonGuard {
+    done: mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PythonGuard {
+    fn start(
+        word: Option<Arc<std::sync::atomic::AtomicI32>>,
+        isolate: deno_core::v8::IsolateHandle,
+        isolate_record: Arc<KillRecord>,
+        cell_record: Arc<KillRecord>,
+        deadline: Instant,
+        flag: Arc<CancelFlag>,
+    ) -> PythonGuard {
+        let (done, ended) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("isoexec-notebook-guard".into())
+            .spawn(move || {
+                // Wait for the deadline, an interrupt or the cell's end.
+                let reason = loop {
+                    let now = Instant::now();
+                    if flag.is_cancelled() {
+                        break KillReason::Cancelled;
+                    }
+                    if now >= deadline {
+                        break KillReason::Timeout;
+                    }
+                    let wait = (deadline - now).min(Duration::from_millis(10));
+                    match ended.recv_timeout(wait) {
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    }
+                };
+                cell_record.mark(reason);
+                if let Some(word) = &word {
+                    word.store(2, std::sync::atomic::Ordering::SeqCst);
+                }
+                if let Err(mpsc::RecvTimeoutError::Timeout) = ended.recv_timeout(PYTHON_UNWIND) {
+                    isolate_record.mark(reason);
+                    isolate.terminate_execution();
+                }
+            });
+        PythonGuard {
+            done,
+            thread: thread.ok(),
+        }
+    }
+
+    fn finish(mut self) {
+        let _ = self.done.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// A cell's status, its value (as JSON text) and whether the notebook's
 /// state ended, from what its evaluation left; what the user should read
 /// about it is added to `stderr`.
@@ -451,6 +595,20 @@ fn read_outcome(e: &Evaluated, stderr: &mut String) -> (CellStatus, Option<Strin
             stderr.push_str("error: memory limit exceeded; the session's state was reset\n");
             (CellStatus::MemoryLimit, None, true)
         }
+        // A Python cell that did not unwind in time: its interpreter was
+        // terminated mid-way, and its state cannot be trusted.
+        (Some(reason @ (KillReason::Timeout | KillReason::Cancelled)), _, _) => {
+            stderr.push_str(
+                "error: the Python code did not stop when interrupted; \
+                 the session's state was reset\n",
+            );
+            let status = if reason == KillReason::Timeout {
+                CellStatus::Timeout
+            } else {
+                CellStatus::Interrupted
+            };
+            (status, None, true)
+        }
         // Deno.exit or another kill of the isolate itself.
         (Some(_), _, _) => (CellStatus::Completed, None, true),
         (None, Some(KillReason::Timeout), _) => (CellStatus::Timeout, None, false),
@@ -459,6 +617,8 @@ fn read_outcome(e: &Evaluated, stderr: &mut String) -> (CellStatus, Option<Strin
             (CellStatus::Interrupted, None, false)
         }
         (None, _, CellOutcome::NoReply) => (CellStatus::Timeout, None, false),
+        // A Python cell raised: its traceback is on stderr already.
+        (None, _, CellOutcome::Raised) => (CellStatus::Error, None, false),
         (None, _, CellOutcome::Threw(text)) => {
             stderr.push_str(&format!("Uncaught {text}\n"));
             (CellStatus::Error, None, false)

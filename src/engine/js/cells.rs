@@ -37,6 +37,8 @@ pub(crate) enum CellOutcome {
     Value(String),
     /// The cell threw: the exception as V8 describes it (with its stack).
     Threw(String),
+    /// A Python cell raised; its traceback is already on stderr.
+    Raised,
     /// No reply came before the deadline (terminated, or still waiting).
     NoReply,
     /// Converting the value failed (too large, too deep, or it threw).

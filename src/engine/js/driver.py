@@ -5,6 +5,7 @@
 # expression is what the glue keeps.
 import ast
 import json
+import linecache
 import os
 import sys
 import traceback
@@ -117,6 +118,8 @@ def cell(code):
     global _cell_count
     _cell_count += 1
     filename = "<cell %d>" % _cell_count
+    # Tracebacks show the cell's lines, as a file's would.
+    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
     sys.modules["__main__"] = _cell_main
     namespace = _cell_main.__dict__
     try:

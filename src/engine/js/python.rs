@@ -11,7 +11,8 @@
 //! shell's paths, reads its files through the host, and every page of wasm
 //! memory it grows is charged to the execution's memory budget first.
 
-use std::sync::OnceLock;
+use std::sync::atomic::AtomicI32;
+use std::sync::{Arc, OnceLock};
 
 use deno_core::{PollEventLoopOptions, v8};
 
@@ -128,6 +129,7 @@ impl Sandbox {
 
     async fn boot_inner(&mut self) -> Result<(), Failure> {
         let scripts = scripts().map_err(internal)?;
+        self.interrupt = Some(Arc::new(AtomicI32::new(0)));
         self.runtime.op_state().borrow_mut().put(PythonFiles {
             wasm: WASM,
             stdlib: STDLIB,
@@ -145,11 +147,13 @@ impl Sandbox {
             let boot = hook(scope, PY_BOOT_KEY).ok_or_else(|| internal("no Python hooks"))?;
             let lock = v8::String::new(scope, LOCK).ok_or_else(|| internal("lock file"))?;
             let driver = v8::String::new(scope, DRIVER).ok_or_else(|| internal("driver"))?;
+            let word = interrupt_word(scope, &self.interrupt)?;
             let args = [
                 asm,
                 loader,
                 v8::Global::new(scope, v8::Local::<v8::Value>::from(lock)),
                 v8::Global::new(scope, v8::Local::<v8::Value>::from(driver)),
+                v8::Global::new(scope, v8::Local::<v8::Value>::from(word)),
             ];
             (boot, args)
         };
@@ -227,10 +231,15 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Runs a notebook cell in this Python runtime: `Ok(Some(json))` with
-    /// the last expression's value, `Ok(None)` without one. A cell that
-    /// raised is `Err(ExecError::Exit { code: 1 })`-like: its traceback is
-    /// on stderr and the status comes back as the exit code.
+    /// The interrupt word of a Python runtime: writing 2 raises
+    /// `KeyboardInterrupt` in the running Python code.
+    pub(crate) fn python_interrupt(&self) -> Option<Arc<AtomicI32>> {
+        self.interrupt.clone()
+    }
+
+    /// Runs a notebook cell in this Python runtime: its status (0 ran, 1
+    /// raised with the traceback on stderr, else a `sys.exit` code) and the
+    /// JSON text of its last expression's value, if it had one.
     pub(crate) async fn python_cell(
         &mut self,
         code: &str,
@@ -274,6 +283,40 @@ impl Sandbox {
             .map(|v| v.to_rust_string_lossy(scope));
         Ok((status, result))
     }
+}
+
+/// An `Int32Array` over the interrupt word the host writes from another
+/// thread; the buffer's memory is the `Arc`'s, released when both the
+/// host and V8 are done with it.
+fn interrupt_word<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    word: &Option<Arc<AtomicI32>>,
+) -> Result<v8::Local<'s, v8::Int32Array>, Failure> {
+    let word = word.clone().ok_or_else(|| internal("no interrupt word"))?;
+    unsafe extern "C" fn release(
+        _data: *mut std::ffi::c_void,
+        _len: usize,
+        owner: *mut std::ffi::c_void,
+    ) {
+        // SAFETY: `owner` is the pointer `Arc::into_raw` gave below, and V8
+        // calls this once, when the buffer is gone.
+        drop(unsafe { Arc::from_raw(owner as *const AtomicI32) });
+    }
+    let owner = Arc::into_raw(word);
+    // SAFETY: the four bytes at `owner` live as long as the Arc this
+    // buffer holds (released by `release`); an AtomicI32 may be read and
+    // written as plain memory from V8's side.
+    let store = unsafe {
+        v8::ArrayBuffer::new_backing_store_from_ptr(
+            owner as *mut std::ffi::c_void,
+            std::mem::size_of::<AtomicI32>(),
+            release,
+            owner as *mut std::ffi::c_void,
+        )
+    }
+    .make_shared();
+    let buffer = v8::ArrayBuffer::with_backing_store(scope, &store);
+    v8::Int32Array::new(scope, buffer, 0, 1).ok_or_else(|| internal("interrupt word"))
 }
 
 /// The glue function under the private symbol `key`, if the glue set it.

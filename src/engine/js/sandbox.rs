@@ -162,6 +162,9 @@ pub(crate) struct Sandbox {
     loaded: Rc<std::cell::Cell<usize>>,
     /// ArrayBuffer backing stores: memory outside the heap.
     buffers: Arc<Budget>,
+    /// A Python runtime's interrupt word: 2 written here raises
+    /// `KeyboardInterrupt` in the running Python code.
+    interrupt: Option<Arc<std::sync::atomic::AtomicI32>>,
 }
 
 impl Sandbox {
@@ -260,6 +263,7 @@ impl Sandbox {
                 frozen: false,
                 loaded,
                 buffers: budget,
+                interrupt: None,
             });
             return Err(InitError::Seal);
         }
@@ -274,6 +278,7 @@ impl Sandbox {
             frozen: false,
             loaded,
             buffers: budget,
+            interrupt: None,
         })
     }
 
