@@ -128,10 +128,23 @@ pub fn run(config: Config, args: RunArgs) -> ExitCode {
             }
             None => Execution::program(file.clone(), Some(source.into()), timeout),
         };
+        // A program reads this process's stdin when it is not a terminal
+        // (a pipe or a file), as a program run by a shell would.
+        let stdin = match &args.fn_name {
+            None => match read_stdin() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("isoexec: stdin: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+            Some(_) => None,
+        };
         let execution = Execution {
             cpu_limit: config.limits.default_cpu_limit,
             isolation: args.isolation.unwrap_or(config.default_isolation),
             env: config.allow_env_values.clone(),
+            stdin,
             ..task
         };
         let report = match engine.run(&execution).await {
@@ -148,6 +161,28 @@ pub fn run(config: Config, args: RunArgs) -> ExitCode {
         let _ = std::io::stdout().flush();
         code
     })
+}
+
+/// Largest stdin a program run from the command line is given.
+const MAX_STDIN_BYTES: u64 = 16 * 1024 * 1024;
+
+/// This process's stdin, read to its end, unless it is a terminal.
+fn read_stdin() -> Result<Option<std::sync::Arc<str>>, String> {
+    use std::io::{IsTerminal, Read};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    stdin
+        .lock()
+        .take(MAX_STDIN_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_STDIN_BYTES {
+        return Err(format!("larger than {MAX_STDIN_BYTES} bytes"));
+    }
+    Ok(Some(String::from_utf8_lossy(&bytes).into()))
 }
 
 /// `text` with the name the engine gives a function-call script

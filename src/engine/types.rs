@@ -236,6 +236,21 @@ impl Language {
             .collect()
     }
 
+    /// Why a language name this server does not run is not offered, for
+    /// the error that refuses it.
+    pub fn why_not(name: &str) -> &'static str {
+        let name = name.to_ascii_lowercase();
+        if name.starts_with("python") || name.starts_with("py") {
+            "Python here is CPython 3.14 compiled to WebAssembly with its standard library and \
+             pure-Python packages; packages with native code (numpy, pandas: 'python-ml') \
+             are not available"
+        } else {
+            "code runs inside the server's own V8 isolates: JavaScript, TypeScript, and Python \
+             compiled to WebAssembly; languages that need a native compiler or toolchain \
+             (go, rust, c, java, ...) are not offered"
+        }
+    }
+
     /// The language an alias names, in any case.
     pub fn from_alias(name: &str) -> Option<Language> {
         Language::ALL
@@ -249,7 +264,7 @@ impl Language {
         match self {
             Language::JavaScript => &["javascript", "node"],
             Language::TypeScript => &["typescript"],
-            Language::Python => &["python", "python3"],
+            Language::Python => &["python"],
         }
     }
 
@@ -674,17 +689,33 @@ mod tests {
     fn languages_own_their_aliases_and_extensions() {
         assert_eq!(Language::from_alias("Node"), Some(Language::JavaScript));
         assert_eq!(Language::from_alias("TS"), Some(Language::TypeScript));
-        assert_eq!(Language::from_alias("python"), None);
+        assert_eq!(Language::from_alias("Python3"), Some(Language::Python));
+        assert_eq!(Language::from_alias("go"), None);
         assert_eq!(
             Language::all_aliases(),
-            ["ts", "typescript", "js", "javascript", "node"]
+            [
+                "ts",
+                "typescript",
+                "js",
+                "javascript",
+                "node",
+                "python",
+                "py",
+                "python3"
+            ]
         );
         assert_eq!(Language::TypeScript.extension(), "ts");
         assert_eq!(
             Language::of_path(std::path::Path::new("/w/a.MJS")),
             Some(Language::JavaScript)
         );
-        assert_eq!(Language::of_path(std::path::Path::new("/w/a.py")), None);
+        assert_eq!(
+            Language::of_path(std::path::Path::new("/w/a.py")),
+            Some(Language::Python)
+        );
+        assert_eq!(Language::of_path(std::path::Path::new("/w/a.rb")), None);
+        assert!(Language::why_not("python-ml").contains("numpy"));
+        assert!(Language::why_not("go").contains("native compiler"));
     }
 
     #[test]

@@ -657,7 +657,7 @@ mod tests {
             "/etc/x.ts",
             "../x.ts",
             "a/../../x.ts",
-            "x.py",
+            "x.rb",
             "./x.ts",
             "a\0.ts",
             "a\n.ts",
@@ -673,7 +673,12 @@ mod tests {
             (ts.as_str(), ts.language()),
             ("typescript", Language::TypeScript)
         );
-        assert_eq!(Environment::parse("python"), None);
+        let py = Environment::parse("Python").unwrap();
+        assert_eq!(
+            (py.as_str(), py.language(), py.default_file()),
+            ("python", Language::Python, "main.py".into())
+        );
+        assert_eq!(Environment::parse("go"), None);
         assert_eq!(ts.default_file(), "main.ts");
         let node = Environment::parse("node").unwrap();
         assert_eq!(

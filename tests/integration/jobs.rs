@@ -209,11 +209,11 @@ async fn bad_submissions_say_what_to_fix() {
         r.json()["error"]
             .as_str()
             .unwrap()
-            .contains("ts, typescript, js, javascript, node")
+            .contains("ts, typescript, js, javascript, node, python, py, python3")
     );
     assert_eq!(
         r.json()["details"]["available"].as_array().map(Vec::len),
-        Some(5)
+        Some(8)
     );
     let r = s
         .request(

@@ -16,6 +16,7 @@ mod observability;
 #[path = "../pg.rs"]
 mod pg;
 mod process;
+mod python;
 mod readme;
 mod replicas;
 mod restexec;

@@ -46,7 +46,7 @@ async fn wait_ready(s: &Server, id: &str) -> Value {
 async fn a_client_follows_the_lifecycle_in_every_environment_and_mode() {
     let s = Server::start();
     let envs = s.get("/api/v1/environments").await.json();
-    assert_eq!(envs, json!(["typescript", "javascript", "node"]));
+    assert_eq!(envs, json!(["typescript", "javascript", "node", "python"]));
     assert_eq!(
         s.get("/api/v1/health").await.json(),
         json!({"status": "ok"})
@@ -181,7 +181,7 @@ async fn script_files_persist_in_their_session_and_nowhere_else() {
             "{code}: {r}"
         );
     }
-    for bad in ["../x.ts", "/etc/x.ts", "x.py"] {
+    for bad in ["../x.ts", "/etc/x.ts", "x.rb"] {
         let r = s
             .post(
                 &format!("/api/v1/sessions/{b}/execute"),

@@ -147,7 +147,8 @@ impl Sandbox {
             let boot = hook(scope, PY_BOOT_KEY).ok_or_else(|| internal("no Python hooks"))?;
             let lock = v8::String::new(scope, LOCK).ok_or_else(|| internal("lock file"))?;
             let driver = v8::String::new(scope, DRIVER).ok_or_else(|| internal("driver"))?;
-            let word = interrupt_word(scope, &self.interrupt)?;
+            let word = interrupt_word(scope, &self.interrupt)
+                .ok_or_else(|| internal("the interrupt word"))?;
             let args = [
                 asm,
                 loader,
@@ -291,8 +292,8 @@ impl Sandbox {
 fn interrupt_word<'s>(
     scope: &mut v8::PinScope<'s, '_>,
     word: &Option<Arc<AtomicI32>>,
-) -> Result<v8::Local<'s, v8::Int32Array>, Failure> {
-    let word = word.clone().ok_or_else(|| internal("no interrupt word"))?;
+) -> Option<v8::Local<'s, v8::Int32Array>> {
+    let word = word.clone()?;
     unsafe extern "C" fn release(
         _data: *mut std::ffi::c_void,
         _len: usize,
@@ -316,7 +317,7 @@ fn interrupt_word<'s>(
     }
     .make_shared();
     let buffer = v8::ArrayBuffer::with_backing_store(scope, &store);
-    v8::Int32Array::new(scope, buffer, 0, 1).ok_or_else(|| internal("interrupt word"))
+    v8::Int32Array::new(scope, buffer, 0, 1)
 }
 
 /// The glue function under the private symbol `key`, if the glue set it.

@@ -130,8 +130,9 @@ fn job_request(app: &App, body: &Map<String, Value>) -> Result<JobRequest, HttpE
         return Err(HttpError::bad_field(
             "lang",
             format!(
-                "Unknown lang '{lang}'; this server runs {} (JavaScript and TypeScript)",
-                Language::all_aliases().join(", ")
+                "Unknown lang '{lang}'; this server runs {}: {}",
+                Language::all_aliases().join(", "),
+                Language::why_not(&lang)
             ),
         )
         .with("available", Language::all_aliases()));

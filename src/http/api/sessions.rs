@@ -261,8 +261,9 @@ async fn create(app: Arc<App>, mut req: HttpRequest) -> Reply {
             HttpError::bad_field(
                 "environment",
                 format!(
-                    "Unknown environment '{e}'; available: {}",
-                    names().join(", ")
+                    "Unknown environment '{e}'; available: {} ({})",
+                    names().join(", "),
+                    crate::engine::Language::why_not(e)
                 ),
             )
             .with("available", names())

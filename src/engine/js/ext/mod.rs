@@ -28,7 +28,7 @@ use deno::{
 use fetch::op_isoexec_fetch;
 use fs::{op_isoexec_read_file, op_isoexec_read_text_file, op_isoexec_write_file};
 use memory::{op_isoexec_charge, op_isoexec_release};
-pub(crate) use python::{PY_BOOT_KEY, PY_CELL_KEY, PY_RUN_KEY, PythonFiles, snapshot_bytes};
+pub(crate) use python::{PY_BOOT_KEY, PY_CELL_KEY, PY_RUN_KEY, PythonFiles};
 use python::{
     op_isoexec_python_file, op_isoexec_python_has_snapshot, op_isoexec_python_keep_snapshot,
     op_isoexec_set_python_hooks,

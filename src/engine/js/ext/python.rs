@@ -41,11 +41,6 @@ pub(super) fn op_isoexec_python_keep_snapshot(state: &mut OpState, #[buffer] byt
     }
 }
 
-/// Bytes of the kept snapshot, if any.
-pub(crate) fn snapshot_bytes() -> usize {
-    SNAPSHOT.get().map_or(0, Vec::len)
-}
-
 /// One of the runtime's files (`pyodide.asm.wasm`, `python_stdlib.zip`,
 /// `snapshot`). Only a runtime the host made for Python has them.
 #[op2]
