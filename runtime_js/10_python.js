@@ -179,9 +179,10 @@ function basename(path) {
  * functions of (WebAssembly, read, readbuffer, load, TextDecoder);
  * `driverSource` is the Python module that runs programs and cells;
  * `interruptWord` an Int32Array the host writes 2 into to raise
- * `KeyboardInterrupt`. Resolves to true.
+ * `KeyboardInterrupt`; `vendored` the operator's packages as [path, bytes]
+ * pairs under /vendor/python. Resolves to true.
  */
-async function boot(makeAsm, makeLoader, lockText, driverSource, interruptWord) {
+async function boot(makeAsm, makeLoader, lockText, driverSource, interruptWord, vendored) {
   if (wasm === null) throw new Error("this runtime was not made for Python");
   const W = limitedWasm();
   const read = (path) => {
@@ -215,6 +216,7 @@ async function boot(makeAsm, makeLoader, lockText, driverSource, interruptWord) 
     isatty: false,
   });
   pyodide.setInterruptBuffer(interruptWord);
+  mirror(vendored);
   const module = pyodide.runPython(driverSource, { globals: pyodide.toPy({}) });
   driver = { run: module.run, cell: module.cell };
   // What leads from a wasm object back to a constructor that could make

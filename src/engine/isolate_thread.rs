@@ -179,7 +179,7 @@ impl IsolateThread<'_> {
         if slot.policy().python {
             let rt = &self.rt;
             sandbox
-                .with_entered(|sb| rt.block_on(sb.boot_python()))
+                .with_entered(|sb| rt.block_on(sb.boot_python(&self.shared.host.python_packages)))
                 .map_err(|e| {
                     super::js::InitError::Python(e.describe(Duration::ZERO, None).message)
                 })?;
@@ -441,34 +441,12 @@ fn python_program(
             text.into()
         }
     };
-    let mut files = Vec::new();
-    if let Some(dir) = scope {
-        let mut budget = PYTHON_MIRROR_BYTES;
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let Ok(kind) = entry.file_type() else {
-                    continue;
-                };
-                let p = entry.path();
-                if kind.is_dir() {
-                    stack.push(p);
-                } else if kind.is_file() && files.len() < PYTHON_MIRROR_FILES {
-                    let len = entry.metadata().map_or(u64::MAX, |m| m.len());
-                    if len > budget || p == path {
-                        continue;
-                    }
-                    if let Ok(bytes) = std::fs::read(&p) {
-                        budget -= len.min(budget);
-                        files.push((p.to_string_lossy().into_owned(), bytes));
-                    }
-                }
-            }
+    let mut files = match scope {
+        Some(dir) => {
+            super::js::read_tree(dir, Some(path), PYTHON_MIRROR_FILES, PYTHON_MIRROR_BYTES)
         }
-    }
+        None => Vec::new(),
+    };
     files.push((
         path.to_string_lossy().into_owned(),
         code.as_bytes().to_vec(),

@@ -250,6 +250,7 @@ fn start_pool(options: &EngineOptions, compiler: Arc<Compiler>) -> std::io::Resu
         real_or_absolute(&config.vendor_dir),
     ];
     Pool::start(PoolOptions {
+        python_packages: real_or_absolute(&config.vendor_dir).join("python"),
         shared_roots,
         script_threads: config.script_threads,
         size: config.pool_size,

@@ -381,7 +381,7 @@ impl NotebookThread {
             let mut sandbox = Sandbox::new(&self.parts.host)?;
             let rt = &self.rt;
             sandbox
-                .with_entered(|sb| rt.block_on(sb.boot_python()))
+                .with_entered(|sb| rt.block_on(sb.boot_python(&self.parts.host.python_packages)))
                 .map_err(|e| {
                     super::js::InitError::Python(e.describe(Duration::ZERO, None).message)
                 })?;

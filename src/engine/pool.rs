@@ -39,6 +39,8 @@ pub(crate) struct PoolOptions {
     pub compiler: Arc<Compiler>,
     /// Module roots a scoped execution shares (tools, vendor).
     pub shared_roots: Vec<std::path::PathBuf>,
+    /// Pure-Python packages (`<VENDOR_DIR>/python`).
+    pub python_packages: std::path::PathBuf,
     /// Most isolate threads one script may hold at once.
     pub script_threads: usize,
 }
@@ -64,6 +66,7 @@ impl Pool {
                 cache: Arc::new(TranspileCache::new(TRANSPILE_CACHE_BYTES, options.compiler)),
                 permissions: options.permissions,
                 shared_roots: options.shared_roots,
+                python_packages: options.python_packages,
             },
             heap: (0..options.size).map(|_| Default::default()).collect(),
             isolates_created: Arc::default(),

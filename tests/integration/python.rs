@@ -50,7 +50,29 @@ async fn exec(s: &Server, id: &str, body: Value) -> Value {
 
 #[tokio::test]
 async fn python_jobs_print_read_stdin_exit_and_trace_back() {
-    let s = Server::start();
+    // An operator's pure-Python packages, under <VENDOR_DIR>/python.
+    let vendor = TempDir::new("pyvendor");
+    let pkg = vendor.0.join("python/greeting");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("__init__.py"), "from .words import hello\n").unwrap();
+    std::fs::write(
+        pkg.join("words.py"),
+        "def hello(n):\n    return 'hello ' + n\n",
+    )
+    .unwrap();
+    std::fs::write(
+        vendor.0.join("python/tally.py"),
+        "def count(xs):\n    return len(xs)\n",
+    )
+    .unwrap();
+    let s = Server::start_with(&[("VENDOR_DIR", vendor.0.to_str().unwrap())]);
+    let r = job(
+        &s,
+        "import greeting, tally\nprint(greeting.hello('ada'), tally.count([1, 2]))",
+        json!({}),
+    )
+    .await;
+    assert_eq!(r["output"], "hello ada 2\n", "{r}");
     for lang in ["python", "py", "Python3"] {
         let r = s
             .post(

@@ -21,18 +21,30 @@ if "random" in sys.modules:
 sys.stdout.reconfigure(line_buffering=True)
 sys.stderr.reconfigure(line_buffering=True)
 
-_MISSING_HINT = (
-    "isoexec runs the standard library; pure-Python packages an operator "
-    "places under <VENDOR_DIR>/python are importable too. Packages with "
-    "native code (numpy, pandas, ...) are not available."
-)
+# An operator's pure-Python packages: directories and modules, and wheels
+# (.whl) or zip files, which import from the archive itself.
+_VENDOR = "/vendor/python"
+_vendored = []
+if os.path.isdir(_VENDOR):
+    sys.path.append(_VENDOR)
+    for _name in sorted(os.listdir(_VENDOR)):
+        if _name.endswith((".whl", ".zip")):
+            sys.path.append(_VENDOR + "/" + _name)
+            _vendored.append(_name.split("-")[0])
+        elif not _name.startswith((".", "_")) and not _name.endswith((".dist-info", ".pyc")):
+            _vendored.append(_name[:-3] if _name.endswith(".py") else _name)
 
 
 def _hint(exc):
     # A missing module says what is available and how an operator adds more.
     if isinstance(exc, ModuleNotFoundError) and not getattr(exc, "_isoexec", False):
         exc._isoexec = True
-        exc.add_note(_MISSING_HINT)
+        extra = ", ".join(_vendored) if _vendored else "none"
+        exc.add_note(
+            "isoexec runs the standard library and the pure-Python packages "
+            "an operator places under <VENDOR_DIR>/python (here: %s); a "
+            "package with native code (numpy, pandas, ...) is not available." % extra
+        )
 
 
 def _print_exception(exc, skip):

@@ -11,4 +11,4 @@ pub(super) mod loader;
 pub(super) mod sandbox;
 
 pub(super) use convert::ConvertLimits;
-pub(super) use sandbox::{CallSetup, InitError, Sandbox, SandboxHost, Scope};
+pub(super) use sandbox::{CallSetup, InitError, Sandbox, SandboxHost, Scope, read_tree};

@@ -119,15 +119,26 @@ impl Sandbox {
     /// Loads Pyodide into this runtime (made by [`Sandbox::new`]); the
     /// runtime then serves Python only. Drives the event loop until it is
     /// loaded.
-    pub(crate) async fn boot_python(&mut self) -> Result<(), ExecError> {
-        let result = self.boot_inner().await;
+    pub(crate) async fn boot_python(
+        &mut self,
+        packages: &std::path::Path,
+    ) -> Result<(), ExecError> {
+        let result = self.boot_inner(packages).await;
         if result.is_err() {
             self.poisoned = true;
         }
         result.map_err(|e| self.explain(e))
     }
 
-    async fn boot_inner(&mut self) -> Result<(), Failure> {
+    async fn boot_inner(&mut self, packages: &std::path::Path) -> Result<(), Failure> {
+        // An operator's pure-Python packages, at /vendor/python inside.
+        let vendored = read_tree(packages, None, VENDOR_FILES, VENDOR_BYTES)
+            .into_iter()
+            .filter_map(|(path, bytes)| {
+                let rel = std::path::Path::new(&path).strip_prefix(packages).ok()?;
+                Some((format!("{VENDOR_MOUNT}/{}", rel.to_string_lossy()), bytes))
+            })
+            .collect::<Vec<_>>();
         let scripts = scripts().map_err(internal)?;
         self.interrupt = Some(Arc::new(AtomicI32::new(0)));
         self.runtime.op_state().borrow_mut().put(PythonFiles {
@@ -149,12 +160,14 @@ impl Sandbox {
             let driver = v8::String::new(scope, DRIVER).ok_or_else(|| internal("driver"))?;
             let word = interrupt_word(scope, &self.interrupt)
                 .ok_or_else(|| internal("the interrupt word"))?;
+            let vendored = file_list(scope, vendored)?;
             let args = [
                 asm,
                 loader,
                 v8::Global::new(scope, v8::Local::<v8::Value>::from(lock)),
                 v8::Global::new(scope, v8::Local::<v8::Value>::from(driver)),
                 v8::Global::new(scope, v8::Local::<v8::Value>::from(word)),
+                v8::Global::new(scope, v8::Local::<v8::Value>::from(vendored)),
             ];
             (boot, args)
         };
@@ -199,17 +212,7 @@ impl Sandbox {
             let run = hook(scope, PY_RUN_KEY).ok_or_else(|| internal("no Python hooks"))?;
             let code = v8::String::new(scope, code).ok_or_else(|| internal("the program"))?;
             let name = v8::String::new(scope, filename).ok_or_else(|| internal("file name"))?;
-            let list = v8::Array::new(scope, files.len() as i32);
-            for (i, (path, bytes)) in files.into_iter().enumerate() {
-                let path = v8::String::new(scope, &path).ok_or_else(|| internal("file name"))?;
-                let len = bytes.len();
-                let store = v8::ArrayBuffer::new_backing_store_from_vec(bytes).make_shared();
-                let buffer = v8::ArrayBuffer::with_backing_store(scope, &store);
-                let view = v8::Uint8Array::new(scope, buffer, 0, len)
-                    .ok_or_else(|| internal("file contents"))?;
-                let pair = v8::Array::new_with_elements(scope, &[path.into(), view.into()]);
-                list.set_index(scope, i as u32, pair.into());
-            }
+            let list = file_list(scope, files)?;
             let root: v8::Local<v8::Value> = match root {
                 Some(root) => v8::String::new(scope, root)
                     .ok_or_else(|| internal("directory name"))?
@@ -284,6 +287,69 @@ impl Sandbox {
             .map(|v| v.to_rust_string_lossy(scope));
         Ok((status, result))
     }
+}
+
+/// Where an operator's Python packages appear inside the interpreter.
+const VENDOR_MOUNT: &str = "/vendor/python";
+/// At most this many vendored files, this many bytes in all, are loaded.
+const VENDOR_FILES: usize = 10_000;
+const VENDOR_BYTES: u64 = 64 * 1024 * 1024;
+
+/// `[[path, Uint8Array], …]` of `files`, for the glue.
+fn file_list<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    files: Vec<(String, Vec<u8>)>,
+) -> Result<v8::Local<'s, v8::Array>, Failure> {
+    let list = v8::Array::new(scope, files.len() as i32);
+    for (i, (path, bytes)) in files.into_iter().enumerate() {
+        let path = v8::String::new(scope, &path).ok_or_else(|| internal("file name"))?;
+        let len = bytes.len();
+        let store = v8::ArrayBuffer::new_backing_store_from_vec(bytes).make_shared();
+        let buffer = v8::ArrayBuffer::with_backing_store(scope, &store);
+        let view =
+            v8::Uint8Array::new(scope, buffer, 0, len).ok_or_else(|| internal("file contents"))?;
+        let pair = v8::Array::new_with_elements(scope, &[path.into(), view.into()]);
+        list.set_index(scope, i as u32, pair.into());
+    }
+    Ok(list)
+}
+
+/// The regular files under `dir` (sub-directories too) with their bytes,
+/// `skip` left out: at most `max_files` files and `max_bytes` bytes; what
+/// does not fit is left out. Symbolic links are not followed.
+pub(crate) fn read_tree(
+    dir: &std::path::Path,
+    skip: Option<&std::path::Path>,
+    max_files: usize,
+    max_bytes: u64,
+) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut budget = max_bytes;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let path = entry.path();
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() && files.len() < max_files && Some(path.as_path()) != skip {
+                let len = entry.metadata().map_or(u64::MAX, |m| m.len());
+                if len > budget {
+                    continue;
+                }
+                if let Ok(bytes) = std::fs::read(&path) {
+                    budget -= (bytes.len() as u64).min(budget);
+                    files.push((path.to_string_lossy().into_owned(), bytes));
+                }
+            }
+        }
+    }
+    files
 }
 
 /// An `Int32Array` over the interrupt word the host writes from another

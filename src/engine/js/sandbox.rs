@@ -4,6 +4,7 @@
 
 #[path = "python.rs"]
 mod python;
+pub(crate) use python::read_tree;
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -51,6 +52,9 @@ pub(crate) struct SandboxHost {
     pub permissions: Arc<Permissions>,
     /// Module roots besides a scope's own directory (tools, vendor).
     pub shared_roots: Vec<std::path::PathBuf>,
+    /// Pure-Python packages every Python interpreter can import
+    /// (`<VENDOR_DIR>/python`).
+    pub python_packages: std::path::PathBuf,
 }
 
 /// What one call may reach when it is confined to a directory.
