@@ -160,7 +160,8 @@ impl Sandbox {
             let driver = v8::String::new(scope, DRIVER).ok_or_else(|| internal("driver"))?;
             let word = interrupt_word(scope, &self.interrupt)
                 .ok_or_else(|| internal("the interrupt word"))?;
-            let vendored = file_list(scope, vendored)?;
+            let vendored =
+                file_list(scope, vendored).ok_or_else(|| internal("the vendored files"))?;
             let args = [
                 asm,
                 loader,
@@ -212,7 +213,7 @@ impl Sandbox {
             let run = hook(scope, PY_RUN_KEY).ok_or_else(|| internal("no Python hooks"))?;
             let code = v8::String::new(scope, code).ok_or_else(|| internal("the program"))?;
             let name = v8::String::new(scope, filename).ok_or_else(|| internal("file name"))?;
-            let list = file_list(scope, files)?;
+            let list = file_list(scope, files).ok_or_else(|| internal("the program's files"))?;
             let root: v8::Local<v8::Value> = match root {
                 Some(root) => v8::String::new(scope, root)
                     .ok_or_else(|| internal("directory name"))?
@@ -299,19 +300,18 @@ const VENDOR_BYTES: u64 = 64 * 1024 * 1024;
 fn file_list<'s>(
     scope: &mut v8::PinScope<'s, '_>,
     files: Vec<(String, Vec<u8>)>,
-) -> Result<v8::Local<'s, v8::Array>, Failure> {
+) -> Option<v8::Local<'s, v8::Array>> {
     let list = v8::Array::new(scope, files.len() as i32);
     for (i, (path, bytes)) in files.into_iter().enumerate() {
-        let path = v8::String::new(scope, &path).ok_or_else(|| internal("file name"))?;
+        let path = v8::String::new(scope, &path)?;
         let len = bytes.len();
         let store = v8::ArrayBuffer::new_backing_store_from_vec(bytes).make_shared();
         let buffer = v8::ArrayBuffer::with_backing_store(scope, &store);
-        let view =
-            v8::Uint8Array::new(scope, buffer, 0, len).ok_or_else(|| internal("file contents"))?;
+        let view = v8::Uint8Array::new(scope, buffer, 0, len)?;
         let pair = v8::Array::new_with_elements(scope, &[path.into(), view.into()]);
         list.set_index(scope, i as u32, pair.into());
     }
-    Ok(list)
+    Some(list)
 }
 
 /// The regular files under `dir` (sub-directories too) with their bytes,
