@@ -10,7 +10,9 @@ import {
   op_isoexec_log,
   op_isoexec_python_file,
   op_isoexec_python_has_snapshot,
+  op_isoexec_python_keep_module,
   op_isoexec_python_keep_snapshot,
+  op_isoexec_python_module,
   op_isoexec_stdin_read,
   op_isoexec_write_file,
 } from "ext:core/ops";
@@ -18,6 +20,7 @@ import { primordials } from "ext:core/mod.js";
 import { TextDecoder } from "ext:isoexec/03_encoding.js";
 
 const {
+  ArrayBuffer,
   ArrayBufferIsView,
   ArrayPrototypePop,
   ArrayPrototypePush,
@@ -94,11 +97,23 @@ function limitedWasm() {
   return {
     __proto__: W,
     instantiate: async (source, imports) => {
+      // The interpreter's module comes as an empty buffer (see
+      // `readbuffer`): its compiled code is shared by every interpreter of
+      // the process, compiled by the first.
+      let module = null;
+      if (source.byteLength === 0) {
+        module = op_isoexec_python_module();
+        if (module === undefined) {
+          module = new W.Module(op_isoexec_python_file("pyodide.asm.wasm"));
+          op_isoexec_python_keep_module(module);
+        }
+        source = module;
+      }
       const made = await ReflectApply(instantiate, W, [source, imports]);
       const instance = made.instance ?? made;
       const memory = instance.exports.memory ?? imports?.env?.memory;
       if (memory) charge(ReflectApply(bufferOf, memory, []).byteLength);
-      return made;
+      return module === null ? made : { instance, module };
     },
   };
 }
@@ -189,7 +204,10 @@ async function boot(makeAsm, makeLoader, lockText, driverSource, interruptWord, 
     throw new Error("no file " + String(path));
   };
   const load = read;
-  const readbuffer = (path) => op_isoexec_python_file(basename(String(path)));
+  const readbuffer = (path) => {
+    const name = basename(String(path));
+    return name === "pyodide.asm.wasm" ? new ArrayBuffer(0) : op_isoexec_python_file(name);
+  };
   const createPyodideModule = makeAsm(W, read, readbuffer, load, WideTextDecoder);
   const { loadPyodide } = makeLoader(W, read, readbuffer, load, WideTextDecoder);
   // The first interpreter of the process starts CPython and leaves a
@@ -205,7 +223,11 @@ async function boot(makeAsm, makeLoader, lockText, driverSource, interruptWord, 
     _makeSnapshot: !restore,
     _loadSnapshot: restore ? op_isoexec_python_file("snapshot") : undefined,
   });
-  if (!restore) op_isoexec_python_keep_snapshot(pyodide.makeMemorySnapshot());
+  if (!restore) {
+    // What the driver imports is imported once, into the snapshot.
+    pyodide.runPython("import ast, json, linecache, os, sys, traceback, types");
+    op_isoexec_python_keep_snapshot(pyodide.makeMemorySnapshot());
+  }
   pyodide.setStdout({ write: (b) => stdout.write(b), isatty: false });
   pyodide.setStderr({ write: (b) => stderr.write(b), isatty: false });
   pyodide.setStdin({

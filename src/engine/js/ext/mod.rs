@@ -30,8 +30,8 @@ use fs::{op_isoexec_read_file, op_isoexec_read_text_file, op_isoexec_write_file}
 use memory::{op_isoexec_charge, op_isoexec_release};
 pub(crate) use python::{PY_BOOT_KEY, PY_CELL_KEY, PY_RUN_KEY, PythonFiles};
 use python::{
-    op_isoexec_python_file, op_isoexec_python_has_snapshot, op_isoexec_python_keep_snapshot,
-    op_isoexec_set_python_hooks,
+    op_isoexec_python_file, op_isoexec_python_has_snapshot, op_isoexec_python_keep_module,
+    op_isoexec_python_keep_snapshot, op_isoexec_python_module, op_isoexec_set_python_hooks,
 };
 use web::{
     op_isoexec_now, op_isoexec_random_fill, op_isoexec_time_origin, op_isoexec_url_parse,
@@ -183,6 +183,8 @@ deno_core::extension!(
         op_isoexec_python_file,
         op_isoexec_python_has_snapshot,
         op_isoexec_python_keep_snapshot,
+        op_isoexec_python_module,
+        op_isoexec_python_keep_module,
         op_isoexec_set_python_hooks,
     ],
     middleware = restrict_builtin_ops,
