@@ -1,5 +1,6 @@
-// The playground: run a function, lint, save and execute by codeId, and a
-// notebook session — all against this server's own API, nothing else.
+// The playground: run a function, lint, run a program as a job, save and
+// execute by codeId, and a notebook session, in TypeScript or Python — all
+// against this server's own API, nothing else.
 (() => {
   "use strict";
   const $ = (id) => document.getElementById(id);
@@ -11,7 +12,36 @@ export function main(person: { name: string }) {
 }
 `;
 
+  const DEFAULT_PYTHON = `# A program: Program → Run as a job (stdin below), or cells in a Notebook.
+import sys
+
+name = sys.stdin.readline().strip() or "Ada"
+squares = [n * n for n in range(1, 6)]
+print(f"Hello, {name}! Squares: {squares}")
+`;
+
   const editor = window.IsoexecEditor.create($("editor"), DEFAULT_CODE, () => run());
+
+  // ---- the language: TypeScript (every API) or Python (jobs, notebooks) ----
+  const languageSelect = $("language");
+  const codeOf = { typescript: DEFAULT_CODE, python: DEFAULT_PYTHON };
+  let language = "typescript";
+  function setLanguage(next) {
+    if (next === language) return;
+    codeOf[language] = editor.getCode();
+    language = next;
+    languageSelect.value = next;
+    editor.setLanguage(next);
+    editor.setCode(codeOf[next]);
+    editor.clear();
+    for (const e of document.querySelectorAll(".ts-only")) e.hidden = next !== "typescript";
+    $("cell").placeholder = next === "python" ? "x = 40; then in the next cell: x + 2" : "let x = 40; then in the next cell: x + 2";
+    // A notebook speaks one language: the next cell starts a new one.
+    session = null;
+    $("nb-session").textContent = "";
+    if (next === "python") showTab("program");
+  }
+  languageSelect.addEventListener("change", () => setLanguage(languageSelect.value));
 
   // ---- the API key, kept in this browser only ------------------------------
   const keyInput = $("api-key");
@@ -102,6 +132,11 @@ export function main(person: { name: string }) {
   // ---- run a function ------------------------------------------------------
   async function run() {
     const result = $("result");
+    if (language === "python") {
+      // Python runs as a program or in a notebook, not as a function call.
+      showTab("program");
+      return runJob();
+    }
     result.dataset.state = "running";
     result.replaceChildren(el("p", { class: "hint" }, "Running…"));
     editor.clear();
@@ -191,10 +226,39 @@ export function main(person: { name: string }) {
     );
   }
 
+  // ---- a program run as a code job ------------------------------------------
+  async function runJob() {
+    const out = $("program");
+    out.dataset.state = "running";
+    out.replaceChildren(el("p", { class: "hint" }, "Running…"));
+    const started = performance.now();
+    const { status, json } = await api("POST", "/execute/code", {
+      lang: language === "python" ? "python" : "ts",
+      code: editor.getCode(),
+      stdin: $("stdin").value || undefined,
+      timeout: Number($("timeout").value) || undefined,
+    });
+    const took = (performance.now() - started).toFixed(1);
+    if (status !== 200 || !json || !json.status) {
+      out.dataset.state = "error";
+      out.replaceChildren(el("span", { class: "kind" }, (json && json.kind) || `HTTP ${status}`), " ", (json && json.error) || "");
+      return;
+    }
+    out.dataset.state = json.status === "done" && json.exit_code === 0 ? "ok" : "error";
+    out.replaceChildren(
+      el("div", { "data-testid": "job-status" }, json.status === "done" ? `exit code ${json.exit_code}` : `${json.status}${json.error ? `: ${json.error}` : ""}`, ` · ${took} ms`),
+      el("h3", {}, "output"),
+      el("pre", { class: "stream", "data-testid": "job-output" }, json.output || ""),
+    );
+    // A traceback's line in the program is marked in the editor.
+    const m = /File "\/workspace\/job\.py", line (\d+)(?![\s\S]*File "\/workspace\/job\.py")/.exec(json.output || "");
+    if (m) editor.mark([{ line: Number(m[1]), col: 0, message: (json.output || "").trim().split("\n").pop() }]);
+  }
+
   // ---- a notebook session ---------------------------------------------------
   let session = null;
   async function startNotebook() {
-    const { status, json } = await api("POST", "/api/v1/sessions", { environment: "typescript", mode: "notebook" });
+    const { status, json } = await api("POST", "/api/v1/sessions", { environment: language, mode: "notebook" });
     if (status !== 200) {
       $("nb-session").textContent = (json && json.detail) || `HTTP ${status}`;
       return null;
@@ -247,7 +311,7 @@ export function main(person: { name: string }) {
   }
 
   $("share").addEventListener("click", async () => {
-    const state = { script: editor.getCode(), fn: $("fn").value, payload: $("payload").value, isolation: $("isolation").value };
+    const state = { script: editor.getCode(), fn: $("fn").value, payload: $("payload").value, isolation: $("isolation").value, language };
     location.hash = `code=${encode(state)}`;
     try {
       await navigator.clipboard.writeText(location.href);
@@ -263,6 +327,7 @@ export function main(person: { name: string }) {
     if (!m) return;
     try {
       const state = decode(m[1]);
+      setLanguage(state.language === "python" ? "python" : "typescript");
       editor.setCode(state.script || "");
       if (state.fn) $("fn").value = state.fn;
       if (typeof state.payload === "string") $("payload").value = state.payload;
@@ -273,15 +338,17 @@ export function main(person: { name: string }) {
   }
 
   // ---- tabs and buttons ------------------------------------------------------
-  for (const tab of document.querySelectorAll(".tabs button")) {
-    tab.addEventListener("click", () => {
-      for (const t of document.querySelectorAll(".tabs button")) t.classList.toggle("active", t === tab);
-      for (const p of document.querySelectorAll(".tab")) p.hidden = p.dataset.panel !== tab.dataset.tab;
-      // The function call's own controls (fn, isolation, payload, Run) only
-      // with the Call tab: the others have their own.
-      for (const c of document.querySelectorAll(".call-only")) c.hidden = tab.dataset.tab !== "call";
-    });
+  function showTab(name) {
+    for (const t of document.querySelectorAll(".tabs button")) t.classList.toggle("active", t.dataset.tab === name);
+    for (const p of document.querySelectorAll(".tab")) p.hidden = p.dataset.panel !== name;
+    // The function call's own controls (fn, isolation, payload, Run) only
+    // with the Call tab: the others have their own.
+    for (const c of document.querySelectorAll(".call-only")) c.hidden = name !== "call";
   }
+  for (const tab of document.querySelectorAll(".tabs button")) {
+    tab.addEventListener("click", () => showTab(tab.dataset.tab));
+  }
+  $("job-run").addEventListener("click", runJob);
   $("run").addEventListener("click", run);
   $("lint").addEventListener("click", lint);
   $("save").addEventListener("click", save);

@@ -243,3 +243,31 @@ test("GET / is the page for a browser, in a narrow window and dark mode too", as
   await page.screenshot({ path: join(scratch, "narrow-dark.png") });
   await done();
 });
+
+test("Python runs as a job with stdin, marks a traceback's line, and keeps a notebook's state", async () => {
+  const { page, done } = await open();
+  await page.getByTestId("language").selectOption("python");
+  // Python has no function calls: the Call tab and its controls step aside.
+  assert.ok(!(await page.getByRole("tab", { name: "Call" }).isVisible()));
+  assert.ok(!(await page.getByTestId("fn").isVisible()));
+  await typeCode(page, "import sys\nname = sys.stdin.readline().strip()\nprint(f'hi {name}')");
+  await page.getByTestId("stdin").fill("Grace\n");
+  await page.getByTestId("job-run").click();
+  await page.getByTestId("job-output").waitFor();
+  assert.equal((await page.getByTestId("job-output").innerText()).trim(), "hi Grace");
+  assert.match(await page.getByTestId("job-status").innerText(), /exit code 0/);
+  await typeCode(page, "x = 1\ny = 0\nprint(x / y)");
+  await page.getByTestId("job-run").click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="job-output"]')?.innerText.includes("ZeroDivisionError"));
+  assert.match(await page.getByTestId("job-status").innerText(), /exit code 1/);
+  await page.locator(".cm-lintRange-error").first().waitFor();
+  await page.getByRole("tab", { name: "Notebook" }).click();
+  await page.getByTestId("cell").fill("xs = [1, 2, 3]");
+  await page.getByTestId("cell-run").click();
+  await page.getByTestId("cell-result").first().waitFor();
+  await page.getByTestId("cell").fill("sum(xs) * 7");
+  await page.getByTestId("cell-run").click();
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="cell-result"]').length === 2 && !document.querySelector('#cells li[data-state="running"]'));
+  assert.equal((await page.getByTestId("cell-result").nth(1).innerText()).trim(), "42");
+  await done();
+});

@@ -1,9 +1,10 @@
-// The playground's editor: CodeMirror 6 with TypeScript highlighting,
+// The playground's editor: CodeMirror 6 with TypeScript or Python highlighting,
 // bracket matching, undo, and diagnostics marked in place. Bundled into
 // playground.js by scripts/build-playground.sh; the page uses it through
 // window.IsoexecEditor.
 import { EditorView, basicSetup } from "codemirror";
 import { javascript } from "@codemirror/lang-javascript";
+import { python } from "@codemirror/lang-python";
 import { setDiagnostics, lintGutter } from "@codemirror/lint";
 import { keymap } from "@codemirror/view";
 import { Compartment, Prec } from "@codemirror/state";
@@ -21,13 +22,14 @@ function create(parent, text, onRun) {
   );
   // Light or dark, as the system says, and again when it changes.
   const theme = new Compartment();
+  const language = new Compartment();
   const dark = window.matchMedia("(prefers-color-scheme: dark)");
   const view = new EditorView({
     doc: text,
     parent,
     extensions: [
       basicSetup,
-      javascript({ typescript: true }),
+      language.of(javascript({ typescript: true })),
       lintGutter(),
       run,
       theme.of(dark.matches ? oneDark : []),
@@ -57,6 +59,11 @@ function create(parent, text, onRun) {
       view.dispatch(setDiagnostics(view.state, diagnostics));
     },
     clear: () => view.dispatch(setDiagnostics(view.state, [])),
+    /** Highlights as "typescript" or "python". */
+    setLanguage: (name) =>
+      view.dispatch({
+        effects: language.reconfigure(name === "python" ? python() : javascript({ typescript: true })),
+      }),
     focus: () => view.focus(),
   };
 }
