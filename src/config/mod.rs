@@ -503,7 +503,7 @@ pub struct Flags {
         long,
         global = true,
         value_name = "VALUE",
-        help = "Environment of a session created without one: typescript, javascript or node [default: unset: 'environment' is required] [env: DEFAULT_ENVIRONMENT]"
+        help = "Environment of a session created without one: typescript, javascript, node or python [default: unset: 'environment' is required] [env: DEFAULT_ENVIRONMENT]"
     )]
     pub default_environment: Option<String>,
 }

@@ -110,13 +110,15 @@ impl SlotPolicy {
 }
 
 /// Where `task` runs under `isolation`. Programs always start clean: a
-/// program asked to run `"none"` or `"frozen"` gets a fresh isolate, and a
-/// Python program a fresh interpreter.
+/// program asked to run `"none"` or `"frozen"` gets a fresh isolate. A
+/// Python program gets a fresh interpreter on an isolate thread in every
+/// mode: its code runs inside WebAssembly inside the isolate, and a worker
+/// process would have to start CPython anew for each run.
 pub(crate) fn placement(isolation: Isolation, task: &Task) -> Placement {
     let program = matches!(task, Task::Program { .. });
     match isolation {
-        Isolation::Process => Placement::Process,
         _ if task.is_python() => Placement::Thread(Slot::Python),
+        Isolation::Process => Placement::Process,
         Isolation::Isolate => Placement::Thread(Slot::Fresh),
         _ if program => Placement::Thread(Slot::Fresh),
         Isolation::None => Placement::Thread(Slot::Warm),
@@ -175,7 +177,11 @@ mod tests {
                 python(),
                 Placement::Thread(Slot::Python),
             ),
-            (Isolation::Process, python(), Placement::Process),
+            (
+                Isolation::Process,
+                python(),
+                Placement::Thread(Slot::Python),
+            ),
         ];
         for (isolation, task, want) in table {
             assert_eq!(placement(isolation, &task), want, "{isolation:?} {task:?}");

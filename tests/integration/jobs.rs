@@ -180,7 +180,7 @@ async fn bad_submissions_say_what_to_fix() {
     let s = Server::start();
     let cases = [
         (json!({"code": "1"}), 400, "lang"),
-        (json!({"lang": "python", "code": "print(1)"}), 400, "lang"),
+        (json!({"lang": "go", "code": "package main"}), 400, "lang"),
         (json!({"lang": "js"}), 400, "code"),
         (json!({"lang": "js", "code": "   "}), 400, "code"),
         (json!({"lang": "js", "code": 5}), 400, "code"),

@@ -108,15 +108,15 @@ async fn a_client_follows_the_lifecycle_in_every_environment_and_mode() {
         }
     }
     let r = s
-        .post("/api/v1/sessions", &json!({"environment": "python"}))
+        .post("/api/v1/sessions", &json!({"environment": "python-ml"}))
         .await;
     assert_eq!(r.status, 400);
+    let detail = r.json()["detail"].as_str().unwrap().to_string();
     assert!(
-        r.json()["detail"]
-            .as_str()
-            .unwrap()
-            .contains("typescript, javascript, node")
+        detail.contains("typescript, javascript, node, python"),
+        "{detail}"
     );
+    assert!(detail.contains("numpy"), "{detail}");
     assert_eq!(r.json()["details"]["available"], envs);
 }
 

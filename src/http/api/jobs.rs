@@ -429,7 +429,7 @@ pub(crate) mod bodies {
     #[derive(Debug, Deserialize, ToSchema)]
     #[schema(example = json!({"lang": "ts", "code": "console.log(6 * 7)", "task_id": "q1"}))]
     pub(crate) struct JobSubmit {
-        /// ts, typescript, js, javascript or node (any case).
+        /// ts, typescript, js, javascript, node, python, py or python3 (any case).
         pub lang: String,
         /// The program (at most 10 MB).
         pub code: String,

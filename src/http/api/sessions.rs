@@ -546,7 +546,7 @@ pub(crate) mod bodies {
     #[derive(Debug, Deserialize, ToSchema)]
     #[schema(example = json!({"environment": "typescript", "mode": "notebook"}))]
     pub(crate) struct SessionCreate {
-        /// typescript, javascript or node.
+        /// typescript, javascript, node or python.
         pub environment: String,
         /// script (default) or notebook.
         pub mode: Option<String>,
