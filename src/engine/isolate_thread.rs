@@ -202,16 +202,22 @@ impl IsolateThread<'_> {
         if slot == Slot::Python {
             self.python_wanted = true;
         }
+        // The isolate first: making one is the host's work (a Python
+        // interpreter's first start takes seconds), not the caller's.
+        let mut sandbox = match self.take(slot) {
+            Ok(sandbox) => sandbox,
+            Err(e) => return (Report::failed(e), None),
+        };
         // The deadline covers everything from here on, compiling included.
         let started = Instant::now();
         let deadline = started + execution.timeout;
         let code = match self.prepare(queued, deadline) {
             Ok(code) => code,
-            Err(e) => return (Report::failed(e), None),
-        };
-        let mut sandbox = match self.take(slot) {
-            Ok(sandbox) => sandbox,
-            Err(e) => return (Report::failed(e), None),
+            Err(e) => {
+                // Unused: kept for the next execution of its slot.
+                self.put_back(slot, sandbox);
+                return (Report::failed(e), None);
+            }
         };
         let (mut report, memory_used) = self.call(&mut sandbox, queued, &code, deadline, slot);
         report.queue_wait = queued.queued_at.elapsed().saturating_sub(started.elapsed());
@@ -252,6 +258,17 @@ impl IsolateThread<'_> {
                 ))),
             },
         }
+    }
+
+    /// Keeps an isolate that ran nothing for the next execution of `slot`.
+    fn put_back(&mut self, slot: Slot, sandbox: Sandbox) {
+        let place = match slot {
+            Slot::Fresh => &mut self.spare,
+            Slot::Warm => &mut self.warm,
+            Slot::Frozen => &mut self.frozen,
+            Slot::Python => &mut self.python,
+        };
+        *place = Some(sandbox);
     }
 
     /// The isolate of `slot`: the one kept for it, or a new one.
@@ -331,7 +348,11 @@ impl IsolateThread<'_> {
                             },
                         ) => sandbox.call(module, fn_name, payload, convert, warm).await,
                         (Code::Program(url, source), _) => sandbox
-                            .run_program(url, source.clone())
+                            .run_program(
+                                url,
+                                source.clone(),
+                                execution.language == super::types::Language::JavaScript,
+                            )
                             .await
                             .map(|()| String::new()),
                         (

@@ -324,6 +324,30 @@ pub enum ProgramEnd {
     Stopped(ExecError),
 }
 
+/// What to do about a Node-only name an ES module (TypeScript, or a
+/// JavaScript file with `import`/`export`) used, where the user reads it.
+fn node_hint(error: &ExecError) -> Option<&'static str> {
+    let ExecError::Exception { name, message, .. } = error else {
+        return None;
+    };
+    if name != "ReferenceError" {
+        return None;
+    }
+    Some(match message.split(' ').next()? {
+        "require" | "module" | "exports" => {
+            "this program is an ES module (TypeScript, or JavaScript with import/export), where \
+             require, module and exports do not exist: write `import fs from \"node:fs\"` \
+             (every Node built-in this server offers imports that way), or send plain \
+             JavaScript without import/export as `node` or `js` to run it as CommonJS"
+        }
+        "__dirname" | "__filename" => {
+            "__dirname and __filename exist in CommonJS programs only: in an ES module use \
+             `import.meta.url`"
+        }
+        _ => return None,
+    })
+}
+
 impl ProgramEnd {
     pub fn of(outcome: Result<String, ExecError>) -> ProgramEnd {
         let error = match outcome {
@@ -346,9 +370,10 @@ impl ProgramEnd {
             ExecError::FnNotFound { name, .. } => format!("no function {name}"),
             _ => return ProgramEnd::Stopped(error),
         };
+        let hint = node_hint(&error).map_or(String::new(), |h| format!("hint: {h}\n"));
         ProgramEnd::Failed {
             error,
-            line: format!("error: {line}\n"),
+            line: format!("error: {line}\n{hint}"),
         }
     }
 

@@ -12,6 +12,7 @@ mod jobs;
 mod layout;
 mod limits;
 mod migrating;
+mod node;
 mod observability;
 #[path = "../pg.rs"]
 mod pg;

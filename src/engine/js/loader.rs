@@ -21,7 +21,7 @@ use crate::engine::types::ExecError;
 use crate::engine::watchdog::{CancelFlag, KillReason, KillRecord};
 
 /// Largest module file that is loaded.
-const MAX_MODULE_BYTES: u64 = 32 * 1024 * 1024;
+pub(super) const MAX_MODULE_BYTES: u64 = 32 * 1024 * 1024;
 /// Compile deadline when no call set one.
 const FALLBACK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -46,6 +46,8 @@ pub(crate) struct LoadNotes {
     /// Frozen mode: the URL fragment that makes every module of this call a
     /// new instance (a module map never forgets a URL it has seen).
     pub instance: Option<String>,
+    /// A program with Node's globals: `node:` imports are its built-ins.
+    pub node: bool,
 }
 
 pub(crate) type Notes = Rc<RefCell<LoadNotes>>;
@@ -193,6 +195,11 @@ impl ModuleLoader for Loader {
         if kind == ResolutionKind::MainModule || referrer == "." {
             return ModuleSpecifier::parse(specifier).map_err(JsErrorBox::from_err);
         }
+        // Node's built-in modules, `node:fs` or `fs`: the prelude's own.
+        let bare = specifier.strip_prefix("node:").unwrap_or(specifier);
+        if self.notes.borrow().node && node_exports(bare).is_some() {
+            return ModuleSpecifier::parse(&format!("node:{bare}")).map_err(JsErrorBox::from_err);
+        }
         let scoped = self.notes.borrow().resolver.clone();
         let resolver = scoped.as_ref().unwrap_or(&self.resolver);
         let instance = self.notes.borrow().instance.clone();
@@ -215,10 +222,164 @@ impl ModuleLoader for Loader {
         options: ModuleLoadOptions,
     ) -> ModuleLoadResponse {
         self.loaded.set(self.loaded.get() + 1);
+        if specifier.scheme() == "node" {
+            return ModuleLoadResponse::Sync(node_module(specifier));
+        }
         let mut plain = specifier.clone();
         if self.notes.borrow().instance.is_some() {
             plain.set_fragment(None);
         }
         ModuleLoadResponse::Sync(self.load_file(specifier, &plain, &options.requested_module_type))
     }
+}
+
+/// The named exports of each Node built-in module a program may import
+/// (`import { readFileSync } from "node:fs"`); the default export is the
+/// module itself, as `require` gives it.
+fn node_exports(name: &str) -> Option<&'static [&'static str]> {
+    Some(match name {
+        "fs" => &[
+            "readFileSync",
+            "writeFileSync",
+            "appendFileSync",
+            "existsSync",
+            "readFile",
+            "writeFile",
+            "promises",
+            "constants",
+        ],
+        "fs/promises" => &["readFile", "writeFile", "appendFile"],
+        "path" | "path/posix" => &[
+            "sep",
+            "delimiter",
+            "normalize",
+            "join",
+            "resolve",
+            "isAbsolute",
+            "basename",
+            "dirname",
+            "extname",
+            "relative",
+            "parse",
+            "format",
+            "posix",
+        ],
+        "readline" => &[
+            "createInterface",
+            "Interface",
+            "clearLine",
+            "cursorTo",
+            "emitKeypressEvents",
+        ],
+        "readline/promises" => &["createInterface", "Interface"],
+        "util" => &[
+            "format",
+            "inspect",
+            "inherits",
+            "promisify",
+            "isDeepStrictEqual",
+            "types",
+            "TextEncoder",
+            "TextDecoder",
+            "deprecate",
+        ],
+        "events" => &["EventEmitter", "once"],
+        "assert" | "assert/strict" => &[
+            "ok",
+            "equal",
+            "notEqual",
+            "strictEqual",
+            "notStrictEqual",
+            "deepEqual",
+            "deepStrictEqual",
+            "notDeepStrictEqual",
+            "throws",
+            "rejects",
+            "doesNotThrow",
+            "match",
+            "fail",
+            "AssertionError",
+            "strict",
+        ],
+        "os" => &[
+            "EOL",
+            "platform",
+            "type",
+            "arch",
+            "release",
+            "hostname",
+            "homedir",
+            "tmpdir",
+            "cpus",
+            "availableParallelism",
+            "totalmem",
+            "freemem",
+            "uptime",
+            "loadavg",
+            "endianness",
+            "userInfo",
+            "networkInterfaces",
+        ],
+        "buffer" => &["Buffer", "constants"],
+        "string_decoder" => &["StringDecoder"],
+        "timers" => &[
+            "setTimeout",
+            "clearTimeout",
+            "setInterval",
+            "clearInterval",
+            "setImmediate",
+            "clearImmediate",
+        ],
+        "timers/promises" => &["setTimeout", "setImmediate"],
+        "crypto" => &[
+            "randomUUID",
+            "randomBytes",
+            "randomInt",
+            "getRandomValues",
+            "webcrypto",
+            "createHash",
+        ],
+        "process" => &[
+            "argv",
+            "env",
+            "exit",
+            "stdout",
+            "stderr",
+            "stdin",
+            "nextTick",
+            "hrtime",
+            "platform",
+            "version",
+            "versions",
+            "cwd",
+            "memoryUsage",
+        ],
+        "child_process" | "net" | "http" | "https" | "http2" | "dgram" | "dns" | "tls"
+        | "cluster" | "worker_threads" | "vm" | "v8" | "inspector" | "repl" | "tty" | "zlib"
+        | "perf_hooks" | "module" => &[],
+        _ => return None,
+    })
+}
+
+/// The ES module of a Node built-in (`node:<name>`): the prelude's module,
+/// its properties as named exports.
+fn node_module(specifier: &ModuleSpecifier) -> Result<ModuleSource, JsErrorBox> {
+    let name = specifier.path();
+    let names = node_exports(name)
+        .ok_or_else(|| JsErrorBox::type_error(format!("Unknown Node.js module '{specifier}'")))?;
+    let mut code = format!(
+        "const require = globalThis[Symbol.for(\"isoexec.node.require\")];\n\
+         if (typeof require !== \"function\") throw new Error(\"Node.js modules are available to \
+         programs (jobs, sessions, /execute), not to function calls\");\n\
+         const m = require({name:?});\nexport default m;\n"
+    );
+    if !names.is_empty() {
+        code.push_str(&format!("export const {{ {} }} = m;\n", names.join(", ")));
+    }
+    Ok(ModuleSource::new(
+        ModuleType::JavaScript,
+        ModuleSourceCode::String(code.into()),
+        specifier,
+        None,
+    ))
 }

@@ -4,6 +4,24 @@
 
 #[path = "python.rs"]
 mod python;
+
+#[cfg(test)]
+mod node_tests {
+    use super::is_commonjs;
+
+    #[test]
+    fn commonjs_is_told_from_es_modules_as_node_does() {
+        assert!(is_commonjs("const fs = require('fs');\nconsole.log(1)"));
+        assert!(is_commonjs(
+            "// import x from 'y'\nconst m = await import('./m.js');"
+        ));
+        assert!(is_commonjs("/*\nimport a from 'b'\n*/\nmodule.exports = 1"));
+        assert!(!is_commonjs("import fs from 'node:fs';\nconsole.log(1)"));
+        assert!(!is_commonjs("const a = 1;\nexport { a };"));
+        assert!(!is_commonjs("export default function f() {}"));
+        assert!(!is_commonjs("console.log(import.meta.url)"));
+    }
+}
 pub(crate) use python::read_tree;
 
 use std::collections::HashMap;
@@ -452,17 +470,36 @@ impl Sandbox {
     }
 
     /// Runs the file at `url` (or `source`, known by that URL) as the main
-    /// module until nothing is left to do (or `Deno.exit`). The runtime is
-    /// not reused afterwards.
+    /// module until nothing is left to do (or `Deno.exit`). Node's program
+    /// globals (`process`, `Buffer`) come first; a JavaScript file with no
+    /// `import` or `export` runs as a CommonJS module (`require`, `module`,
+    /// `__filename`), as Node decides. The runtime is not reused afterwards.
     pub(crate) async fn run_program(
         &mut self,
         url: &ModuleSpecifier,
         source: Option<Arc<str>>,
+        javascript: bool,
     ) -> Result<(), ExecError> {
+        let text = match &source {
+            Some(text) => Some(text.clone()),
+            None if javascript => read_program(url).map(Into::into),
+            None => None,
+        };
         if let Some(source) = source {
             self.notes.borrow_mut().main_source = Some((url.clone(), source));
         }
-        let mut result = self.program_inner(url).await;
+        // .cjs is CommonJS and .mjs an ES module whatever they hold, as in
+        // Node; other JavaScript files say by what they hold.
+        let path = url.path();
+        let commonjs = match &text {
+            _ if path.ends_with(".mjs") => false,
+            Some(_) if path.ends_with(".cjs") => true,
+            Some(text) if javascript => is_commonjs(text),
+            _ => false,
+        };
+        let mut result = self
+            .program_inner(url, commonjs.then_some(text).flatten())
+            .await;
         if result.is_ok() && self.record.reason().is_some() {
             result = Err(Failure::Terminated);
         }
@@ -470,17 +507,94 @@ impl Sandbox {
         result.map_err(|e| self.explain(e).capped())
     }
 
-    async fn program_inner(&mut self, url: &ModuleSpecifier) -> Result<(), Failure> {
-        let id = self
+    async fn program_inner(
+        &mut self,
+        url: &ModuleSpecifier,
+        commonjs: Option<Arc<str>>,
+    ) -> Result<(), Failure> {
+        let node = self
             .runtime
-            .load_main_es_module(url)
-            .await
-            .map_err(Failure::Load)?;
-        self.evaluate(id).await?;
+            .execute_script("ext:isoexec/node.js", NODE_PRELUDE.to_string())
+            .map_err(|e| Failure::Js(*e))?;
+        self.notes.borrow_mut().node = true;
+        // On the first line, so the program's line numbers hold. A file
+        // that only an ES module may hold (top-level `await`) is one, as
+        // Node decides when CommonJS does not parse.
+        let function = match commonjs {
+            Some(text) => {
+                let wrapped = format!(
+                    "(function (exports, require, module, __filename, __dirname) {{ {text}\n}})"
+                );
+                match self.runtime.execute_script(url.to_string(), wrapped) {
+                    Ok(f) => Some(f),
+                    Err(e) if e.exception_message.contains("await is only valid") => None,
+                    Err(e) => return Err(Failure::Js(*e)),
+                }
+            }
+            None => None,
+        };
+        match function {
+            Some(function) => {
+                let filename = url
+                    .to_file_path()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_else(|()| url.to_string());
+                self.call_node(&node, "main", Some((function, filename)))
+                    .await?;
+            }
+            None => {
+                let id = self
+                    .runtime
+                    .load_main_es_module(url)
+                    .await
+                    .map_err(Failure::Load)?;
+                self.evaluate(id).await?;
+            }
+        }
         self.runtime
             .run_event_loop(PollEventLoopOptions::default())
             .await
-            .map_err(Failure::Core)
+            .map_err(Failure::Core)?;
+        self.call_node(&node, "finish", None).await
+    }
+
+    /// Calls `name` of the Node prelude's hooks, with the main function and
+    /// its file name for `main`.
+    async fn call_node(
+        &mut self,
+        node: &v8::Global<v8::Value>,
+        name: &str,
+        main: Option<(v8::Global<v8::Value>, String)>,
+    ) -> Result<(), Failure> {
+        let (function, args) = {
+            deno_core::scope!(scope, &mut self.runtime);
+            let hooks = v8::Local::new(scope, node);
+            let hooks = v8::Local::<v8::Object>::try_from(hooks)
+                .map_err(|_| Failure::Internal("the Node prelude gave no hooks".into()))?;
+            let key = v8::String::new(scope, name)
+                .ok_or_else(|| Failure::Internal("a hook name".into()))?;
+            let function = hooks
+                .get(scope, key.into())
+                .and_then(|f| v8::Local::<v8::Function>::try_from(f).ok())
+                .ok_or(Failure::Terminated)?;
+            let mut args = Vec::new();
+            if let Some((f, filename)) = main {
+                let filename = v8::String::new(scope, &filename)
+                    .ok_or_else(|| Failure::Internal("a file name".into()))?;
+                args.push(f);
+                args.push(v8::Global::new(
+                    scope,
+                    v8::Local::<v8::Value>::from(filename),
+                ));
+            }
+            (v8::Global::new(scope, function), args)
+        };
+        let call = self.runtime.call_with_args(&function, &args);
+        self.runtime
+            .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())
+            .await
+            .map_err(Failure::Core)?;
+        Ok(())
     }
 
     /// Evaluates a loaded module, driving the event loop until its
@@ -692,6 +806,57 @@ impl Sandbox {
             Failure::Core(e) => core_error(e),
         }
     }
+}
+
+/// Node's program globals and `require` (see the file).
+const NODE_PRELUDE: &str = include_str!("node_prelude.js");
+
+/// A program's text read from its file URL (for the CommonJS check); `None`
+/// when it cannot be read, and the module loader then says why.
+fn read_program(url: &ModuleSpecifier) -> Option<String> {
+    use std::io::Read;
+    let path = url.to_file_path().ok()?;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(super::loader::MAX_MODULE_BYTES)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
+/// Whether a JavaScript program is CommonJS, as Node 22 decides for a file
+/// that does not say: no `import` or `export` statement and no
+/// `import.meta` (a dynamic `import()` is allowed in both).
+pub(crate) fn is_commonjs(text: &str) -> bool {
+    let mut in_block_comment = false;
+    for line in text.lines() {
+        let mut l = line.trim_start();
+        if in_block_comment {
+            match l.find("*/") {
+                Some(end) => {
+                    in_block_comment = false;
+                    l = l[end + 2..].trim_start();
+                }
+                None => continue,
+            }
+        }
+        if l.starts_with("/*") && !l.contains("*/") {
+            in_block_comment = true;
+            continue;
+        }
+        let esm_import = l.strip_prefix("import").is_some_and(|rest| {
+            rest.starts_with([' ', '{', '*', '"', '\'', '\t'])
+                && !rest.trim_start().starts_with('(')
+        });
+        let esm_export = l
+            .strip_prefix("export")
+            .is_some_and(|rest| rest.starts_with([' ', '{', '*', '\t']));
+        if esm_import || esm_export || line.contains("import.meta") {
+            return false;
+        }
+    }
+    true
 }
 
 /// V8's words for a write a frozen object refused.
