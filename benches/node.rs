@@ -69,7 +69,8 @@ fn main() {
         }
         rows
     });
-    let node_bin = std::env::var_os("NODE_BIN").map_or_else(|| "node".into(), Into::into);
+    let node_bin: std::ffi::OsString =
+        std::env::var_os("NODE_BIN").unwrap_or_else(|| "node".into());
     std::fs::write(dir.join("main.js"), CJS).expect("program");
     let mut child_us = Vec::new();
     for i in 0..child_runs + 2 {
