@@ -122,6 +122,23 @@ async fn grader_programs_read_stdin_in_every_idiom_and_print_as_node_does() {
         }
     }
 
+    // Hashes as Node computes them.
+    let r = job(
+        &s,
+        "node",
+        "const c = require('crypto');\nfor (const h of ['md5', 'sha1', 'sha256']) console.log(c.createHash(h).update('abc').digest('hex'));\n\
+         console.log(c.createHash('sha256').update('a'.repeat(1000)).digest('base64'));",
+        "",
+    )
+    .await;
+    assert_eq!(
+        r["output"],
+        "900150983cd24fb0d6963f7d28e17f72\na9993e364706816aba3e25717850c26c9cd0d89d\n\
+         ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n\
+         Qe3s5C1j6Nm/UVqbppMuHCDLyfWl0TRkWttdsblzfqM=\n",
+        "{r}"
+    );
+
     // An assertion that fails ends the program with exit code 1, the
     // message where the grader reads it.
     let r = job(&s, "node", "require('assert').strictEqual(1 + 1, 3)", "").await;

@@ -776,10 +776,141 @@
     },
     getRandomValues: (a) => crypto.getRandomValues(a),
     webcrypto: crypto,
-    createHash: (name) => {
-      throw new Error(`crypto.createHash('${name}') is not available here yet`);
-    },
+    createHash: (name) => new Hash(name),
+    getHashes: () => ["md5", "sha1", "sha256"],
   };
+
+  // ---- hashes: md5, sha1, sha256 over whole messages ------------------------
+  const rotl = (x, n) => (x << n) | (x >>> (32 - n));
+  const rotr = (x, n) => (x >>> n) | (x << (32 - n));
+  /** The message padded to 64-byte blocks with its bit length (big or little endian). */
+  function pad(bytes, littleEndian) {
+    const len = bytes.length;
+    const total = (((len + 8) >> 6) + 1) << 6;
+    const out = new Uint8Array(total);
+    out.set(bytes);
+    out[len] = 0x80;
+    const view = new DataView(out.buffer);
+    const bits = len * 8;
+    if (littleEndian) {
+      view.setUint32(total - 8, bits >>> 0, true);
+      view.setUint32(total - 4, Math.floor(bits / 2 ** 32), true);
+    } else {
+      view.setUint32(total - 8, Math.floor(bits / 2 ** 32));
+      view.setUint32(total - 4, bits >>> 0);
+    }
+    return view;
+  }
+  const K256 = [
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+  ];
+  function sha256(bytes) {
+    const v = pad(bytes, false);
+    const h = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    const w = new Array(64);
+    for (let off = 0; off < v.byteLength; off += 64) {
+      for (let i = 0; i < 16; i++) w[i] = v.getUint32(off + i * 4);
+      for (let i = 16; i < 64; i++) {
+        const s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >>> 3);
+        const s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >>> 10);
+        w[i] = (w[i - 16] + s0 + w[i - 7] + s1) | 0;
+      }
+      let [a, b, c, d, e, f, g, hh] = h;
+      for (let i = 0; i < 64; i++) {
+        const t1 = (hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + K256[i] + w[i]) | 0;
+        const t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) | 0;
+        hh = g;
+        g = f;
+        f = e;
+        e = (d + t1) | 0;
+        d = c;
+        c = b;
+        b = a;
+        a = (t1 + t2) | 0;
+      }
+      [a, b, c, d, e, f, g, hh].forEach((x, i) => (h[i] = (h[i] + x) | 0));
+    }
+    const out = new DataView(new ArrayBuffer(32));
+    h.forEach((x, i) => out.setUint32(i * 4, x));
+    return new Uint8Array(out.buffer);
+  }
+  function sha1(bytes) {
+    const v = pad(bytes, false);
+    const h = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0];
+    const w = new Array(80);
+    for (let off = 0; off < v.byteLength; off += 64) {
+      for (let i = 0; i < 16; i++) w[i] = v.getUint32(off + i * 4);
+      for (let i = 16; i < 80; i++) w[i] = rotl(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+      let [a, b, c, d, e] = h;
+      for (let i = 0; i < 80; i++) {
+        const [f, k] =
+          i < 20 ? [(b & c) | (~b & d), 0x5a827999]
+          : i < 40 ? [b ^ c ^ d, 0x6ed9eba1]
+          : i < 60 ? [(b & c) | (b & d) | (c & d), 0x8f1bbcdc]
+          : [b ^ c ^ d, 0xca62c1d6];
+        const t = (rotl(a, 5) + f + e + k + w[i]) | 0;
+        e = d;
+        d = c;
+        c = rotl(b, 30);
+        b = a;
+        a = t;
+      }
+      [a, b, c, d, e].forEach((x, i) => (h[i] = (h[i] + x) | 0));
+    }
+    const out = new DataView(new ArrayBuffer(20));
+    h.forEach((x, i) => out.setUint32(i * 4, x));
+    return new Uint8Array(out.buffer);
+  }
+  const S_MD5 = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
+  const K_MD5 = Array.from({ length: 64 }, (_, i) => Math.floor(Math.abs(Math.sin(i + 1)) * 2 ** 32) | 0);
+  function md5(bytes) {
+    const v = pad(bytes, true);
+    const h = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
+    for (let off = 0; off < v.byteLength; off += 64) {
+      const m = Array.from({ length: 16 }, (_, i) => v.getUint32(off + i * 4, true));
+      let [a, b, c, d] = h;
+      for (let i = 0; i < 64; i++) {
+        let f;
+        let g;
+        if (i < 16) [f, g] = [(b & c) | (~b & d), i];
+        else if (i < 32) [f, g] = [(d & b) | (~d & c), (5 * i + 1) % 16];
+        else if (i < 48) [f, g] = [b ^ c ^ d, (3 * i + 5) % 16];
+        else [f, g] = [c ^ (b | ~d), (7 * i) % 16];
+        const t = d;
+        d = c;
+        c = b;
+        b = (b + rotl((a + f + K_MD5[i] + m[g]) | 0, S_MD5[(i >> 4) * 4 + (i % 4)])) | 0;
+        a = t;
+      }
+      [a, b, c, d].forEach((x, i) => (h[i] = (h[i] + x) | 0));
+    }
+    const out = new DataView(new ArrayBuffer(16));
+    h.forEach((x, i) => out.setUint32(i * 4, x, true));
+    return new Uint8Array(out.buffer);
+  }
+  const HASHES = { md5, sha1, sha256, "sha-256": sha256, "sha-1": sha1 };
+  class Hash {
+    constructor(name) {
+      this.fn = HASHES[String(name).toLowerCase()];
+      if (!this.fn) throw new Error(`Digest method not supported: ${name} (md5, sha1 and sha256 are)`);
+      this.parts = [];
+    }
+    update(data, encoding) {
+      this.parts.push(typeof data === "string" ? Buffer.from(data, encoding) : Buffer.from(data));
+      return this;
+    }
+    digest(encoding) {
+      const out = Buffer.from(this.fn(Buffer.concat(this.parts)));
+      return encoding ? out.toString(encoding) : out;
+    }
+  }
 
   const modules = {
     events: EventEmitter,
