@@ -109,7 +109,11 @@ pub fn run(config: Config, args: RunArgs) -> ExitCode {
         }
     };
     rt.block_on(async {
-        let engine = match Engine::start(&config.engine_options()) {
+        let mut options = config.engine_options();
+        // The Python snapshot is kept in the user's cache, not in DATA_DIR
+        // (which defaults to the current directory).
+        options.python_snapshot_dir = cache_dir();
+        let engine = match Engine::start(&options) {
             Ok(e) => e,
             Err(e) => {
                 eprintln!("isoexec: {e}");
@@ -161,6 +165,15 @@ pub fn run(config: Config, args: RunArgs) -> ExitCode {
         let _ = std::io::stdout().flush();
         code
     })
+}
+
+/// `$XDG_CACHE_HOME/isoexec`, else `~/.cache/isoexec`; `None` without either.
+fn cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("isoexec"))
 }
 
 /// Largest stdin a program run from the command line is given.
@@ -354,7 +367,11 @@ pub fn lint(config: Config, files: Vec<PathBuf>, json: bool) -> ExitCode {
         config.pool_size = 1;
         config.script_threads = 1;
         config.compile_helpers = 1;
-        let engine = match Engine::start(&config.engine_options()) {
+        let mut options = config.engine_options();
+        // The Python snapshot is kept in the user's cache, not in DATA_DIR
+        // (which defaults to the current directory).
+        options.python_snapshot_dir = cache_dir();
+        let engine = match Engine::start(&options) {
             Ok(e) => e,
             Err(e) => {
                 eprintln!("isoexec: {e}");

@@ -527,6 +527,7 @@ impl Config {
             compile_helpers: self.compile_helpers,
             process_prestart: self.process_prestart,
             limits: self.limits.clone(),
+            python_snapshot_dir: Some(self.data_dir.join("python")),
         }
     }
 

@@ -177,12 +177,24 @@ impl IsolateThread<'_> {
             Sandbox::new(&self.shared.host)
         }?;
         if slot.policy().python {
+            let host = &self.shared.host;
             let rt = &self.rt;
-            sandbox
-                .with_entered(|sb| rt.block_on(sb.boot_python(&self.shared.host.python_packages)))
-                .map_err(|e| {
+            let boot = |sb: &mut Sandbox| {
+                sb.with_entered(|sb| {
+                    rt.block_on(
+                        sb.boot_python(&host.python_packages, host.python_snapshot.as_deref()),
+                    )
+                })
+            };
+            if let Err(e) = boot(&mut sandbox) {
+                // A kept snapshot that did not restore is forgotten: one more
+                // try, on a fresh isolate, starts CPython anew.
+                tracing::warn!(error = ?e, "a Python interpreter did not load; trying once more");
+                sandbox = Sandbox::new(host)?;
+                boot(&mut sandbox).map_err(|e| {
                     super::js::InitError::Python(e.describe(Duration::ZERO, None).message)
                 })?;
+            }
         }
         self.shared.isolates_created.fetch_add(1, Ordering::Relaxed);
         Ok(sandbox)

@@ -251,6 +251,10 @@ fn start_pool(options: &EngineOptions, compiler: Arc<Compiler>) -> std::io::Resu
     ];
     Pool::start(PoolOptions {
         python_packages: real_or_absolute(&config.vendor_dir).join("python"),
+        python_snapshot: config
+            .python_snapshot_dir
+            .as_ref()
+            .map(|dir| dir.join(js::snapshot_file_name())),
         shared_roots,
         script_threads: config.script_threads,
         size: config.pool_size,

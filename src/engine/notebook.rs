@@ -381,7 +381,12 @@ impl NotebookThread {
             let mut sandbox = Sandbox::new(&self.parts.host)?;
             let rt = &self.rt;
             sandbox
-                .with_entered(|sb| rt.block_on(sb.boot_python(&self.parts.host.python_packages)))
+                .with_entered(|sb| {
+                    rt.block_on(sb.boot_python(
+                        &self.parts.host.python_packages,
+                        self.parts.host.python_snapshot.as_deref(),
+                    ))
+                })
                 .map_err(|e| {
                     super::js::InitError::Python(e.describe(Duration::ZERO, None).message)
                 })?;

@@ -36,6 +36,10 @@ pub struct EngineOptions {
     /// Worker processes of `"process"` isolation kept started.
     pub process_prestart: usize,
     pub limits: Limits,
+    /// Where the Python interpreter's memory snapshot is kept between runs
+    /// of the server (`None`: made anew by each process).
+    #[serde(default)]
+    pub python_snapshot_dir: Option<PathBuf>,
 }
 
 /// The per-execution limits.

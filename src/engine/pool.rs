@@ -41,6 +41,8 @@ pub(crate) struct PoolOptions {
     pub shared_roots: Vec<std::path::PathBuf>,
     /// Pure-Python packages (`<VENDOR_DIR>/python`).
     pub python_packages: std::path::PathBuf,
+    /// Where the Python snapshot is kept on disk, if anywhere.
+    pub python_snapshot: Option<std::path::PathBuf>,
     /// Most isolate threads one script may hold at once.
     pub script_threads: usize,
 }
@@ -67,6 +69,7 @@ impl Pool {
                 permissions: options.permissions,
                 shared_roots: options.shared_roots,
                 python_packages: options.python_packages,
+                python_snapshot: options.python_snapshot,
             },
             heap: (0..options.size).map(|_| Default::default()).collect(),
             isolates_created: Arc::default(),

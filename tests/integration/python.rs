@@ -464,3 +464,31 @@ async fn the_command_line_runs_python_files() {
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[tokio::test]
+async fn the_python_snapshot_is_kept_in_data_dir_and_a_damaged_one_is_replaced() {
+    let mut s = Server::start();
+    assert_eq!(job(&s, "print(1)", json!({})).await["output"], "1\n");
+    let dir = s.data_dir().join("python");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "bin"))
+        .expect("a kept snapshot");
+    let whole = std::fs::read(&file).unwrap();
+    assert!(whole.starts_with(b"ISOPYSN1") && whole.len() > 1 << 20);
+    // Damaged (a byte flipped past its header): not restored, replaced.
+    let mut damaged = whole.clone();
+    let at = damaged.len() / 2;
+    damaged[at] ^= 0xff;
+    std::fs::write(&file, &damaged).unwrap();
+    s.kill();
+    let data = s.data_dir().to_str().unwrap().to_string();
+    let s2 = Server::start_with(&[("DATA_DIR", &data)]);
+    let r = job(&s2, "import random\nprint(random.random() < 1)", json!({})).await;
+    assert_eq!(r["output"], "True\n", "{r}");
+    let again = std::fs::read(&file).unwrap();
+    assert!(again.starts_with(b"ISOPYSN1"));
+    assert_ne!(again, damaged, "the damaged snapshot was kept");
+}

@@ -11,4 +11,6 @@ pub(super) mod loader;
 pub(super) mod sandbox;
 
 pub(super) use convert::ConvertLimits;
-pub(super) use sandbox::{CallSetup, InitError, Sandbox, SandboxHost, Scope, read_tree};
+pub(super) use sandbox::{
+    CallSetup, InitError, Sandbox, SandboxHost, Scope, read_tree, snapshot_file_name,
+};

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 
 use deno_core::{PollEventLoopOptions, v8};
 
-use super::super::ext::{PY_BOOT_KEY, PY_CELL_KEY, PY_RUN_KEY, PythonFiles};
+use super::super::ext::{self, PY_BOOT_KEY, PY_CELL_KEY, PY_RUN_KEY, PythonFiles};
 use super::super::failure::Failure;
 use super::Sandbox;
 use crate::engine::types::ExecError;
@@ -119,11 +119,37 @@ impl Sandbox {
     /// Loads Pyodide into this runtime (made by [`Sandbox::new`]); the
     /// runtime then serves Python only. Drives the event loop until it is
     /// loaded.
+    ///
+    /// With a `snapshot_file`, the first interpreter of a process restores
+    /// the snapshot kept there (and forgets it, so the next try starts
+    /// CPython, if it does not restore), or writes the one it made.
     pub(crate) async fn boot_python(
         &mut self,
         packages: &std::path::Path,
+        snapshot_file: Option<&std::path::Path>,
     ) -> Result<(), ExecError> {
+        let had = ext::snapshot().is_some();
+        let from_disk = !had
+            && snapshot_file
+                .and_then(read_snapshot)
+                .map(|bytes| ext::set_snapshot(Some(bytes)))
+                .is_some();
         let result = self.boot_inner(packages).await;
+        match (&result, snapshot_file) {
+            (Err(_), Some(file)) if from_disk => {
+                tracing::warn!(file = %file.display(), "a kept Python snapshot did not restore; starting CPython anew");
+                ext::set_snapshot(None);
+                let _ = std::fs::remove_file(file);
+            }
+            (Ok(()), Some(file)) if !had && !from_disk => {
+                if let Some(bytes) = ext::snapshot() {
+                    if let Err(e) = write_snapshot(file, &bytes) {
+                        tracing::warn!(file = %file.display(), error = %e, "the Python snapshot could not be kept");
+                    }
+                }
+            }
+            _ => {}
+        }
         if result.is_err() {
             self.poisoned = true;
         }
@@ -291,6 +317,48 @@ impl Sandbox {
             .map(|v| v.to_rust_string_lossy(scope));
         Ok((status, result))
     }
+}
+
+/// What starts a kept snapshot file; a SHA-256 of the rest follows.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"ISOPYSN1";
+
+/// The snapshot file's name: this build and the vendored Pyodide's wasm,
+/// so a file is only ever read by the build that wrote it.
+pub(crate) fn snapshot_file_name() -> String {
+    let wasm = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/assets/pyodide/MANIFEST"
+    ))
+    .lines()
+    .find(|l| l.starts_with("pyodide.asm.wasm "))
+    .and_then(|l| l.split(' ').nth(3))
+    .map_or("unknown", |h| &h[..h.len().min(16)]);
+    format!("snapshot-{}-{wasm}.bin", env!("CARGO_PKG_VERSION"))
+}
+
+/// A kept snapshot, when the file is whole (its checksum holds).
+fn read_snapshot(file: &std::path::Path) -> Option<Vec<u8>> {
+    use sha2::Digest;
+    let data = std::fs::read(file).ok()?;
+    let (head, body) = data.split_at_checked(SNAPSHOT_MAGIC.len() + 32)?;
+    let (magic, sum) = head.split_at(SNAPSHOT_MAGIC.len());
+    (magic == SNAPSHOT_MAGIC && sha2::Sha256::digest(body).as_slice() == sum).then(|| body.to_vec())
+}
+
+/// Writes a snapshot whole or not at all (a temporary file, renamed).
+fn write_snapshot(file: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use sha2::Digest;
+    use std::io::Write;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let temp = file.with_extension(format!("tmp-{}", std::process::id()));
+    let mut f = std::fs::File::create(&temp)?;
+    f.write_all(SNAPSHOT_MAGIC)?;
+    f.write_all(&sha2::Sha256::digest(bytes))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&temp, file)
 }
 
 /// Where an operator's Python packages appear inside the interpreter.

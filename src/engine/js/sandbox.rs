@@ -22,7 +22,7 @@ mod node_tests {
         assert!(!is_commonjs("console.log(import.meta.url)"));
     }
 }
-pub(crate) use python::read_tree;
+pub(crate) use python::{read_tree, snapshot_file_name};
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -73,6 +73,8 @@ pub(crate) struct SandboxHost {
     /// Pure-Python packages every Python interpreter can import
     /// (`<VENDOR_DIR>/python`).
     pub python_packages: std::path::PathBuf,
+    /// The file the Python snapshot is kept in between runs, if any.
+    pub python_snapshot: Option<std::path::PathBuf>,
 }
 
 /// What one call may reach when it is confined to a directory.

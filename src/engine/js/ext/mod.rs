@@ -28,7 +28,9 @@ use deno::{
 use fetch::op_isoexec_fetch;
 use fs::{op_isoexec_read_file, op_isoexec_read_text_file, op_isoexec_write_file};
 use memory::{op_isoexec_charge, op_isoexec_release};
-pub(crate) use python::{PY_BOOT_KEY, PY_CELL_KEY, PY_RUN_KEY, PythonFiles};
+pub(crate) use python::{
+    PY_BOOT_KEY, PY_CELL_KEY, PY_RUN_KEY, PythonFiles, set_snapshot, snapshot,
+};
 use python::{
     op_isoexec_python_file, op_isoexec_python_has_snapshot, op_isoexec_python_keep_module,
     op_isoexec_python_keep_snapshot, op_isoexec_python_module, op_isoexec_set_python_hooks,

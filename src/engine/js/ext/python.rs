@@ -22,22 +22,41 @@ pub(crate) struct PythonFiles {
     pub stdlib: &'static [u8],
 }
 
-/// The interpreter's memory right after its first start in this process
-/// (Pyodide's memory snapshot): later interpreters restore it instead of
-/// starting CPython again.
-static SNAPSHOT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+/// The interpreter's memory right after its first start (Pyodide's memory
+/// snapshot), made in this process or read from disk: later interpreters
+/// restore it instead of starting CPython again.
+static SNAPSHOT: std::sync::Mutex<Option<std::sync::Arc<Vec<u8>>>> = std::sync::Mutex::new(None);
+
+fn snapshot_slot() -> std::sync::MutexGuard<'static, Option<std::sync::Arc<Vec<u8>>>> {
+    SNAPSHOT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The snapshot interpreters restore, if there is one.
+pub(crate) fn snapshot() -> Option<std::sync::Arc<Vec<u8>>> {
+    snapshot_slot().clone()
+}
+
+/// Sets (or, with `None`, forgets) the snapshot interpreters restore.
+pub(crate) fn set_snapshot(bytes: Option<Vec<u8>>) {
+    *snapshot_slot() = bytes.map(std::sync::Arc::new);
+}
 
 /// Whether an interpreter has left a snapshot to restore.
 #[op2(fast)]
 pub(super) fn op_isoexec_python_has_snapshot() -> bool {
-    SNAPSHOT.get().is_some()
+    snapshot_slot().is_some()
 }
 
 /// Keeps the snapshot the first interpreter made (the first one wins).
 #[op2(fast)]
 pub(super) fn op_isoexec_python_keep_snapshot(state: &mut OpState, #[buffer] bytes: &[u8]) {
     if state.try_borrow::<PythonFiles>().is_some() {
-        let _ = SNAPSHOT.set(bytes.to_vec());
+        let mut slot = snapshot_slot();
+        if slot.is_none() {
+            *slot = Some(std::sync::Arc::new(bytes.to_vec()));
+        }
     }
 }
 
@@ -81,9 +100,8 @@ pub(super) fn op_isoexec_python_file(
     match name {
         "pyodide.asm.wasm" => Ok(files.wasm.to_vec()),
         "python_stdlib.zip" => Ok(files.stdlib.to_vec()),
-        "snapshot" => SNAPSHOT
-            .get()
-            .cloned()
+        "snapshot" => snapshot()
+            .map(|s| s.as_ref().clone())
             .ok_or_else(|| JsErrorBox::generic("no Python snapshot yet")),
         other => Err(JsErrorBox::generic(format!("no Pyodide file {other}"))),
     }
