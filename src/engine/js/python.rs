@@ -142,10 +142,8 @@ impl Sandbox {
                 let _ = std::fs::remove_file(file);
             }
             (Ok(()), Some(file)) if !had && !from_disk => {
-                if let Some(bytes) = ext::snapshot() {
-                    if let Err(e) = write_snapshot(file, &bytes) {
-                        tracing::warn!(file = %file.display(), error = %e, "the Python snapshot could not be kept");
-                    }
+                if let Some(Err(e)) = ext::snapshot().map(|bytes| write_snapshot(file, &bytes)) {
+                    tracing::warn!(file = %file.display(), error = %e, "the Python snapshot could not be kept");
                 }
             }
             _ => {}
