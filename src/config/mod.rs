@@ -999,20 +999,30 @@ fn limits<E: Fn(&str) -> Option<String>>(s: &Source<E>, f: &Flags) -> Result<Lim
 impl Config {
     /// The most memory the server may take with these settings, in bytes:
     /// each isolate thread running a call (heap and off-heap budget, each
-    /// as large as the memory limit) and keeping its warm and frozen
-    /// isolates (each retired past half the limit), the notebooks' budget
-    /// and one cell running past it, the transpile cache, and the server
-    /// itself.
+    /// as large as the memory limit; a Python interpreter's WebAssembly
+    /// memory is charged to the latter) and keeping its warm and frozen
+    /// isolates (each retired past half the limit) and a ready Python
+    /// interpreter, the notebooks' budget and one cell running past it, the
+    /// transpile cache, what Python keeps once per process (the snapshot
+    /// and the compiled interpreter), and the server itself.
     pub fn worst_memory_bytes(&self) -> u64 {
         let limit = self.limits.memory_limit_bytes as u64;
         let threads = self.pool_size as u64;
-        threads * (2 * limit + limit)
+        threads * (2 * limit + limit + PYTHON_READY_BYTES)
             + self.limits.notebook_memory_bytes as u64
             + 2 * limit
             + 64 * MIB as u64
+            + PYTHON_PROCESS_BYTES
             + 64 * MIB as u64
     }
 }
+
+/// What a ready (restored, idle) Python interpreter holds: measured at
+/// about 84 MiB (`cargo bench --bench python`), rounded up.
+const PYTHON_READY_BYTES: u64 = 128 * MIB as u64;
+/// What Python keeps once per process: the 31 MB snapshot and the
+/// interpreter's compiled WebAssembly code.
+const PYTHON_PROCESS_BYTES: u64 = 64 * MIB as u64;
 
 /// A client's share of a server-wide count (`MAX_SESSIONS`, `QUEUE_SIZE`
 /// for background jobs): half of it, at least one, so no client can take
