@@ -85,6 +85,16 @@ impl Resolver {
                 .map_err(|e| ResolveError::NotFound(format!("Cannot resolve '{specifier}': {e}")))?
         } else if let Some(url) = self.mapped(specifier)? {
             url
+        } else if let Some(package) = package_name(specifier) {
+            // An npm package installed under a module root's node_modules.
+            let from = Url::parse(referrer)
+                .ok()
+                .and_then(|u| u.to_file_path().ok())
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .unwrap_or_else(|| self.workspace.clone());
+            let path = self.node_module(package, &from, IMPORT_CONDITIONS)?;
+            return Url::from_file_path(&path)
+                .map_err(|()| ResolveError::NotFound(format!("Cannot resolve '{specifier}'")));
         } else if let Ok(url) = Url::parse(specifier) {
             if url.scheme() == "node" {
                 return Err(ResolveError::Refused(format!(
@@ -238,6 +248,254 @@ fn load_import_map(path: &Path) -> Result<ImportMap, String> {
     Ok(ImportMap { entries })
 }
 
+/// The package a bare specifier names (`zod`, `@scope/pkg/sub`, `npm:zod@3`),
+/// with its subpath: `None` for anything else (paths, URLs).
+fn package_name(specifier: &str) -> Option<(&str, &str)> {
+    let spec = specifier.strip_prefix("npm:").unwrap_or(specifier);
+    if spec.is_empty()
+        || spec.starts_with(['.', '/', '#'])
+        || (spec.contains(':') && !specifier.starts_with("npm:"))
+    {
+        return None;
+    }
+    // The name is one segment, or two for a scope; a version follows `@`.
+    let segments = if spec.starts_with('@') { 2 } else { 1 };
+    let mut end = 0;
+    for (i, part) in spec.split('/').enumerate() {
+        if i == segments {
+            break;
+        }
+        end += part.len() + usize::from(i > 0);
+    }
+    let (name, rest) = spec.split_at(end.min(spec.len()));
+    let name = match name.rfind('@') {
+        Some(at) if at > 0 => &name[..at],
+        _ => name,
+    };
+    if name.is_empty() || name.ends_with('/') {
+        return None;
+    }
+    Some((name, rest))
+}
+
+/// Largest file `require` reads.
+const MAX_REQUIRE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Export conditions of an ES module import and of a `require`.
+pub(crate) const IMPORT_CONDITIONS: &[&str] = &["import", "node", "default"];
+pub(crate) const REQUIRE_CONDITIONS: &[&str] = &["require", "node", "default"];
+
+impl Resolver {
+    /// What `require(specifier)` from the file `referrer` loads: the file's
+    /// path and text. Relative paths resolve against the requiring file,
+    /// package names through `node_modules` (require conditions); the file
+    /// must be inside a module root, and an ES module is refused, as Node
+    /// 22 refuses it.
+    pub(crate) fn require_file(
+        &self,
+        specifier: &str,
+        referrer: &str,
+    ) -> Result<(String, String), String> {
+        let from = Path::new(referrer)
+            .parent()
+            .map_or_else(|| self.workspace.clone(), Path::to_path_buf);
+        let path = if is_relative(specifier) {
+            let target = from.join(specifier);
+            let file = probe_file(&target).ok_or_else(|| {
+                format!(
+                    "Cannot find module '{specifier}' (looked for {})",
+                    target.display()
+                )
+            })?;
+            let url = Url::from_file_path(&file)
+                .map_err(|()| format!("Cannot find module '{specifier}'"))?;
+            self.check_file(specifier, url)
+                .map_err(|e| e.to_string())?
+                .to_file_path()
+                .map_err(|()| format!("Cannot find module '{specifier}'"))?
+        } else {
+            let package = package_name(specifier)
+                .ok_or_else(|| format!("Cannot find module '{specifier}'"))?;
+            self.node_module(package, &from, REQUIRE_CONDITIONS)
+                .map_err(|e| e.to_string())?
+        };
+        let json = path.extension().is_some_and(|e| e == "json");
+        if !json && !is_commonjs_file(&path) {
+            return Err(format!(
+                "require() of the ES module {} is not supported: import it instead \
+                 (`import … from \"{specifier}\"`, or `await import(\"{specifier}\")`)",
+                path.display()
+            ));
+        }
+        let meta = std::fs::metadata(&path).map_err(|e| e.to_string())?;
+        if meta.len() > MAX_REQUIRE_BYTES {
+            return Err(format!(
+                "{} is larger than {MAX_REQUIRE_BYTES} bytes",
+                path.display()
+            ));
+        }
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok((path.to_string_lossy().into_owned(), text))
+    }
+
+    /// The file `package` (a name and a subpath such as `/sub`) leads to,
+    /// from the directory `from`: the nearest `node_modules` above it, then
+    /// each module root's, as Node searches; the package's `exports` (with
+    /// `conditions`), else `main`, else `index.js`. Only a file inside a
+    /// module root is returned (symlinks followed first).
+    pub(crate) fn node_module(
+        &self,
+        (name, subpath): (&str, &str),
+        from: &Path,
+        conditions: &[&str],
+    ) -> Result<PathBuf, ResolveError> {
+        let shown = format!("{name}{subpath}");
+        let mut candidates: Vec<PathBuf> = from
+            .ancestors()
+            .take_while(|d| self.roots.iter().any(|r| d.starts_with(r)))
+            .map(|d| d.join("node_modules").join(name))
+            .collect();
+        candidates.extend(self.roots.iter().map(|r| r.join("node_modules").join(name)));
+        let Some(dir) = candidates
+            .into_iter()
+            .find(|d| d.join("package.json").is_file() || d.is_dir())
+        else {
+            return Err(ResolveError::NotFound(format!(
+                "Cannot find package '{name}': nothing is fetched at run time; install it into \
+                 VENDOR_DIR with `npm install --prefix <VENDOR_DIR> {name}` (it is then found in \
+                 <VENDOR_DIR>/node_modules)"
+            )));
+        };
+        let manifest: serde_json::Value = std::fs::read_to_string(dir.join("package.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let sub = format!(".{subpath}");
+        let target = match manifest.get("exports") {
+            Some(exports) if !exports.is_null() => {
+                let rel = exports_target(exports, &sub, conditions).ok_or_else(|| {
+                    ResolveError::NotFound(format!(
+                        "Package '{name}' exports no '{sub}' for {}",
+                        conditions.join("/")
+                    ))
+                })?;
+                dir.join(rel.trim_start_matches("./"))
+            }
+            _ if sub == "." => {
+                let main = manifest
+                    .get("main")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or("index.js");
+                dir.join(main.trim_start_matches("./"))
+            }
+            _ => dir.join(&subpath[1..]),
+        };
+        let file = probe_file(&target).ok_or_else(|| {
+            ResolveError::NotFound(format!(
+                "Module not found: '{shown}' (looked for {})",
+                target.display()
+            ))
+        })?;
+        let url = Url::from_file_path(&file)
+            .map_err(|()| ResolveError::NotFound(format!("Cannot resolve '{shown}'")))?;
+        let checked = self.check_file(&shown, url)?;
+        checked
+            .to_file_path()
+            .map_err(|()| ResolveError::NotFound(format!("Cannot resolve '{shown}'")))
+    }
+}
+
+/// `path` itself, or with `.js`, `.json`, `/index.js` added: the first file.
+fn probe_file(path: &Path) -> Option<PathBuf> {
+    let with = |ext: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(ext);
+        PathBuf::from(p)
+    };
+    [
+        path.to_path_buf(),
+        with(".js"),
+        with(".json"),
+        with(".cjs"),
+        with(".mjs"),
+        path.join("index.js"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
+/// The target of `subpath` in a package's `exports` under `conditions`
+/// (a string, a map of subpaths, or a map of conditions; `*` patterns).
+fn exports_target(
+    exports: &serde_json::Value,
+    subpath: &str,
+    conditions: &[&str],
+) -> Option<String> {
+    let by_subpath = exports
+        .as_object()
+        .is_some_and(|o| o.keys().any(|k| k.starts_with('.')));
+    if !by_subpath {
+        return (subpath == ".")
+            .then(|| condition_target(exports, conditions))
+            .flatten();
+    }
+    let map = exports.as_object()?;
+    if let Some(entry) = map.get(subpath) {
+        return condition_target(entry, conditions);
+    }
+    // Patterns: "./locales/*" → "./lib/locales/*".
+    for (key, entry) in map {
+        let Some((prefix, suffix)) = key.split_once('*') else {
+            continue;
+        };
+        if let Some(middle) = subpath
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix(suffix))
+        {
+            return condition_target(entry, conditions).map(|t| t.replace('*', middle));
+        }
+    }
+    None
+}
+
+/// A conditional target: a string, the first matching condition of a map
+/// (in the map's order), or the first resolvable entry of an array.
+fn condition_target(entry: &serde_json::Value, conditions: &[&str]) -> Option<String> {
+    match entry {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .filter(|(k, _)| conditions.contains(&k.as_str()))
+            .find_map(|(_, v)| condition_target(v, conditions)),
+        serde_json::Value::Array(list) => list.iter().find_map(|v| condition_target(v, conditions)),
+        _ => None,
+    }
+}
+
+/// Whether a file under `node_modules` is CommonJS: `.cjs`, or `.js` in a
+/// package whose `type` is not `module` (the nearest package.json says).
+pub(crate) fn is_commonjs_file(path: &Path) -> bool {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("cjs") => return true,
+        Some("js") => {}
+        _ => return false,
+    }
+    for dir in path.ancestors().skip(1) {
+        let manifest = dir.join("package.json");
+        if let Ok(text) = std::fs::read_to_string(&manifest) {
+            let kind = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(String::from));
+            return kind.as_deref() != Some("module");
+        }
+        if dir.file_name().is_some_and(|n| n == "node_modules") {
+            break;
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,9 +541,10 @@ mod tests {
             r.resolve("https://deno.land/x/mod.ts", main.as_str()),
             Err(ResolveError::Refused(m)) if m.contains("https://deno.land/x/mod.ts")
         ));
+        // A package that is not installed says how to install it.
         assert!(matches!(
             r.resolve("npm:left-pad", main.as_str()),
-            Err(ResolveError::Refused(_))
+            Err(ResolveError::NotFound(m)) if m.contains("npm install --prefix")
         ));
         assert!(matches!(
             r.resolve("../../../../../etc/passwd", main.as_str()),
@@ -324,5 +583,48 @@ mod tests {
         let main = Url::from_file_path(root.join("workspace/main.ts")).unwrap();
         assert!(r.resolve("./evil.ts", main.as_str()).is_err());
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn package_specifiers_and_exports_maps_resolve_as_node_does() {
+        assert_eq!(package_name("zod"), Some(("zod", "")));
+        assert_eq!(package_name("npm:zod@3/v4"), Some(("zod", "/v4")));
+        assert_eq!(
+            package_name("@scope/pkg/sub/x.js"),
+            Some(("@scope/pkg", "/sub/x.js"))
+        );
+        assert_eq!(package_name("npm:@scope/pkg@1.2"), Some(("@scope/pkg", "")));
+        for not_a_package in ["./a", "/abs", "https://x.test/a.js", "node:fs", "#internal"] {
+            assert_eq!(package_name(not_a_package), None, "{not_a_package}");
+        }
+        let exports: serde_json::Value = serde_json::json!({
+            ".": {"types": "./i.d.ts", "require": "./lib/index.js", "import": "./lib/index.mjs"},
+            "./locales/*": "./lib/locales/*",
+        });
+        assert_eq!(
+            exports_target(&exports, ".", IMPORT_CONDITIONS).as_deref(),
+            Some("./lib/index.mjs")
+        );
+        assert_eq!(
+            exports_target(&exports, ".", REQUIRE_CONDITIONS).as_deref(),
+            Some("./lib/index.js")
+        );
+        assert_eq!(
+            exports_target(&exports, "./locales/en.js", IMPORT_CONDITIONS).as_deref(),
+            Some("./lib/locales/en.js")
+        );
+        assert_eq!(
+            exports_target(&exports, "./private", IMPORT_CONDITIONS),
+            None
+        );
+        let sugar = serde_json::json!({"node": {"import": "./n.mjs"}, "default": "./d.js"});
+        assert_eq!(
+            exports_target(&sugar, ".", IMPORT_CONDITIONS).as_deref(),
+            Some("./n.mjs")
+        );
+        assert_eq!(
+            exports_target(&sugar, ".", REQUIRE_CONDITIONS).as_deref(),
+            Some("./d.js")
+        );
     }
 }

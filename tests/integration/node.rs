@@ -223,7 +223,7 @@ async fn node_programs_keep_every_limit() {
         r["output"]
             .as_str()
             .unwrap()
-            .contains("Cannot find module 'lodash'"),
+            .contains("Cannot find package 'lodash'"),
         "{r}"
     );
     assert!(
@@ -302,4 +302,153 @@ async fn node_sessions_require_their_own_files() {
     // Outside the session: refused, as any read is.
     let r = exec(json!({"code": "require('../other/lib.js')"})).await;
     assert_eq!(r["exit_code"], 1, "{r}");
+}
+
+/// The vendor directory `tests/npm` (`npm ci` installs its packages), or
+/// `None`, with a line saying why, when they are not installed.
+fn npm_vendor() -> Option<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/npm");
+    if dir.join("node_modules/zod/package.json").is_file() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("ISOEXEC_REQUIRE_NPM").is_none(),
+        "tests/npm/node_modules is missing: run `(cd tests/npm && npm ci)`"
+    );
+    eprintln!("skipped: the npm packages are not installed (cd tests/npm && npm ci)");
+    None
+}
+
+#[tokio::test]
+async fn npm_packages_installed_in_vendor_dir_load_as_node_loads_them() {
+    let Some(vendor) = npm_vendor() else { return };
+    let s = Server::start_with(&[("VENDOR_DIR", vendor.to_str().unwrap())]);
+    // require: CommonJS-only (ms), CommonJS with dependencies (fill-range →
+    // to-regex-range → is-number), a dual package through its exports map's
+    // "require" condition (zod).
+    let r = job(
+        &s,
+        "node",
+        "const ms = require('ms');\nconst fill = require('fill-range');\nconst { z } = require('zod');\n\
+         console.log(ms('2 days'), fill(1, 3).join(','), z.string().safeParse(5).success);\n\
+         console.log(require.resolve ? 'ok' : 'no', require('zod/package.json').name);",
+        "",
+    )
+    .await;
+    assert_eq!(r["output"], "172800000 1,2,3 false\nok zod\n", "{r}");
+    // import: ESM-only with a dependency (p-limit → yocto-queue), CommonJS
+    // from an ES module (default export), the dual package's "import"
+    // condition, and npm: specifiers; from JavaScript and TypeScript jobs.
+    let esm = "import ms from 'ms';\nimport pLimit from 'p-limit';\nimport { z } from 'zod';\n\
+               import fill from 'npm:fill-range@7';\nconst limit = pLimit(1);\n\
+               console.log(ms(60000), fill('a', 'c').join(''), z.number().parse(3), await limit(() => 42));";
+    for lang in ["js", "ts"] {
+        let r = job(&s, lang, esm, "").await;
+        assert_eq!(r["output"], "1m abc 3 42\n", "{lang}: {r}");
+    }
+    // An ES-only package is not required, as in Node 22; a package that is
+    // not installed says how to install it.
+    let r = job(&s, "node", "require('p-limit')", "").await;
+    assert!(
+        r["output"]
+            .as_str()
+            .unwrap()
+            .contains("require() of the ES module"),
+        "{r}"
+    );
+    let r = job(&s, "node", "require('lodash')", "").await;
+    let out = r["output"].as_str().unwrap();
+    assert!(
+        out.contains("Cannot find package 'lodash'") && out.contains("npm install --prefix"),
+        "{out}"
+    );
+    let r = job(
+        &s,
+        "js",
+        "import _ from 'lodash';\nconsole.log(typeof _);",
+        "",
+    )
+    .await;
+    assert!(
+        r["output"]
+            .as_str()
+            .unwrap()
+            .contains("npm install --prefix"),
+        "{r}"
+    );
+    // Sessions and restexec's /execute run programs the same way.
+    let id = s
+        .post("/api/v1/sessions", &json!({"environment": "node"}))
+        .await
+        .json()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s
+        .post(
+            &format!("/api/v1/sessions/{id}/execute"),
+            &json!({"code": "console.log(require('ms')(1000))"}),
+        )
+        .await
+        .json();
+    assert_eq!(r["stdout"], "1s\n", "{r}");
+    s.save(
+        "npm-prog",
+        "import { z } from 'zod';\nconsole.log(JSON.stringify({ ok: z.boolean().parse(true) }));",
+    )
+    .await;
+    let r = s.execute("npm-prog", json!({})).await.json();
+    assert_eq!(r["result"], json!({"ok": true}), "{r}");
+    s.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn packages_cannot_lead_outside_the_module_roots() {
+    // A package of its own: named exports of a CommonJS file, and a
+    // symlinked package that points outside every root.
+    let vendor = crate::support::TempDir::new("npmvendor");
+    let tiny = vendor.0.join("node_modules/tiny");
+    std::fs::create_dir_all(&tiny).unwrap();
+    std::fs::write(
+        tiny.join("package.json"),
+        r#"{"name": "tiny", "main": "lib.js"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        tiny.join("lib.js"),
+        "exports.add = (a, b) => a + b;\nexports.name = 'tiny';\n",
+    )
+    .unwrap();
+    let outside = crate::support::TempDir::new("npmoutside");
+    std::fs::write(
+        outside.0.join("package.json"),
+        r#"{"name": "evil", "main": "index.js"}"#,
+    )
+    .unwrap();
+    std::fs::write(outside.0.join("index.js"), "module.exports = 'escaped';\n").unwrap();
+    std::os::unix::fs::symlink(&outside.0, vendor.0.join("node_modules/evil")).unwrap();
+    let s = Server::start_with(&[("VENDOR_DIR", vendor.0.to_str().unwrap())]);
+    let r = job(
+        &s,
+        "js",
+        "import { add, name } from 'tiny';\nconsole.log(add(2, 3), name);",
+        "",
+    )
+    .await;
+    assert_eq!(r["output"], "5 tiny\n", "{r}");
+    for (lang, code) in [
+        ("node", "console.log(require('evil'))"),
+        ("js", "import e from 'evil';\nconsole.log(e);"),
+    ] {
+        let r = job(&s, lang, code, "").await;
+        let out = r["output"].as_str().unwrap();
+        assert!(
+            !out.contains("escaped") && out.contains("not allowed"),
+            "{lang}: {out}"
+        );
+        assert_eq!(r["exit_code"], 1);
+    }
+    let r = job(&s, "node", "require('../../etc/passwd')", "").await;
+    assert_eq!(r["exit_code"], 1, "{r}");
+    assert!(!r["output"].as_str().unwrap().contains("root:"), "{r}");
 }

@@ -104,6 +104,12 @@ impl Loader {
         let text = std::fs::read_to_string(&path).map_err(|e| {
             JsErrorBox::type_error(format!("Module '{plain}' could not be read: {e}"))
         })?;
+        // A CommonJS file of an npm package, imported from an ES module:
+        // an ES module over `require`, as Node wraps one.
+        let in_package = path.components().any(|c| c.as_os_str() == "node_modules");
+        if in_package && crate::engine::resolve::is_commonjs_file(&path) {
+            return commonjs_module(specifier, &path, &text);
+        }
         let is_json = path.extension().is_some_and(|e| e == "json");
         match (is_json, requested) {
             (true, RequestedModuleType::Json) => {
@@ -382,4 +388,94 @@ fn node_module(specifier: &ModuleSpecifier) -> Result<ModuleSource, JsErrorBox> 
         specifier,
         None,
     ))
+}
+
+/// An ES module over a CommonJS file: its `module.exports` as the default
+/// export and, as Node finds them, the names it assigns to `exports` as
+/// named exports.
+fn commonjs_module(
+    specifier: &ModuleSpecifier,
+    path: &std::path::Path,
+    text: &str,
+) -> Result<ModuleSource, JsErrorBox> {
+    let names = commonjs_export_names(text);
+    let mut code = format!(
+        "const require = globalThis[Symbol.for(\"isoexec.node.require\")];\n\
+         if (typeof require !== \"function\") throw new Error(\"npm packages are available to \
+         programs (jobs, sessions, /execute), not to function calls\");\n\
+         const m = require({:?});\nexport default m;\n",
+        path.to_string_lossy()
+    );
+    if !names.is_empty() {
+        code.push_str(&format!("export const {{ {} }} = m;\n", names.join(", ")));
+    }
+    Ok(ModuleSource::new(
+        ModuleType::JavaScript,
+        ModuleSourceCode::String(code.into()),
+        specifier,
+        None,
+    ))
+}
+
+/// Names a CommonJS file assigns as exports (`exports.x =`,
+/// `module.exports.x =`, `Object.defineProperty(exports, "x"`), found by a
+/// plain look at its text; `default` and non-identifiers left out.
+fn commonjs_export_names(text: &str) -> Vec<String> {
+    let ident = |s: &str| -> Option<String> {
+        let name: String = s
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
+            .collect();
+        let ok = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name != "default"
+            && name != "__esModule";
+        ok.then_some(name)
+    };
+    let mut names: Vec<String> = Vec::new();
+    let mut add = |n: Option<String>| {
+        if let Some(n) = n
+            && !names.contains(&n)
+        {
+            names.push(n);
+        }
+    };
+    for (i, _) in text.match_indices("exports.") {
+        let before = &text[..i];
+        let standalone = before
+            .chars()
+            .last()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '$' || c == '.'))
+            || before.ends_with("module.")
+                && !before[..before.len() - "module.".len()].ends_with('.');
+        let rest = &text[i + "exports.".len()..];
+        let name = ident(rest);
+        let assigned = name.as_ref().is_some_and(|n| {
+            let after = rest[n.len()..].trim_start();
+            after.starts_with('=') && !after.starts_with("==")
+        });
+        if standalone && assigned {
+            add(name);
+        }
+    }
+    for (i, _) in text.match_indices("Object.defineProperty(exports,") {
+        let rest = text[i + "Object.defineProperty(exports,".len()..].trim_start();
+        if let Some(quoted) = rest.strip_prefix(['"', '\'']) {
+            add(ident(quoted));
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod commonjs_tests {
+    use super::commonjs_export_names;
+
+    #[test]
+    fn commonjs_export_names_are_found_as_node_finds_them() {
+        let text = "exports.a = 1;\nmodule.exports.b = function () {};\n\
+                    Object.defineProperty(exports, \"c\", { get() {} });\n\
+                    exports.default = 2; if (exports.a == 1) {}\nfoo.exports.d = 3;";
+        assert_eq!(commonjs_export_names(text), ["a", "b", "c"]);
+    }
 }

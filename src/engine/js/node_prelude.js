@@ -2,9 +2,11 @@
 // `require` with the built-in modules grader and interview programs use.
 // Evaluated as a script in a program's own isolate (never reused) before
 // its code, on top of the sandboxed globals (`Deno`, `console`, timers), so
-// it reaches nothing a program could not. Returns the loader of CommonJS
-// programs, called by the host with the program's text and file name.
-(() => {
+// it reaches nothing a program could not. The script is a function of the
+// host's `requireFile(specifier, referrer)`, which finds a file as imports
+// do (module roots, `node_modules` with require conditions) and returns
+// [path, text]; it returns the host's hooks (main, finish).
+((requireFile) => {
   "use strict";
   const G = globalThis;
   const D = G.Deno;
@@ -939,7 +941,7 @@
 
   // ---- require ---------------------------------------------------------------------
   const cache = new Map();
-  function makeRequire(dir) {
+  function makeRequire(fromFile) {
     function require(id) {
       id = String(id);
       const bare = id.startsWith("node:") ? id.slice(5) : id;
@@ -949,30 +951,22 @@
         e.code = "ERR_UNAVAILABLE_HERE";
         throw e;
       }
-      if (id.startsWith("./") || id.startsWith("../") || id.startsWith("/")) {
-        const base = path.resolve(dir, id);
-        for (const candidate of [base, `${base}.js`, `${base}.cjs`, `${base}.json`, `${base}/index.js`]) {
-          if (cache.has(candidate)) return cache.get(candidate).exports;
-          let text;
-          try {
-            text = D.readTextFileSync(candidate);
-          } catch (_e) {
-            continue;
-          }
-          if (candidate.endsWith(".json")) {
-            const m = { exports: JSON.parse(text) };
-            cache.set(candidate, m);
-            return m.exports;
-          }
-          return loadCommonJs(text, candidate).exports;
-        }
+      let found;
+      try {
+        found = requireFile(id, fromFile);
+      } catch (e) {
+        const err = new Error(String(e && e.message ? e.message : e));
+        err.code = /ES module/.test(err.message) ? "ERR_REQUIRE_ESM" : "MODULE_NOT_FOUND";
+        throw err;
       }
-      const e = new Error(
-        `Cannot find module '${id}': nothing is fetched at run time; built-in modules work ` +
-          `(fs, readline, path, util, events, assert, os, buffer, string_decoder, timers, crypto)`,
-      );
-      e.code = "MODULE_NOT_FOUND";
-      throw e;
+      const [file, text] = found;
+      if (cache.has(file)) return cache.get(file).exports;
+      if (file.endsWith(".json")) {
+        const m = { exports: JSON.parse(text) };
+        cache.set(file, m);
+        return m.exports;
+      }
+      return loadCommonJs(text, file).exports;
     }
     require.resolve = (id) => id;
     require.cache = {};
@@ -987,7 +981,7 @@
     const fn =
       compiled ||
       new Function("exports", "require", "module", "__filename", "__dirname", text.replace(/^#!.*/, ""));
-    const require = makeRequire(dir);
+    const require = makeRequire(filename);
     module.require = require;
     fn.call(module.exports, module.exports, require, module, filename, dir);
     module.loaded = true;
@@ -1003,7 +997,10 @@
   }
   G.process = process;
   G.Buffer = Buffer;
-  Object.defineProperty(G, Symbol.for("isoexec.node.require"), { value: makeRequire("/workspace") });
+  // What an ES module's `node:` and CommonJS-package imports go through.
+  Object.defineProperty(G, Symbol.for("isoexec.node.require"), {
+    value: makeRequire(`${D.cwd ? D.cwd() : "/"}/[import]`),
+  });
   G.global = G;
   G.setImmediate = timers.setImmediate;
   G.clearImmediate = timers.clearImmediate;
@@ -1028,4 +1025,4 @@
       if (process.exitCode !== undefined && Number(process.exitCode) !== 0) D.exit(Number(process.exitCode) | 0);
     },
   };
-})();
+})

@@ -35,7 +35,8 @@ use deno_core::{JsRuntime, ModuleId, ModuleSpecifier, PollEventLoopOptions, Runt
 use super::alloc::{self, Budget};
 use super::convert::{self, ConvertError, ConvertLimits};
 use super::ext::{
-    CallState, LOCKDOWN_KEY, LogSink, RESET_KEY, SEAL_KEY, SETTLE_KEY, SelfKill, isoexec,
+    CallState, LOCKDOWN_KEY, LogSink, REQUIRE_KEY, RESET_KEY, RequireHook, SEAL_KEY, SETTLE_KEY,
+    SelfKill, isoexec,
 };
 use super::failure::{Failure, core_error, exception_from_js, load_error};
 use super::loader::{LoadNotes, Loader, Notes};
@@ -189,6 +190,8 @@ pub(crate) struct Sandbox {
     /// A Python runtime's interrupt word: 2 written here raises
     /// `KeyboardInterrupt` in the running Python code.
     interrupt: Option<Arc<std::sync::atomic::AtomicI32>>,
+    /// What a call that is not confined to a scope may import (and require).
+    resolver: Arc<Resolver>,
 }
 
 impl Sandbox {
@@ -288,6 +291,7 @@ impl Sandbox {
                 loaded,
                 buffers: budget,
                 interrupt: None,
+                resolver: host.resolver.clone(),
             });
             return Err(InitError::Seal);
         }
@@ -303,6 +307,7 @@ impl Sandbox {
             loaded,
             buffers: budget,
             interrupt: None,
+            resolver: host.resolver.clone(),
         })
     }
 
@@ -391,6 +396,11 @@ impl Sandbox {
             Some(scope) => (Some(scope.resolver), scope.permissions),
             None => (None, self.permissions.clone()),
         };
+        // A program's `require` finds files as its imports do.
+        let modules = resolver.clone().unwrap_or_else(|| self.resolver.clone());
+        let require = RequireHook(Arc::new(move |specifier: &str, referrer: &str| {
+            modules.require_file(specifier, referrer)
+        }));
         *self.notes.borrow_mut() = LoadNotes {
             deadline: Some(setup.deadline),
             cancel: setup.cancel,
@@ -400,6 +410,7 @@ impl Sandbox {
         let state = self.runtime.op_state();
         let mut state = state.borrow_mut();
         state.put(permissions);
+        state.put(require);
         state.put(CallState::new(
             setup.logs,
             setup.env,
@@ -514,10 +525,34 @@ impl Sandbox {
         url: &ModuleSpecifier,
         commonjs: Option<Arc<str>>,
     ) -> Result<(), Failure> {
-        let node = self
+        let prelude = self
             .runtime
             .execute_script("ext:isoexec/node.js", NODE_PRELUDE.to_string())
             .map_err(|e| Failure::Js(*e))?;
+        // The prelude is a function of the host's `require` lookup.
+        let (prelude, lookup) = {
+            deno_core::scope!(scope, &mut self.runtime);
+            let prelude = v8::Local::new(scope, prelude);
+            let prelude = v8::Local::<v8::Function>::try_from(prelude)
+                .map_err(|_| Failure::Internal("the Node prelude is not a function".into()))?;
+            let global = scope.get_current_context().global(scope);
+            let key = v8::String::new(scope, REQUIRE_KEY)
+                .map(|name| v8::Private::for_api(scope, Some(name)))
+                .ok_or_else(|| Failure::Internal("the require hook's name".into()))?;
+            let lookup = global
+                .get_private(scope, key)
+                .ok_or_else(|| Failure::Internal("no require hook".into()))?;
+            (
+                v8::Global::new(scope, prelude),
+                v8::Global::new(scope, lookup),
+            )
+        };
+        let call = self.runtime.call_with_args(&prelude, &[lookup]);
+        let node = self
+            .runtime
+            .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())
+            .await
+            .map_err(Failure::Core)?;
         self.notes.borrow_mut().node = true;
         // On the first line, so the program's line numbers hold. A file
         // that only an ES module may hold (top-level `await`) is one, as

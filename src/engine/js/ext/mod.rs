@@ -29,11 +29,13 @@ use fetch::op_isoexec_fetch;
 use fs::{op_isoexec_read_file, op_isoexec_read_text_file, op_isoexec_write_file};
 use memory::{op_isoexec_charge, op_isoexec_release};
 pub(crate) use python::{
-    PY_BOOT_KEY, PY_CELL_KEY, PY_RUN_KEY, PythonFiles, set_snapshot, snapshot,
+    PY_BOOT_KEY, PY_CELL_KEY, PY_RUN_KEY, PythonFiles, REQUIRE_KEY, RequireHook, set_snapshot,
+    snapshot,
 };
 use python::{
     op_isoexec_python_file, op_isoexec_python_has_snapshot, op_isoexec_python_keep_module,
-    op_isoexec_python_keep_snapshot, op_isoexec_python_module, op_isoexec_set_python_hooks,
+    op_isoexec_python_keep_snapshot, op_isoexec_python_module, op_isoexec_require,
+    op_isoexec_set_python_hooks,
 };
 use web::{
     op_isoexec_now, op_isoexec_random_fill, op_isoexec_time_origin, op_isoexec_url_parse,
@@ -188,6 +190,7 @@ deno_core::extension!(
         op_isoexec_python_module,
         op_isoexec_python_keep_module,
         op_isoexec_set_python_hooks,
+        op_isoexec_require,
     ],
     middleware = restrict_builtin_ops,
     customizer = |ext: &mut deno_core::Extension| {

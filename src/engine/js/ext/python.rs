@@ -107,15 +107,49 @@ pub(super) fn op_isoexec_python_file(
     }
 }
 
+/// Private symbol of `op_isoexec_require`, which the host hands to the
+/// Node prelude of a program (user code never sees it).
+pub(crate) const REQUIRE_KEY: &str = "isoexec.node.requireFile";
+
+/// How a program's `require` finds a file: (specifier, the requiring
+/// file) to (the file's path, its text), or why not. Set per call by the
+/// host, over the call's module roots.
+pub(crate) type RequireFn = dyn Fn(&str, &str) -> Result<(String, String), String> + Send + Sync;
+
+/// The current call's `require` lookup.
+pub(crate) struct RequireHook(pub std::sync::Arc<RequireFn>);
+
+/// `require(specifier)` from the file `referrer`: `[path, text]`.
+#[op2]
+#[serde]
+pub(super) fn op_isoexec_require(
+    state: &mut OpState,
+    #[string] specifier: &str,
+    #[string] referrer: &str,
+) -> Result<(String, String), JsErrorBox> {
+    let hook = state
+        .try_borrow::<RequireHook>()
+        .map(|h| h.0.clone())
+        .ok_or_else(|| JsErrorBox::generic("require is not available here"))?;
+    hook(specifier, referrer).map_err(JsErrorBox::generic)
+}
+
 #[op2(fast)]
 pub(super) fn op_isoexec_set_python_hooks(
     scope: &mut v8::PinScope,
     boot: v8::Local<v8::Function>,
     run: v8::Local<v8::Function>,
     cell: v8::Local<v8::Function>,
+    require: v8::Local<v8::Function>,
 ) {
     let global = scope.get_current_context().global(scope);
-    for (name, f) in [(PY_BOOT_KEY, boot), (PY_RUN_KEY, run), (PY_CELL_KEY, cell)] {
+    let hooks = [
+        (PY_BOOT_KEY, boot),
+        (PY_RUN_KEY, run),
+        (PY_CELL_KEY, cell),
+        (REQUIRE_KEY, require),
+    ];
+    for (name, f) in hooks {
         if let Some(name) = v8::String::new(scope, name) {
             let key = v8::Private::for_api(scope, Some(name));
             global.set_private(scope, key, f.into());
