@@ -399,6 +399,13 @@ impl NotebookThread {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let session =
             (!python).then(|| sandbox.with_entered(|sb| CellSession::open(sb, self.slot.clone())));
+        if !python {
+            // Node's globals and REPL `require`, as in a program.
+            let (rt, dir) = (&self.rt, self.dir.to_string_lossy().into_owned());
+            if let Err(e) = sandbox.with_entered(|sb| rt.block_on(sb.install_node_repl(&dir))) {
+                tracing::warn!(error = ?e, "a notebook's Node globals could not be installed");
+            }
+        }
         self.live = Some(NotebookIsolate { sandbox, session });
         Ok(())
     }
@@ -444,6 +451,10 @@ impl NotebookThread {
             });
             let outcome =
                 rt.block_on(session.evaluate(sb, script, deadline + REPLY_GRACE, limits, flag));
+            if sb.kill_record().reason().is_none() && !flag.is_cancelled() {
+                // A partial line a cell wrote with process.stdout.write.
+                rt.block_on(sb.flush_node());
+            }
             parts.watchdog.disarm(ticket);
             if flag.is_cancelled() {
                 // Interrupted while it awaited: the watchdog may not have

@@ -399,6 +399,82 @@ async fn npm_packages_installed_in_vendor_dir_load_as_node_loads_them() {
     .await;
     let r = s.execute("npm-prog", json!({})).await.json();
     assert_eq!(r["result"], json!({"ok": true}), "{r}");
+    // Notebooks: Node's REPL globals (require, process, Buffer) and imports
+    // in a node notebook; imports in a TypeScript one.
+    let notebook = |env: &'static str| {
+        let s = &s;
+        async move {
+            s.post(
+                "/api/v1/sessions",
+                &json!({"environment": env, "mode": "notebook"}),
+            )
+            .await
+            .json()["session_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let cell = |id: String, code: &'static str| {
+        let s = &s;
+        async move {
+            s.post(
+                &format!("/api/v1/sessions/{id}/execute"),
+                &json!({"code": code}),
+            )
+            .await
+            .json()
+        }
+    };
+    let id = notebook("node").await;
+    let r = cell(
+        id.clone(),
+        "const ms = require('ms');\nprocess.stdout.write('partial ');\nms(5000)",
+    )
+    .await;
+    assert_eq!(
+        (r["stdout"].as_str(), r["result"].as_str()),
+        (Some("partial \n"), Some("5s")),
+        "{r}"
+    );
+    let r = cell(
+        id,
+        "const { z } = await import('zod');\n[typeof Buffer, z.number().parse(4)]",
+    )
+    .await;
+    assert_eq!(r["result"], json!(["function", 4]), "{r}");
+    let id = notebook("typescript").await;
+    let r = cell(
+        id,
+        "import { z } from 'zod';\nconst n: number = z.number().parse(7);\nn * 6",
+    )
+    .await;
+    assert_eq!(r["result"], 42, "{r}");
+    // Function calls import ES-module packages; CommonJS ones need a
+    // program's require, and say so.
+    let r = s
+        .call(
+            "import { z } from 'zod';\nexport const f = (p: unknown) => z.string().safeParse(p).success;",
+            "f",
+            json!({"payload": "x"}),
+        )
+        .await;
+    assert_eq!(r.json()["result"], true, "{:?}", r.json());
+    let r = s
+        .call(
+            "import ms from 'ms';\nexport const f = () => ms(1000);",
+            "f",
+            json!({}),
+        )
+        .await;
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("not to function calls"),
+        "{:?}",
+        r.json()
+    );
     s.assert_healthy().await;
 }
 

@@ -1010,6 +1010,15 @@
       process.argv[1] = filename;
       loadCommonJs("", filename, fn);
     },
+    /** Node's REPL globals, `require` resolving from `dir`. */
+    repl: (dir) => {
+      const module = { exports: {}, filename: `${dir}/[repl]`, id: "<repl>", loaded: true };
+      G.require = makeRequire(`${dir}/[repl]`);
+      G.module = module;
+      G.exports = module.exports;
+      G.__dirname = dir;
+      G.__filename = module.filename;
+    },
     /** Flushes what stdout and stderr hold after the last newline. */
     flush: () => {
       process.stdout.flush();

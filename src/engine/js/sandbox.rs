@@ -192,6 +192,8 @@ pub(crate) struct Sandbox {
     interrupt: Option<Arc<std::sync::atomic::AtomicI32>>,
     /// What a call that is not confined to a scope may import (and require).
     resolver: Arc<Resolver>,
+    /// The Node prelude's hooks, once it ran in this runtime.
+    node: Option<v8::Global<v8::Value>>,
 }
 
 impl Sandbox {
@@ -292,6 +294,7 @@ impl Sandbox {
                 buffers: budget,
                 interrupt: None,
                 resolver: host.resolver.clone(),
+                node: None,
             });
             return Err(InitError::Seal);
         }
@@ -308,6 +311,7 @@ impl Sandbox {
             buffers: budget,
             interrupt: None,
             resolver: host.resolver.clone(),
+            node: None,
         })
     }
 
@@ -525,34 +529,7 @@ impl Sandbox {
         url: &ModuleSpecifier,
         commonjs: Option<Arc<str>>,
     ) -> Result<(), Failure> {
-        let prelude = self
-            .runtime
-            .execute_script("ext:isoexec/node.js", NODE_PRELUDE.to_string())
-            .map_err(|e| Failure::Js(*e))?;
-        // The prelude is a function of the host's `require` lookup.
-        let (prelude, lookup) = {
-            deno_core::scope!(scope, &mut self.runtime);
-            let prelude = v8::Local::new(scope, prelude);
-            let prelude = v8::Local::<v8::Function>::try_from(prelude)
-                .map_err(|_| Failure::Internal("the Node prelude is not a function".into()))?;
-            let global = scope.get_current_context().global(scope);
-            let key = v8::String::new(scope, REQUIRE_KEY)
-                .map(|name| v8::Private::for_api(scope, Some(name)))
-                .ok_or_else(|| Failure::Internal("the require hook's name".into()))?;
-            let lookup = global
-                .get_private(scope, key)
-                .ok_or_else(|| Failure::Internal("no require hook".into()))?;
-            (
-                v8::Global::new(scope, prelude),
-                v8::Global::new(scope, lookup),
-            )
-        };
-        let call = self.runtime.call_with_args(&prelude, &[lookup]);
-        let node = self
-            .runtime
-            .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())
-            .await
-            .map_err(Failure::Core)?;
+        let node = self.install_node().await?;
         self.notes.borrow_mut().node = true;
         // On the first line, so the program's line numbers hold. A file
         // that only an ES module may hold (top-level `await`) is one, as
@@ -593,6 +570,94 @@ impl Sandbox {
             .await
             .map_err(Failure::Core)?;
         self.call_node(&node, "finish", None).await
+    }
+
+    /// Evaluates Node's program globals (`process`, `Buffer`, `require`'s
+    /// modules) into this runtime; returns the prelude's hooks.
+    async fn install_node(&mut self) -> Result<v8::Global<v8::Value>, Failure> {
+        let prelude = self
+            .runtime
+            .execute_script("ext:isoexec/node.js", NODE_PRELUDE.to_string())
+            .map_err(|e| Failure::Js(*e))?;
+        // The prelude is a function of the host's `require` lookup.
+        let (prelude, lookup) = {
+            deno_core::scope!(scope, &mut self.runtime);
+            let prelude = v8::Local::new(scope, prelude);
+            let prelude = v8::Local::<v8::Function>::try_from(prelude)
+                .map_err(|_| Failure::Internal("the Node prelude is not a function".into()))?;
+            let global = scope.get_current_context().global(scope);
+            let key = v8::String::new(scope, REQUIRE_KEY)
+                .map(|name| v8::Private::for_api(scope, Some(name)))
+                .ok_or_else(|| Failure::Internal("the require hook's name".into()))?;
+            let lookup = global
+                .get_private(scope, key)
+                .ok_or_else(|| Failure::Internal("no require hook".into()))?;
+            (
+                v8::Global::new(scope, prelude),
+                v8::Global::new(scope, lookup),
+            )
+        };
+        let call = self.runtime.call_with_args(&prelude, &[lookup]);
+        let node = self
+            .runtime
+            .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())
+            .await
+            .map_err(Failure::Core)?;
+        self.node = Some(node.clone());
+        Ok(node)
+    }
+
+    /// Node's globals for a notebook: `process`, `Buffer`, and, as in
+    /// Node's REPL, `require` (relative to `dir`), `module` and `exports`.
+    pub(crate) async fn install_node_repl(&mut self, dir: &str) -> Result<(), ExecError> {
+        let result = async {
+            let node = self.install_node().await?;
+            self.notes.borrow_mut().node = true;
+            self.call_node_with(&node, "repl", dir).await
+        }
+        .await;
+        result.map_err(|e| self.explain(e))
+    }
+
+    /// Passes on what `process.stdout.write` and `stderr.write` hold after
+    /// their last newline (a notebook cell's end).
+    pub(crate) async fn flush_node(&mut self) {
+        if let Some(node) = self.node.clone() {
+            let _ = self.call_node(&node, "flush", None).await;
+        }
+    }
+
+    /// Calls the hook `name` with one string argument.
+    async fn call_node_with(
+        &mut self,
+        node: &v8::Global<v8::Value>,
+        name: &str,
+        arg: &str,
+    ) -> Result<(), Failure> {
+        let (function, args) = {
+            deno_core::scope!(scope, &mut self.runtime);
+            let hooks = v8::Local::new(scope, node);
+            let hooks = v8::Local::<v8::Object>::try_from(hooks)
+                .map_err(|_| Failure::Internal("the Node prelude gave no hooks".into()))?;
+            let key = v8::String::new(scope, name)
+                .ok_or_else(|| Failure::Internal("a hook name".into()))?;
+            let function = hooks
+                .get(scope, key.into())
+                .and_then(|f| v8::Local::<v8::Function>::try_from(f).ok())
+                .ok_or(Failure::Terminated)?;
+            let arg = v8::String::new(scope, arg)
+                .ok_or_else(|| Failure::Internal("a hook argument".into()))?;
+            (
+                v8::Global::new(scope, function),
+                [v8::Global::new(scope, v8::Local::<v8::Value>::from(arg))],
+            )
+        };
+        let call = self.runtime.call_with_args(&function, &args);
+        self.runtime
+            .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())
+            .await
+            .map_err(Failure::Core)?;
+        Ok(())
     }
 
     /// Calls `name` of the Node prelude's hooks, with the main function and
