@@ -4,6 +4,11 @@
 //! child process per job (what a child process or container per job pays
 //! at least), in one run.
 //!
+//! With the test packages installed (`cd tests/npm && npm ci`), it also
+//! measures a program that imports a large package (zod, 600 KB of ES
+//! module source): its first run (the package transpiled and cached) and
+//! later ones.
+//!
 //! Run: `cargo bench --bench node` (env `BENCH_REQUESTS` sets the samples
 //! per row, default 300; `BENCH_CHILD_RUNS` the `node` runs, default 30).
 //! The child-process row needs `node` on the PATH (or `NODE_BIN`).
@@ -34,12 +39,15 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
     let rt = client_runtime();
+    let packages = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/npm");
+    let zod = packages.join("node_modules/zod/package.json").is_file();
     let rows = rt.block_on(async {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_isoexec"));
         cmd.env("PORT", "0")
             .env("LOG_LEVEL", "error")
             .env("WORKSPACE_DIR", dir.join("ws"))
-            .env("DATA_DIR", dir.join("data"));
+            .env("DATA_DIR", dir.join("data"))
+            .env("VENDOR_DIR", &packages);
         let server = Spawned::start(cmd, common::ISOEXEC_LISTENING);
         let addr = server.addr;
         let mut c = connect(addr).await;
@@ -67,6 +75,29 @@ fn main() {
             }
             rows.push((name.to_string(), Latency::of(us)));
         }
+        if zod {
+            let code = "import { z } from 'zod';\n\
+                        const User = z.object({ name: z.string(), age: z.number().int() });\n\
+                        console.log(User.parse({ name: 'ada', age: 36 }).age);";
+            let body = Bytes::from(json!({"lang": "js", "code": code}).to_string());
+            let t = Instant::now();
+            let (status, reply) = send(&mut c, addr, "/execute/code", &body).await;
+            let first = t.elapsed().as_secs_f64() * 1e6;
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+            let v: serde_json::Value = serde_json::from_slice(&reply).expect("json");
+            assert_eq!(v["output"], "36\n", "{v}");
+            rows.push((
+                "`js` job importing zod, first run (zod transpiled and cached)".into(),
+                Latency::of(vec![first]),
+            ));
+            let mut us = Vec::with_capacity(n);
+            for _ in 0..n {
+                let t = Instant::now();
+                send(&mut c, addr, "/execute/code", &body).await;
+                us.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            rows.push(("`js` job importing zod, later runs".into(), Latency::of(us)));
+        }
         rows
     });
     let node_bin: std::ffi::OsString =
@@ -93,6 +124,9 @@ fn main() {
         }
     }
     let child = (!child_us.is_empty()).then(|| Latency::of(child_us));
+    if !zod {
+        println!("zod rows skipped: the test packages are not installed (cd tests/npm && npm ci)");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 
     println!("{}", machine());

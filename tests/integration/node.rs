@@ -139,6 +139,24 @@ async fn grader_programs_read_stdin_in_every_idiom_and_print_as_node_does() {
         "{r}"
     );
 
+    // An uncaught error reads as Node prints it: the line, a caret at the
+    // throw, the stack without the host's frames, Node's version.
+    let r = job(
+        &s,
+        "node",
+        "const a = 1;\nfunction parse(s) {\n  throw new Error('bad input: ' + s);\n}\nparse('x');",
+        "",
+    )
+    .await;
+    assert_eq!(
+        r["output"],
+        "/workspace/job.js:3\n  throw new Error('bad input: ' + s);\n  ^\n\n\
+         Error: bad input: x\n    at parse (/workspace/job.js:3:9)\n    \
+         at Object.<anonymous> (/workspace/job.js:5:1)\n\nNode.js v22.12.0\n",
+        "{r}"
+    );
+    assert_eq!(r["exit_code"], 1);
+
     // An assertion that fails ends the program with exit code 1, the
     // message where the grader reads it.
     let r = job(&s, "node", "require('assert').strictEqual(1 + 1, 3)", "").await;

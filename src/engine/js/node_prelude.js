@@ -939,6 +939,39 @@
     "worker_threads", "vm", "v8", "inspector", "repl", "tty", "zlib", "perf_hooks", "module",
   ]);
 
+  // ---- uncaught errors, as Node prints them ---------------------------------------
+  function printUncaught(error, filename, source) {
+    const stack = String((error && error.stack) || error)
+      .split("\n")
+      .filter((line) => !line.includes("ext:isoexec/"))
+      .map((line) => line.replace(/file:\/\//g, ""))
+      // The wrapper sits before the program on its first line.
+      .map((line) =>
+        line.replace(/([^()\s]+):1:(\d+)(\)?)$/, (m, file, col, close) =>
+          file === filename ? `${file}:1:${Math.max(1, Number(col) - WRAPPER_WIDTH)}${close}` : m,
+        ),
+      );
+    const at = stack
+      .map((line) => line.match(/\(?([^()\s]+):(\d+):(\d+)\)?$/))
+      .find((m) => m && m[1] === filename);
+    const out = [];
+    if (at) {
+      const line = source.split("\n")[Number(at[2]) - 1];
+      if (line !== undefined) {
+        // Node marks a throw statement where it starts.
+        const col = Number(at[3]) - 1;
+        const thrownAt = line.lastIndexOf("throw", col);
+        const caret = thrownAt >= 0 ? thrownAt : col;
+        out.push(`${filename}:${at[2]}`, line, `${" ".repeat(Math.max(0, caret))}^`, "");
+      }
+    }
+    const thrown = error instanceof Error ? stack.join("\n") : typeof error === "string" ? error : inspect(error);
+    out.push(thrown, "", `Node.js ${process.version}`);
+    consoleError(out.join("\n"));
+  }
+  // "(function (exports, require, module, __filename, __dirname) { ".length
+  const WRAPPER_WIDTH = 62;
+
   // ---- require ---------------------------------------------------------------------
   const cache = new Map();
   function makeRequire(fromFile) {
@@ -1006,9 +1039,18 @@
   G.clearImmediate = timers.clearImmediate;
   return {
     /** Runs the program's wrapper function as the main CommonJS module. */
-    main: (fn, filename) => {
+    main: (fn, filename, text) => {
       process.argv[1] = filename;
-      loadCommonJs("", filename, fn);
+      try {
+        loadCommonJs("", filename, fn);
+      } catch (e) {
+        // Uncaught while the program's body ran: printed as Node prints
+        // it (the line, a caret, the error, Node's version), exit code 1.
+        printUncaught(e, filename, text);
+        process.stdout.flush();
+        process.stderr.flush();
+        D.exit(1);
+      }
     },
     /** Node's REPL globals, `require` resolving from `dir`. */
     repl: (dir) => {

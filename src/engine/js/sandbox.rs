@@ -534,6 +534,7 @@ impl Sandbox {
         // On the first line, so the program's line numbers hold. A file
         // that only an ES module may hold (top-level `await`) is one, as
         // Node decides when CommonJS does not parse.
+        let source = commonjs.clone();
         let function = match commonjs {
             Some(text) => {
                 let wrapped = format!(
@@ -547,13 +548,13 @@ impl Sandbox {
             }
             None => None,
         };
-        match function {
-            Some(function) => {
+        match function.zip(source) {
+            Some((function, text)) => {
                 let filename = url
                     .to_file_path()
                     .map(|p| p.to_string_lossy().into_owned())
                     .unwrap_or_else(|()| url.to_string());
-                self.call_node(&node, "main", Some((function, filename)))
+                self.call_node(&node, "main", Some((function, filename, text)))
                     .await?;
             }
             None => {
@@ -666,7 +667,7 @@ impl Sandbox {
         &mut self,
         node: &v8::Global<v8::Value>,
         name: &str,
-        main: Option<(v8::Global<v8::Value>, String)>,
+        main: Option<(v8::Global<v8::Value>, String, Arc<str>)>,
     ) -> Result<(), Failure> {
         let (function, args) = {
             deno_core::scope!(scope, &mut self.runtime);
@@ -680,14 +681,17 @@ impl Sandbox {
                 .and_then(|f| v8::Local::<v8::Function>::try_from(f).ok())
                 .ok_or(Failure::Terminated)?;
             let mut args = Vec::new();
-            if let Some((f, filename)) = main {
+            if let Some((f, filename, text)) = main {
                 let filename = v8::String::new(scope, &filename)
                     .ok_or_else(|| Failure::Internal("a file name".into()))?;
+                let text = v8::String::new(scope, &text)
+                    .ok_or_else(|| Failure::Internal("the program's text".into()))?;
                 args.push(f);
                 args.push(v8::Global::new(
                     scope,
                     v8::Local::<v8::Value>::from(filename),
                 ));
+                args.push(v8::Global::new(scope, v8::Local::<v8::Value>::from(text)));
             }
             (v8::Global::new(scope, function), args)
         };
