@@ -27,6 +27,9 @@ pub struct RunArgs {
     /// `None`: the `DEFAULT_ISOLATION` setting.
     pub isolation: Option<Isolation>,
     pub timeout: Option<Duration>,
+    /// Run the file as a Node program whatever its extension (a script
+    /// without one, say): CommonJS unless it has `import`/`export`.
+    pub node: bool,
 }
 
 /// Exit codes of a program that did not end by itself.
@@ -144,7 +147,13 @@ pub fn run(config: Config, args: RunArgs) -> ExitCode {
             },
             Some(_) => None,
         };
+        let language = if args.node {
+            crate::engine::Language::JavaScript
+        } else {
+            task.language
+        };
         let execution = Execution {
+            language,
             cpu_limit: config.limits.default_cpu_limit,
             isolation: args.isolation.unwrap_or(config.default_isolation),
             env: config.allow_env_values.clone(),

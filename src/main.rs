@@ -45,6 +45,10 @@ enum Command {
         /// Wall-clock limit in ms [default: DEFAULT_TIMEOUT].
         #[arg(long, value_name = "MS")]
         timeout: Option<u64>,
+        /// Run FILE as a Node program whatever its extension (CommonJS unless
+        /// it has import/export).
+        #[arg(long, conflicts_with = "fn_name")]
+        node: bool,
     },
     /// Lint files with deno_lint's recommended rules; exit 1 when any finding.
     Lint {
@@ -140,6 +144,7 @@ fn main() -> ExitCode {
             payload,
             isolation,
             timeout,
+            node,
         }) => {
             let isolation = match isolation.as_deref() {
                 // DEFAULT_ISOLATION, once the configuration is read.
@@ -160,6 +165,7 @@ fn main() -> ExitCode {
                 payload,
                 isolation,
                 timeout: timeout.map(std::time::Duration::from_millis),
+                node,
             };
             Action::Run(args)
         }

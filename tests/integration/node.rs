@@ -546,3 +546,54 @@ async fn packages_cannot_lead_outside_the_module_roots() {
     assert_eq!(r["exit_code"], 1, "{r}");
     assert!(!r["output"].as_str().unwrap().contains("root:"), "{r}");
 }
+
+#[test]
+fn the_command_line_runs_node_programs_by_extension_or_flag() {
+    use std::io::Write;
+    let dir = crate::support::TempDir::new("nodecli");
+    let run = |args: &[&std::ffi::OsStr], stdin: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_isoexec"))
+            .arg("run")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            out.status.code(),
+        )
+    };
+    let program = "const n = require('fs').readFileSync(0, 'utf8').trim().split('\\n').length;\n\
+                   process.stdout.write(String(n));\nprocess.exitCode = n;\n";
+    // A script without an extension runs as Node with --node; .cjs always.
+    let script = dir.0.join("count");
+    std::fs::write(&script, program).unwrap();
+    assert_eq!(
+        run(&["--node".as_ref(), script.as_os_str()], "a\nb\n"),
+        ("2\n".to_string(), Some(2))
+    );
+    let cjs = dir.0.join("count.cjs");
+    std::fs::write(&cjs, program).unwrap();
+    assert_eq!(
+        run(&[cjs.as_os_str()], "a\nb\nc\n"),
+        ("3\n".to_string(), Some(3))
+    );
+    // .mjs is an ES module: require is not there, and the hint says so.
+    let mjs = dir.0.join("count.mjs");
+    std::fs::write(&mjs, program).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_isoexec"))
+        .arg("run")
+        .arg(&mjs)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hint:"));
+}
