@@ -84,6 +84,11 @@ impl Resolver {
             base.join(specifier)
                 .map_err(|e| ResolveError::NotFound(format!("Cannot resolve '{specifier}': {e}")))?
         } else if let Some(url) = self.mapped(specifier)? {
+            // A map entry that points at the network is refused as a
+            // direct URL import is, with the same words.
+            if url.scheme() != "file" {
+                return Err(network_refused(specifier, url.as_str()));
+            }
             url
         } else if let Some(package) = package_name(specifier) {
             // An npm package installed under a module root's node_modules.
@@ -104,10 +109,7 @@ impl Resolver {
                 )));
             }
             if url.scheme() != "file" {
-                return Err(ResolveError::Refused(format!(
-                    "Import of '{specifier}' is not allowed: nothing is fetched from the network \
-                     or a package registry; vendor it under VENDOR_DIR and map it in the import map"
-                )));
+                return Err(network_refused(specifier, specifier));
             }
             url
         } else {
@@ -195,6 +197,22 @@ impl Resolver {
     }
 }
 
+/// Why an import that leads to the network (`target`) is refused, and
+/// what to do instead.
+fn network_refused(specifier: &str, target: &str) -> ResolveError {
+    let shown = if specifier == target {
+        format!("'{specifier}'")
+    } else {
+        format!("'{specifier}' (mapped to '{target}')")
+    };
+    ResolveError::Refused(format!(
+        "Import of {shown} is not allowed: nothing is fetched from the network or a package \
+         registry at run time; install npm packages with `npm install --prefix <VENDOR_DIR> \
+         <package>` and import them by name, or put the file under VENDOR_DIR and map it in \
+         the import map"
+    ))
+}
+
 fn is_relative(specifier: &str) -> bool {
     specifier.starts_with("./") || specifier.starts_with("../") || specifier.starts_with('/')
 }
@@ -231,11 +249,10 @@ fn load_import_map(path: &Path) -> Result<ImportMap, String> {
                     Err(format!("maps a prefix to '{t}', which does not end in '/'"))
                 }
                 Some(t) if is_relative(t) => base.join(t).map_err(|e| format!("'{t}': {e}")),
+                // A network URL is kept: resolving it refuses it as a
+                // direct import of that URL is refused.
                 Some(t) => match Url::parse(t) {
-                    Ok(u) if u.scheme() == "file" => Ok(u),
-                    Ok(_) => Err(format!(
-                        "points to '{t}', but nothing is fetched from the network"
-                    )),
+                    Ok(u) => Ok(u),
                     Err(_) => Err(format!(
                         "points to '{t}', which is neither a path nor a file: URL"
                     )),
@@ -541,6 +558,22 @@ mod tests {
             r.resolve("https://deno.land/x/mod.ts", main.as_str()),
             Err(ResolveError::Refused(m)) if m.contains("https://deno.land/x/mod.ts")
         ));
+        // A map entry to a URL is refused as the URL itself is.
+        let map_dir = root.join("workspace");
+        std::fs::write(
+            map_dir.join("import_map.json"),
+            r#"{"imports": {"es-toolkit": "https://esm.sh/es-toolkit@1"}}"#,
+        )
+        .unwrap();
+        let mapped = r.resolve("es-toolkit", main.as_str());
+        let direct = r.resolve("https://esm.sh/es-toolkit@1", main.as_str());
+        for got in [&mapped, &direct] {
+            assert!(
+                matches!(got, Err(ResolveError::Refused(m)) if m.contains("npm install --prefix")),
+                "{got:?}"
+            );
+        }
+        std::fs::remove_file(map_dir.join("import_map.json")).unwrap();
         // A package that is not installed says how to install it.
         assert!(matches!(
             r.resolve("npm:left-pad", main.as_str()),

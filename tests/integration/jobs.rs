@@ -123,8 +123,9 @@ async fn every_way_a_program_ends_has_its_status() {
     .await
     .json();
     let output = j["output"].as_str().unwrap();
+    // Printed as Node prints it: the program is CommonJS.
     assert!(
-        output.starts_with("error: Uncaught TypeError: bad"),
+        output.starts_with("/workspace/job.js:1\nthrow new TypeError('bad');\n^\n\nTypeError: bad"),
         "{output}"
     );
     let j = submit(

@@ -78,7 +78,7 @@ async fn job_and_session_output_names_virtual_files_not_the_server_s_paths() {
         .json();
     let output = job["output"].as_str().unwrap();
     assert!(output.contains("Error: boom"), "{output}");
-    assert!(output.contains("file:///workspace/job.js:"), "{output}");
+    assert!(output.contains("/workspace/job.js:"), "{output}");
     let workspace = s.workspace.display().to_string();
     assert!(!output.contains(&workspace), "{output}");
     assert!(!output.contains("__job_"), "{output}");
