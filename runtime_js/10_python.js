@@ -14,6 +14,7 @@ import {
   op_isoexec_python_keep_snapshot,
   op_isoexec_python_module,
   op_isoexec_stdin_read,
+  op_isoexec_write,
   op_isoexec_write_file,
 } from "ext:core/ops";
 import { primordials } from "ext:core/mod.js";
@@ -22,7 +23,6 @@ import { TextDecoder } from "ext:isoexec/03_encoding.js";
 const {
   ArrayBuffer,
   ArrayBufferIsView,
-  ArrayPrototypePop,
   ArrayPrototypePush,
   Error,
   MapPrototypeForEach,
@@ -40,7 +40,6 @@ const {
   String,
   StringPrototypeLastIndexOf,
   StringPrototypeSlice,
-  StringPrototypeSplit,
   StringPrototypeToLowerCase,
   StringFromCharCode,
   TypedArrayPrototypeGetBuffer,
@@ -118,24 +117,20 @@ function limitedWasm() {
   };
 }
 
-/** Lines written to one stream, passed on to the host line by line. */
+/** One stream: bytes decoded as UTF-8 and passed on as written. */
 class Stream {
   constructor(level) {
     this.level = level;
     this.decoder = new TextDecoder();
-    this.pending = "";
   }
   write(bytes) {
-    const text = this.pending + this.decoder.decode(bytes, { stream: true });
-    const lines = StringPrototypeSplit(text, "\n");
-    this.pending = ArrayPrototypePop(lines);
-    for (const line of new SafeArrayIterator(lines)) op_isoexec_log(this.level, line);
+    const text = this.decoder.decode(bytes, { stream: true });
+    if (text !== "") op_isoexec_write(this.level, text);
     return bytes.length;
   }
   flush() {
-    const rest = this.pending + this.decoder.decode();
-    this.pending = "";
-    if (rest !== "") op_isoexec_log(this.level, rest);
+    const rest = this.decoder.decode();
+    if (rest !== "") op_isoexec_write(this.level, rest);
   }
 }
 

@@ -1,7 +1,12 @@
 // Bootstrap: builds the web globals and the restricted Deno namespace and
 // hands the host its hooks; `seal` later removes every path to deno_core's
 // internals and installs the globals.
-import { op_isoexec_require, op_isoexec_set_hooks, op_isoexec_set_python_hooks } from "ext:core/ops";
+import {
+  op_isoexec_require,
+  op_isoexec_set_hooks,
+  op_isoexec_set_python_hooks,
+  op_isoexec_write,
+} from "ext:core/ops";
 import { primordials } from "ext:core/mod.js";
 import { createConsole } from "ext:isoexec/01_console.js";
 import {
@@ -93,4 +98,4 @@ function settle() {
 }
 
 op_isoexec_set_hooks(settle, seal, lockdown, resetRealm);
-op_isoexec_set_python_hooks(python.boot, python.run, python.cell, op_isoexec_require);
+op_isoexec_set_python_hooks(python.boot, python.run, python.cell, op_isoexec_require, op_isoexec_write);

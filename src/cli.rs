@@ -329,9 +329,10 @@ fn print_program(report: crate::engine::Report, source: &str, file: &Path) -> Ex
     }
     for entry in &report.logs {
         let _ = if entry.level.is_stderr() {
-            writeln!(err, "{}", entry.message)
+            let _ = out.flush();
+            write!(err, "{}", entry.text())
         } else {
-            writeln!(out, "{}", entry.message)
+            write!(out, "{}", entry.text())
         };
     }
     let _ = out.flush();

@@ -186,6 +186,30 @@ pub struct LogEntry {
     pub ts: u64,
     pub level: LogLevel,
     pub message: String,
+    /// A program's output only: the message's last line was written
+    /// without its newline (`process.stdout.write("x")`, Python's
+    /// `print(x, end="")`), so none follows it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+}
+
+impl LogEntry {
+    /// The entry as its stream shows it: its lines, each with its newline
+    /// (the last one too, unless it was written without one).
+    pub fn text(&self) -> impl std::fmt::Display + '_ {
+        struct Text<'a>(&'a LogEntry);
+        impl std::fmt::Display for Text<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0.message)?;
+                if self.0.partial {
+                    Ok(())
+                } else {
+                    f.write_str("\n")
+                }
+            }
+        }
+        Text(self)
+    }
 }
 
 /// A program's captured console lines joined into its stdout and stderr.
@@ -198,7 +222,9 @@ pub fn split_streams(logs: &[LogEntry]) -> (String, String) {
             &mut out
         };
         s.push_str(&entry.message);
-        s.push('\n');
+        if !entry.partial {
+            s.push('\n');
+        }
     }
     (out, err)
 }

@@ -665,7 +665,9 @@ fn interleaved(logs: &[LogEntry]) -> String {
     let mut out = String::with_capacity(logs.iter().map(|l| l.message.len() + 1).sum());
     for entry in logs {
         out.push_str(&entry.message);
-        out.push('\n');
+        if !entry.partial {
+            out.push('\n');
+        }
     }
     out
 }
@@ -680,11 +682,13 @@ mod tests {
             outcome,
             logs: vec![
                 LogEntry {
+                    partial: false,
                     ts: 0,
                     level: LogLevel::Log,
                     message: "out".into(),
                 },
                 LogEntry {
+                    partial: false,
                     ts: 0,
                     level: LogLevel::Error,
                     message: "err".into(),

@@ -42,7 +42,7 @@ async fn grader_programs_read_stdin_in_every_idiom_and_print_as_node_does() {
             "const input = require('fs').readFileSync('/dev/stdin').toString();\n\
              process.stdout.write(input.split('').reverse().join(''));",
             "abc",
-            "cba\n",
+            "cba",
             0,
         ),
         (
@@ -281,7 +281,7 @@ async fn node_programs_keep_every_limit() {
     .await;
     assert_eq!(
         (r["output"].as_str(), r["exit_code"].as_i64()),
-        (Some("partial\n"), Some(7)),
+        (Some("partial"), Some(7)),
         "{r}"
     );
     // A loop still ends at its timeout.
@@ -452,7 +452,7 @@ async fn npm_packages_installed_in_vendor_dir_load_as_node_loads_them() {
     .await;
     assert_eq!(
         (r["stdout"].as_str(), r["result"].as_str()),
-        (Some("partial \n"), Some("5s")),
+        (Some("partial "), Some("5s")),
         "{r}"
     );
     let r = cell(
@@ -578,13 +578,13 @@ fn the_command_line_runs_node_programs_by_extension_or_flag() {
     std::fs::write(&script, program).unwrap();
     assert_eq!(
         run(&["--node".as_ref(), script.as_os_str()], "a\nb\n"),
-        ("2\n".to_string(), Some(2))
+        ("2".to_string(), Some(2))
     );
     let cjs = dir.0.join("count.cjs");
     std::fs::write(&cjs, program).unwrap();
     assert_eq!(
         run(&[cjs.as_os_str()], "a\nb\nc\n"),
-        ("3\n".to_string(), Some(3))
+        ("3".to_string(), Some(3))
     );
     // .mjs is an ES module: require is not there, and the hint says so.
     let mjs = dir.0.join("count.mjs");

@@ -97,6 +97,14 @@ async fn python_jobs_print_read_stdin_exit_and_trace_back() {
     .await;
     assert_eq!(r["output"], "hi ada\nwarn\n6\n", "{r}");
     assert_eq!(r["exit_code"], 3);
+    // Output exactly as written: no newline is added to a last partial line.
+    let r = job(
+        &s,
+        "print('a', end='')\nprint('b', end='', flush=True)",
+        json!({}),
+    )
+    .await;
+    assert_eq!(r["output"], "ab", "{r}");
     let r = job(&s, "import sys\nsys.exit('bad input')", json!({})).await;
     assert_eq!(
         (r["output"].as_str(), r["exit_code"].as_i64()),

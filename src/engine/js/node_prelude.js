@@ -6,7 +6,7 @@
 // host's `requireFile(specifier, referrer)`, which finds a file as imports
 // do (module roots, `node_modules` with require conditions) and returns
 // [path, text]; it returns the host's hooks (main, finish).
-((requireFile) => {
+((requireFile, writeRaw) => {
   "use strict";
   const G = globalThis;
   const D = G.Deno;
@@ -17,43 +17,29 @@
   // ---- output: process.stdout/stderr.write pass text through as written --
   // The host keeps output as lines; a write is split into lines, and what
   // follows the last newline waits for the next write (or the end).
-  const consoleLog = console.log;
   const consoleError = console.error;
+  // Output as written: a write adds no newline, and a console line after
+  // a partial write continues it, as in a terminal.
   function stream(fd) {
-    const log = fd === 1 ? consoleLog : consoleError;
-    let pending = "";
+    const level = fd === 1 ? 1 : 4;
     const s = new EventEmitter();
-    // A console line after a partial write continues that line, as in Node.
-    s._joinLine = (args) => {
-      if (pending === "") return false;
-      const line = pending + format(...args);
-      pending = "";
-      log(line);
-      return true;
-    };
     s.fd = fd;
     s.isTTY = false;
     s.columns = 80;
     s.writable = true;
     s.write = (chunk, encoding, cb) => {
       if (typeof encoding === "function") cb = encoding;
-      const text = pending + (typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"));
-      const lines = text.split("\n");
-      pending = lines.pop();
-      for (const line of lines) log(line);
+      const text = typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
+      if (text !== "") writeRaw(level, text);
       if (typeof cb === "function") queueMicrotask(cb);
       return true;
     };
     s.end = (chunk, encoding, cb) => {
       if (chunk !== undefined && chunk !== null && typeof chunk !== "function") s.write(chunk, encoding);
-      s.flush();
       const done = [chunk, encoding, cb].find((f) => typeof f === "function");
       if (done) queueMicrotask(done);
     };
-    s.flush = () => {
-      if (pending !== "") log(pending);
-      pending = "";
-    };
+    s.flush = () => {};
     s.cork = s.uncork = () => {};
     return s;
   }
@@ -1021,13 +1007,6 @@
     return module;
   }
 
-  for (const [name, out] of [["log", 1], ["info", 1], ["debug", 1], ["error", 2], ["warn", 2]]) {
-    const original = console[name];
-    console[name] = function (...args) {
-      const s = out === 1 ? process.stdout : process.stderr;
-      if (!s._joinLine(args)) original.apply(console, args);
-    };
-  }
   G.process = process;
   G.Buffer = Buffer;
   // What an ES module's `node:` and CommonJS-package imports go through.

@@ -36,7 +36,7 @@ use super::alloc::{self, Budget};
 use super::convert::{self, ConvertError, ConvertLimits};
 use super::ext::{
     CallState, LOCKDOWN_KEY, LogSink, REQUIRE_KEY, RESET_KEY, RequireHook, SEAL_KEY, SETTLE_KEY,
-    SelfKill, isoexec,
+    SelfKill, WRITE_KEY, isoexec,
 };
 use super::failure::{Failure, core_error, exception_from_js, load_error};
 use super::loader::{LoadNotes, Loader, Notes};
@@ -587,18 +587,20 @@ impl Sandbox {
             let prelude = v8::Local::<v8::Function>::try_from(prelude)
                 .map_err(|_| Failure::Internal("the Node prelude is not a function".into()))?;
             let global = scope.get_current_context().global(scope);
-            let key = v8::String::new(scope, REQUIRE_KEY)
-                .map(|name| v8::Private::for_api(scope, Some(name)))
-                .ok_or_else(|| Failure::Internal("the require hook's name".into()))?;
-            let lookup = global
-                .get_private(scope, key)
-                .ok_or_else(|| Failure::Internal("no require hook".into()))?;
-            (
-                v8::Global::new(scope, prelude),
-                v8::Global::new(scope, lookup),
-            )
+            let mut hooks = Vec::new();
+            for name in [REQUIRE_KEY, WRITE_KEY] {
+                let key = v8::String::new(scope, name)
+                    .map(|name| v8::Private::for_api(scope, Some(name)))
+                    .ok_or_else(|| Failure::Internal("a hook's name".into()))?;
+                let hook = global
+                    .get_private(scope, key)
+                    .filter(|h| h.is_function())
+                    .ok_or_else(|| Failure::Internal(format!("no hook {name}")))?;
+                hooks.push(v8::Global::new(scope, hook));
+            }
+            (v8::Global::new(scope, prelude), hooks)
         };
-        let call = self.runtime.call_with_args(&prelude, &[lookup]);
+        let call = self.runtime.call_with_args(&prelude, &lookup);
         let node = self
             .runtime
             .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())

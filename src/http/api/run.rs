@@ -338,6 +338,7 @@ mod tests {
             let report = Report {
                 outcome: Ok(r#"{"a":[1,"x"]}"#.into()),
                 logs: vec![LogEntry {
+                    partial: false,
                     ts: 1,
                     level: LogLevel::Warn,
                     message: "hi".into(),

@@ -78,6 +78,7 @@ impl LogSink {
             ts: now_ms(),
             level,
             message: kept.to_owned(),
+            partial: false,
         });
     }
 
@@ -86,35 +87,72 @@ impl LogSink {
     /// calls; a new entry (a switch of stream) costs `ENTRY_COST` bytes of
     /// its stream's cap.
     fn push_stream(&mut self, level: LogLevel, message: &str) {
+        self.push_piece(level, message, true);
+    }
+
+    /// Program output written as raw text (`process.stdout.write`, Python's
+    /// streams): each newline ends a line; what follows the last one stays
+    /// open, and the next write or console line continues it.
+    pub(crate) fn write(&mut self, level: LogLevel, text: &str) {
+        if !self.streams {
+            // A call's logs are lines.
+            self.push(level, text.strip_suffix('\n').unwrap_or(text));
+            return;
+        }
+        let mut rest = text;
+        while let Some(end) = rest.find('\n') {
+            self.push_piece(level, &rest[..end], true);
+            rest = &rest[end + 1..];
+        }
+        if !rest.is_empty() {
+            self.push_piece(level, rest, false);
+        }
+    }
+
+    /// Adds `text` to its stream: a line when `ends_line`, else the start
+    /// (or more) of one still open.
+    fn push_piece(&mut self, level: LogLevel, text: &str, ends_line: bool) {
         let to_stderr = level.is_stderr();
-        let merge = self
+        let last = self
             .entries
             .last()
-            .is_some_and(|last| last.level.is_stderr() == to_stderr);
+            .filter(|last| last.level.is_stderr() == to_stderr);
+        let merge = last.is_some();
+        let continues = last.is_some_and(|l| l.partial);
         let used = if to_stderr {
             &mut self.stderr_bytes
         } else {
             &mut self.bytes
         };
-        let overhead = if merge { 1 } else { ENTRY_COST };
+        let overhead = if continues {
+            0
+        } else if merge {
+            1
+        } else {
+            ENTRY_COST
+        };
         if *used + overhead > self.max_bytes {
             self.truncated = true;
             return;
         }
-        let kept = cut_at(message, self.max_bytes - *used - overhead);
-        if kept.len() < message.len() {
+        let kept = cut_at(text, self.max_bytes - *used - overhead);
+        if kept.len() < text.len() {
             self.truncated = true;
         }
         *used += overhead + kept.len();
         match self.entries.last_mut() {
             Some(last) if merge => {
-                last.message.push('\n');
+                if !continues {
+                    last.message.push('\n');
+                }
                 last.message.push_str(kept);
+                last.partial = !ends_line;
             }
             _ => self.entries.push(LogEntry {
                 ts: now_ms(),
                 level,
                 message: kept.to_owned(),
+                partial: !ends_line,
             }),
         }
     }
@@ -140,6 +178,14 @@ pub(super) fn cut_at(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+/// Raw program output (no newline added): see [`LogSink::write`].
+#[op2(fast)]
+pub(super) fn op_isoexec_write(state: &mut OpState, level: u32, #[string] text: &str) {
+    if let Some(call) = state.try_borrow_mut::<CallState>() {
+        call.logs.write(level_from_number(level), text);
+    }
 }
 
 #[op2(fast)]
@@ -170,6 +216,19 @@ mod tests {
         assert_eq!(sink.entries.len(), 2);
         assert_eq!(sink.entries[1].message, "d");
         assert!(sink.truncated);
+    }
+
+    #[test]
+    fn raw_writes_continue_their_line_and_add_no_newline() {
+        let mut sink = LogSink::streams(1000);
+        sink.write(LogLevel::Log, "n? ");
+        sink.push(LogLevel::Log, "55");
+        sink.write(LogLevel::Log, "a\nb");
+        sink.push(LogLevel::Error, "err");
+        sink.write(LogLevel::Log, "c");
+        let (out, err) = crate::engine::types::split_streams(&sink.entries);
+        assert_eq!(out, "n? 55\na\nbc");
+        assert_eq!(err, "err\n");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use deno_core::{OpDecl, OpState, op2, v8};
 use crate::engine::permissions::Permissions;
 use crate::engine::watchdog::KillRecord;
 pub(crate) use console::LogSink;
-use console::op_isoexec_log;
+use console::{op_isoexec_log, op_isoexec_write};
 use deno::{
     op_isoexec_deny, op_isoexec_env_get, op_isoexec_env_object, op_isoexec_exit,
     op_isoexec_stdin_read,
@@ -29,8 +29,8 @@ use fetch::op_isoexec_fetch;
 use fs::{op_isoexec_read_file, op_isoexec_read_text_file, op_isoexec_write_file};
 use memory::{op_isoexec_charge, op_isoexec_release};
 pub(crate) use python::{
-    PY_BOOT_KEY, PY_CELL_KEY, PY_RUN_KEY, PythonFiles, REQUIRE_KEY, RequireHook, set_snapshot,
-    snapshot,
+    PY_BOOT_KEY, PY_CELL_KEY, PY_RUN_KEY, PythonFiles, REQUIRE_KEY, RequireHook, WRITE_KEY,
+    set_snapshot, snapshot,
 };
 use python::{
     op_isoexec_python_file, op_isoexec_python_has_snapshot, op_isoexec_python_keep_module,
@@ -166,6 +166,7 @@ deno_core::extension!(
     isoexec,
     ops = [
         op_isoexec_log,
+        op_isoexec_write,
         op_isoexec_utf8_decode,
         op_isoexec_url_parse,
         op_isoexec_url_set,

@@ -111,6 +111,10 @@ pub(super) fn op_isoexec_python_file(
 /// Node prelude of a program (user code never sees it).
 pub(crate) const REQUIRE_KEY: &str = "isoexec.node.requireFile";
 
+/// Private symbol of `op_isoexec_write` (raw program output), for the
+/// Node prelude's `process.stdout.write`.
+pub(crate) const WRITE_KEY: &str = "isoexec.node.write";
+
 /// How a program's `require` finds a file: (specifier, the requiring
 /// file) to (the file's path, its text), or why not. Set per call by the
 /// host, over the call's module roots.
@@ -141,6 +145,7 @@ pub(super) fn op_isoexec_set_python_hooks(
     run: v8::Local<v8::Function>,
     cell: v8::Local<v8::Function>,
     require: v8::Local<v8::Function>,
+    write: v8::Local<v8::Function>,
 ) {
     let global = scope.get_current_context().global(scope);
     let hooks = [
@@ -148,6 +153,7 @@ pub(super) fn op_isoexec_set_python_hooks(
         (PY_RUN_KEY, run),
         (PY_CELL_KEY, cell),
         (REQUIRE_KEY, require),
+        (WRITE_KEY, write),
     ];
     for (name, f) in hooks {
         if let Some(name) = v8::String::new(scope, name) {
