@@ -433,15 +433,7 @@ impl NotebookThread {
         };
         let cell_record = Arc::new(KillRecord::default());
         Some(sandbox.with_entered(|sb| {
-            sb.begin_call(CallSetup {
-                logs: LogSink::streams(PROGRAM_STREAM_BYTES),
-                env: cell.env,
-                deadline,
-                cancel: Some(flag.clone()),
-                write_budget: cell.write_budget.min(parts.limits.max_write_bytes),
-                stdin: None,
-                scope: Some(scope.clone()),
-            });
+            sb.begin_call(cell_setup(parts, cell, deadline, flag, Some(scope.clone())));
             let ticket = parts.watchdog.arm(Watch {
                 isolate: sb.isolate_handle(),
                 record: cell_record.clone(),
@@ -451,10 +443,6 @@ impl NotebookThread {
             });
             let outcome =
                 rt.block_on(session.evaluate(sb, script, deadline + REPLY_GRACE, limits, flag));
-            if sb.kill_record().reason().is_none() && !flag.is_cancelled() {
-                // A partial line a cell wrote with process.stdout.write.
-                rt.block_on(sb.flush_node());
-            }
             parts.watchdog.disarm(ticket);
             if flag.is_cancelled() {
                 // Interrupted while it awaited: the watchdog may not have
@@ -482,6 +470,27 @@ impl NotebookThread {
     }
 }
 
+/// What a cell runs with: its output as a program's streams, its
+/// variables, deadline and interrupt flag, and what it may write (at most
+/// `MAX_WRITE_BYTES`).
+fn cell_setup(
+    parts: &NotebookParts,
+    cell: CellRequest,
+    deadline: Instant,
+    flag: &Arc<CancelFlag>,
+    scope: Option<Scope>,
+) -> CallSetup {
+    CallSetup {
+        logs: LogSink::streams(PROGRAM_STREAM_BYTES),
+        env: cell.env,
+        deadline,
+        cancel: Some(flag.clone()),
+        write_budget: cell.write_budget.min(parts.limits.max_write_bytes),
+        stdin: None,
+        scope,
+    }
+}
+
 /// How long a Python cell past its deadline (or interrupted) may take to
 /// unwind from its `KeyboardInterrupt` before its interpreter is
 /// terminated, and the notebook's state with it.
@@ -502,15 +511,7 @@ fn python_cell(
 ) -> Evaluated {
     let cell_record = Arc::new(KillRecord::default());
     sandbox.with_entered(|sb| {
-        sb.begin_call(CallSetup {
-            logs: LogSink::streams(PROGRAM_STREAM_BYTES),
-            env: cell.env,
-            deadline,
-            cancel: Some(flag.clone()),
-            write_budget: cell.write_budget.min(parts.limits.max_write_bytes),
-            stdin: None,
-            scope: None,
-        });
+        sb.begin_call(cell_setup(parts, cell, deadline, flag, None));
         let guard = PythonGuard::start(
             sb.python_interrupt(),
             sb.isolate_handle(),

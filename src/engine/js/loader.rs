@@ -373,21 +373,7 @@ fn node_module(specifier: &ModuleSpecifier) -> Result<ModuleSource, JsErrorBox> 
     let name = specifier.path();
     let names = node_exports(name)
         .ok_or_else(|| JsErrorBox::type_error(format!("Unknown Node.js module '{specifier}'")))?;
-    let mut code = format!(
-        "const require = globalThis[Symbol.for(\"isoexec.node.require\")];\n\
-         if (typeof require !== \"function\") throw new Error(\"Node.js modules are available to \
-         programs (jobs, sessions, /execute), not to function calls\");\n\
-         const m = require({name:?});\nexport default m;\n"
-    );
-    if !names.is_empty() {
-        code.push_str(&format!("export const {{ {} }} = m;\n", names.join(", ")));
-    }
-    Ok(ModuleSource::new(
-        ModuleType::JavaScript,
-        ModuleSourceCode::String(code.into()),
-        specifier,
-        None,
-    ))
+    Ok(required_module(specifier, name, "Node.js modules", names))
 }
 
 /// An ES module over a CommonJS file: its `module.exports` as the default
@@ -399,22 +385,40 @@ fn commonjs_module(
     text: &str,
 ) -> Result<ModuleSource, JsErrorBox> {
     let names = commonjs_export_names(text);
+    Ok(required_module(
+        specifier,
+        &path.to_string_lossy(),
+        "npm packages",
+        &names,
+    ))
+}
+
+/// An ES module whose default export is what the Node prelude's `require`
+/// gives for `required`, and whose named exports are `names` of it; where
+/// the prelude is absent (a function call), it throws saying `what` is for
+/// programs.
+fn required_module(
+    specifier: &ModuleSpecifier,
+    required: &str,
+    what: &str,
+    names: &[impl AsRef<str>],
+) -> ModuleSource {
     let mut code = format!(
         "const require = globalThis[Symbol.for(\"isoexec.node.require\")];\n\
-         if (typeof require !== \"function\") throw new Error(\"npm packages are available to \
+         if (typeof require !== \"function\") throw new Error(\"{what} are available to \
          programs (jobs, sessions, /execute), not to function calls\");\n\
-         const m = require({:?});\nexport default m;\n",
-        path.to_string_lossy()
+         const m = require({required:?});\nexport default m;\n"
     );
     if !names.is_empty() {
+        let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
         code.push_str(&format!("export const {{ {} }} = m;\n", names.join(", ")));
     }
-    Ok(ModuleSource::new(
+    ModuleSource::new(
         ModuleType::JavaScript,
         ModuleSourceCode::String(code.into()),
         specifier,
         None,
-    ))
+    )
 }
 
 /// Names a CommonJS file assigns as exports (`exports.x =`,

@@ -39,7 +39,6 @@
       const done = [chunk, encoding, cb].find((f) => typeof f === "function");
       if (done) queueMicrotask(done);
     };
-    s.flush = () => {};
     s.cork = s.uncork = () => {};
     return s;
   }
@@ -217,8 +216,6 @@
       if (code !== undefined) process.exitCode = code;
       const n = Number(process.exitCode ?? 0) | 0;
       process.emit("exit", n);
-      process.stdout.flush();
-      process.stderr.flush();
       D.exit(n);
     },
     abort() {
@@ -1026,8 +1023,6 @@
         // Uncaught while the program's body ran: printed as Node prints
         // it (the line, a caret, the error, Node's version), exit code 1.
         printUncaught(e, filename, text);
-        process.stdout.flush();
-        process.stderr.flush();
         D.exit(1);
       }
     },
@@ -1040,18 +1035,9 @@
       G.__dirname = dir;
       G.__filename = module.filename;
     },
-    /** Flushes what stdout and stderr hold after the last newline. */
-    flush: () => {
-      process.stdout.flush();
-      process.stderr.flush();
-    },
     /** Runs `exit` listeners and ends with process.exitCode, if set. */
     finish: () => {
-      process.stdout.flush();
-      process.stderr.flush();
       if (process.listenerCount("exit") > 0) process.emit("exit", Number(process.exitCode ?? 0) | 0);
-      process.stdout.flush();
-      process.stderr.flush();
       if (process.exitCode !== undefined && Number(process.exitCode) !== 0) D.exit(Number(process.exitCode) | 0);
     },
   };

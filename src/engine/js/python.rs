@@ -220,12 +220,8 @@ impl Sandbox {
         files: Vec<(String, Vec<u8>)>,
         root: Option<&str>,
     ) -> Result<(), ExecError> {
-        let mut result = self.run_python_inner(code, filename, files, root).await;
-        if result.is_ok() && self.record.reason().is_some() {
-            result = Err(Failure::Terminated);
-        }
-        self.poisoned = true;
-        result.map_err(|e| self.explain(e).capped())
+        let result = self.run_python_inner(code, filename, files, root).await;
+        self.end_program(result)
     }
 
     async fn run_python_inner(
@@ -457,11 +453,7 @@ fn interrupt_word<'s>(
 
 /// The glue function under the private symbol `key`, if the glue set it.
 fn hook(scope: &mut v8::PinScope, key: &str) -> Option<v8::Global<v8::Function>> {
-    let global = scope.get_current_context().global(scope);
-    let name = v8::String::new(scope, key)?;
-    let key = v8::Private::for_api(scope, Some(name));
-    let value = global.get_private(scope, key)?;
-    let function = v8::Local::<v8::Function>::try_from(value).ok()?;
+    let function = super::private_function(scope, key)?;
     Some(v8::Global::new(scope, function))
 }
 

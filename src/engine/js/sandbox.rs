@@ -155,17 +155,28 @@ fn call_check(runtime: &mut JsRuntime, key: &str) -> bool {
 fn hook_result(runtime: &mut JsRuntime, key: &str, take: bool) -> Option<bool> {
     deno_core::scope!(scope, runtime);
     v8::tc_scope!(let tc, scope);
-    let global = tc.get_current_context().global(tc);
-    let name = v8::String::new(tc, key)?;
-    let key = v8::Private::for_api(tc, Some(name));
-    let hook = global
-        .get_private(tc, key)
-        .and_then(|v| v8::Local::<v8::Function>::try_from(v).ok())?;
+    let hook = private_function(tc, key)?;
     if take {
+        let global = tc.get_current_context().global(tc);
+        let name = v8::String::new(tc, key)?;
+        let key = v8::Private::for_api(tc, Some(name));
         global.delete_private(tc, key)?;
     }
     let recv = v8::undefined(tc).into();
     hook.call(tc, recv, &[]).map(|v| v.is_true())
+}
+
+/// The glue function hanging on the global object under the private
+/// symbol `key`, if the glue set one.
+pub(super) fn private_function<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    key: &str,
+) -> Option<v8::Local<'s, v8::Function>> {
+    let global = scope.get_current_context().global(scope);
+    let name = v8::String::new(scope, key)?;
+    let key = v8::Private::for_api(scope, Some(name));
+    let value = global.get_private(scope, key)?;
+    v8::Local::<v8::Function>::try_from(value).ok()
 }
 
 /// A runtime and what the host keeps beside it.
@@ -192,8 +203,6 @@ pub(crate) struct Sandbox {
     interrupt: Option<Arc<std::sync::atomic::AtomicI32>>,
     /// What a call that is not confined to a scope may import (and require).
     resolver: Arc<Resolver>,
-    /// The Node prelude's hooks, once it ran in this runtime.
-    node: Option<v8::Global<v8::Value>>,
 }
 
 impl Sandbox {
@@ -294,7 +303,6 @@ impl Sandbox {
                 buffers: budget,
                 interrupt: None,
                 resolver: host.resolver.clone(),
-                node: None,
             });
             return Err(InitError::Seal);
         }
@@ -311,7 +319,6 @@ impl Sandbox {
             buffers: budget,
             interrupt: None,
             resolver: host.resolver.clone(),
-            node: None,
         })
     }
 
@@ -497,13 +504,15 @@ impl Sandbox {
         source: Option<Arc<str>>,
         javascript: bool,
     ) -> Result<(), ExecError> {
-        let text = match &source {
-            Some(text) => Some(text.clone()),
+        // A JavaScript file is read here, for the CommonJS check, and the
+        // loader is given that text rather than reading the file again.
+        let text = match source {
+            Some(text) => Some(text),
             None if javascript => read_program(url).map(Into::into),
             None => None,
         };
-        if let Some(source) = source {
-            self.notes.borrow_mut().main_source = Some((url.clone(), source));
+        if let Some(text) = &text {
+            self.notes.borrow_mut().main_source = Some((url.clone(), text.clone()));
         }
         // .cjs is CommonJS and .mjs an ES module whatever they hold, as in
         // Node; other JavaScript files say by what they hold.
@@ -514,9 +523,16 @@ impl Sandbox {
             Some(text) if javascript => is_commonjs(text),
             _ => false,
         };
-        let mut result = self
+        let result = self
             .program_inner(url, commonjs.then_some(text).flatten())
             .await;
+        self.end_program(result)
+    }
+
+    /// How a program's run reads to its caller; the runtime is retired. A
+    /// kill recorded after the last JS ran (a builtin that allocated past
+    /// the limit and returned) stands.
+    fn end_program(&mut self, mut result: Result<(), Failure>) -> Result<(), ExecError> {
         if result.is_ok() && self.record.reason().is_some() {
             result = Err(Failure::Terminated);
         }
@@ -554,8 +570,14 @@ impl Sandbox {
                     .to_file_path()
                     .map(|p| p.to_string_lossy().into_owned())
                     .unwrap_or_else(|()| url.to_string());
-                self.call_node(&node, "main", Some((function, filename, text)))
-                    .await?;
+                let args = vec![
+                    function,
+                    self.text_value(&filename)
+                        .ok_or_else(|| Failure::Internal("a file name".into()))?,
+                    self.text_value(&text)
+                        .ok_or_else(|| Failure::Internal("the program's text".into()))?,
+                ];
+                self.call_node(&node, "main", args).await?;
             }
             None => {
                 let id = self
@@ -570,7 +592,7 @@ impl Sandbox {
             .run_event_loop(PollEventLoopOptions::default())
             .await
             .map_err(Failure::Core)?;
-        self.call_node(&node, "finish", None).await
+        self.call_node(&node, "finish", Vec::new()).await
     }
 
     /// Evaluates Node's program globals (`process`, `Buffer`, `require`'s
@@ -586,17 +608,11 @@ impl Sandbox {
             let prelude = v8::Local::new(scope, prelude);
             let prelude = v8::Local::<v8::Function>::try_from(prelude)
                 .map_err(|_| Failure::Internal("the Node prelude is not a function".into()))?;
-            let global = scope.get_current_context().global(scope);
             let mut hooks = Vec::new();
             for name in [REQUIRE_KEY, WRITE_KEY] {
-                let key = v8::String::new(scope, name)
-                    .map(|name| v8::Private::for_api(scope, Some(name)))
-                    .ok_or_else(|| Failure::Internal("a hook's name".into()))?;
-                let hook = global
-                    .get_private(scope, key)
-                    .filter(|h| h.is_function())
+                let hook = private_function(scope, name)
                     .ok_or_else(|| Failure::Internal(format!("no hook {name}")))?;
-                hooks.push(v8::Global::new(scope, hook));
+                hooks.push(v8::Global::new(scope, v8::Local::<v8::Value>::from(hook)));
             }
             (v8::Global::new(scope, prelude), hooks)
         };
@@ -606,7 +622,6 @@ impl Sandbox {
             .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())
             .await
             .map_err(Failure::Core)?;
-        self.node = Some(node.clone());
         Ok(node)
     }
 
@@ -616,62 +631,30 @@ impl Sandbox {
         let result = async {
             let node = self.install_node().await?;
             self.notes.borrow_mut().node = true;
-            self.call_node_with(&node, "repl", dir).await
+            let dir = self
+                .text_value(dir)
+                .ok_or_else(|| Failure::Internal("the session directory".into()))?;
+            self.call_node(&node, "repl", vec![dir]).await
         }
         .await;
         result.map_err(|e| self.explain(e))
     }
 
-    /// Passes on what `process.stdout.write` and `stderr.write` hold after
-    /// their last newline (a notebook cell's end).
-    pub(crate) async fn flush_node(&mut self) {
-        if let Some(node) = self.node.clone() {
-            let _ = self.call_node(&node, "flush", None).await;
-        }
+    /// `text` as a JS string; `None` past V8's string length.
+    fn text_value(&mut self, text: &str) -> Option<v8::Global<v8::Value>> {
+        deno_core::scope!(scope, &mut self.runtime);
+        let value = v8::String::new(scope, text)?;
+        Some(v8::Global::new(scope, v8::Local::<v8::Value>::from(value)))
     }
 
-    /// Calls the hook `name` with one string argument.
-    async fn call_node_with(
-        &mut self,
-        node: &v8::Global<v8::Value>,
-        name: &str,
-        arg: &str,
-    ) -> Result<(), Failure> {
-        let (function, args) = {
-            deno_core::scope!(scope, &mut self.runtime);
-            let hooks = v8::Local::new(scope, node);
-            let hooks = v8::Local::<v8::Object>::try_from(hooks)
-                .map_err(|_| Failure::Internal("the Node prelude gave no hooks".into()))?;
-            let key = v8::String::new(scope, name)
-                .ok_or_else(|| Failure::Internal("a hook name".into()))?;
-            let function = hooks
-                .get(scope, key.into())
-                .and_then(|f| v8::Local::<v8::Function>::try_from(f).ok())
-                .ok_or(Failure::Terminated)?;
-            let arg = v8::String::new(scope, arg)
-                .ok_or_else(|| Failure::Internal("a hook argument".into()))?;
-            (
-                v8::Global::new(scope, function),
-                [v8::Global::new(scope, v8::Local::<v8::Value>::from(arg))],
-            )
-        };
-        let call = self.runtime.call_with_args(&function, &args);
-        self.runtime
-            .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())
-            .await
-            .map_err(Failure::Core)?;
-        Ok(())
-    }
-
-    /// Calls `name` of the Node prelude's hooks, with the main function and
-    /// its file name for `main`.
+    /// Calls the hook `name` of the Node prelude's hooks with `args`.
     async fn call_node(
         &mut self,
         node: &v8::Global<v8::Value>,
         name: &str,
-        main: Option<(v8::Global<v8::Value>, String, Arc<str>)>,
+        args: Vec<v8::Global<v8::Value>>,
     ) -> Result<(), Failure> {
-        let (function, args) = {
+        let function = {
             deno_core::scope!(scope, &mut self.runtime);
             let hooks = v8::Local::new(scope, node);
             let hooks = v8::Local::<v8::Object>::try_from(hooks)
@@ -682,20 +665,7 @@ impl Sandbox {
                 .get(scope, key.into())
                 .and_then(|f| v8::Local::<v8::Function>::try_from(f).ok())
                 .ok_or(Failure::Terminated)?;
-            let mut args = Vec::new();
-            if let Some((f, filename, text)) = main {
-                let filename = v8::String::new(scope, &filename)
-                    .ok_or_else(|| Failure::Internal("a file name".into()))?;
-                let text = v8::String::new(scope, &text)
-                    .ok_or_else(|| Failure::Internal("the program's text".into()))?;
-                args.push(f);
-                args.push(v8::Global::new(
-                    scope,
-                    v8::Local::<v8::Value>::from(filename),
-                ));
-                args.push(v8::Global::new(scope, v8::Local::<v8::Value>::from(text)));
-            }
-            (v8::Global::new(scope, function), args)
+            v8::Global::new(scope, function)
         };
         let call = self.runtime.call_with_args(&function, &args);
         self.runtime
@@ -919,18 +889,19 @@ impl Sandbox {
 /// Node's program globals and `require` (see the file).
 const NODE_PRELUDE: &str = include_str!("node_prelude.js");
 
-/// A program's text read from its file URL (for the CommonJS check); `None`
-/// when it cannot be read, and the module loader then says why.
+/// A program's text read from its file URL; `None` when it cannot be read
+/// whole (missing, not UTF-8, past the module size limit), and the module
+/// loader then reads it and says why.
 fn read_program(url: &ModuleSpecifier) -> Option<String> {
     use std::io::Read;
     let path = url.to_file_path().ok()?;
     let mut text = String::new();
     std::fs::File::open(path)
         .ok()?
-        .take(super::loader::MAX_MODULE_BYTES)
+        .take(super::loader::MAX_MODULE_BYTES + 1)
         .read_to_string(&mut text)
         .ok()?;
-    Some(text)
+    (text.len() as u64 <= super::loader::MAX_MODULE_BYTES).then_some(text)
 }
 
 /// Whether a JavaScript program is CommonJS, as Node 22 decides for a file
