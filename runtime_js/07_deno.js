@@ -15,6 +15,7 @@ import {
 } from "ext:core/ops";
 import { TextDecoder, TextEncoder } from "ext:isoexec/03_encoding.js";
 import { URL, URLSearchParams } from "ext:isoexec/05_url.js";
+import { Request, responseFrom, serve } from "ext:isoexec/06_http.js";
 import { primordials } from "ext:core/mod.js";
 
 // Uses only builtins captured at snapshot time (see 02_timers.js).
@@ -337,94 +338,12 @@ export function createDeno() {
     writeFile: later(writeFileSync),
     writeTextFileSync,
     writeFileSync,
+    serve,
     run: () => deny("run access (subprocesses)"),
     Command: function Command() {
       deny("run access (subprocesses)");
     },
   });
-}
-
-/** Response headers: case-insensitive lookup over the received pairs. */
-class FetchHeaders {
-  #pairs;
-  constructor(pairs) {
-    this.#pairs = ArrayPrototypeMap(
-      pairs,
-      (p) => [StringPrototypeToLowerCase(String(p[0])), String(p[1])],
-    );
-  }
-  get(name) {
-    const key = StringPrototypeToLowerCase(String(name));
-    const values = ArrayPrototypeMap(
-      ArrayPrototypeFilter(this.#pairs, (p) => p[0] === key),
-      (p) => p[1],
-    );
-    return values.length === 0 ? null : ArrayPrototypeJoin(values, ", ");
-  }
-  has(name) {
-    return this.get(name) !== null;
-  }
-  forEach(callback, thisArg) {
-    for (const p of new SafeArrayIterator(this.#pairs)) {
-      ReflectApply(callback, thisArg, [p[1], p[0], this]);
-    }
-  }
-  entries() {
-    return ArrayPrototypeSymbolIterator(ArrayPrototypeMap(this.#pairs, (p) => [p[0], p[1]]));
-  }
-  keys() {
-    return ArrayPrototypeSymbolIterator(ArrayPrototypeMap(this.#pairs, (p) => p[0]));
-  }
-  values() {
-    return ArrayPrototypeSymbolIterator(ArrayPrototypeMap(this.#pairs, (p) => p[1]));
-  }
-  [SymbolIterator]() {
-    return this.entries();
-  }
-}
-
-/** What `fetch` resolves to: status, headers and the body, read once. */
-class FetchResponse {
-  #body;
-  #used = false;
-  constructor(meta, body) {
-    this.status = meta.status;
-    this.statusText = meta.statusText;
-    this.ok = meta.status >= 200 && meta.status < 300;
-    this.url = meta.url;
-    this.redirected = false;
-    this.headers = new FetchHeaders(meta.headers);
-    this.#body = body;
-  }
-  get bodyUsed() {
-    return this.#used;
-  }
-  #take() {
-    if (this.#used) {
-      return PromiseReject(new TypeError("Body has already been consumed"));
-    }
-    this.#used = true;
-    return PromiseResolve(this.#body);
-  }
-  bytes() {
-    return this.#take();
-  }
-  arrayBuffer() {
-    return PromisePrototypeThen(this.#take(), (b) => {
-      const offset = TypedArrayPrototypeGetByteOffset(b);
-      return ArrayBufferPrototypeSlice(
-        TypedArrayPrototypeGetBuffer(b),
-        offset,
-        offset + TypedArrayPrototypeGetByteLength(b),
-      );
-    });
-  }
-  text() {
-    return PromisePrototypeThen(this.#take(), (b) => new TextDecoder().decode(b));
-  }
-  json() {
-    return PromisePrototypeThen(this.text(), (t) => JSONParse(t));
-  }
 }
 
 function headerPairs(headers) {
@@ -458,8 +377,10 @@ export async function fetch(input, init = {}) {
   const options = init ?? {};
   const method = String(options.method ?? input?.method ?? "GET");
   const headers = headerPairs(options.headers ?? input?.headers);
-  const body = bodyBytes(options.body);
+  const body = options.body === undefined && ObjectPrototypeIsPrototypeOf(Request.prototype, input)
+    ? await input.bytes()
+    : bodyBytes(options.body);
   const [meta, bytes] = await op_isoexec_fetch({ url, method, headers }, body);
   // As for files: the body is kept in counted memory.
-  return new FetchResponse(meta, new Uint8Array(bytes));
+  return responseFrom(meta, new Uint8Array(bytes));
 }

@@ -27,6 +27,7 @@ import {
 } from "ext:isoexec/04_events.js";
 import { URL, URLSearchParams } from "ext:isoexec/05_url.js";
 import { crypto, performance, structuredClone } from "ext:isoexec/06_web.js";
+import { forgetPending, Headers, Request, Response, serveHook } from "ext:isoexec/06_http.js";
 import { alert, confirm, createDeno, fetch, prompt } from "ext:isoexec/07_deno.js";
 import { hostWorkPending, installBufferGuards } from "ext:isoexec/08_buffers.js";
 import { lockdown, resetRealm } from "ext:isoexec/09_lockdown.js";
@@ -56,6 +57,9 @@ const globals = {
   performance,
   structuredClone,
   fetch,
+  Headers,
+  Request,
+  Response,
   prompt,
   confirm,
   alert,
@@ -94,8 +98,9 @@ function seal() {
 // nothing the call started can still run JS later.
 function settle() {
   cancelAllTimers();
+  forgetPending();
   return !hostWorkPending();
 }
 
-op_isoexec_set_hooks(settle, seal, lockdown, resetRealm);
+op_isoexec_set_hooks(settle, seal, lockdown, resetRealm, serveHook);
 op_isoexec_set_python_hooks(python.boot, python.run, python.cell, op_isoexec_require, op_isoexec_write);

@@ -11,6 +11,7 @@ use crate::jobs::Jobs;
 use crate::metrics::{Live, Metrics};
 use crate::runner::Runner;
 use crate::sessions::{Catalog, Sessions};
+use crate::tenants::Tenants;
 use crate::workspace::{CodeStore, DirStore, PgCodeStore};
 
 /// What the server is made of, built once at start.
@@ -25,6 +26,8 @@ pub struct App {
     pub jobs: Arc<Jobs>,
     /// Live sessions of the session API, their files and notebooks.
     pub sessions: Arc<Sessions>,
+    /// Tenants and their deployed functions (`DATA_DIR`, or PostgreSQL).
+    pub(crate) tenants: Arc<Tenants>,
     /// When the server started: `/health` reports the uptime.
     pub started: Instant,
 }
@@ -89,6 +92,8 @@ impl App {
             sessions: Box::new(move || counted.count() as u64),
         });
         let runner = Arc::new(Runner { engine, metrics });
+        let tenants = Tenants::open(&config, db.clone())
+            .map_err(|e| std::io::Error::other(format!("DATA_DIR: {e}")))?;
         let jobs = Jobs::open(&config, runner.clone(), db)
             .map_err(|e| std::io::Error::other(format!("DATA_DIR: {e}")))?;
         Ok(App {
@@ -97,6 +102,7 @@ impl App {
             workspace,
             jobs: Arc::new(jobs),
             sessions,
+            tenants: Arc::new(tenants),
             started: Instant::now(),
         })
     }
@@ -117,6 +123,7 @@ impl App {
         self.jobs.claim_in_background();
         self.jobs.prune_in_background();
         self.sessions.reap_in_background();
+        self.tenants.flush_in_background();
         trim_in_background();
         Ok(())
     }

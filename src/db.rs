@@ -30,7 +30,8 @@ pub(crate) const JOBS_CHANNEL: &str = "isoexec_jobs";
 
 /// The schema, one step per version; each step runs once, in a
 /// transaction, and `schema_version` records how far a database is.
-const MIGRATIONS: [&str; 1] = ["
+const MIGRATIONS: [&str; 2] = [
+    "
 CREATE TABLE replicas (
     id text PRIMARY KEY,
     started_at timestamptz NOT NULL DEFAULT now(),
@@ -96,7 +97,81 @@ CREATE TABLE workspace_head (
     size bigint NOT NULL,
     modified_ms bigint NOT NULL
 );
-"];
+",
+    TENANT_TABLES,
+];
+
+/// The tables of tenants and their functions (`crate::tenants`), in what
+/// both PostgreSQL and SQLite speak: the embedded registry creates them
+/// too.
+pub(crate) const TENANT_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS tenants (
+    id text PRIMARY KEY,
+    limits text NOT NULL,
+    created_at_ms bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tenant_keys (
+    id text PRIMARY KEY,
+    tenant text NOT NULL,
+    hash text NOT NULL UNIQUE,
+    scopes text NOT NULL,
+    label text NOT NULL,
+    created_at_ms bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tenant_keys_tenant ON tenant_keys (tenant);
+CREATE TABLE IF NOT EXISTS functions (
+    tenant text NOT NULL,
+    name text NOT NULL,
+    head bigint NOT NULL,
+    created_at_ms bigint NOT NULL,
+    updated_at_ms bigint NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS function_versions (
+    tenant text NOT NULL,
+    name text NOT NULL,
+    version bigint NOT NULL,
+    sha256 text NOT NULL,
+    code text NOT NULL,
+    settings text NOT NULL,
+    exports text NOT NULL,
+    created_at_ms bigint NOT NULL,
+    PRIMARY KEY (tenant, name, version)
+);
+CREATE TABLE IF NOT EXISTS tenant_secrets (
+    tenant text NOT NULL,
+    function text NOT NULL,
+    name text NOT NULL,
+    value text NOT NULL,
+    updated_at_ms bigint NOT NULL,
+    PRIMARY KEY (tenant, function, name)
+);
+CREATE TABLE IF NOT EXISTS function_usage (
+    tenant text NOT NULL,
+    function text NOT NULL,
+    minute bigint NOT NULL,
+    outcome text NOT NULL,
+    calls bigint NOT NULL,
+    cpu_us bigint NOT NULL,
+    wall_us bigint NOT NULL,
+    mem_peak bigint NOT NULL,
+    PRIMARY KEY (tenant, function, minute, outcome)
+);
+CREATE TABLE IF NOT EXISTS function_logs (
+    id text PRIMARY KEY,
+    tenant text NOT NULL,
+    function text NOT NULL,
+    ts_ms bigint NOT NULL,
+    version bigint NOT NULL,
+    via text NOT NULL,
+    outcome text NOT NULL,
+    status bigint NOT NULL,
+    wall_us bigint NOT NULL,
+    cpu_us bigint NOT NULL,
+    logs text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS function_logs_fn ON function_logs (tenant, function, ts_ms);
+";
 
 /// Why the database could not do what was asked. The message never holds
 /// the URL (it may carry a password).

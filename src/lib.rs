@@ -58,6 +58,7 @@ mod metrics;
 mod runner;
 mod sessions;
 mod sync;
+mod tenants;
 mod workspace;
 
 pub use app::App;

@@ -41,10 +41,12 @@ struct IsolateThread<'a> {
     cpu_clock: Option<ThreadCpuClock>,
     /// A fresh isolate, made before it is needed.
     spare: Option<Sandbox>,
-    /// The isolate `"none"` calls share.
-    warm: Option<Sandbox>,
-    /// The isolate `"frozen"` calls share, once one came to this thread.
-    frozen: Option<Sandbox>,
+    /// The isolates `"none"` calls share, one per owner (see
+    /// `Execution::owner`), least recently used first.
+    warm: Kept,
+    /// The isolates `"frozen"` calls share, one per owner, once one came
+    /// to this thread.
+    frozen: Kept,
     /// Whether this thread has served a `"frozen"` call: from then on it
     /// keeps a frozen isolate ready.
     frozen_wanted: bool,
@@ -53,6 +55,9 @@ struct IsolateThread<'a> {
     /// Whether this thread has run a Python program: from then on it keeps
     /// an interpreter ready.
     python_wanted: bool,
+    /// Kept isolates given up for a call of another owner, dropped once
+    /// that call has its answer.
+    retired: Vec<Sandbox>,
 }
 
 /// The thread's body: take executions until the pool closes.
@@ -74,18 +79,22 @@ pub(super) fn main(shared: &Shared, id: usize) {
         rt,
         cpu_clock: ThreadCpuClock::current(),
         spare: None,
-        warm: None,
-        frozen: None,
+        warm: Kept::default(),
+        frozen: Kept::default(),
         frozen_wanted: false,
         python: None,
         python_wanted: false,
+        retired: Vec::new(),
     };
     loop {
         if thread.spare.is_none() {
             thread.spare = thread.new_sandbox(Slot::Fresh);
         }
-        if thread.frozen_wanted && thread.frozen.is_none() {
-            thread.frozen = thread.new_sandbox(Slot::Frozen);
+        if thread.frozen_wanted
+            && thread.frozen.is_empty()
+            && let Some(sandbox) = thread.new_sandbox(Slot::Frozen)
+        {
+            thread.frozen.keep(sandbox, 0, usize::MAX);
         }
         if thread.python_wanted && thread.python.is_none() {
             thread.python = thread.new_sandbox(Slot::Python);
@@ -117,6 +126,67 @@ pub(super) fn main(shared: &Shared, id: usize) {
         let _ = queued.reply.send(report);
         // Dropping an isolate takes time: do it after the caller has its answer.
         drop(used);
+        thread.retired.clear();
+    }
+}
+
+/// Owners whose kept isolates one thread holds at once, per kept slot.
+const KEPT_OWNERS: usize = 4;
+/// The kept isolates of one slot hold at most 1/n of the memory limit
+/// together (as one kept isolate may: see `policy::KEPT_MAX_HEAP_SHARE`).
+const KEPT_SHARE: usize = 2;
+
+/// The kept isolates of one slot: at most one per owner, at most
+/// [`KEPT_OWNERS`], least recently used first, with the memory each held
+/// after its last call.
+#[derive(Default)]
+struct Kept(Vec<(Sandbox, usize)>);
+
+impl Kept {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Sandbox> {
+        self.0.iter_mut().map(|(s, _)| s)
+    }
+
+    /// The isolate `owner`'s calls use, or one no call has used yet. When
+    /// there is neither and the set is full, the least recently used one
+    /// is retired to make room.
+    fn take(&mut self, owner: &Option<Arc<str>>, retired: &mut Vec<Sandbox>) -> Option<Sandbox> {
+        let mine = self
+            .0
+            .iter()
+            .rposition(|(s, _)| s.owner.as_ref() == Some(owner))
+            .or_else(|| self.0.iter().rposition(|(s, _)| s.owner.is_none()));
+        if let Some(i) = mine {
+            return Some(self.0.remove(i).0);
+        }
+        if self.0.len() >= KEPT_OWNERS {
+            retired.push(self.0.remove(0).0);
+        }
+        None
+    }
+
+    /// Keeps `sandbox` as the most recently used, then retires the least
+    /// recently used others while all of them hold more than `bound`.
+    /// Returns the retired.
+    fn keep(&mut self, sandbox: Sandbox, memory: usize, bound: usize) -> Vec<Sandbox> {
+        self.0.push((sandbox, memory));
+        let mut retired = Vec::new();
+        while self.0.len() > 1
+            && (self.0.len() > KEPT_OWNERS || self.0.iter().map(|(_, m)| m).sum::<usize>() > bound)
+        {
+            retired.push(self.0.remove(0).0);
+        }
+        retired
+    }
+
+    /// Puts back an isolate taken for a call that did not run: it keeps
+    /// its place as the most recently used.
+    fn put_back(&mut self, sandbox: Sandbox) {
+        self.0.push((sandbox, 0));
     }
 }
 
@@ -134,14 +204,11 @@ impl IsolateThread<'_> {
 
     /// The isolates this thread keeps between calls.
     fn kept(&mut self) -> impl Iterator<Item = &mut Sandbox> {
-        [
-            self.warm.as_mut(),
-            self.spare.as_mut(),
-            self.frozen.as_mut(),
-            self.python.as_mut(),
-        ]
-        .into_iter()
-        .flatten()
+        [self.spare.as_mut(), self.python.as_mut()]
+            .into_iter()
+            .flatten()
+            .chain(self.warm.iter_mut())
+            .chain(self.frozen.iter_mut())
     }
 
     /// Publishes the heap figures of this thread's live isolates.
@@ -216,7 +283,7 @@ impl IsolateThread<'_> {
         }
         // The isolate first: making one is the host's work (a Python
         // interpreter's first start takes seconds), not the caller's.
-        let mut sandbox = match self.take(slot) {
+        let mut sandbox = match self.take(slot, &execution.owner) {
             Ok(sandbox) => sandbox,
             Err(e) => return (Report::failed(e), None),
         };
@@ -239,11 +306,15 @@ impl IsolateThread<'_> {
             memory_used,
             self.shared.limits.memory_limit_bytes,
         );
-        match slot {
-            Slot::Warm if keep => self.warm = Some(sandbox),
-            Slot::Frozen if keep => self.frozen = Some(sandbox),
+        // Kept isolates of several owners share the bound one kept isolate
+        // has: the least recently used go first.
+        let bound = self.shared.limits.memory_limit_bytes / KEPT_SHARE;
+        let retired = match slot {
+            Slot::Warm if keep => self.warm.keep(sandbox, memory_used, bound),
+            Slot::Frozen if keep => self.frozen.keep(sandbox, memory_used, bound),
             _ => return (report, Some(sandbox)),
-        }
+        };
+        self.retired.extend(retired);
         (report, None)
     }
 
@@ -276,27 +347,39 @@ impl IsolateThread<'_> {
     fn put_back(&mut self, slot: Slot, sandbox: Sandbox) {
         let place = match slot {
             Slot::Fresh => &mut self.spare,
-            Slot::Warm => &mut self.warm,
-            Slot::Frozen => &mut self.frozen,
+            Slot::Warm => {
+                self.warm.put_back(sandbox);
+                return;
+            }
+            Slot::Frozen => {
+                self.frozen.put_back(sandbox);
+                return;
+            }
             Slot::Python => &mut self.python,
         };
         *place = Some(sandbox);
     }
 
-    /// The isolate of `slot`: the one kept for it, or a new one.
-    fn take(&mut self, slot: Slot) -> Result<Sandbox, ExecError> {
+    /// The isolate of `slot`: the one kept for it, or a new one. A kept
+    /// isolate that ran another owner's code is retired instead, so no
+    /// state ever passes between owners (tenants).
+    fn take(&mut self, slot: Slot, owner: &Option<Arc<str>>) -> Result<Sandbox, ExecError> {
         let kept = match slot {
             Slot::Fresh => self.spare.take(),
-            Slot::Warm => self.warm.take(),
-            Slot::Frozen => self.frozen.take(),
+            Slot::Warm => self.warm.take(owner, &mut self.retired),
+            Slot::Frozen => self.frozen.take(owner, &mut self.retired),
             Slot::Python => self.python.take(),
         };
-        match kept {
-            Some(sandbox) => Ok(sandbox),
+        let mut sandbox = match kept {
+            Some(sandbox) => sandbox,
             None => self
                 .create(slot)
-                .map_err(|e| internal(&format!("could not create an isolate: {e}"))),
+                .map_err(|e| internal(&format!("could not create an isolate: {e}")))?,
+        };
+        if slot.policy().kept {
+            sandbox.owner = Some(owner.clone());
         }
+        Ok(sandbox)
     }
 
     /// Runs `code` in `sandbox` under the watchdog until it settles, its
@@ -338,8 +421,11 @@ impl IsolateThread<'_> {
                     .map_or(limits.max_write_bytes, |b| b.min(limits.max_write_bytes)),
                 stdin: execution.stdin.clone(),
                 scope,
+                net: execution.net.clone(),
+                memory_limit: execution.memory_limit,
             });
             let record = sandbox.kill_record();
+            let cpu_before = cpu_clock.map(|c| c.now());
             let ticket = watchdog.arm(Watch {
                 isolate: sandbox.isolate_handle(),
                 record: record.clone(),
@@ -358,7 +444,11 @@ impl IsolateThread<'_> {
                             Task::Call {
                                 fn_name, payload, ..
                             },
-                        ) => sandbox.call(module, fn_name, payload, convert, warm).await,
+                        ) => {
+                            sandbox
+                                .call(module, fn_name, payload, convert, warm, execution.entry)
+                                .await
+                        }
                         (Code::Program(url, source), _) => sandbox
                             .run_program(
                                 url,
@@ -391,17 +481,33 @@ impl IsolateThread<'_> {
                 }
             });
             watchdog.disarm(ticket);
+            let cpu = cpu_clock
+                .zip(cpu_before)
+                .map_or(Duration::ZERO, |(c, before)| c.now().saturating_sub(before));
             let (logs, logs_truncated) = sandbox.take_logs();
-            let report = Report {
-                outcome: outcome.map_err(|e| name_missing_export(e, execution)),
-                logs,
-                logs_truncated,
-                queue_wait: Duration::ZERO,
-            };
-            let memory = if slot.policy().kept {
+            let memory = if slot.policy().kept || execution.owner.is_some() {
                 sandbox.memory_used()
             } else {
                 0
+            };
+            let mut outcome = outcome.map_err(|e| name_missing_export(e, execution));
+            // A call held to less memory than the isolate's limit: its
+            // buffers were refused past it as they came; its heap is
+            // measured now, and a call over it fails and leaves nothing.
+            if let Some(limit) = execution.memory_limit
+                && memory > limit
+                && !matches!(outcome, Err(ExecError::MemoryLimit))
+            {
+                outcome = Err(ExecError::MemoryLimit);
+                sandbox.retire();
+            }
+            let report = Report {
+                outcome,
+                logs,
+                logs_truncated,
+                queue_wait: Duration::ZERO,
+                cpu,
+                memory: memory as u64,
             };
             (report, memory)
         })

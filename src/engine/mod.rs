@@ -41,7 +41,7 @@ use pool::{Pool, PoolOptions};
 use process::ProcessPool;
 use resolve::Resolver;
 pub use types::{
-    ExecError, Execution, Isolation, Language, LogEntry, LogLevel, Overloaded, PoolStats,
+    Entry, ExecError, Execution, Isolation, Language, LogEntry, LogLevel, Overloaded, PoolStats,
     ProgramEnd, Report, Task, split_streams,
 };
 use watchdog::CancelFlag;

@@ -488,6 +488,8 @@ fn cell_setup(
         write_budget: cell.write_budget.min(parts.limits.max_write_bytes),
         stdin: None,
         scope,
+        net: None,
+        memory_limit: None,
     }
 }
 

@@ -22,6 +22,8 @@ pub(super) struct Queued {
     pub queued_at: Instant,
     /// Whose share it counts against, for the per-script thread cap.
     key: u64,
+    /// That share: `SCRIPT_THREADS`, or fewer when the execution asks.
+    cap: usize,
 }
 
 impl Queued {
@@ -109,12 +111,16 @@ impl Queue {
             return Err(Overloaded);
         }
         let key = share_key(&execution);
+        let cap = execution
+            .max_threads
+            .map_or(self.script_threads, |n| n.clamp(1, self.script_threads));
         state.waiting.push_back(Queued {
             execution,
             reply,
             cancel,
             queued_at: Instant::now(),
             key,
+            cap,
         });
         let idle = state.take_idle();
         drop(state);
@@ -141,11 +147,10 @@ impl Queue {
         loop {
             // Off the idle list, whether woken for work or spuriously.
             state.idle.retain(|&t| t != id);
-            let cap = self.script_threads;
             let eligible = state
                 .waiting
                 .iter()
-                .position(|q| state.running_by_key.get(&q.key).copied().unwrap_or(0) < cap);
+                .position(|q| state.running_by_key.get(&q.key).copied().unwrap_or(0) < q.cap);
             if let Some(i) = eligible
                 && let Some(q) = state.waiting.remove(i)
             {
@@ -181,7 +186,7 @@ impl Queue {
         let mut state = lock(&self.state);
         let mut was_capped = false;
         if let Some(n) = state.running_by_key.get_mut(&key) {
-            was_capped = *n >= self.script_threads;
+            was_capped = *n >= queued.cap;
             *n -= 1;
             if *n == 0 {
                 state.running_by_key.remove(&key);

@@ -115,6 +115,48 @@ pub struct Execution {
     /// `MAX_WRITE_BYTES` (a session's files have a quota of their own).
     #[serde(default)]
     pub write_budget: Option<u64>,
+    /// What a call's script is entered by: the export `fn` names (the
+    /// default), its fetch handler, or nothing (its exports are listed).
+    #[serde(default)]
+    pub entry: Entry,
+    /// Whose code this is, when isolates kept between calls must not be
+    /// shared (a tenant's): a kept (`"none"`, `"frozen"`) isolate only ever
+    /// runs the code of one owner. `None` shares them among all callers
+    /// without an owner.
+    #[serde(default)]
+    pub owner: Option<Arc<str>>,
+    /// Hosts `fetch` may reach, when narrower than the server's `ALLOW_NET`
+    /// (a tenant's own list).
+    #[serde(default)]
+    pub net: Option<Arc<Vec<String>>>,
+    /// Memory the call may hold (heap and buffers), when less than
+    /// `MEMORY_LIMIT_MB`: buffers past it are refused as they are
+    /// allocated, and a heap over it when the call ends fails the call
+    /// with `memory_limit` (the isolate is retired).
+    #[serde(default)]
+    pub memory_limit: Option<usize>,
+    /// Most isolate threads the client may hold at once, when fewer than
+    /// `SCRIPT_THREADS` (a tenant's share of the pool).
+    #[serde(default)]
+    pub max_threads: Option<usize>,
+}
+
+/// How a function call's script is entered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Entry {
+    /// `fn_name(payload)`.
+    #[default]
+    Function,
+    /// The module's fetch handler (`export default { fetch }`, or the
+    /// handler it gave `Deno.serve`), called with a `Request` built from the
+    /// payload (`{method, url, headers, body}`, the body in base64) and
+    /// `env`; the result is `{status, statusText, headers, body}`.
+    Fetch,
+    /// Nothing is called: the module is evaluated and the result lists its
+    /// exported functions and whether it has a fetch handler
+    /// (`{"functions": [..], "fetch": bool}`).
+    Exports,
 }
 
 impl Execution {
@@ -157,6 +199,11 @@ impl Execution {
             precompiled: None,
             client: None,
             write_budget: None,
+            entry: Entry::Function,
+            owner: None,
+            net: None,
+            memory_limit: None,
+            max_threads: None,
         }
     }
 }
@@ -434,6 +481,13 @@ pub struct Report {
     /// process slot).
     #[serde(default)]
     pub queue_wait: Duration,
+    /// CPU time the isolate thread spent on the call (zero where it is not
+    /// measured: worker processes, systems without a thread CPU clock).
+    #[serde(default)]
+    pub cpu: Duration,
+    /// Memory the isolate held when the call ended (heap and buffers).
+    #[serde(default)]
+    pub memory: u64,
 }
 
 impl Report {
@@ -444,6 +498,8 @@ impl Report {
             logs: Vec::new(),
             logs_truncated: false,
             queue_wait: Duration::ZERO,
+            cpu: Duration::ZERO,
+            memory: 0,
         }
     }
 }

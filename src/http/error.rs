@@ -31,6 +31,11 @@ pub(crate) enum ErrorKind {
     MethodNotAllowed,
     Overloaded,
     Unauthorized,
+    /// The key is valid but may not do this (a tenant key without the
+    /// scope).
+    Forbidden,
+    /// A tenant's concurrency or rate limit was reached.
+    TooManyRequests,
     /// The job records could not be read or written.
     StorageUnavailable,
     /// `MAX_SESSIONS` sessions are alive.
@@ -105,6 +110,8 @@ impl ErrorKind {
             MethodNotAllowed => ("method_not_allowed", 405, "MethodNotAllowedError", 405),
             Overloaded => ("overloaded", 503, "InternalServerError", 503),
             Unauthorized => ("unauthorized", 401, "UnauthorizedError", 401),
+            Forbidden => ("forbidden", 403, "ForbiddenError", 403),
+            TooManyRequests => ("too_many_requests", 429, "TooManyRequestsError", 429),
             StorageUnavailable => ("storage_unavailable", 503, "InternalServerError", 503),
             TooManySessions => ("too_many_sessions", 429, "InternalServerError", 429),
             InsufficientStorage => ("insufficient_storage", 507, "InternalServerError", 507),

@@ -88,6 +88,8 @@ fn method(name: &str) -> Option<HttpMethod> {
         "POST" => HttpMethod::Post,
         "PUT" => HttpMethod::Put,
         "DELETE" => HttpMethod::Delete,
+        "PATCH" => HttpMethod::Patch,
+        "OPTIONS" => HttpMethod::Options,
         _ => return None,
     })
 }

@@ -467,6 +467,15 @@ pub(crate) fn isolation_field(
     }
 }
 
+/// Compares without an early exit, so timing does not reveal a prefix match.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,8 +32,11 @@ pub(crate) struct Route {
 pub(crate) struct Endpoint {
     pub method: Method,
     pub handler: Handler,
-    /// Whether it needs the API key.
+    /// Whether it needs a key.
     pub auth: bool,
+    /// Whether its handler checks the key itself (the operator's or a
+    /// tenant's) instead of the router checking the API key.
+    pub own_auth: bool,
     /// Whether `Allow` names it (aliases such as `POST /workspace` and
     /// `HEAD` are served but not advertised).
     pub advertised: bool,
@@ -168,9 +171,37 @@ impl Route {
             method,
             handler: boxed(f),
             auth,
+            own_auth: false,
             advertised,
             doc,
         });
+        self
+    }
+
+    /// [`Route::tenant`], served but left out of the document.
+    pub(crate) fn tenant_undescribed<F, Fut>(mut self, method: Method, f: F) -> Route
+    where
+        F: Fn(Arc<App>, HttpRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Reply> + Send + 'static,
+    {
+        self = self.push(method, f, true, true, None);
+        if let Some(last) = self.endpoints.last_mut() {
+            last.own_auth = true;
+        }
+        self
+    }
+
+    /// `method`, behind the operator's key or a tenant's: the handler
+    /// finds out which (see `crate::tenants`).
+    pub(crate) fn tenant<F, Fut>(mut self, method: Method, f: F, doc: Doc) -> Route
+    where
+        F: Fn(Arc<App>, HttpRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Reply> + Send + 'static,
+    {
+        self = self.push(method, f, true, true, Some(doc));
+        if let Some(last) = self.endpoints.last_mut() {
+            last.own_auth = true;
+        }
         self
     }
 

@@ -15,7 +15,9 @@ use tracing::Instrument;
 use super::api;
 use super::error::{Dialect, ErrorKind, HttpError, Reply};
 use super::reply::Body;
-use super::request::{CLIENT_HEADER, FORWARDED_HEADER, Forwarded, ForwardedClient, HttpRequest};
+use super::request::{
+    CLIENT_HEADER, FORWARDED_HEADER, Forwarded, ForwardedClient, HttpRequest, constant_time_eq,
+};
 use super::route::{self, Route};
 use crate::app::App;
 
@@ -237,7 +239,7 @@ async fn dispatch(
     let Some(endpoint) = route.endpoints.iter().find(|e| e.method == req.method()) else {
         return Err(HttpError::method_not_allowed(&route.allow()));
     };
-    if endpoint.auth {
+    if endpoint.auth && !endpoint.own_auth {
         check_auth(app, &req)?;
     }
     let (mut parts, body) = req.into_parts();
@@ -280,15 +282,6 @@ fn check_auth(app: &App, req: &Request<Incoming>) -> Result<(), HttpError> {
             "Missing or invalid API key (Authorization: Bearer <key>)",
         ))
     }
-}
-
-/// Compares without an early exit, so timing does not reveal a prefix match.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
-    }
-    diff == 0
 }
 
 /// Decodes `%XX` escapes (a codeId never needs them, but a client may send

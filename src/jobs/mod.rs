@@ -696,6 +696,8 @@ mod tests {
             ],
             logs_truncated: false,
             queue_wait: Duration::ZERO,
+            cpu: Duration::ZERO,
+            memory: 0,
         }
     }
 

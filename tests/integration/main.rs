@@ -4,6 +4,7 @@
 mod deploy;
 mod first_contact;
 mod function_calls;
+mod functions;
 mod holes;
 mod hostile;
 mod http;

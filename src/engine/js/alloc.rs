@@ -21,7 +21,11 @@ const ALWAYS_GRANTED: usize = 64;
 /// Live backing-store bytes of one isolate and its budget.
 pub(crate) struct Budget {
     used: AtomicUsize,
+    /// The isolate's limit.
     limit: usize,
+    /// The current call's limit: `limit`, or less for a call that asked
+    /// for less (a tenant's).
+    call_limit: AtomicUsize,
     /// Refusals in a row. V8 answers a refused backing store with garbage
     /// collections and retries (four attempts in all), so dead buffers get
     /// a chance to be freed before the refusal counts as a kill.
@@ -36,6 +40,7 @@ impl Budget {
         Arc::new(Budget {
             used: AtomicUsize::new(0),
             limit,
+            call_limit: AtomicUsize::new(limit),
             refusals: AtomicUsize::new(0),
             record,
             isolate: OnceLock::new(),
@@ -44,6 +49,13 @@ impl Budget {
 
     pub(crate) fn attach(&self, isolate: v8::IsolateHandle) {
         let _ = self.isolate.set(isolate);
+    }
+
+    /// Sets the limit of the call about to run: `limit` bytes when less
+    /// than the isolate's, else the isolate's own.
+    pub(crate) fn limit_call(&self, limit: Option<usize>) {
+        let limit = limit.map_or(self.limit, |l| l.min(self.limit));
+        self.call_limit.store(limit, Ordering::Release);
     }
 
     /// Bytes of live backing stores.
@@ -66,7 +78,8 @@ impl Budget {
     fn try_add(&self, len: usize) -> bool {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |used| {
-                used.checked_add(len).filter(|n| *n <= self.limit)
+                let limit = self.call_limit.load(Ordering::Acquire);
+                used.checked_add(len).filter(|n| *n <= limit)
             })
             .is_ok()
     }
@@ -104,7 +117,7 @@ impl Budget {
             return true;
         }
         let refusals = self.refusals.fetch_add(1, Ordering::AcqRel) + 1;
-        if len > self.limit || refusals >= V8_ATTEMPTS {
+        if len > self.call_limit.load(Ordering::Acquire) || refusals >= V8_ATTEMPTS {
             self.refusals.store(0, Ordering::Release);
             self.kill();
         }

@@ -35,8 +35,8 @@ use deno_core::{JsRuntime, ModuleId, ModuleSpecifier, PollEventLoopOptions, Runt
 use super::alloc::{self, Budget};
 use super::convert::{self, ConvertError, ConvertLimits};
 use super::ext::{
-    CallState, LOCKDOWN_KEY, LogSink, REQUIRE_KEY, RESET_KEY, RequireHook, SEAL_KEY, SETTLE_KEY,
-    SelfKill, WRITE_KEY, isoexec,
+    CallState, LOCKDOWN_KEY, LogSink, REQUIRE_KEY, RESET_KEY, RequireHook, SEAL_KEY, SERVE_KEY,
+    SETTLE_KEY, SelfKill, WRITE_KEY, isoexec,
 };
 use super::failure::{Failure, core_error, exception_from_js, load_error};
 use super::loader::{LoadNotes, Loader, Notes};
@@ -44,7 +44,7 @@ use crate::engine::permissions::Permissions;
 use crate::engine::resolve::Resolver;
 use crate::engine::transpile_cache::Module;
 use crate::engine::transpile_cache::TranspileCache;
-use crate::engine::types::{ExecError, LogEntry};
+use crate::engine::types::{Entry, ExecError, LogEntry};
 use crate::engine::watchdog::{CancelFlag, KillReason, KillRecord};
 
 /// Extra heap granted the first time the limit is hit. V8 aborts the process
@@ -116,6 +116,10 @@ pub(crate) struct CallSetup {
     pub stdin: Option<Arc<str>>,
     /// A directory the call is confined to, if any.
     pub scope: Option<Scope>,
+    /// Hosts `fetch` may reach instead of the server's, if given.
+    pub net: Option<Arc<Vec<String>>>,
+    /// Buffer memory the call may hold, when less than the isolate's.
+    pub memory_limit: Option<usize>,
 }
 
 /// Why a runtime could not be made.
@@ -203,6 +207,9 @@ pub(crate) struct Sandbox {
     interrupt: Option<Arc<std::sync::atomic::AtomicI32>>,
     /// What a call that is not confined to a scope may import (and require).
     resolver: Arc<Resolver>,
+    /// Whose code a kept isolate has run (see `Execution::owner`): set by
+    /// its first call, and only calls of that owner are given it after.
+    pub(crate) owner: Option<Option<Arc<str>>>,
 }
 
 impl Sandbox {
@@ -303,6 +310,7 @@ impl Sandbox {
                 buffers: budget,
                 interrupt: None,
                 resolver: host.resolver.clone(),
+                owner: None,
             });
             return Err(InitError::Seal);
         }
@@ -319,6 +327,7 @@ impl Sandbox {
             buffers: budget,
             interrupt: None,
             resolver: host.resolver.clone(),
+            owner: None,
         })
     }
 
@@ -376,6 +385,11 @@ impl Sandbox {
     /// Bytes the runtime holds for what JS made: the used heap and the
     /// ArrayBuffer backing stores outside it. What decides whether a
     /// runtime is kept for another call.
+    /// Marks the runtime as not to be kept for another call.
+    pub(crate) fn retire(&mut self) {
+        self.poisoned = true;
+    }
+
     pub(crate) fn memory_used(&mut self) -> usize {
         let heap = self
             .runtime
@@ -407,6 +421,14 @@ impl Sandbox {
             Some(scope) => (Some(scope.resolver), scope.permissions),
             None => (None, self.permissions.clone()),
         };
+        let permissions = match setup.net {
+            Some(net) => Arc::new(Permissions {
+                net: net.to_vec(),
+                ..(*permissions).clone()
+            }),
+            None => permissions,
+        };
+        self.buffers.limit_call(setup.memory_limit);
         // A program's `require` finds files as its imports do.
         let modules = resolver.clone().unwrap_or_else(|| self.resolver.clone());
         let require = RequireHook(Arc::new(move |specifier: &str, referrer: &str| {
@@ -449,9 +471,10 @@ impl Sandbox {
         payload_json: &str,
         limits: ConvertLimits,
         warm: bool,
+        entry: Entry,
     ) -> Result<String, ExecError> {
         let mut result = self
-            .call_inner(module, fn_name, payload_json, limits, warm)
+            .call_inner(module, fn_name, payload_json, limits, warm, entry)
             .await;
         if result.is_ok() && self.record.reason().is_some() {
             // Killed after the last JS ran (say, a builtin that allocated
@@ -692,6 +715,7 @@ impl Sandbox {
         payload_json: &str,
         limits: ConvertLimits,
         warm: bool,
+        entry: Entry,
     ) -> Result<String, Failure> {
         let id = match self.modules.get(&module.hash) {
             _ if self.frozen => {
@@ -733,43 +757,79 @@ impl Sandbox {
             .get_module_namespace(id)
             .map_err(Failure::Core)?;
 
-        let (function, argument) = {
+        let (function, arguments) = {
             deno_core::scope!(scope, &mut self.runtime);
             v8::tc_scope!(let tc, scope);
             let ns = v8::Local::new(tc, &namespace);
-            let export = v8::String::new(tc, fn_name)
-                .and_then(|key| ns.get(tc, key.into()))
-                .and_then(|v| v8::Local::<v8::Function>::try_from(v).ok());
-            let Some(function) = export else {
-                if tc.has_terminated() {
-                    return Err(Failure::Terminated);
-                }
-                let mut exports = Vec::new();
-                if let Some(keys) = ns.get_own_property_names(tc, Default::default()) {
-                    for i in 0..keys.length() {
-                        let Some(key) = keys.get_index(tc, i) else {
-                            continue;
-                        };
-                        let is_fn = ns.get(tc, key).is_some_and(|v| v.is_function());
-                        if is_fn {
-                            exports.push(key.to_rust_string_lossy(tc));
+            if entry != Entry::Function {
+                // The glue's serve hook enters the module: its fetch
+                // handler, or a description of its exports.
+                let Some(serve) = private_function(tc, SERVE_KEY) else {
+                    return Err(if tc.has_terminated() {
+                        Failure::Terminated
+                    } else {
+                        Failure::Internal("the glue gave no serve hook".into())
+                    });
+                };
+                let request: v8::Local<v8::Value> = if entry == Entry::Fetch {
+                    let parsed =
+                        v8::String::new(tc, payload_json).and_then(|s| v8::json::parse(tc, s));
+                    match parsed {
+                        Some(v) => v,
+                        None if tc.has_terminated() => return Err(Failure::Terminated),
+                        None => {
+                            return Err(Failure::Internal(
+                                "the request could not be passed to V8".into(),
+                            ));
                         }
                     }
-                }
-                return Err(Failure::FnNotFound(exports));
-            };
-            let argument = v8::String::new(tc, payload_json).and_then(|s| v8::json::parse(tc, s));
-            let Some(argument) = argument else {
-                return Err(if tc.has_terminated() {
-                    Failure::Terminated
                 } else {
-                    Failure::Internal("the payload could not be passed to V8".into())
-                });
-            };
-            (v8::Global::new(tc, function), v8::Global::new(tc, argument))
+                    v8::null(tc).into()
+                };
+                let ns: v8::Local<v8::Value> = ns.into();
+                (
+                    v8::Global::new(tc, serve),
+                    vec![v8::Global::new(tc, ns), v8::Global::new(tc, request)],
+                )
+            } else {
+                let export = v8::String::new(tc, fn_name)
+                    .and_then(|key| ns.get(tc, key.into()))
+                    .and_then(|v| v8::Local::<v8::Function>::try_from(v).ok());
+                let Some(function) = export else {
+                    if tc.has_terminated() {
+                        return Err(Failure::Terminated);
+                    }
+                    let mut exports = Vec::new();
+                    if let Some(keys) = ns.get_own_property_names(tc, Default::default()) {
+                        for i in 0..keys.length() {
+                            let Some(key) = keys.get_index(tc, i) else {
+                                continue;
+                            };
+                            let is_fn = ns.get(tc, key).is_some_and(|v| v.is_function());
+                            if is_fn {
+                                exports.push(key.to_rust_string_lossy(tc));
+                            }
+                        }
+                    }
+                    return Err(Failure::FnNotFound(exports));
+                };
+                let argument =
+                    v8::String::new(tc, payload_json).and_then(|s| v8::json::parse(tc, s));
+                let Some(argument) = argument else {
+                    return Err(if tc.has_terminated() {
+                        Failure::Terminated
+                    } else {
+                        Failure::Internal("the payload could not be passed to V8".into())
+                    });
+                };
+                (
+                    v8::Global::new(tc, function),
+                    vec![v8::Global::new(tc, argument)],
+                )
+            }
         };
 
-        let call = self.runtime.call_with_args(&function, &[argument]);
+        let call = self.runtime.call_with_args(&function, &arguments);
         let value = self
             .runtime
             .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())

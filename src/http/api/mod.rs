@@ -5,6 +5,7 @@
 //! here.
 
 pub(crate) mod docs;
+pub(crate) mod functions;
 pub(crate) mod health;
 pub(crate) mod jobs;
 pub(crate) mod playground;
@@ -26,6 +27,7 @@ pub(crate) fn routes() -> Vec<Route> {
         prometheus::routes(),
         docs::routes(),
         sessions::routes(),
+        functions::routes(),
     ]
     .into_iter()
     .flatten()

@@ -205,7 +205,7 @@ fn string_field(raw: Option<&RawValue>, name: &str) -> Result<Option<String>, Ht
 
 /// The reply for a finished call: the result JSON is passed through as it
 /// came from the engine.
-fn reply(execution: &Execution, report: Report) -> Reply {
+pub(super) fn reply(execution: &Execution, report: Report) -> Reply {
     let logs = serde_json::to_string(&report.logs).unwrap_or_else(|_| "[]".into());
     match report.outcome {
         Ok(result) => {
@@ -297,7 +297,7 @@ pub(crate) mod bodies {
         /// The stable kind: bad_request, syntax_error, fn_not_found, exception,
         /// timeout, cpu_limit, memory_limit, output_limit, permission_denied,
         /// payload_too_large, not_found, method_not_allowed, overloaded,
-        /// unauthorized, storage_unavailable, too_many_sessions,
+        /// unauthorized, forbidden, too_many_requests, storage_unavailable, too_many_sessions,
         /// insufficient_storage, cancelled, internal.
         pub kind: String,
         /// Kind-specific facts (`field` for a bad field, `line`/`column` for a
@@ -345,6 +345,8 @@ mod tests {
                 }],
                 logs_truncated: truncated,
                 queue_wait: std::time::Duration::ZERO,
+                cpu: std::time::Duration::ZERO,
+                memory: 0,
             };
             let bytes = body(reply(&execution, report).unwrap());
             // deny_unknown_fields: every field written is a documented one.

@@ -129,6 +129,10 @@ pub(crate) const LOCKDOWN_KEY: &str = "isoexec.lockdown";
 /// which puts the global object back between frozen-mode calls.
 pub(crate) const RESET_KEY: &str = "isoexec.resetRealm";
 
+/// Name of the private symbol holding the glue's `serve` function, which
+/// enters a module by its fetch handler (or lists what it exports).
+pub(crate) const SERVE_KEY: &str = "isoexec.serve";
+
 #[op2(fast)]
 fn op_isoexec_set_hooks(
     scope: &mut v8::PinScope,
@@ -136,6 +140,7 @@ fn op_isoexec_set_hooks(
     seal: v8::Local<v8::Function>,
     lockdown: v8::Local<v8::Function>,
     reset: v8::Local<v8::Function>,
+    serve: v8::Local<v8::Function>,
 ) {
     let global = scope.get_current_context().global(scope);
     let hooks = [
@@ -143,6 +148,7 @@ fn op_isoexec_set_hooks(
         (SEAL_KEY, seal),
         (LOCKDOWN_KEY, lockdown),
         (RESET_KEY, reset),
+        (SERVE_KEY, serve),
     ];
     for (name, f) in hooks {
         if let Some(name) = v8::String::new(scope, name) {
@@ -210,7 +216,7 @@ macro_rules! runtime_js {
 }
 
 /// The JS glue, embedded in the binary.
-static RUNTIME_JS: [deno_core::ExtensionFileSource; 12] = runtime_js!(
+static RUNTIME_JS: [deno_core::ExtensionFileSource; 13] = runtime_js!(
     "00_inspect.js",
     "01_console.js",
     "02_timers.js",
@@ -218,6 +224,7 @@ static RUNTIME_JS: [deno_core::ExtensionFileSource; 12] = runtime_js!(
     "04_events.js",
     "05_url.js",
     "06_web.js",
+    "06_http.js",
     "07_deno.js",
     "08_buffers.js",
     "09_lockdown.js",
