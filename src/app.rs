@@ -83,14 +83,17 @@ impl App {
         let sessions = Arc::new(sessions);
         let probe = engine.probe();
         let counted = sessions.clone();
-        let metrics = Metrics::new(Live {
-            pool: Box::new(move || {
-                let s = probe();
-                (s.size as u64, s.busy as u64, s.queued as u64)
-            }),
-            isolates_created: engine.isolates_created(),
-            sessions: Box::new(move || counted.count() as u64),
-        });
+        let metrics = Metrics::new(
+            Live {
+                pool: Box::new(move || {
+                    let s = probe();
+                    (s.size as u64, s.busy as u64, s.queued as u64)
+                }),
+                isolates_created: engine.isolates_created(),
+                sessions: Box::new(move || counted.count() as u64),
+            },
+            config.tenant_metrics,
+        );
         let runner = Arc::new(Runner { engine, metrics });
         let tenants = Tenants::open(&config, db.clone())
             .map_err(|e| std::io::Error::other(format!("DATA_DIR: {e}")))?;

@@ -170,7 +170,7 @@ CREATE TABLE IF NOT EXISTS function_logs (
     cpu_us bigint NOT NULL,
     logs text NOT NULL
 );
-CREATE INDEX IF NOT EXISTS function_logs_fn ON function_logs (tenant, function, ts_ms);
+CREATE INDEX IF NOT EXISTS function_logs_fn ON function_logs (tenant, function, id);
 ";
 
 /// Why the database could not do what was asked. The message never holds

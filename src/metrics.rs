@@ -46,6 +46,19 @@ struct IsolationLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabels {
+    tenant: String,
+    function: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabel {
+    tenant: String,
+    function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabel {
     status: &'static str,
 }
@@ -174,6 +187,14 @@ pub struct Metrics {
     execution_duration: Family<IsolationLabel, Histogram>,
     queue_wait: Histogram,
     jobs: Family<StatusLabel, Counter>,
+    /// Per tenant and function, when `TENANT_METRICS` asks for them.
+    functions: Option<FunctionSeries>,
+}
+
+struct FunctionSeries {
+    calls: Family<FunctionLabels, Counter>,
+    cpu: Family<FunctionLabel, Counter<f64, AtomicU64>>,
+    duration: Family<FunctionLabel, Counter<f64, AtomicU64>>,
 }
 
 fn durations() -> Histogram {
@@ -181,7 +202,8 @@ fn durations() -> Histogram {
 }
 
 impl Metrics {
-    pub fn new(live: Live) -> Metrics {
+    /// The series; `per_tenant` adds those per tenant and function.
+    pub fn new(live: Live, per_tenant: bool) -> Metrics {
         let mut registry = Registry::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
@@ -222,8 +244,32 @@ impl Metrics {
             "Code jobs finished, by status",
             jobs.clone(),
         );
+        let functions = per_tenant.then(|| {
+            let series = FunctionSeries {
+                calls: Family::default(),
+                cpu: Family::default(),
+                duration: Family::default(),
+            };
+            registry.register(
+                "isoexec_function_invocations",
+                "Calls of deployed functions, by tenant, function and outcome (ok or the error kind)",
+                series.calls.clone(),
+            );
+            registry.register(
+                "isoexec_function_cpu_seconds",
+                "CPU time of deployed functions' calls, by tenant and function",
+                series.cpu.clone(),
+            );
+            registry.register(
+                "isoexec_function_duration_seconds",
+                "Wall time of deployed functions' calls, by tenant and function",
+                series.duration.clone(),
+            );
+            series
+        });
         registry.register_collector(Box::new(live));
         Metrics {
+            functions,
             registry,
             http_requests,
             http_duration,
@@ -270,6 +316,38 @@ impl Metrics {
             .get_or_create(&IsolationLabel { isolation })
             .observe(ran.as_secs_f64());
         self.queue_wait.observe(queued.as_secs_f64());
+    }
+
+    /// One finished call of a deployed function (counted only with
+    /// `TENANT_METRICS`).
+    pub fn function_call(
+        &self,
+        tenant: &str,
+        function: &str,
+        outcome: &str,
+        cpu: Duration,
+        wall: Duration,
+    ) {
+        let Some(series) = &self.functions else {
+            return;
+        };
+        series
+            .calls
+            .get_or_create(&FunctionLabels {
+                tenant: tenant.to_string(),
+                function: function.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        let label = FunctionLabel {
+            tenant: tenant.to_string(),
+            function: function.to_string(),
+        };
+        series.cpu.get_or_create(&label).inc_by(cpu.as_secs_f64());
+        series
+            .duration
+            .get_or_create(&label)
+            .inc_by(wall.as_secs_f64());
     }
 
     /// One finished code job.

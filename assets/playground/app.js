@@ -286,6 +286,106 @@ print(f"Hello, {name}! Squares: {squares}")
     $("cell").value = "";
   }
 
+  // ---- a tenant's deployed function -------------------------------------------
+  const fnPath = () => `/tenants/${encodeURIComponent($("fn-tenant").value.trim())}/functions/${encodeURIComponent($("fn-name").value.trim())}`;
+
+  function showFunctionError(status, json) {
+    const out = $("function");
+    out.dataset.state = "error";
+    out.replaceChildren(
+      el("div", {}, el("span", { class: "kind", "data-testid": "function-error" }, (json && json.kind) || `HTTP ${status}`), " ", (json && json.error) || ""),
+    );
+  }
+
+  async function listVersions() {
+    const list = $("fn-versions");
+    const { status, json } = await api("GET", `${fnPath()}/versions`);
+    list.replaceChildren();
+    if (status !== 200 || !json) return;
+    for (const v of json.versions) {
+      const item = el(
+        "li",
+        { "data-version": v.version },
+        `v${v.version}${v.version === json.head ? " (head)" : ""} · ${v.sha256.slice(0, 12)} · ${new Date(v.createdAt).toISOString().slice(0, 19).replace("T", " ")} `,
+      );
+      if (v.version !== json.head) {
+        const back = el("button", { type: "button", "data-testid": `rollback-${v.version}` }, "Roll back");
+        back.addEventListener("click", async () => {
+          const r = await api("POST", `${fnPath()}/rollback`, { version: v.version });
+          if (r.status !== 200) showFunctionError(r.status, r.json);
+          else $("function").replaceChildren(el("div", { "data-testid": "function-status" }, `head is v${r.json.version}`));
+          listVersions();
+        });
+        item.append(back);
+      }
+      list.append(item);
+    }
+  }
+
+  async function deployFunction() {
+    const out = $("function");
+    out.dataset.state = "running";
+    out.replaceChildren(el("p", { class: "hint" }, "Checking and deploying…"));
+    const { status, json } = await api("PUT", fnPath(), { code: editor.getCode(), isolation: $("fn-isolation").value });
+    if (status !== 200 && status !== 201) {
+      showFunctionError(status, json);
+      const at = json && errorLine(json);
+      if (at) editor.mark([{ line: at.line, col: at.col, message: json.error }]);
+      return;
+    }
+    out.dataset.state = "ok";
+    out.replaceChildren(
+      el("div", { "data-testid": "function-status" }, `${json.created ? "deployed" : "unchanged"}: v${json.version} · ${json.isolation}`),
+      el("div", {}, `exports: ${json.exports.join(", ") || "–"} · fetch handler: ${json.fetch ? "yes" : "no"}`),
+    );
+    listVersions();
+  }
+
+  async function invokeFunction() {
+    const out = $("function");
+    let payload = null;
+    try {
+      payload = $("fn-payload").value.trim() ? JSON.parse($("fn-payload").value) : null;
+    } catch (e) {
+      return showFunctionError(400, { kind: "bad_request", error: `payload is not JSON: ${e.message}` });
+    }
+    out.dataset.state = "running";
+    const started = performance.now();
+    const { status, json } = await api("POST", `${fnPath()}/invoke`, { fn: $("fn-export").value, payload });
+    const took = (performance.now() - started).toFixed(1);
+    if (status !== 200) return showFunctionError(status, json);
+    out.dataset.state = "ok";
+    const logs = (json.logs || []).map((l) => `[${l.level}] ${l.message}`).join("\n");
+    out.replaceChildren(
+      el("div", { class: "hint" }, `200 in ${took} ms`),
+      el("div", { "data-testid": "function-result" }, tree(json.result)),
+      el("pre", { class: "stream", "data-testid": "function-logs" }, logs),
+    );
+  }
+
+  async function sendRequest() {
+    const out = $("function");
+    const method = $("fn-method").value;
+    const path = $("fn-path").value.startsWith("/") ? $("fn-path").value : `/${$("fn-path").value}`;
+    const headers = {};
+    if (keyInput.value) headers.authorization = `Bearer ${keyInput.value}`;
+    out.dataset.state = "running";
+    const url = `/t/${encodeURIComponent($("fn-tenant").value.trim())}/${encodeURIComponent($("fn-name").value.trim())}${path === "/" ? "" : path}`;
+    const response = await fetch(url, {
+      method,
+      headers,
+      body: method === "GET" ? undefined : $("fn-payload").value,
+    });
+    const text = await response.text();
+    out.dataset.state = response.ok ? "ok" : "error";
+    const shown = [...response.headers].filter(([k]) => !k.startsWith("x-") && !["date", "connection", "content-length", "content-security-policy"].includes(k));
+    out.replaceChildren(
+      el("div", { "data-testid": "function-status" }, `${response.status} ${response.statusText}`),
+      el("pre", { class: "stream" }, shown.map(([k, v]) => `${k}: ${v}`).join("\n")),
+      el("pre", { class: "stream", "data-testid": "function-body" }, text),
+    );
+  }
+
   // ---- examples, sharing -----------------------------------------------------
   const select = $("examples");
   select.append(el("option", { value: "" }, "—"));
@@ -355,6 +455,9 @@ print(f"Hello, {name}! Squares: {squares}")
   $("execute").addEventListener("click", execute);
   $("nb-start").addEventListener("click", startNotebook);
   $("cell-run").addEventListener("click", runCell);
+  $("fn-deploy").addEventListener("click", deployFunction);
+  $("fn-invoke").addEventListener("click", invokeFunction);
+  $("fn-send").addEventListener("click", sendRequest);
   $("cell").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
       e.preventDefault();

@@ -89,6 +89,10 @@ pub struct Config {
     /// How long a client may take to send a whole request body.
     pub body_read_timeout: Duration,
     pub api_key: Option<String>,
+    /// Whether `/metrics` has series per tenant and function
+    /// (`TENANT_METRICS`): off by default, as their number grows with the
+    /// tenants'.
+    pub tenant_metrics: bool,
     /// The shared store of several replicas, when set.
     pub database_url: Option<String>,
     /// This replica's name in the shared store.
@@ -138,7 +142,7 @@ const MIB: usize = 1024 * 1024;
 
 /// Flags as given on the command line; each overrides its variable.
 /// The environment variables of every setting, as `--help` names them.
-pub const VARIABLES: [&str; 45] = [
+pub const VARIABLES: [&str; 46] = [
     "HOST",
     "PORT",
     "LOG_LEVEL",
@@ -173,6 +177,7 @@ pub const VARIABLES: [&str; 45] = [
     "BODY_READ_TIMEOUT_MS",
     "MAX_WRITE_BYTES",
     "API_KEY",
+    "TENANT_METRICS",
     "DATABASE_URL",
     "REPLICA_ID",
     "LEASE_MS",
@@ -461,6 +466,13 @@ pub struct Flags {
         long,
         global = true,
         value_name = "VALUE",
+        help = "Series per tenant and function on /metrics: true or false [default: false] [env: TENANT_METRICS]"
+    )]
+    pub tenant_metrics: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        value_name = "VALUE",
         help = "PostgreSQL URL (postgres://user:pass@host:port/db): job records and queue, saved code and the replicas' catalog live there, shared by every replica [default: unset: SQLite and files under DATA_DIR and WORKSPACE_DIR] [env: DATABASE_URL]"
     )]
     pub database_url: Option<String>,
@@ -668,6 +680,14 @@ impl Config {
             "number of milliseconds",
         )?;
         let api_key = s.raw("API_KEY", &f.api_key).map(|(t, _)| t);
+        let tenant_metrics = match s.raw("TENANT_METRICS", &f.tenant_metrics) {
+            None => false,
+            Some((t, var)) => match t.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => return Err(parse::err(var, format!("'{t}' is not true or false"))),
+            },
+        };
         let database_url = database_url(s.raw("DATABASE_URL", &f.database_url))?;
         let default_isolation = match s.raw("DEFAULT_ISOLATION", &f.default_isolation) {
             None => crate::engine::Isolation::Isolate,
@@ -760,6 +780,7 @@ impl Config {
             header_read_timeout: Duration::from_millis(header_read_timeout_ms),
             body_read_timeout: Duration::from_millis(body_read_timeout_ms),
             api_key,
+            tenant_metrics,
             database_url,
             replica_id,
             lease: Duration::from_millis(lease_ms),

@@ -102,7 +102,12 @@ pub(crate) struct Tenants {
 pub(crate) enum Failed {
     Store(StoreError),
     NotFound(String),
-    Invalid { field: String, message: String },
+    Invalid {
+        field: String,
+        message: String,
+    },
+    /// A tenant's bound on what it stores was reached.
+    Quota(String),
 }
 
 impl From<StoreError> for Failed {
@@ -359,6 +364,20 @@ impl Tenants {
                 message,
             })?;
         let sha256 = sha256_hex(&code);
+        let registry = self.registry.clone();
+        let (t, n) = (tenant.to_string(), name.to_string());
+        let (count, exists) = blocking(move || {
+            Ok((
+                registry.function_count(&t)?,
+                registry.function(&t, &n)?.is_some(),
+            ))
+        })
+        .await?;
+        if !exists && count >= FUNCTIONS_PER_TENANT {
+            return Err(Failed::Quota(format!(
+                "Tenant '{tenant}' has {count} functions, the most one may have; remove one first"
+            )));
+        }
         if let Ok(head) = self.deployed(config, tenant, name).await
             && head.version.sha256 == sha256
             && head.version.settings == settings
@@ -549,6 +568,16 @@ impl Tenants {
         let registry = self.registry.clone();
         let (t, f) = (tenant.to_string(), function.to_string());
         let names = blocking(move || {
+            let have = registry.secret_names(&t, &f)?;
+            let new = values
+                .keys()
+                .filter(|k| !have.iter().any(|(n, _)| n == *k))
+                .count();
+            if have.len() + new > SECRETS_PER_SCOPE {
+                return Err(Failed::Quota(format!(
+                    "At most {SECRETS_PER_SCOPE} secrets each for a tenant and for a function"
+                )));
+            }
             registry.put_secrets(&t, &f, &values, now_ms())?;
             Ok(registry.secret_names(&t, &f)?)
         })
@@ -674,9 +703,10 @@ impl Tenants {
             .unwrap_or_default();
         }
         let logs = redact(&logs, &deployed.secrets);
+        let ts_ms = now_ms();
         let entry = InvocationLog {
-            id: uuid::Uuid::new_v4().simple().to_string(),
-            ts_ms: now_ms(),
+            id: log_id(ts_ms),
+            ts_ms,
             version: deployed.version.version,
             via: via.to_string(),
             outcome: outcome.clone(),
@@ -782,8 +812,24 @@ impl Tenants {
     }
 }
 
+/// Functions one tenant may have.
+pub(crate) const FUNCTIONS_PER_TENANT: u64 = 500;
+/// Secrets one tenant may have, and one function.
+pub(crate) const SECRETS_PER_SCOPE: usize = 100;
+
 /// How long a deploy's check may take at most.
 const DEPLOY_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An invocation's id: its time, then a count this process keeps, then
+/// random digits, so ids sort in the order the calls ended (on one
+/// replica; by the millisecond across replicas).
+fn log_id(ts_ms: u64) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed) % 10_000_000_000;
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{ts_ms:013}{seq:010}{}", &random[..8])
+}
 
 fn tenant_caller(k: KeyRecord) -> Caller {
     Caller::Tenant {

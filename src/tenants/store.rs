@@ -97,6 +97,9 @@ pub(crate) struct InvocationLog {
 
 /// Recent invocations kept per function.
 pub(crate) const LOGS_KEPT: u64 = 100;
+/// Versions kept per function: older ones are removed as new ones come
+/// (never the head).
+pub(crate) const VERSIONS_KEPT: u64 = 50;
 
 pub(crate) struct Registry {
     sql: Box<dyn Sql>,
@@ -289,6 +292,16 @@ impl Registry {
                             version.created_at_ms.into(),
                         ],
                     )?;
+                    self.sql.exec(
+                        "DELETE FROM function_versions WHERE tenant = $1 AND name = $2 \
+                         AND version <= $3 AND version <> $4",
+                        &[
+                            tenant.into(),
+                            name.into(),
+                            next.saturating_sub(VERSIONS_KEPT).into(),
+                            next.into(),
+                        ],
+                    )?;
                     return Ok(next);
                 }
                 Err(e) if e.0 == CONFLICT => continue,
@@ -298,6 +311,15 @@ impl Registry {
         Err(StoreError(
             "too many deploys of this function at once; try again".into(),
         ))
+    }
+
+    /// How many functions a tenant has.
+    pub(crate) fn function_count(&self, tenant: &str) -> Result<u64, StoreError> {
+        let rows = self.sql.query(
+            "SELECT COUNT(*) FROM functions WHERE tenant = $1",
+            &[tenant.into()],
+        )?;
+        Ok(rows.first().map_or(0, |r| u(&r[0])))
     }
 
     fn function_of(row: &[Val]) -> FunctionRecord {
@@ -576,15 +598,15 @@ impl Registry {
                 ],
             )?;
         }
-        // Only the newest are kept.
+        // Only the newest are kept (ids sort by time).
         let rows = self.sql.query(
-            "SELECT ts_ms FROM function_logs WHERE tenant = $1 AND function = $2 \
-             ORDER BY ts_ms DESC LIMIT 1 OFFSET $3",
+            "SELECT id FROM function_logs WHERE tenant = $1 AND function = $2 \
+             ORDER BY id DESC LIMIT 1 OFFSET $3",
             &[tenant.into(), function.into(), (LOGS_KEPT - 1).into()],
         )?;
-        if let Some(oldest) = rows.first().map(|r| u(&r[0])) {
+        if let Some(oldest) = rows.first().map(|r| r[0].text()) {
             self.sql.exec(
-                "DELETE FROM function_logs WHERE tenant = $1 AND function = $2 AND ts_ms < $3",
+                "DELETE FROM function_logs WHERE tenant = $1 AND function = $2 AND id < $3",
                 &[tenant.into(), function.into(), oldest.into()],
             )?;
         }
@@ -601,7 +623,7 @@ impl Registry {
         let rows = self.sql.query(
             "SELECT id, ts_ms, version, via, outcome, status, wall_us, cpu_us, logs \
              FROM function_logs WHERE tenant = $1 AND function = $2 \
-             ORDER BY ts_ms DESC, id DESC LIMIT $3",
+             ORDER BY id DESC LIMIT $3",
             &[tenant.into(), function.into(), limit.into()],
         )?;
         Ok(rows

@@ -271,3 +271,52 @@ test("Python runs as a job with stdin, marks a traceback's line, and keeps a not
   assert.equal((await page.getByTestId("cell-result").nth(1).innerText()).trim(), "42");
   await done();
 });
+
+test("a tenant's function deploys, answers by name and by HTTP, and rolls back", async () => {
+  // The operator makes the tenant and its key; the page uses the key.
+  const operator = { "content-type": "application/json", authorization: "Bearer browser-key" };
+  let r = await fetch(`${base}/tenants`, { method: "POST", headers: operator, body: JSON.stringify({ id: "web" }) });
+  assert.equal(r.status, 201);
+  r = await fetch(`${base}/tenants/web/keys`, { method: "POST", headers: operator, body: "{}" });
+  const { key } = await r.json();
+  const { page, done } = await open();
+  await page.getByTestId("api-key").fill(key);
+  await page.getByTestId("api-key").dispatchEvent("change");
+  await page.getByTestId("function-tab").click();
+  await page.getByTestId("fn-tenant").fill("web");
+  await page.getByTestId("fn-name").fill("hello");
+  const code = (v) =>
+    `export function main(p: { name: string }) { console.log("v${v}"); return { greeting: "v${v} " + p.name }; }\n` +
+    `export default { fetch: (req: Request) => new Response("route v${v} " + new URL(req.url).pathname, { headers: { "x-v": "${v}" } }) };`;
+  const status = () => page.getByTestId("function-status").innerText();
+  await typeCode(page, code(1));
+  await page.getByTestId("fn-deploy").click();
+  await page.waitForFunction(() => document.querySelector('[data-testid="function"]').dataset.state !== "running");
+  assert.match(await status(), /deployed: v1/);
+  await page.getByTestId("fn-invoke").click();
+  await page.getByTestId("function-result").waitFor();
+  assert.match(await page.getByTestId("function-result").innerText(), /greeting: "v1 Ada"/);
+  assert.match(await page.getByTestId("function-logs").innerText(), /\[log\] v1/);
+  await page.getByTestId("fn-path").fill("/a/b");
+  await page.getByTestId("fn-send").click();
+  await page.getByTestId("function-body").waitFor();
+  assert.equal(await page.getByTestId("function-body").innerText(), "route v1 /a/b");
+  assert.match(await status(), /^200/);
+
+  await typeCode(page, code(2));
+  await page.getByTestId("fn-deploy").click();
+  await page.waitForFunction(() => /deployed: v2/.test(document.querySelector('[data-testid="function"]').innerText));
+  await page.getByTestId("rollback-1").waitFor();
+  assert.match(await page.getByTestId("fn-versions").innerText(), /v2 \(head\)/);
+  await page.getByTestId("rollback-1").click();
+  await page.waitForFunction(() => /head is v1/.test(document.querySelector('[data-testid="function"]').innerText));
+  await page.getByTestId("fn-invoke").click();
+  await page.waitForFunction(() => /v1 Ada/.test(document.querySelector('[data-testid="function"]').innerText));
+
+  // A syntax error is refused at deploy and marked in the editor.
+  await typeCode(page, "export function main( {");
+  await page.getByTestId("fn-deploy").click();
+  await page.getByTestId("function-error").waitFor();
+  assert.equal(await page.getByTestId("function-error").innerText(), "syntax_error");
+  await done();
+});

@@ -852,3 +852,126 @@ async fn every_replica_serves_every_function() {
     };
     assert!(sum(&r2) >= sum(&r) && sum(&r2) >= 3, "{}", r2.text());
 }
+
+#[tokio::test]
+async fn per_tenant_series_are_on_metrics_only_when_asked_for() {
+    for on in [false, true] {
+        let s = Server::start_with(&[
+            ("API_KEY", OPERATOR),
+            ("POOL_SIZE", "1"),
+            ("TENANT_METRICS", if on { "true" } else { "false" }),
+        ]);
+        let a = tenant(&s, "counted", json!({}), json!(["deploy", "invoke"])).await;
+        deploy(&a, "counted", "f", json!({"code": "export const f = () => 1; export const g = () => { throw new Error('x') }"})).await;
+        invoke(&a, "counted", "f", "f", Value::Null).await;
+        invoke(&a, "counted", "f", "f", Value::Null).await;
+        invoke(&a, "counted", "f", "g", Value::Null).await;
+        let r = operator(&s).send("GET", "/metrics", Value::Null).await;
+        let text = r.text();
+        let ok =
+            r#"isoexec_function_invocations_total{tenant="counted",function="f",outcome="ok"} 2"#;
+        let failed = r#"isoexec_function_invocations_total{tenant="counted",function="f",outcome="exception"} 1"#;
+        assert_eq!(text.contains(ok), on, "{text}");
+        assert_eq!(text.contains(failed), on);
+        assert_eq!(
+            text.contains("isoexec_function_cpu_seconds_total{tenant=\"counted\""),
+            on
+        );
+        assert!(
+            !text.contains("counted") || on,
+            "no tenant names unless asked for"
+        );
+    }
+}
+
+#[tokio::test]
+async fn what_a_tenant_stores_is_bounded() {
+    let s = server();
+    let a = tenant(&s, "hoarder", json!({}), json!(["deploy", "invoke"])).await;
+    // Versions: the newest 50 are kept (and always the head).
+    for v in 1..=53 {
+        let r = deploy(
+            &a,
+            "hoarder",
+            "f",
+            json!({"code": format!("export const f = () => {v}")}),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let r = a
+        .send("GET", "/tenants/hoarder/functions/f/versions", Value::Null)
+        .await;
+    let versions = r.json()["versions"].as_array().unwrap().len();
+    assert_eq!(versions, 50);
+    let r = a
+        .send(
+            "GET",
+            "/tenants/hoarder/functions/f/versions/3",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let r = a
+        .send(
+            "POST",
+            "/tenants/hoarder/functions/f/rollback",
+            json!({"version": 4}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        invoke(&a, "hoarder", "f", "f", Value::Null).await.json()["result"],
+        4
+    );
+
+    // Invocation logs: the newest 100 per function.
+    for _ in 0..105 {
+        invoke(&a, "hoarder", "f", "f", Value::Null).await;
+    }
+    let r = a
+        .send(
+            "GET",
+            "/tenants/hoarder/functions/f/logs?limit=100",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(r.json()["invocations"].as_array().unwrap().len(), 100);
+    let r = a
+        .send(
+            "GET",
+            "/tenants/hoarder/functions/f/logs?limit=101",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(r.status, 400);
+
+    // Secrets: 100 per tenant and per function, each at most 64 KiB.
+    let many: serde_json::Map<String, Value> =
+        (0..101).map(|i| (format!("S{i}"), json!("v"))).collect();
+    let r = a
+        .send("PUT", "/tenants/hoarder/secrets", Value::Object(many))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    for batch in 0..2 {
+        let some: serde_json::Map<String, Value> = (0..50)
+            .map(|i| (format!("S{batch}_{i}"), json!("v")))
+            .collect();
+        let r = a
+            .send("PUT", "/tenants/hoarder/secrets", Value::Object(some))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let r = a
+        .send("PUT", "/tenants/hoarder/secrets", json!({"ONE_MORE": "v"}))
+        .await;
+    assert_eq!(r.status, 507, "{}", r.text());
+    let r = a
+        .send(
+            "PUT",
+            "/tenants/hoarder/functions/f/secrets",
+            json!({"BIG": "x".repeat(65 * 1024)}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+}

@@ -249,6 +249,7 @@ impl From<Failed> for HttpError {
         match f {
             Failed::NotFound(message) => HttpError::new(ErrorKind::NotFound, message),
             Failed::Invalid { field, message } => HttpError::bad_field(&field, message),
+            Failed::Quota(message) => HttpError::new(ErrorKind::InsufficientStorage, message),
             Failed::Store(e) => {
                 tracing::error!(error = %e, "function registry");
                 HttpError::new(
@@ -966,9 +967,39 @@ async fn invoke(app: Arc<App>, mut req: HttpRequest) -> Reply {
         Ok(_) => 200,
         Err(e) => ErrorKind::of_execution(e).status(Dialect::FunctionCall),
     };
-    app.tenants
-        .record(&deployed, "invoke", status, &report, started.elapsed());
+    record(
+        &app,
+        &deployed,
+        "invoke",
+        status,
+        &report,
+        started.elapsed(),
+    );
     super::run::reply(&execution, report)
+}
+
+/// Counts a finished call in the tenant's usage and logs, and in the
+/// per-tenant series when they are on.
+fn record(
+    app: &App,
+    deployed: &Deployed,
+    via: &str,
+    status: u16,
+    report: &Report,
+    wall: std::time::Duration,
+) {
+    app.tenants.record(deployed, via, status, report, wall);
+    let outcome = match &report.outcome {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    };
+    app.runner.metrics.function_call(
+        &deployed.tenant.id,
+        &deployed.function.name,
+        outcome,
+        report.cpu,
+        wall,
+    );
 }
 
 /// Headers a handler's Response may not set: the connection's own.
@@ -1031,7 +1062,7 @@ async fn trigger(app: Arc<App>, mut req: HttpRequest) -> Reply {
         )))
         .collect();
     let body = req.body(&app.config).await?;
-    let mut record = json!({
+    let mut request = json!({
         "method": method,
         "url": url,
         "headers": headers,
@@ -1039,9 +1070,9 @@ async fn trigger(app: Arc<App>, mut req: HttpRequest) -> Reply {
     });
     if !body.is_empty() {
         match std::str::from_utf8(&body) {
-            Ok(text) => record["bodyText"] = Value::String(text.to_string()),
+            Ok(text) => request["bodyText"] = Value::String(text.to_string()),
             Err(_) => {
-                record["body64"] =
+                request["body64"] =
                     Value::String(base64::engine::general_purpose::STANDARD.encode(&body));
             }
         }
@@ -1051,7 +1082,7 @@ async fn trigger(app: Arc<App>, mut req: HttpRequest) -> Reply {
         &deployed,
         Entry::Fetch,
         "fetch".into(),
-        record.to_string().into(),
+        request.to_string().into(),
     );
     let admitted = app.tenants.admit(&deployed).map_err(refused)?;
     let started = Instant::now();
@@ -1071,7 +1102,7 @@ async fn trigger(app: Arc<App>, mut req: HttpRequest) -> Reply {
         Ok(r) => r.status().as_u16(),
         Err(e) => e.status(Dialect::FunctionCall),
     };
-    app.tenants.record(&deployed, "http", status, &report, wall);
+    record(&app, &deployed, "http", status, &report, wall);
     result
 }
 
