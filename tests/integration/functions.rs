@@ -975,3 +975,88 @@ async fn what_a_tenant_stores_is_bounded() {
         .await;
     assert_eq!(r.status, 400);
 }
+
+#[tokio::test]
+async fn cpu_time_and_the_pools_share_are_the_tenants_own() {
+    let s = Server::start_with(&[
+        ("API_KEY", OPERATOR),
+        ("POOL_SIZE", "2"),
+        ("SCRIPT_THREADS", "2"),
+    ]);
+    let a = tenant(
+        &s,
+        "greedy",
+        json!({"cpuMs": 100, "timeoutMs": 5000, "threads": 1, "concurrency": 4}),
+        json!(["deploy", "invoke"]),
+    )
+    .await;
+    let b = tenant(&s, "polite", json!({}), json!(["deploy", "invoke"])).await;
+    let code = r#"
+        export function spin() { for (;;) {} }
+        export function busy(ms: number) { const end = Date.now() + ms; while (Date.now() < end) {} return ms; }
+        export const quick = () => "quick";
+    "#;
+    assert_eq!(
+        deploy(
+            &a,
+            "greedy",
+            "f",
+            json!({"code": code, "limits": {"cpuMs": 100}})
+        )
+        .await
+        .status,
+        201
+    );
+    assert_eq!(
+        deploy(&b, "polite", "f", json!({"code": code}))
+            .await
+            .status,
+        201
+    );
+    // CPU time: the tenant's 100 ms, well before its 5 s of wall time.
+    let t = std::time::Instant::now();
+    let r = invoke(&a, "greedy", "f", "spin", Value::Null).await;
+    assert_eq!(r.json()["kind"], "cpu_limit", "{}", r.text());
+    assert!(t.elapsed() < Duration::from_secs(3));
+
+    // One isolate thread for the greedy tenant: its two busy calls run one
+    // after the other, while the other tenant's call is not held up.
+    let op = operator(&s);
+    op.send(
+        "PATCH",
+        "/tenants/greedy",
+        json!({"limits": {"threads": 1, "concurrency": 4}}),
+    )
+    .await;
+    assert_eq!(
+        deploy(&a, "greedy", "g", json!({"code": code}))
+            .await
+            .status,
+        201
+    );
+    let started = std::time::Instant::now();
+    let first = invoke(&a, "greedy", "g", "busy", json!(400));
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = invoke(&a, "greedy", "g", "busy", json!(400)).await;
+        (r, started.elapsed())
+    };
+    let other = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let t = std::time::Instant::now();
+        let r = invoke(&b, "polite", "f", "quick", Value::Null).await;
+        (r, t.elapsed())
+    };
+    let (first, (second, second_done), (other, other_took)) = tokio::join!(first, second, other);
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(second.status, 200, "{}", second.text());
+    assert!(
+        second_done >= Duration::from_millis(780),
+        "the two calls overlapped: {second_done:?}"
+    );
+    assert_eq!(other.json()["result"], "quick");
+    assert!(
+        other_took < Duration::from_millis(350),
+        "held up by another tenant: {other_took:?}"
+    );
+}
