@@ -20,7 +20,6 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::process::Command;
 use std::time::Duration;
 
@@ -33,8 +32,6 @@ use common::{
     throughput,
 };
 
-const FLOOR_ENV: &str = "ISOEXEC_BENCH_FLOOR";
-const FLOOR_BODY: &str = r#"{"result":{"ok":true},"logs":[]}"#;
 /// A server binary to measure beside this build, in the same turns.
 const BASELINE_ENV: &str = "ISOEXEC_BASELINE_BIN";
 /// Turns the latency samples are taken in (see `latency_interleaved`).
@@ -42,15 +39,14 @@ const LATENCY_ROUNDS: usize = 10;
 const TRIVIAL: &str = "export function f(p) { return { ok: true, n: p }; }";
 
 fn main() {
-    if std::env::var_os(FLOOR_ENV).is_some() {
-        run_floor_server();
+    if common::serve_floor_if_asked() {
         return;
     }
     let seconds: u64 = env_num("BENCH_SECONDS", 3);
     let samples: usize = env_num("BENCH_REQUESTS", 2000);
     let rt = client_runtime();
     rt.block_on(async move {
-        let floor = spawn_floor();
+        let floor = common::spawn_floor();
         let server = Spawned::isoexec();
         let body_none = none_body();
         let body_iso =
@@ -72,7 +68,7 @@ fn main() {
                 "bare hyper handler (floor)",
                 floor.addr,
                 "/",
-                FLOOR_BODY.to_string(),
+                common::FLOOR_BODY.to_string(),
             ),
             (
                 "isoexec, isolation \"none\"",
@@ -277,54 +273,6 @@ async fn restexec_section(seconds: u64) {
             lat.median_us, lat.p99_us
         );
     }
-}
-
-fn spawn_floor() -> Spawned {
-    let mut cmd = Command::new(std::env::current_exe().expect("own path"));
-    cmd.env(FLOOR_ENV, "1");
-    Spawned::start(cmd, "floor listening on http://")
-}
-
-/// The floor: the same hyper stack with a handler that only returns bytes.
-fn run_floor_server() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        println!(
-            "floor listening on http://{}",
-            listener.local_addr().expect("addr")
-        );
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                        let _ = req.into_body().collect().await;
-                        let mut r = hyper::Response::new(Full::new(Bytes::from_static(
-                            FLOOR_BODY.as_bytes(),
-                        )));
-                        r.headers_mut().insert(
-                            "content-type",
-                            hyper::header::HeaderValue::from_static("application/json"),
-                        );
-                        Ok::<_, Infallible>(r)
-                    });
-                let _ = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-            });
-        }
-    });
 }
 
 fn print_report(rows: &[(&str, Latency, f64)], samples: usize, seconds: u64) {

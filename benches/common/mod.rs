@@ -303,3 +303,66 @@ pub fn rss_mib(pid: u32) -> f64 {
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
+
+/// Set in the environment of the floor server (the benchmark's own binary).
+const FLOOR_ENV: &str = "ISOEXEC_BENCH_FLOOR";
+pub const FLOOR_BODY: &str = r#"{"result":{"ok":true},"logs":[]}"#;
+
+/// Serves the floor when this process was started as it; call first in a
+/// benchmark's `main` and return when it answers true.
+pub fn serve_floor_if_asked() -> bool {
+    if std::env::var_os(FLOOR_ENV).is_none() {
+        return false;
+    }
+    run_floor_server();
+    true
+}
+
+/// The floor server: this benchmark's own binary, serving fixed bytes.
+pub fn spawn_floor() -> Spawned {
+    let mut cmd = Command::new(std::env::current_exe().expect("own path"));
+    cmd.env(FLOOR_ENV, "1");
+    Spawned::start(cmd, "floor listening on http://")
+}
+
+/// The floor: the same hyper stack with a handler that only returns bytes.
+fn run_floor_server() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        println!(
+            "floor listening on http://{}",
+            listener.local_addr().expect("addr")
+        );
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                        let _ = req.into_body().collect().await;
+                        let mut r = hyper::Response::new(Full::new(Bytes::from_static(
+                            FLOOR_BODY.as_bytes(),
+                        )));
+                        r.headers_mut().insert(
+                            "content-type",
+                            hyper::header::HeaderValue::from_static("application/json"),
+                        );
+                        Ok::<_, std::convert::Infallible>(r)
+                    });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            });
+        }
+    });
+}

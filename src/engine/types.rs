@@ -481,11 +481,13 @@ pub struct Report {
     /// process slot).
     #[serde(default)]
     pub queue_wait: Duration,
-    /// CPU time the isolate thread spent on the call (zero where it is not
-    /// measured: worker processes, systems without a thread CPU clock).
+    /// CPU time the isolate thread spent on the call, for calls with an
+    /// owner (zero where it is not measured: calls without one, worker
+    /// processes, systems without a thread CPU clock).
     #[serde(default)]
     pub cpu: Duration,
-    /// Memory the isolate held when the call ended (heap and buffers).
+    /// Memory the isolate held when the call ended (heap and buffers), for
+    /// calls with an owner and in kept isolates (zero otherwise).
     #[serde(default)]
     pub memory: u64,
 }

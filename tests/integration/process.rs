@@ -209,5 +209,11 @@ async fn workers_can_be_spawned_per_call() {
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["result"], "cold");
+    // The worker is not kept: it exits once its report is read (and is
+    // reaped off the call's path, so give it a moment).
+    let gone = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !children(server.pid()).is_empty() && std::time::Instant::now() < gone {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert!(children(server.pid()).is_empty());
 }

@@ -9,7 +9,8 @@
 //! Protocol: the server passes its [`Config`] as JSON in
 //! `ISOEXEC_WORKER_CONFIG`; the worker prints `ready` on stdout, reads one
 //! [`Execution`] as JSON from stdin (until EOF), runs it, and prints one
-//! [`Report`] as JSON on stdout.
+//! [`Report`] as JSON on one line of stdout, which the server takes without
+//! waiting for the worker to exit.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -171,8 +172,9 @@ impl ProcessPool {
             let next = self.lock_idle().pop();
             match next {
                 Some(mut w) => {
+                    // Its replacement is started once this call has its
+                    // report (see `run_in_worker`), not beside it.
                     if matches!(w.child.try_wait(), Ok(None)) {
-                        self.replenish();
                         return Ok(w);
                     }
                 }
@@ -248,7 +250,16 @@ impl ProcessPool {
         }
     }
 
+    /// Runs `execution` in a waiting worker, then starts that worker's
+    /// replacement: a worker's start (about 15 ms of CPU) does not compete
+    /// with the call it was taken for.
     async fn run_in_worker(self: &Arc<Self>, execution: &Execution) -> Report {
+        let report = self.run_in_worker_once(execution).await;
+        self.replenish();
+        report
+    }
+
+    async fn run_in_worker_once(self: &Arc<Self>, execution: &Execution) -> Report {
         let input = match serde_json::to_vec(execution) {
             Ok(v) => v,
             Err(e) => {
@@ -296,10 +307,38 @@ impl ProcessPool {
             execution.timeout + KILL_GRACE,
             (&mut worker.stdout)
                 .take(self.max_report_bytes as u64 + 1)
-                .read_to_end(&mut output),
+                .read_until(b'\n', &mut output),
         )
         .await;
         let killed = read.is_err();
+        // A whole report line: the answer is here, and the worker, which
+        // only has to exit now, is reaped off the caller's path (tearing
+        // down a process with V8's address space takes milliseconds).
+        if !killed
+            && output.last() == Some(&b'\n')
+            && let Ok(report) = serde_json::from_slice::<Report>(&output)
+        {
+            let mut child = worker.child;
+            let stderr = worker.stderr.take();
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+                if let Some(task) = stderr {
+                    let _ = task.await;
+                }
+            });
+            return report;
+        }
+        if !killed && output.last() != Some(&b'\n') && output.len() <= self.max_report_bytes {
+            // No newline: the worker ended (or wrote past its report); read
+            // what is left before looking at how it ended.
+            let _ = tokio::time::timeout(
+                KILL_GRACE,
+                (&mut worker.stdout)
+                    .take((self.max_report_bytes + 1 - output.len()) as u64)
+                    .read_to_end(&mut output),
+            )
+            .await;
+        }
         if output.len() > self.max_report_bytes {
             // The worker's own caps bound its report; one past this bound
             // is not read further.

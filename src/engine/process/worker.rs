@@ -74,7 +74,11 @@ pub(crate) fn serve() -> std::process::ExitCode {
             .run(&execution)
             .await
             .map_err(|_| std::io::Error::other("the worker's pool refused the execution"))?;
-        let bytes = serde_json::to_vec(&report).map_err(std::io::Error::other)?;
+        // One line (JSON escapes every newline inside it): the server takes
+        // the report at its newline, without waiting for this process to
+        // be torn down.
+        let mut bytes = serde_json::to_vec(&report).map_err(std::io::Error::other)?;
+        bytes.push(b'\n');
         let mut out = std::io::stdout().lock();
         out.write_all(&bytes)?;
         out.flush()

