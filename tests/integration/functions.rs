@@ -744,11 +744,14 @@ async fn usage_and_logs_are_counted_per_tenant_and_function() {
     assert_eq!(total("faas.invocations"), 5.0, "{}", r.text());
     assert_eq!(total("faas.errors"), 2.0);
     assert_eq!(total("faas.timeouts"), 1.0);
+    // The spin ran for its 200 ms of wall time: its CPU time is counted
+    // (how much of it depends on what else the machine runs).
     assert!(
-        total("faas.cpu_usage") >= 150.0,
+        total("faas.cpu_usage") >= 20.0,
         "the spin used its CPU: {}",
         r.text()
     );
+    assert!(total("faas.cpu_usage") <= total("faas.invoke_duration") + 5.0);
     assert!(total("faas.invoke_duration") >= 200.0);
     assert!(total("faas.mem_usage") > 0.0);
     let kinds: Vec<String> = minutes
