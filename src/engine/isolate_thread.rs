@@ -32,6 +32,8 @@ pub(super) struct Shared {
     pub heap: Vec<[AtomicU64; 3]>,
     /// Isolates made so far (fresh, warm and notebook ones).
     pub isolates_created: Arc<AtomicU64>,
+    /// Run one execution, then stop (a worker process's pool).
+    pub one_shot: bool,
 }
 
 /// The isolates one thread owns.
@@ -124,6 +126,11 @@ pub(super) fn main(shared: &Shared, id: usize) {
         let (report, used) = thread.run(&queued);
         shared.queue.finish(&queued);
         let _ = queued.reply.send(report);
+        if shared.one_shot {
+            // The process ends now: nothing is dropped or made after this.
+            std::mem::forget(used);
+            break;
+        }
         // Dropping an isolate takes time: do it after the caller has its answer.
         drop(used);
         thread.retired.clear();

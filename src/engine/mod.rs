@@ -82,7 +82,7 @@ impl Engine {
     pub fn start(options: &EngineOptions) -> std::io::Result<Engine> {
         // Compiles come from isolate threads and from lint requests.
         let compiler = Arc::new(Compiler::helpers(options.compile_helpers)?);
-        let pool = start_pool(options, compiler.clone())?;
+        let pool = start_pool(options, compiler.clone(), false)?;
         let process = ProcessPool::new(options, pool.transpile_cache())?;
         process.replenish();
         Ok(Engine {
@@ -99,7 +99,8 @@ impl Engine {
         options.pool_size = 1;
         options.queue_size = 1;
         let compiler = Arc::new(Compiler::helpers_on_demand(1)?);
-        let pool = start_pool(&options, compiler.clone())?;
+        // One execution, then the process exits: no isolate is made after it.
+        let pool = start_pool(&options, compiler.clone(), true)?;
         Ok(Engine {
             pool,
             process: None,
@@ -221,7 +222,11 @@ impl Drop for CancelOnDrop<'_> {
 
 /// Starts the isolate pool with the resolver and permissions `options`
 /// describe.
-fn start_pool(options: &EngineOptions, compiler: Arc<Compiler>) -> std::io::Result<Pool> {
+fn start_pool(
+    options: &EngineOptions,
+    compiler: Arc<Compiler>,
+    one_shot: bool,
+) -> std::io::Result<Pool> {
     let config = options;
     let ws = real_or_absolute(&config.workspace_dir);
     let tools = real_or_absolute(&config.tools_dir);
@@ -257,6 +262,7 @@ fn start_pool(options: &EngineOptions, compiler: Arc<Compiler>) -> std::io::Resu
             .map(|dir| dir.join(js::snapshot_file_name())),
         shared_roots,
         script_threads: config.script_threads,
+        one_shot,
         size: config.pool_size,
         queue_size: config.queue_size,
         limits: config.limits.clone(),

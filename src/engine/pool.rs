@@ -45,6 +45,9 @@ pub(crate) struct PoolOptions {
     pub python_snapshot: Option<std::path::PathBuf>,
     /// Most isolate threads one script may hold at once.
     pub script_threads: usize,
+    /// A worker process's pool: its thread runs one execution and makes no
+    /// isolate after it.
+    pub one_shot: bool,
 }
 
 /// Handle to the pool; cheap to share behind an `Arc`.
@@ -73,6 +76,7 @@ impl Pool {
             },
             heap: (0..options.size).map(|_| Default::default()).collect(),
             isolates_created: Arc::default(),
+            one_shot: options.one_shot,
         });
         let mut threads = Vec::with_capacity(options.size);
         for id in 0..options.size {

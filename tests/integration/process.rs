@@ -217,3 +217,37 @@ async fn workers_can_be_spawned_per_call() {
     }
     assert!(children(server.pid()).is_empty());
 }
+
+#[tokio::test]
+async fn a_worker_holds_its_os_limits_before_it_runs_anything() {
+    let server = Server::start_with(&[("PROCESS_PRESTART", "1"), ("MEMORY_LIMIT_MB", "64")]);
+    // A prestarted worker has set its limits before it said it was ready.
+    let mut worker = None;
+    for _ in 0..250 {
+        worker = children(server.pid()).into_iter().find(|&p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.windows(6).any(|w| w == b"worker"))
+                && std::fs::read_to_string(format!("/proc/{p}/status"))
+                    .is_ok_and(|s| s.contains("NoNewPrivs:\t1"))
+        });
+        if worker.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let worker = worker.expect("a prestarted worker with no new privileges");
+    let limits = std::fs::read_to_string(format!("/proc/{worker}/limits")).unwrap();
+    let line = |name: &str| {
+        limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .unwrap()
+    };
+    let data = (64u64 << 20) + (2u64 << 30);
+    assert!(
+        line("Max data size").contains(&data.to_string()),
+        "{limits}"
+    );
+    assert_eq!(line("Max core file size")[4], "0", "{limits}");
+}

@@ -25,7 +25,6 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 pub(super) mod worker;
 
 use super::options::{EngineOptions, Limits};
-use super::rlimit::set_rlimit;
 use super::transpile_cache::TranspileCache;
 use super::types::{ExecError, Execution, Overloaded, PROGRAM_STREAM_BYTES, Report, Task};
 use super::watchdog::CancelFlag;
@@ -37,10 +36,6 @@ pub(super) const OPTIONS_ENV: &str = "ISOEXEC_WORKER_OPTIONS";
 const KILL_GRACE: Duration = Duration::from_millis(500);
 /// How long a worker may take to start before the call fails.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// Private data a worker may map beyond the heap limit: V8's own
-/// structures and the one-time margin the near-heap-limit callback grants
-/// while a runaway script unwinds.
-const DATA_HEADROOM: u64 = 2 * 1024 * 1024 * 1024;
 /// Bytes of a worker's stderr kept to explain its death.
 const STDERR_KEEP: usize = 16 * 1024;
 
@@ -58,7 +53,6 @@ struct Idle {
 pub(super) struct ProcessPool {
     exe: PathBuf,
     options_json: String,
-    memory_limit: usize,
     /// Largest report read from a worker: what its caps allow, JSON-escaped.
     max_report_bytes: usize,
     prestart: usize,
@@ -83,7 +77,6 @@ impl ProcessPool {
         let pool = Arc::new(ProcessPool {
             exe,
             options_json,
-            memory_limit: options.limits.memory_limit_bytes,
             max_report_bytes: max_report_bytes(&options.limits),
             prestart: options.process_prestart,
             capacity: options.pool_size + options.queue_size,
@@ -128,17 +121,10 @@ impl ProcessPool {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let data_limit = self.memory_limit as u64 + DATA_HEADROOM;
-        // SAFETY: the closure only calls async-signal-safe functions
-        // (setrlimit, prctl) between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                set_rlimit(libc::RLIMIT_DATA, data_limit, data_limit);
-                set_rlimit(libc::RLIMIT_CORE, 0, 0);
-                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-                Ok(())
-            });
-        }
+        // The worker sets its own OS limits (`worker::limit_self`) before it
+        // starts V8: with nothing to run between fork and exec, the child is
+        // started with posix_spawn, which does not copy this process's page
+        // tables as a fork does.
         let mut child = cmd.spawn()?;
         let stdin = child
             .stdin

@@ -8,6 +8,23 @@ use crate::engine::rlimit::set_rlimit;
 use crate::engine::types::{Execution, Isolation, Task};
 use crate::engine::{Engine, EngineOptions};
 
+/// Private data a worker may map beyond the heap limit: V8's own
+/// structures and the one-time margin the near-heap-limit callback grants
+/// while a runaway script unwinds.
+const DATA_HEADROOM: u64 = 2 * 1024 * 1024 * 1024;
+
+/// The worker's OS limits, set by itself before V8 starts and before it
+/// reads its execution: private data (`RLIMIT_DATA`) at the memory limit
+/// plus V8's headroom, no core files, and no gaining privileges through
+/// exec.
+fn limit_self(memory_limit: u64) {
+    let data = memory_limit + DATA_HEADROOM;
+    set_rlimit(libc::RLIMIT_DATA, data, data);
+    set_rlimit(libc::RLIMIT_CORE, 0, 0);
+    // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes plain integers.
+    unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+}
+
 /// CPU seconds this process has used so far.
 fn cpu_seconds_used() -> u64 {
     // SAFETY: getrusage writes into the zeroed struct it is given.
@@ -30,6 +47,7 @@ pub(crate) fn serve() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    limit_self(options.limits.memory_limit_bytes as u64);
     crate::engine::init_v8();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
