@@ -14,7 +14,7 @@
 use std::sync::atomic::AtomicI32;
 use std::sync::{Arc, OnceLock};
 
-use deno_core::{PollEventLoopOptions, v8};
+use deno_core::v8;
 
 use super::super::ext::{self, PY_BOOT_KEY, PY_CELL_KEY, PY_RUN_KEY, PythonFiles};
 use super::super::failure::Failure;
@@ -196,11 +196,7 @@ impl Sandbox {
             ];
             (boot, args)
         };
-        let call = self.runtime.call_with_args(&boot, &args);
-        self.runtime
-            .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())
-            .await
-            .map_err(Failure::Core)?;
+        self.call_settled(&boot, &args).await?;
         // What loading copied (the snapshot, the wasm and stdlib bytes) is
         // garbage now: collected here, before the interpreter waits.
         self.runtime.v8_isolate().low_memory_notification();
@@ -251,11 +247,7 @@ impl Sandbox {
             ];
             (run, args)
         };
-        let call = self.runtime.call_with_args(&run, &args);
-        self.runtime
-            .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())
-            .await
-            .map_err(Failure::Core)?;
+        self.call_settled(&run, &args).await?;
         Ok(())
     }
 
@@ -291,12 +283,7 @@ impl Sandbox {
                 [v8::Global::new(scope, v8::Local::<v8::Value>::from(code))],
             )
         };
-        let call = self.runtime.call_with_args(&cell, &args);
-        let value = self
-            .runtime
-            .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())
-            .await
-            .map_err(Failure::Core)?;
+        let value = self.call_settled(&cell, &args).await?;
         deno_core::scope!(scope, &mut self.runtime);
         let value = v8::Local::new(scope, value);
         let parts = v8::Local::<v8::Array>::try_from(value)

@@ -639,13 +639,7 @@ impl Sandbox {
             }
             (v8::Global::new(scope, prelude), hooks)
         };
-        let call = self.runtime.call_with_args(&prelude, &lookup);
-        let node = self
-            .runtime
-            .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())
-            .await
-            .map_err(Failure::Core)?;
-        Ok(node)
+        self.call_settled(&prelude, &lookup).await
     }
 
     /// Node's globals for a notebook: `process`, `Buffer`, and, as in
@@ -690,12 +684,22 @@ impl Sandbox {
                 .ok_or(Failure::Terminated)?;
             v8::Global::new(scope, function)
         };
-        let call = self.runtime.call_with_args(&function, &args);
+        self.call_settled(&function, &args).await?;
+        Ok(())
+    }
+
+    /// Calls `function` with `args`, driving the event loop until what it
+    /// returns (a promise, or a value) settles; the settled value.
+    pub(super) async fn call_settled(
+        &mut self,
+        function: &v8::Global<v8::Function>,
+        args: &[v8::Global<v8::Value>],
+    ) -> Result<v8::Global<v8::Value>, Failure> {
+        let call = self.runtime.call_with_args(function, args);
         self.runtime
             .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())
             .await
-            .map_err(Failure::Core)?;
-        Ok(())
+            .map_err(Failure::Core)
     }
 
     /// Evaluates a loaded module, driving the event loop until its
@@ -829,12 +833,7 @@ impl Sandbox {
             }
         };
 
-        let call = self.runtime.call_with_args(&function, &arguments);
-        let value = self
-            .runtime
-            .with_event_loop_promise(Box::pin(call), PollEventLoopOptions::default())
-            .await
-            .map_err(Failure::Core)?;
+        let value = self.call_settled(&function, &arguments).await?;
 
         deno_core::scope!(scope, &mut self.runtime);
         v8::tc_scope!(let tc, scope);
