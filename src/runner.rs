@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::engine::{Engine, ExecError, Execution, Overloaded, Report};
+use crate::engine::{Engine, Execution, Overloaded, Report};
 use crate::metrics::Metrics;
 
 /// The engine and the metrics, shared behind an `Arc`.
@@ -28,13 +28,7 @@ impl Runner {
         let isolation = execution.isolation.as_str();
         let result = self.engine.run(execution).await;
         let (outcome, queued) = match &result {
-            Ok(report) => (
-                match &report.outcome {
-                    Ok(_) | Err(ExecError::Exit { code: 0 }) => "ok",
-                    Err(e) => e.kind(),
-                },
-                report.queue_wait,
-            ),
+            Ok(report) => (report.outcome_kind(), report.queue_wait),
             Err(_) => ("overloaded", Duration::ZERO),
         };
         let ran = started.elapsed().saturating_sub(queued);

@@ -493,6 +493,15 @@ pub struct Report {
 }
 
 impl Report {
+    /// How it ended, as metrics and usage count it: `ok` (a result, or a
+    /// program's exit 0) or the error's kind.
+    pub fn outcome_kind(&self) -> &'static str {
+        match &self.outcome {
+            Ok(_) | Err(ExecError::Exit { code: 0 }) => "ok",
+            Err(e) => e.kind(),
+        }
+    }
+
     /// A report of an execution that failed before it logged anything.
     pub fn failed(error: ExecError) -> Report {
         Report {

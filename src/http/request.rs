@@ -67,14 +67,7 @@ impl HttpRequest {
         if let Some(ForwardedClient(client)) = self.parts.extensions.get::<ForwardedClient>() {
             return client.clone();
         }
-        let bearer = self
-            .parts
-            .headers
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .filter(|k| !k.is_empty());
-        if let Some(key) = bearer {
+        if let Some(key) = bearer(&self.parts.headers).filter(|k| !k.is_empty()) {
             let h = Sha256::digest(key.as_bytes());
             let hex: String = h[..8].iter().map(|b| format!("{b:02x}")).collect();
             return format!("key:{hex}").into();
@@ -88,6 +81,16 @@ impl HttpRequest {
     /// Whether another replica forwarded this request.
     pub(crate) fn forwarded(&self) -> bool {
         self.parts.extensions.get::<Forwarded>().is_some()
+    }
+
+    /// The value of `name` in the query string, percent-decoded (`+` is a
+    /// space), or `None` when the query does not have it.
+    pub(crate) fn query(&self, name: &str) -> Option<String> {
+        let decode = |s: &str| percent_decode(&s.replace('+', " "));
+        self.parts.uri.query()?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k) == name).then(|| decode(v))
+        })
     }
 
     /// The path parameter `name` (percent-decoded), or "".
@@ -474,6 +477,38 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
     }
     diff == 0
+}
+
+/// The key of an `Authorization: Bearer <key>` header, if there is one.
+pub(crate) fn bearer(headers: &hyper::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// Decodes `%XX` escapes (a codeId never needs them, but a client may send
+/// `%2F` to probe; decoding lets validation see and refuse it).
+pub(crate) fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2)))
+        {
+            out.push(hi << 4 | lo);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(b: Option<&u8>) -> Option<u8> {
+    (*b? as char).to_digit(16).map(|d| d as u8)
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@ use super::api;
 use super::error::{Dialect, ErrorKind, HttpError, Reply};
 use super::reply::Body;
 use super::request::{
-    CLIENT_HEADER, FORWARDED_HEADER, Forwarded, ForwardedClient, HttpRequest, constant_time_eq,
+    CLIENT_HEADER, FORWARDED_HEADER, Forwarded, ForwardedClient, HttpRequest, bearer,
+    constant_time_eq, percent_decode,
 };
 use super::route::{self, Route};
 use crate::app::App;
@@ -268,12 +269,7 @@ fn check_auth(app: &App, req: &Request<Incoming>) -> Result<(), HttpError> {
     let Some(key) = &app.config.api_key else {
         return Ok(());
     };
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let given = bearer(req.headers()).unwrap_or("");
     if constant_time_eq(given.as_bytes(), key.as_bytes()) {
         Ok(())
     } else {
@@ -282,30 +278,6 @@ fn check_auth(app: &App, req: &Request<Incoming>) -> Result<(), HttpError> {
             "Missing or invalid API key (Authorization: Bearer <key>)",
         ))
     }
-}
-
-/// Decodes `%XX` escapes (a codeId never needs them, but a client may send
-/// `%2F` to probe; decoding lets validation see and refuse it).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let (Some(hi), Some(lo)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2)))
-        {
-            out.push(hi << 4 | lo);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(b: Option<&u8>) -> Option<u8> {
-    (*b? as char).to_digit(16).map(|d| d as u8)
 }
 
 fn new_request_id() -> HeaderValue {

@@ -4,7 +4,7 @@
 //! rate to them.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -82,9 +82,7 @@ pub(crate) struct Effective {
     pub timeout: Duration,
     pub cpu: Option<Duration>,
     pub memory: usize,
-    pub concurrency: u64,
-    pub rate: Option<(f64, f64)>,
-    pub allow_net: Vec<String>,
+    pub allow_net: Arc<Vec<String>>,
     pub threads: usize,
 }
 
@@ -192,26 +190,33 @@ impl TenantLimits {
                 (mb as usize).saturating_mul(1 << 20)
             })
             .min(limits.memory_limit_bytes);
-        let rate = match (own.rate_per_second, self.rate_per_second) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let burst = lower(own.burst, self.burst);
         Effective {
             timeout: Duration::from_millis(timeout_ms),
             cpu,
             memory,
-            concurrency: lower(own.concurrency, self.concurrency).unwrap_or(DEFAULT_CONCURRENCY),
-            rate: rate.map(|r| (r, burst.map_or(r.max(1.0), |b| b as f64))),
-            allow_net: own
-                .allow_net
-                .clone()
-                .or_else(|| self.allow_net.clone())
-                .unwrap_or_default(),
+            allow_net: Arc::new(
+                own.allow_net
+                    .clone()
+                    .or_else(|| self.allow_net.clone())
+                    .unwrap_or_default(),
+            ),
             threads: lower(own.threads, self.threads)
                 .map_or(config.script_threads, |t| t as usize)
                 .min(config.script_threads),
         }
+    }
+}
+
+impl TenantLimits {
+    /// What the gate holds calls under these limits to: calls at once
+    /// (`unset` when none is set), and the token bucket's rate and size
+    /// when a rate is set. Concurrency and rate are counted apart for a
+    /// tenant and for each function, not merged as the other limits are.
+    pub(crate) fn admission(&self, unset: u64) -> (u64, Option<(f64, f64)>) {
+        let bucket = self
+            .rate_per_second
+            .map(|r| (r, self.burst.map_or(r.max(1.0), |b| b as f64)));
+        (self.concurrency.unwrap_or(unset), bucket)
     }
 }
 

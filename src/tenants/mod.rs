@@ -31,7 +31,7 @@ pub(crate) use store::{
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::db::Db;
-use crate::engine::{Entry, ExecError, Execution, Isolation, Report};
+use crate::engine::{Entry, Execution, Report};
 use crate::runner::Runner;
 use crate::sync::lock;
 use limits::Gate;
@@ -70,7 +70,26 @@ pub(crate) struct Deployed {
     pub version: VersionRecord,
     pub code: Arc<str>,
     pub secrets: BTreeMap<String, String>,
+    /// What `Deno.env.get` sees: the server's `ALLOW_ENV` values, then the
+    /// secrets.
+    pub env: HashMap<String, String>,
     pub limits: Effective,
+}
+
+impl Deployed {
+    /// `report` with every secret's value taken out of its logs and error.
+    pub(crate) fn redact(&self, mut report: Report) -> Report {
+        if self.secrets.is_empty() {
+            return report;
+        }
+        for entry in &mut report.logs {
+            entry.message = redact(&entry.message, &self.secrets);
+        }
+        report.outcome = report
+            .outcome
+            .map_err(|e| e.map_text(|t| redact(&t, &self.secrets)));
+        report
+    }
 }
 
 /// A function's head as cached, and since when.
@@ -137,9 +156,10 @@ pub(crate) fn valid_secret_name(name: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
-/// The hash a key is stored and looked up by.
-pub(crate) fn key_hash(key: &str) -> String {
-    let h = Sha256::digest(key.as_bytes());
+/// The SHA-256 of `text` in hex: what a key is stored and looked up by,
+/// and a version's content hash.
+fn sha256_hex(text: &str) -> String {
+    let h = Sha256::digest(text.as_bytes());
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -148,11 +168,6 @@ fn new_key() -> String {
     let a = uuid::Uuid::new_v4().simple().to_string();
     let b = uuid::Uuid::new_v4().simple().to_string();
     format!("ixk_{}{}", &a[..20], &b[..20])
-}
-
-fn sha256_hex(text: &str) -> String {
-    let h = Sha256::digest(text.as_bytes());
-    h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Runs a blocking registry call off the reactor.
@@ -201,7 +216,7 @@ impl Tenants {
         let Some(given) = bearer.filter(|b| !b.is_empty()) else {
             return Ok((!api_key_set).then_some(Caller::Operator));
         };
-        let hash = key_hash(given);
+        let hash = sha256_hex(given);
         let ttl = self.ttl(LOCAL_CACHE_TTL);
         if let Some((record, at)) = lock(&self.keys).get(&hash)
             && at.elapsed() < ttl
@@ -316,7 +331,7 @@ impl Tenants {
             created_at_ms: now_ms(),
         };
         let registry = self.registry.clone();
-        let (r, hash) = (record.clone(), key_hash(&key));
+        let (r, hash) = (record.clone(), sha256_hex(&key));
         blocking(move || Ok(registry.add_key(&r, &hash)?)).await?;
         Ok((record, key))
     }
@@ -385,21 +400,20 @@ impl Tenants {
             return Ok(Ok((head.version.clone(), false)));
         }
         let limits = record.limits.effective(&settings.limits, config);
-        let execution = Execution {
-            isolation: Isolation::Isolate,
-            entry: Entry::Exports,
-            client: Some(format!("tenant:{tenant}").into()),
-            owner: Some(tenant.into()),
-            net: Some(Arc::new(limits.allow_net.clone())),
-            max_threads: Some(limits.threads),
-            cpu_limit: limits.cpu,
-            ..Execution::call(
-                code.clone().into(),
-                String::new(),
-                "null".into(),
-                limits.timeout.min(DEPLOY_CHECK_TIMEOUT),
-            )
-        };
+        let execution = held_to(
+            tenant,
+            &limits,
+            config,
+            Execution {
+                entry: Entry::Exports,
+                ..Execution::call(
+                    code.clone().into(),
+                    String::new(),
+                    "null".into(),
+                    limits.timeout.min(DEPLOY_CHECK_TIMEOUT),
+                )
+            },
+        );
         let report = runner
             .execute("functions", &execution)
             .await
@@ -473,12 +487,15 @@ impl Tenants {
         let limits = tenant_record
             .limits
             .effective(&version.settings.limits, config);
+        let mut env = config.allow_env_values.clone();
+        env.extend(secrets.clone());
         let deployed = Arc::new(Deployed {
             code: version.code.as_str().into(),
             tenant: tenant_record,
             function,
             version,
             secrets,
+            env,
             limits,
         });
         let mut cache = lock(&self.functions);
@@ -487,6 +504,15 @@ impl Tenants {
         }
         cache.insert(key, (deployed.clone(), Instant::now()));
         Ok(deployed)
+    }
+
+    /// The function `name` of `tenant`, or `NotFound`.
+    async fn function(&self, tenant: &str, name: &str) -> Result<FunctionRecord, Failed> {
+        let registry = self.registry.clone();
+        let (t, n) = (tenant.to_string(), name.to_string());
+        blocking(move || Ok(registry.function(&t, &n)?))
+            .await?
+            .ok_or_else(|| Failed::NotFound(format!("No function '{name}'")))
     }
 
     pub(crate) async fn versions(
@@ -563,7 +589,7 @@ impl Tenants {
     ) -> Result<Vec<(String, u64)>, Failed> {
         self.tenant(tenant).await?;
         if !function.is_empty() {
-            self.versions(tenant, function).await?;
+            self.function(tenant, function).await?;
         }
         let registry = self.registry.clone();
         let (t, f) = (tenant.to_string(), function.to_string());
@@ -597,7 +623,7 @@ impl Tenants {
     ) -> Result<Vec<(String, u64)>, Failed> {
         self.tenant(tenant).await?;
         if !function.is_empty() {
-            self.versions(tenant, function).await?;
+            self.function(tenant, function).await?;
         }
         let registry = self.registry.clone();
         let (t, f) = (tenant.to_string(), function.to_string());
@@ -637,46 +663,36 @@ impl Tenants {
         payload: Arc<str>,
     ) -> Execution {
         let limits = &deployed.limits;
-        let mut env = config.allow_env_values.clone();
-        env.extend(deployed.secrets.clone());
-        let tenant = deployed.tenant.id.as_str();
-        Execution {
-            cpu_limit: limits.cpu,
-            isolation: deployed.version.settings.isolation(),
-            env,
-            entry,
-            client: Some(format!("tenant:{tenant}").into()),
-            owner: Some(tenant.into()),
-            net: Some(Arc::new(limits.allow_net.clone())),
-            memory_limit: (limits.memory < config.limits.memory_limit_bytes)
-                .then_some(limits.memory),
-            max_threads: Some(limits.threads),
-            ..Execution::call(deployed.code.clone(), fn_name, payload, limits.timeout)
-        }
+        held_to(
+            &deployed.tenant.id,
+            limits,
+            config,
+            Execution {
+                isolation: deployed.version.settings.isolation(),
+                env: deployed.env.clone(),
+                entry,
+                ..Execution::call(deployed.code.clone(), fn_name, payload, limits.timeout)
+            },
+        )
     }
 
     /// Admits a call of `deployed` under its tenant's and its own
     /// concurrency and rate limits.
     pub(crate) fn admit(&self, deployed: &Deployed) -> Result<Admitted<'_>, Refused> {
-        let tenant = &deployed.tenant.limits;
-        let own = &deployed.version.settings.limits;
-        let rate = |l: &TenantLimits| {
-            l.rate_per_second
-                .map(|r| (r, l.burst.map_or(r.max(1.0), |b| b as f64)))
-        };
         self.gate.admit(
             &deployed.tenant.id,
             &deployed.function.name,
-            (
-                tenant.concurrency.unwrap_or(limits::DEFAULT_CONCURRENCY),
-                rate(tenant),
-            ),
-            (own.concurrency.unwrap_or(u64::MAX), rate(own)),
+            deployed
+                .tenant
+                .limits
+                .admission(limits::DEFAULT_CONCURRENCY),
+            deployed.version.settings.limits.admission(u64::MAX),
         )
     }
 
-    /// Records a finished call in the usage and the function's logs; the
-    /// secrets' values are taken out of its output first.
+    /// Records a finished call in the usage and the function's logs.
+    /// `report` is as its caller got it, its secrets taken out
+    /// ([`Deployed::redact`]).
     pub(crate) fn record(
         &self,
         deployed: &Deployed,
@@ -685,10 +701,7 @@ impl Tenants {
         report: &Report,
         wall: Duration,
     ) {
-        let outcome = match &report.outcome {
-            Ok(_) | Err(ExecError::Exit { code: 0 }) => "ok".to_string(),
-            Err(e) => e.kind().to_string(),
-        };
+        let outcome = report.outcome_kind().to_string();
         let minute = now_ms() / 60_000;
         let tenant = deployed.tenant.id.clone();
         let function = deployed.function.name.clone();
@@ -696,13 +709,12 @@ impl Tenants {
         let wall_us = wall.as_micros() as u64;
         let mut logs = serde_json::to_string(&report.logs).unwrap_or_else(|_| "[]".into());
         if logs.len() > LOG_BYTES_KEPT {
-            logs = serde_json::to_string(&serde_json::json!([{
+            logs = serde_json::json!([{
                 "level": "warn",
                 "message": format!("(output of {} bytes not kept)", logs.len()),
-            }]))
-            .unwrap_or_default();
+            }])
+            .to_string();
         }
-        let logs = redact(&logs, &deployed.secrets);
         let ts_ms = now_ms();
         let entry = InvocationLog {
             id: log_id(ts_ms),
@@ -713,7 +725,7 @@ impl Tenants {
             status: u64::from(status),
             wall_ms: wall_us as f64 / 1000.0,
             cpu_ms: cpu_us as f64 / 1000.0,
-            logs: serde_json::from_str(&logs).unwrap_or(serde_json::Value::Null),
+            logs: store::raw_json(logs),
         };
         let mut pending = lock(&self.pending);
         let row = pending
@@ -804,7 +816,7 @@ impl Tenants {
         function: &str,
         limit: u64,
     ) -> Result<Vec<InvocationLog>, Failed> {
-        self.versions(tenant, function).await?;
+        self.function(tenant, function).await?;
         self.flush().await?;
         let registry = self.registry.clone();
         let (t, f) = (tenant.to_string(), function.to_string());
@@ -816,6 +828,21 @@ impl Tenants {
 pub(crate) const FUNCTIONS_PER_TENANT: u64 = 500;
 /// Secrets one tenant may have, and one function.
 pub(crate) const SECRETS_PER_SCOPE: usize = 100;
+
+/// `execution` held to a tenant's limits: its time, CPU, memory, hosts and
+/// share of the pool, counted as the tenant's, in isolates only its code
+/// uses.
+fn held_to(tenant: &str, limits: &Effective, config: &Config, execution: Execution) -> Execution {
+    Execution {
+        cpu_limit: limits.cpu,
+        client: Some(format!("tenant:{tenant}").into()),
+        owner: Some(tenant.into()),
+        net: Some(limits.allow_net.clone()),
+        memory_limit: (limits.memory < config.limits.memory_limit_bytes).then_some(limits.memory),
+        max_threads: Some(limits.threads),
+        ..execution
+    }
+}
 
 /// How long a deploy's check may take at most.
 const DEPLOY_CHECK_TIMEOUT: Duration = Duration::from_secs(10);

@@ -91,8 +91,17 @@ pub(crate) struct InvocationLog {
     pub wall_ms: f64,
     #[serde(rename = "cpuMs")]
     pub cpu_ms: f64,
-    /// The call's console output (log entries as JSON).
-    pub logs: serde_json::Value,
+    /// The call's console output (log entries as JSON), kept as the text
+    /// it was written as.
+    pub logs: Box<serde_json::value::RawValue>,
+}
+
+/// JSON text the server wrote itself, to pass through unparsed (`null` if
+/// it were not JSON).
+pub(crate) fn raw_json(text: String) -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string(text).unwrap_or_else(|_| {
+        serde_json::value::RawValue::from_string("null".into()).unwrap_or_default()
+    })
 }
 
 /// Recent invocations kept per function.
@@ -594,7 +603,7 @@ impl Registry {
                     l.status.into(),
                     ((l.wall_ms * 1000.0) as u64).into(),
                     ((l.cpu_ms * 1000.0) as u64).into(),
-                    l.logs.to_string().into(),
+                    l.logs.get().into(),
                 ],
             )?;
         }
@@ -637,7 +646,7 @@ impl Registry {
                 status: u(&r[5]),
                 wall_ms: u(&r[6]) as f64 / 1000.0,
                 cpu_ms: u(&r[7]) as f64 / 1000.0,
-                logs: serde_json::from_str(&r[8].text()).unwrap_or(serde_json::Value::Null),
+                logs: raw_json(r[8].text()),
             })
             .collect())
     }

@@ -16,13 +16,15 @@ use hyper::{Method, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 use crate::app::App;
-use crate::engine::{Entry, Report};
+use crate::engine::{Entry, Execution, Report};
 use crate::http::error::{Dialect, ErrorKind, HttpError, Reply};
 use crate::http::reply::{Body, json};
-use crate::http::request::{HttpRequest, json_object, millis_field, required_str, str_field};
+use crate::http::request::{
+    HttpRequest, bearer, json_object, millis_field, required_str, str_field,
+};
 use crate::http::route::{Doc, Route, fields_of};
 use crate::tenants::{
-    Caller, Deployed, Failed, FunctionSettings, Refused, Scope, TenantLimits, redact, valid_name,
+    Caller, Deployed, Failed, FunctionSettings, Refused, Scope, TenantLimits, valid_name,
     valid_secret_name,
 };
 
@@ -271,14 +273,6 @@ enum Need {
     AnyScope,
 }
 
-fn bearer(req: &HttpRequest) -> Option<&str> {
-    req.parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-}
-
 /// Checks the caller may do what `need` says to `tenant` (`None` for the
 /// routes of no one tenant). A tenant key for another tenant gets the 404
 /// a missing tenant gets.
@@ -288,7 +282,7 @@ async fn authorize(
     tenant: Option<&str>,
     need: Need,
 ) -> Result<Caller, HttpError> {
-    let given = bearer(req);
+    let given = bearer(&req.parts.headers);
     if let (Some(key), Some(given)) = (&app.config.api_key, given)
         && crate::http::request::constant_time_eq(given.as_bytes(), key.as_bytes())
     {
@@ -601,17 +595,10 @@ async fn delete_function_secret(app: Arc<App>, req: HttpRequest) -> Reply {
 
 // Usage and logs.
 
-fn query_param<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
-    req.parts.uri.query()?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then_some(v)
-    })
-}
-
 async fn usage(app: Arc<App>, req: HttpRequest) -> Reply {
     let tenant = name_param(&req, "tenant")?;
     authorize(&app, &req, Some(tenant), Need::AnyScope).await?;
-    let minutes: u64 = match query_param(&req, "minutes") {
+    let minutes: u64 = match req.query("minutes").as_deref() {
         None => 60,
         Some(m) => m
             .parse()
@@ -621,61 +608,46 @@ async fn usage(app: Arc<App>, req: HttpRequest) -> Reply {
                 HttpError::bad_field("minutes", "'minutes' is a whole number from 1 to 10080")
             })?,
     };
-    let function = query_param(&req, "function").filter(|f| !f.is_empty());
+    let function = req.query("function").filter(|f| !f.is_empty());
     let since = (crate::clock::now_ms() / 60_000).saturating_sub(minutes - 1);
-    let rows = app.tenants.usage(tenant, function, since).await?;
+    let rows = app
+        .tenants
+        .usage(tenant, function.as_deref(), since)
+        .await?;
     // One entry per function and minute, errors by kind.
-    let mut by: BTreeMap<(u64, String), Map<String, Value>> = BTreeMap::new();
+    let mut by: BTreeMap<(u64, String), bodies::UsageMinute> = BTreeMap::new();
     for r in rows {
-        let e = by.entry((r.minute, r.function.clone())).or_insert_with(|| {
-            let mut m = Map::new();
-            m.insert("minute".into(), json!(r.minute * 60_000));
-            m.insert("function".into(), json!(r.function));
-            for k in [
-                "faas.invocations",
-                "faas.errors",
-                "faas.timeouts",
-                "faas.cpu_usage",
-                "faas.invoke_duration",
-                "faas.mem_usage",
-            ] {
-                m.insert(k.into(), json!(0));
-            }
-            m.insert("errorsByKind".into(), json!({}));
-            m
-        });
-        let add = |e: &mut Map<String, Value>, k: &str, v: f64| {
-            let now = e.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-            let sum = now + v;
-            e.insert(
-                k.into(),
-                if sum.fract() == 0.0 {
-                    json!(sum as u64)
-                } else {
-                    json!(sum)
-                },
-            );
-        };
-        add(e, "faas.invocations", r.calls as f64);
-        add(e, "faas.cpu_usage", r.cpu_us as f64 / 1000.0);
-        add(e, "faas.invoke_duration", r.wall_us as f64 / 1000.0);
-        let peak = e.get("faas.mem_usage").and_then(Value::as_u64).unwrap_or(0);
-        e.insert("faas.mem_usage".into(), json!(peak.max(r.mem_peak)));
+        let m = by
+            .entry((r.minute, r.function.clone()))
+            .or_insert_with(|| bodies::UsageMinute {
+                minute: r.minute * 60_000,
+                function: r.function.clone(),
+                ..Default::default()
+            });
+        m.invocations += r.calls;
+        m.cpu_usage += r.cpu_us as f64 / 1000.0;
+        m.invoke_duration += r.wall_us as f64 / 1000.0;
+        m.mem_usage = m.mem_usage.max(r.mem_peak);
         if r.outcome != "ok" {
-            add(e, "faas.errors", r.calls as f64);
+            m.errors += r.calls;
             if r.outcome == "timeout" || r.outcome == "cpu_limit" {
-                add(e, "faas.timeouts", r.calls as f64);
+                m.timeouts += r.calls;
             }
-            if let Some(Value::Object(kinds)) = e.get_mut("errorsByKind") {
-                let n = kinds.get(&r.outcome).and_then(Value::as_u64).unwrap_or(0);
-                kinds.insert(r.outcome.clone(), json!(n + r.calls));
-            }
+            *m.errors_by_kind.entry(r.outcome).or_default() += r.calls;
         }
     }
-    let list: Vec<Value> = by.into_values().map(Value::Object).collect();
+    let units = [
+        ("faas.cpu_usage", "ms"),
+        ("faas.invoke_duration", "ms"),
+        ("faas.mem_usage", "bytes (peak)"),
+    ];
     Ok(json(
         200,
-        &json!({"tenant": tenant, "units": {"faas.cpu_usage": "ms", "faas.invoke_duration": "ms", "faas.mem_usage": "bytes (peak)"}, "usage": list}),
+        &bodies::UsageReply {
+            tenant: tenant.to_string(),
+            units: units.into_iter().collect(),
+            usage: by.into_values().collect(),
+        },
     ))
 }
 
@@ -683,7 +655,7 @@ async fn logs(app: Arc<App>, req: HttpRequest) -> Reply {
     let tenant = name_param(&req, "tenant")?;
     let name = name_param(&req, "name")?;
     authorize(&app, &req, Some(tenant), Need::Scope(Scope::Deploy)).await?;
-    let limit: u64 = match query_param(&req, "limit") {
+    let limit: u64 = match req.query("limit").as_deref() {
         None => 20,
         Some(l) => l
             .parse()
@@ -907,18 +879,22 @@ fn refused(r: Refused) -> HttpError {
     }
 }
 
-/// The report with every secret's value taken out of its logs and error.
-fn redacted(mut report: Report, deployed: &Deployed) -> Report {
-    if deployed.secrets.is_empty() {
-        return report;
-    }
-    for entry in &mut report.logs {
-        entry.message = redact(&entry.message, &deployed.secrets);
-    }
-    report.outcome = report
-        .outcome
-        .map_err(|e| e.map_text(|t| redact(&t, &deployed.secrets)));
-    report
+/// Runs a call of `deployed` if its limits admit it: the report as its
+/// caller sees it (secrets taken out), and how long the call took.
+async fn run_call(
+    app: &App,
+    deployed: &Deployed,
+    execution: &Execution,
+) -> Result<(Report, std::time::Duration), HttpError> {
+    let admitted = app.tenants.admit(deployed).map_err(refused)?;
+    let started = Instant::now();
+    let report = app
+        .runner
+        .execute("functions", execution)
+        .await
+        .map_err(|_| HttpError::overloaded(app.config.queue_size))?;
+    drop(admitted);
+    Ok((deployed.redact(report), started.elapsed()))
 }
 
 async fn invoke(app: Arc<App>, mut req: HttpRequest) -> Reply {
@@ -952,29 +928,14 @@ async fn invoke(app: Arc<App>, mut req: HttpRequest) -> Reply {
             deployed.limits.timeout,
             crate::http::request::OverMax::Cap,
         )?;
-        execution.timeout = asked.min(deployed.limits.timeout);
+        execution.timeout = asked;
     }
-    let admitted = app.tenants.admit(&deployed).map_err(refused)?;
-    let started = Instant::now();
-    let report = app
-        .runner
-        .execute("functions", &execution)
-        .await
-        .map_err(|_| HttpError::overloaded(app.config.queue_size))?;
-    drop(admitted);
-    let report = redacted(report, &deployed);
+    let (report, wall) = run_call(&app, &deployed, &execution).await?;
     let status = match &report.outcome {
         Ok(_) => 200,
         Err(e) => ErrorKind::of_execution(e).status(Dialect::FunctionCall),
     };
-    record(
-        &app,
-        &deployed,
-        "invoke",
-        status,
-        &report,
-        started.elapsed(),
-    );
+    record(&app, &deployed, "invoke", status, &report, wall);
     super::run::reply(&execution, report)
 }
 
@@ -989,14 +950,10 @@ fn record(
     wall: std::time::Duration,
 ) {
     app.tenants.record(deployed, via, status, report, wall);
-    let outcome = match &report.outcome {
-        Ok(_) => "ok",
-        Err(e) => e.kind(),
-    };
     app.runner.metrics.function_call(
         &deployed.tenant.id,
         &deployed.function.name,
-        outcome,
+        report.outcome_kind(),
         report.cpu,
         wall,
     );
@@ -1084,16 +1041,7 @@ async fn trigger(app: Arc<App>, mut req: HttpRequest) -> Reply {
         "fetch".into(),
         request.to_string().into(),
     );
-    let admitted = app.tenants.admit(&deployed).map_err(refused)?;
-    let started = Instant::now();
-    let report = app
-        .runner
-        .execute("functions", &execution)
-        .await
-        .map_err(|_| HttpError::overloaded(app.config.queue_size))?;
-    drop(admitted);
-    let report = redacted(report, &deployed);
-    let wall = started.elapsed();
+    let (report, wall) = run_call(&app, &deployed, &execution).await?;
     let result = match &report.outcome {
         Ok(json) => response_of(json),
         Err(e) => Err(HttpError::from_execution(&execution, e.clone())),
@@ -1307,7 +1255,7 @@ pub(crate) mod bodies {
     }
 
     /// Usage of one function in one minute, by OpenTelemetry's FaaS names.
-    #[derive(Debug, Serialize, ToSchema)]
+    #[derive(Debug, Default, Serialize, ToSchema)]
     pub(crate) struct UsageMinute {
         /// The minute's start, ms since the epoch.
         pub minute: u64,
@@ -1341,6 +1289,8 @@ pub(crate) mod bodies {
     #[derive(Debug, Serialize, ToSchema)]
     pub(crate) struct UsageReply {
         pub tenant: String,
+        /// The unit of each figure that is not a count.
+        pub units: std::collections::BTreeMap<&'static str, &'static str>,
         pub usage: Vec<UsageMinute>,
     }
 

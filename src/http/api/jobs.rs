@@ -192,38 +192,9 @@ fn job_request(app: &App, body: &Map<String, Value>) -> Result<JobRequest, HttpE
     })
 }
 
-/// The value of `name` in the query string, percent-decoded.
-fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
-    let query = req.parts.uri.query()?;
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode(k) == name).then(|| decode(v))
-    })
-}
-
-fn decode(s: &str) -> String {
-    let s = s.replace('+', " ");
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
-        if bytes[i] == b'%'
-            && let (Some(hi), Some(lo)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2)))
-        {
-            out.push((hi * 16 + lo) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// `POST /execute/code[?wait=false]`.
 async fn submit(app: Arc<App>, mut req: HttpRequest) -> Reply {
-    let wait = match query_param(&req, "wait").as_deref() {
+    let wait = match req.query("wait").as_deref() {
         None | Some("true") | Some("1") | Some("") => true,
         Some("false") | Some("0") => false,
         Some(other) => {
@@ -362,7 +333,7 @@ async fn delete(app: Arc<App>, req: HttpRequest) -> Reply {
 
 /// `GET /execute/jobs?task_id=&status=&limit=&before=`: newest first.
 async fn list(app: Arc<App>, req: HttpRequest) -> Reply {
-    let status = match query_param(&req, "status") {
+    let status = match req.query("status") {
         None => None,
         Some(s) => Some(JobStatus::parse(&s).ok_or_else(|| {
             let names: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
@@ -372,7 +343,7 @@ async fn list(app: Arc<App>, req: HttpRequest) -> Reply {
             )
         })?),
     };
-    let limit = match query_param(&req, "limit") {
+    let limit = match req.query("limit") {
         None => DEFAULT_LIMIT,
         Some(l) => match l.parse::<usize>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
@@ -385,10 +356,10 @@ async fn list(app: Arc<App>, req: HttpRequest) -> Reply {
         },
     };
     let filter = ListFilter {
-        task_id: query_param(&req, "task_id"),
+        task_id: req.query("task_id"),
         status,
         limit,
-        before: query_param(&req, "before").filter(|b| !b.is_empty()),
+        before: req.query("before").filter(|b| !b.is_empty()),
     };
     let records = app.jobs.list(filter).await.map_err(store_unavailable)?;
     // A full page may have more behind it: its last id is the next cursor.
