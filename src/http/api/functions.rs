@@ -96,7 +96,7 @@ pub(super) fn routes() -> Vec<Route> {
         Route::new("/tenants/{tenant}/secrets", d)
             .tenant(
                 Method::PUT,
-                put_tenant_secrets,
+                put_secrets,
                 err(
                     Doc::new("Set secrets every function of the tenant sees", tag)
                         .body::<SecretsRequest>()
@@ -105,13 +105,13 @@ pub(super) fn routes() -> Vec<Route> {
             )
             .tenant(
                 Method::GET,
-                list_tenant_secrets,
+                list_secrets,
                 err(Doc::new("The tenant's secret names", tag)
                     .reply::<SecretList>("200", "Secret names (never values)")),
             ),
         Route::new("/tenants/{tenant}/secrets/{secret}", d).tenant(
             Method::DELETE,
-            delete_tenant_secret,
+            delete_secret,
             err(Doc::new("Remove a tenant secret", tag).reply_other("204", "Removed")),
         ),
         Route::new("/tenants/{tenant}/usage", d).tenant(
@@ -195,20 +195,20 @@ pub(super) fn routes() -> Vec<Route> {
         Route::new("/tenants/{tenant}/functions/{name}/secrets", d)
             .tenant(
                 Method::PUT,
-                put_function_secrets,
+                put_secrets,
                 err(Doc::new("Set secrets of one function", fns)
                     .body::<SecretsRequest>()
                     .reply::<SecretList>("200", "Secret names (never values)")),
             )
             .tenant(
                 Method::GET,
-                list_function_secrets,
+                list_secrets,
                 err(Doc::new("A function's secret names", fns)
                     .reply::<SecretList>("200", "Secret names (never values)")),
             ),
         Route::new("/tenants/{tenant}/functions/{name}/secrets/{secret}", d).tenant(
             Method::DELETE,
-            delete_function_secret,
+            delete_secret,
             err(Doc::new("Remove a function secret", fns).reply_other("204", "Removed")),
         ),
         Route::new("/tenants/{tenant}/functions/{name}/logs", d).tenant(
@@ -491,14 +491,20 @@ async fn revoke_key(app: Arc<App>, req: HttpRequest) -> Reply {
 const MAX_SECRET_BYTES: usize = 64 * 1024;
 const MAX_SECRETS: usize = 100;
 
-async fn put_secrets(app: &App, mut req: HttpRequest, function: bool) -> Reply {
-    let tenant = name_param(&req, "tenant")?.to_string();
-    let name = if function {
-        name_param(&req, "name")?.to_string()
+/// Whose secrets a route names: the function in its path (`{name}`), or
+/// "" for the tenant's own.
+fn secrets_of(req: &HttpRequest) -> Result<&str, HttpError> {
+    if req.param("name").is_empty() {
+        Ok("")
     } else {
-        String::new()
-    };
-    authorize(app, &req, Some(&tenant), Need::Scope(Scope::Deploy)).await?;
+        name_param(req, "name")
+    }
+}
+
+async fn put_secrets(app: Arc<App>, mut req: HttpRequest) -> Reply {
+    let tenant = name_param(&req, "tenant")?.to_string();
+    let name = secrets_of(&req)?.to_string();
+    authorize(&app, &req, Some(&tenant), Need::Scope(Scope::Deploy)).await?;
     let body = req.body(&app.config).await?;
     let values: BTreeMap<String, Value> = serde_json::from_slice(&body).map_err(|_| {
         HttpError::bad_field(
@@ -548,49 +554,22 @@ fn secret_list(names: &[(String, u64)]) -> Value {
     json!({ "secrets": list })
 }
 
-async fn list_secrets(app: &App, req: HttpRequest, function: bool) -> Reply {
+async fn list_secrets(app: Arc<App>, req: HttpRequest) -> Reply {
     let tenant = name_param(&req, "tenant")?;
-    let name = if function {
-        name_param(&req, "name")?
-    } else {
-        ""
-    };
-    authorize(app, &req, Some(tenant), Need::Scope(Scope::Deploy)).await?;
+    let name = secrets_of(&req)?;
+    authorize(&app, &req, Some(tenant), Need::Scope(Scope::Deploy)).await?;
     let names = app.tenants.secret_names(tenant, name).await?;
     Ok(json(200, &secret_list(&names)))
 }
 
-async fn delete_secret(app: &App, req: HttpRequest, function: bool) -> Reply {
+async fn delete_secret(app: Arc<App>, req: HttpRequest) -> Reply {
     let tenant = name_param(&req, "tenant")?;
-    let name = if function {
-        name_param(&req, "name")?
-    } else {
-        ""
-    };
-    authorize(app, &req, Some(tenant), Need::Scope(Scope::Deploy)).await?;
+    let name = secrets_of(&req)?;
+    authorize(&app, &req, Some(tenant), Need::Scope(Scope::Deploy)).await?;
     app.tenants
         .delete_secret(tenant, name, req.param("secret"))
         .await?;
     Ok(no_content())
-}
-
-async fn put_tenant_secrets(app: Arc<App>, req: HttpRequest) -> Reply {
-    put_secrets(&app, req, false).await
-}
-async fn list_tenant_secrets(app: Arc<App>, req: HttpRequest) -> Reply {
-    list_secrets(&app, req, false).await
-}
-async fn delete_tenant_secret(app: Arc<App>, req: HttpRequest) -> Reply {
-    delete_secret(&app, req, false).await
-}
-async fn put_function_secrets(app: Arc<App>, req: HttpRequest) -> Reply {
-    put_secrets(&app, req, true).await
-}
-async fn list_function_secrets(app: Arc<App>, req: HttpRequest) -> Reply {
-    list_secrets(&app, req, true).await
-}
-async fn delete_function_secret(app: Arc<App>, req: HttpRequest) -> Reply {
-    delete_secret(&app, req, true).await
 }
 
 // Usage and logs.
