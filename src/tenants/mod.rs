@@ -127,6 +127,9 @@ pub(crate) enum Failed {
     },
     /// A tenant's bound on what it stores was reached.
     Quota(String),
+    /// The execution queue (of this many) was full: a deploy's check
+    /// could not run.
+    Overloaded(usize),
 }
 
 impl From<StoreError> for Failed {
@@ -417,7 +420,7 @@ impl Tenants {
         let report = runner
             .execute("functions", &execution)
             .await
-            .map_err(|_| Failed::Store(StoreError("the server is overloaded".into())))?;
+            .map_err(|_| Failed::Overloaded(config.queue_size))?;
         let exports: Exports = match &report.outcome {
             Ok(json) => serde_json::from_str(json).unwrap_or_default(),
             Err(_) => return Ok(Err((execution, report))),

@@ -252,6 +252,7 @@ impl From<Failed> for HttpError {
             Failed::NotFound(message) => HttpError::new(ErrorKind::NotFound, message),
             Failed::Invalid { field, message } => HttpError::bad_field(&field, message),
             Failed::Quota(message) => HttpError::new(ErrorKind::InsufficientStorage, message),
+            Failed::Overloaded(queue_size) => HttpError::overloaded(queue_size),
             Failed::Store(e) => {
                 tracing::error!(error = %e, "function registry");
                 HttpError::new(
