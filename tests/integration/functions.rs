@@ -1063,3 +1063,31 @@ async fn cpu_time_and_the_pools_share_are_the_tenants_own() {
         "held up by another tenant: {other_took:?}"
     );
 }
+
+#[tokio::test]
+async fn a_deploy_that_finds_the_queue_full_answers_overloaded() {
+    let s = Server::start_with(&[
+        ("API_KEY", OPERATOR),
+        ("POOL_SIZE", "1"),
+        ("QUEUE_SIZE", "0"),
+    ]);
+    let a = tenant(&s, "busy", json!({}), json!(["deploy", "invoke"])).await;
+    let key = format!("Bearer {OPERATOR}");
+    let auth = [("authorization", key.as_str())];
+    let body = json!({"script": "export async function f() { await new Promise((r) => setTimeout(r, 800)); }", "fn": "f"});
+    let hold = s.request("POST", "/run", &auth, body.to_string());
+    let deploy_now = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        deploy(&a, "busy", "f", json!({"code": "export const f = () => 1"})).await
+    };
+    let (held, r) = tokio::join!(hold, deploy_now);
+    assert_eq!(held.status, 200);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["kind"], "overloaded");
+    assert!(r.header("retry-after").is_some());
+    // Nothing was recorded: the function does not exist.
+    let r = a
+        .send("GET", "/tenants/busy/functions/f", Value::Null)
+        .await;
+    assert_eq!(r.status, 404);
+}
