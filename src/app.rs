@@ -90,6 +90,7 @@ impl App {
                     (s.size as u64, s.busy as u64, s.queued as u64)
                 }),
                 isolates_created: engine.isolates_created(),
+                served_on_lanes: engine.served_on_lanes(),
                 sessions: Box::new(move || counted.count() as u64),
             },
             config.tenant_metrics,

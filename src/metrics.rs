@@ -69,6 +69,8 @@ pub struct Live {
     pub pool: Box<dyn Fn() -> (u64, u64, u64) + Send + Sync>,
     /// Isolates made so far.
     pub isolates_created: Arc<AtomicU64>,
+    /// Calls run on their connection's thread so far.
+    pub served_on_lanes: Arc<AtomicU64>,
     /// Sessions alive.
     pub sessions: Box<dyn Fn() -> u64 + Send + Sync>,
 }
@@ -117,6 +119,16 @@ impl Collector for Live {
             "V8 isolates made (fresh, warm, notebook)",
             None,
             created.metric_type(),
+        )?)?;
+        let lanes = ConstCounter::new(
+            self.served_on_lanes
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        lanes.encode(encoder.encode_descriptor(
+            "isoexec_calls_on_connection_thread",
+            "\"none\" calls run on the thread that read their request",
+            None,
+            lanes.metric_type(),
         )?)?;
         let process = ProcessFigures::read();
         let rss = ConstGauge::new(process.rss_bytes as i64);

@@ -375,7 +375,7 @@ pub struct Flags {
         long,
         global = true,
         value_name = "VALUE",
-        help = "Threads that serve HTTP connections, each connection on one of them [default: cores] [env: HTTP_THREADS]"
+        help = "Threads that serve HTTP connections, each connection on one of them; a thread serving one connection runs its \"none\" and \"frozen\" calls itself [default: twice the number of cores] [env: HTTP_THREADS]"
     )]
     pub http_threads: Option<String>,
     #[arg(
@@ -640,7 +640,7 @@ impl Config {
         )?;
         let http_threads = parse_num(
             s.raw("HTTP_THREADS", &f.http_threads),
-            cores,
+            2 * cores,
             1,
             1024,
             "thread count",
@@ -1106,7 +1106,7 @@ mod tests {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(c.pool_size, 2 * cores);
         assert_eq!(c.script_threads, cores);
-        assert_eq!(c.http_threads, cores);
+        assert_eq!(c.http_threads, 2 * cores);
         assert_eq!(c.compile_helpers, cores);
         assert!(c.limits.default_cpu_limit.is_none());
         assert!(c.api_key.is_none());

@@ -3,6 +3,7 @@
 //! calls and one warm isolate for `"none"` calls; any isolate that was
 //! killed, or failed mid-call, is dropped and replaced.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use super::policy::{Placement, Slot, placement};
 use super::queue::{Next, Queue, Queued};
 use super::transpile_cache::Module;
 use super::types::{ExecError, Execution, PROGRAM_STREAM_BYTES, Report, Task};
-use super::watchdog::{KillReason, KillRecord, ThreadCpuClock, Watch, Watchdog};
+use super::watchdog::{CancelFlag, KillReason, KillRecord, ThreadCpuClock, Watch, Watchdog};
 
 /// What the pool's handle and its isolate threads share.
 pub(super) struct Shared {
@@ -30,6 +31,8 @@ pub(super) struct Shared {
     /// Per thread: heap total, used and external bytes of its isolates,
     /// as of its last call.
     pub heap: Vec<[AtomicU64; 3]>,
+    /// The same for each connection thread's lane (see `engine::lane`).
+    pub lane_heap: std::sync::Mutex<Vec<Arc<[AtomicU64; 3]>>>,
     /// Isolates made so far (fresh, warm and notebook ones).
     pub isolates_created: Arc<AtomicU64>,
     /// Run one execution, then stop (a worker process's pool).
@@ -141,27 +144,31 @@ pub(super) fn main(shared: &Shared, id: usize) {
 const KEPT_OWNERS: usize = 4;
 /// The kept isolates of one slot hold at most 1/n of the memory limit
 /// together (as one kept isolate may: see `policy::KEPT_MAX_HEAP_SHARE`).
-const KEPT_SHARE: usize = 2;
+pub(super) const KEPT_SHARE: usize = 2;
 
 /// The kept isolates of one slot: at most one per owner, at most
 /// [`KEPT_OWNERS`], least recently used first, with the memory each held
 /// after its last call.
 #[derive(Default)]
-struct Kept(Vec<(Sandbox, usize)>);
+pub(super) struct Kept(Vec<(Sandbox, usize)>);
 
 impl Kept {
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Sandbox> {
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Sandbox> {
         self.0.iter_mut().map(|(s, _)| s)
     }
 
     /// The isolate `owner`'s calls use, or one no call has used yet. When
     /// there is neither and the set is full, the least recently used one
     /// is retired to make room.
-    fn take(&mut self, owner: &Option<Arc<str>>, retired: &mut Vec<Sandbox>) -> Option<Sandbox> {
+    pub(super) fn take(
+        &mut self,
+        owner: &Option<Arc<str>>,
+        retired: &mut Vec<Sandbox>,
+    ) -> Option<Sandbox> {
         let mine = self
             .0
             .iter()
@@ -179,7 +186,7 @@ impl Kept {
     /// Keeps `sandbox` as the most recently used, then retires the least
     /// recently used others while all of them hold more than `bound`.
     /// Returns the retired.
-    fn keep(&mut self, sandbox: Sandbox, memory: usize, bound: usize) -> Vec<Sandbox> {
+    pub(super) fn keep(&mut self, sandbox: Sandbox, memory: usize, bound: usize) -> Vec<Sandbox> {
         self.0.push((sandbox, memory));
         let mut retired = Vec::new();
         while self.0.len() > 1
@@ -192,14 +199,14 @@ impl Kept {
 
     /// Puts back an isolate taken for a call that did not run: it keeps
     /// its place as the most recently used.
-    fn put_back(&mut self, sandbox: Sandbox) {
+    pub(super) fn put_back(&mut self, sandbox: Sandbox) {
         self.0.push((sandbox, 0));
     }
 }
 
 /// How long an isolate thread waits for work before it collects the
 /// garbage of the isolates it keeps.
-const IDLE_COLLECT_AFTER: Duration = Duration::from_secs(1);
+pub(super) const IDLE_COLLECT_AFTER: Duration = Duration::from_secs(1);
 
 impl IsolateThread<'_> {
     /// A full garbage collection in each isolate this thread keeps.
@@ -297,7 +304,8 @@ impl IsolateThread<'_> {
         // The deadline covers everything from here on, compiling included.
         let started = Instant::now();
         let deadline = started + execution.timeout;
-        let code = match self.prepare(queued, deadline) {
+        let stop = || queued.cancel.is_cancelled() || queued.reply.is_closed();
+        let code = match prepare(self.shared, execution, &stop, deadline) {
             Ok(code) => code,
             Err(e) => {
                 // Unused: kept for the next execution of its slot.
@@ -305,7 +313,17 @@ impl IsolateThread<'_> {
                 return (Report::failed(e), None);
             }
         };
-        let (mut report, memory_used) = self.call(&mut sandbox, queued, &code, deadline, slot);
+        let (shared, rt, clock) = (self.shared, &self.rt, self.cpu_clock);
+        let gone = closed(&queued.reply);
+        let input = CallInput {
+            execution,
+            cancel: &queued.cancel,
+            code: &code,
+            deadline,
+            slot,
+        };
+        let (mut report, memory_used) = sandbox
+            .with_entered(|sandbox| rt.block_on(call_in(shared, clock, sandbox, input, gone)));
         report.queue_wait = queued.queued_at.elapsed().saturating_sub(started.elapsed());
         let keep = slot.policy().keeps(
             sandbox.reusable(),
@@ -323,31 +341,6 @@ impl IsolateThread<'_> {
         };
         self.retired.extend(retired);
         (report, None)
-    }
-
-    /// The execution's code, ready for an isolate: a call's script
-    /// compiled (through the cache), or a program's URL.
-    fn prepare(&self, queued: &Queued, deadline: Instant) -> Result<Code, ExecError> {
-        let stop = || queued.cancel.is_cancelled() || queued.reply.is_closed();
-        match &queued.execution.task {
-            Task::Call { script, .. } => self
-                .shared
-                .host
-                .cache
-                .get(script, deadline, &stop)
-                .map(Code::Call)
-                .map_err(ExecError::from),
-            Task::Program { path, source } if queued.execution.task.is_python() => {
-                python_program(path, source.clone(), queued.execution.scope.as_deref())
-            }
-            Task::Program { path, source } => match ModuleSpecifier::from_file_path(path) {
-                Ok(url) => Ok(Code::Program(url, source.clone())),
-                Err(()) => Err(internal(&format!(
-                    "{} is not an absolute path",
-                    path.display()
-                ))),
-            },
-        }
     }
 
     /// Keeps an isolate that ran nothing for the next execution of `slot`.
@@ -388,140 +381,201 @@ impl IsolateThread<'_> {
         }
         Ok(sandbox)
     }
+}
 
-    /// Runs `code` in `sandbox` under the watchdog until it settles, its
-    /// deadline passes or its caller goes away. Returns the report (its
-    /// queue wait not yet filled in) and the memory the isolate holds
-    /// afterwards (0 for a fresh one, which is not kept anyway).
-    fn call(
-        &self,
-        sandbox: &mut Sandbox,
-        queued: &Queued,
-        code: &Code,
-        deadline: Instant,
-        slot: Slot,
-    ) -> (Report, usize) {
-        let execution = &queued.execution;
-        let limits = &self.shared.limits;
-        let convert = ConvertLimits {
-            max_bytes: limits.max_result_bytes,
-            max_depth: limits.max_json_depth,
-        };
-        let sink = match code {
-            Code::Call(_) => LogSink::new(limits.max_log_entries, limits.max_log_bytes),
-            Code::Program(..) | Code::Python { .. } => LogSink::streams(PROGRAM_STREAM_BYTES),
-        };
-        let scope = execution
-            .scope
-            .as_deref()
-            .map(|dir| self.shared.host.scoped(dir));
-        let (watchdog, rt, cpu_clock) = (&self.shared.watchdog, &self.rt, self.cpu_clock);
-        let warm = slot == Slot::Warm;
-        sandbox.with_entered(|sandbox| {
-            sandbox.begin_call(CallSetup {
-                logs: sink,
-                env: execution.env.clone(),
-                deadline,
-                cancel: Some(queued.cancel.clone()),
-                write_budget: execution
-                    .write_budget
-                    .map_or(limits.max_write_bytes, |b| b.min(limits.max_write_bytes)),
-                stdin: execution.stdin.clone(),
-                scope,
-                net: execution.net.clone(),
-                memory_limit: execution.memory_limit,
-            });
-            let record = sandbox.kill_record();
-            // A tenant's calls are counted in its usage: their CPU time is
-            // read (two system calls), others' is not.
-            let cpu_before = cpu_clock
-                .filter(|_| execution.owner.is_some())
-                .map(|c| c.now());
-            let ticket = watchdog.arm(Watch {
-                isolate: sandbox.isolate_handle(),
-                record: record.clone(),
-                deadline,
-                cpu: execution
-                    .cpu_limit
-                    .zip(cpu_clock)
-                    .map(|(budget, clock)| (clock, clock.now(), budget)),
-                cancel: Some(queued.cancel.clone()),
-            });
-            let outcome = rt.block_on(async {
-                let run = async {
-                    match (code, &execution.task) {
-                        (
-                            Code::Call(module),
-                            Task::Call {
-                                fn_name, payload, ..
-                            },
-                        ) => {
-                            sandbox
-                                .call(module, fn_name, payload, convert, warm, execution.entry)
-                                .await
-                        }
-                        (Code::Program(url, source), _) => sandbox
-                            .run_program(
-                                url,
-                                source.clone(),
-                                execution.language == super::types::Language::JavaScript,
-                            )
-                            .await
-                            .map(|()| String::new()),
-                        (
-                            Code::Python {
-                                code,
-                                filename,
-                                files,
-                                root,
-                            },
-                            _,
-                        ) => sandbox
-                            .run_python(code, filename, files.clone(), root.as_deref())
-                            .await
-                            .map(|()| String::new()),
-                        _ => Err(internal("the task and its code disagree")),
-                    }
-                };
-                tokio::select! {
-                    r = run => r,
-                    _ = tokio::time::sleep_until(deadline.into()) => {
-                        Err(stopped(&record, KillReason::Timeout))
-                    }
-                    _ = closed(&queued.reply) => Err(stopped(&record, KillReason::Cancelled)),
+/// The execution's code, ready for an isolate: a call's script compiled
+/// (through the cache), or a program's URL. `stop` says the caller went
+/// away.
+pub(super) fn prepare(
+    shared: &Shared,
+    execution: &Execution,
+    stop: &dyn Fn() -> bool,
+    deadline: Instant,
+) -> Result<Code, ExecError> {
+    match &execution.task {
+        Task::Call { script, .. } => shared
+            .host
+            .cache
+            .get(script, deadline, stop)
+            .map(Code::Call)
+            .map_err(ExecError::from),
+        Task::Program { path, source } if execution.task.is_python() => {
+            python_program(path, source.clone(), execution.scope.as_deref())
+        }
+        Task::Program { path, source } => match ModuleSpecifier::from_file_path(path) {
+            Ok(url) => Ok(Code::Program(url, source.clone())),
+            Err(()) => Err(internal(&format!(
+                "{} is not an absolute path",
+                path.display()
+            ))),
+        },
+    }
+}
+
+/// One call's inputs besides its isolate.
+pub(super) struct CallInput<'a> {
+    pub execution: &'a Execution,
+    pub cancel: &'a Arc<CancelFlag>,
+    pub code: &'a Code,
+    pub deadline: Instant,
+    pub slot: Slot,
+}
+
+/// Runs a call in `sandbox`, whose isolate the caller has entered, under
+/// the watchdog until it settles, its deadline passes or `gone` resolves
+/// (its caller went away). Returns the report (its queue wait not yet
+/// filled in) and the memory the isolate holds afterwards (0 for a fresh
+/// one, which is not kept anyway).
+pub(super) async fn call_in(
+    shared: &Shared,
+    cpu_clock: Option<ThreadCpuClock>,
+    sandbox: &mut Sandbox,
+    input: CallInput<'_>,
+    gone: impl Future<Output = ()>,
+) -> (Report, usize) {
+    let CallInput {
+        execution,
+        cancel,
+        code,
+        deadline,
+        slot,
+    } = input;
+    let limits = &shared.limits;
+    let convert = ConvertLimits {
+        max_bytes: limits.max_result_bytes,
+        max_depth: limits.max_json_depth,
+    };
+    let sink = match code {
+        Code::Call(_) => LogSink::new(limits.max_log_entries, limits.max_log_bytes),
+        Code::Program(..) | Code::Python { .. } => LogSink::streams(PROGRAM_STREAM_BYTES),
+    };
+    let scope = execution
+        .scope
+        .as_deref()
+        .map(|dir| shared.host.scoped(dir));
+    let watchdog = &shared.watchdog;
+    let warm = slot == Slot::Warm;
+    sandbox.begin_call(CallSetup {
+        logs: sink,
+        env: execution.env.clone(),
+        deadline,
+        cancel: Some(cancel.clone()),
+        write_budget: execution
+            .write_budget
+            .map_or(limits.max_write_bytes, |b| b.min(limits.max_write_bytes)),
+        stdin: execution.stdin.clone(),
+        scope,
+        net: execution.net.clone(),
+        memory_limit: execution.memory_limit,
+    });
+    let record = sandbox.kill_record();
+    // A tenant's calls are counted in its usage: their CPU time is read
+    // (two system calls), others' is not.
+    let cpu_before = cpu_clock
+        .filter(|_| execution.owner.is_some())
+        .map(|c| c.now());
+    let ticket = watchdog.arm(Watch {
+        isolate: sandbox.isolate_handle(),
+        record: record.clone(),
+        deadline,
+        cpu: execution
+            .cpu_limit
+            .zip(cpu_clock)
+            .map(|(budget, clock)| (clock, clock.now(), budget)),
+        cancel: Some(cancel.clone()),
+    });
+    // Disarmed however the call ends, a dropped future included.
+    let armed = Armed {
+        watchdog,
+        ticket: Some(ticket),
+    };
+    let outcome = {
+        let run = async {
+            match (code, &execution.task) {
+                (
+                    Code::Call(module),
+                    Task::Call {
+                        fn_name, payload, ..
+                    },
+                ) => {
+                    sandbox
+                        .call(module, fn_name, payload, convert, warm, execution.entry)
+                        .await
                 }
-            });
-            watchdog.disarm(ticket);
-            let cpu = cpu_clock
-                .zip(cpu_before)
-                .map_or(Duration::ZERO, |(c, before)| c.now().saturating_sub(before));
-            let (logs, logs_truncated) = sandbox.take_logs();
-            let memory = if slot.policy().kept || execution.owner.is_some() {
-                sandbox.memory_used()
-            } else {
-                0
-            };
-            let mut outcome = outcome.map_err(|e| name_missing_export(e, execution));
-            // A call held to less memory than the isolate's limit: its
-            // buffers were refused past it as they came; its heap is
-            // measured now, and a call over it fails and leaves nothing.
-            if let Some(limit) = execution.memory_limit
-                && memory > limit
-                && !matches!(outcome, Err(ExecError::MemoryLimit))
-            {
-                outcome = Err(ExecError::MemoryLimit);
-                sandbox.retire();
+                (Code::Program(url, source), _) => sandbox
+                    .run_program(
+                        url,
+                        source.clone(),
+                        execution.language == super::types::Language::JavaScript,
+                    )
+                    .await
+                    .map(|()| String::new()),
+                (
+                    Code::Python {
+                        code,
+                        filename,
+                        files,
+                        root,
+                    },
+                    _,
+                ) => sandbox
+                    .run_python(code, filename, files.clone(), root.as_deref())
+                    .await
+                    .map(|()| String::new()),
+                _ => Err(internal("the task and its code disagree")),
             }
-            let report = Report {
-                outcome,
-                logs,
-                logs_truncated,
-                queue_wait: Duration::ZERO,
-                cpu,
-                memory: memory as u64,
-            };
-            (report, memory)
-        })
+        };
+        tokio::select! {
+            r = run => r,
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                Err(stopped(&record, KillReason::Timeout))
+            }
+            () = gone => Err(stopped(&record, KillReason::Cancelled)),
+        }
+    };
+    drop(armed);
+    let cpu = cpu_clock
+        .zip(cpu_before)
+        .map_or(Duration::ZERO, |(c, before)| c.now().saturating_sub(before));
+    let (logs, logs_truncated) = sandbox.take_logs();
+    let memory = if slot.policy().kept || execution.owner.is_some() {
+        sandbox.memory_used()
+    } else {
+        0
+    };
+    let mut outcome = outcome.map_err(|e| name_missing_export(e, execution));
+    // A call held to less memory than the isolate's limit: its buffers
+    // were refused past it as they came; its heap is measured now, and a
+    // call over it fails and leaves nothing.
+    if let Some(limit) = execution.memory_limit
+        && memory > limit
+        && !matches!(outcome, Err(ExecError::MemoryLimit))
+    {
+        outcome = Err(ExecError::MemoryLimit);
+        sandbox.retire();
+    }
+    let report = Report {
+        outcome,
+        logs,
+        logs_truncated,
+        queue_wait: Duration::ZERO,
+        cpu,
+        memory: memory as u64,
+    };
+    (report, memory)
+}
+
+/// Keeps a call's watch armed until dropped.
+struct Armed<'a> {
+    watchdog: &'a Watchdog,
+    ticket: Option<super::watchdog::Ticket>,
+}
+
+impl Drop for Armed<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.watchdog.disarm(ticket);
+        }
     }
 }
 
@@ -550,7 +604,7 @@ fn internal(message: &str) -> ExecError {
 }
 
 /// An execution's code, ready for the sandbox.
-enum Code {
+pub(super) enum Code {
     Call(Arc<Module>),
     /// The main module's URL, and its text when it is not on disk.
     Program(ModuleSpecifier, Option<Arc<str>>),

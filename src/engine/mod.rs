@@ -9,6 +9,7 @@
 mod compile;
 mod isolate_thread;
 mod js;
+pub mod lane;
 mod lifeline;
 mod lint;
 mod mime;
@@ -73,6 +74,8 @@ pub struct Engine {
     process: Option<Arc<ProcessPool>>,
     /// Compile helpers: every parse, transpile and lint goes through them.
     compiler: Arc<Compiler>,
+    /// Calls run on their connection's thread (see [`lane`]).
+    served_on_lanes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Engine {
@@ -89,6 +92,7 @@ impl Engine {
             pool,
             process: Some(process),
             compiler,
+            served_on_lanes: Arc::default(),
         })
     }
 
@@ -105,6 +109,7 @@ impl Engine {
             pool,
             process: None,
             compiler,
+            served_on_lanes: Arc::default(),
         })
     }
 
@@ -121,6 +126,10 @@ impl Engine {
         let placement = policy::placement(execution.isolation, &execution.task);
         let report = match (&self.process, placement) {
             (Some(process), Placement::Process) => process.run(execution, cancel).await?,
+            // On the caller's own thread when that holds up nobody.
+            (_, Placement::Thread(_)) if let Some(claim) = lane::claim(execution) => {
+                lane::run(claim, execution.clone(), cancel).await
+            }
             _ => {
                 let rx = self.pool.submit(execution.clone(), cancel)?;
                 rx.await.unwrap_or_else(|_| {
@@ -176,6 +185,19 @@ impl Engine {
     /// Isolates made so far.
     pub fn isolates_created(&self) -> Arc<std::sync::atomic::AtomicU64> {
         self.pool.isolates_created()
+    }
+
+    /// What a connection thread needs to run calls itself (see [`lane`]).
+    pub fn lane_parts(&self) -> lane::LaneParts {
+        lane::LaneParts {
+            shared: self.pool.shared(),
+            served: self.served_on_lanes.clone(),
+        }
+    }
+
+    /// Calls run on their connection's thread so far.
+    pub fn served_on_lanes(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.served_on_lanes.clone()
     }
 
     /// Heap bytes of all isolates: (total, used, external).

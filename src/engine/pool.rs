@@ -75,6 +75,7 @@ impl Pool {
                 python_snapshot: options.python_snapshot,
             },
             heap: (0..options.size).map(|_| Default::default()).collect(),
+            lane_heap: Mutex::default(),
             isolates_created: Arc::default(),
             one_shot: options.one_shot,
         });
@@ -116,6 +117,11 @@ impl Pool {
         }
     }
 
+    /// What the isolate threads share, for a connection thread's lane.
+    pub(super) fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     /// A way to read the pool's occupancy from anywhere (metrics).
     pub(super) fn probe(&self) -> impl Fn() -> PoolStats + Send + Sync + 'static {
         let shared = self.shared.clone();
@@ -137,10 +143,12 @@ impl Pool {
     }
 
     /// Heap bytes of all isolates: (total, used, external), as of each
-    /// thread's last call.
+    /// thread's last call (a lane's: as of its last call, at most 10 times
+    /// a second).
     pub(super) fn heap(&self) -> [u64; 3] {
         let mut sum = [0u64; 3];
-        for thread in &self.shared.heap {
+        let lanes = lock(&self.shared.lane_heap).clone();
+        for thread in self.shared.heap.iter().chain(lanes.iter().map(|l| &**l)) {
             for (s, v) in sum.iter_mut().zip(thread) {
                 *s += v.load(Ordering::Relaxed);
             }

@@ -64,6 +64,9 @@ struct QueueState {
     /// Executions taken by an isolate thread and not finished yet, by
     /// script: one script holds at most `script_threads`.
     running_by_key: HashMap<u64, usize>,
+    /// Executions running on a connection thread's lane (see
+    /// `engine::lane`), by script: they count against the same share.
+    lanes_by_key: HashMap<u64, usize>,
     /// Threads waiting for work, in the order they began to wait.
     idle: Vec<usize>,
     closed: bool,
@@ -73,6 +76,12 @@ impl QueueState {
     /// Executions taken by an isolate thread and not finished yet.
     fn running(&self) -> usize {
         self.running_by_key.values().sum()
+    }
+
+    /// Executions of share `key` running anywhere.
+    fn held(&self, key: u64) -> usize {
+        self.running_by_key.get(&key).copied().unwrap_or(0)
+            + self.lanes_by_key.get(&key).copied().unwrap_or(0)
     }
 
     /// The thread that began to wait last, taken off the idle list: it
@@ -147,10 +156,7 @@ impl Queue {
         loop {
             // Off the idle list, whether woken for work or spuriously.
             state.idle.retain(|&t| t != id);
-            let eligible = state
-                .waiting
-                .iter()
-                .position(|q| state.running_by_key.get(&q.key).copied().unwrap_or(0) < q.cap);
+            let eligible = state.waiting.iter().position(|q| state.held(q.key) < q.cap);
             if let Some(i) = eligible
                 && let Some(q) = state.waiting.remove(i)
             {
@@ -185,8 +191,9 @@ impl Queue {
         let key = queued.key;
         let mut state = lock(&self.state);
         let mut was_capped = false;
+        let held = state.held(key);
         if let Some(n) = state.running_by_key.get_mut(&key) {
-            was_capped = *n >= queued.cap;
+            was_capped = held >= queued.cap;
             *n -= 1;
             if *n == 0 {
                 state.running_by_key.remove(&key);
@@ -196,6 +203,41 @@ impl Queue {
         // Only then is a waiting thread woken: waking every idle thread after
         // every call costs each of them a context switch per call.
         let idle = if was_capped && state.waiting.iter().any(|q| q.key == key) {
+            state.take_idle()
+        } else {
+            None
+        };
+        drop(state);
+        self.wake(idle);
+    }
+
+    /// A share for `execution` to run on a connection thread's lane: none
+    /// when its script (or client) already holds its share, has executions
+    /// waiting here (they go first), or the queue is closed.
+    pub(super) fn claim_lane(&self, execution: &Execution) -> Option<LaneShare> {
+        let key = share_key(execution);
+        let cap = execution
+            .max_threads
+            .map_or(self.script_threads, |n| n.clamp(1, self.script_threads));
+        let mut state = lock(&self.state);
+        if state.closed || state.held(key) >= cap || state.waiting.iter().any(|q| q.key == key) {
+            return None;
+        }
+        *state.lanes_by_key.entry(key).or_default() += 1;
+        Some(LaneShare { key, cap })
+    }
+
+    /// Gives back a share [`Queue::claim_lane`] gave.
+    pub(super) fn release_lane(&self, share: &LaneShare) {
+        let mut state = lock(&self.state);
+        let was_capped = state.held(share.key) >= share.cap;
+        if let Some(n) = state.lanes_by_key.get_mut(&share.key) {
+            *n -= 1;
+            if *n == 0 {
+                state.lanes_by_key.remove(&share.key);
+            }
+        }
+        let idle = if was_capped && state.waiting.iter().any(|q| q.key == share.key) {
             state.take_idle()
         } else {
             None
@@ -224,6 +266,13 @@ impl Queue {
             queued,
         }
     }
+}
+
+/// A share of a script's (or client's) threads held by a call on a
+/// connection thread's lane; give it back with [`Queue::release_lane`].
+pub(super) struct LaneShare {
+    key: u64,
+    cap: usize,
 }
 
 /// Whose share an execution counts against: its client's when known;

@@ -52,7 +52,10 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(app.config.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
-    let threads = ConnThreads::start(app.config.http_threads)?;
+    let threads = ConnThreads::start(
+        app.config.http_threads,
+        Some(app.runner.engine.lane_parts()),
+    )?;
     let graceful = GracefulShutdown::new();
     let head_timeout = app.config.header_read_timeout;
     tokio::pin!(shutdown);
@@ -107,10 +110,13 @@ pub async fn serve(
             };
             // hyper's header-read timer only starts once the protocol is
             // known: bound the wait for the first bytes here.
-            if !protocol_known(&stream, head_timeout).await {
+            let Some(h2) = protocol_known(&stream, head_timeout).await else {
                 tracing::debug!(%peer, "closed a connection that sent no request in time");
                 return;
-            }
+            };
+            // An HTTP/2 connection's streams share its thread: while one is
+            // open there, calls are not run on it.
+            let _h2 = h2.then(crate::engine::lane::h2_open);
             // Idle connections (HTTP/2 ones too) end after the head timeout.
             let stream = IdleStream::new(stream, in_flight, head_timeout);
             let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -154,22 +160,22 @@ pub async fn serve(
 
 /// Waits until the connection's first bytes tell HTTP/1 from HTTP/2 (24
 /// bytes of the HTTP/2 preface, or any byte that departs from it), up to
-/// `limit`. False if the client sent nothing useful in time or hung up.
-async fn protocol_known(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
+/// `limit`: whether it is HTTP/2, or `None` if the client sent nothing
+/// useful in time or hung up.
+async fn protocol_known(stream: &tokio::net::TcpStream, limit: Duration) -> Option<bool> {
     let deadline = tokio::time::Instant::now() + limit;
     let mut buf = [0u8; 24];
     loop {
         let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await;
         match peeked {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return false,
-            Ok(Ok(n)) if n >= H2_PREFACE.len() || !H2_PREFACE.starts_with(&buf[..n]) => {
-                return true;
-            }
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+            Ok(Ok(n)) if n >= H2_PREFACE.len() => return Some(buf.starts_with(H2_PREFACE)),
+            Ok(Ok(n)) if !H2_PREFACE.starts_with(&buf[..n]) => return Some(false),
             // Part of the preface so far: peek returns at once while those
             // bytes sit unread, so poll for more at a gentle pace.
             Ok(Ok(_)) => {
                 if tokio::time::Instant::now() >= deadline {
-                    return false;
+                    return None;
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }

@@ -74,6 +74,25 @@ async fn invoke(c: &Client<'_>, tenant: &str, name: &str, f: &str, payload: Valu
     .await
 }
 
+/// As [`invoke`], on the keep-alive connection `conn`.
+async fn invoke_on(
+    conn: &mut crate::support::Conn,
+    c: &Client<'_>,
+    tenant: &str,
+    name: &str,
+    f: &str,
+) -> Reply {
+    let auth = format!("Bearer {}", c.key);
+    let body = json!({"fn": f, "payload": null}).to_string();
+    conn.request(
+        "POST",
+        &format!("/tenants/{tenant}/functions/{name}/invoke"),
+        &[("authorization", auth.as_str())],
+        body,
+    )
+    .await
+}
+
 fn server() -> Server {
     Server::start_with(&[("API_KEY", OPERATOR), ("POOL_SIZE", "2")])
 }
@@ -471,7 +490,8 @@ async fn http_routes_call_fetch_handlers_as_the_platforms_do() {
 
 #[tokio::test]
 async fn warm_state_is_the_functions_own_and_never_another_tenants() {
-    // One isolate thread: every call of every tenant lands on it.
+    // One isolate thread: every call of every tenant that is not run on
+    // its connection's thread lands on it.
     let s = Server::start_with(&[("API_KEY", OPERATOR), ("POOL_SIZE", "1")]);
     let a = tenant(&s, "planter", json!({}), json!(["deploy", "invoke"])).await;
     let b = tenant(&s, "prober", json!({}), json!(["deploy", "invoke"])).await;
@@ -505,22 +525,34 @@ async fn warm_state_is_the_functions_own_and_never_another_tenants() {
         .await;
         assert_eq!(r.status, 201, "{}", r.text());
     }
+    // Every call on one connection: all of them run on the thread that
+    // serves it, in its kept isolates.
+    let mut conn = s.connect().await;
     for round in 1..=3 {
         // Warm: the function's own state carries on between its calls.
-        let r = invoke(&a, "planter", "c", "count", Value::Null).await;
+        let r = invoke_on(&mut conn, &a, "planter", "c", "count").await;
         assert_eq!(r.json()["result"], round, "{}", r.text());
         // Clean: nothing carries over.
-        let r = invoke(&a, "planter", "clean", "count", Value::Null).await;
+        let r = invoke_on(&mut conn, &a, "planter", "clean", "count").await;
         assert_eq!(r.json()["result"], 1, "{}", r.text());
         for isolation in ["none", "frozen"] {
-            let r = invoke(
-                &b,
-                "prober",
-                &format!("probe-{isolation}"),
-                "look",
-                Value::Null,
-            )
-            .await;
+            let name = format!("probe-{isolation}");
+            let r = invoke_on(&mut conn, &b, "prober", &name, "look").await;
+            assert_eq!(r.json()["result"], Value::Null, "{isolation}: {}", r.text());
+        }
+    }
+    // Calls on other connections (other threads' isolates, or the isolate
+    // thread's) see no other tenant's state either.
+    for _ in 0..2 {
+        let r = invoke(&a, "planter", "c", "count", Value::Null).await;
+        assert!(
+            r.json()["result"].as_u64().is_some_and(|n| n >= 1),
+            "{}",
+            r.text()
+        );
+        for isolation in ["none", "frozen"] {
+            let name = format!("probe-{isolation}");
+            let r = invoke(&b, "prober", &name, "look", Value::Null).await;
             assert_eq!(r.json()["result"], Value::Null, "{isolation}: {}", r.text());
         }
     }

@@ -44,8 +44,10 @@ async fn isolate_mode_shows_nothing_from_earlier_calls() {
 #[tokio::test]
 async fn none_mode_reuses_a_warm_isolate_and_cancels_leftover_timers() {
     let s = Server::start_with(&[("POOL_SIZE", "1")]);
-    let r1 = s.call(COUNTER, "f", json!({"isolation": "none"})).await;
-    let r2 = s.call(COUNTER, "f", json!({"isolation": "none"})).await;
+    // One keep-alive connection: its calls share the thread that serves it.
+    let mut c = s.connect().await;
+    let r1 = c.call(COUNTER, "f", json!({"isolation": "none"})).await;
+    let r2 = c.call(COUNTER, "f", json!({"isolation": "none"})).await;
     assert_eq!(r1.json()["result"], json!({"calls": 1, "before": null}));
     assert_eq!(r2.json()["result"], json!({"calls": 2, "before": "set"}));
 
@@ -56,7 +58,7 @@ async fn none_mode_reuses_a_warm_isolate_and_cancels_leftover_timers() {
             return "armed";
         }
     "#;
-    let r = s
+    let r = c
         .call(leaves_timer, "f", json!({"isolation": "none"}))
         .await;
     assert_eq!(r.json()["result"], "armed");
@@ -66,11 +68,11 @@ async fn none_mode_reuses_a_warm_isolate_and_cancels_leftover_timers() {
             return "waited";
         }
     "#;
-    let r = s.call(waits, "f", json!({"isolation": "none"})).await;
+    let r = c.call(waits, "f", json!({"isolation": "none"})).await;
     assert_eq!(r.json()["result"], "waited");
     assert_eq!(r.json()["logs"], json!([]));
     // The timers were cancelled, not the isolate replaced: state lives on.
-    let r3 = s.call(COUNTER, "f", json!({"isolation": "none"})).await;
+    let r3 = c.call(COUNTER, "f", json!({"isolation": "none"})).await;
     assert_eq!(r3.json()["result"], json!({"calls": 3, "before": "set"}));
 }
 
@@ -224,6 +226,8 @@ async fn isolates_created(s: &Server) -> u64 {
 #[tokio::test]
 async fn nothing_of_one_call_reaches_the_next_however_it_ended() {
     let s = Server::start_with(&[("POOL_SIZE", "1"), ("MEMORY_LIMIT_MB", "32")]);
+    // One keep-alive connection: its calls share the thread that serves it.
+    let mut c = s.connect().await;
     // The same probe as another script: a different module, cached apart.
     let other = format!("// another script\n{PLANTER}");
     let clean = json!({
@@ -246,7 +250,7 @@ async fn nothing_of_one_call_reaches_the_next_however_it_ended() {
         if isolation == "frozen" {
             // Settles the thread: the frozen isolate exists and no spare is
             // being made while the count is read.
-            let r = s
+            let r = c
                 .call(
                     "export const f = () => 1",
                     "f",
@@ -256,7 +260,7 @@ async fn nothing_of_one_call_reaches_the_next_however_it_ended() {
             assert_eq!(r.json()["result"], 1);
         }
         let before = isolates_created(&s).await;
-        let r = s
+        let r = c
             .call(
                 PLANTER,
                 "plant",
@@ -275,7 +279,7 @@ async fn nothing_of_one_call_reaches_the_next_however_it_ended() {
             Some(kind) => assert_eq!(body["kind"], kind, "{isolation} {mode}: {body}"),
         }
         for script in [PLANTER, other.as_str()] {
-            let r = s
+            let r = c
                 .call(script, "probe", json!({"isolation": isolation}))
                 .await;
             let body = r.json();
@@ -373,6 +377,8 @@ async fn frozen_calls_get_new_instances_of_imported_modules() {
     .unwrap();
     let dir = tools.0.display().to_string();
     let s = Server::start_with(&[("POOL_SIZE", "1"), ("TOOLS_DIR", &dir)]);
+    // One keep-alive connection: its calls share the thread that serves it.
+    let mut c = s.connect().await;
     let script = format!(
         "import {{ inc }} from 'file://{dir}/counter.ts';\n\
          export const f = () => ({{ n: inc(), url: import.meta.url.includes('#') }});"
@@ -381,14 +387,14 @@ async fn frozen_calls_get_new_instances_of_imported_modules() {
     let counts: Vec<Value> = {
         let mut v = Vec::new();
         for _ in 0..2 {
-            let r = s.call(&script, "f", json!({"isolation": "none"})).await;
+            let r = c.call(&script, "f", json!({"isolation": "none"})).await;
             v.push(r.json()["result"]["n"].clone());
         }
         v
     };
     assert_eq!(counts, [json!(1), json!(2)]);
     for _ in 0..3 {
-        let r = s.call(&script, "f", json!({"isolation": "frozen"})).await;
+        let r = c.call(&script, "f", json!({"isolation": "frozen"})).await;
         assert_eq!(
             r.json()["result"],
             json!({"n": 1, "url": true}),

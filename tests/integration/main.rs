@@ -10,6 +10,7 @@ mod hostile;
 mod http;
 mod isolation;
 mod jobs;
+mod lanes;
 mod layout;
 mod limits;
 mod migrating;

@@ -33,19 +33,20 @@ async fn their_setting_names_take_effect_in_our_units() {
 
 #[tokio::test]
 async fn default_isolation_and_environment_are_settings() {
-    // One isolate thread: its warm isolate serves every "none" call.
     let s = Server::start_with(&[
         ("DEFAULT_ISOLATION", "none"),
         ("DEFAULT_ENVIRONMENT", "javascript"),
         ("POOL_SIZE", "1"),
     ]);
-    // Calls that name no isolation share the warm isolate: state persists.
+    // Calls that name no isolation share the warm isolate: state persists
+    // (calls on one connection; each thread has its own warm isolates).
     let counter = "let n = 0; export function f() { n += 1; return n; }";
-    let first = s.call(counter, "f", json!({})).await.json()["result"].clone();
-    let second = s.call(counter, "f", json!({})).await.json()["result"].clone();
+    let mut c = s.connect().await;
+    let first = c.call(counter, "f", json!({})).await.json()["result"].clone();
+    let second = c.call(counter, "f", json!({})).await.json()["result"].clone();
     assert_eq!((first, second), (json!(1), json!(2)));
     // Naming one still wins.
-    let fresh = s.call(counter, "f", json!({"isolation": "isolate"})).await;
+    let fresh = c.call(counter, "f", json!({"isolation": "isolate"})).await;
     assert_eq!(fresh.json()["result"], 1);
     // A session without an environment gets the default one.
     let created = s.post("/api/v1/sessions", &json!({})).await;

@@ -182,34 +182,23 @@ impl Server {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Reply {
+        self.connect()
+            .await
+            .request(method, path, headers, body)
+            .await
+    }
+
+    /// A keep-alive connection: its requests share one TCP connection.
+    pub async fn connect(&self) -> Conn {
         let stream = TcpStream::connect(self.addr).await.expect("connect");
-        let (mut sender, conn) =
+        let (sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
                 .expect("handshake");
         tokio::spawn(conn);
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", self.addr.to_string());
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req.body(Full::new(body.into())).expect("request");
-        let resp = sender.send_request(req).await.expect("send");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes()
-            .to_vec();
-        Reply {
-            status,
-            headers,
-            body,
+        Conn {
+            sender,
+            host: self.addr.to_string(),
         }
     }
 
@@ -293,6 +282,68 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("pool did not return to idle: {last}");
+    }
+}
+
+/// One HTTP/1 connection to the server; dropping it closes it.
+pub struct Conn {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Conn {
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.host.as_str());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(body.into())).expect("request");
+        let resp = self.sender.send_request(req).await.expect("send");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// `POST /run` with `script`, `fn` and any extra fields.
+    pub async fn call(&mut self, script: &str, func: &str, extra: Value) -> Reply {
+        let mut body = serde_json::json!({ "script": script, "fn": func });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let body = serde_json::to_vec(&body).expect("json");
+        self.request(
+            "POST",
+            "/run",
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        self.request("GET", path, &[], Bytes::new()).await
     }
 }
 

@@ -344,6 +344,17 @@ impl Sandbox {
         r
     }
 
+    /// This sandbox with its isolate entered on the current thread until
+    /// the guard is dropped: for a call that spans awaits (see
+    /// `engine::lane`), where a closure cannot hold the isolate entered.
+    /// Nothing else may enter an isolate on this thread meanwhile.
+    pub(crate) fn entered(&mut self) -> Entered<'_> {
+        // SAFETY: paired with the exit in `Entered::drop`, on this thread
+        // (the guard borrows the sandbox, which never leaves it).
+        unsafe { self.runtime.v8_isolate().enter() };
+        Entered(self)
+    }
+
     /// The runtime itself, for the notebook's inspector session.
     pub(super) fn runtime_mut(&mut self) -> &mut JsRuntime {
         &mut self.runtime
@@ -1024,6 +1035,29 @@ fn frozen_hint(error: ExecError) -> ExecError {
             }
         }
         other => other,
+    }
+}
+
+/// A sandbox whose isolate is entered (see [`Sandbox::entered`]).
+pub(crate) struct Entered<'a>(&'a mut Sandbox);
+
+impl std::ops::Deref for Entered<'_> {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        self.0
+    }
+}
+
+impl std::ops::DerefMut for Entered<'_> {
+    fn deref_mut(&mut self) -> &mut Sandbox {
+        self.0
+    }
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the isolate `Sandbox::entered` entered, on this thread.
+        unsafe { self.0.runtime.v8_isolate().exit() };
     }
 }
 

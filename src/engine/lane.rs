@@ -1,0 +1,449 @@
+//! Calls run on the thread that read their request.
+//!
+//! A `"none"` or `"frozen"` call handed to an isolate thread crosses threads twice — the
+//! isolate thread is woken for it, and the connection's thread for its
+//! answer — and on a small machine those two wake-ups cost more than the
+//! call. A connection thread (see `http::threads`) may therefore keep warm
+//! isolates of its own, a *lane*, and run a call itself when doing so can
+//! hold up nothing else: the call's connection is the only one the thread
+//! serves, it speaks HTTP/1 (one request at a time), no other task lives on
+//! the thread, and no other call runs there. The accept loop gives no new
+//! connection to a thread while such a call runs (`Seat::busy`); the two
+//! sides order their flags so that one of them always sees the other.
+//!
+//! Everything else about the call is as on an isolate thread: the same
+//! kept isolates per owner, the watchdog's deadline, CPU and cancellation,
+//! the same report. A caller that goes away drops the call's future, which
+//! ends the call at its next wait and drops its isolate.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use super::isolate_thread::{
+    CallInput, IDLE_COLLECT_AFTER, KEPT_SHARE, Kept, Shared, call_in, prepare,
+};
+use super::js::Sandbox;
+use super::policy::{Placement, Slot, placement};
+use super::queue::LaneShare;
+use super::types::{ExecError, Execution, Report};
+use super::watchdog::{CancelFlag, ThreadCpuClock};
+
+/// A connection thread's flags, shared with the accept loop.
+#[derive(Clone, Default)]
+pub struct Seat {
+    /// A call runs on the thread: no new connection goes there.
+    pub busy: Arc<AtomicBool>,
+    /// Connections given to the thread (counted before they start).
+    pub open: Arc<AtomicUsize>,
+}
+
+impl Seat {
+    /// Counts a connection the accept loop means to give this thread;
+    /// false (and not counted) while a call runs there. Pairs with
+    /// [`claim`]: each writes its flag before reading the other's.
+    pub fn try_enter(&self) -> bool {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        if self.busy.load(Ordering::SeqCst) {
+            self.open.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+}
+
+/// What a connection thread needs to run calls itself.
+#[derive(Clone)]
+pub struct LaneParts {
+    pub(super) shared: Arc<Shared>,
+    pub(super) served: Arc<AtomicU64>,
+}
+
+/// A connection thread's own isolates.
+struct Lane {
+    shared: Arc<Shared>,
+    seat: Seat,
+    cpu_clock: Option<ThreadCpuClock>,
+    warm: Kept,
+    /// The isolates `"frozen"` calls share here, one per owner.
+    frozen: Kept,
+    /// Kept isolates given up, dropped before the next call.
+    retired: Vec<Sandbox>,
+    /// Calls run here so far (a `/metrics` counter).
+    served: Arc<AtomicU64>,
+    /// Heap figures of the isolates kept here (total, used, external), and
+    /// when they were last read.
+    heap: Arc<[AtomicU64; 3]>,
+    heap_read: Option<Instant>,
+    /// When the last call here ended, and whether a task waits to collect
+    /// the garbage of the kept isolates once the thread has been idle.
+    last_call: Instant,
+    collector: bool,
+}
+
+/// How often a lane reads its isolates' heap figures at most: reading
+/// enters each one.
+const HEAP_READ_EVERY: Duration = Duration::from_millis(100);
+
+thread_local! {
+    static LANE: RefCell<Option<Lane>> = const { RefCell::new(None) };
+    /// The call running on this thread, polled through [`LaneCall`].
+    static RUNNING: RefCell<Option<Pin<Box<dyn Future<Output = Report>>>>> =
+        const { RefCell::new(None) };
+    /// HTTP/2 connections open on this thread: their streams share it.
+    static H2_OPEN: Cell<usize> = const { Cell::new(0) };
+}
+
+impl LaneParts {
+    /// Makes the current thread a lane, with `seat` shared with the
+    /// accept loop. Call on the connection thread, before it serves.
+    pub fn install(&self, seat: Seat) {
+        let lane = Lane {
+            shared: self.shared.clone(),
+            seat,
+            cpu_clock: ThreadCpuClock::current(),
+            warm: Kept::default(),
+            frozen: Kept::default(),
+            retired: Vec::new(),
+            served: self.served.clone(),
+            heap: Arc::default(),
+            heap_read: None,
+            last_call: Instant::now(),
+            collector: false,
+        };
+        crate::sync::lock(&self.shared.lane_heap).push(lane.heap.clone());
+        LANE.with(|l| *l.borrow_mut() = Some(lane));
+    }
+}
+
+/// Drops the current thread's lane and its isolates. Call on the thread,
+/// inside its runtime, before it ends.
+pub fn uninstall() {
+    let _running = RUNNING.with(|r| r.borrow_mut().take());
+    let lane = LANE.with(|l| l.borrow_mut().take());
+    if let Some(lane) = &lane {
+        crate::sync::lock(&lane.shared.lane_heap).retain(|h| !Arc::ptr_eq(h, &lane.heap));
+    }
+    drop(lane);
+}
+
+/// Counts an HTTP/2 connection on this thread until the guard is dropped:
+/// while one is open, no call runs on the thread.
+pub fn h2_open() -> H2Guard {
+    H2_OPEN.with(|n| n.set(n.get() + 1));
+    H2Guard(())
+}
+
+/// See [`h2_open`].
+pub struct H2Guard(());
+
+impl Drop for H2Guard {
+    fn drop(&mut self) {
+        H2_OPEN.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
+/// A place for `execution` on this thread, if it may run here now: the
+/// thread is then marked busy until the [`LaneCall`] made by [`run`] ends.
+pub(super) fn claim(execution: &Execution) -> Option<Claim> {
+    let eligible = matches!(
+        placement(execution.isolation, &execution.task),
+        Placement::Thread(Slot::Warm | Slot::Frozen)
+    );
+    if !eligible || H2_OPEN.with(Cell::get) > 0 {
+        return None;
+    }
+    LANE.with(|l| {
+        let lane = l.borrow();
+        let lane = lane.as_ref()?;
+        if lane.seat.busy.swap(true, Ordering::SeqCst) {
+            return None;
+        }
+        // Only the caller's connection on this thread, and no other task
+        // (one a request spawned, which a long call would hold up); and the
+        // script's (or client's, or tenant's) share of threads not used up.
+        let tasks = 1 + usize::from(lane.collector);
+        let alone = lane.seat.open.load(Ordering::SeqCst) == 1
+            && tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.metrics().num_alive_tasks() == tasks);
+        let share = alone
+            .then(|| lane.shared.queue.claim_lane(execution))
+            .flatten();
+        match share {
+            Some(share) => Some(Claim {
+                share: Held {
+                    shared: lane.shared.clone(),
+                    share,
+                },
+            }),
+            None => {
+                lane.seat.busy.store(false, Ordering::SeqCst);
+                None
+            }
+        }
+    })
+}
+
+/// A claimed place on this thread's lane, for [`run`].
+pub(super) struct Claim {
+    share: Held,
+}
+
+/// A share of the script's threads, given back when dropped.
+struct Held {
+    shared: Arc<Shared>,
+    share: LaneShare,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.shared.queue.release_lane(&self.share);
+    }
+}
+
+/// Runs a claimed `execution` on this thread. The future must be polled
+/// on this thread (a connection's task never leaves it); dropping it ends
+/// the call.
+pub(super) fn run(claim: Claim, execution: Execution, cancel: Arc<CancelFlag>) -> LaneCall {
+    let call = call(claim, execution, cancel);
+    RUNNING.with(|r| *r.borrow_mut() = Some(Box::pin(call)));
+    LaneCall { done: false }
+}
+
+/// A call running on this thread (see [`run`]).
+pub(super) struct LaneCall {
+    done: bool,
+}
+
+impl Future for LaneCall {
+    type Output = Report;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Report> {
+        // Taken out while polled: the call uses the lane's other state.
+        let Some(mut call) = RUNNING.with(|r| r.borrow_mut().take()) else {
+            self.done = true;
+            release();
+            return Poll::Ready(Report::failed(internal("the call left its thread")));
+        };
+        match call.as_mut().poll(cx) {
+            Poll::Ready(report) => {
+                self.done = true;
+                release();
+                Poll::Ready(report)
+            }
+            Poll::Pending => {
+                RUNNING.with(|r| *r.borrow_mut() = Some(call));
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for LaneCall {
+    fn drop(&mut self) {
+        if !self.done {
+            // The caller went away: the call ends here, its isolate with it.
+            let call = RUNNING.with(|r| r.borrow_mut().take());
+            drop(call);
+            release();
+        }
+    }
+}
+
+/// The thread may take new connections again.
+fn release() {
+    LANE.with(|l| {
+        if let Some(lane) = l.borrow().as_ref() {
+            lane.seat.busy.store(false, Ordering::SeqCst);
+        }
+    });
+}
+
+/// The call itself: as an isolate thread runs a `"none"` or `"frozen"`
+/// call.
+async fn call(claim: Claim, execution: Execution, cancel: Arc<CancelFlag>) -> Report {
+    // The share is given back however the call ends.
+    let _share = claim.share;
+    let slot = match placement(execution.isolation, &execution.task) {
+        Placement::Thread(Slot::Frozen) => Slot::Frozen,
+        _ => Slot::Warm,
+    };
+    let owner = execution.owner.clone();
+    let taken = LANE.with(|l| {
+        let mut lane = l.borrow_mut();
+        let lane = lane.as_mut()?;
+        lane.retired.clear();
+        lane.served.fetch_add(1, Ordering::Relaxed);
+        let kept = match slot {
+            Slot::Frozen => lane.frozen.take(&owner, &mut lane.retired),
+            _ => lane.warm.take(&owner, &mut lane.retired),
+        };
+        Some((lane.shared.clone(), lane.cpu_clock, kept))
+    });
+    let Some((shared, cpu_clock, kept)) = taken else {
+        return Report::failed(internal("no isolates on this thread"));
+    };
+    let mut sandbox = match kept {
+        Some(sandbox) => sandbox,
+        None => {
+            let made = match slot {
+                Slot::Frozen => Sandbox::frozen(&shared.host),
+                _ => Sandbox::new(&shared.host),
+            };
+            match made {
+                Ok(sandbox) => {
+                    shared.isolates_created.fetch_add(1, Ordering::Relaxed);
+                    sandbox
+                }
+                Err(e) => {
+                    return Report::failed(internal(&format!("could not create an isolate: {e}")));
+                }
+            }
+        }
+    };
+    sandbox.owner = Some(owner);
+    let deadline = Instant::now() + execution.timeout;
+    let stop = || cancel.is_cancelled();
+    let code = match prepare(&shared, &execution, &stop, deadline) {
+        Ok(code) => code,
+        Err(e) => {
+            keep(slot, sandbox, 0);
+            return Report::failed(e);
+        }
+    };
+    let (report, memory) = {
+        let mut entered = sandbox.entered();
+        let input = CallInput {
+            execution: &execution,
+            cancel: &cancel,
+            code: &code,
+            deadline,
+            slot,
+        };
+        call_in(
+            &shared,
+            cpu_clock,
+            &mut entered,
+            input,
+            std::future::pending(),
+        )
+        .await
+    };
+    let limit = shared.limits.memory_limit_bytes;
+    let kept = slot
+        .policy()
+        .keeps(sandbox.reusable(), sandbox.module_count(), memory, limit);
+    if kept {
+        keep(slot, sandbox, memory);
+    } else {
+        // Dropped before the next call, not while the caller waits.
+        LANE.with(|l| {
+            if let Some(lane) = l.borrow_mut().as_mut() {
+                lane.retired.push(sandbox);
+            }
+        });
+    }
+    collect_when_idle();
+    report
+}
+
+/// Collects the garbage the calls left in the kept isolates once the
+/// thread has had no call for [`IDLE_COLLECT_AFTER`] (an idle isolate never
+/// collects by itself), as an isolate thread does. One task waits for that
+/// at a time; it touches nothing while a call runs.
+fn collect_when_idle() {
+    let start = LANE.with(|l| {
+        let mut lane = l.borrow_mut();
+        let lane = lane.as_mut()?;
+        lane.last_call = Instant::now();
+        if lane.collector {
+            return None;
+        }
+        lane.collector = true;
+        Some(())
+    });
+    if start.is_none() {
+        return;
+    }
+    // Polled on this thread only (its runtime is single-threaded): the task
+    // reaches the lane through the thread's own state.
+    tokio::spawn(async {
+        let mut due = Instant::now() + IDLE_COLLECT_AFTER;
+        loop {
+            tokio::time::sleep_until(due.into()).await;
+            let next = LANE.with(|l| {
+                let mut lane = l.borrow_mut();
+                let lane = lane.as_mut()?;
+                if lane.seat.busy.load(Ordering::SeqCst) {
+                    // A call runs (waiting on something): look again later.
+                    return Some(Instant::now() + IDLE_COLLECT_AFTER);
+                }
+                if lane.last_call.elapsed() < IDLE_COLLECT_AFTER {
+                    return Some(lane.last_call + IDLE_COLLECT_AFTER);
+                }
+                lane.retired.clear();
+                for sandbox in lane.warm.iter_mut().chain(lane.frozen.iter_mut()) {
+                    sandbox.with_entered(|sb| sb.collect_garbage());
+                }
+                lane.heap_read = None;
+                lane.record_heap();
+                lane.collector = false;
+                None
+            });
+            match next {
+                Some(at) => due = at,
+                None => return,
+            }
+        }
+    });
+}
+
+/// Keeps `sandbox` among the lane's isolates of `slot`, and publishes the
+/// heap figures of those it keeps.
+fn keep(slot: Slot, sandbox: Sandbox, memory: usize) {
+    LANE.with(|l| {
+        if let Some(lane) = l.borrow_mut().as_mut() {
+            let bound = lane.shared.limits.memory_limit_bytes / KEPT_SHARE;
+            let retired = match slot {
+                Slot::Frozen => lane.frozen.keep(sandbox, memory, bound),
+                _ => lane.warm.keep(sandbox, memory, bound),
+            };
+            lane.retired.extend(retired);
+            lane.record_heap();
+        }
+    });
+}
+
+impl Lane {
+    /// Publishes the heap figures of the isolates kept here, unless they
+    /// were read less than [`HEAP_READ_EVERY`] ago.
+    fn record_heap(&mut self) {
+        if self
+            .heap_read
+            .is_some_and(|t| t.elapsed() < HEAP_READ_EVERY)
+        {
+            return;
+        }
+        self.heap_read = Some(Instant::now());
+        let mut sum = [0u64; 3];
+        for sandbox in self.warm.iter_mut().chain(self.frozen.iter_mut()) {
+            let figures = sandbox.with_entered(|sb| sb.heap_figures());
+            for (s, v) in sum.iter_mut().zip(figures) {
+                *s += v;
+            }
+        }
+        for (a, v) in self.heap.iter().zip(sum) {
+            a.store(v, Ordering::Relaxed);
+        }
+    }
+}
+
+fn internal(message: &str) -> ExecError {
+    ExecError::Internal {
+        message: message.into(),
+    }
+}

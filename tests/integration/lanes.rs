@@ -1,0 +1,187 @@
+//! `"none"` and `"frozen"` calls run on the thread that read their request when that
+//! thread serves their connection alone, and never where they could hold
+//! up another connection.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::Server;
+
+const ON_LANE: &str = "isoexec_calls_on_connection_thread_total";
+const COUNTER: &str = "let n = 0; export function f() { n += 1; return n; }";
+const SPIN: &str = "export function f() { while (true) {} }";
+
+/// CPU time (user and system) the server's thread `name` has used.
+fn thread_cpu(pid: u32, name: &str) -> Duration {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the command's closing parenthesis; utime and stime
+        // are the 14th and 15th of the whole line, in clock ticks (100/s).
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        return Duration::from_millis(fields.iter().sum::<u64>() * 10);
+    }
+    Duration::ZERO
+}
+
+/// Waits until `/metrics` says `name` reached `at_least`.
+async fn metric_reaches(s: &Server, name: &str, at_least: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.metric(name).await < at_least {
+        assert!(Instant::now() < deadline, "{name} never reached {at_least}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_connection_alone_on_its_thread_has_its_calls_run_there() {
+    let s = Server::start();
+    let mut conn = s.connect().await;
+    for want in 1..=5 {
+        let r = conn.call(COUNTER, "f", json!({"isolation": "none"})).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        // One warm isolate: the thread's own, kept between the calls.
+        assert_eq!(r.json()["result"], want);
+    }
+    assert_eq!(s.metric(ON_LANE).await, 5.0);
+    // "frozen" calls run there too, each on a new module instance.
+    for _ in 0..3 {
+        let r = conn
+            .call(COUNTER, "f", json!({"isolation": "frozen"}))
+            .await;
+        assert_eq!(r.json()["result"], 1);
+    }
+    assert_eq!(s.metric(ON_LANE).await, 8.0);
+    // A fresh isolate per call is the isolate threads' work.
+    let r = conn
+        .call(COUNTER, "f", json!({"isolation": "isolate"}))
+        .await;
+    assert_eq!(r.json()["result"], 1);
+    assert_eq!(s.metric(ON_LANE).await, 8.0);
+    // The warm isolate was kept across the other modes' calls.
+    let r = conn.call(COUNTER, "f", json!({"isolation": "none"})).await;
+    assert_eq!(r.json()["result"], 6);
+}
+
+#[tokio::test]
+async fn a_looping_call_on_its_connection_thread_holds_up_no_other_connection() {
+    // One connection thread (and the reserve); two isolate threads, so the
+    // client's share of threads (two) leaves it one more call.
+    let s = Server::start_with(&[("HTTP_THREADS", "1"), ("POOL_SIZE", "2")]);
+    let mut looping = s.connect().await;
+    let started = Instant::now();
+    let spin = tokio::spawn(async move {
+        let r = looping
+            .call(SPIN, "f", json!({"isolation": "none", "timeout": 3000}))
+            .await;
+        (r.json(), Instant::now())
+    });
+    // The loop runs on the only connection thread (no other connection is
+    // opened before it does: one would share the thread)...
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while thread_cpu(s.pid(), "isoexec-http-0") < Duration::from_millis(300) {
+        assert!(
+            Instant::now() < deadline,
+            "the loop did not run on the connection thread"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(s.metric(ON_LANE).await, 1.0);
+    // ...and new connections are served meanwhile, calls included.
+    let h = s.get("/health").await;
+    assert_eq!(h.status, 200);
+    let r = s
+        .call(
+            "export const f = () => 42",
+            "f",
+            json!({"isolation": "none"}),
+        )
+        .await;
+    assert_eq!(r.json()["result"], 42);
+    let answered = Instant::now();
+    let (spun, ended) = spin.await.unwrap();
+    assert_eq!(spun["kind"], "timeout", "{spun}");
+    assert!(
+        answered < ended && answered - started < Duration::from_secs(2),
+        "other connections waited for the loop: {:?}",
+        answered - started
+    );
+    // The thread takes calls again once the loop is killed.
+    let mut conn = s.connect().await;
+    let r = conn.call(COUNTER, "f", json!({"isolation": "none"})).await;
+    assert_eq!(r.status, 200);
+    s.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn a_call_is_not_run_on_a_thread_another_connection_shares() {
+    let s = Server::start_with(&[("HTTP_THREADS", "1"), ("POOL_SIZE", "1")]);
+    // An idle keep-alive connection already on the only connection thread.
+    let mut idle = s.connect().await;
+    assert_eq!(idle.get("/health").await.status, 200);
+    let before = s.metric(ON_LANE).await;
+    let mut looping = s.connect().await;
+    let spin = tokio::spawn(async move {
+        looping
+            .call(SPIN, "f", json!({"isolation": "none", "timeout": 2000}))
+            .await
+            .json()
+    });
+    // The loop went to the isolate thread: the idle connection's thread
+    // still answers it at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = idle.get("/health").await.json();
+        if h["pool"]["busy"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the loop never started: {h}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let asked = Instant::now();
+    assert_eq!(idle.get("/health").await.status, 200);
+    assert!(asked.elapsed() < Duration::from_secs(1));
+    assert_eq!(spin.await.unwrap()["kind"], "timeout");
+    assert_eq!(s.metric(ON_LANE).await, before);
+}
+
+#[tokio::test]
+async fn a_caller_that_goes_away_frees_its_connection_thread() {
+    // Two connection threads: the metrics requests go to the other one.
+    let s = Server::start_with(&[("HTTP_THREADS", "2")]);
+    let mut waiting = s.connect().await;
+    let waits = "export async function f() { await new Promise((r) => setTimeout(r, 30000)); }";
+    let call = tokio::spawn(async move {
+        waiting
+            .call(waits, "f", json!({"isolation": "none", "timeout": 60000}))
+            .await
+    });
+    metric_reaches(&s, ON_LANE, 1.0).await;
+    // The client hangs up mid-call.
+    call.abort();
+    let _ = call.await;
+    // The thread is free again: a new connection alone there has its
+    // calls run there, promptly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut conn = s.connect().await;
+        let r = conn.call(COUNTER, "f", json!({"isolation": "none"})).await;
+        assert_eq!(r.status, 200);
+        if s.metric(ON_LANE).await >= 2.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the thread stayed busy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
