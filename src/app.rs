@@ -122,7 +122,7 @@ impl App {
         self.jobs.adopt(queued.len());
         for record in queued {
             let jobs = self.jobs.clone();
-            tokio::spawn(async move { jobs.run_queued(record, None).await });
+            crate::background::spawn(async move { jobs.run_queued(record, None).await });
         }
         self.jobs.claim_in_background();
         self.jobs.prune_in_background();
@@ -151,7 +151,7 @@ const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// this an idle server stays at the size of its busiest moment.
 fn trim_in_background() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    tokio::spawn(async {
+    crate::background::spawn(async {
         loop {
             tokio::time::sleep(TRIM_EVERY).await;
             // SAFETY: malloc_trim(3) only returns free memory to the system.

@@ -384,7 +384,7 @@ async fn listen_once(config: &tokio_postgres::Config, woken: &Notify) -> Result<
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     // Polling the connection drives it and yields what the server sends
     // unasked (notifications).
-    let driver = tokio::spawn(async move {
+    let driver = crate::background::spawn(async move {
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                 // The stream's end or an error ends the connection.

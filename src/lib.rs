@@ -44,6 +44,7 @@
 #![warn(unreachable_pub)]
 
 mod app;
+mod background;
 pub mod cli;
 mod clock;
 mod code;

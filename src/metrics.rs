@@ -92,7 +92,7 @@ impl Collector for Live {
             ),
             (
                 "isoexec_pool_busy",
-                "Isolate threads running an execution",
+                "Executions running, on isolate threads or on their connection's thread",
                 busy,
             ),
             (

@@ -1023,13 +1023,19 @@ impl Config {
     /// as large as the memory limit; a Python interpreter's WebAssembly
     /// memory is charged to the latter) and keeping its warm and frozen
     /// isolates (each retired past half the limit) and a ready Python
-    /// interpreter, the notebooks' budget and one cell running past it, the
-    /// transpile cache, what Python keeps once per process (the snapshot
-    /// and the compiled interpreter), and the server itself.
+    /// interpreter, each connection thread's kept isolates (the calls it
+    /// runs take an isolate thread's place), the notebooks' budget and one
+    /// cell running past it, the transpile cache, what Python keeps once
+    /// per process (the snapshot and the compiled interpreter), and the
+    /// server itself.
     pub fn worst_memory_bytes(&self) -> u64 {
         let limit = self.limits.memory_limit_bytes as u64;
         let threads = self.pool_size as u64;
+        // Each connection thread's kept isolates, "none" and "frozen" (the
+        // calls they run take the pool's places).
+        let lanes = self.http_threads as u64 * 2 * limit / crate::engine::LANE_KEPT_SHARE as u64;
         threads * (2 * limit + limit + PYTHON_READY_BYTES)
+            + lanes
             + self.limits.notebook_memory_bytes as u64
             + 2 * limit
             + 64 * MIB as u64

@@ -85,6 +85,12 @@ struct Lane {
     collector: bool,
 }
 
+/// A lane's kept isolates of one slot hold at most 1/n of the memory limit
+/// together: half of what an isolate thread's may (`KEPT_SHARE`), as a
+/// server has more connection threads, and their calls take the pool's
+/// places anyway.
+pub const LANE_KEPT_SHARE: usize = 2 * KEPT_SHARE;
+
 /// How often a lane reads its isolates' heap figures at most: reading
 /// enters each one.
 const HEAP_READ_EVERY: Duration = Duration::from_millis(100);
@@ -163,13 +169,11 @@ pub(super) fn claim(execution: &Execution) -> Option<Claim> {
         if lane.seat.busy.swap(true, Ordering::SeqCst) {
             return None;
         }
-        // Only the caller's connection on this thread, and no other task
-        // (one a request spawned, which a long call would hold up); and the
-        // script's (or client's, or tenant's) share of threads not used up.
-        let tasks = 1 + usize::from(lane.collector);
-        let alone = lane.seat.open.load(Ordering::SeqCst) == 1
-            && tokio::runtime::Handle::try_current()
-                .is_ok_and(|h| h.metrics().num_alive_tasks() == tasks);
+        // Only the caller's connection on this thread (work its requests
+        // start in the background runs elsewhere: see `background`), and
+        // the script's (or client's, or tenant's) share of threads not used
+        // up.
+        let alone = lane.seat.open.load(Ordering::SeqCst) == 1;
         let share = alone
             .then(|| lane.shared.queue.claim_lane(execution))
             .flatten();
@@ -407,7 +411,7 @@ fn collect_when_idle() {
 fn keep(slot: Slot, sandbox: Sandbox, memory: usize) {
     LANE.with(|l| {
         if let Some(lane) = l.borrow_mut().as_mut() {
-            let bound = lane.shared.limits.memory_limit_bytes / KEPT_SHARE;
+            let bound = lane.shared.limits.memory_limit_bytes / LANE_KEPT_SHARE;
             let retired = match slot {
                 Slot::Frozen => lane.frozen.keep(sandbox, memory, bound),
                 _ => lane.warm.keep(sandbox, memory, bound),

@@ -9,7 +9,7 @@
 mod compile;
 mod isolate_thread;
 mod js;
-pub mod lane;
+mod lane;
 mod lifeline;
 mod lint;
 mod mime;
@@ -32,6 +32,9 @@ use std::time::{Duration, Instant};
 
 use compile::Compiler;
 pub use compile::{CompileError, SyntaxError};
+pub use lane::{
+    H2Guard, LANE_KEPT_SHARE, LaneParts, Seat, h2_open as lane_h2_open, uninstall as uninstall_lane,
+};
 pub use lint::{LintError, LintReport};
 pub use notebook::{CellReport, CellRequest, CellStatus, Notebook};
 pub use options::{EngineOptions, Limits};

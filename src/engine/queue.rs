@@ -73,9 +73,11 @@ struct QueueState {
 }
 
 impl QueueState {
-    /// Executions taken by an isolate thread and not finished yet.
+    /// Executions running and not finished yet: taken by an isolate thread
+    /// or running on a connection thread's lane. At most one per isolate
+    /// thread (`POOL_SIZE`) in all.
     fn running(&self) -> usize {
-        self.running_by_key.values().sum()
+        self.running_by_key.values().sum::<usize>() + self.lanes_by_key.values().sum::<usize>()
     }
 
     /// Executions of share `key` running anywhere.
@@ -156,7 +158,11 @@ impl Queue {
         loop {
             // Off the idle list, whether woken for work or spuriously.
             state.idle.retain(|&t| t != id);
-            let eligible = state.waiting.iter().position(|q| state.held(q.key) < q.cap);
+            // Calls on connection threads count against the pool's size.
+            let room = state.running() < self.threads;
+            let eligible = room
+                .then(|| state.waiting.iter().position(|q| state.held(q.key) < q.cap))
+                .flatten();
             if let Some(i) = eligible
                 && let Some(q) = state.waiting.remove(i)
             {
@@ -211,36 +217,39 @@ impl Queue {
         self.wake(idle);
     }
 
-    /// A share for `execution` to run on a connection thread's lane: none
-    /// when its script (or client) already holds its share, has executions
-    /// waiting here (they go first), or the queue is closed.
+    /// A place for `execution` to run on a connection thread's lane: none
+    /// when the pool's size is taken, its script (or client) already holds
+    /// its share, has executions waiting here (they go first), or the queue
+    /// is closed.
     pub(super) fn claim_lane(&self, execution: &Execution) -> Option<LaneShare> {
         let key = share_key(execution);
         let cap = execution
             .max_threads
             .map_or(self.script_threads, |n| n.clamp(1, self.script_threads));
         let mut state = lock(&self.state);
-        if state.closed || state.held(key) >= cap || state.waiting.iter().any(|q| q.key == key) {
+        let full = state.running() >= self.threads || state.held(key) >= cap;
+        if state.closed || full || state.waiting.iter().any(|q| q.key == key) {
             return None;
         }
         *state.lanes_by_key.entry(key).or_default() += 1;
-        Some(LaneShare { key, cap })
+        Some(LaneShare { key })
     }
 
     /// Gives back a share [`Queue::claim_lane`] gave.
     pub(super) fn release_lane(&self, share: &LaneShare) {
         let mut state = lock(&self.state);
-        let was_capped = state.held(share.key) >= share.cap;
         if let Some(n) = state.lanes_by_key.get_mut(&share.key) {
             *n -= 1;
             if *n == 0 {
                 state.lanes_by_key.remove(&share.key);
             }
         }
-        let idle = if was_capped && state.waiting.iter().any(|q| q.key == share.key) {
-            state.take_idle()
-        } else {
+        // A place in the pool is free: an execution waiting for one (or for
+        // this share) may run now.
+        let idle = if state.waiting.is_empty() {
             None
+        } else {
+            state.take_idle()
         };
         drop(state);
         self.wake(idle);
@@ -272,7 +281,6 @@ impl Queue {
 /// connection thread's lane; give it back with [`Queue::release_lane`].
 pub(super) struct LaneShare {
     key: u64,
-    cap: usize,
 }
 
 /// Whose share an execution counts against: its client's when known;
@@ -295,4 +303,55 @@ fn share_key(execution: &Execution) -> u64 {
         Task::Program { path, .. } => path.hash(&mut h),
     }
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(script: &str) -> Execution {
+        Execution::call(
+            script.into(),
+            "f".into(),
+            "null".into(),
+            Duration::from_secs(1),
+        )
+    }
+
+    #[test]
+    fn calls_on_connection_threads_take_the_pools_places_and_shares() {
+        // Two threads; one script may hold one of them.
+        let queue = Queue::new(2, 4, 1);
+        let a = queue.claim_lane(&call("a")).expect("a place");
+        // Script a holds its share: its next call may not run on a lane...
+        assert!(queue.claim_lane(&call("a")).is_none());
+        // ...and another script takes the second place.
+        let b = queue.claim_lane(&call("b")).expect("a place");
+        assert_eq!(queue.stats().busy, 2);
+        // The pool is full: a third script waits, on a lane or in the queue.
+        assert!(queue.claim_lane(&call("c")).is_none());
+        let waiting = queue
+            .submit(call("c"), Arc::default())
+            .expect("queued while the pool is full");
+        let thread = std::thread::scope(|s| {
+            let taken = s.spawn(|| queue.next(0, Some(Duration::from_millis(50))));
+            assert!(
+                matches!(taken.join().unwrap(), Next::Idle),
+                "ran past the pool's size"
+            );
+            // A lane call ends: its place goes to the waiting one.
+            queue.release_lane(&a);
+            s.spawn(|| queue.next(0, Some(Duration::from_secs(5))))
+                .join()
+                .unwrap()
+        });
+        let Next::Run(q) = thread else {
+            panic!("the waiting call did not get the freed place");
+        };
+        assert!(matches!(&q.execution.task, Task::Call { script, .. } if &**script == "c"));
+        queue.finish(&q);
+        queue.release_lane(&b);
+        drop(waiting);
+        assert_eq!(queue.stats().busy, 0);
+    }
 }

@@ -21,6 +21,11 @@ pub(crate) struct Module {
     pub specifier: ModuleSpecifier,
     /// The emitted JavaScript, with an inline source map back to the source.
     pub code: Arc<str>,
+    /// V8's code cache for `code`, every function compiled: `"frozen"`
+    /// calls load each call's new instance of the module from it instead of
+    /// compiling it again. Made by the first such call; counted in the
+    /// cache's budget.
+    pub code_cache: std::sync::OnceLock<Arc<[u8]>>,
 }
 
 type Entry = Result<Arc<Module>, SyntaxError>;
@@ -102,6 +107,7 @@ impl TranspileCache {
                 hash,
                 specifier,
                 code: code.into(),
+                code_cache: Default::default(),
             })),
             Ok(Err(e)) | Err(CompileError::Syntax(e)) => Err(e),
             // Not a property of the source: not cached.
@@ -125,6 +131,7 @@ impl TranspileCache {
             hash,
             specifier: specifier_for(&hash),
             code,
+            code_cache: Default::default(),
         });
         self.insert(hash, Ok(module), cost);
     }
@@ -150,6 +157,45 @@ impl TranspileCache {
         inner.entries.insert(hash, (entry, cost));
         inner.order.push_back(hash);
         inner.bytes += cost;
+    }
+
+    /// Attaches V8's code cache to `module` (see `Module::code_cache`) if
+    /// the module is still cached and the cache fits in the budget, which
+    /// may evict older entries.
+    pub(crate) fn keep_code_cache(&self, module: &Module, cache: &[u8]) {
+        let extra = cache.len();
+        let mut inner = self.lock();
+        let cost = match inner.entries.get(&module.hash) {
+            Some((Ok(m), cost)) if std::ptr::eq(Arc::as_ptr(m), module) => *cost,
+            _ => return,
+        };
+        if module.code_cache.get().is_some() || cost + extra > self.max_bytes {
+            return;
+        }
+        // The oldest others make room; this one is not among them.
+        let mut tries = inner.order.len();
+        while inner.bytes + extra > self.max_bytes && tries > 0 {
+            tries -= 1;
+            let Some(old) = inner.order.pop_front() else {
+                break;
+            };
+            if old == module.hash {
+                inner.order.push_back(old);
+                continue;
+            }
+            if let Some((_, c)) = inner.entries.remove(&old) {
+                inner.bytes -= c;
+            }
+        }
+        if inner.bytes + extra > self.max_bytes {
+            return;
+        }
+        if module.code_cache.set(Arc::from(cache)).is_ok() {
+            if let Some((_, cost)) = inner.entries.get_mut(&module.hash) {
+                *cost += extra;
+            }
+            inner.bytes += extra;
+        }
     }
 
     /// Bytes held (sources plus emitted code).

@@ -75,7 +75,7 @@ async fn connect(authority: &str) -> Result<SendRequest<Full<Bytes>>, String> {
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
+    crate::background::spawn(connection);
     Ok(sender)
 }
 

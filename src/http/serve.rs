@@ -31,6 +31,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    crate::background::settle_here();
     let app = Arc::new(App::start(config)?);
     app.start_background()?;
     serve(listener, app, shutdown).await
@@ -42,6 +43,7 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    crate::background::settle_here();
     let router = Arc::new(Router::new());
     // A route the document cannot describe stops the server here.
     super::api::docs::document_json().map_err(std::io::Error::other)?;
@@ -116,7 +118,7 @@ pub async fn serve(
             };
             // An HTTP/2 connection's streams share its thread: while one is
             // open there, calls are not run on it.
-            let _h2 = h2.then(crate::engine::lane::h2_open);
+            let _h2 = h2.then(crate::engine::lane_h2_open);
             // Idle connections (HTTP/2 ones too) end after the head timeout.
             let stream = IdleStream::new(stream, in_flight, head_timeout);
             let conn = builder.serve_connection(TokioIo::new(stream), service);

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::engine::lane::{LaneParts, Seat};
+use crate::engine::{LaneParts, Seat};
 
 /// Stack of a connection thread: it may run V8, whose own stack limit
 /// (about 1 MiB) must sit well inside it.
@@ -133,7 +133,7 @@ impl ConnThread {
                 if lane.is_some() {
                     // Its isolates go inside the runtime, as they were made.
                     let _inside = rt.enter();
-                    crate::engine::lane::uninstall();
+                    crate::engine::uninstall_lane();
                 }
                 rt.shutdown_timeout(STOP_GRACE);
             })?;

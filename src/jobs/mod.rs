@@ -322,7 +322,7 @@ impl Jobs {
         };
         let woken = queue.woken();
         let jobs = self.clone();
-        tokio::spawn(async move {
+        crate::background::spawn(async move {
             let slots = Arc::new(tokio::sync::Semaphore::new(jobs.claim_slots.max(1)));
             while !jobs.stopping.load(Ordering::Acquire) {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -343,7 +343,7 @@ impl Jobs {
                     Ok(Some(record)) => {
                         let jobs = jobs.clone();
                         jobs.background.fetch_add(1, Ordering::AcqRel);
-                        tokio::spawn(async move {
+                        crate::background::spawn(async move {
                             let id = record.id.clone();
                             let client = record.client.as_deref().map(Arc::from);
                             if let Err(JobError::Store(e) | JobError::Unrecorded { error: e, .. }) =
@@ -368,7 +368,7 @@ impl Jobs {
             }
         });
         let jobs = self.clone();
-        tokio::spawn(async move {
+        crate::background::spawn(async move {
             loop {
                 match jobs
                     .blocking(|s| match s.shared() {
@@ -510,7 +510,7 @@ impl Jobs {
     /// minutes (after that, the next start marks it interrupted).
     fn complete_later(&self, record: JobRecord) {
         let store = self.store.clone();
-        tokio::spawn(async move {
+        crate::background::spawn(async move {
             let until = Instant::now() + RECORD_RETRY_FOR;
             while Instant::now() < until {
                 tokio::time::sleep(RECORD_RETRY_EVERY).await;
@@ -572,7 +572,7 @@ impl Jobs {
     /// long as the returned task runs.
     pub fn prune_in_background(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let jobs = self.clone();
-        tokio::spawn(async move {
+        crate::background::spawn(async move {
             loop {
                 let retention = jobs.retention;
                 match jobs.blocking(move |s| s.prune(&retention, now_ms())).await {

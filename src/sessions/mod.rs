@@ -525,7 +525,7 @@ impl Sessions {
         }
         let cleanup = session.clone();
         let catalog = self.catalog.clone();
-        tokio::spawn(async move {
+        crate::background::spawn(async move {
             if let Some(catalog) = catalog {
                 let id = cleanup.id.clone();
                 let removed = tokio::task::spawn_blocking(move || catalog.remove(&id)).await;
@@ -544,7 +544,7 @@ impl Sessions {
     /// the returned task runs.
     pub fn reap_in_background(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let sessions = self.clone();
-        tokio::spawn(async move {
+        crate::background::spawn(async move {
             loop {
                 tokio::time::sleep(REAP_EVERY).await;
                 let now = Instant::now();

@@ -783,7 +783,7 @@ impl Tenants {
     /// [`USAGE_KEPT_MINUTES`] once an hour.
     pub(crate) fn flush_in_background(self: &Arc<Self>) {
         let me = self.clone();
-        tokio::spawn(async move {
+        crate::background::spawn(async move {
             let mut pruned_at = Instant::now() - Duration::from_secs(3600);
             loop {
                 tokio::time::sleep(FLUSH_EVERY).await;

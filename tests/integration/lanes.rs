@@ -101,6 +101,8 @@ async fn a_looping_call_on_its_connection_thread_holds_up_no_other_connection() 
     // ...and new connections are served meanwhile, calls included.
     let h = s.get("/health").await;
     assert_eq!(h.status, 200);
+    // The loop takes one of the pool's places, as on an isolate thread.
+    assert_eq!(h.json()["pool"]["busy"], 1, "{}", h.json());
     let r = s
         .call(
             "export const f = () => 42",

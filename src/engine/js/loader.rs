@@ -11,12 +11,13 @@ use std::time::Instant;
 use deno_core::{
     ModuleLoadOptions, ModuleLoadReferrer, ModuleLoadResponse, ModuleLoader, ModuleSource,
     ModuleSourceCode, ModuleSpecifier, ModuleType, RequestedModuleType, ResolutionKind,
+    SourceCodeCacheInfo,
 };
 use deno_error::JsErrorBox;
 
 use crate::engine::compile::CompileError;
 use crate::engine::resolve::{ResolveError, Resolver};
-use crate::engine::transpile_cache::TranspileCache;
+use crate::engine::transpile_cache::{Module, TranspileCache};
 use crate::engine::types::ExecError;
 use crate::engine::watchdog::{CancelFlag, KillReason, KillRecord};
 
@@ -48,6 +49,10 @@ pub(crate) struct LoadNotes {
     pub instance: Option<String>,
     /// A program with Node's globals: `node:` imports are its built-ins.
     pub node: bool,
+    /// Frozen mode: the current call's instance of its script (its URL
+    /// with the call's fragment), loaded from the script's compiled code and
+    /// V8's code cache for it.
+    pub frozen_root: Option<(ModuleSpecifier, Arc<Module>)>,
 }
 
 pub(crate) type Notes = Rc<RefCell<LoadNotes>>;
@@ -230,6 +235,25 @@ impl ModuleLoader for Loader {
         self.loaded.set(self.loaded.get() + 1);
         if specifier.scheme() == "node" {
             return ModuleLoadResponse::Sync(node_module(specifier));
+        }
+        let root = self
+            .notes
+            .borrow()
+            .frozen_root
+            .as_ref()
+            .filter(|(url, _)| url == specifier)
+            .map(|(_, module)| module.clone());
+        if let Some(module) = root {
+            let cache = module.code_cache.get().map(|bytes| SourceCodeCacheInfo {
+                hash: u64::from_le_bytes(module.hash[..8].try_into().unwrap_or_default()),
+                data: Some(std::borrow::Cow::Owned(bytes.to_vec())),
+            });
+            return ModuleLoadResponse::Sync(Ok(ModuleSource::new(
+                ModuleType::JavaScript,
+                ModuleSourceCode::String(module.code.clone().into()),
+                specifier,
+                cache,
+            )));
         }
         let mut plain = specifier.clone();
         if self.notes.borrow().instance.is_some() {

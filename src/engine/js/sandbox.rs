@@ -207,6 +207,10 @@ pub(crate) struct Sandbox {
     interrupt: Option<Arc<std::sync::atomic::AtomicI32>>,
     /// What a call that is not confined to a scope may import (and require).
     resolver: Arc<Resolver>,
+    /// The shared transpile cache, which also keeps V8's code caches.
+    cache: Arc<TranspileCache>,
+    /// The glue's per-call hooks (settle, reset), found once.
+    hooks: HashMap<&'static str, v8::Global<v8::Function>>,
     /// Whose code a kept isolate has run (see `Execution::owner`): set by
     /// its first call, and only calls of that owner are given it after.
     pub(crate) owner: Option<Option<Arc<str>>>,
@@ -310,6 +314,8 @@ impl Sandbox {
                 buffers: budget,
                 interrupt: None,
                 resolver: host.resolver.clone(),
+                cache: host.cache.clone(),
+                hooks: HashMap::new(),
                 owner: None,
             });
             return Err(InitError::Seal);
@@ -327,6 +333,8 @@ impl Sandbox {
             buffers: budget,
             interrupt: None,
             resolver: host.resolver.clone(),
+            cache: host.cache.clone(),
+            hooks: HashMap::new(),
             owner: None,
         })
     }
@@ -477,7 +485,7 @@ impl Sandbox {
     /// With `warm`, the module is loaded once and reused by later calls.
     pub(crate) async fn call(
         &mut self,
-        module: &Module,
+        module: &Arc<Module>,
         fn_name: &str,
         payload_json: &str,
         limits: ConvertLimits,
@@ -725,7 +733,7 @@ impl Sandbox {
 
     async fn call_inner(
         &mut self,
-        module: &Module,
+        module: &Arc<Module>,
         fn_name: &str,
         payload_json: &str,
         limits: ConvertLimits,
@@ -740,11 +748,14 @@ impl Sandbox {
                 let mut url = module.specifier.clone();
                 url.set_fragment(Some(&fragment));
                 self.notes.borrow_mut().instance = Some(fragment);
-                let id = self
-                    .runtime
-                    .load_side_es_module_from_code(&url, module.code.clone())
-                    .await
-                    .map_err(Failure::Load)?;
+                if module.code_cache.get().is_none() {
+                    self.make_code_cache(module);
+                }
+                // The loader gives the instance its code and the code cache.
+                self.notes.borrow_mut().frozen_root = Some((url.clone(), module.clone()));
+                let loaded = self.runtime.load_side_es_module(&url).await;
+                self.notes.borrow_mut().frozen_root = None;
+                let id = loaded.map_err(Failure::Load)?;
                 self.evaluate(id).await?;
                 id
             }
@@ -874,6 +885,52 @@ impl Sandbox {
         }
     }
 
+    /// Makes V8's code cache for `module` with every function compiled, so
+    /// that a frozen call's new instance neither parses the module nor
+    /// compiles its functions on their first call; kept in the transpile
+    /// cache for every isolate. The module compiled here is never
+    /// instantiated: no user code runs. Nothing is kept if it does not
+    /// compile (the call's own load reports why).
+    fn make_code_cache(&mut self, module: &Module) {
+        let cache = {
+            deno_core::scope!(scope, &mut self.runtime);
+            v8::tc_scope!(let tc, scope);
+            let compiled = (|| {
+                let name = v8::String::new(tc, module.specifier.as_str())?;
+                let text = v8::String::new(tc, &module.code)?;
+                let origin = v8::ScriptOrigin::new(
+                    tc,
+                    name.into(),
+                    0,
+                    0,
+                    false,
+                    0,
+                    None,
+                    false,
+                    false,
+                    true,
+                    None,
+                );
+                let mut source = v8::script_compiler::Source::new(text, Some(&origin));
+                let compiled = v8::script_compiler::compile_module2(
+                    tc,
+                    &mut source,
+                    v8::script_compiler::CompileOptions::EagerCompile,
+                    v8::script_compiler::NoCacheReason::NoReason,
+                )?;
+                compiled
+                    .get_unbound_module_script(tc)
+                    .create_code_cache()
+                    .map(|c| c.to_vec())
+            })();
+            tc.reset();
+            compiled
+        };
+        if let Some(bytes) = cache {
+            self.cache.keep_code_cache(module, &bytes);
+        }
+    }
+
     /// Ends a frozen-mode call: anything the call left running must finish
     /// now, before the global object is put back, or the runtime is retired.
     fn settle_frozen(&mut self) {
@@ -884,7 +941,7 @@ impl Sandbox {
         // Timers go first, and nothing V8 runs outside the event loop may
         // be pending; then the event loop must be idle: an op still in
         // flight (a fetch, a read) would resolve into a later call.
-        let idle = call_check(&mut self.runtime, SETTLE_KEY) && {
+        let idle = self.check(SETTLE_KEY) && {
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
             matches!(
                 self.runtime
@@ -892,16 +949,40 @@ impl Sandbox {
                 std::task::Poll::Ready(Ok(()))
             )
         };
-        if !idle || !call_check(&mut self.runtime, RESET_KEY) {
+        if !idle || !self.check(RESET_KEY) {
             self.poisoned = true;
         }
+    }
+
+    /// Whether the glue's hook under `key` ran and returned `true` (the
+    /// hook is looked up once per runtime).
+    fn check(&mut self, key: &'static str) -> bool {
+        let Sandbox { runtime, hooks, .. } = self;
+        if !hooks.contains_key(key) {
+            let found = {
+                deno_core::scope!(scope, runtime);
+                private_function(scope, key).map(|f| v8::Global::new(scope, f))
+            };
+            let Some(found) = found else {
+                return false;
+            };
+            hooks.insert(key, found);
+        }
+        let Some(hook) = hooks.get(key) else {
+            return false;
+        };
+        deno_core::scope!(scope, runtime);
+        v8::tc_scope!(let tc, scope);
+        let hook = v8::Local::new(tc, hook);
+        let recv = v8::undefined(tc).into();
+        hook.call(tc, recv, &[]).is_some_and(|v| v.is_true())
     }
 
     /// Cancels timers a warm call left behind, so they cannot fire during a
     /// later call, and retires the runtime if work V8 runs on its own is
     /// still pending (or the hook failed): it could run in a later call.
     fn settle_warm(&mut self) {
-        if !call_check(&mut self.runtime, SETTLE_KEY) {
+        if !self.check(SETTLE_KEY) {
             self.poisoned = true;
         }
     }

@@ -98,7 +98,7 @@ impl ProcessPool {
             }
             self.starting.fetch_add(1, Ordering::Relaxed);
             let me = self.clone();
-            tokio::spawn(async move {
+            crate::background::spawn(async move {
                 match me.spawn().await {
                     Ok(worker) => me.lock_idle().push(worker),
                     Err(e) => tracing::warn!(error = %e, "could not pre-start a worker process"),
@@ -134,7 +134,10 @@ impl ProcessPool {
             .stdout
             .take()
             .ok_or_else(|| std::io::Error::other("no stdout"))?;
-        let stderr = child.stderr.take().map(|e| tokio::spawn(forward_stderr(e)));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|e| crate::background::spawn(forward_stderr(e)));
         let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
         match tokio::time::timeout(START_TIMEOUT, stdout.read_line(&mut line)).await {
@@ -306,7 +309,7 @@ impl ProcessPool {
         {
             let mut child = worker.child;
             let stderr = worker.stderr.take();
-            tokio::spawn(async move {
+            crate::background::spawn(async move {
                 let _ = child.wait().await;
                 if let Some(task) = stderr {
                     let _ = task.await;

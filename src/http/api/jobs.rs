@@ -221,7 +221,7 @@ async fn submit(app: Arc<App>, mut req: HttpRequest) -> Reply {
     if !wait {
         let (recorded, told) = tokio::sync::oneshot::channel();
         let client = request.client.clone();
-        tokio::spawn(async move {
+        crate::background::spawn(async move {
             match jobs.enqueue(request).await {
                 Ok(record) => {
                     let _ = recorded.send(Ok(record.clone()));
@@ -246,7 +246,7 @@ async fn submit(app: Arc<App>, mut req: HttpRequest) -> Reply {
         };
         return Ok(json(202, &reply));
     }
-    let ran = tokio::spawn(async move { jobs.run_now(request).await })
+    let ran = crate::background::spawn(async move { jobs.run_now(request).await })
         .await
         .map_err(|e| HttpError::internal(format!("a job task failed: {e}")))?;
     match ran {
