@@ -7,7 +7,8 @@
 //!
 //! Run: `cargo bench --bench soak` (env `SOAK_SECONDS`, default 180, is the
 //! mixed phase; the normal-only phase before it lasts a sixth of that;
-//! `SOAK_ISOLATION`, default `isolate`, the isolation of every call).
+//! `SOAK_ISOLATION`, default `isolate`, the isolation of every call;
+//! `SOAK_BIN` another build of the server to soak instead, for a comparison).
 
 mod common;
 
@@ -127,7 +128,8 @@ fn main() {
     let seconds: u64 = env_num("SOAK_SECONDS", 180);
     let rt = client_runtime();
     rt.block_on(async move {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_isoexec"));
+        let bin = std::env::var("SOAK_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_isoexec").into());
+        let mut cmd = Command::new(&bin);
         cmd.env("PORT", "0")
             .env("LOG_LEVEL", "error")
             .env("MEMORY_LIMIT_MB", "64")
@@ -143,6 +145,7 @@ fn main() {
         assert_eq!(server.child.id(), pid);
 
         println!();
+        println!("Server: {bin}");
         println!("Soak: {} — release build, default POOL_SIZE (2 × cores) and SCRIPT_THREADS (cores), MEMORY_LIMIT_MB=64, 4 clients, timeout 500 ms, isolation \"{}\".", machine(), isolation());
         println!("Normal-only phase {} s, then mixed phase {seconds} s (every tenth call hostile: loop, memory bomb, 16 MiB output, exception in turn).", (seconds / 6).max(5));
         println!();
