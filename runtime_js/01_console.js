@@ -12,6 +12,7 @@ const {
   MapPrototypeClear,
   MapPrototypeDelete,
   MapPrototypeGet,
+  MapPrototypeGetSize,
   MapPrototypeSet,
   NumberPrototypeToFixed,
   SafeMap,
@@ -36,8 +37,9 @@ const timers = new SafeMap();
  * from a new console's state (frozen mode keeps the console object). */
 export function resetConsole() {
   groupIndent = "";
-  MapPrototypeClear(counts);
-  MapPrototypeClear(timers);
+  // Clearing a map allocates its table anew: most calls leave none.
+  if (MapPrototypeGetSize(counts) !== 0) MapPrototypeClear(counts);
+  if (MapPrototypeGetSize(timers) !== 0) MapPrototypeClear(timers);
 }
 
 function emit(level, text) {

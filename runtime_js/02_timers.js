@@ -11,6 +11,7 @@ const {
   MapPrototypeDelete,
   MapPrototypeForEach,
   MapPrototypeGet,
+  MapPrototypeGetSize,
   MapPrototypeSet,
   ReflectApply,
   SafeMap,
@@ -73,6 +74,8 @@ function cancelOne(timer) {
 
 /** Cancels every pending timer: called by the host after a call settles. */
 export function cancelAllTimers() {
+  // Clearing a map allocates its table anew: most calls leave none.
+  if (MapPrototypeGetSize(live) === 0) return;
   MapPrototypeForEach(live, cancelOne);
   MapPrototypeClear(live);
 }

@@ -49,9 +49,11 @@ const {
 /** Bumped by every reset: callbacks of an earlier call compare it. */
 let generation = 0;
 
-/** The global object's own properties as lockdown left them. */
+/** The global object's own properties as lockdown left them: their keys
+ * in order, their descriptors in the same order, and both by key. */
 const baseline = new SafeMap();
 let baselineKeys = [];
+let baselineDescs = [];
 let baselineProto = null;
 
 /** Resets the legacy `RegExp.$1`..., `RegExp.input` of the last match. */
@@ -259,7 +261,9 @@ export function lockdown() {
   baselineKeys = ReflectOwnKeys(G);
   for (let i = 0; i < baselineKeys.length; i++) {
     const key = baselineKeys[i];
-    MapPrototypeSet(baseline, key, ObjectGetOwnPropertyDescriptor(G, key));
+    const desc = ObjectGetOwnPropertyDescriptor(G, key);
+    MapPrototypeSet(baseline, key, desc);
+    ArrayPrototypePush(baselineDescs, desc);
   }
   baselineProto = ObjectGetPrototypeOf(G);
   return true;
@@ -293,7 +297,13 @@ export function resetRealm() {
     }
   }
   const keys = ReflectOwnKeys(G);
-  for (let i = 0; i < keys.length; i++) {
+  // Most calls add and delete no global: the same keys in the same order
+  // need no look-up each.
+  let unchanged = keys.length === baselineKeys.length;
+  for (let i = 0; unchanged && i < keys.length; i++) {
+    unchanged = keys[i] === baselineKeys[i];
+  }
+  for (let i = 0; !unchanged && i < keys.length; i++) {
     const key = keys[i];
     if (MapPrototypeGet(baseline, key) === undefined && !ReflectDeleteProperty(G, key)) {
       return false;
@@ -301,7 +311,7 @@ export function resetRealm() {
   }
   for (let i = 0; i < baselineKeys.length; i++) {
     const key = baselineKeys[i];
-    const want = MapPrototypeGet(baseline, key);
+    const want = baselineDescs[i];
     const now = ObjectGetOwnPropertyDescriptor(G, key);
     if (now !== undefined && same(now, want)) continue;
     try {

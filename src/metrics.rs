@@ -23,14 +23,14 @@ const DURATION_BUCKETS: [f64; 14] = [
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
-    route: String,
-    method: String,
+    route: &'static str,
+    method: &'static str,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabel {
-    route: String,
+    route: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -293,18 +293,16 @@ impl Metrics {
     }
 
     /// One answered request.
-    pub fn request(&self, route: &str, method: &str, status: u16, took: Duration) {
+    pub fn request(&self, route: &'static str, method: &'static str, status: u16, took: Duration) {
         self.http_requests
             .get_or_create(&HttpLabels {
-                route: route.to_string(),
-                method: method.to_string(),
+                route,
+                method,
                 status,
             })
             .inc();
         self.http_duration
-            .get_or_create(&RouteLabel {
-                route: route.to_string(),
-            })
+            .get_or_create(&RouteLabel { route })
             .observe(took.as_secs_f64());
     }
 
