@@ -50,7 +50,7 @@ pub(crate) struct SlotPolicy {
 const WARM_MAX_MODULES: usize = 64;
 /// A frozen isolate is retired after this many module instances: each call
 /// makes at least one.
-const FROZEN_MAX_MODULES: usize = 500;
+const FROZEN_MAX_MODULES: usize = 1000;
 /// A kept isolate is retired past half the memory limit.
 const KEPT_MAX_HEAP_SHARE: usize = 2;
 
