@@ -187,3 +187,63 @@ async fn a_caller_that_goes_away_frees_its_connection_thread() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn an_http2_connections_calls_leave_its_thread_free_for_its_other_streams() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    let s = Server::start_with(&[("POOL_SIZE", "2")]);
+    let stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let send = |path: &str, body: Option<serde_json::Value>| {
+        let mut sender = sender.clone();
+        let uri = format!("http://{}{path}", s.addr);
+        async move {
+            let req = match body {
+                Some(b) => hyper::Request::post(uri)
+                    .body(Full::new(Bytes::from(b.to_string())))
+                    .unwrap(),
+                None => hyper::Request::get(uri)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            };
+            let resp = sender.send_request(req).await.unwrap();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+        }
+    };
+    let spin = tokio::spawn(send(
+        "/run",
+        Some(json!({"script": SPIN, "fn": "f", "isolation": "none", "timeout": 3000})),
+    ));
+    // The loop starts (on an isolate thread) while the connection is open...
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = send("/health", None).await;
+        if h["pool"]["busy"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the loop never started: {h}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ...and another stream of the same connection is answered meanwhile.
+    let asked = Instant::now();
+    let r = send(
+        "/run",
+        Some(json!({"script": "export const f = () => 7", "fn": "f", "isolation": "none"})),
+    )
+    .await;
+    assert_eq!(r["result"], 7, "{r}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "waited for the loop"
+    );
+    assert_eq!(spin.await.unwrap()["kind"], "timeout");
+    assert_eq!(s.metric(ON_LANE).await, 0.0);
+}
