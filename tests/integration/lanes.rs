@@ -247,3 +247,44 @@ async fn an_http2_connections_calls_leave_its_thread_free_for_its_other_streams(
     assert_eq!(spin.await.unwrap()["kind"], "timeout");
     assert_eq!(s.metric(ON_LANE).await, 0.0);
 }
+
+#[tokio::test]
+async fn work_a_request_starts_in_the_background_is_not_held_up_by_a_call_on_its_thread() {
+    let s = Server::start_with(&[("HTTP_THREADS", "2")]);
+    let mut conn = s.connect().await;
+    // A background job that waits half a second, from this connection...
+    let job = "await new Promise((r) => setTimeout(r, 500)); console.log('done');";
+    let r = conn
+        .request(
+            "POST",
+            "/execute/code?wait=false",
+            &[("content-type", "application/json")],
+            json!({"lang": "js", "code": job}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    // ...then a loop on the same connection, run on its thread.
+    let started = Instant::now();
+    let spin = tokio::spawn(async move {
+        conn.call(SPIN, "f", json!({"isolation": "none", "timeout": 4000}))
+            .await
+            .json()
+    });
+    // The job's record is completed while the loop still runs: what the
+    // request started does not live on the looping thread.
+    loop {
+        let r = s.get(&format!("/execute/jobs/{id}")).await.json();
+        if r["status"] == "done" {
+            assert_eq!(r["output"], "done\n", "{r}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the job waited for the loop: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.metric(ON_LANE).await, 1.0);
+    assert_eq!(spin.await.unwrap()["kind"], "timeout");
+}
