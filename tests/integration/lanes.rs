@@ -160,8 +160,8 @@ async fn a_call_is_not_run_on_a_thread_another_connection_shares() {
 
 #[tokio::test]
 async fn a_caller_that_goes_away_frees_its_connection_thread() {
-    // Two connection threads: the metrics requests go to the other one.
-    let s = Server::start_with(&[("HTTP_THREADS", "2")]);
+    // Four connection threads: the metrics requests go to the others.
+    let s = Server::start_with(&[("HTTP_THREADS", "4")]);
     let mut waiting = s.connect().await;
     let waits = "export async function f() { await new Promise((r) => setTimeout(r, 30000)); }";
     let call = tokio::spawn(async move {
@@ -250,7 +250,8 @@ async fn an_http2_connections_calls_leave_its_thread_free_for_its_other_streams(
 
 #[tokio::test]
 async fn work_a_request_starts_in_the_background_is_not_held_up_by_a_call_on_its_thread() {
-    let s = Server::start_with(&[("HTTP_THREADS", "2")]);
+    let s = Server::start_with(&[("HTTP_THREADS", "4")]);
+    // The first connection: it gets the first connection thread.
     let mut conn = s.connect().await;
     // A background job that waits half a second, from this connection...
     let job = "await new Promise((r) => setTimeout(r, 500)); console.log('done');";
@@ -271,8 +272,18 @@ async fn work_a_request_starts_in_the_background_is_not_held_up_by_a_call_on_its
             .await
             .json()
     });
-    // The job's record is completed while the loop still runs: what the
-    // request started does not live on the looping thread.
+    // No other connection is opened until the loop runs on that thread
+    // (one would share it)...
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while thread_cpu(s.pid(), "isoexec-http-0") < Duration::from_millis(200) {
+        assert!(
+            Instant::now() < deadline,
+            "the loop did not run on the connection thread"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ...and the job's record is completed while the loop still runs: what
+    // the request started does not live on the looping thread.
     loop {
         let r = s.get(&format!("/execute/jobs/{id}")).await.json();
         if r["status"] == "done" {
