@@ -46,12 +46,8 @@ struct IsolateThread<'a> {
     cpu_clock: Option<ThreadCpuClock>,
     /// A fresh isolate, made before it is needed.
     spare: Option<Sandbox>,
-    /// The isolates `"none"` calls share, one per owner (see
-    /// `Execution::owner`), least recently used first.
-    warm: Kept,
-    /// The isolates `"frozen"` calls share, one per owner, once one came
-    /// to this thread.
-    frozen: Kept,
+    /// The isolates `"none"` and `"frozen"` calls share.
+    kept: KeptSlots,
     /// Whether this thread has served a `"frozen"` call: from then on it
     /// keeps a frozen isolate ready.
     frozen_wanted: bool,
@@ -84,8 +80,7 @@ pub(super) fn main(shared: &Shared, id: usize) {
         rt,
         cpu_clock: ThreadCpuClock::current(),
         spare: None,
-        warm: Kept::default(),
-        frozen: Kept::default(),
+        kept: KeptSlots::default(),
         frozen_wanted: false,
         python: None,
         python_wanted: false,
@@ -96,10 +91,10 @@ pub(super) fn main(shared: &Shared, id: usize) {
             thread.spare = thread.new_sandbox(Slot::Fresh);
         }
         if thread.frozen_wanted
-            && thread.frozen.is_empty()
+            && thread.kept.frozen.is_empty()
             && let Some(sandbox) = thread.new_sandbox(Slot::Frozen)
         {
-            thread.frozen.keep(sandbox, 0, usize::MAX);
+            thread.kept.frozen.keep(sandbox, 0, usize::MAX);
         }
         if thread.python_wanted && thread.python.is_none() {
             thread.python = thread.new_sandbox(Slot::Python);
@@ -137,6 +132,58 @@ pub(super) fn main(shared: &Shared, id: usize) {
         // Dropping an isolate takes time: do it after the caller has its answer.
         drop(used);
         thread.retired.clear();
+    }
+}
+
+/// The isolates of the kept slots: those `"none"` calls share and those
+/// `"frozen"` calls share, each one per owner (see `Execution::owner`).
+#[derive(Default)]
+pub(super) struct KeptSlots {
+    warm: Kept,
+    frozen: Kept,
+}
+
+impl KeptSlots {
+    /// The kept isolates of `slot`; `None` for a slot that keeps none.
+    pub(super) fn of(&mut self, slot: Slot) -> Option<&mut Kept> {
+        match slot {
+            Slot::Warm => Some(&mut self.warm),
+            Slot::Frozen => Some(&mut self.frozen),
+            Slot::Fresh | Slot::Python => None,
+        }
+    }
+
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Sandbox> {
+        self.warm.iter_mut().chain(self.frozen.iter_mut())
+    }
+}
+
+/// The heap figures (total, used, external) of `sandboxes`, summed.
+pub(super) fn heap_figures<'a>(sandboxes: impl Iterator<Item = &'a mut Sandbox>) -> [u64; 3] {
+    let mut sum = [0u64; 3];
+    for sandbox in sandboxes {
+        let figures = sandbox.with_entered(|sb| sb.heap_figures());
+        for (s, v) in sum.iter_mut().zip(figures) {
+            *s += v;
+        }
+    }
+    sum
+}
+
+/// A full garbage collection in each of `sandboxes`.
+pub(super) fn collect_garbage<'a>(sandboxes: impl Iterator<Item = &'a mut Sandbox>) {
+    for sandbox in sandboxes {
+        sandbox.with_entered(|sb| sb.collect_garbage());
+    }
+}
+
+/// A new isolate for `slot`: with its built-ins frozen for `"frozen"`
+/// (a Python interpreter is loaded into it afterwards).
+pub(super) fn new_isolate(host: &SandboxHost, slot: Slot) -> Result<Sandbox, super::js::InitError> {
+    if slot.policy().frozen {
+        Sandbox::frozen(host)
+    } else {
+        Sandbox::new(host)
     }
 }
 
@@ -211,29 +258,20 @@ pub(super) const IDLE_COLLECT_AFTER: Duration = Duration::from_secs(1);
 impl IsolateThread<'_> {
     /// A full garbage collection in each isolate this thread keeps.
     fn collect_garbage(&mut self) {
-        for sandbox in self.kept() {
-            sandbox.with_entered(|sb| sb.collect_garbage());
-        }
+        collect_garbage(self.all_kept());
     }
 
     /// The isolates this thread keeps between calls.
-    fn kept(&mut self) -> impl Iterator<Item = &mut Sandbox> {
+    fn all_kept(&mut self) -> impl Iterator<Item = &mut Sandbox> {
         [self.spare.as_mut(), self.python.as_mut()]
             .into_iter()
             .flatten()
-            .chain(self.warm.iter_mut())
-            .chain(self.frozen.iter_mut())
+            .chain(self.kept.iter_mut())
     }
 
     /// Publishes the heap figures of this thread's live isolates.
     fn record_heap(&mut self, id: usize) {
-        let mut sum = [0u64; 3];
-        for sandbox in self.kept() {
-            let figures = sandbox.with_entered(|sb| sb.heap_figures());
-            for (s, v) in sum.iter_mut().zip(figures) {
-                *s += v;
-            }
-        }
+        let sum = heap_figures(self.all_kept());
         if let Some(slot) = self.shared.heap.get(id) {
             for (a, v) in slot.iter().zip(sum) {
                 a.store(v, Ordering::Relaxed);
@@ -252,11 +290,7 @@ impl IsolateThread<'_> {
     }
 
     fn create(&self, slot: Slot) -> Result<Sandbox, super::js::InitError> {
-        let mut sandbox = if slot.policy().frozen {
-            Sandbox::frozen(&self.shared.host)
-        } else {
-            Sandbox::new(&self.shared.host)
-        }?;
+        let mut sandbox = new_isolate(&self.shared.host, slot)?;
         if slot.policy().python {
             let host = &self.shared.host;
             let rt = &self.rt;
@@ -334,28 +368,23 @@ impl IsolateThread<'_> {
         // Kept isolates of several owners share the bound one kept isolate
         // has: the least recently used go first.
         let bound = self.shared.limits.memory_limit_bytes / KEPT_SHARE;
-        let retired = match slot {
-            Slot::Warm if keep => self.warm.keep(sandbox, memory_used, bound),
-            Slot::Frozen if keep => self.frozen.keep(sandbox, memory_used, bound),
-            _ => return (report, Some(sandbox)),
+        let Some(kept) = self.kept.of(slot).filter(|_| keep) else {
+            return (report, Some(sandbox));
         };
+        let retired = kept.keep(sandbox, memory_used, bound);
         self.retired.extend(retired);
         (report, None)
     }
 
     /// Keeps an isolate that ran nothing for the next execution of `slot`.
     fn put_back(&mut self, slot: Slot, sandbox: Sandbox) {
+        if let Some(kept) = self.kept.of(slot) {
+            kept.put_back(sandbox);
+            return;
+        }
         let place = match slot {
-            Slot::Fresh => &mut self.spare,
-            Slot::Warm => {
-                self.warm.put_back(sandbox);
-                return;
-            }
-            Slot::Frozen => {
-                self.frozen.put_back(sandbox);
-                return;
-            }
             Slot::Python => &mut self.python,
+            _ => &mut self.spare,
         };
         *place = Some(sandbox);
     }
@@ -364,11 +393,10 @@ impl IsolateThread<'_> {
     /// isolate that ran another owner's code is retired instead, so no
     /// state ever passes between owners (tenants).
     fn take(&mut self, slot: Slot, owner: &Option<Arc<str>>) -> Result<Sandbox, ExecError> {
-        let kept = match slot {
-            Slot::Fresh => self.spare.take(),
-            Slot::Warm => self.warm.take(owner, &mut self.retired),
-            Slot::Frozen => self.frozen.take(owner, &mut self.retired),
-            Slot::Python => self.python.take(),
+        let kept = match (self.kept.of(slot), slot) {
+            (Some(kept), _) => kept.take(owner, &mut self.retired),
+            (None, Slot::Python) => self.python.take(),
+            (None, _) => self.spare.take(),
         };
         let mut sandbox = match kept {
             Some(sandbox) => sandbox,

@@ -25,7 +25,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::isolate_thread::{
-    CallInput, IDLE_COLLECT_AFTER, KEPT_SHARE, Kept, Shared, call_in, prepare,
+    CallInput, IDLE_COLLECT_AFTER, KEPT_SHARE, KeptSlots, Shared, call_in, collect_garbage,
+    heap_figures, new_isolate, prepare,
 };
 use super::js::Sandbox;
 use super::policy::{Placement, Slot, placement};
@@ -68,9 +69,7 @@ struct Lane {
     shared: Arc<Shared>,
     seat: Seat,
     cpu_clock: Option<ThreadCpuClock>,
-    warm: Kept,
-    /// The isolates `"frozen"` calls share here, one per owner.
-    frozen: Kept,
+    kept: KeptSlots,
     /// Kept isolates given up, dropped before the next call.
     retired: Vec<Sandbox>,
     /// Calls run here so far (a `/metrics` counter).
@@ -112,8 +111,7 @@ impl LaneParts {
             shared: self.shared.clone(),
             seat,
             cpu_clock: ThreadCpuClock::current(),
-            warm: Kept::default(),
-            frozen: Kept::default(),
+            kept: KeptSlots::default(),
             retired: Vec::new(),
             served: self.served.clone(),
             heap: Arc::default(),
@@ -156,11 +154,12 @@ impl Drop for H2Guard {
 /// A place for `execution` on this thread, if it may run here now: the
 /// thread is then marked busy until the [`LaneCall`] made by [`run`] ends.
 pub(super) fn claim(execution: &Execution) -> Option<Claim> {
-    let eligible = matches!(
-        placement(execution.isolation, &execution.task),
-        Placement::Thread(Slot::Warm | Slot::Frozen)
-    );
-    if !eligible || H2_OPEN.with(Cell::get) > 0 {
+    let Placement::Thread(slot @ (Slot::Warm | Slot::Frozen)) =
+        placement(execution.isolation, &execution.task)
+    else {
+        return None;
+    };
+    if H2_OPEN.with(Cell::get) > 0 {
         return None;
     }
     LANE.with(|l| {
@@ -179,6 +178,7 @@ pub(super) fn claim(execution: &Execution) -> Option<Claim> {
             .flatten();
         match share {
             Some(share) => Some(Claim {
+                slot,
                 share: Held {
                     shared: lane.shared.clone(),
                     share,
@@ -194,6 +194,8 @@ pub(super) fn claim(execution: &Execution) -> Option<Claim> {
 
 /// A claimed place on this thread's lane, for [`run`].
 pub(super) struct Claim {
+    /// The kept slot the call's isolate comes from.
+    slot: Slot,
     share: Held,
 }
 
@@ -272,20 +274,14 @@ fn release() {
 async fn call(claim: Claim, execution: Execution, cancel: Arc<CancelFlag>) -> Report {
     // The share is given back however the call ends.
     let _share = claim.share;
-    let slot = match placement(execution.isolation, &execution.task) {
-        Placement::Thread(Slot::Frozen) => Slot::Frozen,
-        _ => Slot::Warm,
-    };
+    let slot = claim.slot;
     let owner = execution.owner.clone();
     let taken = LANE.with(|l| {
         let mut lane = l.borrow_mut();
         let lane = lane.as_mut()?;
         lane.retired.clear();
         lane.served.fetch_add(1, Ordering::Relaxed);
-        let kept = match slot {
-            Slot::Frozen => lane.frozen.take(&owner, &mut lane.retired),
-            _ => lane.warm.take(&owner, &mut lane.retired),
-        };
+        let kept = lane.kept.of(slot)?.take(&owner, &mut lane.retired);
         Some((lane.shared.clone(), lane.cpu_clock, kept))
     });
     let Some((shared, cpu_clock, kept)) = taken else {
@@ -293,21 +289,15 @@ async fn call(claim: Claim, execution: Execution, cancel: Arc<CancelFlag>) -> Re
     };
     let mut sandbox = match kept {
         Some(sandbox) => sandbox,
-        None => {
-            let made = match slot {
-                Slot::Frozen => Sandbox::frozen(&shared.host),
-                _ => Sandbox::new(&shared.host),
-            };
-            match made {
-                Ok(sandbox) => {
-                    shared.isolates_created.fetch_add(1, Ordering::Relaxed);
-                    sandbox
-                }
-                Err(e) => {
-                    return Report::failed(internal(&format!("could not create an isolate: {e}")));
-                }
+        None => match new_isolate(&shared.host, slot) {
+            Ok(sandbox) => {
+                shared.isolates_created.fetch_add(1, Ordering::Relaxed);
+                sandbox
             }
-        }
+            Err(e) => {
+                return Report::failed(internal(&format!("could not create an isolate: {e}")));
+            }
+        },
     };
     sandbox.owner = Some(owner);
     let deadline = Instant::now() + execution.timeout;
@@ -390,9 +380,7 @@ fn collect_when_idle() {
                     return Some(lane.last_call + IDLE_COLLECT_AFTER);
                 }
                 lane.retired.clear();
-                for sandbox in lane.warm.iter_mut().chain(lane.frozen.iter_mut()) {
-                    sandbox.with_entered(|sb| sb.collect_garbage());
-                }
+                collect_garbage(lane.kept.iter_mut());
                 lane.heap_read = None;
                 lane.record_heap();
                 lane.collector = false;
@@ -412,11 +400,13 @@ fn keep(slot: Slot, sandbox: Sandbox, memory: usize) {
     LANE.with(|l| {
         if let Some(lane) = l.borrow_mut().as_mut() {
             let bound = lane.shared.limits.memory_limit_bytes / LANE_KEPT_SHARE;
-            let retired = match slot {
-                Slot::Frozen => lane.frozen.keep(sandbox, memory, bound),
-                _ => lane.warm.keep(sandbox, memory, bound),
-            };
-            lane.retired.extend(retired);
+            match lane.kept.of(slot) {
+                Some(kept) => {
+                    let retired = kept.keep(sandbox, memory, bound);
+                    lane.retired.extend(retired);
+                }
+                None => lane.retired.push(sandbox),
+            }
             lane.record_heap();
         }
     });
@@ -433,13 +423,7 @@ impl Lane {
             return;
         }
         self.heap_read = Some(Instant::now());
-        let mut sum = [0u64; 3];
-        for sandbox in self.warm.iter_mut().chain(self.frozen.iter_mut()) {
-            let figures = sandbox.with_entered(|sb| sb.heap_figures());
-            for (s, v) in sum.iter_mut().zip(figures) {
-                *s += v;
-            }
-        }
+        let sum = heap_figures(self.kept.iter_mut());
         for (a, v) in self.heap.iter().zip(sum) {
             a.store(v, Ordering::Relaxed);
         }

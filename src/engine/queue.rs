@@ -122,9 +122,7 @@ impl Queue {
             return Err(Overloaded);
         }
         let key = share_key(&execution);
-        let cap = execution
-            .max_threads
-            .map_or(self.script_threads, |n| n.clamp(1, self.script_threads));
+        let cap = self.share_cap(&execution);
         state.waiting.push_back(Queued {
             execution,
             reply,
@@ -137,6 +135,14 @@ impl Queue {
         drop(state);
         self.wake(idle);
         Ok(rx)
+    }
+
+    /// The most threads `execution`'s share may hold: `SCRIPT_THREADS`, or
+    /// fewer when the execution asks.
+    fn share_cap(&self, execution: &Execution) -> usize {
+        execution
+            .max_threads
+            .map_or(self.script_threads, |n| n.clamp(1, self.script_threads))
     }
 
     /// Wakes the thread `take_idle` chose, if any. It stays in its wait
@@ -196,15 +202,8 @@ impl Queue {
     pub(super) fn finish(&self, queued: &Queued) {
         let key = queued.key;
         let mut state = lock(&self.state);
-        let mut was_capped = false;
-        let held = state.held(key);
-        if let Some(n) = state.running_by_key.get_mut(&key) {
-            was_capped = held >= queued.cap;
-            *n -= 1;
-            if *n == 0 {
-                state.running_by_key.remove(&key);
-            }
-        }
+        let was_capped = state.running_by_key.contains_key(&key) && state.held(key) >= queued.cap;
+        count_down(&mut state.running_by_key, key);
         // An execution of this script held back by the cap may run now.
         // Only then is a waiting thread woken: waking every idle thread after
         // every call costs each of them a context switch per call.
@@ -223,9 +222,7 @@ impl Queue {
     /// is closed.
     pub(super) fn claim_lane(&self, execution: &Execution) -> Option<LaneShare> {
         let key = share_key(execution);
-        let cap = execution
-            .max_threads
-            .map_or(self.script_threads, |n| n.clamp(1, self.script_threads));
+        let cap = self.share_cap(execution);
         let mut state = lock(&self.state);
         let full = state.running() >= self.threads || state.held(key) >= cap;
         if state.closed || full || state.waiting.iter().any(|q| q.key == key) {
@@ -238,12 +235,7 @@ impl Queue {
     /// Gives back a share [`Queue::claim_lane`] gave.
     pub(super) fn release_lane(&self, share: &LaneShare) {
         let mut state = lock(&self.state);
-        if let Some(n) = state.lanes_by_key.get_mut(&share.key) {
-            *n -= 1;
-            if *n == 0 {
-                state.lanes_by_key.remove(&share.key);
-            }
-        }
+        count_down(&mut state.lanes_by_key, share.key);
         // A place in the pool is free: an execution waiting for one (or for
         // this share) may run now.
         let idle = if state.waiting.is_empty() {
@@ -281,6 +273,17 @@ impl Queue {
 /// connection thread's lane; give it back with [`Queue::release_lane`].
 pub(super) struct LaneShare {
     key: u64,
+}
+
+/// Counts one execution of share `key` less in `counts`, forgetting the
+/// share at none.
+fn count_down(counts: &mut HashMap<u64, usize>, key: u64) {
+    if let Some(n) = counts.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(&key);
+        }
+    }
 }
 
 /// Whose share an execution counts against: its client's when known;

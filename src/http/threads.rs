@@ -81,16 +81,13 @@ impl ConnThreads {
     pub(crate) fn spawn(&self, conn: impl Future<Output = ()> + Send + 'static) {
         let mut order: Vec<&ConnThread> = self.threads.iter().collect();
         order.sort_by_key(|t| t.seat.open.load(Ordering::Relaxed));
-        let chosen = order
+        // One is always found: only a lane runs calls, and with lanes there
+        // is the reserve, which never does.
+        let Some(thread) = order
             .into_iter()
             .chain(self.reserve.iter())
-            .find(|t| t.seat.try_enter());
-        let Some(thread) = chosen.or_else(|| {
-            // Only without a reserve: every thread runs a call right now.
-            let t = self.threads.first()?;
-            t.seat.open.fetch_add(1, Ordering::SeqCst);
-            Some(t)
-        }) else {
+            .find(|t| t.seat.try_enter())
+        else {
             return;
         };
         let open = Open(thread.seat.open.clone());

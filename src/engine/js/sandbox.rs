@@ -148,12 +148,6 @@ fn call_hook(runtime: &mut JsRuntime, key: &str, take: bool) -> bool {
     hook_result(runtime, key, take).is_some()
 }
 
-/// Like [`call_hook`], for a hook that answers true or false: false also
-/// when it answered anything but `true`.
-fn call_check(runtime: &mut JsRuntime, key: &str) -> bool {
-    hook_result(runtime, key, false).is_some_and(|v| v)
-}
-
 /// Whether the hook under `key` ran and returned `true`; `None` when it is
 /// missing or threw.
 fn hook_result(runtime: &mut JsRuntime, key: &str, take: bool) -> Option<bool> {
@@ -233,7 +227,7 @@ impl Sandbox {
     /// and every call gets fresh module instances and a clean global.
     pub(crate) fn frozen(host: &SandboxHost) -> Result<Sandbox, InitError> {
         let mut sandbox = Sandbox::create(host, false)?;
-        let locked = sandbox.with_entered(|sb| call_check(&mut sb.runtime, LOCKDOWN_KEY));
+        let locked = sandbox.with_entered(|sb| sb.check(LOCKDOWN_KEY));
         if !locked {
             sandbox.poisoned = true;
             return Err(InitError::Lockdown);
