@@ -26,6 +26,9 @@ pub(crate) struct Module {
     /// compiling it again. Made by the first such call; counted in the
     /// cache's budget.
     pub code_cache: std::sync::OnceLock<Arc<[u8]>>,
+    /// Whether a call has tried to make `code_cache`: it is made once, and
+    /// not tried again when the budget refused it.
+    pub code_cache_tried: std::sync::atomic::AtomicBool,
 }
 
 type Entry = Result<Arc<Module>, SyntaxError>;
@@ -108,6 +111,7 @@ impl TranspileCache {
                 specifier,
                 code: code.into(),
                 code_cache: Default::default(),
+                code_cache_tried: Default::default(),
             })),
             Ok(Err(e)) | Err(CompileError::Syntax(e)) => Err(e),
             // Not a property of the source: not cached.
@@ -132,6 +136,7 @@ impl TranspileCache {
             specifier: specifier_for(&hash),
             code,
             code_cache: Default::default(),
+            code_cache_tried: Default::default(),
         });
         self.insert(hash, Ok(module), cost);
     }
@@ -275,5 +280,34 @@ mod tests {
         }
         assert!(cache.bytes() <= 4096, "{}", cache.bytes());
         assert!(cache.bytes() > 0);
+    }
+
+    #[test]
+    fn code_caches_are_kept_once_and_counted_in_the_budget() {
+        let cache = cache(4096);
+        let m = get(&cache, "export const fn = () => 1;").unwrap();
+        let before = cache.bytes();
+        cache.keep_code_cache(&m, &[7u8; 100]);
+        assert_eq!(m.code_cache.get().map(|c| c.len()), Some(100));
+        assert_eq!(cache.bytes(), before + 100);
+        // The first one stays.
+        cache.keep_code_cache(&m, &[8u8; 50]);
+        assert_eq!(m.code_cache.get().map(|c| c[0]), Some(7));
+        assert_eq!(cache.bytes(), before + 100);
+        // One that cannot fit is refused and costs nothing.
+        let n = get(&cache, "export const fn = () => 2;").unwrap();
+        let held = cache.bytes();
+        cache.keep_code_cache(&n, &[0u8; 8192]);
+        assert!(n.code_cache.get().is_none());
+        assert_eq!(cache.bytes(), held);
+        // Room is made by evicting older entries, never the module itself.
+        let big = get(&cache, "export const fn = () => 3;").unwrap();
+        cache.keep_code_cache(&big, &[1u8; 3000]);
+        assert!(big.code_cache.get().is_some());
+        assert!(cache.bytes() <= 4096, "{}", cache.bytes());
+        assert!(Arc::ptr_eq(
+            &big,
+            &get(&cache, "export const fn = () => 3;").unwrap()
+        ));
     }
 }

@@ -742,7 +742,10 @@ impl Sandbox {
                 let mut url = module.specifier.clone();
                 url.set_fragment(Some(&fragment));
                 self.notes.borrow_mut().instance = Some(fragment);
-                if module.code_cache.get().is_none() {
+                if !module
+                    .code_cache_tried
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
                     self.make_code_cache(module);
                 }
                 // The loader gives the instance its code and the code cache.
