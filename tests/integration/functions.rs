@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::pg::Postgres;
-use crate::support::{Reply, Server};
+use crate::support::{Conn, Reply, Server};
 
 const OPERATOR: &str = "operator-key";
 
@@ -20,14 +20,19 @@ struct Client<'a> {
 
 impl Client<'_> {
     async fn send(&self, method: &str, path: &str, body: Value) -> Reply {
+        let mut conn = self.s.connect().await;
+        self.send_on(&mut conn, method, path, body).await
+    }
+
+    /// As [`Client::send`], on the keep-alive connection `conn`.
+    async fn send_on(&self, conn: &mut Conn, method: &str, path: &str, body: Value) -> Reply {
         let auth = format!("Bearer {}", self.key);
         let body = if body.is_null() {
             String::new()
         } else {
             body.to_string()
         };
-        self.s
-            .request(method, path, &[("authorization", auth.as_str())], body)
+        conn.request(method, path, &[("authorization", auth.as_str())], body)
             .await
     }
 }
@@ -66,31 +71,22 @@ async fn deploy(c: &Client<'_>, tenant: &str, name: &str, body: Value) -> Reply 
 }
 
 async fn invoke(c: &Client<'_>, tenant: &str, name: &str, f: &str, payload: Value) -> Reply {
-    c.send(
-        "POST",
-        &format!("/tenants/{tenant}/functions/{name}/invoke"),
-        json!({"fn": f, "payload": payload}),
-    )
-    .await
+    let mut conn = c.s.connect().await;
+    invoke_on(&mut conn, c, tenant, name, f, payload).await
 }
 
 /// As [`invoke`], on the keep-alive connection `conn`.
 async fn invoke_on(
-    conn: &mut crate::support::Conn,
+    conn: &mut Conn,
     c: &Client<'_>,
     tenant: &str,
     name: &str,
     f: &str,
+    payload: Value,
 ) -> Reply {
-    let auth = format!("Bearer {}", c.key);
-    let body = json!({"fn": f, "payload": null}).to_string();
-    conn.request(
-        "POST",
-        &format!("/tenants/{tenant}/functions/{name}/invoke"),
-        &[("authorization", auth.as_str())],
-        body,
-    )
-    .await
+    let path = format!("/tenants/{tenant}/functions/{name}/invoke");
+    c.send_on(conn, "POST", &path, json!({"fn": f, "payload": payload}))
+        .await
 }
 
 fn server() -> Server {
@@ -530,14 +526,14 @@ async fn warm_state_is_the_functions_own_and_never_another_tenants() {
     let mut conn = s.connect().await;
     for round in 1..=3 {
         // Warm: the function's own state carries on between its calls.
-        let r = invoke_on(&mut conn, &a, "planter", "c", "count").await;
+        let r = invoke_on(&mut conn, &a, "planter", "c", "count", Value::Null).await;
         assert_eq!(r.json()["result"], round, "{}", r.text());
         // Clean: nothing carries over.
-        let r = invoke_on(&mut conn, &a, "planter", "clean", "count").await;
+        let r = invoke_on(&mut conn, &a, "planter", "clean", "count", Value::Null).await;
         assert_eq!(r.json()["result"], 1, "{}", r.text());
         for isolation in ["none", "frozen"] {
             let name = format!("probe-{isolation}");
-            let r = invoke_on(&mut conn, &b, "prober", &name, "look").await;
+            let r = invoke_on(&mut conn, &b, "prober", &name, "look", Value::Null).await;
             assert_eq!(r.json()["result"], Value::Null, "{isolation}: {}", r.text());
         }
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::Server;
+use crate::support::{Server, stat_cpu_ticks};
 
 const ON_LANE: &str = "isoexec_calls_on_connection_thread_total";
 const COUNTER: &str = "let n = 0; export function f() { n += 1; return n; }";
@@ -17,20 +17,11 @@ fn thread_cpu(pid: u32, name: &str) -> Duration {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
     for task in tasks.flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() != name {
-            continue;
+        if comm.trim() == name {
+            let stat = task.path().join("stat");
+            let ticks = stat_cpu_ticks(&stat.to_string_lossy());
+            return Duration::from_millis(ticks * 10);
         }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        // Fields after the command's closing parenthesis; utime and stime
-        // are the 14th and 15th of the whole line, in clock ticks (100/s).
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let fields: Vec<u64> = rest
-            .split_whitespace()
-            .skip(11)
-            .take(2)
-            .filter_map(|f| f.parse().ok())
-            .collect();
-        return Duration::from_millis(fields.iter().sum::<u64>() * 10);
     }
     Duration::ZERO
 }

@@ -99,20 +99,7 @@ async fn process_timeouts_and_memory_limits_end_the_worker_not_the_server() {
 
 /// CPU time a process has used, in clock ticks.
 fn cpu_ticks(pid: i32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields of the whole line.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let n = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    n(11) + n(12)
+    crate::support::stat_cpu_ticks(&format!("/proc/{pid}/stat"))
 }
 
 #[tokio::test]

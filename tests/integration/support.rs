@@ -214,13 +214,7 @@ impl Server {
 
     /// `POST /run` with `script`, `fn` and any extra fields.
     pub async fn call(&self, script: &str, func: &str, extra: Value) -> Reply {
-        let mut body = serde_json::json!({ "script": script, "fn": func });
-        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-            for (k, v) in e {
-                b.insert(k.clone(), v.clone());
-            }
-        }
-        self.post("/run", &body).await
+        self.connect().await.call(script, func, extra).await
     }
 
     pub async fn put(&self, path: &str, body: &Value) -> Reply {
@@ -356,6 +350,25 @@ impl Drop for Server {
 }
 
 /// The process ids of `pid`'s children (listed under each of its threads).
+/// User and system CPU time in clock ticks (100 a second here) from a
+/// `/proc` stat file (a process's or one of its threads'); 0 if unreadable.
+pub fn stat_cpu_ticks(path: &str) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    n(11) + n(12)
+}
+
 pub fn child_pids(pid: u32) -> Vec<u32> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
