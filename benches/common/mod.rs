@@ -146,11 +146,13 @@ pub async fn latency_with(
 }
 
 /// Sequential requests to several targets, taken in turns: `rounds` times,
-/// `samples / rounds` requests to each target in order, each on its own
-/// keep-alive connection, after 200 warm-up requests to each. Whatever the
-/// machine does meanwhile (another tenant, a frequency change) falls on all
-/// targets alike, so their differences hold better than from runs one
-/// after another.
+/// `samples / rounds` requests to each target, each on its own keep-alive
+/// connection, after 200 warm-up requests to each. Whatever the machine
+/// does meanwhile (another tenant, a frequency change) falls on all targets
+/// alike, so their differences hold better than from runs one after
+/// another. Each turn takes the targets in another order (a fixed
+/// shuffle): what a target leaves behind (a cold cache, a busy core) falls
+/// on different ones each turn, not always on the one after it.
 pub async fn latency_interleaved(
     targets: &[(SocketAddr, &str, Bytes)],
     rounds: usize,
@@ -168,8 +170,26 @@ pub async fn latency_interleaved(
     let rounds = rounds.max(1);
     let per_round = samples.div_ceil(rounds);
     let mut us = vec![Vec::with_capacity(per_round * rounds); targets.len()];
+    let mut order: Vec<usize> = (0..targets.len()).collect();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     for _ in 0..rounds {
-        for (i, (addr, path, body)) in targets.iter().enumerate() {
+        // Fisher–Yates with a small xorshift: the same orders every run.
+        for k in (1..order.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(k, (seed % (k as u64 + 1)) as usize);
+        }
+        for &i in &order {
+            let (addr, path, body) = &targets[i];
+            // A server may close a connection idle for a few seconds
+            // (Node's default is 5 s) while the other targets take their
+            // turns: open another, untimed, before this turn's samples.
+            if conns[i].is_closed() || conns[i].ready().await.is_err() {
+                conns[i] = connect(*addr).await;
+                let (status, bytes) = send(&mut conns[i], *addr, path, body).await;
+                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+            }
             for _ in 0..per_round {
                 let t = Instant::now();
                 let (status, bytes) = send(&mut conns[i], *addr, path, body).await;

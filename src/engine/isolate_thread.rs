@@ -483,6 +483,7 @@ pub(super) async fn call_in(
         .map(|dir| shared.host.scoped(dir));
     let watchdog = &shared.watchdog;
     let warm = slot == Slot::Warm;
+    let started = Instant::now();
     sandbox.begin_call(CallSetup {
         logs: sink,
         env: execution.env.clone(),
@@ -566,8 +567,13 @@ pub(super) async fn call_in(
         .zip(cpu_before)
         .map_or(Duration::ZERO, |(c, before)| c.now().saturating_sub(before));
     let (logs, logs_truncated) = sandbox.take_logs();
-    let memory = if slot.policy().kept || execution.owner.is_some() {
+    let memory = if execution.owner.is_some() || execution.memory_limit.is_some() {
+        // Counted in a tenant's usage, or held to a limit of its own.
         sandbox.memory_used()
+    } else if slot.policy().kept {
+        // Only for the keep decision: a bound within an eighth of it.
+        let bound = limits.memory_limit_bytes / slot.policy().max_heap_share.max(1);
+        sandbox.memory_at_most(started.elapsed(), bound / 8)
     } else {
         0
     };

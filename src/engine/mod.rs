@@ -128,7 +128,9 @@ impl Engine {
         };
         let placement = policy::placement(execution.isolation, &execution.task);
         let report = match (&self.process, placement) {
-            (Some(process), Placement::Process) => process.run(execution, cancel).await?,
+            // Boxed: its future is large, and every call's future would
+            // carry (and move) its size otherwise.
+            (Some(process), Placement::Process) => Box::pin(process.run(execution, cancel)).await?,
             // On the caller's own thread when that holds up nobody.
             (_, Placement::Thread(_)) if let Some(claim) = lane::claim(execution) => {
                 lane::run(claim, execution.clone(), cancel).await

@@ -14,12 +14,17 @@ use super::error::{ErrorKind, HttpError};
 use crate::config::Config;
 use crate::engine::Isolation;
 
-/// One request as a handler sees it: its head, its path parameters, and its
-/// body, read on demand under the server's limits.
-/// The peer address of the connection a request came on, kept in the
-/// request's extensions.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PeerAddr(pub std::net::SocketAddr);
+/// The client key of the connection a request came on (`addr:` and its
+/// peer's IP address), made once per connection and kept in each of its
+/// requests' extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerAddr(std::sync::Arc<str>);
+
+impl PeerAddr {
+    pub(crate) fn new(peer: std::net::SocketAddr) -> PeerAddr {
+        PeerAddr(format!("addr:{}", peer.ip()).into())
+    }
+}
 
 /// The client a request forwarded by another replica was sent by (set by
 /// the router only when the request carries the replicas' shared secret).
@@ -33,9 +38,13 @@ pub(crate) struct Forwarded;
 
 /// Headers of a request one replica forwards to another: the shared
 /// secret, and the client as the first replica saw it.
-pub(crate) const FORWARDED_HEADER: &str = "x-isoexec-forwarded";
-pub(crate) const CLIENT_HEADER: &str = "x-isoexec-client";
+pub(crate) const FORWARDED_HEADER: header::HeaderName =
+    header::HeaderName::from_static("x-isoexec-forwarded");
+pub(crate) const CLIENT_HEADER: header::HeaderName =
+    header::HeaderName::from_static("x-isoexec-client");
 
+/// One request as a handler sees it: its head, its path parameters, and its
+/// body, read on demand under the server's limits.
 pub(crate) struct HttpRequest {
     pub parts: hyper::http::request::Parts,
     body: Option<Incoming>,
@@ -73,7 +82,7 @@ impl HttpRequest {
             return format!("key:{hex}").into();
         }
         match self.parts.extensions.get::<PeerAddr>() {
-            Some(PeerAddr(addr)) => format!("addr:{}", addr.ip()).into(),
+            Some(PeerAddr(key)) => key.clone(),
             None => "addr:unknown".into(),
         }
     }

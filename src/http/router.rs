@@ -84,7 +84,7 @@ impl Router {
         let one_per_connection = browser_on_http1(&req);
         let request_id = req
             .headers()
-            .get("x-request-id")
+            .get(REQUEST_ID)
             .filter(|v| usable_request_id(v.as_bytes()))
             .cloned()
             .unwrap_or_else(new_request_id);
@@ -135,15 +135,15 @@ impl Router {
             };
             unanswered.armed = false;
             let headers = response.headers_mut();
-            headers.insert("x-request-id", request_id);
+            headers.insert(REQUEST_ID, request_id);
             // No page of this server may be framed by another site.
-            headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+            headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
             headers.insert(
-                "content-security-policy",
+                header::CONTENT_SECURITY_POLICY,
                 HeaderValue::from_static("frame-ancestors 'none'"),
             );
             headers.insert(
-                "x-content-type-options",
+                header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
             );
             if one_per_connection {
@@ -252,13 +252,13 @@ async fn dispatch(
 /// with the replicas' shared secret, and otherwise stripped, so no client
 /// can pass for another.
 fn trust_forwarded(app: &App, parts: &mut hyper::http::request::Parts) {
-    let secret = app.sessions.catalog().map(|c| c.secret().to_string());
     let given = parts.headers.remove(FORWARDED_HEADER);
     let client = parts.headers.remove(CLIENT_HEADER);
-    let trusted = match (&secret, &given) {
-        (Some(s), Some(g)) => constant_time_eq(s.as_bytes(), g.as_bytes()),
-        _ => false,
-    };
+    let Some(given) = given else { return };
+    let trusted = app
+        .sessions
+        .catalog()
+        .is_some_and(|c| constant_time_eq(c.secret().as_bytes(), given.as_bytes()));
     if trusted && let Some(client) = client.as_ref().and_then(|c| c.to_str().ok()) {
         parts.extensions.insert(ForwardedClient(client.into()));
         parts.extensions.insert(Forwarded);
@@ -280,13 +280,27 @@ fn check_auth(app: &App, req: &Request<Incoming>) -> Result<(), HttpError> {
     }
 }
 
+/// The header a request's id comes in and goes back in.
+const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
 fn new_request_id() -> HeaderValue {
     use std::hash::{BuildHasher, RandomState};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static SEED: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let hash = SEED.get_or_init(RandomState::new).hash_one(n);
-    HeaderValue::from_str(&format!("{hash:016x}{n:08x}")).unwrap_or(HeaderValue::from_static("-"))
+    // 16 hex digits of the hash, then the low 8 of the count.
+    let mut id = [0u8; 24];
+    let digits = b"0123456789abcdef";
+    for (i, byte) in id.iter_mut().enumerate() {
+        let nibble = if i < 16 {
+            hash >> (4 * (15 - i))
+        } else {
+            n >> (4 * (23 - i))
+        };
+        *byte = digits[(nibble & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]
@@ -309,6 +323,22 @@ mod tests {
         assert_eq!(m.params.get("codeId"), Some("abc"));
         assert!(r.matcher.at("/workspace/a/b").is_err());
         assert_eq!(percent_decode("..%2Fx"), "../x");
+    }
+
+    #[test]
+    fn request_ids_are_hex_hash_then_count() {
+        let (a, b) = (new_request_id(), new_request_id());
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 24);
+            assert!(id.as_bytes().iter().all(|c| c.is_ascii_hexdigit()));
+            assert!(usable_request_id(id.as_bytes()));
+        }
+        let count = |id: &HeaderValue| {
+            u32::from_str_radix(std::str::from_utf8(&id.as_bytes()[16..]).unwrap(), 16).unwrap()
+        };
+        // Other tests may take ids in between, never this one's again.
+        assert!(count(&b).wrapping_sub(count(&a)) >= 1);
+        assert_ne!(a.as_bytes()[..16], b.as_bytes()[..16]);
     }
 
     #[test]

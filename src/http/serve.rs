@@ -91,9 +91,10 @@ pub async fn serve(
         let graceful_watch = graceful.watcher();
         let in_flight = InFlight::default();
         let counted = in_flight.clone();
+        let client = super::request::PeerAddr::new(peer);
         let service =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(super::request::PeerAddr(peer));
+                req.extensions_mut().insert(client.clone());
                 let (app, router) = (app.clone(), router.clone());
                 let guard = counted.enter();
                 async move {

@@ -403,3 +403,44 @@ async fn frozen_calls_get_new_instances_of_imported_modules() {
         );
     }
 }
+
+/// A warm isolate is kept while its heap stays under half the memory limit,
+/// and replaced once a call leaves it over: a call that fills the heap is
+/// measured, however many short calls came before. The bound used after
+/// short calls (no heap reading) must never keep an isolate that holds
+/// more.
+#[tokio::test]
+async fn a_warm_isolate_over_its_heap_bound_is_replaced() {
+    // The bound: half of 128 MiB.
+    let s = Server::start_with(&[("MEMORY_LIMIT_MB", "128")]);
+    // One keep-alive connection, and no other: its calls run on the thread
+    // that serves it, in the one isolate kept there.
+    let mut c = s.connect().await;
+    let script = "let n = 0; const held = [];\n\
+                  export function f(mb) {\n\
+                    n++;\n\
+                    const a = [];\n\
+                    for (let i = 0; i < mb * 131072; i++) a.push(i + 0.5);\n\
+                    held.push(a);\n\
+                    return n;\n\
+                  }";
+    let mut result = async |mb: u32| {
+        let r = c
+            .call(script, "f", json!({"payload": mb, "isolation": "none"}))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["result"].as_u64().unwrap_or(0)
+    };
+    // Short calls, many of them: the heap is not read after most.
+    for i in 1..=50 {
+        assert_eq!(result(0).await, i);
+    }
+    // 8 MiB held: under the bound, the isolate is kept.
+    assert_eq!(result(8).await, 51);
+    assert_eq!(result(0).await, 52);
+    // 60 MiB more: over the bound after this call, which still answers.
+    assert_eq!(result(60).await, 53);
+    // The next calls start in a new isolate, kept in turn.
+    assert_eq!(result(0).await, 1);
+    assert_eq!(result(0).await, 2);
+}

@@ -1,6 +1,7 @@
 //! `POST /` and `POST /run`, the function-call API: checks the call, runs it
 //! on the engine, and shapes the reply.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -37,22 +38,91 @@ pub(super) fn routes() -> Vec<Route> {
 
 /// The request body, each field kept raw so it can be checked with a clear
 /// message (and the payload passed to V8's own JSON parser untouched).
-#[derive(Deserialize)]
+#[derive(Default)]
 struct RunBody<'a> {
-    #[serde(borrow)]
     script: Option<&'a RawValue>,
-    #[serde(borrow)]
     code: Option<&'a RawValue>,
-    #[serde(borrow, rename = "fn")]
     fn_name: Option<&'a RawValue>,
-    #[serde(borrow)]
     payload: Option<&'a RawValue>,
-    #[serde(borrow)]
     timeout: Option<&'a RawValue>,
-    #[serde(borrow, rename = "cpuTimeout")]
     cpu_timeout: Option<&'a RawValue>,
-    #[serde(borrow)]
     isolation: Option<&'a RawValue>,
+}
+
+impl<'a> RunBody<'a> {
+    /// The body's fields, which [`check_fields`] has found all known; a
+    /// field sent twice is refused.
+    fn from_fields(fields: Vec<(Cow<'a, str>, &'a RawValue)>) -> Result<RunBody<'a>, HttpError> {
+        let mut body = RunBody::default();
+        for (key, value) in fields {
+            let slot = match key.as_ref() {
+                "script" => &mut body.script,
+                "code" => &mut body.code,
+                "fn" => &mut body.fn_name,
+                "payload" => &mut body.payload,
+                "timeout" => &mut body.timeout,
+                "cpuTimeout" => &mut body.cpu_timeout,
+                "isolation" => &mut body.isolation,
+                _ => continue,
+            };
+            if slot.replace(value).is_some() {
+                return Err(HttpError::bad_field(
+                    key.as_ref(),
+                    format!("Malformed JSON body: field '{key}' is sent twice"),
+                ));
+            }
+        }
+        Ok(body)
+    }
+}
+
+/// A JSON object's members in order, their values left raw.
+struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = TopLevel<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<TopLevel<'de>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(Key(key)) = map.next_key()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    members.push((key, value));
+                }
+                Ok(TopLevel(members))
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
+/// A member's name, borrowed from the body unless it has escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl<'de> serde::de::Visitor<'de> for Name {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(Name)
+    }
 }
 
 /// What a function-call body looks like, for messages.
@@ -85,15 +155,15 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
     let text = std::str::from_utf8(body).map_err(|e| {
         HttpError::bad_field("body", format!("Request body is not valid UTF-8: {e}"))
     })?;
-    // The top level first, so that a body that is not an object, or an
+    // One pass over the top level: a body that is not an object, or an
     // unknown field, gets a message of ours (never a Rust type's name).
     let mut de = serde_json::Deserializer::from_str(text);
     // Depth was checked above against the configured limit.
     de.disable_recursion_limit();
-    let fields: Result<std::collections::HashMap<&str, &RawValue>, serde_json::Error> =
+    let fields: Result<TopLevel, serde_json::Error> =
         Deserialize::deserialize(&mut de).and_then(|f| de.end().map(|()| f));
-    match fields {
-        Ok(fields) => check_fields(fields.keys().copied(), run_fields())?,
+    let fields = match fields {
+        Ok(fields) => fields.0,
         Err(e) if e.is_syntax() || e.is_eof() => {
             return Err(HttpError::bad_field(
                 "body",
@@ -106,12 +176,9 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
             let value = Value::deserialize(&mut de).unwrap_or(Value::Null);
             return Err(not_an_object(&value, RUN_SHAPE));
         }
-    }
-    let mut de = serde_json::Deserializer::from_str(text);
-    de.disable_recursion_limit();
-    let parsed = RunBody::deserialize(&mut de)
-        .and_then(|b| de.end().map(|()| b))
-        .map_err(|e| HttpError::bad_field("body", format!("Malformed JSON body: {e}")))?;
+    };
+    check_fields(fields.iter().map(|(k, _)| k.as_ref()), run_fields())?;
+    let parsed = RunBody::from_fields(fields)?;
 
     let script = string_field(parsed.script, "script")?;
     let code = string_field(parsed.code, "code")?;
@@ -355,5 +422,49 @@ mod tests {
             assert_eq!(typed.logs[0].level, "warn");
             assert_eq!(typed.logs_truncated, truncated.then_some(true));
         }
+    }
+
+    fn parse(body: &str) -> Result<Execution, HttpError> {
+        let config = crate::config::Config::from_source(&Default::default(), |_| None).unwrap();
+        parse_call(&config, body.as_bytes())
+    }
+
+    #[test]
+    fn a_call_body_is_read_in_one_pass_with_our_messages() {
+        // Member names with escapes are names like any other.
+        let e =
+            parse(r#"{"scr\u0069pt": "export const f = () => 1", "fn": "f", "payload": [1, 2]}"#)
+                .unwrap();
+        match &e.task {
+            crate::engine::Task::Call {
+                fn_name, payload, ..
+            } => {
+                assert_eq!(fn_name, "f");
+                assert_eq!(&**payload, "[1, 2]");
+            }
+            other => panic!("not a call: {other:?}"),
+        }
+        let twice = parse(r#"{"script": "a", "fn": "f", "fn": "g"}"#).unwrap_err();
+        assert!(
+            twice.message.contains("'fn' is sent twice"),
+            "{}",
+            twice.message
+        );
+        let unknown = parse(r#"{"script": "a", "fun": "f"}"#).unwrap_err();
+        assert!(
+            unknown.message.starts_with("Unknown field 'fun'"),
+            "{}",
+            unknown.message
+        );
+        let array = parse(r#"[1]"#).unwrap_err();
+        assert!(array.message.contains("object"), "{}", array.message);
+        let broken = parse(r#"{"script": "a", "fn": }"#).unwrap_err();
+        assert!(
+            broken.message.starts_with("Malformed JSON body"),
+            "{}",
+            broken.message
+        );
+        let no_fn = parse(r#"{"script": "a"}"#).unwrap_err();
+        assert_eq!(no_fn.message, "Missing required field 'fn'");
     }
 }
