@@ -198,10 +198,10 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
         }
     };
     // LLM agents send markdown: the first ```ts / ```js block is the code.
-    if let Some(message) = crate::code::jsx_fence(&script) {
-        return Err(HttpError::bad_field("script", message));
-    }
     let script = if script.contains("```") {
+        if let Some(message) = crate::code::jsx_fence(&script) {
+            return Err(HttpError::bad_field("script", message));
+        }
         crate::code::extract_code(&script).to_string()
     } else {
         script
@@ -223,11 +223,19 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
         None => limits.default_cpu_limit,
         Some(raw) => Some(positive_ms(raw, "cpuTimeout", config)?),
     };
-    let isolation = isolation_field(
-        value(parsed.isolation).as_ref(),
-        &Isolation::ALL,
-        config.default_isolation,
-    )?;
+    // A plain name, the common case, needs no JSON value made of it.
+    let named = parsed
+        .isolation
+        .and_then(|raw| raw.get().strip_prefix('"')?.strip_suffix('"'))
+        .and_then(Isolation::parse);
+    let isolation = match named {
+        Some(isolation) => isolation,
+        None => isolation_field(
+            value(parsed.isolation).as_ref(),
+            &Isolation::ALL,
+            config.default_isolation,
+        )?,
+    };
     Ok(Execution {
         cpu_limit,
         isolation,
@@ -463,6 +471,16 @@ mod tests {
             broken.message.starts_with("Malformed JSON body"),
             "{}",
             broken.message
+        );
+        let frozen = parse(r#"{"script": "a", "fn": "f", "isolation": "frozen"}"#).unwrap();
+        assert_eq!(frozen.isolation, Isolation::Frozen);
+        let escaped = parse(r#"{"script": "a", "fn": "f", "isolation": "fr\u006fzen"}"#).unwrap();
+        assert_eq!(escaped.isolation, Isolation::Frozen);
+        let wrong = parse(r#"{"script": "a", "fn": "f", "isolation": "vm"}"#).unwrap_err();
+        assert!(
+            wrong.message.starts_with("Field 'isolation' must be"),
+            "{}",
+            wrong.message
         );
         let no_fn = parse(r#"{"script": "a"}"#).unwrap_err();
         assert_eq!(no_fn.message, "Missing required field 'fn'");
