@@ -171,18 +171,23 @@ async fn a_thrown_error_is_an_exception_with_typescript_positions() {
                   \x20 console.log('before');\n\
                   \x20 throw new TypeError('bad point ' + p.x);\n\
                   }\n";
-    let r = s.call(script, "f", json!({})).await;
-    assert_eq!(r.status, 500);
-    let body = r.json();
-    assert_eq!(body["kind"], "exception");
-    assert_eq!(body["error"], "TypeError: bad point 1");
-    assert_eq!(body["details"]["name"], "TypeError");
-    assert_eq!(body["details"]["message"], "bad point 1");
-    let stack = body["details"]["stack"].as_str().unwrap();
-    // Line 5 of the TypeScript source, not of the emitted JavaScript.
-    assert!(stack.contains(".ts:5:"), "{stack}");
-    // Logs captured before the failure are kept.
-    assert_eq!(body["logs"][0]["message"], "before");
+    // "frozen" twice: its first call of a script and a later one make
+    // their module instances in different ways.
+    for isolation in ["isolate", "none", "frozen", "frozen", "process"] {
+        let r = s.call(script, "f", json!({"isolation": isolation})).await;
+        assert_eq!(r.status, 500, "{isolation}");
+        let body = r.json();
+        assert_eq!(body["kind"], "exception");
+        assert_eq!(body["error"], "TypeError: bad point 1");
+        assert_eq!(body["details"]["name"], "TypeError");
+        assert_eq!(body["details"]["message"], "bad point 1");
+        let stack = body["details"]["stack"].as_str().unwrap();
+        // Line 5 of the TypeScript source, not of the emitted JavaScript.
+        assert!(stack.contains(".ts:5:"), "{isolation}: {stack}");
+        assert!(!stack.contains('#'), "{isolation}: {stack}");
+        // Logs captured before the failure are kept.
+        assert_eq!(body["logs"][0]["message"], "before");
+    }
 }
 
 #[tokio::test]

@@ -404,6 +404,61 @@ async fn frozen_calls_get_new_instances_of_imported_modules() {
     }
 }
 
+/// A frozen call of a script that imports nothing gets its module instance
+/// from V8 directly, not through the module loader; it must behave as a
+/// loaded one: state of its own, its top level run (microtasks too) before
+/// the call, a throw at its top level an exception, a script with
+/// top-level await still served, and no isolate made for its calls beyond
+/// the one that serves them (its instances are not kept).
+#[tokio::test]
+async fn frozen_instances_of_self_contained_scripts_behave_as_loaded_ones() {
+    let s = Server::start_with(&[("POOL_SIZE", "1")]);
+    let mut c = s.connect().await;
+    let frozen = || json!({"isolation": "frozen"});
+    let state = "let n = 0;\n\
+                 let ready = false;\n\
+                 Promise.resolve().then(() => { ready = true; });\n\
+                 export function f() { n++; return { n, ready }; }";
+    for _ in 0..3 {
+        let r = c.call(state, "f", frozen()).await;
+        assert_eq!(
+            r.json()["result"],
+            json!({"n": 1, "ready": true}),
+            "{}",
+            r.text()
+        );
+    }
+    let created = isolates_created(&s).await;
+    for _ in 0..1100 {
+        let r = c.call(state, "f", frozen()).await;
+        assert_eq!(r.json()["result"]["n"], 1, "{}", r.text());
+    }
+    // Past the thousand module instances after which a frozen isolate
+    // whose instances the module map keeps is replaced.
+    assert_eq!(isolates_created(&s).await, created);
+
+    let throws = "throw new RangeError('at the top');\nexport const f = () => 1;";
+    for _ in 0..2 {
+        let r = c.call(throws, "f", frozen()).await;
+        let body = r.json();
+        assert_eq!(body["kind"], "exception", "{body}");
+        assert_eq!(body["error"], "RangeError: at the top", "{body}");
+    }
+    let awaits = "const v = await Promise.resolve(41);\nexport const f = () => v + 1;";
+    for _ in 0..2 {
+        let r = c.call(awaits, "f", frozen()).await;
+        assert_eq!(r.json()["result"], 42, "{}", r.text());
+    }
+    // The first script again, after a failure: still served, still fresh.
+    let r = c.call(state, "f", frozen()).await;
+    assert_eq!(
+        r.json()["result"],
+        json!({"n": 1, "ready": true}),
+        "{}",
+        r.text()
+    );
+}
+
 /// A warm isolate is kept while its heap stays under half the memory limit,
 /// and replaced once a call leaves it over: a call that fills the heap is
 /// measured, however many short calls came before. The bound used after

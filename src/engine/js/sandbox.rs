@@ -212,6 +212,9 @@ pub(crate) struct Sandbox {
     cache: Arc<TranspileCache>,
     /// The glue's per-call hooks (settle, reset), found once.
     hooks: HashMap<&'static str, v8::Global<v8::Function>>,
+    /// Frozen mode: by source hash, whether a module's instances are made
+    /// through V8 directly (see [`Sandbox::direct_instance`]).
+    direct: HashMap<[u8; 32], bool>,
     /// The used heap when last read, and what the calls since could have
     /// added to it at most (see [`Sandbox::memory_at_most`]).
     heap_read: Option<usize>,
@@ -321,6 +324,7 @@ impl Sandbox {
                 resolver: host.resolver.clone(),
                 cache: host.cache.clone(),
                 hooks: HashMap::new(),
+                direct: HashMap::new(),
                 heap_read: None,
                 heap_slack: 0,
                 owner: None,
@@ -342,6 +346,7 @@ impl Sandbox {
             resolver: host.resolver.clone(),
             cache: host.cache.clone(),
             hooks: HashMap::new(),
+            direct: HashMap::new(),
             heap_read: None,
             heap_slack: 0,
             owner: None,
@@ -555,16 +560,15 @@ impl Sandbox {
             self.settle_warm();
         }
         let instance = self.notes.borrow_mut().instance.take();
+        let frozen = self.frozen;
         result.map_err(|e| {
             let error = self.explain(e);
-            match instance {
-                // The fragment is the host's device: keep it out of errors.
-                Some(fragment) => {
-                    frozen_hint(error.map_text(|t| t.replace(&format!("#{fragment}"), "")))
-                }
+            // The fragment is the host's device: keep it out of errors.
+            let error = match instance {
+                Some(fragment) => error.map_text(|t| t.replace(&format!("#{fragment}"), "")),
                 None => error,
-            }
-            .capped()
+            };
+            if frozen { frozen_hint(error) } else { error }.capped()
         })
     }
 
@@ -773,7 +777,13 @@ impl Sandbox {
         warm: bool,
         entry: Entry,
     ) -> Result<String, Failure> {
-        let namespace = match self.modules.get(&module.hash) {
+        let kept = self.modules.get(&module.hash).cloned();
+        let namespace = match kept {
+            _ if self.frozen
+                && let Some(namespace) = self.direct_instance(module).await? =>
+            {
+                Rc::new(namespace)
+            }
             _ if self.frozen => {
                 // A new instance of the module and of everything it imports:
                 // the same URLs with a fragment no earlier call used.
@@ -781,12 +791,6 @@ impl Sandbox {
                 let mut url = module.specifier.clone();
                 url.set_fragment(Some(&fragment));
                 self.notes.borrow_mut().instance = Some(fragment);
-                if !module
-                    .code_cache_tried
-                    .swap(true, std::sync::atomic::Ordering::Relaxed)
-                {
-                    self.make_code_cache(module);
-                }
                 // The loader gives the instance its code and the code cache.
                 self.notes.borrow_mut().frozen_root = Some((url.clone(), module.clone()));
                 let loaded = self.runtime.load_side_es_module(&url).await;
@@ -799,7 +803,7 @@ impl Sandbox {
                         .map_err(Failure::Core)?,
                 )
             }
-            Some(namespace) if warm => namespace.clone(),
+            Some(namespace) if warm => namespace,
             _ => {
                 let id = if warm {
                     self.runtime
@@ -923,6 +927,62 @@ impl Sandbox {
                     None => Err(Failure::Terminated),
                 }
             }
+        }
+    }
+
+    /// A new instance of `module` for a frozen call, compiled, linked and
+    /// evaluated through V8 itself when the module is self-contained: no
+    /// `import` anywhere in its text (no other module, no `import.meta`, no
+    /// dynamic import) and no top-level await. Then deno_core's module
+    /// loading is skipped, nothing is added to its module map (the instance
+    /// is garbage once the call is over), and V8 shares the compiled code
+    /// between instances (its compilation cache knows the module by name
+    /// and text), so no instance parses it or compiles its functions again;
+    /// each still has its own bindings, functions and feedback. The first
+    /// call of a module in this runtime loads it once through deno_core,
+    /// never evaluated, so that stack traces find its source map. `None`
+    /// when the module needs deno_core's loading (then the caller makes
+    /// the instance that way).
+    async fn direct_instance(
+        &mut self,
+        module: &Arc<Module>,
+    ) -> Result<Option<v8::Global<v8::Object>>, Failure> {
+        if !module
+            .code_cache_tried
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.make_code_cache(module);
+        }
+        let direct = match self.direct.get(&module.hash) {
+            Some(direct) => *direct,
+            None => {
+                let direct = !module.code.contains("import")
+                    && self
+                        .runtime
+                        .load_side_es_module_from_code(&module.specifier, module.code.clone())
+                        .await
+                        .is_ok();
+                // Counted with the instances: the module map keeps it.
+                self.loaded.set(self.loaded.get() + 1);
+                self.direct.insert(module.hash, direct);
+                direct
+            }
+        };
+        if !direct {
+            return Ok(None);
+        }
+        let made = {
+            deno_core::scope!(scope, &mut self.runtime);
+            v8::tc_scope!(let tc, scope);
+            new_instance(tc, module)
+        };
+        match made {
+            Ok(Some(namespace)) => Ok(Some(namespace)),
+            Ok(None) => {
+                self.direct.insert(module.hash, false);
+                Ok(None)
+            }
+            Err(failure) => Err(*failure),
         }
     }
 
@@ -1140,6 +1200,127 @@ const FROZEN_WRITE: [&str; 4] = [
 
 /// A `TypeError` from writing to a frozen object, with the reason a
 /// `"frozen"` call most likely met it.
+/// Compiles, links and evaluates a new instance of the self-contained
+/// `module` (see [`Sandbox::direct_instance`]); its namespace. `Ok(None)`
+/// when it is not one after all (it does not compile, it imports, or it
+/// awaits at its top level): no code of it ran. An `Err` is the call's
+/// failure: its top level threw, or it was stopped.
+fn new_instance(
+    tc: &mut v8::PinnedRef<'_, v8::TryCatch<'_, '_, v8::HandleScope<'_>>>,
+    module: &Module,
+) -> Result<Option<v8::Global<v8::Object>>, Box<Failure>> {
+    let stopped = |tc: &mut v8::PinnedRef<'_, v8::TryCatch<'_, '_, v8::HandleScope<'_>>>| {
+        if tc.has_terminated() {
+            return Box::new(Failure::Terminated);
+        }
+        Box::new(match tc.exception() {
+            Some(exception) => Failure::Js(*JsError::from_v8_exception(tc, exception)),
+            None => Failure::Internal("a frozen instance could not be made".into()),
+        })
+    };
+    // The origin deno_core gives a module: V8's compilation cache then
+    // finds the code compiled when the module was first loaded.
+    let (Some(name), Some(text)) = (
+        v8::String::new(tc, module.specifier.as_str()),
+        v8::String::new(tc, &module.code),
+    ) else {
+        return Err(stopped(tc));
+    };
+    let origin = v8::ScriptOrigin::new(
+        tc,
+        name.into(),
+        0,
+        0,
+        false,
+        0,
+        None,
+        false,
+        false,
+        true,
+        None,
+    );
+    let compiled = match module.code_cache.get() {
+        Some(cache) => {
+            let mut source = v8::script_compiler::Source::new_with_cached_data(
+                text,
+                Some(&origin),
+                v8::CachedData::new(cache),
+            );
+            v8::script_compiler::compile_module2(
+                tc,
+                &mut source,
+                v8::script_compiler::CompileOptions::ConsumeCodeCache,
+                v8::script_compiler::NoCacheReason::NoReason,
+            )
+        }
+        None => {
+            let mut source = v8::script_compiler::Source::new(text, Some(&origin));
+            v8::script_compiler::compile_module(tc, &mut source)
+        }
+    };
+    let Some(compiled) = compiled else {
+        if tc.has_terminated() {
+            return Err(Box::new(Failure::Terminated));
+        }
+        // V8 refused the text (an early error the transpiler let through):
+        // the loading way reports it as it reports any such error.
+        tc.reset();
+        return Ok(None);
+    };
+    if compiled.get_module_requests().length() != 0 {
+        return Ok(None);
+    }
+    // No module is requested: the resolver is never asked.
+    fn no_imports<'s>(
+        _: v8::Local<'s, v8::Context>,
+        _: v8::Local<'s, v8::String>,
+        _: v8::Local<'s, v8::FixedArray>,
+        _: v8::Local<'s, v8::Module>,
+    ) -> Option<v8::Local<'s, v8::Module>> {
+        None
+    }
+    if compiled.instantiate_module(tc, no_imports) != Some(true) {
+        return Err(stopped(tc));
+    }
+    if compiled.is_graph_async() {
+        return Ok(None);
+    }
+    let Some(evaluated) = compiled.evaluate(tc) else {
+        return Err(stopped(tc));
+    };
+    // What the module's top level queued runs before the call, as when
+    // deno_core evaluates a module.
+    tc.perform_microtask_checkpoint();
+    if tc.has_terminated() {
+        return Err(Box::new(Failure::Terminated));
+    }
+    if let Ok(promise) = v8::Local::<v8::Promise>::try_from(evaluated) {
+        // Handled here: not an unhandled rejection for the event loop.
+        promise.mark_as_handled();
+        match promise.state() {
+            v8::PromiseState::Fulfilled => {}
+            v8::PromiseState::Rejected => {
+                let exception = promise.result(tc);
+                return Err(Box::new(Failure::Js(*JsError::from_v8_exception(
+                    tc, exception,
+                ))));
+            }
+            v8::PromiseState::Pending => {
+                return Err(Box::new(Failure::Internal(
+                    "a module without top-level await did not finish evaluating".into(),
+                )));
+            }
+        }
+    }
+    let namespace = compiled.get_module_namespace();
+    let namespace = v8::Local::<v8::Object>::try_from(namespace).map_err(|_| {
+        Box::new(Failure::Internal(
+            "a module namespace is not an object".into(),
+        ))
+    })?;
+    Ok(Some(v8::Global::new(tc, namespace)))
+}
+
 fn frozen_hint(error: ExecError) -> ExecError {
     match error {
         ExecError::Exception {
