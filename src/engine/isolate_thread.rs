@@ -124,6 +124,9 @@ pub(super) fn main(shared: &Shared, id: usize) {
         let (report, used) = thread.run(&queued);
         shared.queue.finish(&queued);
         let _ = queued.reply.send(report);
+        // The answer has gone: a frozen call's reset is done now, before
+        // the thread takes the next call.
+        thread.kept.frozen.finish_resets(&mut thread.retired);
         if shared.one_shot {
             // The process ends now: nothing is dropped or made after this.
             std::mem::forget(used);
@@ -222,7 +225,17 @@ impl Kept {
             .rposition(|(s, _)| s.owner.as_ref() == Some(owner))
             .or_else(|| self.0.iter().rposition(|(s, _)| s.owner.is_none()));
         if let Some(i) = mine {
-            return Some(self.0.remove(i).0);
+            let mut sandbox = self.0.remove(i).0;
+            // A frozen isolate whose reset is still to be done gets it now,
+            // and is retired if it could not be put back.
+            if sandbox.reset_pending() {
+                sandbox.with_entered(Sandbox::finish_reset);
+                if !sandbox.reusable() {
+                    retired.push(sandbox);
+                    return None;
+                }
+            }
+            return Some(sandbox);
         }
         if self.0.len() >= KEPT_OWNERS {
             retired.push(self.0.remove(0).0);
@@ -242,6 +255,23 @@ impl Kept {
             retired.push(self.0.remove(0).0);
         }
         retired
+    }
+
+    /// Finishes the resets still to be done (see [`Sandbox::finish_reset`]),
+    /// moving to `retired` the isolates that could not be put back.
+    pub(super) fn finish_resets(&mut self, retired: &mut Vec<Sandbox>) {
+        let mut i = 0;
+        while i < self.0.len() {
+            let sandbox = &mut self.0[i].0;
+            if sandbox.reset_pending() {
+                sandbox.with_entered(Sandbox::finish_reset);
+                if !sandbox.reusable() {
+                    retired.push(self.0.remove(i).0);
+                    continue;
+                }
+            }
+            i += 1;
+        }
     }
 
     /// Puts back an isolate taken for a call that did not run: it keeps

@@ -332,7 +332,11 @@ async fn call(claim: Claim, execution: Execution, cancel: Arc<CancelFlag>) -> Re
         .policy()
         .keeps(sandbox.reusable(), sandbox.module_count(), memory, limit);
     if kept {
+        let reset = sandbox.reset_pending();
         keep(slot, sandbox, memory);
+        if reset {
+            finish_reset_after_answer();
+        }
     } else {
         // Dropped before the next call, not while the caller waits.
         LANE.with(|l| {
@@ -343,6 +347,23 @@ async fn call(claim: Claim, execution: Execution, cancel: Arc<CancelFlag>) -> Re
     }
     collect_when_idle();
     report
+}
+
+/// Puts a frozen isolate's global object back once the call's answer has
+/// gone: a task of this thread's runtime, which runs after the
+/// connection's task has written the answer and is waiting for the next
+/// request. A request that comes first finds the reset still to be done
+/// and has it done before its call (`Kept::take`).
+fn finish_reset_after_answer() {
+    tokio::spawn(async {
+        LANE.with(|l| {
+            if let Some(lane) = l.borrow_mut().as_mut()
+                && let Some(kept) = lane.kept.of(Slot::Frozen)
+            {
+                kept.finish_resets(&mut lane.retired);
+            }
+        });
+    });
 }
 
 /// Collects the garbage the calls left in the kept isolates once the

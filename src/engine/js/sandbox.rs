@@ -212,6 +212,9 @@ pub(crate) struct Sandbox {
     cache: Arc<TranspileCache>,
     /// The glue's per-call hooks (settle, reset), found once.
     hooks: HashMap<&'static str, v8::Global<v8::Function>>,
+    /// Frozen mode: the last call's reset is still to be done (see
+    /// [`Sandbox::finish_reset`]).
+    reset_pending: bool,
     /// Frozen mode: by source hash, whether a module's instances are made
     /// through V8 directly (see [`Sandbox::direct_instance`]).
     direct: HashMap<[u8; 32], bool>,
@@ -325,6 +328,7 @@ impl Sandbox {
                 cache: host.cache.clone(),
                 hooks: HashMap::new(),
                 direct: HashMap::new(),
+                reset_pending: false,
                 heap_read: None,
                 heap_slack: 0,
                 owner: None,
@@ -347,6 +351,7 @@ impl Sandbox {
             cache: host.cache.clone(),
             hooks: HashMap::new(),
             direct: HashMap::new(),
+            reset_pending: false,
             heap_read: None,
             heap_slack: 0,
             owner: None,
@@ -530,6 +535,14 @@ impl Sandbox {
         warm: bool,
         entry: Entry,
     ) -> Result<String, ExecError> {
+        // Whoever keeps a frozen runtime finishes its reset before lending
+        // it out again; this only makes sure.
+        self.finish_reset();
+        if self.poisoned {
+            return Err(ExecError::Internal {
+                message: "a frozen isolate could not be put back before a call".into(),
+            });
+        }
         let mut result = self
             .call_inner(module, fn_name, payload_json, limits, warm, entry)
             .await;
@@ -1050,9 +1063,39 @@ impl Sandbox {
                 std::task::Poll::Ready(Ok(()))
             )
         };
-        if !idle || !self.check(RESET_KEY) {
+        if idle {
+            // The answer does not wait for it (see `finish_reset`).
+            self.reset_pending = true;
+        } else {
             self.poisoned = true;
         }
+    }
+
+    /// Whether the global object is still to be put back after the last
+    /// frozen call.
+    pub(crate) fn reset_pending(&self) -> bool {
+        self.reset_pending
+    }
+
+    /// Puts the global object back as lockdown left it after a frozen call,
+    /// and the host's per-call JS state, when that is still to be done; the
+    /// runtime is retired when it cannot be. Done once the call's answer
+    /// has gone (no code of the call runs in it: it deletes, compares and
+    /// defines properties of an ordinary object), and in any case before
+    /// the runtime serves another call. The isolate must be entered.
+    pub(crate) fn finish_reset(&mut self) {
+        if !std::mem::take(&mut self.reset_pending) {
+            return;
+        }
+        let started = Instant::now();
+        if !self.check(RESET_KEY) {
+            self.poisoned = true;
+        }
+        // What it allocated counts in the heap's bound as a call's would.
+        let ran = usize::try_from(started.elapsed().as_nanos()).unwrap_or(usize::MAX);
+        self.heap_slack = self
+            .heap_slack
+            .saturating_add(ran.saturating_mul(HEAP_GROWTH_PER_NS));
     }
 
     /// Whether the glue's hook under `key` ran and returned `true` (the
