@@ -350,21 +350,29 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// (and so without recursion).
 pub(crate) fn json_depth_exceeds(json: &[u8], max: usize) -> bool {
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in json {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
+    let mut i = 0;
+    while let Some(&b) = json.get(i) {
         match b {
-            b'"' => in_string = true,
+            b'"' => {
+                // To the string's closing quote, a backslash and the byte
+                // after it at a time: the bulk of a call's body (its
+                // script) is one string.
+                i += 1;
+                loop {
+                    let Some(k) = json
+                        .get(i..)
+                        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+                    else {
+                        // Unterminated: the parser says so.
+                        return false;
+                    };
+                    i += k;
+                    if json[i] == b'"' {
+                        break;
+                    }
+                    i += 2;
+                }
+            }
             b'{' | b'[' => {
                 depth += 1;
                 if depth > max {
@@ -374,6 +382,7 @@ pub(crate) fn json_depth_exceeds(json: &[u8], max: usize) -> bool {
             b'}' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     false
 }
@@ -531,6 +540,12 @@ mod tests {
         assert!(json_depth_exceeds(br#"{"a":[1,{"b":2}]}"#, 2));
         // Brackets inside strings do not count, escaped quotes do not end them.
         assert!(!json_depth_exceeds(br#"{"a":"[[[[\"[[[["}"#, 1));
+        // An escaped backslash ends before the quote, which ends the string.
+        assert!(json_depth_exceeds(br#"{"a":"x\\",  "b":[[1]]}"#, 2));
+        assert!(!json_depth_exceeds(br#"{"a":"x\\\"[[["}"#, 1));
+        // Unterminated strings and a trailing backslash end the scan.
+        assert!(!json_depth_exceeds(br#"{"a":"[[[["#, 1));
+        assert!(!json_depth_exceeds(br#"{"a":"\"#, 1));
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(json_depth_exceeds(deep.as_bytes(), 128));
     }

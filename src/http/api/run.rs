@@ -198,7 +198,7 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
         }
     };
     // LLM agents send markdown: the first ```ts / ```js block is the code.
-    let script = if script.contains("```") {
+    let script = if memchr::memmem::find(script.as_bytes(), b"```").is_some() {
         if let Some(message) = crate::code::jsx_fence(&script) {
             return Err(HttpError::bad_field("script", message));
         }
@@ -272,6 +272,16 @@ fn string_field(raw: Option<&RawValue>, name: &str) -> Result<Option<String>, Ht
     let Some(raw) = raw else { return Ok(None) };
     if raw.get() == "null" {
         return Ok(None);
+    }
+    // A string without escapes (most scripts) is its text between the
+    // quotes: the parser has checked it already.
+    if let Some(text) = raw
+        .get()
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        && memchr::memchr(b'\\', text.as_bytes()).is_none()
+    {
+        return Ok(Some(text.to_string()));
     }
     serde_json::from_str::<String>(raw.get())
         .map(Some)
@@ -452,6 +462,20 @@ mod tests {
             }
             other => panic!("not a call: {other:?}"),
         }
+        for body in [
+            r#"{"script": "export const f = () => \"x\"", "fn": "f"}"#,
+            r#"{"script": "export const f = () => 'x'", "fn": "f"}"#,
+            r#"{"script": "export const f = () => \u0027x\u0027", "fn": "f"}"#,
+        ] {
+            let e = parse(body).unwrap();
+            let crate::engine::Task::Call { script, .. } = &e.task else {
+                panic!("not a call");
+            };
+            assert!(script.starts_with("export const f = () => "), "{script}");
+            assert!(!script.contains('\\'), "{script}");
+        }
+        let number = parse(r#"{"script": 12, "fn": "f"}"#).unwrap_err();
+        assert_eq!(number.message, "Field 'script' must be a string");
         let twice = parse(r#"{"script": "a", "fn": "f", "fn": "g"}"#).unwrap_err();
         assert!(
             twice.message.contains("'fn' is sent twice"),
