@@ -407,6 +407,18 @@ async fn frozen_calls_get_new_instances_of_imported_modules() {
             r.json()
         );
     }
+    // A script whose text never says `import` (its instances are made
+    // without the module loader) importing at run time all the same.
+    let hidden = format!(
+        "export async function f() {{\n\
+           const m = await eval('imp' + 'ort(\"file://{dir}/counter.ts\")');\n\
+           return m.inc();\n\
+         }}"
+    );
+    for _ in 0..3 {
+        let r = c.call(&hidden, "f", json!({"isolation": "frozen"})).await;
+        assert_eq!(r.json()["result"], 1, "{}", r.text());
+    }
 }
 
 /// A frozen call of a script that imports nothing gets its module instance

@@ -946,7 +946,7 @@ impl Sandbox {
     /// A new instance of `module` for a frozen call, compiled, linked and
     /// evaluated through V8 itself when the module is self-contained: no
     /// `import` anywhere in its text (no other module, no `import.meta`, no
-    /// dynamic import) and no top-level await. Then deno_core's module
+    /// dynamic import written as such) and no top-level await. Then deno_core's module
     /// loading is skipped, nothing is added to its module map (the instance
     /// is garbage once the call is over), and V8 shares the compiled code
     /// between instances (its compilation cache knows the module by name
@@ -984,6 +984,11 @@ impl Sandbox {
         if !direct {
             return Ok(None);
         }
+        // Its text imports nothing, but its code may still import at run
+        // time (through `eval`): what it imports during this call gets
+        // URLs of its own, as the loader gives an instance's imports.
+        let fragment = uuid::Uuid::new_v4().simple().to_string();
+        self.notes.borrow_mut().instance = Some(fragment);
         let made = {
             deno_core::scope!(scope, &mut self.runtime);
             v8::tc_scope!(let tc, scope);
