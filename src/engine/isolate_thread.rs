@@ -228,12 +228,9 @@ impl Kept {
             let mut sandbox = self.0.remove(i).0;
             // A frozen isolate whose reset is still to be done gets it now,
             // and is retired if it could not be put back.
-            if sandbox.reset_pending() {
-                sandbox.with_entered(Sandbox::finish_reset);
-                if !sandbox.reusable() {
-                    retired.push(sandbox);
-                    return None;
-                }
+            if !reset_done(&mut sandbox) {
+                retired.push(sandbox);
+                return None;
             }
             return Some(sandbox);
         }
@@ -262,15 +259,11 @@ impl Kept {
     pub(super) fn finish_resets(&mut self, retired: &mut Vec<Sandbox>) {
         let mut i = 0;
         while i < self.0.len() {
-            let sandbox = &mut self.0[i].0;
-            if sandbox.reset_pending() {
-                sandbox.with_entered(Sandbox::finish_reset);
-                if !sandbox.reusable() {
-                    retired.push(self.0.remove(i).0);
-                    continue;
-                }
+            if reset_done(&mut self.0[i].0) {
+                i += 1;
+            } else {
+                retired.push(self.0.remove(i).0);
             }
-            i += 1;
         }
     }
 
@@ -279,6 +272,16 @@ impl Kept {
     pub(super) fn put_back(&mut self, sandbox: Sandbox) {
         self.0.push((sandbox, 0));
     }
+}
+
+/// Finishes `sandbox`'s reset if it is still to be done (see
+/// [`Sandbox::finish_reset`]); false when it could not be put back.
+fn reset_done(sandbox: &mut Sandbox) -> bool {
+    if !sandbox.reset_pending() {
+        return true;
+    }
+    sandbox.with_entered(Sandbox::finish_reset);
+    sandbox.reusable()
 }
 
 /// How long an isolate thread waits for work before it collects the

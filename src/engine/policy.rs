@@ -48,8 +48,9 @@ pub(crate) struct SlotPolicy {
 
 /// A warm isolate is retired after this many distinct modules.
 const WARM_MAX_MODULES: usize = 64;
-/// A frozen isolate is retired after this many module instances: each call
-/// makes at least one.
+/// A frozen isolate is retired after this many modules in its module map:
+/// each call of a script that imports adds its instances; a script that
+/// imports nothing adds itself once.
 const FROZEN_MAX_MODULES: usize = 1000;
 /// A kept isolate is retired past half the memory limit.
 const KEPT_MAX_HEAP_SHARE: usize = 2;

@@ -18,11 +18,11 @@ use crate::engine::Isolation;
 /// peer's IP address), made once per connection and kept in each of its
 /// requests' extensions.
 #[derive(Debug, Clone)]
-pub(crate) struct PeerAddr(std::sync::Arc<str>);
+pub(crate) struct PeerKey(std::sync::Arc<str>);
 
-impl PeerAddr {
-    pub(crate) fn new(peer: std::net::SocketAddr) -> PeerAddr {
-        PeerAddr(format!("addr:{}", peer.ip()).into())
+impl PeerKey {
+    pub(crate) fn new(peer: std::net::SocketAddr) -> PeerKey {
+        PeerKey(format!("addr:{}", peer.ip()).into())
     }
 }
 
@@ -81,8 +81,8 @@ impl HttpRequest {
             let hex: String = h[..8].iter().map(|b| format!("{b:02x}")).collect();
             return format!("key:{hex}").into();
         }
-        match self.parts.extensions.get::<PeerAddr>() {
-            Some(PeerAddr(key)) => key.clone(),
+        match self.parts.extensions.get::<PeerKey>() {
+            Some(PeerKey(key)) => key.clone(),
             None => "addr:unknown".into(),
         }
     }

@@ -91,7 +91,7 @@ pub async fn serve(
         let graceful_watch = graceful.watcher();
         let in_flight = InFlight::default();
         let counted = in_flight.clone();
-        let client = super::request::PeerAddr::new(peer);
+        let client = super::request::PeerKey::new(peer);
         let service =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(client.clone());

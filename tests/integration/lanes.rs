@@ -13,6 +13,19 @@ const COUNTER: &str = "let n = 0; export function f() { n += 1; return n; }";
 const SPIN: &str = "export function f() { while (true) {} }";
 
 /// CPU time (user and system) the server's thread `name` has used.
+/// Waits until the (only) connection thread has spent `cpu` running, the
+/// sign that a looping call runs there; fails after 10 s.
+async fn loop_runs_on_connection_thread(s: &Server, cpu: Duration) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while thread_cpu(s.pid(), "isoexec-http-0") < cpu {
+        assert!(
+            Instant::now() < deadline,
+            "the loop did not run on the connection thread"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn thread_cpu(pid: u32, name: &str) -> Duration {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
     for task in tasks.flatten() {
@@ -80,14 +93,7 @@ async fn a_looping_call_on_its_connection_thread_holds_up_no_other_connection() 
     });
     // The loop runs on the only connection thread (no other connection is
     // opened before it does: one would share the thread)...
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while thread_cpu(s.pid(), "isoexec-http-0") < Duration::from_millis(300) {
-        assert!(
-            Instant::now() < deadline,
-            "the loop did not run on the connection thread"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    loop_runs_on_connection_thread(&s, Duration::from_millis(300)).await;
     assert_eq!(s.metric(ON_LANE).await, 1.0);
     // ...and new connections are served meanwhile, calls included.
     let h = s.get("/health").await;
@@ -265,14 +271,7 @@ async fn work_a_request_starts_in_the_background_is_not_held_up_by_a_call_on_its
     });
     // No other connection is opened until the loop runs on that thread
     // (one would share it)...
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while thread_cpu(s.pid(), "isoexec-http-0") < Duration::from_millis(200) {
-        assert!(
-            Instant::now() < deadline,
-            "the loop did not run on the connection thread"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    loop_runs_on_connection_thread(&s, Duration::from_millis(200)).await;
     // ...and the job's record is completed while the loop still runs: what
     // the request started does not live on the looping thread.
     loop {

@@ -63,6 +63,13 @@ const HEAP_GRACE_MORE: usize = 64 * 1024 * 1024;
 /// objects, parsing JSON grow it by 0.04 to 1 byte a nanosecond.)
 const HEAP_GROWTH_PER_NS: usize = 32;
 
+/// The most V8's heap can grow in `ran` (see [`HEAP_GROWTH_PER_NS`]).
+fn heap_growth(ran: std::time::Duration) -> usize {
+    usize::try_from(ran.as_nanos())
+        .unwrap_or(usize::MAX)
+        .saturating_mul(HEAP_GROWTH_PER_NS)
+}
+
 /// V8 heap with deno_core's JS and the `isoexec` extension already
 /// evaluated, made by `build.rs`.
 static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/isoexec.snap"));
@@ -411,7 +418,7 @@ impl Sandbox {
     }
 
     /// Number of distinct modules loaded so far: scripts kept warm, or in
-    /// frozen mode every module instance made.
+    /// frozen mode every module its module map holds.
     pub(crate) fn module_count(&self) -> usize {
         if self.frozen {
             self.loaded.get()
@@ -447,10 +454,7 @@ impl Sandbox {
     /// [`HEAP_GROWTH_PER_NS`] bytes a nanosecond. The backing stores are
     /// counted exactly, as they come.
     pub(crate) fn memory_at_most(&mut self, ran: std::time::Duration, slack: usize) -> usize {
-        let ran = usize::try_from(ran.as_nanos()).unwrap_or(usize::MAX);
-        let grown = self
-            .heap_slack
-            .saturating_add(ran.saturating_mul(HEAP_GROWTH_PER_NS));
+        let grown = self.heap_slack.saturating_add(heap_growth(ran));
         match self.heap_read {
             Some(read) if grown <= slack => {
                 self.heap_slack = grown;
@@ -1015,21 +1019,7 @@ impl Sandbox {
             deno_core::scope!(scope, &mut self.runtime);
             v8::tc_scope!(let tc, scope);
             let compiled = (|| {
-                let name = v8::String::new(tc, module.specifier.as_str())?;
-                let text = v8::String::new(tc, &module.code)?;
-                let origin = v8::ScriptOrigin::new(
-                    tc,
-                    name.into(),
-                    0,
-                    0,
-                    false,
-                    0,
-                    None,
-                    false,
-                    false,
-                    true,
-                    None,
-                );
+                let (text, origin) = module_source(tc, module)?;
                 let mut source = v8::script_compiler::Source::new(text, Some(&origin));
                 let compiled = v8::script_compiler::compile_module2(
                     tc,
@@ -1097,10 +1087,9 @@ impl Sandbox {
             self.poisoned = true;
         }
         // What it allocated counts in the heap's bound as a call's would.
-        let ran = usize::try_from(started.elapsed().as_nanos()).unwrap_or(usize::MAX);
         self.heap_slack = self
             .heap_slack
-            .saturating_add(ran.saturating_mul(HEAP_GROWTH_PER_NS));
+            .saturating_add(heap_growth(started.elapsed()));
     }
 
     /// Whether the glue's hook under `key` ran and returned `true` (the
@@ -1248,6 +1237,31 @@ const FROZEN_WRITE: [&str; 4] = [
 
 /// A `TypeError` from writing to a frozen object, with the reason a
 /// `"frozen"` call most likely met it.
+/// `module`'s text and the origin deno_core gives a module of its name (V8
+/// knows compiled code by both); `None` past V8's string length or while
+/// terminating.
+fn module_source<'s>(
+    scope: &v8::PinScope<'s, '_>,
+    module: &Module,
+) -> Option<(v8::Local<'s, v8::String>, v8::ScriptOrigin<'s>)> {
+    let name = v8::String::new(scope, module.specifier.as_str())?;
+    let text = v8::String::new(scope, &module.code)?;
+    let origin = v8::ScriptOrigin::new(
+        scope,
+        name.into(),
+        0,
+        0,
+        false,
+        0,
+        None,
+        false,
+        false,
+        true,
+        None,
+    );
+    Some((text, origin))
+}
+
 /// Compiles, links and evaluates a new instance of the self-contained
 /// `module` (see [`Sandbox::direct_instance`]); its namespace. `Ok(None)`
 /// when it is not one after all (it does not compile, it imports, or it
@@ -1266,27 +1280,11 @@ fn new_instance(
             None => Failure::Internal("a frozen instance could not be made".into()),
         })
     };
-    // The origin deno_core gives a module: V8's compilation cache then
-    // finds the code compiled when the module was first loaded.
-    let (Some(name), Some(text)) = (
-        v8::String::new(tc, module.specifier.as_str()),
-        v8::String::new(tc, &module.code),
-    ) else {
+    // V8's compilation cache then finds the code compiled when the module
+    // was first loaded.
+    let Some((text, origin)) = module_source(tc, module) else {
         return Err(stopped(tc));
     };
-    let origin = v8::ScriptOrigin::new(
-        tc,
-        name.into(),
-        0,
-        0,
-        false,
-        0,
-        None,
-        false,
-        false,
-        true,
-        None,
-    );
     let compiled = match module.code_cache.get() {
         Some(cache) => {
             let mut source = v8::script_compiler::Source::new_with_cached_data(
