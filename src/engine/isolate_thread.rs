@@ -4,6 +4,7 @@
 //! killed, or failed mid-call, is dropped and replaced.
 
 use std::future::Future;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -388,6 +389,7 @@ impl IsolateThread<'_> {
             code: &code,
             deadline,
             slot,
+            hangup: None,
         };
         let (mut report, memory_used) = sandbox
             .with_entered(|sandbox| rt.block_on(call_in(shared, clock, sandbox, input, gone)));
@@ -480,6 +482,8 @@ pub(super) struct CallInput<'a> {
     pub code: &'a Code,
     pub deadline: Instant,
     pub slot: Slot,
+    /// The caller's socket, watched for a hang-up (see [`Watch::hangup`]).
+    pub hangup: Option<Arc<OwnedFd>>,
 }
 
 /// Runs a call in `sandbox`, whose isolate the caller has entered, under
@@ -500,6 +504,7 @@ pub(super) async fn call_in(
         code,
         deadline,
         slot,
+        hangup,
     } = input;
     let limits = &shared.limits;
     let convert = ConvertLimits {
@@ -545,6 +550,7 @@ pub(super) async fn call_in(
             .zip(cpu_clock)
             .map(|(budget, clock)| (clock, clock.now(), budget)),
         cancel: Some(cancel.clone()),
+        hangup,
     });
     // Disarmed however the call ends, a dropped future included.
     let armed = Armed {

@@ -14,10 +14,13 @@
 //! Everything else about the call is as on an isolate thread: the same
 //! kept isolates per owner, the watchdog's deadline, CPU and cancellation,
 //! the same report. A caller that goes away drops the call's future, which
-//! ends the call at its next wait and drops its isolate.
+//! ends the call at its next wait and drops its isolate; one that hangs up
+//! while the call runs without waiting (a loop), when the thread cannot
+//! read its socket, is seen by the watchdog, which looks at that socket.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -101,6 +104,15 @@ thread_local! {
         const { RefCell::new(None) };
     /// HTTP/2 connections open on this thread: their streams share it.
     static H2_OPEN: Cell<usize> = const { Cell::new(0) };
+    /// The sockets of the HTTP/1 connections open on this thread.
+    static H1_SOCKETS: RefCell<Vec<H1Socket>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An HTTP/1 connection's socket, and the copy of it the watchdog watches
+/// during that connection's calls here (made at its first such call).
+struct H1Socket {
+    fd: RawFd,
+    copy: Option<Arc<OwnedFd>>,
 }
 
 impl LaneParts {
@@ -151,6 +163,42 @@ impl Drop for H2Guard {
     }
 }
 
+/// Registers the socket `fd` of an HTTP/1 connection served on this
+/// thread until the guard is dropped, which must happen after the
+/// connection has ended but before the thread runs anything else: the
+/// socket is open while it is registered.
+pub fn h1_open(fd: RawFd) -> H1Guard {
+    H1_SOCKETS.with(|s| s.borrow_mut().push(H1Socket { fd, copy: None }));
+    H1Guard(fd)
+}
+
+/// See [`h1_open`].
+pub struct H1Guard(RawFd);
+
+impl Drop for H1Guard {
+    fn drop(&mut self) {
+        H1_SOCKETS.with(|s| s.borrow_mut().retain(|socket| socket.fd != self.0));
+    }
+}
+
+/// A copy of the socket of the one HTTP/1 connection on this thread, for
+/// the watchdog; `None` if there is not exactly one or no copy can be made.
+fn caller_socket() -> Option<Arc<OwnedFd>> {
+    H1_SOCKETS.with(|s| {
+        let mut sockets = s.borrow_mut();
+        let [socket] = sockets.as_mut_slice() else {
+            return None;
+        };
+        if socket.copy.is_none() {
+            // SAFETY: a registered socket is open (see `h1_open`), and the
+            // copy has its own descriptor.
+            let fd = unsafe { BorrowedFd::borrow_raw(socket.fd) };
+            socket.copy = fd.try_clone_to_owned().ok().map(Arc::new);
+        }
+        socket.copy.clone()
+    })
+}
+
 /// A place for `execution` on this thread, if it may run here now: the
 /// thread is then marked busy until the [`LaneCall`] made by [`run`] ends.
 pub(super) fn claim(execution: &Execution) -> Option<Claim> {
@@ -179,6 +227,7 @@ pub(super) fn claim(execution: &Execution) -> Option<Claim> {
         match share {
             Some(share) => Some(Claim {
                 slot,
+                socket: caller_socket(),
                 share: Held {
                     shared: lane.shared.clone(),
                     share,
@@ -196,6 +245,8 @@ pub(super) fn claim(execution: &Execution) -> Option<Claim> {
 pub(super) struct Claim {
     /// The kept slot the call's isolate comes from.
     slot: Slot,
+    /// The caller's socket, for the watchdog.
+    socket: Option<Arc<OwnedFd>>,
     share: Held,
 }
 
@@ -317,6 +368,7 @@ async fn call(claim: Claim, execution: Execution, cancel: Arc<CancelFlag>) -> Re
             code: &code,
             deadline,
             slot,
+            hangup: claim.socket,
         };
         call_in(
             &shared,

@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 use compile::Compiler;
 pub use compile::{CompileError, SyntaxError};
 pub use lane::{
-    H2Guard, LANE_KEPT_SHARE, LaneParts, Seat, h2_open as lane_h2_open, uninstall as uninstall_lane,
+    H1Guard, H2Guard, LANE_KEPT_SHARE, LaneParts, Seat, h1_open as lane_h1_open,
+    h2_open as lane_h2_open, uninstall as uninstall_lane,
 };
 pub use lint::{LintError, LintReport};
 pub use notebook::{CellReport, CellRequest, CellStatus, Notebook};

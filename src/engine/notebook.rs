@@ -440,6 +440,7 @@ impl NotebookThread {
                 deadline,
                 cpu: None,
                 cancel: Some(flag.clone()),
+                hangup: None,
             });
             let outcome =
                 rt.block_on(session.evaluate(sb, script, deadline + REPLY_GRACE, limits, flag));

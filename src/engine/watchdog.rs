@@ -7,6 +7,7 @@
 //! under the same lock guarantees that no late kill reaches a later execution.
 
 use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -100,6 +101,9 @@ impl CancelFlag {
 /// How often a kill is re-sent, and how often CPU budgets are sampled.
 const RESEND_EVERY: Duration = Duration::from_millis(10);
 const CPU_SAMPLE_EVERY: Duration = Duration::from_millis(5);
+/// How often the caller's socket is looked at, where it is watched. A
+/// call shorter than this is never looked at.
+const HANGUP_LOOK_EVERY: Duration = Duration::from_millis(50);
 
 /// The CPU clock of one thread, readable from any thread.
 #[derive(Debug, Clone, Copy)]
@@ -140,17 +144,38 @@ pub(crate) struct Watch {
     pub cpu: Option<(ThreadCpuClock, Duration, Duration)>,
     /// Set when the caller has gone away.
     pub cancel: Option<Arc<CancelFlag>>,
+    /// The caller's socket, for a call that runs on the thread serving it:
+    /// that thread cannot see its caller hang up while the call runs
+    /// without waiting, so the watchdog looks. A hang-up cancels the call.
+    pub hangup: Option<Arc<OwnedFd>>,
 }
 
 impl Watch {
     /// When a live (not yet killed) execution next needs a look, seen at
     /// `now`: its next CPU sample, or its deadline.
     fn next_look(&self, now: Instant) -> Instant {
-        match self.cpu {
-            Some(_) => (now + CPU_SAMPLE_EVERY).min(self.deadline),
-            None => self.deadline,
+        let mut at = self.deadline;
+        if self.cpu.is_some() {
+            at = at.min(now + CPU_SAMPLE_EVERY);
         }
+        if self.hangup.is_some() {
+            at = at.min(now + HANGUP_LOOK_EVERY);
+        }
+        at
     }
+}
+
+/// Whether the other end of `socket` has closed it (or shut down its
+/// sending side, which an HTTP/1 server takes as the same), or it failed.
+fn hung_up(socket: &OwnedFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for an open descriptor; no wait.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 struct Armed {
@@ -267,6 +292,11 @@ fn run(shared: &(Mutex<WatchState>, Condvar)) {
                 continue;
             } else if w.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
                 Some(KillReason::Cancelled)
+            } else if w.hangup.as_deref().is_some_and(hung_up) {
+                if let Some(cancel) = &w.cancel {
+                    cancel.cancel();
+                }
+                Some(KillReason::Cancelled)
             } else if now >= w.deadline {
                 Some(KillReason::Timeout)
             } else if let Some((clock, start, budget)) = w.cpu {
@@ -308,6 +338,32 @@ mod tests {
         assert!(r.mark(KillReason::MemoryLimit));
         assert!(!r.mark(KillReason::Timeout));
         assert_eq!(r.reason(), Some(KillReason::MemoryLimit));
+    }
+
+    #[test]
+    fn a_socket_is_hung_up_once_its_peer_closes_or_shuts_down_sending() {
+        use std::io::Write;
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        for shut_down_only in [false, true] {
+            let mut client = TcpStream::connect(addr).unwrap();
+            let (server, _) = listener.accept().unwrap();
+            let watched = OwnedFd::from(server);
+            // Unread data (a pipelined request) is not a hang-up.
+            client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+            assert!(!hung_up(&watched));
+            if shut_down_only {
+                client.shutdown(Shutdown::Write).unwrap();
+            } else {
+                drop(client);
+            }
+            let until = Instant::now() + Duration::from_secs(5);
+            while !hung_up(&watched) {
+                assert!(Instant::now() < until, "the hang-up was not seen");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,6 +121,10 @@ pub async fn serve(
             // An HTTP/2 connection's streams share its thread: while one is
             // open there, calls are not run on it.
             let _h2 = h2.then(crate::engine::lane_h2_open);
+            // An HTTP/1 connection's socket is watched during its calls on
+            // this thread (which cannot read it meanwhile). Registered
+            // until after the connection below has closed it.
+            let _h1 = (!h2).then(|| crate::engine::lane_h1_open(stream.as_raw_fd()));
             // Idle connections (HTTP/2 ones too) end after the head timeout.
             let stream = IdleStream::new(stream, in_flight, head_timeout);
             let conn = builder.serve_connection(TokioIo::new(stream), service);
