@@ -18,7 +18,7 @@ use super::options::Limits;
 use super::policy::{Placement, Slot, placement};
 use super::queue::{Next, Queue, Queued};
 use super::transpile_cache::Module;
-use super::types::{ExecError, Execution, PROGRAM_STREAM_BYTES, Report, Task};
+use super::types::{Entry, ExecError, Execution, PROGRAM_STREAM_BYTES, Report, Task};
 use super::watchdog::{CancelFlag, KillReason, KillRecord, ThreadCpuClock, Watch, Watchdog};
 
 /// What the pool's handle and its isolate threads share.
@@ -456,12 +456,18 @@ pub(super) fn prepare(
     deadline: Instant,
 ) -> Result<Code, ExecError> {
     match &execution.task {
-        Task::Call { script, .. } => shared
-            .host
-            .cache
-            .get(script, deadline, stop)
-            .map(Code::Call)
-            .map_err(ExecError::from),
+        Task::Call { script, .. } => {
+            let cache = &shared.host.cache;
+            let module = cache.get(script, deadline, stop)?;
+            // A frozen call of an exported function makes its instance
+            // through the module's factory, once there is one.
+            let frozen =
+                placement(execution.isolation, &execution.task) == Placement::Thread(Slot::Frozen);
+            if frozen && execution.entry == Entry::Function {
+                cache.factory(&module, deadline, stop)?;
+            }
+            Ok(Code::Call(module))
+        }
         Task::Program { path, source } if execution.task.is_python() => {
             python_program(path, source.clone(), execution.scope.as_deref())
         }

@@ -29,6 +29,11 @@ pub(crate) struct Module {
     /// Whether a call has tried to make `code_cache`: it is made once, and
     /// not tried again when the budget refused it.
     pub code_cache_tried: std::sync::atomic::AtomicBool,
+    /// For `"frozen"` calls: the script whose value is a function making a
+    /// new instance of the module at each call, or `None` if the module
+    /// cannot be made that way. Asked for by the first such call (see
+    /// [`TranspileCache::factory`]); counted in the cache's budget.
+    pub factory: std::sync::OnceLock<Option<Arc<str>>>,
 }
 
 type Entry = Result<Arc<Module>, SyntaxError>;
@@ -112,6 +117,7 @@ impl TranspileCache {
                 code: code.into(),
                 code_cache: Default::default(),
                 code_cache_tried: Default::default(),
+                factory: Default::default(),
             })),
             Ok(Err(e)) | Err(CompileError::Syntax(e)) => Err(e),
             // Not a property of the source: not cached.
@@ -137,6 +143,7 @@ impl TranspileCache {
             code,
             code_cache: Default::default(),
             code_cache_tried: Default::default(),
+            factory: Default::default(),
         });
         self.insert(hash, Ok(module), cost);
     }
@@ -168,14 +175,56 @@ impl TranspileCache {
     /// the module is still cached and the cache fits in the budget, which
     /// may evict older entries.
     pub(crate) fn keep_code_cache(&self, module: &Module, cache: &[u8]) {
-        let extra = cache.len();
+        if module.code_cache.get().is_some() {
+            return;
+        }
+        self.charge(module, cache.len(), || {
+            module.code_cache.set(Arc::from(cache)).is_ok()
+        });
+    }
+
+    /// Makes `module`'s factory script (see `Module::factory`) unless a
+    /// call already has, by `deadline` unless `stop` says the caller left.
+    /// Kept with the module if it fits in the budget. A failure of ours
+    /// leaves it to a later call.
+    pub(crate) fn factory(
+        &self,
+        module: &Module,
+        deadline: Instant,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<(), CompileError> {
+        if module.factory.get().is_some() {
+            return Ok(());
+        }
+        let made = match self.compiler.factory(&module.code, deadline, stop) {
+            Ok(made) => made.map(Arc::<str>::from),
+            Err(e @ (CompileError::Timeout | CompileError::Cancelled)) => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = ?e, "no factory script for a module");
+                return Ok(());
+            }
+        };
+        let extra = made.as_ref().map_or(0, |f| f.len());
+        let kept = self.charge(module, extra, || module.factory.set(made).is_ok());
+        if !kept {
+            // Over the budget: not made again for this module, which keeps
+            // the module way.
+            let _ = module.factory.set(None);
+        }
+        Ok(())
+    }
+
+    /// Adds `extra` bytes to what `module` costs, evicting older entries to
+    /// make room, and runs `attach` (whether it attached them) — unless
+    /// the module is no longer cached or would not fit.
+    fn charge(&self, module: &Module, extra: usize, attach: impl FnOnce() -> bool) -> bool {
         let mut inner = self.lock();
         let cost = match inner.entries.get(&module.hash) {
             Some((Ok(m), cost)) if std::ptr::eq(Arc::as_ptr(m), module) => *cost,
-            _ => return,
+            _ => return false,
         };
-        if module.code_cache.get().is_some() || cost + extra > self.max_bytes {
-            return;
+        if cost + extra > self.max_bytes {
+            return false;
         }
         // The oldest others make room; this one is not among them.
         let mut tries = inner.order.len();
@@ -192,15 +241,14 @@ impl TranspileCache {
                 inner.bytes -= c;
             }
         }
-        if inner.bytes + extra > self.max_bytes {
-            return;
+        if inner.bytes + extra > self.max_bytes || !attach() {
+            return false;
         }
-        if module.code_cache.set(Arc::from(cache)).is_ok() {
-            if let Some((_, cost)) = inner.entries.get_mut(&module.hash) {
-                *cost += extra;
-            }
-            inner.bytes += extra;
+        if let Some((_, cost)) = inner.entries.get_mut(&module.hash) {
+            *cost += extra;
         }
+        inner.bytes += extra;
+        true
     }
 
     /// Bytes held (sources plus emitted code).

@@ -476,6 +476,84 @@ async fn frozen_instances_of_self_contained_scripts_behave_as_loaded_ones() {
     );
 }
 
+/// A frozen call's instance of a script answers as a module instance made
+/// for that call alone (`"isolate"`): top-level `this`, declarations that
+/// stay out of the global object, exports renamed and live, strict code,
+/// and the same positions in stack traces, on the first call and later.
+#[tokio::test]
+async fn frozen_instances_read_their_script_as_module_code() {
+    let s = Server::start_with(&[("POOL_SIZE", "1")]);
+    let mut c = s.connect().await;
+    let probe = "var declared = 1;\n\
+                 let count = 0;\n\
+                 const self = this;\n\
+                 class K { static tag = 'k'; }\n\
+                 function bump(): number { return ++count; }\n\
+                 export { bump as next, count as seen, K };\n\
+                 export let live = 0;\n\
+                 export function f() {\n\
+                   live++;\n\
+                   const g = globalThis as any;\n\
+                   return {\n\
+                     self: self === undefined,\n\
+                     declared: typeof g.declared, bump: typeof g.bump, live,\n\
+                     first: bump(), second: bump(), tag: K.tag,\n\
+                     sloppy: (function (this: unknown) { return this; })() !== undefined,\n\
+                   };\n\
+                 }\n\
+                 export function thrower(x: number) { if (x > 0) throw new TypeError('at ' + x); }";
+    let fresh = c
+        .call(probe, "f", json!({"isolation": "isolate"}))
+        .await
+        .json();
+    assert_eq!(fresh["result"]["first"], 1, "{fresh}");
+    assert_eq!(fresh["result"]["declared"], "undefined", "{fresh}");
+    let fresh_throw = c
+        .call(
+            probe,
+            "thrower",
+            json!({"isolation": "isolate", "payload": 3}),
+        )
+        .await
+        .json();
+    assert_eq!(fresh_throw["kind"], "exception", "{fresh_throw}");
+    let stack = fresh_throw["details"]["stack"].as_str().unwrap_or("");
+    assert!(stack.contains(".ts:18:"), "{fresh_throw}");
+    for _ in 0..3 {
+        let r = c
+            .call(probe, "f", json!({"isolation": "frozen"}))
+            .await
+            .json();
+        assert_eq!(r["result"], fresh["result"], "{r}");
+        let r = c
+            .call(
+                probe,
+                "thrower",
+                json!({"isolation": "frozen", "payload": 3}),
+            )
+            .await
+            .json();
+        assert_eq!(r["details"], fresh_throw["details"], "{r}");
+    }
+    // A missing export is told with the exports there are.
+    let r = c
+        .call(probe, "nope", json!({"isolation": "frozen"}))
+        .await
+        .json();
+    let missing = c
+        .call(probe, "nope", json!({"isolation": "isolate"}))
+        .await
+        .json();
+    assert_eq!(r["error"], missing["error"], "{r}");
+    // A script that reads `arguments` is served too (as a module).
+    let args = "export function f(...xs: number[]) { return arguments.length + xs.length; }";
+    let r = c
+        .call(args, "f", json!({"isolation": "frozen", "payload": 1}))
+        .await
+        .json();
+    assert_eq!(r["result"], 2, "{r}");
+}
+
 /// A warm isolate is kept while its heap stays under half the memory limit,
 /// and replaced once a call leaves it over: a call that fills the heap is
 /// measured, however many short calls came before. The bound used after

@@ -20,6 +20,7 @@ pub(super) fn handle(request: &Request, lint: &OnceLock<Lint>) -> Answer {
         Request::Lint { path, source } => {
             Answer::Linted(lint.get_or_init(Lint::new).lint(path, source))
         }
+        Request::Factory { code } => Answer::Factory(super::factory::factory_source(code)),
     });
     match std::panic::catch_unwind(work) {
         Ok(reply) => reply,

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+mod factory;
 pub(super) mod helper;
 mod transpile;
 pub use transpile::SyntaxError;
@@ -59,6 +60,8 @@ pub(super) enum Request {
     Transpile { specifier: String, source: String },
     /// Lint a file with deno_lint's recommended rules.
     Lint { path: PathBuf, source: String },
+    /// Make the factory script of a transpiled module (see `factory`).
+    Factory { code: String },
 }
 
 /// A helper's answer.
@@ -66,6 +69,7 @@ pub(super) enum Request {
 pub(super) enum Answer {
     Transpiled(Result<String, SyntaxError>),
     Linted(LintReport),
+    Factory(Option<String>),
     /// The request could not be handled (a panic inside the parser).
     Failed(String),
 }
@@ -201,9 +205,26 @@ impl Compiler {
         match self.run(&request, source, deadline, stop)? {
             Answer::Transpiled(r) => Ok(r),
             Answer::Failed(message) => Err(failed(message)),
-            Answer::Linted(_) => Err(CompileError::Internal(
-                "the helper answered out of turn".into(),
-            )),
+            _ => Err(out_of_turn()),
+        }
+    }
+
+    /// The script whose value is a function making a new instance of the
+    /// transpiled module `code` at each call, if the module can be one
+    /// (see `factory`).
+    pub(crate) fn factory(
+        &self,
+        code: &str,
+        deadline: Instant,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<String>, CompileError> {
+        let request = Request::Factory {
+            code: code.to_string(),
+        };
+        match self.run(&request, code, deadline, stop)? {
+            Answer::Factory(r) => Ok(r),
+            Answer::Failed(message) => Err(failed(message)),
+            _ => Err(out_of_turn()),
         }
     }
 
@@ -222,9 +243,7 @@ impl Compiler {
         match self.run(&request, source, deadline, stop)? {
             Answer::Linted(r) => Ok(r),
             Answer::Failed(message) => Err(failed(message)),
-            Answer::Transpiled(_) => Err(CompileError::Internal(
-                "the helper answered out of turn".into(),
-            )),
+            _ => Err(out_of_turn()),
         }
     }
 
@@ -415,6 +434,10 @@ const TOO_LARGE: &str =
 /// What a failed request means: running out of memory (the compiler grows
 /// its stack on the heap for deep input) is the input's doing; any other
 /// panic is ours.
+fn out_of_turn() -> CompileError {
+    CompileError::Internal("the helper answered out of turn".into())
+}
+
 fn failed(message: String) -> CompileError {
     if message.contains("Cannot allocate memory") || message.contains("memory allocation") {
         return CompileError::Syntax(SyntaxError {

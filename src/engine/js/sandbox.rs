@@ -225,6 +225,10 @@ pub(crate) struct Sandbox {
     /// Frozen mode: by source hash, whether a module's instances are made
     /// through V8 directly (see [`Sandbox::direct_instance`]).
     direct: HashMap<[u8; 32], bool>,
+    /// Frozen mode: by source hash, the function that makes a module's
+    /// instances, compiled once here (see [`Sandbox::direct_instance`]);
+    /// `None` if it did not compile.
+    factories: HashMap<[u8; 32], Option<v8::Global<v8::Function>>>,
     /// The used heap when last read, and what the calls since could have
     /// added to it at most (see [`Sandbox::memory_at_most`]).
     heap_read: Option<usize>,
@@ -335,6 +339,7 @@ impl Sandbox {
                 cache: host.cache.clone(),
                 hooks: HashMap::new(),
                 direct: HashMap::new(),
+                factories: HashMap::new(),
                 reset_pending: false,
                 heap_read: None,
                 heap_slack: 0,
@@ -358,6 +363,7 @@ impl Sandbox {
             cache: host.cache.clone(),
             hooks: HashMap::new(),
             direct: HashMap::new(),
+            factories: HashMap::new(),
             reset_pending: false,
             heap_read: None,
             heap_slack: 0,
@@ -797,7 +803,9 @@ impl Sandbox {
         let kept = self.modules.get(&module.hash).cloned();
         let namespace = match kept {
             _ if self.frozen
-                && let Some(namespace) = self.direct_instance(module).await? =>
+                && let Some(namespace) = self
+                    .direct_instance(module, entry == Entry::Function)
+                    .await? =>
             {
                 Rc::new(namespace)
             }
@@ -947,22 +955,28 @@ impl Sandbox {
         }
     }
 
-    /// A new instance of `module` for a frozen call, compiled, linked and
-    /// evaluated through V8 itself when the module is self-contained: no
-    /// `import` anywhere in its text (no other module, no `import.meta`, no
-    /// dynamic import written as such) and no top-level await. Then deno_core's module
-    /// loading is skipped, nothing is added to its module map (the instance
-    /// is garbage once the call is over), and V8 shares the compiled code
-    /// between instances (its compilation cache knows the module by name
-    /// and text), so no instance parses it or compiles its functions again;
-    /// each still has its own bindings, functions and feedback. The first
-    /// call of a module in this runtime loads it once through deno_core,
-    /// never evaluated, so that stack traces find its source map. `None`
-    /// when the module needs deno_core's loading (then the caller makes
-    /// the instance that way).
+    /// A new instance of `module` for a frozen call, made through V8 itself
+    /// when the module is self-contained: no `import` anywhere in its text
+    /// (no other module, no `import.meta`, no dynamic import written as
+    /// such) and no top-level await. Then deno_core's module loading is
+    /// skipped and nothing is added to its module map (the instance is
+    /// garbage once the call is over). The first call of a module in this
+    /// runtime loads it once through deno_core, never evaluated, so that
+    /// stack traces find its source map. `None` when the module needs
+    /// deno_core's loading (then the caller makes the instance that way).
+    ///
+    /// With `by_factory` (a call of an exported function) and a factory
+    /// script for the module (see `compile::factory`), the instance is what
+    /// one call of that function returns: its closures share their type
+    /// feedback and optimized code with every earlier instance's, so the
+    /// call runs warm code on new bindings. Otherwise it is a module
+    /// instance, compiled (V8's compilation cache knows the module by name
+    /// and text, so no instance parses it or compiles its functions again),
+    /// linked and evaluated, whose functions start without feedback.
     async fn direct_instance(
         &mut self,
         module: &Arc<Module>,
+        by_factory: bool,
     ) -> Result<Option<v8::Global<v8::Object>>, Failure> {
         if !module
             .code_cache_tried
@@ -993,10 +1007,23 @@ impl Sandbox {
         // URLs of its own, as the loader gives an instance's imports.
         let fragment = uuid::Uuid::new_v4().simple().to_string();
         self.notes.borrow_mut().instance = Some(fragment);
+        let factory_script = match module.factory.get() {
+            Some(Some(script)) if by_factory => Some(script),
+            _ => None,
+        };
         let made = {
             deno_core::scope!(scope, &mut self.runtime);
             v8::tc_scope!(let tc, scope);
-            new_instance(tc, module)
+            let factory = factory_script.and_then(|script| {
+                self.factories
+                    .entry(module.hash)
+                    .or_insert_with(|| compile_factory(tc, module, script))
+                    .clone()
+            });
+            match factory {
+                Some(factory) => factory_instance(tc, &factory).map(Some),
+                None => new_instance(tc, module),
+            }
         };
         match made {
             Ok(Some(namespace)) => Ok(Some(namespace)),
@@ -1267,19 +1294,86 @@ fn module_source<'s>(
 /// when it is not one after all (it does not compile, it imports, or it
 /// awaits at its top level): no code of it ran. An `Err` is the call's
 /// failure: its top level threw, or it was stopped.
+type TryCatchScope<'a, 'b, 'c, 'd> = v8::PinnedRef<'a, v8::TryCatch<'b, 'c, v8::HandleScope<'d>>>;
+
+/// Why making a frozen instance stopped: a termination, or what its top
+/// level threw.
+fn stopped(tc: &mut TryCatchScope<'_, '_, '_, '_>) -> Box<Failure> {
+    if tc.has_terminated() {
+        return Box::new(Failure::Terminated);
+    }
+    Box::new(match tc.exception() {
+        Some(exception) => Failure::Js(*JsError::from_v8_exception(tc, exception)),
+        None => Failure::Internal("a frozen instance could not be made".into()),
+    })
+}
+
+/// Compiles `module`'s factory `script` (see `compile::factory`) under
+/// the module's name, its lines counted from the module's first (the
+/// script's first line is its own); the function it evaluates to. No user
+/// code runs. `None` if V8 refuses it.
+fn compile_factory(
+    tc: &mut TryCatchScope<'_, '_, '_, '_>,
+    module: &Module,
+    script: &str,
+) -> Option<v8::Global<v8::Function>> {
+    let made = (|| {
+        let name = v8::String::new(tc, module.specifier.as_str())?;
+        let text = v8::String::new(tc, script)?;
+        let origin = v8::ScriptOrigin::new(
+            tc,
+            name.into(),
+            -1,
+            0,
+            false,
+            0,
+            None,
+            false,
+            false,
+            false,
+            None,
+        );
+        let value = v8::Script::compile(tc, text, Some(&origin))?.run(tc)?;
+        let function = v8::Local::<v8::Function>::try_from(value).ok()?;
+        Some(v8::Global::new(tc, function))
+    })();
+    if made.is_none() && !tc.has_terminated() {
+        tc.reset();
+    }
+    made
+}
+
+/// A new instance of a module through its factory: the object of getters
+/// for its exports that one call of the factory returns, after what the
+/// module's top level queued has run. An `Err` is the call's failure: its
+/// top level threw, or it was stopped.
+fn factory_instance(
+    tc: &mut TryCatchScope<'_, '_, '_, '_>,
+    factory: &v8::Global<v8::Function>,
+) -> Result<v8::Global<v8::Object>, Box<Failure>> {
+    let factory = v8::Local::new(tc, factory);
+    let receiver = v8::undefined(tc).into();
+    let Some(exports) = factory.call(tc, receiver, &[]) else {
+        return Err(stopped(tc));
+    };
+    // What the module's top level queued runs before the call, as when
+    // deno_core evaluates a module.
+    tc.perform_microtask_checkpoint();
+    if tc.has_terminated() {
+        return Err(Box::new(Failure::Terminated));
+    }
+    let exports = v8::Local::<v8::Object>::try_from(exports).map_err(|_| {
+        Box::new(Failure::Internal(
+            "a module's factory returned no object".into(),
+        ))
+    })?;
+    Ok(v8::Global::new(tc, exports))
+}
+
 fn new_instance(
-    tc: &mut v8::PinnedRef<'_, v8::TryCatch<'_, '_, v8::HandleScope<'_>>>,
+    tc: &mut TryCatchScope<'_, '_, '_, '_>,
     module: &Module,
 ) -> Result<Option<v8::Global<v8::Object>>, Box<Failure>> {
-    let stopped = |tc: &mut v8::PinnedRef<'_, v8::TryCatch<'_, '_, v8::HandleScope<'_>>>| {
-        if tc.has_terminated() {
-            return Box::new(Failure::Terminated);
-        }
-        Box::new(match tc.exception() {
-            Some(exception) => Failure::Js(*JsError::from_v8_exception(tc, exception)),
-            None => Failure::Internal("a frozen instance could not be made".into()),
-        })
-    };
     // V8's compilation cache then finds the code compiled when the module
     // was first loaded.
     let Some((text, origin)) = module_source(tc, module) else {
