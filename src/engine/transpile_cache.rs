@@ -31,9 +31,11 @@ pub(crate) struct Module {
     pub code_cache_tried: std::sync::atomic::AtomicBool,
     /// For `"frozen"` calls: the script whose value is a function making a
     /// new instance of the module at each call, or `None` if the module
-    /// cannot be made that way. Asked for by the first such call (see
+    /// cannot be made that way. Asked for by the second such call (see
     /// [`TranspileCache::factory`]); counted in the cache's budget.
     pub factory: std::sync::OnceLock<Option<Arc<str>>>,
+    /// Whether a `"frozen"` call has used the module.
+    pub frozen_once: std::sync::atomic::AtomicBool,
 }
 
 type Entry = Result<Arc<Module>, SyntaxError>;
@@ -118,6 +120,7 @@ impl TranspileCache {
                 code_cache: Default::default(),
                 code_cache_tried: Default::default(),
                 factory: Default::default(),
+                frozen_once: Default::default(),
             })),
             Ok(Err(e)) | Err(CompileError::Syntax(e)) => Err(e),
             // Not a property of the source: not cached.
@@ -144,6 +147,7 @@ impl TranspileCache {
             code_cache: Default::default(),
             code_cache_tried: Default::default(),
             factory: Default::default(),
+            frozen_once: Default::default(),
         });
         self.insert(hash, Ok(module), cost);
     }
@@ -183,8 +187,10 @@ impl TranspileCache {
         });
     }
 
-    /// Makes `module`'s factory script (see `Module::factory`) unless a
-    /// call already has, by `deadline` unless `stop` says the caller left.
+    /// Makes `module`'s factory script (see `Module::factory`) for a
+    /// `"frozen"` call, unless a call already has, by `deadline` unless
+    /// `stop` says the caller left. The first such call goes without: a
+    /// script called once does not wait for the compile helper's parse.
     /// Kept with the module if it fits in the budget. A failure of ours
     /// leaves it to a later call.
     pub(crate) fn factory(
@@ -193,7 +199,8 @@ impl TranspileCache {
         deadline: Instant,
         stop: &dyn Fn() -> bool,
     ) -> Result<(), CompileError> {
-        if module.factory.get().is_some() {
+        use std::sync::atomic::Ordering;
+        if module.factory.get().is_some() || !module.frozen_once.swap(true, Ordering::Relaxed) {
             return Ok(());
         }
         let made = match self.compiler.factory(&module.code, deadline, stop) {
@@ -357,5 +364,32 @@ mod tests {
             &big,
             &get(&cache, "export const fn = () => 3;").unwrap()
         ));
+    }
+
+    #[test]
+    fn factories_are_made_from_the_second_frozen_call_and_counted_in_the_budget() {
+        let cache = cache(1 << 20);
+        let far = Instant::now() + Duration::from_secs(60);
+        let m = get(&cache, "let n = 0;\nexport function f() { return ++n; }").unwrap();
+        let before = cache.bytes();
+        // The first call goes without.
+        cache.factory(&m, far, &|| false).unwrap();
+        assert!(m.factory.get().is_none());
+        cache.factory(&m, far, &|| false).unwrap();
+        let made = m
+            .factory
+            .get()
+            .cloned()
+            .flatten()
+            .expect("a factory script");
+        assert!(made.contains("return { __proto__: null, get \"f\"() { return f; } }"));
+        assert_eq!(cache.bytes(), before + made.len());
+        // A module that cannot be one is told so once, at no cost.
+        let i = get(&cache, "import './x.ts';\nexport const f = () => 1;").unwrap();
+        let held = cache.bytes();
+        cache.factory(&i, far, &|| false).unwrap();
+        cache.factory(&i, far, &|| false).unwrap();
+        assert_eq!(i.factory.get(), Some(&None));
+        assert_eq!(cache.bytes(), held);
     }
 }
