@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use deno_ast::ModuleSpecifier;
 use sha2::{Digest, Sha256};
@@ -39,6 +39,10 @@ pub(crate) struct Module {
 }
 
 type Entry = Result<Arc<Module>, SyntaxError>;
+
+/// The most a call waits for its module's factory script (see
+/// [`TranspileCache::factory`]).
+const FACTORY_TIME: Duration = Duration::from_secs(1);
 
 /// Content-addressed cache of transpiled scripts, shared by all workers.
 pub(crate) struct TranspileCache {
@@ -188,11 +192,13 @@ impl TranspileCache {
     }
 
     /// Makes `module`'s factory script (see `Module::factory`) for a
-    /// `"frozen"` call, unless a call already has, by `deadline` unless
-    /// `stop` says the caller left. The first such call goes without: a
-    /// script called once does not wait for the compile helper's parse.
-    /// Kept with the module if it fits in the budget. A failure of ours
-    /// leaves it to a later call.
+    /// `"frozen"` call, unless a call already has. The first such call goes
+    /// without: a script called once does not wait for the compile helper's
+    /// parse. The helper gets at most a quarter of what is left of the
+    /// call's time (and a second at most); a module it cannot answer for in
+    /// that time, or at all, keeps the module way for good, so no later
+    /// call waits for it again. Only a caller that went away leaves it to a
+    /// later call. Kept with the module if it fits in the budget.
     pub(crate) fn factory(
         &self,
         module: &Module,
@@ -203,12 +209,14 @@ impl TranspileCache {
         if module.factory.get().is_some() || !module.frozen_once.swap(true, Ordering::Relaxed) {
             return Ok(());
         }
-        let made = match self.compiler.factory(&module.code, deadline, stop) {
+        let now = Instant::now();
+        let slice = (deadline.saturating_duration_since(now) / 4).min(FACTORY_TIME);
+        let made = match self.compiler.factory(&module.code, now + slice, stop) {
             Ok(made) => made.map(Arc::<str>::from),
-            Err(e @ (CompileError::Timeout | CompileError::Cancelled)) => return Err(e),
+            Err(CompileError::Cancelled) => return Err(CompileError::Cancelled),
             Err(e) => {
                 tracing::debug!(error = ?e, "no factory script for a module");
-                return Ok(());
+                None
             }
         };
         let extra = made.as_ref().map_or(0, |f| f.len());
@@ -391,5 +399,19 @@ mod tests {
         cache.factory(&i, far, &|| false).unwrap();
         assert_eq!(i.factory.get(), Some(&None));
         assert_eq!(cache.bytes(), held);
+        // A helper out of time leaves the module the module way, and the
+        // call goes on: no later call waits for it again.
+        let slow = get(&cache, "export const f = () => 4;").unwrap();
+        cache.factory(&slow, Instant::now(), &|| false).unwrap();
+        cache.factory(&slow, Instant::now(), &|| false).unwrap();
+        assert_eq!(slow.factory.get(), Some(&None));
+        // A caller that went away leaves it to a later call.
+        let left = get(&cache, "export const f = () => 5;").unwrap();
+        cache.factory(&left, far, &|| true).unwrap();
+        let gone = cache.factory(&left, far, &|| true);
+        assert_eq!(gone, Err(CompileError::Cancelled));
+        assert!(left.factory.get().is_none());
+        cache.factory(&left, far, &|| false).unwrap();
+        assert!(left.factory.get().cloned().flatten().is_some());
     }
 }

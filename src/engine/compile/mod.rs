@@ -257,6 +257,9 @@ impl Compiler {
         match &self.mode {
             #[cfg(test)]
             Backend::InProcess(lint) => {
+                if stop() {
+                    return Err(CompileError::Cancelled);
+                }
                 let reply = helper::handle(request, lint);
                 if Instant::now() > deadline {
                     return Err(CompileError::Timeout);
