@@ -15,13 +15,15 @@
 //! about the module makes it keep the module way.
 //!
 //! Strict code in a function body reads as module code does, but for
-//! `arguments` at the top level (the function's own there), HTML-like
-//! comments (comments in a script, operators in a module) and top-level
-//! `await`: a module with any of these is not made a body.
+//! `arguments` at the top level (the function's own there), what a direct
+//! `eval` sees (that `arguments`, `new.target`), HTML-like comments
+//! (comments in a script, operators in a module) and top-level `await`: a
+//! module with any of these (`arguments` and the comments anywhere in its
+//! text) is not made a body.
 
 use deno_ast::swc::ast::{
-    ArrowExpr, AwaitExpr, Decl, ExportSpecifier, ForOfStmt, Function, Ident, ModuleDecl,
-    ModuleExportName, ModuleItem, Pat, UsingDecl,
+    ArrowExpr, AwaitExpr, CallExpr, Callee, Decl, ExportSpecifier, Expr, ForOfStmt, Function,
+    ModuleDecl, ModuleExportName, ModuleItem, Pat, UsingDecl,
 };
 use deno_ast::swc::common::Spanned;
 use deno_ast::swc::ecma_visit::{Visit, VisitWith};
@@ -36,7 +38,9 @@ pub(crate) const FACTORY_HEAD: &str = "(function () { \"use strict\";\n";
 /// of a module, or `None` if the module cannot be one (see the module
 /// documentation).
 pub(crate) fn factory_source(code: &str) -> Option<String> {
-    if code.contains("import") || code.contains("<!--") || code.contains("-->") {
+    // `arguments` anywhere, even in a string that may reach `eval`.
+    let refused = ["import", "arguments", "<!--", "-->"];
+    if refused.iter().any(|word| code.contains(word)) {
         return None;
     }
     let specifier = ModuleSpecifier::parse("file:///factory.js").ok()?;
@@ -56,7 +60,7 @@ pub(crate) fn factory_source(code: &str) -> Option<String> {
     let module = program.as_module()?;
     let mut seen = Seen::default();
     module.visit_with(&mut seen);
-    if seen.arguments || seen.top_level_await {
+    if seen.top_level_await || seen.direct_eval {
         return None;
     }
     // (exported name, local name), and the byte ranges to blank.
@@ -150,13 +154,15 @@ fn offset(pos: deno_ast::swc::common::BytePos) -> Option<usize> {
     (pos.0 as usize).checked_sub(1)
 }
 
-/// What of the module's code keeps it from being a function body.
+/// What of the module's code keeps it from being a function body: a
+/// top-level `await`, and a direct `eval` (whose code would see the
+/// function's scope: its `arguments`, `new.target`).
 #[derive(Default)]
 struct Seen {
     /// Functions (arrows included) the visit is inside.
     depth: usize,
-    arguments: bool,
     top_level_await: bool,
+    direct_eval: bool,
 }
 
 impl Visit for Seen {
@@ -187,10 +193,16 @@ impl Visit for Seen {
         u.visit_children_with(self);
     }
 
-    /// Anywhere: a function's own `arguments` is rare enough not to tell
-    /// apart from the top level's.
-    fn visit_ident(&mut self, i: &Ident) {
-        self.arguments |= &*i.sym == "arguments";
+    /// `eval(…)` and `(eval)(…)` are direct evals.
+    fn visit_call_expr(&mut self, c: &CallExpr) {
+        if let Callee::Expr(callee) = &c.callee {
+            let mut callee: &Expr = callee;
+            while let Expr::Paren(p) = callee {
+                callee = &p.expr;
+            }
+            self.direct_eval |= matches!(callee, Expr::Ident(i) if &*i.sym == "eval");
+        }
+        c.visit_children_with(self);
     }
 }
 
@@ -247,8 +259,13 @@ mod tests {
             // Top-level await in its forms.
             "await 1;\nexport const f = () => 1;",
             "for await (const x of []) {}\nexport const f = () => 1;",
-            // `arguments`, and HTML-like comments (operators in a module).
+            // `arguments`, even where only `eval` would read it, and
+            // HTML-like comments (operators in a module).
             "export function f() { return arguments.length; }",
+            "const s = 'arguments';\nexport const f = () => s;",
+            // A direct eval, which would see the function's scope.
+            "export const f = () => 1;\neval('argu' + 'ments');",
+            "export const f = () => (eval)('new.target');",
             "export const f = (x) => x<!--x;",
             "export const f = (x) => x-->0;",
             // A module that does not parse.
@@ -259,11 +276,13 @@ mod tests {
     }
 
     #[test]
-    fn awaits_inside_functions_are_fine() {
+    fn awaits_inside_functions_and_indirect_evals_are_fine() {
         for code in [
             "export async function f() { await 1; }",
             "export const f = async () => { for await (const x of []) {} };",
             "export const f = async function () { return await 2; };",
+            // An indirect eval runs in the global scope, as from a module.
+            "export const f = () => (0, eval)('1 + 1');",
         ] {
             assert!(factory_source(code).is_some(), "{code}");
         }
