@@ -419,6 +419,19 @@ async fn frozen_calls_get_new_instances_of_imported_modules() {
         let r = c.call(&hidden, "f", json!({"isolation": "frozen"})).await;
         assert_eq!(r.json()["result"], 1, "{}", r.text());
     }
+    // The same through a function made from text (no direct `eval`, so
+    // from its second call the script's instances come from its factory).
+    let made = format!(
+        "export async function f() {{\n\
+           const load = new Function('return imp' + 'ort(\"file://{dir}/counter.ts\")');\n\
+           const m = await load();\n\
+           return m.inc();\n\
+         }}"
+    );
+    for _ in 0..4 {
+        let r = c.call(&made, "f", json!({"isolation": "frozen"})).await;
+        assert_eq!(r.json()["result"], 1, "{}", r.text());
+    }
 }
 
 /// A frozen call of a script that imports nothing gets its module instance
