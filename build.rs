@@ -6,7 +6,7 @@
 //! It mirrors the server's extension exactly (deno_core refuses a snapshot
 //! whose extensions differ from the runtime's): the files below are the
 //! crate's own `src/engine/js/ext/` (the `extension!` and its ops), with
-//! the modules they name (`types`, `permissions`, `watchdog`, `js::alloc`), pulled
+//! the modules they name (`types`, `permissions`, `watchdog`, `mime`, `js::alloc`), pulled
 //! in with `#[path]` under the module paths they have in the crate. Adding
 //! an op that uses another crate module means adding that module here too.
 
@@ -22,6 +22,8 @@
 mod alloc_source;
 #[path = "src/engine/js/ext/mod.rs"]
 mod ext_source;
+#[path = "src/engine/mime.rs"]
+mod mime_source;
 #[path = "src/engine/permissions.rs"]
 mod permissions_source;
 #[path = "src/engine/types.rs"]
@@ -30,6 +32,7 @@ mod types_source;
 mod watchdog_source;
 
 mod engine {
+    pub(crate) use super::mime_source as mime;
     pub(crate) use super::permissions_source as permissions;
     pub(crate) use super::types_source as types;
     pub(crate) use super::watchdog_source as watchdog;
@@ -47,6 +50,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/engine/types.rs");
     println!("cargo:rerun-if-changed=src/engine/watchdog.rs");
     println!("cargo:rerun-if-changed=src/engine/permissions.rs");
+    println!("cargo:rerun-if-changed=src/engine/mime.rs");
     let output = deno_core::snapshot::create_snapshot(
         deno_core::snapshot::CreateSnapshotOptions {
             cargo_manifest_dir: env!("CARGO_MANIFEST_DIR"),

@@ -145,6 +145,67 @@ async fn results_follow_json_stringify_with_bigint_as_text() {
     assert_eq!(r.json()["result"], Value::Null);
 }
 
+/// A result's getters, toJSON methods and proxy traps run once each, in
+/// the order JSON.stringify runs them, with built-ins the call replaced
+/// playing no part; what they throw carries the user's frames only.
+#[tokio::test]
+async fn a_results_own_code_runs_once_each_and_throws_with_its_own_stack() {
+    let s = Server::start();
+    let script = r#"
+        export function f() {
+            const seen: string[] = [];
+            // Replaced built-ins change nothing in how the result is written.
+            Object.keys = () => ["nope"];
+            JSON.stringify = () => "nope";
+            Array.isArray = () => false;
+            const o = {
+                get a() { seen.push("a"); return 1; },
+                b: { toJSON(key: string) { seen.push("b:" + key); return [key]; } },
+                c: [{ toJSON(key: unknown) { seen.push("c:" + typeof key); return 2; } }],
+            };
+            return { o, again: o, seen };
+        }
+        export function g() {
+            return { get bad(): number { throw new RangeError("from a getter"); } };
+        }
+    "#;
+    let r = s.call(script, "f", json!({"isolation": "none"})).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let o = json!({"a": 1, "b": ["b"], "c": [2]});
+    assert_eq!(
+        r.json()["result"],
+        json!({
+            "o": o,
+            "again": o,
+            "seen": ["a", "b:b", "c:number", "a", "b:b", "c:number"],
+        })
+    );
+    let r = s.call(script, "g", json!({"isolation": "none"})).await;
+    let body = r.json();
+    assert_eq!(body["error"], "RangeError: from a getter", "{body}");
+    let stack = body["details"]["stack"].as_str().unwrap_or_default();
+    assert!(stack.contains(".ts:"), "{body}");
+    assert!(!stack.contains("ext:"), "{body}");
+}
+
+/// A large result made of many small values is written without building
+/// up in the isolate's heap: three million numbers under a 64 MiB limit.
+#[tokio::test]
+async fn a_large_result_of_small_values_fits_a_small_memory_limit() {
+    let s = Server::start_with(&[("MEMORY_LIMIT_MB", "64")]);
+    let script = "export function f() { return Array.from({ length: 3000000 }, () => 1); }";
+    let r = s.call(script, "f", json!({"isolation": "none"})).await;
+    assert_eq!(
+        r.status,
+        200,
+        "{}",
+        r.text().chars().take(300).collect::<String>()
+    );
+    let result = r.json();
+    let list = result["result"].as_array().expect("a list");
+    assert_eq!(list.len(), 3_000_000);
+}
+
 #[tokio::test]
 async fn async_functions_are_awaited_with_timers() {
     let s = Server::start();

@@ -59,6 +59,73 @@ pub(crate) fn to_json<'s>(
     String::from_utf8(w.out).map_err(|_| ConvertError::OutputLimit("invalid text".into()))
 }
 
+/// JSON text for `value` by the glue's `resultJson` function `hook`, which
+/// applies the same rules as [`to_json`] in JS: one call into V8 instead of
+/// several per value. The hook hands its text over in pieces (through
+/// `op_isoexec_result_chunk`, which `take_pieces` empties) and answers the
+/// last one, or a number saying why there is no text (1: too large, 2: too
+/// deep, 3: a cycle); the text's size in bytes is checked here (the hook
+/// counts UTF-16 units, never more than the bytes).
+pub(crate) fn to_json_by_hook<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    hook: v8::Local<'s, v8::Function>,
+    value: v8::Local<'s, v8::Value>,
+    limits: ConvertLimits,
+    take_pieces: &dyn Fn() -> Vec<u8>,
+) -> Result<String> {
+    // Pieces of an earlier conversion that stopped half-way.
+    drop(take_pieces());
+    let receiver = v8::undefined(scope).into();
+    let max_bytes = v8::Number::new(scope, limits.max_bytes as f64).into();
+    let max_depth = v8::Number::new(scope, limits.max_depth as f64).into();
+    let answer = hook.call(scope, receiver, &[value, max_bytes, max_depth]);
+    let mut text = take_pieces();
+    let answer = answer.ok_or(THROWN)?;
+    if let Ok(last) = v8::Local::<v8::String>::try_from(answer) {
+        text.extend_from_slice(last.to_rust_string_lossy(scope).as_bytes());
+        if text.len() > limits.max_bytes {
+            return Err(too_large(limits));
+        }
+        // Pieces are whole `&str`s, cut between values.
+        return String::from_utf8(text)
+            .map_err(|_| ConvertError::OutputLimit("invalid text".into()));
+    }
+    Err(match answer.uint32_value(scope) {
+        Some(1) => too_large(limits),
+        Some(2) => too_deep(limits),
+        Some(3) => cycle(),
+        _ => ConvertError::Thrown {
+            synthetic: Some((
+                "Error".into(),
+                "the result could not be converted to JSON".into(),
+            )),
+        },
+    })
+}
+
+fn too_large(limits: ConvertLimits) -> ConvertError {
+    ConvertError::OutputLimit(format!(
+        "the result is larger than {} bytes",
+        limits.max_bytes
+    ))
+}
+
+fn too_deep(limits: ConvertLimits) -> ConvertError {
+    ConvertError::OutputLimit(format!(
+        "the result is nested deeper than {} levels",
+        limits.max_depth
+    ))
+}
+
+fn cycle() -> ConvertError {
+    ConvertError::Thrown {
+        synthetic: Some((
+            "TypeError".into(),
+            "Converting circular structure to JSON".into(),
+        )),
+    }
+}
+
 /// Values `JSON.stringify` leaves out of objects (and writes as `null` in arrays).
 fn is_skipped(v: v8::Local<v8::Value>) -> bool {
     v.is_undefined() || v.is_function() || v.is_symbol()
@@ -134,10 +201,7 @@ fn write_value<'s>(
         write_str(&mut w.out, &mime::data_uri(&bytes));
     } else if let Ok(obj) = v8::Local::<v8::Object>::try_from(v) {
         if depth > w.limits.max_depth {
-            return Err(ConvertError::OutputLimit(format!(
-                "the result is nested deeper than {} levels",
-                w.limits.max_depth
-            )));
+            return Err(too_deep(w.limits));
         }
         w.enter(scope, obj)?;
         let r = if v.is_array() {
@@ -277,10 +341,7 @@ fn copy_bytes<'s>(scope: &mut v8::PinScope<'s, '_>, v: v8::Local<'s, v8::Value>)
 impl Writer {
     fn check_room(&self, extra: usize) -> Result<()> {
         if self.out.len() + extra > self.limits.max_bytes {
-            return Err(ConvertError::OutputLimit(format!(
-                "the result is larger than {} bytes",
-                self.limits.max_bytes
-            )));
+            return Err(too_large(self.limits));
         }
         Ok(())
     }
@@ -294,12 +355,7 @@ impl Writer {
         let hash = obj.get_identity_hash().get();
         for (h, seen) in &self.path {
             if *h == hash && v8::Local::new(scope, seen) == obj {
-                return Err(ConvertError::Thrown {
-                    synthetic: Some((
-                        "TypeError".into(),
-                        "Converting circular structure to JSON".into(),
-                    )),
-                });
+                return Err(cycle());
             }
         }
         self.path.push((hash, v8::Global::new(scope, obj)));

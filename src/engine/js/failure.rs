@@ -58,8 +58,25 @@ pub(super) fn exception_from_js(js: &JsError) -> ExecError {
     ExecError::Exception {
         name,
         message,
-        stack: js.stack.clone(),
+        stack: js.stack.as_deref().map(without_host_frames),
     }
+}
+
+/// Where the host's conversion of a result to JSON runs: it calls the
+/// result's getters and toJSON methods, so its frames sit under theirs in
+/// the stacks of what they throw, and they are not the user's.
+const RESULT_GLUE: &str = "ext:isoexec/11_result.js:";
+
+/// `stack` without the frames of the result's conversion.
+fn without_host_frames(stack: &str) -> String {
+    if !stack.contains(RESULT_GLUE) {
+        return stack.to_string();
+    }
+    stack
+        .lines()
+        .filter(|line| !(line.trim_start().starts_with("at ") && line.contains(RESULT_GLUE)))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub(super) fn core_error(e: CoreError) -> ExecError {

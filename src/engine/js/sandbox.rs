@@ -35,8 +35,8 @@ use deno_core::{JsRuntime, ModuleId, ModuleSpecifier, PollEventLoopOptions, Runt
 use super::alloc::{self, Budget};
 use super::convert::{self, ConvertError, ConvertLimits};
 use super::ext::{
-    CallState, LOCKDOWN_KEY, LogSink, REQUIRE_KEY, RESET_KEY, RequireHook, SEAL_KEY, SERVE_KEY,
-    SETTLE_KEY, SelfKill, WRITE_KEY, isoexec,
+    CallState, JSON_KEY, LOCKDOWN_KEY, LogSink, REQUIRE_KEY, RESET_KEY, RequireHook, ResultText,
+    SEAL_KEY, SERVE_KEY, SETTLE_KEY, SelfKill, WRITE_KEY, isoexec,
 };
 use super::failure::{Failure, core_error, exception_from_js, load_error};
 use super::loader::{LoadNotes, Loader, Notes};
@@ -218,7 +218,7 @@ pub(crate) struct Sandbox {
     /// The shared transpile cache, which also keeps V8's code caches.
     cache: Arc<TranspileCache>,
     /// The glue's per-call hooks (settle, reset), found once.
-    hooks: HashMap<&'static str, v8::Global<v8::Function>>,
+    hooks: HashMap<&'static str, Rc<v8::Global<v8::Function>>>,
     /// Frozen mode: the last call's reset is still to be done (see
     /// [`Sandbox::finish_reset`]).
     reset_pending: bool,
@@ -927,10 +927,26 @@ impl Sandbox {
 
         let value = self.call_settled(&function, &arguments).await?;
 
+        let hook = self.hook(JSON_KEY);
+        let op_state = self.runtime.op_state();
+        let take_pieces = || {
+            op_state
+                .borrow_mut()
+                .try_take::<ResultText>()
+                .map(|t| t.0)
+                .unwrap_or_default()
+        };
         deno_core::scope!(scope, &mut self.runtime);
         v8::tc_scope!(let tc, scope);
         let local = v8::Local::new(tc, &value);
-        match convert::to_json(tc, local, limits) {
+        let converted = match hook {
+            Some(hook) => {
+                let hook = v8::Local::new(tc, &*hook);
+                convert::to_json_by_hook(tc, hook, local, limits, &take_pieces)
+            }
+            None => convert::to_json(tc, local, limits),
+        };
+        match converted {
             Ok(json) => Ok(json),
             Err(ConvertError::OutputLimit(message)) => Err(Failure::OutputLimit(message)),
             Err(ConvertError::Thrown {
@@ -1119,26 +1135,28 @@ impl Sandbox {
             .saturating_add(heap_growth(started.elapsed()));
     }
 
-    /// Whether the glue's hook under `key` ran and returned `true` (the
-    /// hook is looked up once per runtime).
-    fn check(&mut self, key: &'static str) -> bool {
+    /// The glue's hook under `key`, looked up once per runtime.
+    fn hook(&mut self, key: &'static str) -> Option<Rc<v8::Global<v8::Function>>> {
         let Sandbox { runtime, hooks, .. } = self;
         if !hooks.contains_key(key) {
             let found = {
                 deno_core::scope!(scope, runtime);
-                private_function(scope, key).map(|f| v8::Global::new(scope, f))
+                private_function(scope, key).map(|f| Rc::new(v8::Global::new(scope, f)))
             };
-            let Some(found) = found else {
-                return false;
-            };
-            hooks.insert(key, found);
+            hooks.insert(key, found?);
         }
-        let Some(hook) = hooks.get(key) else {
+        hooks.get(key).cloned()
+    }
+
+    /// Whether the glue's hook under `key` ran and returned `true`.
+    fn check(&mut self, key: &'static str) -> bool {
+        let Some(hook) = self.hook(key) else {
             return false;
         };
+        let Sandbox { runtime, .. } = self;
         deno_core::scope!(scope, runtime);
         v8::tc_scope!(let tc, scope);
-        let hook = v8::Local::new(tc, hook);
+        let hook = v8::Local::new(tc, &*hook);
         let recv = v8::undefined(tc).into();
         hook.call(tc, recv, &[]).is_some_and(|v| v.is_true())
     }

@@ -133,6 +133,10 @@ pub(crate) const RESET_KEY: &str = "isoexec.resetRealm";
 /// enters a module by its fetch handler (or lists what it exports).
 pub(crate) const SERVE_KEY: &str = "isoexec.serve";
 
+/// Name of the private symbol holding the glue's `resultJson` function,
+/// which writes a call's result as JSON text (see `convert::to_json_by_hook`).
+pub(crate) const JSON_KEY: &str = "isoexec.resultJson";
+
 #[op2(fast)]
 fn op_isoexec_set_hooks(
     scope: &mut v8::PinScope,
@@ -141,6 +145,7 @@ fn op_isoexec_set_hooks(
     lockdown: v8::Local<v8::Function>,
     reset: v8::Local<v8::Function>,
     serve: v8::Local<v8::Function>,
+    json: v8::Local<v8::Function>,
 ) {
     let global = scope.get_current_context().global(scope);
     let hooks = [
@@ -149,6 +154,7 @@ fn op_isoexec_set_hooks(
         (LOCKDOWN_KEY, lockdown),
         (RESET_KEY, reset),
         (SERVE_KEY, serve),
+        (JSON_KEY, json),
     ];
     for (name, f) in hooks {
         if let Some(name) = v8::String::new(scope, name) {
@@ -156,6 +162,30 @@ fn op_isoexec_set_hooks(
             global.set_private(scope, key, f.into());
         }
     }
+}
+
+/// The text of a call's result handed over so far by the glue's
+/// `resultJson` (see `convert::to_json_by_hook`).
+#[derive(Default)]
+pub(crate) struct ResultText(pub Vec<u8>);
+
+/// A piece of a call's result text.
+#[op2(fast)]
+fn op_isoexec_result_chunk(state: &mut OpState, #[string] text: &str) {
+    if let Some(out) = state.try_borrow_mut::<ResultText>() {
+        out.0.extend_from_slice(text.as_bytes());
+    } else {
+        state.put(ResultText(text.as_bytes().to_vec()));
+    }
+}
+
+/// A binary value of a call's result as a data URI, or `null` when it would
+/// not fit in `room` more bytes of result text.
+#[op2]
+#[string]
+fn op_isoexec_data_uri(#[anybuffer] bytes: &[u8], room: f64) -> Option<String> {
+    let needed = bytes.len() / 3 * 4 + 64;
+    (needed as f64 <= room).then(|| crate::engine::mime::data_uri(bytes))
 }
 
 /// Built-in deno_core ops that user code must never run even if it found a
@@ -189,6 +219,8 @@ deno_core::extension!(
         op_isoexec_write_file,
         op_isoexec_fetch,
         op_isoexec_set_hooks,
+        op_isoexec_data_uri,
+        op_isoexec_result_chunk,
         op_isoexec_charge,
         op_isoexec_release,
         op_isoexec_python_file,
@@ -216,7 +248,7 @@ macro_rules! runtime_js {
 }
 
 /// The JS glue, embedded in the binary.
-static RUNTIME_JS: [deno_core::ExtensionFileSource; 13] = runtime_js!(
+static RUNTIME_JS: [deno_core::ExtensionFileSource; 14] = runtime_js!(
     "00_inspect.js",
     "01_console.js",
     "02_timers.js",
@@ -229,5 +261,6 @@ static RUNTIME_JS: [deno_core::ExtensionFileSource; 13] = runtime_js!(
     "08_buffers.js",
     "09_lockdown.js",
     "10_python.js",
+    "11_result.js",
     "99_main.js",
 );
