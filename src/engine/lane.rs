@@ -390,15 +390,52 @@ async fn call(claim: Claim, execution: Execution, cancel: Arc<CancelFlag>) -> Re
             finish_reset_after_answer();
         }
     } else {
-        // Dropped before the next call, not while the caller waits.
+        // Dropped, and replaced, once the answer has gone.
         LANE.with(|l| {
             if let Some(lane) = l.borrow_mut().as_mut() {
                 lane.retired.push(sandbox);
             }
         });
+        replace_after_answer(slot);
     }
     collect_when_idle();
     report
+}
+
+/// Once the answer of a call whose isolate was given up (killed, or over
+/// its bound) has gone: drops that isolate and makes the slot a new one,
+/// so that the connection's next call does not wait for either — but only
+/// while this connection is still the only one on the thread, marked busy
+/// meanwhile like a call, so that no other connection waits for it either.
+fn replace_after_answer(slot: Slot) {
+    tokio::spawn(async move {
+        LANE.with(|l| {
+            let mut lane = l.borrow_mut();
+            let Some(lane) = lane.as_mut() else {
+                return;
+            };
+            // As a call claims the thread (see `claim`).
+            if lane.seat.busy.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            if lane.seat.open.load(Ordering::SeqCst) == 1 {
+                lane.retired.clear();
+                let unowned = lane
+                    .kept
+                    .of(slot)
+                    .is_some_and(|kept| kept.iter_mut().any(|s| s.owner.is_none()));
+                if !unowned && let Ok(sandbox) = new_isolate(&lane.shared.host, slot) {
+                    lane.shared.isolates_created.fetch_add(1, Ordering::Relaxed);
+                    let bound = lane.shared.limits.memory_limit_bytes / LANE_KEPT_SHARE;
+                    if let Some(kept) = lane.kept.of(slot) {
+                        let retired = kept.keep(sandbox, 0, bound);
+                        lane.retired.extend(retired);
+                    }
+                }
+            }
+            lane.seat.busy.store(false, Ordering::SeqCst);
+        });
+    });
 }
 
 /// Puts a frozen isolate's global object back once the call's answer has

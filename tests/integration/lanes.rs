@@ -313,3 +313,31 @@ async fn work_a_request_starts_in_the_background_is_not_held_up_by_a_call_on_its
     spin.abort();
     let _ = spin.await;
 }
+
+/// A call on a connection's thread whose isolate was killed gets it
+/// replaced once its answer has gone, so the connection's next call finds
+/// an isolate ready (a looping call answers, and the next one does not pay
+/// for a new isolate).
+#[tokio::test]
+async fn a_killed_isolate_on_a_connection_thread_is_replaced_after_the_answer() {
+    const CREATED: &str = "isoexec_isolates_created_total";
+    let s = Server::start_with(&[("HTTP_THREADS", "1"), ("POOL_SIZE", "1")]);
+    let mut conn = s.connect().await;
+    for want in 1..=2 {
+        let r = conn.call(COUNTER, "f", json!({"isolation": "none"})).await;
+        assert_eq!(r.json()["result"], want, "{}", r.text());
+    }
+    let before = s.metric(CREATED).await;
+    let r = conn
+        .call(SPIN, "f", json!({"isolation": "none", "timeout": 300}))
+        .await;
+    assert_eq!(r.json()["kind"], "timeout", "{}", r.text());
+    // No call is made: the replacement is made after the answer.
+    metric_reaches(&s, CREATED, before + 1.0).await;
+    let made = s.metric(CREATED).await;
+    // The next call runs in it: a new isolate, and no other made for it.
+    let r = conn.call(COUNTER, "f", json!({"isolation": "none"})).await;
+    assert_eq!(r.json()["result"], 1, "{}", r.text());
+    assert_eq!(s.metric(CREATED).await, made);
+    assert_eq!(s.metric(ON_LANE).await, 4.0);
+}
