@@ -27,6 +27,8 @@
 //!   `JobStore` trait).
 //! - `sessions`: sessions of the live-coding API and their runs (script
 //!   and notebook).
+//! - [`log_writer`]: where log lines go (a buffer one thread empties into
+//!   stderr).
 //! - `metrics`: the Prometheus series. `clock`: epoch milliseconds and ISO
 //!   8601 times. `sync`: locking that survives a panicked holder.
 //! - [`cli`]: `isoexec run` and `isoexec lint` on the engine, no server.
@@ -55,6 +57,7 @@ pub mod engine;
 mod http;
 pub mod init;
 mod jobs;
+pub mod log_writer;
 mod metrics;
 mod runner;
 mod sessions;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use isoexec::config::{Config, Flags, LogFormat};
+use isoexec::log_writer;
 
 #[derive(Parser)]
 #[command(
@@ -180,7 +181,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config);
+    let logs = init_logging(&config);
     isoexec::engine::init_v8();
     match action {
         // What the server made of other systems' settings, once.
@@ -273,6 +274,8 @@ fn main() -> ExitCode {
         tracing::info!(%addr, pool, "listening");
         isoexec::serve(listener, app, shutdown_signal()).await
     });
+    // Every log line is out before the last word.
+    drop(logs);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -282,19 +285,30 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(config: &Config) {
+/// Sets up the log subscriber; the lines go through a buffer that the
+/// returned guard drains when dropped (see `log_writer`).
+fn init_logging(config: &Config) -> Option<log_writer::Drain> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only for a person at a terminal: never in files or collectors.
     use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::stderr().is_terminal());
+    let Some((writer, drain)) = log_writer::start() else {
+        let builder = builder.with_writer(std::io::stderr);
+        match config.log_format {
+            LogFormat::Json => builder.json().init(),
+            LogFormat::Text => builder.init(),
+        }
+        return None;
+    };
+    let builder = builder.with_writer(writer);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    Some(drain)
 }
 
 async fn shutdown_signal() {

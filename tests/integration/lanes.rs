@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::{Server, stat_cpu_ticks};
+use crate::support::{Conn, Server, stat_cpu_ticks};
 
 const ON_LANE: &str = "isoexec_calls_on_connection_thread_total";
 const COUNTER: &str = "let n = 0; export function f() { n += 1; return n; }";
@@ -327,17 +327,36 @@ async fn a_killed_isolate_on_a_connection_thread_is_replaced_after_the_answer() 
         let r = conn.call(COUNTER, "f", json!({"isolation": "none"})).await;
         assert_eq!(r.json()["result"], want, "{}", r.text());
     }
-    let before = s.metric(CREATED).await;
+    // Read on the same connection: another one on the thread would keep
+    // the replacement from being made (it would have to wait for it).
+    let before = metric_on(&mut conn, CREATED).await;
     let r = conn
         .call(SPIN, "f", json!({"isolation": "none", "timeout": 300}))
         .await;
     assert_eq!(r.json()["kind"], "timeout", "{}", r.text());
     // No call is made: the replacement is made after the answer.
-    metric_reaches(&s, CREATED, before + 1.0).await;
-    let made = s.metric(CREATED).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric_on(&mut conn, CREATED).await < before + 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no isolate was made after the answer"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let made = metric_on(&mut conn, CREATED).await;
     // The next call runs in it: a new isolate, and no other made for it.
     let r = conn.call(COUNTER, "f", json!({"isolation": "none"})).await;
     assert_eq!(r.json()["result"], 1, "{}", r.text());
-    assert_eq!(s.metric(CREATED).await, made);
-    assert_eq!(s.metric(ON_LANE).await, 4.0);
+    assert_eq!(metric_on(&mut conn, CREATED).await, made);
+    assert_eq!(metric_on(&mut conn, ON_LANE).await, 4.0);
+}
+
+/// The value of the unlabelled series `name` in `/metrics`, asked on `conn`.
+async fn metric_on(conn: &mut Conn, name: &str) -> f64 {
+    let text = conn.get("/metrics").await.text();
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics: {text}"))
 }

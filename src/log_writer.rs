@@ -1,0 +1,194 @@
+//! Where log lines go: a buffer that one thread empties into stderr. A
+//! request's log line then costs the thread that writes it a lock and a
+//! copy instead of a system call, and a busy server writes many lines with
+//! each one. The buffer is bounded (a writer waits while it is full, so no
+//! line is dropped), the thread wakes as soon as a line comes, and the
+//! guard drains it before the process ends.
+
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Lines waiting past this many bytes make their writers wait.
+const MAX_PENDING: usize = 4 << 20;
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when lines come, and at the end.
+    lines: Condvar,
+    /// Signalled when the thread has taken what was waiting.
+    taken: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    pending: Vec<u8>,
+    closed: bool,
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    shared.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The writer the log subscriber writes its lines to.
+#[derive(Clone)]
+pub struct LogWriter(Arc<Shared>);
+
+/// Drains what is waiting and stops the thread when dropped; later lines
+/// go to stderr directly.
+pub struct Drain {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Starts the thread that writes the lines to stderr; `None` if it cannot
+/// start (then lines go to stderr directly).
+pub fn start() -> Option<(LogWriter, Drain)> {
+    start_with(std::io::stderr())
+}
+
+/// As [`start`], the lines going to `sink`.
+fn start_with(sink: impl Write + Send + 'static) -> Option<(LogWriter, Drain)> {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::default()),
+        lines: Condvar::new(),
+        taken: Condvar::new(),
+    });
+    let mine = shared.clone();
+    let thread = std::thread::Builder::new()
+        .name("isoexec-log".into())
+        .spawn(move || write_out(&mine, sink))
+        .ok()?;
+    Some((
+        LogWriter(shared.clone()),
+        Drain {
+            shared,
+            thread: Some(thread),
+        },
+    ))
+}
+
+/// The thread: writes whatever is waiting, in one go, until the end.
+fn write_out(shared: &Shared, mut sink: impl Write) {
+    let mut batch = Vec::new();
+    loop {
+        let mut state = lock(shared);
+        while state.pending.is_empty() && !state.closed {
+            state = shared.lines.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        std::mem::swap(&mut batch, &mut state.pending);
+        let closed = state.closed;
+        drop(state);
+        shared.taken.notify_all();
+        if batch.is_empty() && closed {
+            return;
+        }
+        // Nowhere to report a failed write to.
+        let _ = sink.write_all(&batch);
+        batch.clear();
+    }
+}
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        lock(&self.shared).closed = true;
+        self.shared.lines.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One line's writer (the subscriber writes a line in one call).
+pub struct Line<'a>(&'a Shared);
+
+impl<'a> MakeWriter<'a> for LogWriter {
+    type Writer = Line<'a>;
+
+    fn make_writer(&'a self) -> Line<'a> {
+        Line(&self.0)
+    }
+}
+
+impl Write for Line<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut state = lock(self.0);
+        while state.pending.len() > MAX_PENDING && !state.closed {
+            state = self.0.taken.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        if state.closed {
+            drop(state);
+            return std::io::stderr().write(bytes);
+        }
+        let first = state.pending.is_empty();
+        state.pending.extend_from_slice(bytes);
+        drop(state);
+        if first {
+            self.0.lines.notify_one();
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink the test reads afterwards.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_come_out_whole_and_in_order_and_all_of_them_by_the_drain() {
+        let sink = Sink::default();
+        let Some((writer, drain)) = start_with(sink.clone()) else {
+            panic!("no log thread");
+        };
+        // Written from several threads at once, each line in one call, as
+        // the subscriber writes them; the drain waits for all of them.
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let writer = writer.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        let line = format!("thread {t} line {i}\n");
+                        writer.make_writer().write_all(line.as_bytes()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        drop(drain);
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let mut next = [0usize; 4];
+        for line in text.lines() {
+            let words: Vec<&str> = line.split(' ').collect();
+            assert_eq!(words.len(), 4, "a broken line: {line:?}");
+            let t: usize = words[1].parse().unwrap();
+            let i: usize = words[3].parse().unwrap();
+            assert_eq!(i, next[t], "out of order: {line:?}");
+            next[t] += 1;
+        }
+        assert_eq!(next, [1000; 4]);
+        // After the drain, lines go straight out (to stderr).
+        assert!(lock(&writer.0).closed);
+    }
+}
