@@ -42,14 +42,14 @@ pub struct Drain {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Starts the thread that writes the lines to stderr; `None` if it cannot
-/// start (then lines go to stderr directly).
-pub fn start() -> Option<(LogWriter, Drain)> {
+/// Starts the thread that writes the lines to stderr. If it cannot start,
+/// the writer writes each line to stderr itself.
+pub fn start() -> (LogWriter, Drain) {
     start_with(std::io::stderr())
 }
 
 /// As [`start`], the lines going to `sink`.
-fn start_with(sink: impl Write + Send + 'static) -> Option<(LogWriter, Drain)> {
+fn start_with(sink: impl Write + Send + 'static) -> (LogWriter, Drain) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
         lines: Condvar::new(),
@@ -59,14 +59,10 @@ fn start_with(sink: impl Write + Send + 'static) -> Option<(LogWriter, Drain)> {
     let thread = std::thread::Builder::new()
         .name("isoexec-log".into())
         .spawn(move || write_out(&mine, sink))
-        .ok()?;
-    Some((
-        LogWriter(shared.clone()),
-        Drain {
-            shared,
-            thread: Some(thread),
-        },
-    ))
+        .ok();
+    // No thread: as after the drain, lines go straight out.
+    lock(&shared).closed = thread.is_none();
+    (LogWriter(shared.clone()), Drain { shared, thread })
 }
 
 /// The thread: writes whatever is waiting, in one go, until the end.
@@ -157,9 +153,8 @@ mod tests {
     #[test]
     fn lines_come_out_whole_and_in_order_and_all_of_them_by_the_drain() {
         let sink = Sink::default();
-        let Some((writer, drain)) = start_with(sink.clone()) else {
-            panic!("no log thread");
-        };
+        let (writer, drain) = start_with(sink.clone());
+        assert!(drain.thread.is_some(), "no log thread");
         // Written from several threads at once, each line in one call, as
         // the subscriber writes them; the drain waits for all of them.
         let threads: Vec<_> = (0..4)

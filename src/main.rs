@@ -287,28 +287,21 @@ fn main() -> ExitCode {
 
 /// Sets up the log subscriber; the lines go through a buffer that the
 /// returned guard drains when dropped (see `log_writer`).
-fn init_logging(config: &Config) -> Option<log_writer::Drain> {
+fn init_logging(config: &Config) -> log_writer::Drain {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, drain) = log_writer::start();
     // Colour only for a person at a terminal: never in files or collectors.
     use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal());
-    let Some((writer, drain)) = log_writer::start() else {
-        let builder = builder.with_writer(std::io::stderr);
-        match config.log_format {
-            LogFormat::Json => builder.json().init(),
-            LogFormat::Text => builder.init(),
-        }
-        return None;
-    };
-    let builder = builder.with_writer(writer);
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
-    Some(drain)
+    drain
 }
 
 async fn shutdown_signal() {

@@ -49,7 +49,7 @@ pub struct Seat {
 impl Seat {
     /// Counts a connection the accept loop means to give this thread;
     /// false (and not counted) while a call runs there. Pairs with
-    /// [`claim`]: each writes its flag before reading the other's.
+    /// [`Seat::hold_alone`]: each writes its flag before reading the other's.
     pub fn try_enter(&self) -> bool {
         self.open.fetch_add(1, Ordering::SeqCst);
         if self.busy.load(Ordering::SeqCst) {
@@ -57,6 +57,25 @@ impl Seat {
             return false;
         }
         true
+    }
+
+    /// Marks the thread busy if no call runs there and it serves one
+    /// connection only; false (and nothing marked) otherwise. Pairs with
+    /// [`Seat::try_enter`]: each writes its flag before reading the other's.
+    fn hold_alone(&self) -> bool {
+        if self.busy.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        if self.open.load(Ordering::SeqCst) == 1 {
+            return true;
+        }
+        self.release();
+        false
+    }
+
+    /// The thread may take new connections again.
+    fn release(&self) {
+        self.busy.store(false, Ordering::SeqCst);
     }
 }
 
@@ -213,18 +232,14 @@ pub(super) fn claim(execution: &Execution) -> Option<Claim> {
     LANE.with(|l| {
         let lane = l.borrow();
         let lane = lane.as_ref()?;
-        if lane.seat.busy.swap(true, Ordering::SeqCst) {
-            return None;
-        }
         // Only the caller's connection on this thread (work its requests
         // start in the background runs elsewhere: see `background`), and
         // the script's (or client's, or tenant's) share of threads not used
         // up.
-        let alone = lane.seat.open.load(Ordering::SeqCst) == 1;
-        let share = alone
-            .then(|| lane.shared.queue.claim_lane(execution))
-            .flatten();
-        match share {
+        if !lane.seat.hold_alone() {
+            return None;
+        }
+        match lane.shared.queue.claim_lane(execution) {
             Some(share) => Some(Claim {
                 slot,
                 socket: caller_socket(),
@@ -234,7 +249,7 @@ pub(super) fn claim(execution: &Execution) -> Option<Claim> {
                 },
             }),
             None => {
-                lane.seat.busy.store(false, Ordering::SeqCst);
+                lane.seat.release();
                 None
             }
         }
@@ -315,7 +330,7 @@ impl Drop for LaneCall {
 fn release() {
     LANE.with(|l| {
         if let Some(lane) = l.borrow().as_ref() {
-            lane.seat.busy.store(false, Ordering::SeqCst);
+            lane.seat.release();
         }
     });
 }
@@ -340,11 +355,8 @@ async fn call(claim: Claim, execution: Execution, cancel: Arc<CancelFlag>) -> Re
     };
     let mut sandbox = match kept {
         Some(sandbox) => sandbox,
-        None => match new_isolate(&shared.host, slot) {
-            Ok(sandbox) => {
-                shared.isolates_created.fetch_add(1, Ordering::Relaxed);
-                sandbox
-            }
+        None => match made_isolate(&shared, slot) {
+            Ok(sandbox) => sandbox,
             Err(e) => {
                 return Report::failed(internal(&format!("could not create an isolate: {e}")));
             }
@@ -415,25 +427,18 @@ fn replace_after_answer(slot: Slot) {
                 return;
             };
             // As a call claims the thread (see `claim`).
-            if lane.seat.busy.swap(true, Ordering::SeqCst) {
+            if !lane.seat.hold_alone() {
                 return;
             }
-            if lane.seat.open.load(Ordering::SeqCst) == 1 {
-                lane.retired.clear();
-                let unowned = lane
-                    .kept
-                    .of(slot)
-                    .is_some_and(|kept| kept.iter_mut().any(|s| s.owner.is_none()));
-                if !unowned && let Ok(sandbox) = new_isolate(&lane.shared.host, slot) {
-                    lane.shared.isolates_created.fetch_add(1, Ordering::Relaxed);
-                    let bound = lane.shared.limits.memory_limit_bytes / LANE_KEPT_SHARE;
-                    if let Some(kept) = lane.kept.of(slot) {
-                        let retired = kept.keep(sandbox, 0, bound);
-                        lane.retired.extend(retired);
-                    }
-                }
+            lane.retired.clear();
+            let unowned = lane
+                .kept
+                .of(slot)
+                .is_some_and(|kept| kept.iter_mut().any(|s| s.owner.is_none()));
+            if !unowned && let Ok(sandbox) = made_isolate(&lane.shared, slot) {
+                lane.keep(slot, sandbox, 0);
             }
-            lane.seat.busy.store(false, Ordering::SeqCst);
+            lane.seat.release();
         });
     });
 }
@@ -509,20 +514,32 @@ fn collect_when_idle() {
 fn keep(slot: Slot, sandbox: Sandbox, memory: usize) {
     LANE.with(|l| {
         if let Some(lane) = l.borrow_mut().as_mut() {
-            let bound = lane.shared.limits.memory_limit_bytes / LANE_KEPT_SHARE;
-            match lane.kept.of(slot) {
-                Some(kept) => {
-                    let retired = kept.keep(sandbox, memory, bound);
-                    lane.retired.extend(retired);
-                }
-                None => lane.retired.push(sandbox),
-            }
-            lane.record_heap();
+            lane.keep(slot, sandbox, memory);
         }
     });
 }
 
+/// A new isolate for `slot`, counted in the pool's figures.
+fn made_isolate(shared: &Shared, slot: Slot) -> Result<Sandbox, super::js::InitError> {
+    let sandbox = new_isolate(&shared.host, slot)?;
+    shared.isolates_created.fetch_add(1, Ordering::Relaxed);
+    Ok(sandbox)
+}
+
 impl Lane {
+    /// See [`keep`].
+    fn keep(&mut self, slot: Slot, sandbox: Sandbox, memory: usize) {
+        let bound = self.shared.limits.memory_limit_bytes / LANE_KEPT_SHARE;
+        match self.kept.of(slot) {
+            Some(kept) => {
+                let retired = kept.keep(sandbox, memory, bound);
+                self.retired.extend(retired);
+            }
+            None => self.retired.push(sandbox),
+        }
+        self.record_heap();
+    }
+
     /// Publishes the heap figures of the isolates kept here, unless they
     /// were read less than [`HEAP_READ_EVERY`] ago.
     fn record_heap(&mut self) {

@@ -107,6 +107,12 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
+/// The room a result needs for the data URI of `len` bytes, checked
+/// before the URI is made.
+pub(super) fn data_uri_room(len: usize) -> usize {
+    len / 3 * 4 + 64
+}
+
 /// `data:<mime>;base64,<bytes>` for `bytes`.
 pub(super) fn data_uri(bytes: &[u8]) -> String {
     let mime = sniff(bytes);

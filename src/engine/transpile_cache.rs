@@ -38,6 +38,21 @@ pub(crate) struct Module {
     pub frozen_once: std::sync::atomic::AtomicBool,
 }
 
+impl Module {
+    /// A module of this text, with nothing made of it yet.
+    fn new(hash: [u8; 32], specifier: ModuleSpecifier, code: Arc<str>) -> Module {
+        Module {
+            hash,
+            specifier,
+            code,
+            code_cache: Default::default(),
+            code_cache_tried: Default::default(),
+            factory: Default::default(),
+            frozen_once: Default::default(),
+        }
+    }
+}
+
 type Entry = Result<Arc<Module>, SyntaxError>;
 
 /// The most a call waits for its module's factory script (see
@@ -117,15 +132,7 @@ impl TranspileCache {
             .compiler
             .transpile(specifier.as_str(), source, deadline, stop)
         {
-            Ok(Ok(code)) => Ok(Arc::new(Module {
-                hash,
-                specifier,
-                code: code.into(),
-                code_cache: Default::default(),
-                code_cache_tried: Default::default(),
-                factory: Default::default(),
-                frozen_once: Default::default(),
-            })),
+            Ok(Ok(code)) => Ok(Arc::new(Module::new(hash, specifier, code.into()))),
             Ok(Err(e)) | Err(CompileError::Syntax(e)) => Err(e),
             // Not a property of the source: not cached.
             Err(other) => return Err(other),
@@ -144,15 +151,7 @@ impl TranspileCache {
     pub(crate) fn seed(&self, source: &str, code: Arc<str>) {
         let hash: [u8; 32] = Sha256::digest(source.as_bytes()).into();
         let cost = source.len() + code.len();
-        let module = Arc::new(Module {
-            hash,
-            specifier: specifier_for(&hash),
-            code,
-            code_cache: Default::default(),
-            code_cache_tried: Default::default(),
-            factory: Default::default(),
-            frozen_once: Default::default(),
-        });
+        let module = Arc::new(Module::new(hash, specifier_for(&hash), code));
         self.insert(hash, Ok(module), cost);
     }
 

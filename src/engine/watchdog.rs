@@ -152,7 +152,8 @@ pub(crate) struct Watch {
 
 impl Watch {
     /// When a live (not yet killed) execution next needs a look, seen at
-    /// `now`: its next CPU sample, or its deadline.
+    /// `now`: its next CPU sample or look at its caller's socket, or its
+    /// deadline.
     fn next_look(&self, now: Instant) -> Instant {
         let mut at = self.deadline;
         if self.cpu.is_some() {

@@ -515,48 +515,32 @@ async fn frozen_instances_read_their_script_as_module_code() {
                    };\n\
                  }\n\
                  export function thrower(x: number) { if (x > 0) throw new TypeError('at ' + x); }";
-    let fresh = c
-        .call(probe, "f", json!({"isolation": "isolate"}))
-        .await
-        .json();
-    assert_eq!(fresh["result"]["first"], 1, "{fresh}");
-    assert_eq!(fresh["result"]["declared"], "undefined", "{fresh}");
-    let fresh_throw = c
-        .call(
+    // The reply to a call of `f` in `isolation`.
+    let mut ask = async |f: &str, isolation: &str, payload: Value| {
+        c.call(
             probe,
-            "thrower",
-            json!({"isolation": "isolate", "payload": 3}),
+            f,
+            json!({"isolation": isolation, "payload": payload}),
         )
         .await
-        .json();
+        .json()
+    };
+    let fresh = ask("f", "isolate", Value::Null).await;
+    assert_eq!(fresh["result"]["first"], 1, "{fresh}");
+    assert_eq!(fresh["result"]["declared"], "undefined", "{fresh}");
+    let fresh_throw = ask("thrower", "isolate", json!(3)).await;
     assert_eq!(fresh_throw["kind"], "exception", "{fresh_throw}");
     let stack = fresh_throw["details"]["stack"].as_str().unwrap_or("");
     assert!(stack.contains(".ts:18:"), "{fresh_throw}");
     for _ in 0..3 {
-        let r = c
-            .call(probe, "f", json!({"isolation": "frozen"}))
-            .await
-            .json();
+        let r = ask("f", "frozen", Value::Null).await;
         assert_eq!(r["result"], fresh["result"], "{r}");
-        let r = c
-            .call(
-                probe,
-                "thrower",
-                json!({"isolation": "frozen", "payload": 3}),
-            )
-            .await
-            .json();
+        let r = ask("thrower", "frozen", json!(3)).await;
         assert_eq!(r["details"], fresh_throw["details"], "{r}");
     }
     // A missing export is told with the exports there are.
-    let r = c
-        .call(probe, "nope", json!({"isolation": "frozen"}))
-        .await
-        .json();
-    let missing = c
-        .call(probe, "nope", json!({"isolation": "isolate"}))
-        .await
-        .json();
+    let r = ask("nope", "frozen", Value::Null).await;
+    let missing = ask("nope", "isolate", Value::Null).await;
     assert_eq!(r["error"], missing["error"], "{r}");
     // A script that reads `arguments` is served too (as a module).
     let args = "export function f(...xs: number[]) { return arguments.length + xs.length; }";

@@ -434,13 +434,14 @@ impl Helpers {
 const TOO_LARGE: &str =
     "The code is too large or too complex to compile (the compiler ran out of memory)";
 
-/// What a failed request means: running out of memory (the compiler grows
-/// its stack on the heap for deep input) is the input's doing; any other
-/// panic is ours.
+/// A helper's answer to another kind of request than the one asked.
 fn out_of_turn() -> CompileError {
     CompileError::Internal("the helper answered out of turn".into())
 }
 
+/// What a failed request means: running out of memory (the compiler grows
+/// its stack on the heap for deep input) is the input's doing; any other
+/// panic is ours.
 fn failed(message: String) -> CompileError {
     if message.contains("Cannot allocate memory") || message.contains("memory allocation") {
         return CompileError::Syntax(SyntaxError {

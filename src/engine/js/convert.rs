@@ -197,7 +197,7 @@ fn write_value<'s>(
         write_str(&mut w.out, &s);
     } else if is_bytes(v) {
         let bytes = copy_bytes(scope, v);
-        w.check_room(bytes.len() / 3 * 4 + 64)?;
+        w.check_room(mime::data_uri_room(bytes.len()))?;
         write_str(&mut w.out, &mime::data_uri(&bytes));
     } else if let Ok(obj) = v8::Local::<v8::Object>::try_from(v) {
         if depth > w.limits.max_depth {

@@ -1280,38 +1280,43 @@ const FROZEN_WRITE: [&str; 4] = [
     "Cannot delete property",
 ];
 
-/// A `TypeError` from writing to a frozen object, with the reason a
-/// `"frozen"` call most likely met it.
-/// `module`'s text and the origin deno_core gives a module of its name (V8
-/// knows compiled code by both); `None` past V8's string length or while
-/// terminating.
-fn module_source<'s>(
+/// `text` (`module`'s code, or a script made of it) and an origin under
+/// `module`'s name: the one deno_core gives a module of that name when
+/// `is_module` (V8 knows compiled code by both), its lines counted from
+/// `line_offset`; `None` past V8's string length or while terminating.
+fn named_source<'s>(
     scope: &v8::PinScope<'s, '_>,
     module: &Module,
+    text: &str,
+    line_offset: i32,
+    is_module: bool,
 ) -> Option<(v8::Local<'s, v8::String>, v8::ScriptOrigin<'s>)> {
     let name = v8::String::new(scope, module.specifier.as_str())?;
-    let text = v8::String::new(scope, &module.code)?;
+    let text = v8::String::new(scope, text)?;
     let origin = v8::ScriptOrigin::new(
         scope,
         name.into(),
-        0,
+        line_offset,
         0,
         false,
         0,
         None,
         false,
         false,
-        true,
+        is_module,
         None,
     );
     Some((text, origin))
 }
 
-/// Compiles, links and evaluates a new instance of the self-contained
-/// `module` (see [`Sandbox::direct_instance`]); its namespace. `Ok(None)`
-/// when it is not one after all (it does not compile, it imports, or it
-/// awaits at its top level): no code of it ran. An `Err` is the call's
-/// failure: its top level threw, or it was stopped.
+/// `module`'s text and the origin deno_core gives a module of its name.
+fn module_source<'s>(
+    scope: &v8::PinScope<'s, '_>,
+    module: &Module,
+) -> Option<(v8::Local<'s, v8::String>, v8::ScriptOrigin<'s>)> {
+    named_source(scope, module, &module.code, 0, true)
+}
+
 type TryCatchScope<'a, 'b, 'c, 'd> = v8::PinnedRef<'a, v8::TryCatch<'b, 'c, v8::HandleScope<'d>>>;
 
 /// Why making a frozen instance stopped: a termination, or what its top
@@ -1336,21 +1341,7 @@ fn compile_factory(
     script: &str,
 ) -> Option<v8::Global<v8::Function>> {
     let made = (|| {
-        let name = v8::String::new(tc, module.specifier.as_str())?;
-        let text = v8::String::new(tc, script)?;
-        let origin = v8::ScriptOrigin::new(
-            tc,
-            name.into(),
-            -1,
-            0,
-            false,
-            0,
-            None,
-            false,
-            false,
-            false,
-            None,
-        );
+        let (text, origin) = named_source(tc, module, script, -1, false)?;
         let value = v8::Script::compile(tc, text, Some(&origin))?.run(tc)?;
         let function = v8::Local::<v8::Function>::try_from(value).ok()?;
         Some(v8::Global::new(tc, function))
@@ -1388,6 +1379,11 @@ fn factory_instance(
     Ok(v8::Global::new(tc, exports))
 }
 
+/// Compiles, links and evaluates a new instance of the self-contained
+/// `module` (see [`Sandbox::direct_instance`]); its namespace. `Ok(None)`
+/// when it is not one after all (it does not compile, it imports, or it
+/// awaits at its top level): no code of it ran. An `Err` is the call's
+/// failure: its top level threw, or it was stopped.
 fn new_instance(
     tc: &mut TryCatchScope<'_, '_, '_, '_>,
     module: &Module,
@@ -1479,6 +1475,8 @@ fn new_instance(
     Ok(Some(v8::Global::new(tc, namespace)))
 }
 
+/// A `TypeError` from writing to a frozen object, with the reason a
+/// `"frozen"` call most likely met it.
 fn frozen_hint(error: ExecError) -> ExecError {
     match error {
         ExecError::Exception {

@@ -226,7 +226,7 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
     // A plain name, the common case, needs no JSON value made of it.
     let named = parsed
         .isolation
-        .and_then(|raw| raw.get().strip_prefix('"')?.strip_suffix('"'))
+        .and_then(plain_str)
         .and_then(Isolation::parse);
     let isolation = match named {
         Some(isolation) => isolation,
@@ -268,19 +268,21 @@ fn value(raw: Option<&RawValue>) -> Option<Value> {
     raw.map(|r| serde_json::from_str(r.get()).unwrap_or(Value::Null))
 }
 
+/// A JSON string without escapes (most scripts, every plain name) is its
+/// text between the quotes, which the parser has checked already.
+fn plain_str(raw: &RawValue) -> Option<&str> {
+    let text = raw.get().strip_prefix('"')?.strip_suffix('"')?;
+    memchr::memchr(b'\\', text.as_bytes())
+        .is_none()
+        .then_some(text)
+}
+
 fn string_field(raw: Option<&RawValue>, name: &str) -> Result<Option<String>, HttpError> {
     let Some(raw) = raw else { return Ok(None) };
     if raw.get() == "null" {
         return Ok(None);
     }
-    // A string without escapes (most scripts) is its text between the
-    // quotes: the parser has checked it already.
-    if let Some(text) = raw
-        .get()
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        && memchr::memchr(b'\\', text.as_bytes()).is_none()
-    {
+    if let Some(text) = plain_str(raw) {
         return Ok(Some(text.to_string()));
     }
     serde_json::from_str::<String>(raw.get())

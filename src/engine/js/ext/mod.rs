@@ -184,8 +184,8 @@ fn op_isoexec_result_chunk(state: &mut OpState, #[string] text: &str) {
 #[op2]
 #[string]
 fn op_isoexec_data_uri(#[anybuffer] bytes: &[u8], room: f64) -> Option<String> {
-    let needed = bytes.len() / 3 * 4 + 64;
-    (needed as f64 <= room).then(|| crate::engine::mime::data_uri(bytes))
+    use crate::engine::mime;
+    (mime::data_uri_room(bytes.len()) as f64 <= room).then(|| mime::data_uri(bytes))
 }
 
 /// Built-in deno_core ops that user code must never run even if it found a
