@@ -2,17 +2,9 @@
 // frames are left out of the stacks of errors user code throws while it
 // runs (a getter, a toJSON method).
 import {
-  op_is_any_array_buffer,
-  op_is_array_buffer_view,
-  op_is_big_int_object,
-  op_is_boolean_object,
-  op_is_boxed_primitive,
-  op_is_number_object,
-  op_is_proxy,
-  op_is_shared_array_buffer,
-  op_is_string_object,
   op_isoexec_data_uri,
   op_isoexec_result_chunk,
+  op_isoexec_value_kind,
 } from "ext:core/ops";
 import { primordials } from "ext:core/mod.js";
 
@@ -25,9 +17,6 @@ import { primordials } from "ext:core/mod.js";
 // and proxy traps run once each, as JSON.stringify would run them.
 const {
   ArrayIsArray,
-  ArrayPrototypeIncludes,
-  ArrayPrototypePop,
-  ArrayPrototypePush,
   BigIntPrototypeToString,
   JSONStringify,
   NumberIsFinite,
@@ -35,12 +24,26 @@ const {
   ReflectApply,
   String: StringCtor,
   Number: NumberCtor,
+  StringPrototypeCharCodeAt,
   StringPrototypeToWellFormed,
   Uint8Array: Uint8ArrayCtor,
 } = primordials;
 const TOO_LARGE = 1;
 const TOO_DEEP = 2;
 const CYCLE = 3;
+// What op_isoexec_value_kind says of an object.
+const BYTES = 1;
+const SHARED_BYTES = 2;
+const BOXED_NUMBER = 3;
+const BOXED_STRING = 4;
+const BOXED_BOOLEAN = 5;
+const BOXED_BIGINT = 6;
+const PROXY = 7;
+const ARRAY = 8;
+// Strings up to this long are looked at here before JSON.stringify is
+// asked to quote them: most need no escape, and a call into the built-in
+// costs more than the look.
+const SHORT = 64;
 // Text is handed to the host in pieces of about this many UTF-16 units, so
 // a large result never builds up in the heap (as a string of many small
 // parts, it would take several times its size there).
@@ -59,24 +62,27 @@ function written(st) {
   return st.size + st.out.length;
 }
 
-function isBytes(v) {
-  return op_is_any_array_buffer(v) || op_is_array_buffer_view(v);
-}
-
 // toJSON, then boxed primitives unwrapped, as JSON.stringify does before it
-// looks at a value.
-function prepareValue(value, key) {
+// looks at a value. For an object, what it is goes to `st.kind`, for the
+// `writeValue` that always follows.
+function prepareValue(st, value, key) {
   const type = typeof value;
   if ((type !== "object" || value === null) && type !== "function") return value;
-  if (isBytes(value)) return value;
-  const toJSON = value.toJSON;
-  if (typeof toJSON === "function") value = ReflectApply(toJSON, value, [key]);
-  if (typeof value === "object" && value !== null && op_is_boxed_primitive(value)) {
-    if (op_is_number_object(value)) return NumberCtor(value);
-    if (op_is_string_object(value)) return StringCtor(value);
-    if (op_is_boolean_object(value)) return StringCtor(value) === "true";
-    if (op_is_big_int_object(value)) return StringCtor(value);
+  let kind = op_isoexec_value_kind(value);
+  if (kind === BYTES || kind === SHARED_BYTES) {
+    st.kind = kind;
+    return value;
   }
+  const toJSON = value.toJSON;
+  if (typeof toJSON === "function") {
+    value = ReflectApply(toJSON, value, [key]);
+    if (typeof value !== "object" || value === null) return value;
+    kind = op_isoexec_value_kind(value);
+  }
+  if (kind === BOXED_NUMBER) return NumberCtor(value);
+  if (kind === BOXED_STRING || kind === BOXED_BIGINT) return StringCtor(value);
+  if (kind === BOXED_BOOLEAN) return StringCtor(value) === "true";
+  st.kind = kind;
   return value;
 }
 
@@ -86,6 +92,16 @@ function isSkipped(v) {
 }
 
 function quote(text) {
+  const length = text.length;
+  if (length <= SHORT) {
+    let i = 0;
+    for (; i < length; i++) {
+      const c = StringPrototypeCharCodeAt(text, i);
+      // What JSON.stringify escapes, and surrogates (made well-formed).
+      if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) break;
+    }
+    if (i === length) return '"' + text + '"';
+  }
   return JSONStringify(StringPrototypeToWellFormed(text));
 }
 
@@ -105,19 +121,26 @@ function writeValue(st, v, depth) {
     st.out += NumberIsFinite(v) ? StringCtor(v) : "null";
   } else if (type === "bigint") {
     st.out += '"' + BigIntPrototypeToString(v) + '"';
-  } else if (type === "object" && isBytes(v)) {
-    const bytes = op_is_shared_array_buffer(v) ? new Uint8ArrayCtor(v) : v;
+  } else if (type === "object" && (st.kind === BYTES || st.kind === SHARED_BYTES)) {
+    const bytes = st.kind === SHARED_BYTES ? new Uint8ArrayCtor(v) : v;
     const uri = op_isoexec_data_uri(bytes, st.max - written(st));
     if (uri === null) return TOO_LARGE;
     st.out += '"' + uri + '"';
   } else if (type === "object") {
     if (depth > st.maxDepth) return TOO_DEEP;
-    if (ArrayPrototypeIncludes(st.path, v)) return CYCLE;
-    ArrayPrototypePush(st.path, v);
-    const why = ArrayIsArray(v) && !op_is_proxy(v)
-      ? writeArray(st, v, depth)
-      : writeObject(st, v, depth);
-    ArrayPrototypePop(st.path);
+    // The objects being written, outermost first: `path[d - 1]` is the
+    // one at depth `d`, and those above `depth` are done with.
+    const path = st.path;
+    for (let i = 0; i < depth - 1; i++) {
+      if (path[i] === v) return CYCLE;
+    }
+    path[depth - 1] = v;
+    const kind = st.kind;
+    // A proxy is written as an object whatever it stands for; asking
+    // whether it stands for an array throws for a revoked one, as
+    // JSON.stringify's own look does.
+    if (kind === PROXY) ArrayIsArray(v);
+    const why = kind === ARRAY ? writeArray(st, v, depth) : writeObject(st, v, depth);
     if (why !== 0) return why;
   } else {
     // undefined, functions and symbols inside arrays.
@@ -133,7 +156,7 @@ function writeArray(st, a, depth) {
   st.out += "[";
   for (let i = 0; i < length; i++) {
     if (i > 0) st.out += ",";
-    const item = prepareValue(a[i], i);
+    const item = prepareValue(st, a[i], i);
     if (isSkipped(item)) {
       st.out += "null";
     } else {
@@ -152,7 +175,7 @@ function writeObject(st, o, depth) {
   let first = true;
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i];
-    const item = prepareValue(o[key], key);
+    const item = prepareValue(st, o[key], key);
     if (isSkipped(item)) continue;
     if (!first) st.out += ",";
     first = false;
@@ -168,8 +191,8 @@ function writeObject(st, o, depth) {
 // The text's last piece (the pieces before it went to the host through
 // `op_isoexec_result_chunk`), or a number for why there is none.
 export function resultJson(value, maxBytes, maxDepth) {
-  const st = { out: "", size: 0, max: maxBytes, maxDepth, path: [] };
-  const top = prepareValue(value, "");
+  const st = { out: "", size: 0, max: maxBytes, maxDepth, path: [], kind: 0 };
+  const top = prepareValue(st, value, "");
   if (isSkipped(top)) return "null";
   const why = writeValue(st, top, 1);
   return why === 0 ? st.out : why;

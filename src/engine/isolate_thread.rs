@@ -458,7 +458,7 @@ pub(super) fn prepare(
     match &execution.task {
         Task::Call { script, .. } => {
             let cache = &shared.host.cache;
-            let module = cache.get(script, deadline, stop)?;
+            let module = cache.get_shared(script, deadline, stop)?;
             // A frozen call of an exported function makes its instance
             // through the module's factory, once there is one.
             let frozen =

@@ -64,6 +64,30 @@ pub(crate) struct TranspileCache {
     inner: Mutex<CacheInner>,
     max_bytes: usize,
     compiler: Arc<Compiler>,
+    /// Tells this cache's entries in [`LAST_MODULE`] from another's.
+    id: u64,
+}
+
+/// The largest script [`LAST_MODULE`] keeps.
+const LAST_MODULE_BYTES: usize = 64 * 1024;
+
+/// A thread's last module for a function-call script (see [`LAST_MODULE`]).
+struct LastModule {
+    cache: u64,
+    source: Arc<str>,
+    module: Arc<Module>,
+}
+
+thread_local! {
+    /// The module this thread last took for a function-call script, by
+    /// cache and by the very `Arc` of the script's text: a client calling
+    /// the same script again and again sends the same text, which the
+    /// server then hands on as the same `Arc` (see `http::api::run`), so a
+    /// pointer comparison stands for hashing the text. One per thread, of
+    /// a script of at most [`LAST_MODULE_BYTES`]: kept after the cache has
+    /// evicted the module, it is never more than that.
+    static LAST_MODULE: std::cell::RefCell<Option<LastModule>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 #[derive(Default)]
@@ -76,11 +100,42 @@ struct CacheInner {
 
 impl TranspileCache {
     pub(crate) fn new(max_bytes: usize, compiler: Arc<Compiler>) -> TranspileCache {
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         TranspileCache {
             inner: Mutex::new(CacheInner::default()),
             max_bytes,
             compiler,
+            id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// As [`TranspileCache::get`], for a script text the caller shares: the
+    /// same `Arc` as this thread's previous look-up finds its module without
+    /// hashing the text (see [`LAST_MODULE`]).
+    pub(crate) fn get_shared(
+        &self,
+        source: &Arc<str>,
+        deadline: Instant,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Arc<Module>, CompileError> {
+        let last = LAST_MODULE.with_borrow(|last| match last {
+            Some(last) if last.cache == self.id && Arc::ptr_eq(&last.source, source) => {
+                Some(last.module.clone())
+            }
+            _ => None,
+        });
+        if let Some(module) = last {
+            return Ok(module);
+        }
+        let module = self.get(source, deadline, stop)?;
+        if source.len() <= LAST_MODULE_BYTES {
+            LAST_MODULE.set(Some(LastModule {
+                cache: self.id,
+                source: source.clone(),
+                module: module.clone(),
+            }));
+        }
+        Ok(module)
     }
 
     /// The module for a function-call script, transpiled now (by
@@ -328,6 +383,44 @@ mod tests {
         let a = get(&cache, "export const fn = () => 1;").unwrap();
         let b = get(&cache, "export const fn = () => 1;").unwrap();
         assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn a_thread_knows_its_last_script_by_its_arc() {
+        let shared = |cache: &TranspileCache, source: &Arc<str>| {
+            cache
+                .get_shared(source, Instant::now() + Duration::from_secs(60), &|| false)
+                .unwrap()
+        };
+        // A budget too small to keep anything: every look-up that reaches
+        // the cache transpiles anew, and so makes another module.
+        let cache = cache(1);
+        let text: Arc<str> = "export const fn = () => 1;".into();
+        let first = shared(&cache, &text);
+        assert!(Arc::ptr_eq(&first, &shared(&cache, &text)));
+        // The same text in another `Arc` is looked up by its hash.
+        let copy: Arc<str> = text.to_string().into();
+        let other = shared(&cache, &copy);
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(first.code, other.code);
+        // That look-up took the thread's place; another cache never
+        // shares it.
+        assert!(Arc::ptr_eq(&other, &shared(&cache, &copy)));
+        let second = self::cache(1);
+        assert!(!Arc::ptr_eq(&other, &shared(&second, &copy)));
+        // A large script is not kept.
+        let large: Arc<str> =
+            format!("export const fn = () => 1; // {}", "x".repeat(70_000)).into();
+        let a = shared(&cache, &large);
+        assert!(!Arc::ptr_eq(&a, &shared(&cache, &large)));
+        // Nor is a syntax error.
+        let broken: Arc<str> = "export function (".into();
+        for _ in 0..2 {
+            assert!(matches!(
+                cache.get_shared(&broken, Instant::now() + Duration::from_secs(60), &|| false),
+                Err(CompileError::Syntax(_))
+            ));
+        }
     }
 
     #[test]

@@ -180,31 +180,16 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
     check_fields(fields.iter().map(|(k, _)| k.as_ref()), run_fields())?;
     let parsed = RunBody::from_fields(fields)?;
 
-    let script = string_field(parsed.script, "script")?;
-    let code = string_field(parsed.code, "code")?;
-    let script = match (script, code) {
-        (Some(s), Some(c)) if s != c => {
-            return Err(HttpError::bad_field(
-                "script",
-                "Both 'script' and 'code' were sent with different values; send one",
-            ));
-        }
-        (Some(s), _) | (None, Some(s)) => s,
-        (None, None) => {
-            return Err(HttpError::bad_field(
-                "script",
-                "Missing required field 'script' (or its alias 'code')",
-            ));
-        }
-    };
-    // LLM agents send markdown: the first ```ts / ```js block is the code.
-    let script = if memchr::memmem::find(script.as_bytes(), b"```").is_some() {
-        if let Some(message) = crate::code::jsx_fence(&script) {
-            return Err(HttpError::bad_field("script", message));
-        }
-        crate::code::extract_code(&script).to_string()
-    } else {
-        script
+    let script = match (parsed.script, parsed.code) {
+        (Some(raw), None) | (None, Some(raw)) => match last_script(raw) {
+            Some(script) => script,
+            None => {
+                let script = script_text(Some(raw), None)?;
+                remember_script(raw, &script);
+                script
+            }
+        },
+        (script, code) => script_text(script, code)?,
     };
     let fn_name = string_field(parsed.fn_name, "fn")?
         .ok_or_else(|| HttpError::bad_field("fn", "Missing required field 'fn'"))?;
@@ -240,8 +225,66 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
         cpu_limit,
         isolation,
         env: config.allow_env_values.clone(),
-        ..Execution::call(script.into(), fn_name, payload, timeout)
+        ..Execution::call(script, fn_name, payload, timeout)
     })
+}
+
+/// The script of a call: its `script` field or the `code` alias (the same
+/// text if both are sent), and of markdown the first code block.
+fn script_text(script: Option<&RawValue>, code: Option<&RawValue>) -> Result<Arc<str>, HttpError> {
+    let script = string_field(script, "script")?;
+    let code = string_field(code, "code")?;
+    let script = match (script, code) {
+        (Some(s), Some(c)) if s != c => {
+            return Err(HttpError::bad_field(
+                "script",
+                "Both 'script' and 'code' were sent with different values; send one",
+            ));
+        }
+        (Some(s), _) | (None, Some(s)) => s,
+        (None, None) => {
+            return Err(HttpError::bad_field(
+                "script",
+                "Missing required field 'script' (or its alias 'code')",
+            ));
+        }
+    };
+    // LLM agents send markdown: the first ```ts / ```js block is the code.
+    if memchr::memmem::find(script.as_bytes(), b"```").is_some() {
+        if let Some(message) = crate::code::jsx_fence(&script) {
+            return Err(HttpError::bad_field("script", message));
+        }
+        return Ok(crate::code::extract_code(&script).into());
+    }
+    Ok(script.into())
+}
+
+/// The largest script field [`LAST_SCRIPT`] keeps, as JSON text.
+const LAST_SCRIPT_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    /// The script this thread last took from a call's body, with the JSON
+    /// text it came from. A client calls the same script again and again:
+    /// comparing the text is cheaper than unescaping it, and the engine
+    /// gets the same `Arc`, by which its transpile cache knows the script
+    /// without hashing it (`TranspileCache::get_shared`). One per thread,
+    /// of at most [`LAST_SCRIPT_BYTES`].
+    static LAST_SCRIPT: std::cell::RefCell<Option<(Box<str>, Arc<str>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The script of `raw` if it is the text this thread last took one from.
+fn last_script(raw: &RawValue) -> Option<Arc<str>> {
+    LAST_SCRIPT.with_borrow(|last| match last {
+        Some((text, script)) if **text == *raw.get() => Some(script.clone()),
+        _ => None,
+    })
+}
+
+fn remember_script(raw: &RawValue, script: &Arc<str>) {
+    if raw.get().len() <= LAST_SCRIPT_BYTES {
+        LAST_SCRIPT.set(Some((raw.get().into(), script.clone())));
+    }
 }
 
 /// A present millisecond field: a positive number (`null` included in what
@@ -412,6 +455,50 @@ mod tests {
             .unwrap()
             .to_bytes()
             .to_vec()
+    }
+
+    fn script_of(body: &str) -> Result<Arc<str>, HttpError> {
+        let config = crate::config::Config::from_source(&Default::default(), |_| None).unwrap();
+        parse_call(&config, body.as_bytes()).map(|e| match e.task {
+            crate::engine::Task::Call { script, .. } => script,
+            other => panic!("not a call: {other:?}"),
+        })
+    }
+
+    #[test]
+    fn a_thread_takes_the_same_script_text_once() {
+        let plain = r#"{"script": "export const f = () => 1", "fn": "f"}"#;
+        let a = script_of(plain).unwrap();
+        assert_eq!(&*a, "export const f = () => 1");
+        assert!(Arc::ptr_eq(&a, &script_of(plain).unwrap()));
+        // Escapes, the alias and markdown: the same text as without the
+        // thread's last script, whichever came before.
+        let fenced =
+            r#"{"code": "Here:\n```ts\nexport const g = (x: number) => x\n```\n", "fn": "g"}"#;
+        for _ in 0..2 {
+            assert_eq!(
+                &*script_of(fenced).unwrap(),
+                "export const g = (x: number) => x"
+            );
+        }
+        let b = script_of(fenced).unwrap();
+        assert!(Arc::ptr_eq(&b, &script_of(fenced).unwrap()));
+        assert!(!Arc::ptr_eq(&a, &script_of(plain).unwrap()));
+        // Both fields: checked each time, never kept.
+        let both = r#"{"script": "export const f = () => 1", "code": "export const f = () => 2", "fn": "f"}"#;
+        for _ in 0..2 {
+            assert!(script_of(both).is_err());
+        }
+        let same = r#"{"script": "export const f = () => 1", "code": "export const f = () => 1", "fn": "f"}"#;
+        assert_eq!(&*script_of(same).unwrap(), "export const f = () => 1");
+        // A failure is not kept: the same body fails again.
+        let jsx = r#"{"script": "```jsx\nexport const f = () => <a/>\n```", "fn": "f"}"#;
+        for _ in 0..2 {
+            assert!(script_of(jsx).is_err());
+        }
+        for _ in 0..2 {
+            assert!(script_of(r#"{"script": null, "fn": "f"}"#).is_err());
+        }
     }
 
     #[test]

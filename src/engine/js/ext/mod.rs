@@ -188,6 +188,34 @@ fn op_isoexec_data_uri(#[anybuffer] bytes: &[u8], room: f64) -> Option<String> {
     (mime::data_uri_room(bytes.len()) as f64 <= room).then(|| mime::data_uri(bytes))
 }
 
+/// What the glue's `resultJson` must know of an object before it reads
+/// anything of it, in one call: `1` a buffer or a view of one, `2` a shared
+/// buffer, `3` to `6` a boxed number, string, boolean or BigInt, `7` a proxy,
+/// `8` an array (not a proxy of one), `0` anything else. Asking V8 is no
+/// property read, so nothing of user code runs.
+#[op2(fast, no_side_effects)]
+fn op_isoexec_value_kind(value: &v8::Value) -> u32 {
+    if value.is_array_buffer_view() || value.is_array_buffer() {
+        1
+    } else if value.is_shared_array_buffer() {
+        2
+    } else if value.is_number_object() {
+        3
+    } else if value.is_string_object() {
+        4
+    } else if value.is_boolean_object() {
+        5
+    } else if value.is_big_int_object() {
+        6
+    } else if value.is_proxy() {
+        7
+    } else if value.is_array() {
+        8
+    } else {
+        0
+    }
+}
+
 /// Built-in deno_core ops that user code must never run even if it found a
 /// way to them: `op_panic` aborts the process, `op_print` writes to the
 /// server's own stdout.
@@ -221,6 +249,7 @@ deno_core::extension!(
         op_isoexec_set_hooks,
         op_isoexec_data_uri,
         op_isoexec_result_chunk,
+        op_isoexec_value_kind,
         op_isoexec_charge,
         op_isoexec_release,
         op_isoexec_python_file,
