@@ -62,6 +62,70 @@ async fn absent_payload_is_null() {
 }
 
 #[tokio::test]
+async fn payloads_arrive_as_json_parse_reads_them() {
+    let s = Server::start();
+    // One connection, warm isolates: every call after the first reuses
+    // what the previous one looked up, whether the name changes or not.
+    let mut conn = s.connect().await;
+    let script = "export const f = (p) => [p, typeof p, Object.is(p, -0)];\n\
+                  export const g = (p) => ['g', p];";
+    let cases = [
+        ("0", json!([0, "number", false])),
+        ("-0", json!([0, "number", true])),
+        ("7", json!([7, "number", false])),
+        ("-123456789", json!([-123456789, "number", false])),
+        ("999999999", json!([999999999, "number", false])),
+        ("1234567890123", json!([1234567890123_i64, "number", false])),
+        ("2.5", json!([2.5, "number", false])),
+        ("1e3", json!([1000, "number", false])),
+        ("-0.0", json!([0, "number", true])),
+        ("true", json!([true, "boolean", false])),
+        ("false", json!([false, "boolean", false])),
+        ("null", json!([null, "object", false])),
+        ("\"9\"", json!(["9", "string", false])),
+        (
+            "[1,{\"a\":null}]",
+            json!([[1, {"a": null}], "object", false]),
+        ),
+    ];
+    for (i, (payload, want)) in cases.iter().enumerate() {
+        let (name, want) = if i % 3 == 2 {
+            ("g", json!(["g", want[0]]))
+        } else {
+            ("f", want.clone())
+        };
+        let body = format!(
+            r#"{{"script": {}, "fn": "{name}", "payload": {payload}, "isolation": "none"}}"#,
+            json!(script)
+        );
+        let r = conn
+            .request(
+                "POST",
+                "/run",
+                &[("content-type", "application/json")],
+                body,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{payload}: {}", r.text());
+        assert_eq!(r.json()["result"], want, "{payload} to {name}");
+    }
+    // A name no export has, after names that were found.
+    let body = format!(
+        r#"{{"script": {}, "fn": "h", "isolation": "none"}}"#,
+        json!(script)
+    );
+    let r = conn
+        .request(
+            "POST",
+            "/run",
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await;
+    assert_eq!(r.json()["kind"], "fn_not_found", "{}", r.text());
+}
+
+#[tokio::test]
 async fn binary_results_come_back_as_exact_data_uris() {
     let s = Server::start();
     let cases = [

@@ -177,6 +177,30 @@ fn hook_result(runtime: &mut JsRuntime, key: &str, take: bool) -> Option<bool> {
     hook.call(tc, recv, &[]).map(|v| v.is_true())
 }
 
+/// A call's payload (JSON text) as a V8 value: `null`, booleans and small
+/// integers, the usual payloads, made directly; anything else by V8's JSON
+/// parser. `None` when V8 could not make it.
+fn payload_value<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    json: &str,
+) -> Option<v8::Local<'s, v8::Value>> {
+    match json {
+        "null" => return Some(v8::null(scope).into()),
+        "true" => return Some(v8::Boolean::new(scope, true).into()),
+        "false" => return Some(v8::Boolean::new(scope, false).into()),
+        _ => {}
+    }
+    let digits = json.strip_prefix('-').unwrap_or(json);
+    // What JSON writes as an integer: no leading zero, and not -0 (a double).
+    let integer = (1..=9).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (json == "0" || !digits.starts_with('0'));
+    if integer && let Ok(n) = json.parse::<i32>() {
+        return Some(v8::Integer::new(scope, n).into());
+    }
+    v8::String::new(scope, json).and_then(|s| v8::json::parse(scope, s))
+}
+
 /// The glue function hanging on the global object under the private
 /// symbol `key`, if the glue set one.
 pub(super) fn private_function<'s>(
@@ -219,6 +243,10 @@ pub(crate) struct Sandbox {
     cache: Arc<TranspileCache>,
     /// The glue's per-call hooks (settle, reset), found once.
     hooks: HashMap<&'static str, Rc<v8::Global<v8::Function>>>,
+    /// The name of the function the last call asked for, as the
+    /// internalized string V8 looks an export up by: a client calls the
+    /// same one again and again.
+    export_key: Option<(Box<str>, v8::Global<v8::String>)>,
     /// Frozen mode: the last call's reset is still to be done (see
     /// [`Sandbox::finish_reset`]).
     reset_pending: bool,
@@ -338,6 +366,7 @@ impl Sandbox {
                 resolver: host.resolver.clone(),
                 cache: host.cache.clone(),
                 hooks: HashMap::new(),
+                export_key: None,
                 direct: HashMap::new(),
                 factories: HashMap::new(),
                 reset_pending: false,
@@ -362,6 +391,7 @@ impl Sandbox {
             resolver: host.resolver.clone(),
             cache: host.cache.clone(),
             hooks: HashMap::new(),
+            export_key: None,
             direct: HashMap::new(),
             factories: HashMap::new(),
             reset_pending: false,
@@ -888,7 +918,19 @@ impl Sandbox {
                     vec![v8::Global::new(tc, ns), v8::Global::new(tc, request)],
                 )
             } else {
-                let export = v8::String::new(tc, fn_name)
+                let key = match &self.export_key {
+                    Some((name, key)) if **name == *fn_name => Some(v8::Local::new(tc, key)),
+                    _ => {
+                        let key = v8::String::new_from_utf8(
+                            tc,
+                            fn_name.as_bytes(),
+                            v8::NewStringType::Internalized,
+                        );
+                        self.export_key = key.map(|key| (fn_name.into(), v8::Global::new(tc, key)));
+                        key
+                    }
+                };
+                let export = key
                     .and_then(|key| ns.get(tc, key.into()))
                     .and_then(|v| v8::Local::<v8::Function>::try_from(v).ok());
                 let Some(function) = export else {
@@ -909,9 +951,7 @@ impl Sandbox {
                     }
                     return Err(Failure::FnNotFound(exports));
                 };
-                let argument =
-                    v8::String::new(tc, payload_json).and_then(|s| v8::json::parse(tc, s));
-                let Some(argument) = argument else {
+                let Some(argument) = payload_value(tc, payload_json) else {
                     return Err(if tc.has_terminated() {
                         Failure::Terminated
                     } else {
