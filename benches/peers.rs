@@ -8,19 +8,20 @@
 //! sort of 10,000 numbers, called over HTTP with a JSON body.
 //!
 //! Latency: sequential calls on one keep-alive connection per case, the
-//! cases taken in interleaved turns; throughput: 4 connections; CPU per call:
-//! the server process's user + system time (its children's too) over the
-//! throughput run, divided by the calls.
+//! cases taken in interleaved turns; throughput: 4 connections, the median
+//! of interleaved turns; CPU per call: the server process's user + system
+//! time (its children's too) over the throughput turns, divided by the calls.
 //!
 //! The peers come from npm (`cd benches/peers && npm ci --ignore-scripts`);
 //! a missing one is left out with a note. Not run in CI.
 //!
 //! Run: `cargo bench --bench peers` (env `BENCH_REQUESTS` sets the samples
-//! per case, default 600, in 6 turns; `BENCH_SECONDS` the throughput run,
-//! default 2; `BENCH_CHILD_RUNS` the `deno run` runs, default 20;
-//! `BENCH_CASES`, words separated by commas, keeps only the cases whose
-//! names contain one of them, e.g. `none,Deno.serve,warm` — the floor is
-//! always kept, and `deno run` per call only when `deno run` is named);
+//! per case, default 600, in 6 turns; `BENCH_SECONDS` each throughput turn,
+//! default 2, and `BENCH_RPS_TURNS` their number, default 3;
+//! `BENCH_CHILD_RUNS` the `deno run` runs, default 20; `BENCH_CASES`,
+//! words separated by commas, keeps only the cases whose names contain one
+//! of them, e.g. `none,Deno.serve,warm` — the floor is always kept, and
+//! `deno run` per call only when `deno run` is named);
 //! `ISOEXEC_BIN` measures another build of isoexec instead of this one.
 
 mod common;
@@ -178,6 +179,7 @@ fn main() {
     }
     let samples: usize = env_num("BENCH_REQUESTS", 600);
     let seconds: u64 = env_num("BENCH_SECONDS", 2);
+    let rps_turns_wanted: usize = env_num("BENCH_RPS_TURNS", 3).max(1);
     let child_runs: usize = env_num("BENCH_CHILD_RUNS", 20);
     let dir = std::env::temp_dir().join(format!("isoexec-bench-peers-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -272,7 +274,8 @@ fn main() {
     println!("{} — {date}", machine());
     println!(
         "latency: {samples} sequential calls per case on one keep-alive connection, {ROUNDS} interleaved turns; \
-         req/s: 4 connections for {seconds} s; CPU: the server's user + system time per call over the throughput run"
+         req/s: the median of {rps_turns_wanted} interleaved turns of 4 connections for {seconds} s; \
+         CPU: the server's user + system time per call over those turns"
     );
     for (f, function) in ["trivial", "sort of 10,000 numbers"]
         .into_iter()
@@ -283,14 +286,30 @@ fn main() {
             .map(|t| (t.addr, t.path, t.bodies[f].clone()))
             .collect();
         let lat = rt.block_on(latency_interleaved(&list, ROUNDS, samples));
+        // Throughput in interleaved turns too, each case first in one of
+        // them: a peer's req/s moves by a fifth between runs of 2 s here.
+        let n = targets.len();
+        let mut rps_turns: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut cpu_used = vec![0.0_f64; n];
+        let mut calls = vec![0.0_f64; n];
+        let length = Duration::from_secs(seconds);
+        for turn in 0..rps_turns_wanted {
+            for k in 0..n {
+                let i = (k + turn) % n;
+                let t = &targets[i];
+                let before = cpu_seconds(t.pid);
+                let rps = rt.block_on(throughput(t.addr, t.path, &t.bodies[f], 4, length));
+                // Worker processes are reaped a moment after their call.
+                std::thread::sleep(Duration::from_millis(200));
+                cpu_used[i] += cpu_seconds(t.pid) - before;
+                calls[i] += rps * seconds as f64;
+                rps_turns[i].push(rps);
+            }
+        }
         let mut rows: Vec<(String, Latency, f64, f64)> = Vec::new();
-        for (t, lat) in targets.iter().zip(lat) {
-            let before = cpu_seconds(t.pid);
-            let length = Duration::from_secs(seconds);
-            let rps = rt.block_on(throughput(t.addr, t.path, &t.bodies[f], 4, length));
-            // Worker processes are reaped a moment after their call.
-            std::thread::sleep(Duration::from_millis(200));
-            let cpu = (cpu_seconds(t.pid) - before) / (rps * seconds as f64).max(1.0);
+        for (i, (t, lat)) in targets.iter().zip(lat).enumerate() {
+            let rps = median(&mut rps_turns[i]);
+            let cpu = cpu_used[i] / calls[i].max(1.0);
             rows.push((t.name.clone(), lat, rps, cpu * 1e6));
         }
         {
@@ -349,6 +368,22 @@ fn main() {
                 lat.median_us / base
             );
         }
+        let row = |word: &str| rows.iter().find(|r| r.0.contains(word));
+        if let Some(none) = row("\"none\"") {
+            println!();
+            if let Some(deno) = row("Deno.serve") {
+                println!(
+                    "isoexec `\"none\"` against Deno `Deno.serve`: median {:.2}×",
+                    none.1.median_us / deno.1.median_us
+                );
+            }
+            if let Some(ivm) = row("isolated-vm, warm") {
+                println!(
+                    "isoexec `\"none\"` against isolated-vm's warm context: req/s {:.2}×",
+                    none.2 / ivm.2
+                );
+            }
+        }
     }
     for note in notes {
         println!("\n{note}");
@@ -383,5 +418,15 @@ fn fmt_us(us: f64) -> String {
         format!("{:.2} ms", us / 1000.0)
     } else {
         format!("{us:.0} µs")
+    }
+}
+
+/// The median of `values` (sorted in place).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
 }
