@@ -2,8 +2,10 @@
 //! request's log line then costs the thread that writes it a lock and a
 //! copy instead of a system call, and a busy server writes many lines with
 //! each one. The buffer is bounded (a writer waits while it is full, so no
-//! line is dropped), the thread wakes as soon as a line comes, and the
-//! guard drains it before the process ends.
+//! line is dropped); the thread, woken by the first line after a quiet
+//! spell, lets [`GATHER`] pass before it writes, so that under load one
+//! wake-up and one write carry a millisecond's lines rather than each line
+//! waking it; the guard drains the buffer before the process ends.
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -12,6 +14,12 @@ use tracing_subscriber::fmt::MakeWriter;
 
 /// Lines waiting past this many bytes make their writers wait.
 const MAX_PENDING: usize = 4 << 20;
+
+/// How long the thread lets lines gather once one has come.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Lines waiting past this many bytes are written without gathering more.
+const FULL_BATCH: usize = 64 << 10;
 
 struct Shared {
     state: Mutex<State>,
@@ -25,6 +33,11 @@ struct Shared {
 struct State {
     pending: Vec<u8>,
     closed: bool,
+    /// The thread waits for a line: the next writer wakes it (and only
+    /// that one: waking takes a system call).
+    idle: bool,
+    /// Writers waiting for room.
+    full: usize,
 }
 
 fn lock(shared: &Shared) -> MutexGuard<'_, State> {
@@ -71,12 +84,22 @@ fn write_out(shared: &Shared, mut sink: impl Write) {
     loop {
         let mut state = lock(shared);
         while state.pending.is_empty() && !state.closed {
+            state.idle = true;
             state = shared.lines.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.idle = false;
+        if !state.closed && state.pending.len() < FULL_BATCH {
+            drop(state);
+            std::thread::sleep(GATHER);
+            state = lock(shared);
         }
         std::mem::swap(&mut batch, &mut state.pending);
         let closed = state.closed;
+        let full = state.full > 0;
         drop(state);
-        shared.taken.notify_all();
+        if full {
+            shared.taken.notify_all();
+        }
         if batch.is_empty() && closed {
             return;
         }
@@ -111,16 +134,18 @@ impl Write for Line<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let mut state = lock(self.0);
         while state.pending.len() > MAX_PENDING && !state.closed {
+            state.full += 1;
             state = self.0.taken.wait(state).unwrap_or_else(|e| e.into_inner());
+            state.full -= 1;
         }
         if state.closed {
             drop(state);
             return std::io::stderr().write(bytes);
         }
-        let first = state.pending.is_empty();
         state.pending.extend_from_slice(bytes);
+        let wake = std::mem::replace(&mut state.idle, false);
         drop(state);
-        if first {
+        if wake {
             self.0.lines.notify_one();
         }
         Ok(bytes.len())
@@ -185,5 +210,70 @@ mod tests {
         assert_eq!(next, [1000; 4]);
         // After the drain, lines go straight out (to stderr).
         assert!(lock(&writer.0).closed);
+    }
+
+    /// A sink that takes nothing until its gate opens.
+    #[derive(Clone, Default)]
+    struct Gated {
+        open: Arc<(Mutex<bool>, Condvar)>,
+        out: Sink,
+    }
+
+    impl Write for Gated {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let (open, opened) = &*self.open;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = opened.wait(open).unwrap();
+            }
+            drop(open);
+            self.out.write(bytes)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_writer_waits_while_the_buffer_is_full_and_goes_on_when_it_empties() {
+        let sink = Gated::default();
+        let (writer, drain) = start_with(sink.clone());
+        let line = format!("{}\n", "x".repeat((1 << 20) - 1));
+        let lines = 12;
+        let (done, finished) = std::sync::mpsc::channel();
+        let w = writer.clone();
+        let l = line.clone();
+        std::thread::spawn(move || {
+            for _ in 0..lines {
+                w.make_writer().write_all(l.as_bytes()).unwrap();
+            }
+            done.send(()).unwrap();
+        });
+        // The log thread holds one batch at the closed gate; the writer
+        // fills the buffer past its bound and waits.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let state = lock(&writer.0);
+            if state.full == 1 {
+                assert!(state.pending.len() <= MAX_PENDING + line.len());
+                break;
+            }
+            drop(state);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never waited"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(finished.try_recv().is_err());
+        let (open, opened) = &*sink.open;
+        *open.lock().unwrap() = true;
+        opened.notify_all();
+        finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the waiting writer was never let go on");
+        drop(drain);
+        assert_eq!(sink.out.0.lock().unwrap().len(), line.len() * lines);
     }
 }
