@@ -1,5 +1,6 @@
 //! isoexec next to the systems a user would pick instead, in one run on one
-//! machine: a bare hyper handler (the floor), each isoexec mode, and
+//! machine: a bare hyper handler (the floor; also with each connection on a
+//! thread of its own, as isoexec serves them), each isoexec mode, and
 //! whichever peers are installed — Deno's `Deno.serve` with the functions
 //! compiled once and `deno run` per call, workerd with a deployed worker,
 //! isolated-vm on Node 24 with a warm context and with a new context per
@@ -192,6 +193,15 @@ fn main() {
     let floor = common::spawn_floor();
     targets.push(Target {
         name: "bare hyper handler (floor)".into(),
+        addr: floor.addr,
+        path: "/",
+        bodies: peer_bodies(),
+        pid: floor.child.id(),
+        _server: Some(floor),
+    });
+    let floor = common::spawn_floor_per_connection();
+    targets.push(Target {
+        name: "bare hyper handler, a thread per connection (floor)".into(),
         addr: floor.addr,
         path: "/",
         bodies: peer_bodies(),

@@ -331,22 +331,34 @@ pub const FLOOR_BODY: &str = r#"{"result":{"ok":true},"logs":[]}"#;
 /// Serves the floor when this process was started as it; call first in a
 /// benchmark's `main` and return when it answers true.
 pub fn serve_floor_if_asked() -> bool {
-    if std::env::var_os(FLOOR_ENV).is_none() {
-        return false;
+    match std::env::var(FLOOR_ENV).as_deref() {
+        Ok("per-connection") => run_floor_server(true),
+        Ok(_) => run_floor_server(false),
+        Err(_) => return false,
     }
-    run_floor_server();
     true
 }
 
 /// The floor server: this benchmark's own binary, serving fixed bytes.
 pub fn spawn_floor() -> Spawned {
+    spawn_floor_as("1")
+}
+
+/// The floor with each connection on a thread of its own, as isoexec's
+/// connection threads serve a connection alone on one when they can.
+pub fn spawn_floor_per_connection() -> Spawned {
+    spawn_floor_as("per-connection")
+}
+
+fn spawn_floor_as(kind: &str) -> Spawned {
     let mut cmd = Command::new(std::env::current_exe().expect("own path"));
-    cmd.env(FLOOR_ENV, "1");
+    cmd.env(FLOOR_ENV, kind);
     Spawned::start(cmd, "floor listening on http://")
 }
 
-/// The floor: the same hyper stack with a handler that only returns bytes.
-fn run_floor_server() {
+/// The floor: the same hyper stack with a handler that only returns bytes,
+/// its connections on the runtime's workers or each on a thread of its own.
+fn run_floor_server(per_connection: bool) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -364,7 +376,7 @@ fn run_floor_server() {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
+            let serve = |stream: tokio::net::TcpStream| async move {
                 let service =
                     hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
                         let _ = req.into_body().collect().await;
@@ -382,7 +394,25 @@ fn run_floor_server() {
                 )
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
-            });
+            };
+            if per_connection {
+                let Ok(stream) = stream.into_std() else {
+                    continue;
+                };
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    rt.block_on(async move {
+                        if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
+                            serve(stream).await;
+                        }
+                    });
+                });
+            } else {
+                tokio::spawn(serve(stream));
+            }
         }
     });
 }
