@@ -98,14 +98,7 @@ async fn payloads_arrive_as_json_parse_reads_them() {
             r#"{{"script": {}, "fn": "{name}", "payload": {payload}, "isolation": "none"}}"#,
             json!(script)
         );
-        let r = conn
-            .request(
-                "POST",
-                "/run",
-                &[("content-type", "application/json")],
-                body,
-            )
-            .await;
+        let r = conn.post_text("/run", body).await;
         assert_eq!(r.status, 200, "{payload}: {}", r.text());
         assert_eq!(r.json()["result"], want, "{payload} to {name}");
     }
@@ -114,14 +107,7 @@ async fn payloads_arrive_as_json_parse_reads_them() {
         r#"{{"script": {}, "fn": "h", "isolation": "none"}}"#,
         json!(script)
     );
-    let r = conn
-        .request(
-            "POST",
-            "/run",
-            &[("content-type", "application/json")],
-            body,
-        )
-        .await;
+    let r = conn.post_text("/run", body).await;
     assert_eq!(r.json()["kind"], "fn_not_found", "{}", r.text());
 }
 

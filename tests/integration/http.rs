@@ -247,9 +247,7 @@ async fn a_large_body_does_not_hold_up_other_connections() {
     let done = std::sync::atomic::AtomicBool::new(false);
     let big_call = async {
         let started = std::time::Instant::now();
-        let r = s
-            .request("POST", "/run", &[("content-type", "application/json")], big)
-            .await;
+        let r = s.post_text("/run", big).await;
         done.store(true, std::sync::atomic::Ordering::SeqCst);
         (r, started.elapsed())
     };

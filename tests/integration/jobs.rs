@@ -216,14 +216,7 @@ async fn bad_submissions_say_what_to_fix() {
         r.json()["details"]["available"].as_array().map(Vec::len),
         Some(8)
     );
-    let r = s
-        .request(
-            "POST",
-            "/execute/code",
-            &[("content-type", "application/json")],
-            "{oops",
-        )
-        .await;
+    let r = s.post_text("/execute/code", "{oops").await;
     assert_eq!(
         (r.status, r.json()["kind"].clone()),
         (400, json!("bad_request"))

@@ -262,10 +262,8 @@ async fn work_a_request_starts_in_the_background_is_not_held_up_by_a_call_on_its
     // A background job that waits a second, from this connection...
     let job = "await new Promise((r) => setTimeout(r, 1000)); console.log('done');";
     let r = conn
-        .request(
-            "POST",
+        .post_text(
             "/execute/code?wait=false",
-            &[("content-type", "application/json")],
             json!({"lang": "js", "code": job}).to_string(),
         )
         .await;

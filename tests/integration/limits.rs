@@ -278,14 +278,7 @@ async fn a_deeply_nested_payload_is_refused() {
     let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
     let body =
         format!(r#"{{"script": "export const f = (x) => 1", "fn": "f", "payload": {deep}}}"#);
-    let r = s
-        .request(
-            "POST",
-            "/run",
-            &[("content-type", "application/json")],
-            body,
-        )
-        .await;
+    let r = s.post_text("/run", body).await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["kind"], "bad_request");
 }

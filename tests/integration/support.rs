@@ -203,13 +203,13 @@ impl Server {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Reply {
-        self.request(
-            "POST",
-            path,
-            &[("content-type", "application/json")],
-            serde_json::to_vec(body).expect("json"),
-        )
-        .await
+        self.post_text(path, serde_json::to_vec(body).expect("json"))
+            .await
+    }
+
+    /// `POST` of a JSON body given as text, exactly as written.
+    pub async fn post_text(&self, path: &str, body: impl Into<Bytes>) -> Reply {
+        self.connect().await.post_text(path, body).await
     }
 
     /// `POST /run` with `script`, `fn` and any extra fields.
@@ -326,14 +326,14 @@ impl Conn {
                 b.insert(k.clone(), v.clone());
             }
         }
-        let body = serde_json::to_vec(&body).expect("json");
-        self.request(
-            "POST",
-            "/run",
-            &[("content-type", "application/json")],
-            body,
-        )
-        .await
+        self.post_text("/run", serde_json::to_vec(&body).expect("json"))
+            .await
+    }
+
+    /// `POST` of a JSON body given as text, exactly as written.
+    pub async fn post_text(&mut self, path: &str, body: impl Into<Bytes>) -> Reply {
+        self.request("POST", path, &[("content-type", "application/json")], body)
+            .await
     }
 
     pub async fn get(&mut self, path: &str) -> Reply {
