@@ -27,6 +27,7 @@ const {
   ObjectFreeze,
   ObjectGetOwnPropertyDescriptor,
   ObjectGetPrototypeOf,
+  ObjectIs,
   ObjectIsExtensible,
   ObjectPreventExtensions,
   ObjectPrototype,
@@ -298,8 +299,11 @@ export function lockdown() {
   return true;
 }
 
+/** Whether two descriptors are the same; values compare as `Object.is`
+ * does, so that `NaN` is its own (with `===` the global `NaN` was defined
+ * anew after every call). */
 function same(a, b) {
-  return a.value === b.value && a.get === b.get && a.set === b.set &&
+  return ObjectIs(a.value, b.value) && a.get === b.get && a.set === b.set &&
     a.writable === b.writable && a.enumerable === b.enumerable &&
     a.configurable === b.configurable;
 }
