@@ -37,7 +37,7 @@ use serde_json::json;
 
 use common::{
     Latency, Spawned, child_latency, client_runtime, env_num, latency_interleaved, machine,
-    throughput,
+    percentile, throughput,
 };
 
 const ROUNDS: usize = 6;
@@ -318,7 +318,8 @@ fn main() {
         }
         let mut rows: Vec<(String, Latency, f64, f64)> = Vec::new();
         for (i, (t, lat)) in targets.iter().zip(lat).enumerate() {
-            let rps = median(&mut rps_turns[i]);
+            rps_turns[i].sort_by(f64::total_cmp);
+            let rps = percentile(&rps_turns[i], 0.5);
             let cpu = cpu_used[i] / calls[i].max(1.0);
             rows.push((t.name.clone(), lat, rps, cpu * 1e6));
         }
@@ -428,15 +429,5 @@ fn fmt_us(us: f64) -> String {
         format!("{:.2} ms", us / 1000.0)
     } else {
         format!("{us:.0} µs")
-    }
-}
-
-/// The median of `values` (sorted in place).
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
 }
