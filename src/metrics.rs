@@ -126,7 +126,7 @@ impl Collector for Live {
         );
         lanes.encode(encoder.encode_descriptor(
             "isoexec_calls_on_connection_thread",
-            "\"none\" calls run on the thread that read their request",
+            "\"none\" and \"frozen\" calls run on the thread that read their request",
             None,
             lanes.metric_type(),
         )?)?;
