@@ -12,6 +12,9 @@
 //! cases taken in interleaved turns; throughput: 4 connections, the median
 //! of interleaved turns; CPU per call: the server process's user + system
 //! time (its children's too) over the throughput turns, divided by the calls.
+//! The client is the lean one of `common` (`RawConn`: HTTP spoken as wrk
+//! speaks it, two threads for the throughput turns), so that as little as
+//! possible of the two cores goes to it.
 //!
 //! The peers come from npm (`cd benches/peers && npm ci --ignore-scripts`);
 //! a missing one is left out with a note. Not run in CI.

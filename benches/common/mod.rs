@@ -1,6 +1,7 @@
-//! Helpers shared by the benchmarks: servers started as child processes, a
-//! keep-alive HTTP/1.1 client, latency and throughput loops, and the machine
-//! description printed above each table.
+//! Helpers shared by the benchmarks: servers started as child processes,
+//! keep-alive HTTP/1.1 clients (hyper's, for calls the benchmarks check; a
+//! lean one for the loops that measure), latency and throughput loops, and
+//! the machine description printed above each table.
 
 #![allow(dead_code, reason = "each benchmark uses a different subset")]
 
@@ -90,6 +91,117 @@ pub async fn check(addr: SocketAddr, path: &str, body: &Bytes) {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
 }
 
+/// A keep-alive HTTP/1.1 connection for the measuring loops, spoken as a
+/// load generator such as wrk speaks it: the request is written in one
+/// piece and the answer read by its `Content-Length` (or its chunks), with
+/// no HTTP library in between. The client shares the cores with the server
+/// it measures, so what it spends per request is taken from the server's
+/// throughput — more from a server that uses both cores than from one that
+/// uses one.
+pub struct RawConn {
+    stream: TcpStream,
+    addr: SocketAddr,
+    request: Vec<u8>,
+    answer: Vec<u8>,
+}
+
+impl RawConn {
+    pub async fn open(addr: SocketAddr) -> RawConn {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        RawConn {
+            stream,
+            addr,
+            request: Vec::with_capacity(64 * 1024),
+            answer: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    /// POSTs `body` (JSON) to `path`; the answer's status and whole text
+    /// (head and body), or the error that ended the connection.
+    pub async fn post(&mut self, path: &str, body: &[u8]) -> std::io::Result<(u16, &[u8])> {
+        use std::io::Write;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.request.clear();
+        write!(
+            self.request,
+            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        )?;
+        self.request.extend_from_slice(body);
+        self.stream.write_all(&self.request).await?;
+        self.answer.clear();
+        loop {
+            if let Some(end) = answer_end(&self.answer) {
+                assert_eq!(end, self.answer.len(), "more came than one answer");
+                let status = std::str::from_utf8(self.answer.get(9..12).unwrap_or_default())
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                return Ok((status, &self.answer));
+            }
+            if self.stream.read_buf(&mut self.answer).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    /// [`RawConn::post`] that must answer 200.
+    pub async fn post_ok(&mut self, path: &str, body: &[u8]) {
+        let (status, answer) = self.post(path, body).await.expect("request");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(answer));
+    }
+}
+
+/// Where the HTTP/1.1 answer at the start of `buf` ends, once it is all
+/// there.
+fn answer_end(buf: &[u8]) -> Option<usize> {
+    let head = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let text = std::str::from_utf8(&buf[..head]).expect("answer head");
+    let mut length = 0;
+    let mut chunked = false;
+    for (name, value) in text.split("\r\n").skip(1).filter_map(|l| l.split_once(':')) {
+        if name.eq_ignore_ascii_case("content-length") {
+            length = value.trim().parse().expect("content-length");
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.to_ascii_lowercase().contains("chunked");
+        }
+    }
+    if !chunked {
+        return (buf.len() >= head + length).then_some(head + length);
+    }
+    // Chunks: a hex size line, the data, CRLF; then size 0, trailers and
+    // an empty line.
+    let line_end = |at: usize| -> Option<usize> {
+        buf.get(at..)?
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|n| at + n)
+    };
+    let mut at = head;
+    loop {
+        let end = line_end(at)?;
+        let size = std::str::from_utf8(&buf[at..end]).expect("chunk size");
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            .expect("chunk size");
+        at = end + 2;
+        if size == 0 {
+            loop {
+                let end = line_end(at)?;
+                if end == at {
+                    return Some(at + 2);
+                }
+                at = end + 2;
+            }
+        }
+        at += size + 2;
+        if buf.len() < at {
+            return None;
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 pub struct Latency {
     pub median_us: f64,
@@ -131,13 +243,12 @@ pub async fn latency_with(
     warmup: usize,
     samples: usize,
 ) -> Latency {
-    let mut c = connect(addr).await;
+    let mut c = RawConn::open(addr).await;
     let mut us = Vec::with_capacity(samples);
     for i in 0..warmup + samples {
         let body = make();
         let t = Instant::now();
-        let (status, bytes) = send(&mut c, addr, path, &body).await;
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+        c.post_ok(path, &body).await;
         if i >= warmup {
             us.push(t.elapsed().as_secs_f64() * 1e6);
         }
@@ -160,10 +271,9 @@ pub async fn latency_interleaved(
 ) -> Vec<Latency> {
     let mut conns = Vec::with_capacity(targets.len());
     for (addr, path, body) in targets {
-        let mut c = connect(*addr).await;
+        let mut c = RawConn::open(*addr).await;
         for _ in 0..200 {
-            let (status, bytes) = send(&mut c, *addr, path, body).await;
-            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+            c.post_ok(path, body).await;
         }
         conns.push(c);
     }
@@ -184,16 +294,15 @@ pub async fn latency_interleaved(
             let (addr, path, body) = &targets[i];
             // A server may close a connection idle for a few seconds
             // (Node's default is 5 s) while the other targets take their
-            // turns: open another, untimed, before this turn's samples.
-            if conns[i].is_closed() || conns[i].ready().await.is_err() {
-                conns[i] = connect(*addr).await;
-                let (status, bytes) = send(&mut conns[i], *addr, path, body).await;
-                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+            // turns: each turn starts with an untimed request, on a new
+            // connection if the old one was closed.
+            if conns[i].post(path, body).await.is_err() {
+                conns[i] = RawConn::open(*addr).await;
+                conns[i].post_ok(path, body).await;
             }
             for _ in 0..per_round {
                 let t = Instant::now();
-                let (status, bytes) = send(&mut conns[i], *addr, path, body).await;
-                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+                conns[i].post_ok(path, body).await;
                 us[i].push(t.elapsed().as_secs_f64() * 1e6);
             }
         }
@@ -206,7 +315,10 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// `connections` keep-alive connections sending back to back for `length`.
+/// `connections` keep-alive connections sending back to back for `length`,
+/// as wrk sends them: two client threads, each driving its share of the
+/// connections from one event loop of its own ([`RawConn`]). Every answer
+/// must be a 200.
 pub async fn throughput(
     addr: SocketAddr,
     path: &str,
@@ -225,27 +337,61 @@ pub async fn throughput_with(
     connections: usize,
     length: Duration,
 ) -> f64 {
+    let (make, path) = (make.clone(), path.to_string());
+    tokio::task::spawn_blocking(move || load(addr, &path, &make, connections, length))
+        .await
+        .expect("load threads")
+}
+
+/// The client threads of [`throughput_with`]; requests per second.
+fn load(
+    addr: SocketAddr,
+    path: &str,
+    make: &BodyMaker,
+    connections: usize,
+    length: Duration,
+) -> f64 {
+    const CLIENT_THREADS: usize = 2;
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let (done, stop, make, path) = (done.clone(), stop.clone(), make.clone(), path.to_string());
-        tasks.push(tokio::spawn(async move {
-            let mut c = connect(addr).await;
-            while !stop.load(Ordering::Relaxed) {
-                let (status, _) = send(&mut c, addr, &path, &make()).await;
-                assert_eq!(status, 200);
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
+    let threads = connections.clamp(1, CLIENT_THREADS);
     let start = Instant::now();
-    tokio::time::sleep(length).await;
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let mine = (t..connections).step_by(threads).count();
+            let (done, stop, make, path) =
+                (done.clone(), stop.clone(), make.clone(), path.to_string());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("client runtime");
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&rt, async move {
+                    let conns = (0..mine).map(|_| {
+                        let (done, stop, make, path) =
+                            (done.clone(), stop.clone(), make.clone(), path.clone());
+                        tokio::task::spawn_local(async move {
+                            let mut c = RawConn::open(addr).await;
+                            while !stop.load(Ordering::Relaxed) {
+                                c.post_ok(&path, &make()).await;
+                                done.fetch_add(1, Ordering::Relaxed);
+                            }
+                        })
+                    });
+                    for conn in conns.collect::<Vec<_>>() {
+                        conn.await.expect("client connection");
+                    }
+                });
+            })
+        })
+        .collect();
+    std::thread::sleep(length);
     stop.store(true, Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
     let count = done.load(Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
+    for h in handles {
+        h.join().expect("client thread");
     }
     count as f64 / elapsed
 }
