@@ -243,12 +243,23 @@ pub async fn latency_with(
     warmup: usize,
     samples: usize,
 ) -> Latency {
+    let (path, make) = (path.to_string(), make.clone());
+    on_client_thread(move || latency_loop(addr, path, make, warmup, samples)).await
+}
+
+async fn latency_loop(
+    addr: SocketAddr,
+    path: String,
+    make: BodyMaker,
+    warmup: usize,
+    samples: usize,
+) -> Latency {
     let mut c = RawConn::open(addr).await;
     let mut us = Vec::with_capacity(samples);
     for i in 0..warmup + samples {
         let body = make();
         let t = Instant::now();
-        c.post_ok(path, &body).await;
+        c.post_ok(&path, &body).await;
         if i >= warmup {
             us.push(t.elapsed().as_secs_f64() * 1e6);
         }
@@ -269,8 +280,20 @@ pub async fn latency_interleaved(
     rounds: usize,
     samples: usize,
 ) -> Vec<Latency> {
+    let targets: Vec<(SocketAddr, String, Bytes)> = targets
+        .iter()
+        .map(|(addr, path, body)| (*addr, path.to_string(), body.clone()))
+        .collect();
+    on_client_thread(move || interleaved_loop(targets, rounds, samples)).await
+}
+
+async fn interleaved_loop(
+    targets: Vec<(SocketAddr, String, Bytes)>,
+    rounds: usize,
+    samples: usize,
+) -> Vec<Latency> {
     let mut conns = Vec::with_capacity(targets.len());
-    for (addr, path, body) in targets {
+    for (addr, path, body) in &targets {
         let mut c = RawConn::open(*addr).await;
         for _ in 0..200 {
             c.post_ok(path, body).await;
@@ -308,6 +331,26 @@ pub async fn latency_interleaved(
         }
     }
     us.into_iter().map(Latency::of).collect()
+}
+
+/// Runs the future `make` gives on a thread of its own, in a
+/// single-threaded runtime: a timed request's answer then wakes the thread
+/// that waits for it, not a runtime worker that must wake it in turn.
+async fn on_client_thread<F, Fut, T>(make: F) -> T
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("client runtime")
+            .block_on(make())
+    })
+    .await
+    .expect("client thread")
 }
 
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
