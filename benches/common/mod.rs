@@ -335,22 +335,22 @@ async fn interleaved_loop(
 
 /// Runs the future `make` gives on a thread of its own, in a
 /// single-threaded runtime: a timed request's answer then wakes the thread
-/// that waits for it, not a runtime worker that must wake it in turn.
-async fn on_client_thread<F, Fut, T>(make: F) -> T
+/// that waits for it, not a runtime worker that must wake it in turn. The
+/// thread starts at once; the returned future waits for its result.
+fn on_client_thread<F, Fut, T>(make: F) -> impl std::future::Future<Output = T>
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T>,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(move || {
+    let thread = tokio::task::spawn_blocking(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("client runtime")
             .block_on(make())
-    })
-    .await
-    .expect("client thread")
+    });
+    async move { thread.await.expect("client thread") }
 }
 
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -380,61 +380,42 @@ pub async fn throughput_with(
     connections: usize,
     length: Duration,
 ) -> f64 {
-    let (make, path) = (make.clone(), path.to_string());
-    tokio::task::spawn_blocking(move || load(addr, &path, &make, connections, length))
-        .await
-        .expect("load threads")
-}
-
-/// The client threads of [`throughput_with`]; requests per second.
-fn load(
-    addr: SocketAddr,
-    path: &str,
-    make: &BodyMaker,
-    connections: usize,
-    length: Duration,
-) -> f64 {
     const CLIENT_THREADS: usize = 2;
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let threads = connections.clamp(1, CLIENT_THREADS);
     let start = Instant::now();
-    let handles: Vec<_> = (0..threads)
+    let clients: Vec<_> = (0..threads)
         .map(|t| {
             let mine = (t..connections).step_by(threads).count();
             let (done, stop, make, path) =
                 (done.clone(), stop.clone(), make.clone(), path.to_string());
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("client runtime");
-                let local = tokio::task::LocalSet::new();
-                local.block_on(&rt, async move {
-                    let conns = (0..mine).map(|_| {
+            on_client_thread(move || async move {
+                let conns: Vec<_> = (0..mine)
+                    .map(|_| {
                         let (done, stop, make, path) =
                             (done.clone(), stop.clone(), make.clone(), path.clone());
-                        tokio::task::spawn_local(async move {
+                        tokio::spawn(async move {
                             let mut c = RawConn::open(addr).await;
                             while !stop.load(Ordering::Relaxed) {
                                 c.post_ok(&path, &make()).await;
                                 done.fetch_add(1, Ordering::Relaxed);
                             }
                         })
-                    });
-                    for conn in conns.collect::<Vec<_>>() {
-                        conn.await.expect("client connection");
-                    }
-                });
+                    })
+                    .collect();
+                for conn in conns {
+                    conn.await.expect("client connection");
+                }
             })
         })
         .collect();
-    std::thread::sleep(length);
+    tokio::time::sleep(length).await;
     stop.store(true, Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
     let count = done.load(Ordering::Relaxed);
-    for h in handles {
-        h.join().expect("client thread");
+    for client in clients {
+        client.await;
     }
     count as f64 / elapsed
 }
