@@ -4,8 +4,9 @@
 //! atomic add or two on the hot path; gauges of the pool, the sessions and
 //! the process are read only when scraped.
 
+use std::cell::RefCell;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -190,8 +191,80 @@ impl ProcessFigures {
     }
 }
 
+/// The series a thread recorded into lately, by their labels. A family's
+/// own lookup hashes the labels (SipHash) and takes its lock on every
+/// request; the handles it returns share the series, so a thread keeps
+/// them. Labels are `&'static str`s from fixed sets and are compared by
+/// address; the same text at two addresses only makes a second entry.
+#[derive(Default)]
+struct Recent {
+    http: Handles<(u64, &'static str, &'static str, u16)>,
+    executions: Handles<(u64, &'static str, &'static str, &'static str)>,
+}
+
+thread_local! {
+    static RECENT: RefCell<Recent> = RefCell::default();
+}
+
+/// At most this many label sets per kind are kept per thread (the sets are
+/// few; the bound only keeps an odd thread from growing a long list).
+const RECENT_MAX: usize = 32;
+
+struct Handles<K>(Vec<(K, Counter, Histogram)>);
+
+impl<K> Default for Handles<K> {
+    fn default() -> Self {
+        Handles(Vec::new())
+    }
+}
+
+/// Labels compared by the addresses of their strings.
+trait SameLabels {
+    fn same(&self, other: &Self) -> bool;
+}
+
+impl SameLabels for (u64, &'static str, &'static str, u16) {
+    fn same(&self, o: &Self) -> bool {
+        self.0 == o.0 && std::ptr::eq(self.1, o.1) && std::ptr::eq(self.2, o.2) && self.3 == o.3
+    }
+}
+
+impl SameLabels for (u64, &'static str, &'static str, &'static str) {
+    fn same(&self, o: &Self) -> bool {
+        self.0 == o.0
+            && std::ptr::eq(self.1, o.1)
+            && std::ptr::eq(self.2, o.2)
+            && std::ptr::eq(self.3, o.3)
+    }
+}
+
+impl<K: SameLabels> Handles<K> {
+    /// The handles of `key`'s series, made by `make` the first time.
+    fn get(
+        &mut self,
+        key: K,
+        make: impl FnOnce() -> (Counter, Histogram),
+    ) -> (&Counter, &Histogram) {
+        let at = match self.0.iter().position(|(k, _, _)| k.same(&key)) {
+            Some(at) => at,
+            None => {
+                if self.0.len() >= RECENT_MAX {
+                    self.0.clear();
+                }
+                let (count, duration) = make();
+                self.0.push((key, count, duration));
+                self.0.len() - 1
+            }
+        };
+        let (_, count, duration) = &self.0[at];
+        (count, duration)
+    }
+}
+
 /// Every series the server exports.
 pub struct Metrics {
+    /// Tells this instance's series apart in [`RECENT`].
+    id: u64,
     registry: Registry,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<RouteLabel, Histogram>,
@@ -280,7 +353,9 @@ impl Metrics {
             series
         });
         registry.register_collector(Box::new(live));
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Metrics {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             functions,
             registry,
             http_requests,
@@ -294,16 +369,25 @@ impl Metrics {
 
     /// One answered request.
     pub fn request(&self, route: &'static str, method: &'static str, status: u16, took: Duration) {
-        self.http_requests
-            .get_or_create(&HttpLabels {
-                route,
-                method,
-                status,
-            })
-            .inc();
-        self.http_duration
-            .get_or_create(&RouteLabel { route })
-            .observe(took.as_secs_f64());
+        let key = (self.id, route, method, status);
+        RECENT.with_borrow_mut(|recent| {
+            let (count, duration) = recent.http.get(key, || {
+                (
+                    self.http_requests
+                        .get_or_create(&HttpLabels {
+                            route,
+                            method,
+                            status,
+                        })
+                        .clone(),
+                    self.http_duration
+                        .get_or_create(&RouteLabel { route })
+                        .clone(),
+                )
+            });
+            count.inc();
+            duration.observe(took.as_secs_f64());
+        });
     }
 
     /// One finished execution: `outcome` is `ok` or the error kind.
@@ -315,16 +399,25 @@ impl Metrics {
         ran: Duration,
         queued: Duration,
     ) {
-        self.executions
-            .get_or_create(&ExecutionLabels {
-                api,
-                isolation,
-                outcome,
-            })
-            .inc();
-        self.execution_duration
-            .get_or_create(&IsolationLabel { isolation })
-            .observe(ran.as_secs_f64());
+        let key = (self.id, api, isolation, outcome);
+        RECENT.with_borrow_mut(|recent| {
+            let (count, duration) = recent.executions.get(key, || {
+                (
+                    self.executions
+                        .get_or_create(&ExecutionLabels {
+                            api,
+                            isolation,
+                            outcome,
+                        })
+                        .clone(),
+                    self.execution_duration
+                        .get_or_create(&IsolationLabel { isolation })
+                        .clone(),
+                )
+            });
+            count.inc();
+            duration.observe(ran.as_secs_f64());
+        });
         self.queue_wait.observe(queued.as_secs_f64());
     }
 

@@ -1,9 +1,11 @@
 //! A connection's idle limit: a stream wrapper that ends a connection (as
 //! if the client had closed it) once it has had no request in flight for a
 //! while. Bytes that are not requests (HTTP/2 pings, settings, window
-//! updates) do not count as activity. hyper bounds HTTP/1 heads itself;
-//! this also covers HTTP/2, where a client may open a connection, send its
-//! preface or keep pinging, and hold the socket for ever.
+//! updates) do not count as activity, and neither do the bytes of a head
+//! still coming in: the limit also bounds how long an HTTP/1 head may take
+//! (hyper's own head timer is off), and it covers HTTP/2, where a client
+//! may open a connection, send its preface or keep pinging, and hold the
+//! socket for ever.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -99,10 +101,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleStream<S> {
     ) -> Poll<std::io::Result<()>> {
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(r) => Poll::Ready(r),
-            Poll::Pending => {
-                if !self.in_flight.idle() {
-                    return Poll::Pending;
-                }
+            Poll::Pending if self.in_flight.idle() => {
                 // The idle time runs from the last request's end.
                 let deadline = self.in_flight.idle_deadline(self.idle);
                 if self.timer.deadline() != deadline {
@@ -113,6 +112,22 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleStream<S> {
                     Poll::Ready(()) => Poll::Ready(Ok(())),
                     Poll::Pending => Poll::Pending,
                 }
+            }
+            Poll::Pending => {
+                // A request is in flight. HTTP/1 reads once while it runs
+                // (to see the client hang up) and, once it has answered,
+                // not again until the socket or a timer wakes it: the timer
+                // stays armed here, for the deadline it had or, once that
+                // has passed, one idle period on, so that the connection is
+                // looked at again after the answer. Most requests take less
+                // than the idle period and leave the timer as it is.
+                if self.timer.is_elapsed() {
+                    let later = Instant::now() + self.idle;
+                    self.timer.as_mut().reset(later);
+                }
+                // Only to keep the timer's wake-up registered.
+                let _ = self.timer.as_mut().poll(cx);
+                Poll::Pending
             }
         }
     }

@@ -10,9 +10,19 @@ use serde::Serialize;
 /// The body of every reply: complete before it is sent.
 pub(crate) type Body = Full<Bytes>;
 
+/// Headers a reply has room for from the start: its content type and the
+/// router's own (request id, framing and sniffing rules), so that adding
+/// them never grows the map.
+const HEADER_ROOM: usize = 8;
+
+fn with_room(r: &mut Response<Body>) {
+    *r.headers_mut() = hyper::HeaderMap::with_capacity(HEADER_ROOM);
+}
+
 /// A JSON reply from text that is already JSON.
 pub(crate) fn json_text(status: u16, body: String) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
+    with_room(&mut r);
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -42,6 +52,7 @@ pub(crate) fn with_type(
     body: impl Into<Bytes>,
 ) -> Response<Body> {
     let mut r = Response::new(Full::new(body.into()));
+    with_room(&mut r);
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -15,8 +15,8 @@ use crate::config::Config;
 use crate::engine::Isolation;
 
 /// The client key of the connection a request came on (`addr:` and its
-/// peer's IP address), made once per connection and kept in each of its
-/// requests' extensions.
+/// peer's IP address), made once per connection and handed to each of its
+/// requests.
 #[derive(Debug, Clone)]
 pub(crate) struct PeerKey(std::sync::Arc<str>);
 
@@ -49,6 +49,7 @@ pub(crate) struct HttpRequest {
     pub parts: hyper::http::request::Parts,
     body: Option<Incoming>,
     params: Vec<(String, String)>,
+    peer: PeerKey,
 }
 
 impl HttpRequest {
@@ -56,8 +57,10 @@ impl HttpRequest {
         parts: hyper::http::request::Parts,
         body: Incoming,
         params: Vec<(String, String)>,
+        peer: PeerKey,
     ) -> HttpRequest {
         HttpRequest {
+            peer,
             parts,
             body: Some(body),
             params,
@@ -81,10 +84,7 @@ impl HttpRequest {
             let hex: String = h[..8].iter().map(|b| format!("{b:02x}")).collect();
             return format!("key:{hex}").into();
         }
-        match self.parts.extensions.get::<PeerKey>() {
-            Some(PeerKey(key)) => key.clone(),
-            None => "addr:unknown".into(),
-        }
+        self.peer.0.clone()
     }
 
     /// Whether another replica forwarded this request.
@@ -349,6 +349,13 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// Whether `json` nests objects/arrays deeper than `max`, without parsing it
 /// (and so without recursion).
 pub(crate) fn json_depth_exceeds(json: &[u8], max: usize) -> bool {
+    // Nesting needs an opening bracket per level: with no more of them in
+    // the whole text (strings included) than `max`, it cannot go deeper.
+    // A vectorized search that stops only at brackets is far cheaper than
+    // the walk below, which also stops at every escape in a string.
+    if memchr::memchr2_iter(b'{', b'[', json).take(max + 1).count() <= max {
+        return false;
+    }
     let mut depth = 0usize;
     let mut i = 0;
     while let Some(&b) = json.get(i) {

@@ -50,10 +50,11 @@ pub async fn serve(
     super::api::docs::document_json().map_err(std::io::Error::other)?;
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(app.config.header_read_timeout);
+    // The time a request head may take is bounded by the connection's idle
+    // limit (`IdleStream`, below): it runs from the last request's end, so
+    // a head, sent whole or a byte at a time, must be in by then. hyper's
+    // own head timer would arm a timer per request for the same bound.
+    builder.http1().header_read_timeout(None);
     builder.http2().timer(TokioTimer::new());
     let threads = ConnThreads::start(
         app.config.http_threads,
@@ -94,12 +95,11 @@ pub async fn serve(
         let counted = in_flight.clone();
         let client = super::request::PeerKey::new(peer);
         let service =
-            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(client.clone());
-                let (app, router) = (app.clone(), router.clone());
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let (app, router, client) = (app.clone(), router.clone(), client.clone());
                 let guard = counted.enter();
                 async move {
-                    let response = router.handle(&app, req).await;
+                    let response = router.handle(&app, req, client).await;
                     drop(guard);
                     Ok::<_, Infallible>(response)
                 }

@@ -606,6 +606,67 @@ async fn slow_silent_and_idle_connections_are_closed() {
         closed_within(&mut c, limit).await,
         "idle keep-alive stayed open"
     );
+    // A call that runs longer than the idle limit keeps its connection and
+    // is answered; the connection, idle after the answer, is then closed.
+    let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let body = json!({
+        "script": "export async function f() { await new Promise((r) => setTimeout(r, 900)); return 7 }",
+        "fn": "f",
+        "isolation": "none",
+    })
+    .to_string();
+    let head = format!(
+        "POST /run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.write_all(format!("{head}{body}").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains(r#""result":7"#) {
+        use tokio::io::AsyncReadExt;
+        let n = tokio::time::timeout(limit, c.read(&mut buf))
+            .await
+            .expect("the long call was answered")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed during a long call: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        closed_within(&mut c, limit).await,
+        "idle after a long call stayed open"
+    );
+    // A head trickled a byte at a time, after a first request on the same
+    // connection: the bytes do not keep it open past the limit.
+    let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    for byte in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: "
+        .iter()
+        .cycle()
+    {
+        if started.elapsed() > limit {
+            break;
+        }
+        if c.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        closed || closed_within(&mut c, Duration::from_millis(100)).await,
+        "a trickled head kept the connection open for {:?}",
+        started.elapsed()
+    );
     let r = s.call(NORMAL, "f", json!({"payload": 2})).await;
     assert_eq!(r.json()["result"], json!({"echo": 2}));
 }
