@@ -190,7 +190,7 @@ function writeObject(st, o, depth) {
 
 // The text's last piece (the pieces before it went to the host through
 // `op_isoexec_result_chunk`), or a number for why there is none.
-export function resultJson(value, maxBytes, maxDepth) {
+function resultJson(value, maxBytes, maxDepth) {
   const st = { out: "", size: 0, max: maxBytes, maxDepth, path: [], kind: 0 };
   const top = prepareValue(st, value, "");
   if (isSkipped(top)) return "null";
@@ -198,3 +198,15 @@ export function resultJson(value, maxBytes, maxDepth) {
   return why === 0 ? st.out : why;
 }
 
+
+// The hook the host calls with a call's result: `resultJson`, and after a
+// warm call that keeps its runtime (`settleAfter`), `settle` in the same
+// entry into JS; the text then comes back wrapped in an array if the
+// runtime was not quiet.
+export function resultHook(settle) {
+  return function resultHookOf(value, maxBytes, maxDepth, settleAfter) {
+    const text = resultJson(value, maxBytes, maxDepth);
+    if (settleAfter && typeof text === "string" && !settle()) return [text];
+    return text;
+  };
+}

@@ -281,8 +281,10 @@ impl Drop for Held {
 /// on this thread (a connection's task never leaves it); dropping it ends
 /// the call.
 pub(super) fn run(claim: Claim, execution: Execution, cancel: Arc<CancelFlag>) -> LaneCall {
-    let call = call(claim, execution, cancel);
-    RUNNING.with(|r| *r.borrow_mut() = Some(Box::pin(call)));
+    // Boxed where it is made: the future is a few KiB, and each move of it
+    // by value (into a closure, then into a box) would copy all of it.
+    let call: Pin<Box<dyn Future<Output = Report>>> = Box::pin(call(claim, execution, cancel));
+    RUNNING.with(move |r| *r.borrow_mut() = Some(call));
     LaneCall { done: false }
 }
 

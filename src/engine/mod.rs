@@ -9,6 +9,7 @@
 mod compile;
 mod isolate_thread;
 mod js;
+mod keyed;
 mod lane;
 mod lifeline;
 mod lint;

@@ -2,12 +2,13 @@
 //! until a thread takes them, at most `QUEUE_SIZE` beyond the free threads,
 //! and one script (or client) holds at most `SCRIPT_THREADS` threads.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::keyed::KeyedMap;
 use super::types::{Execution, Overloaded, PoolStats, Report, Task};
 use super::watchdog::CancelFlag;
 use crate::sync::lock;
@@ -63,10 +64,10 @@ struct QueueState {
     waiting: VecDeque<Queued>,
     /// Executions taken by an isolate thread and not finished yet, by
     /// script: one script holds at most `script_threads`.
-    running_by_key: HashMap<u64, usize>,
+    running_by_key: KeyedMap<u64, usize>,
     /// Executions running on a connection thread's lane (see
     /// `engine::lane`), by script: they count against the same share.
-    lanes_by_key: HashMap<u64, usize>,
+    lanes_by_key: KeyedMap<u64, usize>,
     /// Threads waiting for work, in the order they began to wait.
     idle: Vec<usize>,
     closed: bool,
@@ -277,7 +278,7 @@ pub(super) struct LaneShare {
 
 /// Counts one execution of share `key` less in `counts`, forgetting the
 /// share at none.
-fn count_down(counts: &mut HashMap<u64, usize>, key: u64) {
+fn count_down(counts: &mut KeyedMap<u64, usize>, key: u64) {
     if let Some(n) = counts.get_mut(&key) {
         *n -= 1;
         if *n == 0 {

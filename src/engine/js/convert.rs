@@ -59,28 +59,45 @@ pub(crate) fn to_json<'s>(
     String::from_utf8(w.out).map_err(|_| ConvertError::OutputLimit("invalid text".into()))
 }
 
-/// JSON text for `value` by the glue's `resultJson` function `hook`, which
+/// JSON text for `value` by the glue's result hook (`resultHook`), which
 /// applies the same rules as [`to_json`] in JS: one call into V8 instead of
 /// several per value. The hook hands its text over in pieces (through
 /// `op_isoexec_result_chunk`, which `take_pieces` empties) and answers the
 /// last one, or a number saying why there is no text (1: too large, 2: too
 /// deep, 3: a cycle); the text's size in bytes is checked here (the hook
 /// counts UTF-16 units, never more than the bytes).
+///
+/// With `settle`, the hook then settles the runtime after a warm call (the
+/// glue's `settle`) in the same entry into JS, and the second value says
+/// whether the runtime was quiet afterwards (`None` without `settle`, or
+/// when there is no text).
 pub(crate) fn to_json_by_hook<'s>(
     scope: &mut v8::PinScope<'s, '_>,
     hook: v8::Local<'s, v8::Function>,
     value: v8::Local<'s, v8::Value>,
     limits: ConvertLimits,
+    settle: bool,
     take_pieces: &dyn Fn() -> Vec<u8>,
-) -> Result<String> {
+) -> Result<(String, Option<bool>)> {
     // Pieces of an earlier conversion that stopped half-way.
     drop(take_pieces());
     let receiver = v8::undefined(scope).into();
     let max_bytes = v8::Number::new(scope, limits.max_bytes as f64).into();
     let max_depth = v8::Number::new(scope, limits.max_depth as f64).into();
-    let answer = hook.call(scope, receiver, &[value, max_bytes, max_depth]);
+    let settle_after = v8::Boolean::new(scope, settle).into();
+    let answer = hook.call(
+        scope,
+        receiver,
+        &[value, max_bytes, max_depth, settle_after],
+    );
     let mut text = take_pieces();
-    let answer = answer.ok_or(THROWN)?;
+    let mut answer = answer.ok_or(THROWN)?;
+    let mut quiet = settle.then_some(true);
+    // Not quiet: the text comes wrapped in an array.
+    if let Ok(wrapped) = v8::Local::<v8::Array>::try_from(answer) {
+        answer = wrapped.get_index(scope, 0).ok_or(THROWN)?;
+        quiet = Some(false);
+    }
     if let Ok(last) = v8::Local::<v8::String>::try_from(answer) {
         text.extend_from_slice(last.to_rust_string_lossy(scope).as_bytes());
         if text.len() > limits.max_bytes {
@@ -88,6 +105,7 @@ pub(crate) fn to_json_by_hook<'s>(
         }
         // Pieces are whole `&str`s, cut between values.
         return String::from_utf8(text)
+            .map(|text| (text, quiet))
             .map_err(|_| ConvertError::OutputLimit("invalid text".into()));
     }
     Err(match answer.uint32_value(scope) {

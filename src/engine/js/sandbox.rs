@@ -35,11 +35,12 @@ use deno_core::{JsRuntime, ModuleId, ModuleSpecifier, PollEventLoopOptions, Runt
 use super::alloc::{self, Budget};
 use super::convert::{self, ConvertError, ConvertLimits};
 use super::ext::{
-    CallState, JSON_KEY, LOCKDOWN_KEY, LogSink, REQUIRE_KEY, RESET_KEY, RequireHook, ResultText,
-    SEAL_KEY, SERVE_KEY, SETTLE_KEY, SelfKill, WRITE_KEY, isoexec,
+    CallSlot, CallState, JSON_KEY, LOCKDOWN_KEY, LogSink, REQUIRE_KEY, RESET_KEY, RequireHook,
+    ResultText, SEAL_KEY, SERVE_KEY, SETTLE_KEY, SelfKill, WRITE_KEY, isoexec,
 };
 use super::failure::{Failure, core_error, exception_from_js, load_error};
 use super::loader::{LoadNotes, Loader, Notes};
+use crate::engine::keyed::KeyedMap;
 use crate::engine::permissions::Permissions;
 use crate::engine::resolve::Resolver;
 use crate::engine::transpile_cache::Module;
@@ -222,7 +223,7 @@ pub(crate) struct Sandbox {
     notes: Notes,
     /// Modules already evaluated in this runtime (warm mode), by source
     /// hash, with their namespace objects (which never change).
-    modules: HashMap<[u8; 32], Rc<v8::Global<v8::Object>>>,
+    modules: KeyedMap<[u8; 32], Rc<v8::Global<v8::Object>>>,
     /// Set when the runtime must not run another call.
     poisoned: bool,
     /// What a call that is not confined to a scope may reach.
@@ -242,7 +243,7 @@ pub(crate) struct Sandbox {
     /// The shared transpile cache, which also keeps V8's code caches.
     cache: Arc<TranspileCache>,
     /// The glue's per-call hooks (settle, reset), found once.
-    hooks: HashMap<&'static str, Rc<v8::Global<v8::Function>>>,
+    hooks: Vec<(&'static str, Rc<v8::Global<v8::Function>>)>,
     /// The name of the function the last call asked for, as the
     /// internalized string V8 looks an export up by: a client calls the
     /// same one again and again.
@@ -250,13 +251,16 @@ pub(crate) struct Sandbox {
     /// Frozen mode: the last call's reset is still to be done (see
     /// [`Sandbox::finish_reset`]).
     reset_pending: bool,
+    /// Warm mode: whether the runtime was quiet after the last call, when
+    /// the result hook settled it (see [`Sandbox::settle_warm`]).
+    settled: Option<bool>,
     /// Frozen mode: by source hash, whether a module's instances are made
     /// through V8 directly (see [`Sandbox::direct_instance`]).
-    direct: HashMap<[u8; 32], bool>,
+    direct: KeyedMap<[u8; 32], bool>,
     /// Frozen mode: by source hash, the function that makes a module's
     /// instances, compiled once here (see [`Sandbox::direct_instance`]);
     /// `None` if it did not compile.
-    factories: HashMap<[u8; 32], Option<v8::Global<v8::Function>>>,
+    factories: KeyedMap<[u8; 32], Option<v8::Global<v8::Function>>>,
     /// The used heap when last read, and what the calls since could have
     /// added to it at most (see [`Sandbox::memory_at_most`]).
     heap_read: Option<usize>,
@@ -356,7 +360,7 @@ impl Sandbox {
                 record,
                 isolate,
                 notes,
-                modules: HashMap::new(),
+                modules: KeyedMap::default(),
                 poisoned: true,
                 permissions: host.permissions.clone(),
                 frozen: false,
@@ -365,11 +369,12 @@ impl Sandbox {
                 interrupt: None,
                 resolver: host.resolver.clone(),
                 cache: host.cache.clone(),
-                hooks: HashMap::new(),
+                hooks: Vec::new(),
                 export_key: None,
-                direct: HashMap::new(),
-                factories: HashMap::new(),
+                direct: KeyedMap::default(),
+                factories: KeyedMap::default(),
                 reset_pending: false,
+                settled: None,
                 heap_read: None,
                 heap_slack: 0,
                 owner: None,
@@ -381,7 +386,7 @@ impl Sandbox {
             record,
             isolate,
             notes,
-            modules: HashMap::new(),
+            modules: KeyedMap::default(),
             poisoned: false,
             permissions: host.permissions.clone(),
             frozen: false,
@@ -390,11 +395,12 @@ impl Sandbox {
             interrupt: None,
             resolver: host.resolver.clone(),
             cache: host.cache.clone(),
-            hooks: HashMap::new(),
+            hooks: Vec::new(),
             export_key: None,
-            direct: HashMap::new(),
-            factories: HashMap::new(),
+            direct: KeyedMap::default(),
+            factories: KeyedMap::default(),
             reset_pending: false,
+            settled: None,
             heap_read: None,
             heap_slack: 0,
             owner: None,
@@ -443,8 +449,8 @@ impl Sandbox {
         self.runtime
             .op_state()
             .borrow()
-            .try_borrow::<CallState>()
-            .and_then(|c| c.exit_code)
+            .try_borrow::<CallSlot>()
+            .and_then(|slot| slot.0.as_ref()?.exit_code)
     }
 
     /// False once the runtime was killed or left in a state no later call
@@ -544,21 +550,31 @@ impl Sandbox {
         };
         let state = self.runtime.op_state();
         let mut state = state.borrow_mut();
-        state.put(permissions);
-        state.put(require);
-        state.put(CallState::new(
-            setup.logs,
-            setup.env,
-            setup.write_budget,
-            setup.stdin,
-        ));
+        // Replaced in place after the first call: `put` boxes each value
+        // anew and inserts it into the state's map.
+        match state.try_borrow_mut::<Arc<Permissions>>() {
+            Some(held) => *held = permissions,
+            None => state.put(permissions),
+        }
+        match state.try_borrow_mut::<RequireHook>() {
+            Some(held) => *held = require,
+            None => state.put(require),
+        }
+        let call = CallState::new(setup.logs, setup.env, setup.write_budget, setup.stdin);
+        match state.try_borrow_mut::<CallSlot>() {
+            Some(slot) => slot.0 = Some(call),
+            None => state.put(CallSlot(Some(call))),
+        }
     }
 
     /// Takes the logs of the call that just ended.
     pub(crate) fn take_logs(&mut self) -> (Vec<LogEntry>, bool) {
         let state = self.runtime.op_state();
         let mut state = state.borrow_mut();
-        match state.try_take::<CallState>() {
+        match state
+            .try_borrow_mut::<CallSlot>()
+            .and_then(|slot| slot.0.take())
+        {
             Some(call) => (call.logs.entries, call.logs.truncated),
             None => (Vec::new(), false),
         }
@@ -583,6 +599,7 @@ impl Sandbox {
                 message: "a frozen isolate could not be put back before a call".into(),
             });
         }
+        self.settled = None;
         let mut result = self
             .call_inner(module, fn_name, payload_json, limits, warm, entry)
             .await;
@@ -610,7 +627,11 @@ impl Sandbox {
             // An isolate that failed mid-call may hold half-changed state.
             self.poisoned = true;
         } else if warm {
-            self.settle_warm();
+            match self.settled.take() {
+                Some(true) => {}
+                Some(false) => self.poisoned = true,
+                None => self.settle_warm(),
+            }
         }
         let instance = self.notes.borrow_mut().instance.take();
         let frozen = self.frozen;
@@ -832,10 +853,12 @@ impl Sandbox {
     ) -> Result<String, Failure> {
         let kept = self.modules.get(&module.hash).cloned();
         let namespace = match kept {
+            // The module's first load and a frozen instance are boxed: their
+            // futures are large, and a warm call, which awaits neither,
+            // would carry their size (see `lane::run`).
             _ if self.frozen
-                && let Some(namespace) = self
-                    .direct_instance(module, entry == Entry::Function)
-                    .await? =>
+                && let Some(namespace) =
+                    Box::pin(self.direct_instance(module, entry == Entry::Function)).await? =>
             {
                 Rc::new(namespace)
             }
@@ -848,10 +871,10 @@ impl Sandbox {
                 self.notes.borrow_mut().instance = Some(fragment);
                 // The loader gives the instance its code and the code cache.
                 self.notes.borrow_mut().frozen_root = Some((url.clone(), module.clone()));
-                let loaded = self.runtime.load_side_es_module(&url).await;
+                let loaded = Box::pin(self.runtime.load_side_es_module(&url)).await;
                 self.notes.borrow_mut().frozen_root = None;
                 let id = loaded.map_err(Failure::Load)?;
-                self.evaluate(id).await?;
+                Box::pin(self.evaluate(id)).await?;
                 Rc::new(
                     self.runtime
                         .get_module_namespace(id)
@@ -861,16 +884,20 @@ impl Sandbox {
             Some(namespace) if warm => namespace,
             _ => {
                 let id = if warm {
-                    self.runtime
-                        .load_side_es_module_from_code(&module.specifier, module.code.clone())
-                        .await
+                    Box::pin(
+                        self.runtime
+                            .load_side_es_module_from_code(&module.specifier, module.code.clone()),
+                    )
+                    .await
                 } else {
-                    self.runtime
-                        .load_main_es_module_from_code(&module.specifier, module.code.clone())
-                        .await
+                    Box::pin(
+                        self.runtime
+                            .load_main_es_module_from_code(&module.specifier, module.code.clone()),
+                    )
+                    .await
                 }
                 .map_err(Failure::Load)?;
-                self.evaluate(id).await?;
+                Box::pin(self.evaluate(id)).await?;
                 let namespace = Rc::new(
                     self.runtime
                         .get_module_namespace(id)
@@ -982,12 +1009,17 @@ impl Sandbox {
         let converted = match hook {
             Some(hook) => {
                 let hook = v8::Local::new(tc, &*hook);
-                convert::to_json_by_hook(tc, hook, local, limits, &take_pieces)
+                // A warm call's runtime is settled by the same hook.
+                let settle = warm && !self.frozen;
+                convert::to_json_by_hook(tc, hook, local, limits, settle, &take_pieces)
             }
-            None => convert::to_json(tc, local, limits),
+            None => convert::to_json(tc, local, limits).map(|json| (json, None)),
         };
         match converted {
-            Ok(json) => Ok(json),
+            Ok((json, quiet)) => {
+                self.settled = quiet;
+                Ok(json)
+            }
             Err(ConvertError::OutputLimit(message)) => Err(Failure::OutputLimit(message)),
             Err(ConvertError::Thrown {
                 synthetic: Some((name, message)),
@@ -1178,14 +1210,20 @@ impl Sandbox {
     /// The glue's hook under `key`, looked up once per runtime.
     fn hook(&mut self, key: &'static str) -> Option<Rc<v8::Global<v8::Function>>> {
         let Sandbox { runtime, hooks, .. } = self;
-        if !hooks.contains_key(key) {
-            let found = {
-                deno_core::scope!(scope, runtime);
-                private_function(scope, key).map(|f| Rc::new(v8::Global::new(scope, f)))
-            };
-            hooks.insert(key, found?);
+        // A handful of keys, all constants: a look along a list.
+        if let Some((_, hook)) = hooks
+            .iter()
+            .find(|(k, _)| std::ptr::eq(*k, key) || *k == key)
+        {
+            return Some(hook.clone());
         }
-        hooks.get(key).cloned()
+        let found = {
+            deno_core::scope!(scope, runtime);
+            private_function(scope, key).map(|f| Rc::new(v8::Global::new(scope, f)))
+        };
+        let found = found?;
+        hooks.push((key, found.clone()));
+        Some(found)
     }
 
     /// Whether the glue's hook under `key` ran and returned `true`.
@@ -1224,8 +1262,8 @@ impl Sandbox {
             self.runtime
                 .op_state()
                 .borrow_mut()
-                .try_borrow_mut::<CallState>()
-                .and_then(|c| c.denied.take())
+                .try_borrow_mut::<CallSlot>()
+                .and_then(|slot| slot.0.as_mut()?.denied.take())
         });
         match failure {
             Failure::FnNotFound(exports) => ExecError::FnNotFound {

@@ -183,14 +183,14 @@ pub(super) fn cut_at(text: &str, max: usize) -> &str {
 /// Raw program output (no newline added): see [`LogSink::write`].
 #[op2(fast)]
 pub(super) fn op_isoexec_write(state: &mut OpState, level: u32, #[string] text: &str) {
-    if let Some(call) = state.try_borrow_mut::<CallState>() {
+    if let Some(call) = CallState::of_mut(state) {
         call.logs.write(level_from_number(level), text);
     }
 }
 
 #[op2(fast)]
 pub(super) fn op_isoexec_log(state: &mut OpState, level: u32, #[string] message: &str) {
-    if let Some(call) = state.try_borrow_mut::<CallState>() {
+    if let Some(call) = CallState::of_mut(state) {
         call.logs.push(level_from_number(level), message);
     }
 }

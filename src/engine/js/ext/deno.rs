@@ -26,10 +26,7 @@ pub(super) fn op_isoexec_env_get(
     state: &mut OpState,
     #[string] key: &str,
 ) -> Result<Option<String>, JsErrorBox> {
-    if let Some(value) = state
-        .try_borrow::<CallState>()
-        .and_then(|c| c.env.get(key).cloned())
-    {
+    if let Some(value) = CallState::of(state).and_then(|c| c.env.get(key).cloned()) {
         return Ok(Some(value));
     }
     if permissions(state).env.iter().any(|k| k == key) {
@@ -45,15 +42,14 @@ pub(super) fn op_isoexec_env_get(
 #[op2]
 #[serde]
 pub(super) fn op_isoexec_env_object(state: &mut OpState) -> HashMap<String, String> {
-    state
-        .try_borrow::<CallState>()
+    CallState::of(state)
         .map(|c| c.env.clone())
         .unwrap_or_default()
 }
 
 #[op2(fast)]
 pub(super) fn op_isoexec_exit(state: &mut OpState, code: i32) {
-    if let Some(call) = state.try_borrow_mut::<CallState>() {
+    if let Some(call) = CallState::of_mut(state) {
         call.exit_code.get_or_insert(code);
     }
     if let Some(me) = state.try_borrow::<SelfKill>() {
@@ -66,7 +62,7 @@ pub(super) fn op_isoexec_exit(state: &mut OpState, code: i32) {
 /// the end of input.
 #[op2(fast)]
 pub(super) fn op_isoexec_stdin_read(state: &mut OpState, #[buffer] buf: &mut [u8]) -> i32 {
-    let Some(call) = state.try_borrow_mut::<CallState>() else {
+    let Some(call) = CallState::of_mut(state) else {
         return -1;
     };
     let Some(input) = call.stdin.clone() else {

@@ -57,7 +57,7 @@ pub(super) fn op_isoexec_write_file(
     append: bool,
 ) -> Result<(), JsErrorBox> {
     // Writes are counted before they happen; a refused one writes nothing.
-    if let Some(call) = state.try_borrow_mut::<CallState>() {
+    if let Some(call) = CallState::of_mut(state) {
         let wanted = data.len() as u64;
         if wanted > call.write_budget {
             return Err(JsErrorBox::new(

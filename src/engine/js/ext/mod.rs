@@ -45,7 +45,7 @@ use web::{
 /// Records the first capability refused to the current call, so a failure
 /// it causes is reported as `permission_denied`.
 fn record_denial(state: &mut OpState, message: &str) {
-    if let Some(call) = state.try_borrow_mut::<CallState>() {
+    if let Some(call) = CallState::of_mut(state) {
         call.denied.get_or_insert_with(|| message.to_owned());
     }
 }
@@ -78,7 +78,23 @@ pub(crate) struct CallState {
     pub started_epoch_ms: f64,
 }
 
+/// Where the running call's [`CallState`] is kept in the `OpState`: the
+/// slot stays there between calls, empty, so that a call's state is put in
+/// and taken out without boxing it or touching the state's map.
+#[derive(Default)]
+pub(crate) struct CallSlot(pub Option<CallState>);
+
 impl CallState {
+    /// The running call's state; `None` between calls.
+    pub(crate) fn of(state: &OpState) -> Option<&CallState> {
+        state.try_borrow::<CallSlot>()?.0.as_ref()
+    }
+
+    /// See [`CallState::of`].
+    pub(crate) fn of_mut(state: &mut OpState) -> Option<&mut CallState> {
+        state.try_borrow_mut::<CallSlot>()?.0.as_mut()
+    }
+
     pub(crate) fn new(
         logs: LogSink,
         env: HashMap<String, String>,

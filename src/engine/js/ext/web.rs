@@ -91,9 +91,7 @@ pub(super) fn op_isoexec_url_set(
 
 #[op2(fast)]
 pub(super) fn op_isoexec_now(state: &mut OpState) -> f64 {
-    state
-        .try_borrow::<CallState>()
-        .map_or(0.0, |c| c.started.elapsed().as_secs_f64() * 1000.0)
+    CallState::of(state).map_or(0.0, |c| c.started.elapsed().as_secs_f64() * 1000.0)
 }
 
 #[op2(fast)]
@@ -129,9 +127,7 @@ fn fill_random(buf: &mut [u8]) {
 
 #[op2(fast)]
 pub(super) fn op_isoexec_time_origin(state: &mut OpState) -> f64 {
-    state
-        .try_borrow::<CallState>()
-        .map_or(0.0, |c| c.started_epoch_ms)
+    CallState::of(state).map_or(0.0, |c| c.started_epoch_ms)
 }
 
 #[cfg(test)]
