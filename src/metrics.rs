@@ -191,11 +191,11 @@ impl ProcessFigures {
     }
 }
 
-/// The series a thread recorded into lately, by their labels. A family's
-/// own lookup hashes the labels (SipHash) and takes its lock on every
-/// request; the handles it returns share the series, so a thread keeps
-/// them. Labels are `&'static str`s from fixed sets and are compared by
-/// address; the same text at two addresses only makes a second entry.
+/// The series a thread recorded into lately, by their labels (and the
+/// [`Metrics`] they belong to). A family's own lookup hashes the labels
+/// (SipHash) and takes its lock on every request; the handles it returns
+/// share the series, so a thread keeps them, and finds them again along a
+/// short list.
 #[derive(Default)]
 struct Recent {
     http: Handles<(u64, &'static str, &'static str, u16)>,
@@ -218,34 +218,14 @@ impl<K> Default for Handles<K> {
     }
 }
 
-/// Labels compared by the addresses of their strings.
-trait SameLabels {
-    fn same(&self, other: &Self) -> bool;
-}
-
-impl SameLabels for (u64, &'static str, &'static str, u16) {
-    fn same(&self, o: &Self) -> bool {
-        self.0 == o.0 && std::ptr::eq(self.1, o.1) && std::ptr::eq(self.2, o.2) && self.3 == o.3
-    }
-}
-
-impl SameLabels for (u64, &'static str, &'static str, &'static str) {
-    fn same(&self, o: &Self) -> bool {
-        self.0 == o.0
-            && std::ptr::eq(self.1, o.1)
-            && std::ptr::eq(self.2, o.2)
-            && std::ptr::eq(self.3, o.3)
-    }
-}
-
-impl<K: SameLabels> Handles<K> {
+impl<K: PartialEq> Handles<K> {
     /// The handles of `key`'s series, made by `make` the first time.
     fn get(
         &mut self,
         key: K,
         make: impl FnOnce() -> (Counter, Histogram),
     ) -> (&Counter, &Histogram) {
-        let at = match self.0.iter().position(|(k, _, _)| k.same(&key)) {
+        let at = match self.0.iter().position(|(k, _, _)| *k == key) {
             Some(at) => at,
             None => {
                 if self.0.len() >= RECENT_MAX {

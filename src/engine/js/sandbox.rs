@@ -35,7 +35,7 @@ use deno_core::{JsRuntime, ModuleId, ModuleSpecifier, PollEventLoopOptions, Runt
 use super::alloc::{self, Budget};
 use super::convert::{self, ConvertError, ConvertLimits};
 use super::ext::{
-    CallSlot, CallState, JSON_KEY, LOCKDOWN_KEY, LogSink, REQUIRE_KEY, RESET_KEY, RequireHook,
+    self, CallState, JSON_KEY, LOCKDOWN_KEY, LogSink, REQUIRE_KEY, RESET_KEY, RequireHook,
     ResultText, SEAL_KEY, SERVE_KEY, SETTLE_KEY, SelfKill, WRITE_KEY, isoexec,
 };
 use super::failure::{Failure, core_error, exception_from_js, load_error};
@@ -251,9 +251,6 @@ pub(crate) struct Sandbox {
     /// Frozen mode: the last call's reset is still to be done (see
     /// [`Sandbox::finish_reset`]).
     reset_pending: bool,
-    /// Warm mode: whether the runtime was quiet after the last call, when
-    /// the result hook settled it (see [`Sandbox::settle_warm`]).
-    settled: Option<bool>,
     /// Frozen mode: by source hash, whether a module's instances are made
     /// through V8 directly (see [`Sandbox::direct_instance`]).
     direct: KeyedMap<[u8; 32], bool>,
@@ -374,7 +371,6 @@ impl Sandbox {
                 direct: KeyedMap::default(),
                 factories: KeyedMap::default(),
                 reset_pending: false,
-                settled: None,
                 heap_read: None,
                 heap_slack: 0,
                 owner: None,
@@ -400,7 +396,6 @@ impl Sandbox {
             direct: KeyedMap::default(),
             factories: KeyedMap::default(),
             reset_pending: false,
-            settled: None,
             heap_read: None,
             heap_slack: 0,
             owner: None,
@@ -446,11 +441,7 @@ impl Sandbox {
 
     /// The code the running call gave `Deno.exit`, if it called it.
     pub(crate) fn exit_code(&self) -> Option<i32> {
-        self.runtime
-            .op_state()
-            .borrow()
-            .try_borrow::<CallSlot>()
-            .and_then(|slot| slot.0.as_ref()?.exit_code)
+        CallState::of(&self.runtime.op_state().borrow()).and_then(|c| c.exit_code)
     }
 
     /// False once the runtime was killed or left in a state no later call
@@ -550,31 +541,17 @@ impl Sandbox {
         };
         let state = self.runtime.op_state();
         let mut state = state.borrow_mut();
-        // Replaced in place after the first call: `put` boxes each value
-        // anew and inserts it into the state's map.
-        match state.try_borrow_mut::<Arc<Permissions>>() {
-            Some(held) => *held = permissions,
-            None => state.put(permissions),
-        }
-        match state.try_borrow_mut::<RequireHook>() {
-            Some(held) => *held = require,
-            None => state.put(require),
-        }
+        ext::replace(&mut state, permissions);
+        ext::replace(&mut state, require);
         let call = CallState::new(setup.logs, setup.env, setup.write_budget, setup.stdin);
-        match state.try_borrow_mut::<CallSlot>() {
-            Some(slot) => slot.0 = Some(call),
-            None => state.put(CallSlot(Some(call))),
-        }
+        CallState::begin(&mut state, call);
     }
 
     /// Takes the logs of the call that just ended.
     pub(crate) fn take_logs(&mut self) -> (Vec<LogEntry>, bool) {
         let state = self.runtime.op_state();
         let mut state = state.borrow_mut();
-        match state
-            .try_borrow_mut::<CallSlot>()
-            .and_then(|slot| slot.0.take())
-        {
+        match CallState::end(&mut state) {
             Some(call) => (call.logs.entries, call.logs.truncated),
             None => (Vec::new(), false),
         }
@@ -599,10 +576,16 @@ impl Sandbox {
                 message: "a frozen isolate could not be put back before a call".into(),
             });
         }
-        self.settled = None;
+        // Whether the result hook found the runtime quiet after a warm call
+        // it settled (see `call_inner`).
+        let mut quiet = None;
         let mut result = self
             .call_inner(module, fn_name, payload_json, limits, warm, entry)
-            .await;
+            .await
+            .map(|(json, settled)| {
+                quiet = settled;
+                json
+            });
         if result.is_ok() && self.record.reason().is_some() {
             // Killed after the last JS ran (say, a builtin that allocated
             // past the memory limit and returned): the kill stands.
@@ -627,7 +610,7 @@ impl Sandbox {
             // An isolate that failed mid-call may hold half-changed state.
             self.poisoned = true;
         } else if warm {
-            match self.settled.take() {
+            match quiet {
                 Some(true) => {}
                 Some(false) => self.poisoned = true,
                 None => self.settle_warm(),
@@ -842,6 +825,9 @@ impl Sandbox {
             .map_err(Failure::Core)
     }
 
+    /// The call's result as JSON text, and, after a warm call whose result
+    /// hook also settled the runtime, whether it was quiet then (`None`
+    /// when the hook did not settle it).
     async fn call_inner(
         &mut self,
         module: &Arc<Module>,
@@ -850,7 +836,7 @@ impl Sandbox {
         limits: ConvertLimits,
         warm: bool,
         entry: Entry,
-    ) -> Result<String, Failure> {
+    ) -> Result<(String, Option<bool>), Failure> {
         let kept = self.modules.get(&module.hash).cloned();
         let namespace = match kept {
             // The module's first load and a frozen instance are boxed: their
@@ -1016,10 +1002,7 @@ impl Sandbox {
             None => convert::to_json(tc, local, limits).map(|json| (json, None)),
         };
         match converted {
-            Ok((json, quiet)) => {
-                self.settled = quiet;
-                Ok(json)
-            }
+            Ok(converted) => Ok(converted),
             Err(ConvertError::OutputLimit(message)) => Err(Failure::OutputLimit(message)),
             Err(ConvertError::Thrown {
                 synthetic: Some((name, message)),
@@ -1211,10 +1194,7 @@ impl Sandbox {
     fn hook(&mut self, key: &'static str) -> Option<Rc<v8::Global<v8::Function>>> {
         let Sandbox { runtime, hooks, .. } = self;
         // A handful of keys, all constants: a look along a list.
-        if let Some((_, hook)) = hooks
-            .iter()
-            .find(|(k, _)| std::ptr::eq(*k, key) || *k == key)
-        {
+        if let Some((_, hook)) = hooks.iter().find(|(k, _)| *k == key) {
             return Some(hook.clone());
         }
         let found = {
@@ -1259,11 +1239,8 @@ impl Sandbox {
             return ExecError::Internal { message };
         }
         let denied = self.notes.borrow_mut().denied.take().or_else(|| {
-            self.runtime
-                .op_state()
-                .borrow_mut()
-                .try_borrow_mut::<CallSlot>()
-                .and_then(|slot| slot.0.as_mut()?.denied.take())
+            CallState::of_mut(&mut self.runtime.op_state().borrow_mut())
+                .and_then(|c| c.denied.take())
         });
         match failure {
             Failure::FnNotFound(exports) => ExecError::FnNotFound {

@@ -81,18 +81,41 @@ pub(crate) struct CallState {
 /// Where the running call's [`CallState`] is kept in the `OpState`: the
 /// slot stays there between calls, empty, so that a call's state is put in
 /// and taken out without boxing it or touching the state's map.
-#[derive(Default)]
-pub(crate) struct CallSlot(pub Option<CallState>);
+struct CallSlot(Option<CallState>);
+
+/// Puts `value` in the `OpState`, in the place of the one there if any:
+/// `put` would box it anew and insert it into the state's map.
+#[inline]
+pub(crate) fn replace<T: 'static>(state: &mut OpState, value: T) {
+    match state.try_borrow_mut::<T>() {
+        Some(held) => *held = value,
+        None => state.put(value),
+    }
+}
 
 impl CallState {
     /// The running call's state; `None` between calls.
+    #[inline]
     pub(crate) fn of(state: &OpState) -> Option<&CallState> {
         state.try_borrow::<CallSlot>()?.0.as_ref()
     }
 
     /// See [`CallState::of`].
+    #[inline]
     pub(crate) fn of_mut(state: &mut OpState) -> Option<&mut CallState> {
         state.try_borrow_mut::<CallSlot>()?.0.as_mut()
+    }
+
+    /// Makes `call` the running call's state.
+    #[inline]
+    pub(crate) fn begin(state: &mut OpState, call: CallState) {
+        replace(state, CallSlot(Some(call)));
+    }
+
+    /// Takes the running call's state out: none runs afterwards.
+    #[inline]
+    pub(crate) fn end(state: &mut OpState) -> Option<CallState> {
+        state.try_borrow_mut::<CallSlot>()?.0.take()
     }
 
     pub(crate) fn new(
