@@ -74,6 +74,21 @@ async fn none_mode_reuses_a_warm_isolate_and_cancels_leftover_timers() {
     // The timers were cancelled, not the isolate replaced: state lives on.
     let r3 = c.call(COUNTER, "f", json!({"isolation": "none"})).await;
     assert_eq!(r3.json()["result"], json!({"calls": 3, "before": "set"}));
+
+    // Work the host cannot cancel (an `Atomics.waitAsync` still waiting)
+    // leaves the runtime not quiet after the call: it is given up, and the
+    // next call starts in a fresh one.
+    let leaves_wait = r#"
+        export function f() {
+            const cell = new Int32Array(new SharedArrayBuffer(16));
+            (Atomics as any).waitAsync(cell, 0, 0, 50).value.then(() => {});
+            return "waiting";
+        }
+    "#;
+    let r = c.call(leaves_wait, "f", json!({"isolation": "none"})).await;
+    assert_eq!(r.json()["result"], "waiting");
+    let r4 = c.call(COUNTER, "f", json!({"isolation": "none"})).await;
+    assert_eq!(r4.json()["result"], json!({"calls": 1, "before": null}));
 }
 
 #[tokio::test]
