@@ -7,6 +7,7 @@ pub(crate) mod api;
 pub(crate) mod conn;
 pub(crate) mod error;
 pub(crate) mod forward;
+pub(crate) mod members;
 pub(crate) mod openapi;
 pub(crate) mod reply;
 pub(crate) mod request;

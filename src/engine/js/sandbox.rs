@@ -202,6 +202,46 @@ fn payload_value<'s>(
     v8::String::new(scope, json).and_then(|s| v8::json::parse(scope, s))
 }
 
+/// A call's settled value as JSON text, by the glue's result hook when it
+/// has one (which also settles a warm runtime, `settle`), and whether the
+/// runtime was quiet then (see [`convert::to_json_by_hook`]).
+fn converted<'s>(
+    tc: &mut TryCatchScope<'_, '_, 's, '_>,
+    hook: Option<v8::Local<'s, v8::Function>>,
+    value: v8::Local<'s, v8::Value>,
+    limits: ConvertLimits,
+    settle: bool,
+    take_pieces: &dyn Fn() -> Vec<u8>,
+) -> Result<(String, Option<bool>), Box<Failure>> {
+    let converted = match hook {
+        Some(hook) => convert::to_json_by_hook(tc, hook, value, limits, settle, take_pieces),
+        None => convert::to_json(tc, value, limits).map(|json| (json, None)),
+    };
+    match converted {
+        Ok(converted) => Ok(converted),
+        Err(ConvertError::OutputLimit(message)) => Err(Box::new(Failure::OutputLimit(message))),
+        Err(ConvertError::Thrown {
+            synthetic: Some((name, message)),
+        }) => Err(Box::new(Failure::Thrown {
+            name,
+            message,
+            stack: None,
+        })),
+        Err(ConvertError::Thrown { synthetic: None }) => {
+            if tc.has_terminated() || !tc.can_continue() {
+                return Err(Box::new(Failure::Terminated));
+            }
+            match tc.exception() {
+                Some(exception) => {
+                    let js = JsError::from_v8_exception(tc, exception);
+                    Err(Box::new(Failure::Js(*js)))
+                }
+                None => Err(Box::new(Failure::Terminated)),
+            }
+        }
+    }
+}
+
 /// The glue function hanging on the global object under the private
 /// symbol `key`, if the glue set one.
 pub(super) fn private_function<'s>(
@@ -896,11 +936,28 @@ impl Sandbox {
             }
         };
 
-        let (function, arguments) = {
+        // The call and, when it returns a value rather than a promise (the
+        // common case), the conversion of that value, in one scope: the
+        // event loop has nothing to drive for it.
+        let hook = self.hook(JSON_KEY);
+        // A warm call's runtime is settled by the same hook.
+        let settle = warm && !self.frozen;
+        let op_state = self.runtime.op_state();
+        let take_pieces = || {
+            // Left in place (emptied) for the next call's pieces.
+            op_state
+                .borrow_mut()
+                .try_borrow_mut::<ResultText>()
+                .map(|t| std::mem::take(&mut t.0))
+                .unwrap_or_default()
+        };
+        let export_key = &mut self.export_key;
+        let promise = {
             deno_core::scope!(scope, &mut self.runtime);
             v8::tc_scope!(let tc, scope);
             let ns = v8::Local::new(tc, &*namespace);
-            if entry != Entry::Function {
+            let (function, arguments): (_, [v8::Local<v8::Value>; 2]) = if entry != Entry::Function
+            {
                 // The glue's serve hook enters the module: its fetch
                 // handler, or a description of its exports.
                 let Some(serve) = private_function(tc, SERVE_KEY) else {
@@ -925,13 +982,9 @@ impl Sandbox {
                 } else {
                     v8::null(tc).into()
                 };
-                let ns: v8::Local<v8::Value> = ns.into();
-                (
-                    v8::Global::new(tc, serve),
-                    vec![v8::Global::new(tc, ns), v8::Global::new(tc, request)],
-                )
+                (serve, [ns.into(), request])
             } else {
-                let key = match &self.export_key {
+                let key = match &*export_key {
                     Some((name, key)) if **name == *fn_name => Some(v8::Local::new(tc, key)),
                     _ => {
                         let key = v8::String::new_from_utf8(
@@ -939,7 +992,7 @@ impl Sandbox {
                             fn_name.as_bytes(),
                             v8::NewStringType::Internalized,
                         );
-                        self.export_key = key.map(|key| (fn_name.into(), v8::Global::new(tc, key)));
+                        *export_key = key.map(|key| (fn_name.into(), v8::Global::new(tc, key)));
                         key
                     }
                 };
@@ -971,59 +1024,41 @@ impl Sandbox {
                         Failure::Internal("the payload could not be passed to V8".into())
                     });
                 };
-                (
-                    v8::Global::new(tc, function),
-                    vec![v8::Global::new(tc, argument)],
-                )
+                (function, [argument, v8::undefined(tc).into()])
+            };
+            let count = if entry == Entry::Function { 1 } else { 2 };
+            let this = v8::undefined(tc).into();
+            match function.call(tc, this, &arguments[..count]) {
+                Some(value) if !value.is_promise() => {
+                    let hook = hook.as_deref().map(|hook| v8::Local::new(tc, hook));
+                    return converted(tc, hook, value, limits, settle, &take_pieces)
+                        .map_err(|e| *e);
+                }
+                Some(promise) => v8::Global::new(tc, promise),
+                None => {
+                    // As deno_core words a call that threw or was ended.
+                    let exception = match tc.exception() {
+                        Some(exception) if !tc.is_execution_terminating() => exception,
+                        _ => v8::undefined(tc).into(),
+                    };
+                    let error = deno_core::error::exception_to_err(tc, exception, false, true);
+                    return Err(Failure::Core(error.into()));
+                }
             }
         };
 
-        let value = self.call_settled(&function, &arguments).await?;
-
-        let hook = self.hook(JSON_KEY);
-        let op_state = self.runtime.op_state();
-        let take_pieces = || {
-            op_state
-                .borrow_mut()
-                .try_take::<ResultText>()
-                .map(|t| t.0)
-                .unwrap_or_default()
-        };
+        // A promise: settled by the event loop, then converted.
+        let settled = self.runtime.resolve(promise);
+        let value = self
+            .runtime
+            .with_event_loop_promise(Box::pin(settled), PollEventLoopOptions::default())
+            .await
+            .map_err(Failure::Core)?;
         deno_core::scope!(scope, &mut self.runtime);
         v8::tc_scope!(let tc, scope);
         let local = v8::Local::new(tc, &value);
-        let converted = match hook {
-            Some(hook) => {
-                let hook = v8::Local::new(tc, &*hook);
-                // A warm call's runtime is settled by the same hook.
-                let settle = warm && !self.frozen;
-                convert::to_json_by_hook(tc, hook, local, limits, settle, &take_pieces)
-            }
-            None => convert::to_json(tc, local, limits).map(|json| (json, None)),
-        };
-        match converted {
-            Ok(converted) => Ok(converted),
-            Err(ConvertError::OutputLimit(message)) => Err(Failure::OutputLimit(message)),
-            Err(ConvertError::Thrown {
-                synthetic: Some((name, message)),
-            }) => Err(Failure::Thrown {
-                name,
-                message,
-                stack: None,
-            }),
-            Err(ConvertError::Thrown { synthetic: None }) => {
-                if tc.has_terminated() || !tc.can_continue() {
-                    return Err(Failure::Terminated);
-                }
-                match tc.exception() {
-                    Some(exception) => {
-                        let js = JsError::from_v8_exception(tc, exception);
-                        Err(Failure::Js(*js))
-                    }
-                    None => Err(Failure::Terminated),
-                }
-            }
-        }
+        let hook = hook.as_deref().map(|hook| v8::Local::new(tc, hook));
+        converted(tc, hook, local, limits, settle, &take_pieces).map_err(|e| *e)
     }
 
     /// A new instance of `module` for a frozen call, made through V8 itself

@@ -40,22 +40,23 @@ pub(super) fn routes() -> Vec<Route> {
 /// message (and the payload passed to V8's own JSON parser untouched).
 #[derive(Default)]
 struct RunBody<'a> {
-    script: Option<&'a RawValue>,
-    code: Option<&'a RawValue>,
-    fn_name: Option<&'a RawValue>,
-    payload: Option<&'a RawValue>,
-    timeout: Option<&'a RawValue>,
-    cpu_timeout: Option<&'a RawValue>,
-    isolation: Option<&'a RawValue>,
+    script: Option<&'a str>,
+    code: Option<&'a str>,
+    fn_name: Option<&'a str>,
+    payload: Option<&'a str>,
+    timeout: Option<&'a str>,
+    cpu_timeout: Option<&'a str>,
+    isolation: Option<&'a str>,
 }
 
 impl<'a> RunBody<'a> {
     /// The body's fields, which [`check_fields`] has found all known; a
     /// field sent twice is refused.
-    fn from_fields(fields: Vec<(Cow<'a, str>, &'a RawValue)>) -> Result<RunBody<'a>, HttpError> {
+    fn from_fields<K: AsRef<str>>(fields: Vec<(K, &'a str)>) -> Result<RunBody<'a>, HttpError> {
         let mut body = RunBody::default();
         for (key, value) in fields {
-            let slot = match key.as_ref() {
+            let key = key.as_ref();
+            let slot = match key {
                 "script" => &mut body.script,
                 "code" => &mut body.code,
                 "fn" => &mut body.fn_name,
@@ -67,7 +68,7 @@ impl<'a> RunBody<'a> {
             };
             if slot.replace(value).is_some() {
                 return Err(HttpError::bad_field(
-                    key.as_ref(),
+                    key,
                     format!("Malformed JSON body: field '{key}' is sent twice"),
                 ));
             }
@@ -150,6 +151,32 @@ async fn run(app: Arc<App>, mut req: HttpRequest) -> Reply {
 
 /// Checks the body and builds the execution.
 fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
+    // The common body, a plain object whose script is often the one this
+    // thread took last, is split in one pass; any other is parsed in full.
+    let split = LAST_SCRIPT.with_borrow(|last| {
+        let known = last.as_ref().map(|(text, _)| &**text);
+        crate::http::members::split(body, known, config.limits.max_json_depth)
+    });
+    let parsed = match split {
+        Some(fields) => {
+            check_fields(fields.iter().map(|(k, _)| *k), run_fields())?;
+            RunBody::from_fields(fields)?
+        }
+        None => {
+            let fields = parse_top_level(config, body)?;
+            check_fields(fields.iter().map(|(k, _)| k.as_ref()), run_fields())?;
+            RunBody::from_fields(fields)?
+        }
+    };
+    call_of(config, parsed)
+}
+
+/// The body's members, by the JSON parser, with a message of ours for a
+/// body that is not an object.
+fn parse_top_level<'a>(
+    config: &Config,
+    body: &'a [u8],
+) -> Result<Vec<(Cow<'a, str>, &'a str)>, HttpError> {
     let limits = &config.limits;
     check_depth(body, limits.max_json_depth)?;
     let text = std::str::from_utf8(body).map_err(|e| {
@@ -162,24 +189,28 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
     de.disable_recursion_limit();
     let fields: Result<TopLevel, serde_json::Error> =
         Deserialize::deserialize(&mut de).and_then(|f| de.end().map(|()| f));
-    let fields = match fields {
-        Ok(fields) => fields.0,
-        Err(e) if e.is_syntax() || e.is_eof() => {
-            return Err(HttpError::bad_field(
-                "body",
-                format!("Malformed JSON body: {e}"),
-            ));
-        }
+    match fields {
+        Ok(fields) => Ok(fields
+            .0
+            .into_iter()
+            .map(|(key, raw)| (key, raw.get()))
+            .collect()),
+        Err(e) if e.is_syntax() || e.is_eof() => Err(HttpError::bad_field(
+            "body",
+            format!("Malformed JSON body: {e}"),
+        )),
         Err(_) => {
             let mut de = serde_json::Deserializer::from_str(text);
             de.disable_recursion_limit();
             let value = Value::deserialize(&mut de).unwrap_or(Value::Null);
-            return Err(not_an_object(&value, RUN_SHAPE));
+            Err(not_an_object(&value, RUN_SHAPE))
         }
-    };
-    check_fields(fields.iter().map(|(k, _)| k.as_ref()), run_fields())?;
-    let parsed = RunBody::from_fields(fields)?;
+    }
+}
 
+/// The execution a checked body asks for.
+fn call_of(config: &Config, parsed: RunBody) -> Result<Execution, HttpError> {
+    let limits = &config.limits;
     let script = match (parsed.script, parsed.code) {
         (Some(raw), None) | (None, Some(raw)) => match last_script(raw) {
             Some(script) => script,
@@ -196,9 +227,7 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
     if fn_name.is_empty() {
         return Err(HttpError::bad_field("fn", "Field 'fn' must not be empty"));
     }
-    let payload: Arc<str> = parsed
-        .payload
-        .map_or_else(|| "null".into(), |p| p.get().into());
+    let payload: Arc<str> = parsed.payload.map_or_else(|| "null".into(), |p| p.into());
 
     let timeout = match parsed.timeout {
         None => limits.default_timeout,
@@ -231,7 +260,7 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
 
 /// The script of a call: its `script` field or the `code` alias (the same
 /// text if both are sent), and of markdown the first code block.
-fn script_text(script: Option<&RawValue>, code: Option<&RawValue>) -> Result<Arc<str>, HttpError> {
+fn script_text(script: Option<&str>, code: Option<&str>) -> Result<Arc<str>, HttpError> {
     let script = string_field(script, "script")?;
     let code = string_field(code, "code")?;
     let script = match (script, code) {
@@ -274,28 +303,25 @@ thread_local! {
 }
 
 /// The script of `raw` if it is the text this thread last took one from.
-fn last_script(raw: &RawValue) -> Option<Arc<str>> {
+fn last_script(raw: &str) -> Option<Arc<str>> {
     LAST_SCRIPT.with_borrow(|last| match last {
-        Some((text, script)) if **text == *raw.get() => Some(script.clone()),
+        Some((text, script)) if **text == *raw => Some(script.clone()),
         _ => None,
     })
 }
 
-fn remember_script(raw: &RawValue, script: &Arc<str>) {
-    if raw.get().len() <= LAST_SCRIPT_BYTES {
-        LAST_SCRIPT.set(Some((raw.get().into(), script.clone())));
+/// Keeps `script`, taken from the JSON string token `raw`.
+fn remember_script(raw: &str, script: &Arc<str>) {
+    if raw.len() <= LAST_SCRIPT_BYTES && raw.starts_with('"') {
+        LAST_SCRIPT.set(Some((raw.into(), script.clone())));
     }
 }
 
 /// A present millisecond field: a positive number (`null` included in what
 /// is refused), capped at `MAX_TIMEOUT`.
-fn positive_ms(
-    raw: &RawValue,
-    name: &str,
-    config: &Config,
-) -> Result<std::time::Duration, HttpError> {
+fn positive_ms(raw: &str, name: &str, config: &Config) -> Result<std::time::Duration, HttpError> {
     let max = config.limits.max_timeout;
-    let v = serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null);
+    let v = serde_json::from_str::<Value>(raw).unwrap_or(Value::Null);
     // `null` is not a number of milliseconds here: send the string "null"
     // through the check so it is refused with the same message.
     let v = if v.is_null() {
@@ -307,28 +333,28 @@ fn positive_ms(
 }
 
 /// A small raw field as a value, for the shared field checks.
-fn value(raw: Option<&RawValue>) -> Option<Value> {
-    raw.map(|r| serde_json::from_str(r.get()).unwrap_or(Value::Null))
+fn value(raw: Option<&str>) -> Option<Value> {
+    raw.map(|r| serde_json::from_str(r).unwrap_or(Value::Null))
 }
 
 /// A JSON string without escapes (most scripts, every plain name) is its
 /// text between the quotes, which the parser has checked already.
-fn plain_str(raw: &RawValue) -> Option<&str> {
-    let text = raw.get().strip_prefix('"')?.strip_suffix('"')?;
+fn plain_str(raw: &str) -> Option<&str> {
+    let text = raw.strip_prefix('"')?.strip_suffix('"')?;
     memchr::memchr(b'\\', text.as_bytes())
         .is_none()
         .then_some(text)
 }
 
-fn string_field(raw: Option<&RawValue>, name: &str) -> Result<Option<String>, HttpError> {
+fn string_field(raw: Option<&str>, name: &str) -> Result<Option<String>, HttpError> {
     let Some(raw) = raw else { return Ok(None) };
-    if raw.get() == "null" {
+    if raw == "null" {
         return Ok(None);
     }
     if let Some(text) = plain_str(raw) {
         return Ok(Some(text.to_string()));
     }
-    serde_json::from_str::<String>(raw.get())
+    serde_json::from_str::<String>(raw)
         .map(Some)
         .map_err(|_| HttpError::bad_field(name, format!("Field '{name}' must be a string")))
 }
