@@ -9,7 +9,9 @@
 //! sort of 10,000 numbers, called over HTTP with a JSON body.
 //!
 //! Latency: sequential calls on one keep-alive connection per case, the
-//! cases taken in interleaved turns; throughput: 4 connections, the median
+//! cases taken in many short interleaved turns, and isoexec `"none"`
+//! against `Deno.serve` also as the ratio of their medians turn by turn
+//! (the two measured within milliseconds of each other); throughput: 4 connections, the median
 //! of interleaved turns; CPU per call: the server process's user + system
 //! time (its children's too) over the throughput turns, divided by the calls.
 //! The client is the lean one of `common` (`RawConn`: HTTP spoken as wrk
@@ -20,7 +22,8 @@
 //! a missing one is left out with a note. Not run in CI.
 //!
 //! Run: `cargo bench --bench peers` (env `BENCH_REQUESTS` sets the samples
-//! per case, default 600, in 6 turns; `BENCH_SECONDS` each throughput turn,
+//! per case of the trivial function, default 3,000 in 30 turns, the sort
+//! taking a fifth of them in 6 turns; `BENCH_SECONDS` each throughput turn,
 //! default 2, and `BENCH_RPS_TURNS` their number, default 3;
 //! `BENCH_CHILD_RUNS` the `deno run` runs, default 20; `BENCH_CASES`,
 //! words separated by commas, keeps only the cases whose names contain one
@@ -39,11 +42,14 @@ use bytes::Bytes;
 use serde_json::json;
 
 use common::{
-    Latency, Spawned, child_latency, client_runtime, env_num, latency_interleaved, machine,
-    percentile, throughput,
+    Latency, Spawned, child_latency, client_runtime, env_num, latency_by_turn, machine, percentile,
+    throughput,
 };
 
-const ROUNDS: usize = 6;
+/// Latency turns of the trivial function: short ones (about 100 calls,
+/// a few ms per case), many of them, so that a slow stretch of the machine
+/// falls on every case alike. The sort's calls take milliseconds: fewer.
+const ROUNDS: [usize; 2] = [30, 6];
 
 /// A system under test: where it listens, what path and bodies it takes,
 /// and the process whose CPU time is its cost.
@@ -181,7 +187,7 @@ fn main() {
     if common::serve_floor_if_asked() {
         return;
     }
-    let samples: usize = env_num("BENCH_REQUESTS", 600);
+    let samples: usize = env_num("BENCH_REQUESTS", 3000);
     let seconds: u64 = env_num("BENCH_SECONDS", 2);
     let rps_turns_wanted: usize = env_num("BENCH_RPS_TURNS", 3).max(1);
     let child_runs: usize = env_num("BENCH_CHILD_RUNS", 20);
@@ -286,9 +292,13 @@ fn main() {
         .unwrap_or_default();
     println!("{} — {date}", machine());
     println!(
-        "latency: {samples} sequential calls per case on one keep-alive connection, {ROUNDS} interleaved turns; \
+        "latency: sequential calls on one keep-alive connection per case, in interleaved turns \
+         ({samples} in {} turns for the trivial function, {} in {} for the sort); \
          req/s: the median of {rps_turns_wanted} interleaved turns of 4 connections for {seconds} s; \
-         CPU: the server's user + system time per call over those turns"
+         CPU: the server's user + system time per call over those turns",
+        ROUNDS[0],
+        sort_samples(samples),
+        ROUNDS[1],
     );
     for (f, function) in ["trivial", "sort of 10,000 numbers"]
         .into_iter()
@@ -298,7 +308,15 @@ fn main() {
             .iter()
             .map(|t| (t.addr, t.path, t.bodies[f].clone()))
             .collect();
-        let lat = rt.block_on(latency_interleaved(&list, ROUNDS, samples));
+        let wanted_samples = if f == 0 {
+            samples
+        } else {
+            sort_samples(samples)
+        };
+        let (lat, turns): (Vec<Latency>, Vec<Vec<f64>>) = rt
+            .block_on(latency_by_turn(&list, ROUNDS[f], wanted_samples))
+            .into_iter()
+            .unzip();
         // Throughput in interleaved turns too, each case first in one of
         // them: a peer's req/s moves by a fifth between runs of 2 s here.
         let n = targets.len();
@@ -386,8 +404,13 @@ fn main() {
         if let Some(none) = row("\"none\"") {
             println!();
             if let Some(deno) = row("Deno.serve") {
+                let index = |word: &str| targets.iter().position(|t| t.name.contains(word));
+                let by_turn = index("\"none\"")
+                    .zip(index("Deno.serve"))
+                    .map(|(a, b)| turn_ratios(&turns[a], &turns[b]))
+                    .unwrap_or_default();
                 println!(
-                    "isoexec `\"none\"` against Deno `Deno.serve`: median {:.2}×",
+                    "isoexec `\"none\"` against Deno `Deno.serve`: median {:.2}×{by_turn}",
                     none.1.median_us / deno.1.median_us
                 );
             }
@@ -404,6 +427,28 @@ fn main() {
     }
     drop(targets);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The sort's latency samples per case: its calls take milliseconds.
+fn sort_samples(samples: usize) -> usize {
+    (samples / 5).max(1)
+}
+
+/// The ratio of two cases' medians turn by turn: its median and quartiles
+/// over the turns, as text to follow the ratio of the pooled medians.
+fn turn_ratios(a: &[f64], b: &[f64]) -> String {
+    let mut ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
+    if ratios.is_empty() {
+        return String::new();
+    }
+    ratios.sort_by(f64::total_cmp);
+    format!(
+        "; turn by turn ({} turns): median {:.2}×, quartiles {:.2}–{:.2}×",
+        ratios.len(),
+        percentile(&ratios, 0.5),
+        percentile(&ratios, 0.25),
+        percentile(&ratios, 0.75)
+    )
 }
 
 /// The cases `BENCH_CASES` names (all when it is unset or empty).

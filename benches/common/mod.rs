@@ -280,6 +280,22 @@ pub async fn latency_interleaved(
     rounds: usize,
     samples: usize,
 ) -> Vec<Latency> {
+    latency_by_turn(targets, rounds, samples)
+        .await
+        .into_iter()
+        .map(|(latency, _)| latency)
+        .collect()
+}
+
+/// As [`latency_interleaved`], with each target's median in each turn too
+/// (turn `k` of every target falls in the same stretch of time, so the
+/// ratio of two targets' medians in a turn is little moved by what else
+/// the machine did then).
+pub async fn latency_by_turn(
+    targets: &[(SocketAddr, &str, Bytes)],
+    rounds: usize,
+    samples: usize,
+) -> Vec<(Latency, Vec<f64>)> {
     let targets: Vec<(SocketAddr, String, Bytes)> = targets
         .iter()
         .map(|(addr, path, body)| (*addr, path.to_string(), body.clone()))
@@ -291,7 +307,7 @@ async fn interleaved_loop(
     targets: Vec<(SocketAddr, String, Bytes)>,
     rounds: usize,
     samples: usize,
-) -> Vec<Latency> {
+) -> Vec<(Latency, Vec<f64>)> {
     let mut conns = Vec::with_capacity(targets.len());
     for (addr, path, body) in &targets {
         let mut c = RawConn::open(*addr).await;
@@ -303,6 +319,7 @@ async fn interleaved_loop(
     let rounds = rounds.max(1);
     let per_round = samples.div_ceil(rounds);
     let mut us = vec![Vec::with_capacity(per_round * rounds); targets.len()];
+    let mut turn_medians = vec![Vec::with_capacity(rounds); targets.len()];
     let mut order: Vec<usize> = (0..targets.len()).collect();
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     for _ in 0..rounds {
@@ -323,14 +340,16 @@ async fn interleaved_loop(
                 conns[i] = RawConn::open(*addr).await;
                 conns[i].post_ok(path, body).await;
             }
+            let from = us[i].len();
             for _ in 0..per_round {
                 let t = Instant::now();
                 conns[i].post_ok(path, body).await;
                 us[i].push(t.elapsed().as_secs_f64() * 1e6);
             }
+            turn_medians[i].push(Latency::of(us[i][from..].to_vec()).median_us);
         }
     }
-    us.into_iter().map(Latency::of).collect()
+    us.into_iter().map(Latency::of).zip(turn_medians).collect()
 }
 
 /// Runs the future `make` gives on a thread of its own, in a
