@@ -20,6 +20,7 @@ const {
   BigIntPrototypeToString,
   JSONStringify,
   NumberIsFinite,
+  ObjectCreate,
   ObjectKeys,
   ReflectApply,
   String: StringCtor,
@@ -44,6 +45,12 @@ const ARRAY = 8;
 // asked to quote them: most need no escape, and a call into the built-in
 // costs more than the look.
 const SHORT = 64;
+// Member names quoted before, with the colon that follows them, by name
+// (a null-prototype object of the glue's, never reachable from user code):
+// a result's names repeat within it and from call to call, and a look-up
+// costs less than a look at each character. At most this many names, each
+// no longer than SHORT; when full, it starts again empty.
+const QUOTED_MAX = 512;
 // Text is handed to the host in pieces of about this many UTF-16 units, so
 // a large result never builds up in the heap (as a string of many small
 // parts, it would take several times its size there).
@@ -103,6 +110,25 @@ function quote(text) {
     if (i === length) return '"' + text + '"';
   }
   return JSONStringify(StringPrototypeToWellFormed(text));
+}
+
+let quotedNames = ObjectCreate(null);
+let quotedCount = 0;
+
+// `name` quoted, then a colon.
+function nameText(name) {
+  const known = quotedNames[name];
+  if (known !== undefined) return known;
+  const text = quote(name) + ":";
+  if (name.length <= SHORT) {
+    if (quotedCount >= QUOTED_MAX) {
+      quotedNames = ObjectCreate(null);
+      quotedCount = 0;
+    }
+    quotedNames[name] = text;
+    quotedCount++;
+  }
+  return text;
 }
 
 // Appends `v` to `st.out`; 0, or why it could not.
@@ -180,7 +206,7 @@ function writeObject(st, o, depth) {
     if (!first) st.out += ",";
     first = false;
     if (written(st) + key.length + 3 > st.max) return TOO_LARGE;
-    st.out += quote(key) + ":";
+    st.out += nameText(key);
     const why = writeValue(st, item, depth + 1);
     if (why !== 0) return why;
   }

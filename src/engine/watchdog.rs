@@ -6,7 +6,6 @@
 //! stopped. A kill is re-sent until the execution is disarmed, and disarming
 //! under the same lock guarantees that no late kill reaches a later execution.
 
-use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -187,7 +186,9 @@ struct Armed {
 
 #[derive(Default)]
 struct WatchState {
-    armed: HashMap<u64, Armed>,
+    /// By ticket, in the order armed: a handful at a time (one per running
+    /// execution), so a look along a list beats hashing the ticket.
+    armed: Vec<(u64, Armed)>,
     next_ticket: u64,
     shutdown: bool,
     /// When the watchdog thread looks next; `None` while it waits for a
@@ -224,13 +225,13 @@ impl Watchdog {
         state.next_ticket += 1;
         let ticket = state.next_ticket;
         let first_look = watch.next_look(Instant::now());
-        state.armed.insert(
+        state.armed.push((
             ticket,
             Armed {
                 watch,
                 fired_at: None,
             },
-        );
+        ));
         // Waking the thread for every call would cost a context switch per
         // call; it only needs to know when it must look sooner than planned.
         if state.looks_at.is_none_or(|t| first_look < t) {
@@ -244,7 +245,10 @@ impl Watchdog {
     /// touches that execution's isolate again.
     pub(crate) fn disarm(&self, ticket: Ticket) {
         let (lock, _) = &*self.shared;
-        lock_state(lock).armed.remove(&ticket.0);
+        let mut state = lock_state(lock);
+        if let Some(i) = state.armed.iter().position(|(t, _)| *t == ticket.0) {
+            state.armed.swap_remove(i);
+        }
     }
 
     /// Makes the watchdog look at every armed execution now (a caller
@@ -280,7 +284,7 @@ fn run(shared: &(Mutex<WatchState>, Condvar)) {
         let mut wake_at = |t: Instant| {
             next_wake = Some(next_wake.map_or(t, |w| w.min(t)));
         };
-        for armed in state.armed.values_mut() {
+        for (_, armed) in state.armed.iter_mut() {
             let w = &armed.watch;
             let reason = if let Some(fired) = armed.fired_at {
                 // Already killed: keep re-sending until disarmed, since V8

@@ -104,12 +104,20 @@ fn plain_string(body: &[u8], at: usize) -> Option<(&str, usize)> {
     }
     let inner = body.get(at + 1..)?;
     let len = memchr::memchr2(b'"', b'\\', inner)?;
-    if inner[len] != b'"' || inner[..len].iter().any(|&b| b < 0x20) {
+    if inner[len] != b'"' {
         return None;
     }
     let end = at + 1 + len + 1;
-    let token = std::str::from_utf8(&body[at..end]).ok()?;
-    Some((token, end))
+    let token = &body[at..end];
+    // Printable ASCII, the common case, is valid UTF-8 as it is.
+    if inner[..len].iter().all(|&b| (0x20..0x7f).contains(&b)) {
+        // SAFETY: every byte of the token is ASCII.
+        return Some((unsafe { std::str::from_utf8_unchecked(token) }, end));
+    }
+    if inner[..len].iter().any(|&b| b < 0x20) {
+        return None;
+    }
+    Some((std::str::from_utf8(token).ok()?, end))
 }
 
 fn skip_ws(body: &[u8], mut at: usize) -> usize {

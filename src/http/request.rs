@@ -2,6 +2,7 @@
 //! the body under its size and time limits, JSON under the depth limit,
 //! and the fields several routes take (`timeout`, `isolation`).
 
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -134,8 +135,15 @@ impl HttpRequest {
             return Err(HttpError::internal("the request body was read twice"));
         };
         let timeout = config.body_read_timeout;
-        let read = tokio::time::timeout(timeout, Limited::new(body, limit).collect());
-        let Ok(read) = read.await else {
+        let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
+        // A small request's body has usually come with its head: taken at
+        // once, without a timer.
+        let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+        let read = match first {
+            Poll::Ready(read) => Ok(read),
+            Poll::Pending => tokio::time::timeout(timeout, collect).await,
+        };
+        let Ok(read) = read else {
             return Err(HttpError::bad_field(
                 "body",
                 format!(

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response};
 use tracing::Instrument;
 
@@ -182,7 +182,8 @@ impl Router {
 /// on a connection of its own, a 408 is its answer. Browsers say who they
 /// are with `Sec-Fetch-Mode`; other clients keep their connections alive.
 fn browser_on_http1(req: &Request<Incoming>) -> bool {
-    req.version() <= hyper::Version::HTTP_11 && req.headers().contains_key("sec-fetch-mode")
+    static SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
+    req.version() <= hyper::Version::HTTP_11 && req.headers().contains_key(&SEC_FETCH_MODE)
 }
 
 /// Writes the log line of a request whose client left before its answer.

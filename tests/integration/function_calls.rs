@@ -195,6 +195,41 @@ async fn results_follow_json_stringify_with_bigint_as_text() {
     assert_eq!(r.json()["result"], Value::Null);
 }
 
+/// Member names come out as JSON.stringify writes them (lone surrogates made
+/// well-formed), the same on every call of a warm isolate, which keeps
+/// the names it has quoted: names that mean something to objects
+/// (`__proto__`, `constructor`), index-like names, names needing escapes,
+/// and more distinct names than it keeps.
+#[tokio::test]
+async fn member_names_are_written_alike_on_every_call() {
+    let s = Server::start();
+    let script = r#"
+        export function f(n) {
+            const odd = JSON.parse('{"__proto__": 1}');
+            const named = { constructor: 2, toString: 3, "0": 4, 'a"b': 5, "\ud800x": 6, "tab\t": 7 };
+            const many = {};
+            for (let i = 0; i < n; i++) many["k" + i] = i;
+            return [odd, named, { __proto__: null, valueOf: 8 }, many];
+        }
+    "#;
+    let many: serde_json::Map<String, Value> =
+        (0..700).map(|i| (format!("k{i}"), json!(i))).collect();
+    let expected = json!([
+        {"__proto__": 1},
+        {"0": 4, "constructor": 2, "toString": 3, "a\"b": 5, "\u{fffd}x": 6, "tab\t": 7},
+        {"valueOf": 8},
+        many,
+    ]);
+    for round in 0..3 {
+        let r = s.call(script, "f", json!({"payload": 700})).await;
+        assert_eq!(r.status, 200, "{:?}", r.json());
+        assert_eq!(r.json()["result"], expected, "call {round}");
+        // The text itself, not only its meaning: the escapes as written.
+        let written = concat!(r#""a\"b":5,""#, "\u{fffd}", r#"x":6,"tab\t":7"#);
+        assert!(r.text().contains(written), "{}", r.text());
+    }
+}
+
 /// A result's getters, toJSON methods and proxy traps run once each, in
 /// the order JSON.stringify runs them, with built-ins the call replaced
 /// playing no part; what they throw carries the user's frames only.

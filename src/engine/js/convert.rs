@@ -99,7 +99,15 @@ pub(crate) fn to_json_by_hook<'s>(
         quiet = Some(false);
     }
     if let Ok(last) = v8::Local::<v8::String>::try_from(answer) {
-        text.extend_from_slice(last.to_rust_string_lossy(scope).as_bytes());
+        let last = last.to_rust_string_lossy(scope);
+        if text.is_empty() {
+            // All of it in one piece, the common case: the text as it came.
+            if last.len() > limits.max_bytes {
+                return Err(too_large(limits));
+            }
+            return Ok((last, quiet));
+        }
+        text.extend_from_slice(last.as_bytes());
         if text.len() > limits.max_bytes {
             return Err(too_large(limits));
         }

@@ -302,6 +302,8 @@ pub(crate) struct Sandbox {
     /// added to it at most (see [`Sandbox::memory_at_most`]).
     heap_read: Option<usize>,
     heap_slack: usize,
+    /// The resolver of the `require` hook in the OpState, once there is one.
+    require_of: Option<Arc<Resolver>>,
     /// Whose code a kept isolate has run (see `Execution::owner`): set by
     /// its first call, and only calls of that owner are given it after.
     pub(crate) owner: Option<Option<Arc<str>>>,
@@ -413,6 +415,7 @@ impl Sandbox {
                 reset_pending: false,
                 heap_read: None,
                 heap_slack: 0,
+                require_of: None,
                 owner: None,
             });
             return Err(InitError::Seal);
@@ -438,6 +441,7 @@ impl Sandbox {
             reset_pending: false,
             heap_read: None,
             heap_slack: 0,
+            require_of: None,
             owner: None,
         })
     }
@@ -568,11 +572,20 @@ impl Sandbox {
             None => permissions,
         };
         self.buffers.limit_call(setup.memory_limit);
-        // A program's `require` finds files as its imports do.
+        // A program's `require` finds files as its imports do: a new hook
+        // when the resolver differs from the one the installed hook uses.
         let modules = resolver.clone().unwrap_or_else(|| self.resolver.clone());
-        let require = RequireHook(Arc::new(move |specifier: &str, referrer: &str| {
-            modules.require_file(specifier, referrer)
-        }));
+        let require = match &self.require_of {
+            Some(installed) if Arc::ptr_eq(installed, &modules) => None,
+            _ => {
+                self.require_of = Some(modules.clone());
+                Some(RequireHook(Arc::new(
+                    move |specifier: &str, referrer: &str| {
+                        modules.require_file(specifier, referrer)
+                    },
+                )))
+            }
+        };
         *self.notes.borrow_mut() = LoadNotes {
             deadline: Some(setup.deadline),
             cancel: setup.cancel,
@@ -582,7 +595,9 @@ impl Sandbox {
         let state = self.runtime.op_state();
         let mut state = state.borrow_mut();
         ext::replace(&mut state, permissions);
-        ext::replace(&mut state, require);
+        if let Some(require) = require {
+            ext::replace(&mut state, require);
+        }
         let call = CallState::new(setup.logs, setup.env, setup.write_budget, setup.stdin);
         CallState::begin(&mut state, call);
     }
