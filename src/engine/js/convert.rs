@@ -100,17 +100,14 @@ pub(crate) fn to_json_by_hook<'s>(
     }
     if let Ok(last) = v8::Local::<v8::String>::try_from(answer) {
         let last = last.to_rust_string_lossy(scope);
+        if text.len() + last.len() > limits.max_bytes {
+            return Err(too_large(limits));
+        }
         if text.is_empty() {
             // All of it in one piece, the common case: the text as it came.
-            if last.len() > limits.max_bytes {
-                return Err(too_large(limits));
-            }
             return Ok((last, quiet));
         }
         text.extend_from_slice(last.as_bytes());
-        if text.len() > limits.max_bytes {
-            return Err(too_large(limits));
-        }
         // Pieces are whole `&str`s, cut between values.
         return String::from_utf8(text)
             .map(|text| (text, quiet))

@@ -50,9 +50,10 @@ struct RunBody<'a> {
 }
 
 impl<'a> RunBody<'a> {
-    /// The body's fields, which [`check_fields`] has found all known; a
-    /// field sent twice is refused.
+    /// The body's fields; an unknown field (see [`check_fields`]) or one
+    /// sent twice is refused.
     fn from_fields<K: AsRef<str>>(fields: Vec<(K, &'a str)>) -> Result<RunBody<'a>, HttpError> {
+        check_fields(fields.iter().map(|(k, _)| k.as_ref()), run_fields())?;
         let mut body = RunBody::default();
         for (key, value) in fields {
             let key = key.as_ref();
@@ -158,15 +159,8 @@ fn parse_call(config: &Config, body: &[u8]) -> Result<Execution, HttpError> {
         crate::http::members::split(body, known, config.limits.max_json_depth)
     });
     let parsed = match split {
-        Some(fields) => {
-            check_fields(fields.iter().map(|(k, _)| *k), run_fields())?;
-            RunBody::from_fields(fields)?
-        }
-        None => {
-            let fields = parse_top_level(config, body)?;
-            check_fields(fields.iter().map(|(k, _)| k.as_ref()), run_fields())?;
-            RunBody::from_fields(fields)?
-        }
+        Some(fields) => RunBody::from_fields(fields)?,
+        None => RunBody::from_fields(parse_top_level(config, body)?)?,
     };
     call_of(config, parsed)
 }
