@@ -152,14 +152,14 @@ pub fn run(config: Config, args: RunArgs) -> ExitCode {
         } else {
             task.language
         };
-        let execution = Execution {
+        let execution = std::sync::Arc::new(Execution {
             language,
             cpu_limit: config.limits.default_cpu_limit,
             isolation: args.isolation.unwrap_or(config.default_isolation),
             env: config.allow_env_values.clone(),
             stdin,
             ..task
-        };
+        });
         let report = match engine.run(&execution).await {
             Ok(r) => r,
             Err(_) => {

@@ -2,6 +2,7 @@
 //! counted in. The app, the jobs and the sessions share one [`Runner`], so
 //! none of them needs the whole app to run code.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, Execution, Overloaded, Report};
@@ -22,7 +23,7 @@ impl Runner {
     pub async fn execute(
         &self,
         api: &'static str,
-        execution: &Execution,
+        execution: &Arc<Execution>,
     ) -> Result<Report, Overloaded> {
         let started = Instant::now();
         let isolation = execution.isolation.as_str();

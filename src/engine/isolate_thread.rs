@@ -3,6 +3,11 @@
 //! calls and one warm isolate for `"none"` calls; any isolate that was
 //! killed, or failed mid-call, is dropped and replaced.
 
+// Isolates are kept boxed, in lists too: every call takes one out and puts
+// it back, and a box moves as a pointer where a `Sandbox` would copy its
+// half a kilobyte each time.
+#![allow(clippy::vec_box)]
+
 use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -46,20 +51,20 @@ struct IsolateThread<'a> {
     rt: tokio::runtime::Runtime,
     cpu_clock: Option<ThreadCpuClock>,
     /// A fresh isolate, made before it is needed.
-    spare: Option<Sandbox>,
+    spare: Option<Box<Sandbox>>,
     /// The isolates `"none"` and `"frozen"` calls share.
     kept: KeptSlots,
     /// Whether this thread has served a `"frozen"` call: from then on it
     /// keeps a frozen isolate ready.
     frozen_wanted: bool,
     /// A fresh Python interpreter, made before it is needed.
-    python: Option<Sandbox>,
+    python: Option<Box<Sandbox>>,
     /// Whether this thread has run a Python program: from then on it keeps
     /// an interpreter ready.
     python_wanted: bool,
     /// Kept isolates given up for a call of another owner, dropped once
     /// that call has its answer.
-    retired: Vec<Sandbox>,
+    retired: Vec<Box<Sandbox>>,
 }
 
 /// The thread's body: take executions until the pool closes.
@@ -183,12 +188,16 @@ pub(super) fn collect_garbage<'a>(sandboxes: impl Iterator<Item = &'a mut Sandbo
 
 /// A new isolate for `slot`: with its built-ins frozen for `"frozen"`
 /// (a Python interpreter is loaded into it afterwards).
-pub(super) fn new_isolate(host: &SandboxHost, slot: Slot) -> Result<Sandbox, super::js::InitError> {
-    if slot.policy().frozen {
-        Sandbox::frozen(host)
+pub(super) fn new_isolate(
+    host: &SandboxHost,
+    slot: Slot,
+) -> Result<Box<Sandbox>, super::js::InitError> {
+    let sandbox = if slot.policy().frozen {
+        Sandbox::frozen(host)?
     } else {
-        Sandbox::new(host)
-    }
+        Sandbox::new(host)?
+    };
+    Ok(Box::new(sandbox))
 }
 
 /// Owners whose kept isolates one thread holds at once, per kept slot.
@@ -201,7 +210,7 @@ pub(super) const KEPT_SHARE: usize = 2;
 /// [`KEPT_OWNERS`], least recently used first, with the memory each held
 /// after its last call.
 #[derive(Default)]
-pub(super) struct Kept(Vec<(Sandbox, usize)>);
+pub(super) struct Kept(Vec<(Box<Sandbox>, usize)>);
 
 impl Kept {
     fn is_empty(&self) -> bool {
@@ -209,7 +218,7 @@ impl Kept {
     }
 
     pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Sandbox> {
-        self.0.iter_mut().map(|(s, _)| s)
+        self.0.iter_mut().map(|(s, _)| &mut **s)
     }
 
     /// The isolate `owner`'s calls use, or one no call has used yet. When
@@ -218,8 +227,8 @@ impl Kept {
     pub(super) fn take(
         &mut self,
         owner: &Option<Arc<str>>,
-        retired: &mut Vec<Sandbox>,
-    ) -> Option<Sandbox> {
+        retired: &mut Vec<Box<Sandbox>>,
+    ) -> Option<Box<Sandbox>> {
         let mine = self
             .0
             .iter()
@@ -244,7 +253,12 @@ impl Kept {
     /// Keeps `sandbox` as the most recently used, then retires the least
     /// recently used others while all of them hold more than `bound`.
     /// Returns the retired.
-    pub(super) fn keep(&mut self, sandbox: Sandbox, memory: usize, bound: usize) -> Vec<Sandbox> {
+    pub(super) fn keep(
+        &mut self,
+        sandbox: Box<Sandbox>,
+        memory: usize,
+        bound: usize,
+    ) -> Vec<Box<Sandbox>> {
         self.0.push((sandbox, memory));
         let mut retired = Vec::new();
         while self.0.len() > 1
@@ -257,7 +271,7 @@ impl Kept {
 
     /// Finishes the resets still to be done (see [`Sandbox::finish_reset`]),
     /// moving to `retired` the isolates that could not be put back.
-    pub(super) fn finish_resets(&mut self, retired: &mut Vec<Sandbox>) {
+    pub(super) fn finish_resets(&mut self, retired: &mut Vec<Box<Sandbox>>) {
         let mut i = 0;
         while i < self.0.len() {
             if reset_done(&mut self.0[i].0) {
@@ -270,7 +284,7 @@ impl Kept {
 
     /// Puts back an isolate taken for a call that did not run: it keeps
     /// its place as the most recently used.
-    pub(super) fn put_back(&mut self, sandbox: Sandbox) {
+    pub(super) fn put_back(&mut self, sandbox: Box<Sandbox>) {
         self.0.push((sandbox, 0));
     }
 }
@@ -297,7 +311,7 @@ impl IsolateThread<'_> {
 
     /// The isolates this thread keeps between calls.
     fn all_kept(&mut self) -> impl Iterator<Item = &mut Sandbox> {
-        [self.spare.as_mut(), self.python.as_mut()]
+        [self.spare.as_deref_mut(), self.python.as_deref_mut()]
             .into_iter()
             .flatten()
             .chain(self.kept.iter_mut())
@@ -313,7 +327,7 @@ impl IsolateThread<'_> {
         }
     }
 
-    fn new_sandbox(&self, slot: Slot) -> Option<Sandbox> {
+    fn new_sandbox(&self, slot: Slot) -> Option<Box<Sandbox>> {
         match self.create(slot) {
             Ok(sb) => Some(sb),
             Err(e) => {
@@ -323,7 +337,7 @@ impl IsolateThread<'_> {
         }
     }
 
-    fn create(&self, slot: Slot) -> Result<Sandbox, super::js::InitError> {
+    fn create(&self, slot: Slot) -> Result<Box<Sandbox>, super::js::InitError> {
         let mut sandbox = new_isolate(&self.shared.host, slot)?;
         if slot.policy().python {
             let host = &self.shared.host;
@@ -339,7 +353,7 @@ impl IsolateThread<'_> {
                 // A kept snapshot that did not restore is forgotten: one more
                 // try, on a fresh isolate, starts CPython anew.
                 tracing::warn!(error = ?e, "a Python interpreter did not load; trying once more");
-                sandbox = Sandbox::new(host)?;
+                sandbox = Box::new(Sandbox::new(host)?);
                 boot(&mut sandbox).map_err(|e| {
                     super::js::InitError::Python(e.describe(Duration::ZERO, None).message)
                 })?;
@@ -351,7 +365,7 @@ impl IsolateThread<'_> {
 
     /// Runs one execution; returns the report and any isolate to drop
     /// afterwards.
-    fn run(&mut self, queued: &Queued) -> (Report, Option<Sandbox>) {
+    fn run(&mut self, queued: &Queued) -> (Report, Option<Box<Sandbox>>) {
         let execution = &queued.execution;
         let Placement::Thread(slot) = placement(execution.isolation, &execution.task) else {
             let message = "process isolation does not run on isolate threads";
@@ -412,7 +426,7 @@ impl IsolateThread<'_> {
     }
 
     /// Keeps an isolate that ran nothing for the next execution of `slot`.
-    fn put_back(&mut self, slot: Slot, sandbox: Sandbox) {
+    fn put_back(&mut self, slot: Slot, sandbox: Box<Sandbox>) {
         if let Some(kept) = self.kept.of(slot) {
             kept.put_back(sandbox);
             return;
@@ -427,7 +441,7 @@ impl IsolateThread<'_> {
     /// The isolate of `slot`: the one kept for it, or a new one. A kept
     /// isolate that ran another owner's code is retired instead, so no
     /// state ever passes between owners (tenants).
-    fn take(&mut self, slot: Slot, owner: &Option<Arc<str>>) -> Result<Sandbox, ExecError> {
+    fn take(&mut self, slot: Slot, owner: &Option<Arc<str>>) -> Result<Box<Sandbox>, ExecError> {
         let kept = match (self.kept.of(slot), slot) {
             (Some(kept), _) => kept.take(owner, &mut self.retired),
             (None, Slot::Python) => self.python.take(),

@@ -18,6 +18,11 @@
 //! while the call runs without waiting (a loop), when the thread cannot
 //! read its socket, is seen by the watchdog, which looks at that socket.
 
+// Isolates are kept boxed, in lists too: every call takes one out and puts
+// it back, and a box moves as a pointer where a `Sandbox` would copy its
+// half a kilobyte each time.
+#![allow(clippy::vec_box)]
+
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
@@ -93,7 +98,7 @@ struct Lane {
     cpu_clock: Option<ThreadCpuClock>,
     kept: KeptSlots,
     /// Kept isolates given up, dropped before the next call.
-    retired: Vec<Sandbox>,
+    retired: Vec<Box<Sandbox>>,
     /// Calls run here so far (a `/metrics` counter).
     served: Arc<AtomicU64>,
     /// Heap figures of the isolates kept here (total, used, external), and
@@ -280,7 +285,7 @@ impl Drop for Held {
 /// Runs a claimed `execution` on this thread. The future must be polled
 /// on this thread (a connection's task never leaves it); dropping it ends
 /// the call.
-pub(super) fn run(claim: Claim, execution: Execution, cancel: Arc<CancelFlag>) -> LaneCall {
+pub(super) fn run(claim: Claim, execution: Arc<Execution>, cancel: Arc<CancelFlag>) -> LaneCall {
     // Boxed where it is made: the future is a few KiB, and each move of it
     // by value (into a closure, then into a box) would copy all of it.
     let call: Pin<Box<dyn Future<Output = Report>>> = Box::pin(call(claim, execution, cancel));
@@ -339,7 +344,7 @@ fn release() {
 
 /// The call itself: as an isolate thread runs a `"none"` or `"frozen"`
 /// call.
-async fn call(claim: Claim, execution: Execution, cancel: Arc<CancelFlag>) -> Report {
+async fn call(claim: Claim, execution: Arc<Execution>, cancel: Arc<CancelFlag>) -> Report {
     // The share is given back however the call ends.
     let _share = claim.share;
     let slot = claim.slot;
@@ -513,7 +518,7 @@ fn collect_when_idle() {
 
 /// Keeps `sandbox` among the lane's isolates of `slot`, and publishes the
 /// heap figures of those it keeps.
-fn keep(slot: Slot, sandbox: Sandbox, memory: usize) {
+fn keep(slot: Slot, sandbox: Box<Sandbox>, memory: usize) {
     LANE.with(|l| {
         if let Some(lane) = l.borrow_mut().as_mut() {
             lane.keep(slot, sandbox, memory);
@@ -522,7 +527,7 @@ fn keep(slot: Slot, sandbox: Sandbox, memory: usize) {
 }
 
 /// A new isolate for `slot`, counted in the pool's figures.
-fn made_isolate(shared: &Shared, slot: Slot) -> Result<Sandbox, super::js::InitError> {
+fn made_isolate(shared: &Shared, slot: Slot) -> Result<Box<Sandbox>, super::js::InitError> {
     let sandbox = new_isolate(&shared.host, slot)?;
     shared.isolates_created.fetch_add(1, Ordering::Relaxed);
     Ok(sandbox)
@@ -530,7 +535,7 @@ fn made_isolate(shared: &Shared, slot: Slot) -> Result<Sandbox, super::js::InitE
 
 impl Lane {
     /// See [`keep`].
-    fn keep(&mut self, slot: Slot, sandbox: Sandbox, memory: usize) {
+    fn keep(&mut self, slot: Slot, sandbox: Box<Sandbox>, memory: usize) {
         let bound = self.shared.limits.memory_limit_bytes / LANE_KEPT_SHARE;
         match self.kept.of(slot) {
             Some(kept) => {

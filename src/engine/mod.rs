@@ -121,7 +121,7 @@ impl Engine {
     /// Runs `execution` where its isolation says and waits for its report.
     /// Fails at once when the queue is full. If the returned future is
     /// dropped (the caller went away), the execution is cancelled.
-    pub async fn run(&self, execution: &Execution) -> Result<Report, Overloaded> {
+    pub async fn run(&self, execution: &Arc<Execution>) -> Result<Report, Overloaded> {
         let cancel = Arc::new(CancelFlag::default());
         let guard = CancelOnDrop {
             flag: cancel.clone(),

@@ -99,7 +99,7 @@ impl Pool {
     /// Queues an execution. Fails at once when the queue is full.
     pub(super) fn submit(
         &self,
-        execution: Execution,
+        execution: Arc<Execution>,
         cancel: Arc<CancelFlag>,
     ) -> Result<oneshot::Receiver<Report>, Overloaded> {
         self.shared.queue.submit(execution, cancel)

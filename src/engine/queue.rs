@@ -15,7 +15,7 @@ use crate::sync::lock;
 
 /// An execution waiting for, or taken by, an isolate thread.
 pub(super) struct Queued {
-    pub execution: Execution,
+    pub execution: Arc<Execution>,
     /// Where the report goes; closed when the caller went away.
     pub reply: oneshot::Sender<Report>,
     pub cancel: Arc<CancelFlag>,
@@ -110,7 +110,7 @@ impl Queue {
     /// Queues `execution`. Fails at once when the queue is full or closed.
     pub(super) fn submit(
         &self,
-        execution: Execution,
+        execution: Arc<Execution>,
         cancel: Arc<CancelFlag>,
     ) -> Result<oneshot::Receiver<Report>, Overloaded> {
         let (reply, rx) = oneshot::channel();
@@ -335,7 +335,7 @@ mod tests {
         // The pool is full: a third script waits, on a lane or in the queue.
         assert!(queue.claim_lane(&call("c")).is_none());
         let waiting = queue
-            .submit(call("c"), Arc::default())
+            .submit(Arc::new(call("c")), Arc::default())
             .expect("queued while the pool is full");
         let thread = std::thread::scope(|s| {
             let taken = s.spawn(|| queue.next(0, Some(Duration::from_millis(50))));

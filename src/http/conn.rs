@@ -17,13 +17,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// Requests in flight on one connection, shared by its service and stream,
-/// and when the last one started or ended.
+/// and when the last one ended.
 #[derive(Clone)]
 pub(crate) struct InFlight(Arc<Activity>);
 
 struct Activity {
     count: AtomicUsize,
-    /// Milliseconds since `origin` of the last request start or end.
+    /// Milliseconds since `origin` of the last request's end.
     last_ms: AtomicU64,
     origin: Instant,
 }
@@ -46,10 +46,11 @@ impl Activity {
 }
 
 impl InFlight {
-    /// Counts one request until the guard is dropped.
+    /// Counts one request until the guard is dropped. When it started is
+    /// not kept: the idle deadline is read only while no request is in
+    /// flight, so it runs from the end of the last one.
     pub(crate) fn enter(&self) -> InFlightGuard {
         self.0.count.fetch_add(1, Ordering::AcqRel);
-        self.0.touch();
         InFlightGuard(self.0.clone())
     }
 

@@ -427,7 +427,7 @@ impl Jobs {
         run_as: RunAs,
         client: Option<Arc<str>>,
     ) -> Result<JobRecord, JobError> {
-        let execution = self.execution(&record, client);
+        let execution = Arc::new(self.execution(&record, client));
         let started = Instant::now();
         let report = loop {
             if run_as != RunAs::Now && self.stopping.load(Ordering::Acquire) {

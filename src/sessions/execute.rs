@@ -171,7 +171,7 @@ impl Sessions {
                     error: std::io::Error::other(e.0),
                 })?;
         }
-        let execution = Execution {
+        let execution = std::sync::Arc::new(Execution {
             cpu_limit: self.settings.cpu_limit,
             env: self.settings.env.clone(),
             language: s.environment.language(),
@@ -179,7 +179,7 @@ impl Sessions {
             client: Some(s.owner.clone()),
             write_budget: Some(room - wanted),
             ..Execution::program(path, None, request.timeout)
-        };
+        });
         let stopped = |why: &str| RunOutput {
             stdout: String::new(),
             stderr: format!("{why}\n"),

@@ -403,7 +403,7 @@ impl Tenants {
             return Ok(Ok((head.version.clone(), false)));
         }
         let limits = record.limits.effective(&settings.limits, config);
-        let execution = held_to(
+        let execution = Arc::new(held_to(
             tenant,
             &limits,
             config,
@@ -416,14 +416,14 @@ impl Tenants {
                     limits.timeout.min(DEPLOY_CHECK_TIMEOUT),
                 )
             },
-        );
+        ));
         let report = runner
             .execute("functions", &execution)
             .await
             .map_err(|_| Failed::Overloaded(config.queue_size))?;
         let exports: Exports = match &report.outcome {
             Ok(json) => serde_json::from_str(json).unwrap_or_default(),
-            Err(_) => return Ok(Err((execution, report))),
+            Err(_) => return Ok(Err((Arc::unwrap_or_clone(execution), report))),
         };
         let version = VersionRecord {
             version: 0,

@@ -230,6 +230,51 @@ async fn member_names_are_written_alike_on_every_call() {
     }
 }
 
+/// A result's text comes back as written whatever V8 keeps it as: ASCII,
+/// Latin-1 (one byte a character, some pairs of which happen to read as
+/// UTF-8: "Ã©" is the bytes of "é"), two-byte text and surrogate pairs, as
+/// one string or as the many-part string the glue builds.
+#[tokio::test]
+async fn result_text_comes_back_as_written_whatever_its_characters() {
+    let s = Server::start();
+    let script = r#"
+        export function f(which) {
+            const texts = {
+                ascii: "plain",
+                latin1: "caf\u00e9 \u00ff",
+                reads_as_utf8: "\u00c3\u00a9",
+                two_byte: "\u65e5\u672c \u00e9",
+                pair: "\ud83d\ude00",
+            };
+            return which === "all" ? texts : texts[which];
+        }
+    "#;
+    let texts = json!({
+        "ascii": "plain",
+        "latin1": "caf\u{e9} \u{ff}",
+        "reads_as_utf8": "\u{c3}\u{a9}",
+        "two_byte": "\u{65e5}\u{672c} \u{e9}",
+        "pair": "\u{1f600}",
+    });
+    for which in [
+        "all",
+        "ascii",
+        "latin1",
+        "reads_as_utf8",
+        "two_byte",
+        "pair",
+    ] {
+        let expected = if which == "all" {
+            texts.clone()
+        } else {
+            texts[which].clone()
+        };
+        let r = s.call(script, "f", json!({"payload": which})).await;
+        assert_eq!(r.status, 200, "{:?}", r.json());
+        assert_eq!(r.json()["result"], expected, "{which}");
+    }
+}
+
 /// A result's getters, toJSON methods and proxy traps run once each, in
 /// the order JSON.stringify runs them, with built-ins the call replaced
 /// playing no part; what they throw carries the user's frames only.

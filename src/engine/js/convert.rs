@@ -99,7 +99,7 @@ pub(crate) fn to_json_by_hook<'s>(
         quiet = Some(false);
     }
     if let Ok(last) = v8::Local::<v8::String>::try_from(answer) {
-        let last = last.to_rust_string_lossy(scope);
+        let last = text_of(scope, last);
         if text.len() + last.len() > limits.max_bytes {
             return Err(too_large(limits));
         }
@@ -124,6 +124,28 @@ pub(crate) fn to_json_by_hook<'s>(
             )),
         },
     })
+}
+
+/// `s` as Rust text. A one-byte string of ASCII only, what the result hook
+/// answers for most results, is copied out as it is, from a string of many
+/// parts too: asking V8 for a view of such a string would first join its
+/// parts into a new string in the heap. Any other string goes through the
+/// view (and its Latin-1 or UTF-16 text is converted).
+fn text_of(scope: &v8::Isolate, s: v8::Local<v8::String>) -> String {
+    if s.is_onebyte() {
+        let length = s.length();
+        let mut bytes = Vec::with_capacity(length);
+        let room = &mut bytes.spare_capacity_mut()[..length];
+        s.write_one_byte_uninit_v2(scope, 0, room, v8::WriteFlags::empty());
+        // SAFETY: V8 wrote all `length` units of the string into `room`.
+        unsafe { bytes.set_len(length) };
+        if bytes.is_ascii()
+            && let Ok(text) = String::from_utf8(bytes)
+        {
+            return text;
+        }
+    }
+    s.to_rust_string_lossy(scope)
 }
 
 fn too_large(limits: ConvertLimits) -> ConvertError {

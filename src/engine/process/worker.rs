@@ -89,7 +89,7 @@ pub(crate) fn serve() -> std::process::ExitCode {
             cpu_now + cpu_budget + 1,
         );
         let report = engine
-            .run(&execution)
+            .run(&std::sync::Arc::new(execution))
             .await
             .map_err(|_| std::io::Error::other("the worker's pool refused the execution"))?;
         // One line (JSON escapes every newline inside it): the server takes

@@ -864,7 +864,7 @@ fn refused(r: Refused) -> HttpError {
 async fn run_call(
     app: &App,
     deployed: &Deployed,
-    execution: &Execution,
+    execution: &Arc<Execution>,
 ) -> Result<(Report, std::time::Duration), HttpError> {
     let admitted = app.tenants.admit(deployed).map_err(refused)?;
     let started = Instant::now();
@@ -910,6 +910,7 @@ async fn invoke(app: Arc<App>, mut req: HttpRequest) -> Reply {
         )?;
         execution.timeout = asked;
     }
+    let execution = Arc::new(execution);
     let (report, wall) = run_call(&app, &deployed, &execution).await?;
     let status = match &report.outcome {
         Ok(_) => 200,
@@ -1021,6 +1022,7 @@ async fn trigger(app: Arc<App>, mut req: HttpRequest) -> Reply {
         "fetch".into(),
         request.to_string().into(),
     );
+    let execution = Arc::new(execution);
     let (report, wall) = run_call(&app, &deployed, &execution).await?;
     let result = match &report.outcome {
         Ok(json) => response_of(json),

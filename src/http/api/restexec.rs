@@ -284,13 +284,13 @@ async fn execute(app: Arc<App>, mut req: HttpRequest) -> Reply {
     };
     let mut env = app.config.allow_env_values.clone();
     env.extend(request_env);
-    let job = Execution {
+    let job = Arc::new(Execution {
         cpu_limit: app.config.limits.default_cpu_limit,
         isolation,
         env,
         client: Some(req.client()),
         ..Execution::program(path, None, timeout)
-    };
+    });
     let started = Instant::now();
     let report = app
         .runner

@@ -142,6 +142,7 @@ async fn run(app: Arc<App>, mut req: HttpRequest) -> Reply {
     let parser = app.clone();
     let mut execution = parse_body(body, move |body| parse_call(&parser.config, body)).await?;
     execution.client = Some(req.client());
+    let execution = Arc::new(execution);
     let report = app
         .runner
         .execute("run", &execution)
