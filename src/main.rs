@@ -142,6 +142,12 @@ static ALLOCATOR: Allocator = Allocator;
 
 struct Allocator;
 
+/// The alignment every block of mimalloc's has (its sizes are whole
+/// words): a layout that asks no more is served by its plain entry points.
+/// Its aligned ones take a slower path for any block over 1 KiB, and
+/// over-allocate for sizes that are not a power of two.
+const MI_WORD: usize = std::mem::size_of::<usize>();
+
 /// 0: not chosen yet; 1: the system's; 2: mimalloc.
 static CHOSEN: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
@@ -172,7 +178,11 @@ unsafe impl std::alloc::GlobalAlloc for Allocator {
         // SAFETY: the caller's contract, passed on.
         unsafe {
             if self.mimalloc() {
-                mimalloc::MiMalloc.alloc(layout)
+                if layout.align() <= MI_WORD {
+                    libmimalloc_sys::mi_malloc(layout.size()).cast()
+                } else {
+                    mimalloc::MiMalloc.alloc(layout)
+                }
             } else {
                 std::alloc::System.alloc(layout)
             }
@@ -184,7 +194,11 @@ unsafe impl std::alloc::GlobalAlloc for Allocator {
         // SAFETY: as above.
         unsafe {
             if self.mimalloc() {
-                mimalloc::MiMalloc.alloc_zeroed(layout)
+                if layout.align() <= MI_WORD {
+                    libmimalloc_sys::mi_zalloc(layout.size()).cast()
+                } else {
+                    mimalloc::MiMalloc.alloc_zeroed(layout)
+                }
             } else {
                 std::alloc::System.alloc_zeroed(layout)
             }
@@ -208,7 +222,11 @@ unsafe impl std::alloc::GlobalAlloc for Allocator {
         // SAFETY: as above.
         unsafe {
             if self.mimalloc() {
-                mimalloc::MiMalloc.realloc(ptr, layout, size)
+                if layout.align() <= MI_WORD {
+                    libmimalloc_sys::mi_realloc(ptr.cast(), size).cast()
+                } else {
+                    mimalloc::MiMalloc.realloc(ptr, layout, size)
+                }
             } else {
                 std::alloc::System.realloc(ptr, layout, size)
             }

@@ -315,16 +315,9 @@ fn new_request_id() -> HeaderValue {
     hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     hash ^= hash >> 31;
     // 16 hex digits of the hash, then the low 8 of the count.
-    let mut id = [0u8; 24];
+    let both = (u128::from(hash) << 32) | u128::from(n as u32);
     let digits = b"0123456789abcdef";
-    for (i, byte) in id.iter_mut().enumerate() {
-        let nibble = if i < 16 {
-            hash >> (4 * (15 - i))
-        } else {
-            n >> (4 * (23 - i))
-        };
-        *byte = digits[(nibble & 0xf) as usize];
-    }
+    let id: [u8; 24] = std::array::from_fn(|i| digits[((both >> (4 * (23 - i))) & 0xf) as usize]);
     HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("-"))
 }
 

@@ -79,8 +79,9 @@ pub(crate) fn to_json_by_hook<'s>(
     settle: bool,
     take_pieces: &dyn Fn() -> Vec<u8>,
 ) -> Result<(String, Option<bool>)> {
-    // Pieces of an earlier conversion that stopped half-way.
-    drop(take_pieces());
+    // No pieces are left from an earlier conversion: each is emptied right
+    // after the hook's call, however that call ended (only the glue reaches
+    // the op that fills it).
     let receiver = v8::undefined(scope).into();
     let max_bytes = v8::Number::new(scope, limits.max_bytes as f64).into();
     let max_depth = v8::Number::new(scope, limits.max_depth as f64).into();
