@@ -292,10 +292,23 @@ fn count_down(counts: &mut KeyedMap<u64, usize>, key: u64) {
 /// last 64 KiB and the length) or its program's path.
 fn share_key(execution: &Execution) -> u64 {
     use std::hash::{Hash, Hasher};
+    thread_local! {
+        /// The client this thread hashed last, and its key: a connection's
+        /// requests name their client by the same `Arc`.
+        static LAST_CLIENT: std::cell::RefCell<Option<(Arc<str>, u64)>> =
+            const { std::cell::RefCell::new(None) };
+    }
     let mut h = std::collections::hash_map::DefaultHasher::new();
     if let Some(client) = &execution.client {
-        client.hash(&mut h);
-        return h.finish();
+        return LAST_CLIENT.with_borrow_mut(|last| match last {
+            Some((known, key)) if Arc::ptr_eq(known, client) => *key,
+            _ => {
+                client.hash(&mut h);
+                let key = h.finish();
+                *last = Some((client.clone(), key));
+                key
+            }
+        });
     }
     match &execution.task {
         Task::Call { script, .. } => {

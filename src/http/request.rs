@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper::header;
 use serde_json::{Map, Value};
@@ -135,15 +136,42 @@ impl HttpRequest {
             return Err(HttpError::internal("the request body was read twice"));
         };
         let timeout = config.body_read_timeout;
-        let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
-        // A small request's body has usually come with its head: taken at
-        // once, without a timer.
-        let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
-        let read = match first {
-            Poll::Ready(read) => Ok(read),
-            Poll::Pending => tokio::time::timeout(timeout, collect).await,
+        let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                HttpError::bad_field("body", format!("Could not read the request body: {e}"))
+            }
         };
-        let Ok(read) = read else {
+        let mut body = Limited::new(body, limit);
+        // A small request's body has usually come with its head, whole: taken
+        // at once, without a timer, and without asking for its end once its
+        // length is all there.
+        let first =
+            std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut body).poll_frame(cx)))
+                .await;
+        let head = match first {
+            Poll::Ready(None) => return Ok(Bytes::new()),
+            Poll::Ready(Some(Err(e))) => return Err(failed(e)),
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) if body.is_end_stream() => return Ok(data),
+                Ok(data) => Some(data),
+                // Trailers come last: nothing more to read.
+                Err(_) => return Ok(Bytes::new()),
+            },
+            Poll::Pending => None,
+        };
+        // The rest, appended to what came first.
+        let rest = async {
+            let mut all = bytes::BytesMut::from(head.as_deref().unwrap_or_default());
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame?.into_data() {
+                    all.extend_from_slice(&data);
+                }
+            }
+            Ok(all.freeze())
+        };
+        let Ok(read) = tokio::time::timeout(timeout, rest).await else {
             return Err(HttpError::bad_field(
                 "body",
                 format!(
@@ -152,14 +180,7 @@ impl HttpRequest {
                 ),
             ));
         };
-        match read {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-            Err(e) => Err(HttpError::bad_field(
-                "body",
-                format!("Could not read the request body: {e}"),
-            )),
-        }
+        read.map_err(failed)
     }
 }
 
