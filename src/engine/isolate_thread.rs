@@ -401,6 +401,7 @@ impl IsolateThread<'_> {
             execution,
             cancel: &queued.cancel,
             code: &code,
+            started,
             deadline,
             slot,
             hangup: None,
@@ -500,6 +501,9 @@ pub(super) struct CallInput<'a> {
     pub execution: &'a Execution,
     pub cancel: &'a Arc<CancelFlag>,
     pub code: &'a Code,
+    /// When the call began: its deadline runs from then, and so do its
+    /// `performance.now()` and the watchdog's first look (one clock read).
+    pub started: Instant,
     pub deadline: Instant,
     pub slot: Slot,
     /// The caller's socket, watched for a hang-up (see [`Watch::hangup`]).
@@ -522,6 +526,7 @@ pub(super) async fn call_in(
         execution,
         cancel,
         code,
+        started,
         deadline,
         slot,
         hangup,
@@ -541,9 +546,9 @@ pub(super) async fn call_in(
         .map(|dir| shared.host.scoped(dir));
     let watchdog = &shared.watchdog;
     let warm = slot == Slot::Warm;
-    let started = Instant::now();
     sandbox.begin_call(CallSetup {
         logs: sink,
+        started,
         env: execution.env.clone(),
         deadline,
         cancel: Some(cancel.clone()),
@@ -561,17 +566,20 @@ pub(super) async fn call_in(
     let cpu_before = cpu_clock
         .filter(|_| execution.owner.is_some())
         .map(|c| c.now());
-    let ticket = watchdog.arm(Watch {
-        isolate: sandbox.isolate_handle(),
-        record: record.clone(),
-        deadline,
-        cpu: execution
-            .cpu_limit
-            .zip(cpu_clock)
-            .map(|(budget, clock)| (clock, clock.now(), budget)),
-        cancel: Some(cancel.clone()),
-        hangup,
-    });
+    let ticket = watchdog.arm(
+        Watch {
+            isolate: sandbox.isolate_handle(),
+            record: record.clone(),
+            deadline,
+            cpu: execution
+                .cpu_limit
+                .zip(cpu_clock)
+                .map(|(budget, clock)| (clock, clock.now(), budget)),
+            cancel: Some(cancel.clone()),
+            hangup,
+        },
+        started,
+    );
     // Disarmed however the call ends, a dropped future included.
     let armed = Armed {
         watchdog,

@@ -370,7 +370,8 @@ async fn call(claim: Claim, execution: Arc<Execution>, cancel: Arc<CancelFlag>) 
         },
     };
     sandbox.owner = Some(owner);
-    let deadline = Instant::now() + execution.timeout;
+    let started = Instant::now();
+    let deadline = started + execution.timeout;
     let stop = || cancel.is_cancelled();
     let code = match prepare(&shared, &execution, &stop, deadline) {
         Ok(code) => code,
@@ -385,6 +386,7 @@ async fn call(claim: Claim, execution: Arc<Execution>, cancel: Arc<CancelFlag>) 
             execution: &execution,
             cancel: &cancel,
             code: &code,
+            started,
             deadline,
             slot,
             hangup: claim.socket,

@@ -434,14 +434,17 @@ impl NotebookThread {
         let cell_record = Arc::new(KillRecord::default());
         Some(sandbox.with_entered(|sb| {
             sb.begin_call(cell_setup(parts, cell, deadline, flag, Some(scope.clone())));
-            let ticket = parts.watchdog.arm(Watch {
-                isolate: sb.isolate_handle(),
-                record: cell_record.clone(),
-                deadline,
-                cpu: None,
-                cancel: Some(flag.clone()),
-                hangup: None,
-            });
+            let ticket = parts.watchdog.arm(
+                Watch {
+                    isolate: sb.isolate_handle(),
+                    record: cell_record.clone(),
+                    deadline,
+                    cpu: None,
+                    cancel: Some(flag.clone()),
+                    hangup: None,
+                },
+                Instant::now(),
+            );
             let outcome =
                 rt.block_on(session.evaluate(sb, script, deadline + REPLY_GRACE, limits, flag));
             parts.watchdog.disarm(ticket);
@@ -483,6 +486,7 @@ fn cell_setup(
 ) -> CallSetup {
     CallSetup {
         logs: LogSink::streams(PROGRAM_STREAM_BYTES),
+        started: Instant::now(),
         env: cell.env,
         deadline,
         cancel: Some(flag.clone()),

@@ -218,13 +218,14 @@ impl Watchdog {
         Ok(Watchdog { shared })
     }
 
-    /// Starts watching an execution.
-    pub(crate) fn arm(&self, watch: Watch) -> Ticket {
+    /// Starts watching an execution, from `now` (when it began, which the
+    /// caller has read already).
+    pub(crate) fn arm(&self, watch: Watch, now: Instant) -> Ticket {
         let (lock, cvar) = &*self.shared;
         let mut state = lock_state(lock);
         state.next_ticket += 1;
         let ticket = state.next_ticket;
-        let first_look = watch.next_look(Instant::now());
+        let first_look = watch.next_look(now);
         state.armed.push((
             ticket,
             Armed {

@@ -122,6 +122,8 @@ impl SandboxHost {
 /// What a call needs besides its code.
 pub(crate) struct CallSetup {
     pub logs: LogSink,
+    /// When the call began (`performance.now()` counts from it).
+    pub started: Instant,
     pub env: HashMap<String, String>,
     /// When the call must end; compiling imports obeys it too.
     pub deadline: Instant,
@@ -598,7 +600,13 @@ impl Sandbox {
         if let Some(require) = require {
             ext::replace(&mut state, require);
         }
-        let call = CallState::new(setup.logs, setup.env, setup.write_budget, setup.stdin);
+        let call = CallState::new(
+            setup.logs,
+            setup.env,
+            setup.write_budget,
+            setup.stdin,
+            setup.started,
+        );
         CallState::begin(&mut state, call);
     }
 

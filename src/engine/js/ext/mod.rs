@@ -123,6 +123,7 @@ impl CallState {
         env: HashMap<String, String>,
         write_budget: u64,
         stdin: Option<Arc<str>>,
+        started: Instant,
     ) -> CallState {
         CallState {
             stdin,
@@ -132,7 +133,7 @@ impl CallState {
             denied: None,
             exit_code: None,
             write_budget,
-            started: Instant::now(),
+            started,
             started_epoch_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64() * 1000.0),
