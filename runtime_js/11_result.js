@@ -41,6 +41,10 @@ const BOXED_BOOLEAN = 5;
 const BOXED_BIGINT = 6;
 const PROXY = 7;
 const ARRAY = 8;
+const PROMISE = 9;
+// What `callHook`'s function answers when the module has no function of
+// that name.
+const NOT_A_FUNCTION = 4;
 // Strings up to this long are looked at here before JSON.stringify is
 // asked to quote them: most need no escape, and a call into the built-in
 // costs more than the look.
@@ -73,9 +77,17 @@ function written(st) {
 // looks at a value. For an object, what it is goes to `st.kind`, for the
 // `writeValue` that always follows.
 function prepareValue(st, value, key) {
+  if (isPrimitive(value)) return value;
+  return prepareObject(st, value, key, op_isoexec_value_kind(value));
+}
+
+function isPrimitive(value) {
   const type = typeof value;
-  if ((type !== "object" || value === null) && type !== "function") return value;
-  let kind = op_isoexec_value_kind(value);
+  return (type !== "object" || value === null) && type !== "function";
+}
+
+// `prepareValue` of an object whose `kind` is known.
+function prepareObject(st, value, key, kind) {
   if (kind === BYTES || kind === SHARED_BYTES) {
     st.kind = kind;
     return value;
@@ -217,8 +229,16 @@ function writeObject(st, o, depth) {
 // The text's last piece (the pieces before it went to the host through
 // `op_isoexec_result_chunk`), or a number for why there is none.
 function resultJson(value, maxBytes, maxDepth) {
-  const st = { out: "", size: 0, max: maxBytes, maxDepth, path: [], kind: 0 };
-  const top = prepareValue(st, value, "");
+  const st = state(maxBytes, maxDepth);
+  return writeTop(st, prepareValue(st, value, ""));
+}
+
+function state(maxBytes, maxDepth) {
+  return { out: "", size: 0, max: maxBytes, maxDepth, path: [], kind: 0 };
+}
+
+// The text of a prepared result.
+function writeTop(st, top) {
   if (isSkipped(top)) return "null";
   const why = writeValue(st, top, 1);
   return why === 0 ? st.out : why;
@@ -232,6 +252,31 @@ function resultJson(value, maxBytes, maxDepth) {
 export function resultHook(settle) {
   return function resultHookOf(value, maxBytes, maxDepth, settleAfter) {
     const text = resultJson(value, maxBytes, maxDepth);
+    if (settleAfter && typeof text === "string" && !settle()) return [text];
+    return text;
+  };
+}
+
+// The hook the host calls for a call of a module's exported function, in
+// one entry into JS: it finds the export `name` of `namespace` (a live
+// binding, so looked up each time), calls it with `payload` and answers as
+// `resultHook`'s function does for what it returned. A promise is answered
+// as it is, for the host to settle (then `resultHook` converts its value);
+// `NOT_A_FUNCTION` when the export is no function. What the function
+// throws passes through.
+export function callHook(settle) {
+  return function callHookOf(namespace, name, payload, maxBytes, maxDepth, settleAfter) {
+    const fn = namespace[name];
+    if (typeof fn !== "function") return NOT_A_FUNCTION;
+    const value = fn(payload);
+    const st = state(maxBytes, maxDepth);
+    let top = value;
+    if (!isPrimitive(value)) {
+      const kind = op_isoexec_value_kind(value);
+      if (kind === PROMISE) return value;
+      top = prepareObject(st, value, "", kind);
+    }
+    const text = writeTop(st, top);
     if (settleAfter && typeof text === "string" && !settle()) return [text];
     return text;
   };

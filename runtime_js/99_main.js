@@ -32,7 +32,7 @@ import { alert, confirm, createDeno, fetch, prompt } from "ext:isoexec/07_deno.j
 import { hostWorkPending, installBufferGuards } from "ext:isoexec/08_buffers.js";
 import { lockdown, resetRealm } from "ext:isoexec/09_lockdown.js";
 import { keepWasm, python } from "ext:isoexec/10_python.js";
-import { resultHook } from "ext:isoexec/11_result.js";
+import { callHook, resultHook } from "ext:isoexec/11_result.js";
 
 const { ObjectDefineProperty, ObjectKeys, ReflectDeleteProperty, SafeArrayIterator } = primordials;
 
@@ -103,5 +103,13 @@ function settle() {
   return !hostWorkPending();
 }
 
-op_isoexec_set_hooks(settle, seal, lockdown, resetRealm, serveHook, resultHook(settle));
+op_isoexec_set_hooks(
+  settle,
+  seal,
+  lockdown,
+  resetRealm,
+  serveHook,
+  resultHook(settle),
+  callHook(settle),
+);
 op_isoexec_set_python_hooks(python.boot, python.run, python.cell, op_isoexec_require, op_isoexec_write);

@@ -318,6 +318,55 @@ async fn a_results_own_code_runs_once_each_and_throws_with_its_own_stack() {
     assert!(!stack.contains("ext:"), "{body}");
 }
 
+/// The stacks user code makes itself, while it runs and while its result
+/// is written, hold its own frames only, as if the host called it
+/// directly: in `error.stack`, in a `prepareStackTrace` of its own and in
+/// a thrown error, in every isolation mode (`prepareStackTrace` where
+/// built-ins take one), before an `await` and after.
+#[tokio::test]
+async fn stacks_user_code_makes_show_only_its_own_frames() {
+    let s = Server::start();
+    let script = r#"
+        export function plain() { return new Error("x").stack; }
+        export async function later() { await 0; return new Error("y").stack; }
+        export async function before() { return new Error("z").stack; }
+        export function getter() { return { get v() { return new Error("g").stack; } }; }
+        export function sites() {
+            const saved = Error.prepareStackTrace;
+            Error.prepareStackTrace = (_e: Error, sites: unknown[]) => sites.map(String);
+            try { return (new Error("p") as any).stack; } finally { Error.prepareStackTrace = saved; }
+        }
+        export function thrower() { throw new Error("t"); }
+    "#;
+    for isolation in ["none", "frozen", "isolate"] {
+        for (name, frame) in [
+            ("plain", "at plain ("),
+            ("later", "at later ("),
+            ("before", "at before ("),
+            ("getter", "get v ("),
+            ("sites", "sites ("),
+            ("thrower", "at thrower ("),
+        ] {
+            if isolation == "frozen" && name == "sites" {
+                // Built-ins are frozen there: `Error` takes no new property.
+                continue;
+            }
+            let r = s.call(script, name, json!({"isolation": isolation})).await;
+            let body = r.json();
+            let stack = match name {
+                "getter" => body["result"]["v"].to_string(),
+                "sites" => body["result"].to_string(),
+                "thrower" => body["details"]["stack"].to_string(),
+                _ => body["result"].to_string(),
+            };
+            assert!(stack.contains(frame), "{isolation} {name}: {body}");
+            assert!(stack.contains(".ts:"), "{isolation} {name}: {body}");
+            assert!(!stack.contains("ext:"), "{isolation} {name}: {body}");
+            assert!(!stack.contains("isoexec/11"), "{isolation} {name}: {body}");
+        }
+    }
+}
+
 /// A large result made of many small values is written without building
 /// up in the isolate's heap: three million numbers under a 64 MiB limit.
 #[tokio::test]

@@ -4,6 +4,7 @@
 
 use deno_core::v8;
 
+use super::ext::ResultText;
 use crate::engine::mime;
 
 /// Why a value could not be converted.
@@ -62,7 +63,7 @@ pub(crate) fn to_json<'s>(
 /// JSON text for `value` by the glue's result hook (`resultHook`), which
 /// applies the same rules as [`to_json`] in JS: one call into V8 instead of
 /// several per value. The hook hands its text over in pieces (through
-/// `op_isoexec_result_chunk`, which `take_pieces` empties) and answers the
+/// `op_isoexec_result_chunk`, into `pieces`) and answers the
 /// last one, or a number saying why there is no text (1: too large, 2: too
 /// deep, 3: a cycle); the text's size in bytes is checked here (the hook
 /// counts UTF-16 units, never more than the bytes).
@@ -77,11 +78,8 @@ pub(crate) fn to_json_by_hook<'s>(
     value: v8::Local<'s, v8::Value>,
     limits: ConvertLimits,
     settle: bool,
-    take_pieces: &dyn Fn() -> Vec<u8>,
+    pieces: &ResultText,
 ) -> Result<(String, Option<bool>)> {
-    // No pieces are left from an earlier conversion: each is emptied right
-    // after the hook's call, however that call ended (only the glue reaches
-    // the op that fills it).
     let receiver = v8::undefined(scope).into();
     let max_bytes = v8::Number::new(scope, limits.max_bytes as f64).into();
     let max_depth = v8::Number::new(scope, limits.max_depth as f64).into();
@@ -91,7 +89,74 @@ pub(crate) fn to_json_by_hook<'s>(
         receiver,
         &[value, max_bytes, max_depth, settle_after],
     );
-    let mut text = take_pieces();
+    hook_text(scope, answer, limits, settle, pieces)
+}
+
+/// What the glue's call hook answered (see [`call_by_hook`]).
+pub(crate) enum Called<'s> {
+    /// The result's JSON text, and whether the runtime was quiet after it
+    /// (as [`to_json_by_hook`] answers).
+    Json(String, Option<bool>),
+    /// The function returned a promise: the caller settles it, then
+    /// converts its value.
+    Promise(v8::Local<'s, v8::Value>),
+    /// The export of that name is no function (or there is none).
+    NotAFunction,
+}
+
+/// Calls the export `name` of `namespace` with `payload` and converts what
+/// it returns, by the glue's call hook (`callHook`): the export's look-up,
+/// the call and the conversion in one entry into JS. The conversion and
+/// `settle` are [`to_json_by_hook`]'s. `Thrown` without a `synthetic`
+/// error means JS threw (the function itself or the result's own code) or
+/// was ended: the exception is in the caller's `TryCatch`.
+pub(crate) fn call_by_hook<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    hook: v8::Local<'s, v8::Function>,
+    (namespace, name): (v8::Local<'s, v8::Object>, v8::Local<'s, v8::String>),
+    payload: v8::Local<'s, v8::Value>,
+    limits: ConvertLimits,
+    settle: bool,
+    pieces: &ResultText,
+) -> Result<Called<'s>> {
+    let receiver = v8::undefined(scope).into();
+    let max_bytes = v8::Number::new(scope, limits.max_bytes as f64).into();
+    let max_depth = v8::Number::new(scope, limits.max_depth as f64).into();
+    let settle_after = v8::Boolean::new(scope, settle).into();
+    let answer = hook.call(
+        scope,
+        receiver,
+        &[
+            namespace.into(),
+            name.into(),
+            payload,
+            max_bytes,
+            max_depth,
+            settle_after,
+        ],
+    );
+    match answer {
+        Some(answer) if answer.is_promise() => Ok(Called::Promise(answer)),
+        Some(answer) if answer.is_number() && answer.uint32_value(scope) == Some(4) => {
+            Ok(Called::NotAFunction)
+        }
+        answer => hook_text(scope, answer, limits, settle, pieces).map(|(t, q)| Called::Json(t, q)),
+    }
+}
+
+/// The text a hook answered (its last piece, or a number saying why there
+/// is none), after the pieces it handed over before.
+fn hook_text<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    answer: Option<v8::Local<'s, v8::Value>>,
+    limits: ConvertLimits,
+    settle: bool,
+    pieces: &ResultText,
+) -> Result<(String, Option<bool>)> {
+    // No pieces are left from an earlier conversion: each is emptied right
+    // after the hook's call, however that call ended (only the glue reaches
+    // the op that fills it).
+    let mut text = pieces.take();
     let mut answer = answer.ok_or(THROWN)?;
     let mut quiet = settle.then_some(true);
     // Not quiet: the text comes wrapped in an array.

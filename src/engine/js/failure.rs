@@ -3,6 +3,7 @@
 //! deno_core's errors turned into [`ExecError`]s.
 
 use deno_core::error::{CoreError, CoreErrorKind, JsError};
+use deno_core::v8;
 
 use crate::engine::types::ExecError;
 
@@ -58,25 +59,61 @@ pub(super) fn exception_from_js(js: &JsError) -> ExecError {
     ExecError::Exception {
         name,
         message,
-        stack: js.stack.as_deref().map(without_host_frames),
+        stack: js.stack.clone(),
     }
 }
 
-/// Where the host's conversion of a result to JSON runs: it calls the
-/// result's getters and toJSON methods, so its frames sit under theirs in
-/// the stacks of what they throw, and they are not the user's.
-const RESULT_GLUE: &str = "ext:isoexec/11_result.js:";
+/// Where the host's call hook and its conversion of a result to JSON run:
+/// the hook calls the user's function, and the conversion the result's
+/// getters and toJSON methods, so their frames sit under those of the
+/// user's code in the stacks it makes, and they are not the user's.
+const RESULT_GLUE: &str = "ext:isoexec/11_result.js";
 
-/// `stack` without the frames of the result's conversion.
-fn without_host_frames(stack: &str) -> String {
-    if !stack.contains(RESULT_GLUE) {
-        return stack.to_string();
+/// V8's callback for an error's stack: deno_core's, given the call sites
+/// without the result glue's (the outermost ones, when there are any). The
+/// user sees the stack their code would have if the host called it
+/// directly, in `error.stack`, in a `prepareStackTrace` of their own and in
+/// the error a call answers.
+pub(super) fn prepare_stack_trace<'s, 'i>(
+    scope: &mut v8::PinScope<'s, 'i>,
+    error: v8::Local<'s, v8::Value>,
+    sites: v8::Local<'s, v8::Array>,
+) -> v8::Local<'s, v8::Value> {
+    let length = sites.length();
+    let mut kept = length;
+    while kept > 0 && in_result_glue(scope, sites, kept - 1) {
+        kept -= 1;
     }
-    stack
-        .lines()
-        .filter(|line| !(line.trim_start().starts_with("at ") && line.contains(RESULT_GLUE)))
-        .collect::<Vec<_>>()
-        .join("\n")
+    let sites = if kept == length {
+        sites
+    } else {
+        let frames: Vec<_> = (0..kept)
+            .filter_map(|i| sites.get_index(scope, i))
+            .collect();
+        v8::Array::new_with_elements(scope, &frames)
+    };
+    deno_core::error::prepare_stack_trace_callback(scope, error, sites)
+}
+
+/// Whether call site `i` is a frame of the result glue. Nothing is assumed
+/// of a site that cannot be read (say, while terminating): it is kept.
+fn in_result_glue(scope: &mut v8::PinScope, sites: v8::Local<v8::Array>, i: u32) -> bool {
+    let Some(site) = sites
+        .get_index(scope, i)
+        .and_then(|site| v8::Local::<v8::Object>::try_from(site).ok())
+    else {
+        return false;
+    };
+    let Some(method) = v8::String::new(scope, "getScriptNameOrSourceURL")
+        .and_then(|key| site.get(scope, key.into()))
+        .and_then(|method| v8::Local::<v8::Function>::try_from(method).ok())
+    else {
+        return false;
+    };
+    method
+        .call(scope, site.into(), &[])
+        .and_then(|name| v8::Local::<v8::String>::try_from(name).ok())
+        .is_some_and(|name| name.to_rust_string_lossy(scope) == RESULT_GLUE)
 }
 
 pub(super) fn core_error(e: CoreError) -> ExecError {

@@ -33,10 +33,10 @@ use deno_core::error::{CoreError, CoreErrorKind, JsError};
 use deno_core::{JsRuntime, ModuleId, ModuleSpecifier, PollEventLoopOptions, RuntimeOptions, v8};
 
 use super::alloc::{self, Budget};
-use super::convert::{self, ConvertError, ConvertLimits};
+use super::convert::{self, Called, ConvertError, ConvertLimits};
 use super::ext::{
-    self, CallState, JSON_KEY, LOCKDOWN_KEY, LogSink, REQUIRE_KEY, RESET_KEY, RequireHook,
-    ResultText, SEAL_KEY, SERVE_KEY, SETTLE_KEY, SelfKill, WRITE_KEY, isoexec,
+    self, CALL_KEY, CallState, JSON_KEY, LOCKDOWN_KEY, LogSink, REQUIRE_KEY, RESET_KEY,
+    RequireHook, ResultText, SEAL_KEY, SERVE_KEY, SETTLE_KEY, SelfKill, WRITE_KEY, isoexec,
 };
 use super::failure::{Failure, core_error, exception_from_js, load_error};
 use super::loader::{LoadNotes, Loader, Notes};
@@ -213,35 +213,80 @@ fn converted<'s>(
     value: v8::Local<'s, v8::Value>,
     limits: ConvertLimits,
     settle: bool,
-    take_pieces: &dyn Fn() -> Vec<u8>,
+    pieces: &ResultText,
 ) -> Result<(String, Option<bool>), Box<Failure>> {
-    let converted = match hook {
-        Some(hook) => convert::to_json_by_hook(tc, hook, value, limits, settle, take_pieces),
+    match hook {
+        Some(hook) => convert::to_json_by_hook(tc, hook, value, limits, settle, pieces),
         None => convert::to_json(tc, value, limits).map(|json| (json, None)),
-    };
-    match converted {
-        Ok(converted) => Ok(converted),
-        Err(ConvertError::OutputLimit(message)) => Err(Box::new(Failure::OutputLimit(message))),
-        Err(ConvertError::Thrown {
+    }
+    .map_err(|e| Box::new(conversion_failure(tc, e)))
+}
+
+/// Why a result could not be converted, as the call's failure.
+fn conversion_failure(tc: &mut TryCatchScope<'_, '_, '_, '_>, error: ConvertError) -> Failure {
+    match error {
+        ConvertError::OutputLimit(message) => Failure::OutputLimit(message),
+        ConvertError::Thrown {
             synthetic: Some((name, message)),
-        }) => Err(Box::new(Failure::Thrown {
+        } => Failure::Thrown {
             name,
             message,
             stack: None,
-        })),
-        Err(ConvertError::Thrown { synthetic: None }) => {
+        },
+        ConvertError::Thrown { synthetic: None } => {
             if tc.has_terminated() || !tc.can_continue() {
-                return Err(Box::new(Failure::Terminated));
+                return Failure::Terminated;
             }
             match tc.exception() {
-                Some(exception) => {
-                    let js = JsError::from_v8_exception(tc, exception);
-                    Err(Box::new(Failure::Js(*js)))
-                }
-                None => Err(Box::new(Failure::Terminated)),
+                Some(exception) => Failure::Js(*JsError::from_v8_exception(tc, exception)),
+                None => Failure::Terminated,
             }
         }
     }
+}
+
+/// What a call into user code threw, or that it was ended, as deno_core
+/// words it.
+fn thrown(tc: &mut TryCatchScope<'_, '_, '_, '_>) -> Failure {
+    let exception = match tc.exception() {
+        Some(exception) if !tc.is_execution_terminating() => exception,
+        _ => v8::undefined(tc).into(),
+    };
+    let error = deno_core::error::exception_to_err(tc, exception, false, true);
+    Failure::Core(error.into())
+}
+
+/// The names of the module's exported functions, for a call of a name it
+/// does not export as one.
+fn exported_functions(
+    tc: &mut TryCatchScope<'_, '_, '_, '_>,
+    ns: v8::Local<v8::Object>,
+) -> Vec<String> {
+    let mut exports = Vec::new();
+    if let Some(keys) = ns.get_own_property_names(tc, Default::default()) {
+        for i in 0..keys.length() {
+            let Some(key) = keys.get_index(tc, i) else {
+                continue;
+            };
+            let is_fn = ns.get(tc, key).is_some_and(|v| v.is_function());
+            if is_fn {
+                exports.push(key.to_rust_string_lossy(tc));
+            }
+        }
+    }
+    exports
+}
+
+/// A scope of `$sandbox`'s runtime in its main context: deno_core's
+/// `scope!` but from the context handle the sandbox keeps, where
+/// `JsRuntime::main_context` would make and drop a new handle each time.
+macro_rules! main_scope {
+    ($scope:ident, $sandbox:expr) => {
+        let isolate = &mut *$sandbox.runtime.v8_isolate();
+        v8::scope!($scope, isolate);
+        let context = v8::Local::new($scope, &$sandbox.context);
+        let $scope = &mut v8::ContextScope::new($scope, context);
+    };
 }
 
 /// The glue function hanging on the global object under the private
@@ -290,6 +335,12 @@ pub(crate) struct Sandbox {
     /// internalized string V8 looks an export up by: a client calls the
     /// same one again and again.
     export_key: Option<(Box<str>, v8::Global<v8::String>)>,
+    /// The runtime's main context, kept: `JsRuntime::main_context` makes a
+    /// new handle to it (and drops it) on every use (see `main_scope!`).
+    context: v8::Global<v8::Context>,
+    /// The pieces of a call's result text the glue hands over (shared with
+    /// `op_isoexec_result_chunk`).
+    pieces: ResultText,
     /// Frozen mode: the last call's reset is still to be done (see
     /// [`Sandbox::finish_reset`]).
     reset_pending: bool,
@@ -362,6 +413,9 @@ impl Sandbox {
             ..Default::default()
         })
         .map_err(InitError::Runtime)?;
+        runtime
+            .v8_isolate()
+            .set_prepare_stack_trace_callback(super::failure::prepare_stack_trace);
         let sealed = seal(&mut runtime);
         let isolate = runtime.v8_isolate().thread_safe_handle();
         budget.attach(isolate.clone());
@@ -388,6 +442,9 @@ impl Sandbox {
             state.put(host.permissions.clone());
             state.put(budget.clone());
         }
+        let pieces = ResultText::default();
+        runtime.op_state().borrow_mut().put(pieces.clone());
+        let context = runtime.main_context();
         // V8 keeps a per-thread stack of entered isolates and creating one
         // enters it. An isolate thread keeps several runtimes, so each one is entered
         // only while in use (see `with_entered`) and before it is dropped.
@@ -412,6 +469,8 @@ impl Sandbox {
                 cache: host.cache.clone(),
                 hooks: Vec::new(),
                 export_key: None,
+                context,
+                pieces,
                 direct: KeyedMap::default(),
                 factories: KeyedMap::default(),
                 reset_pending: false,
@@ -438,6 +497,8 @@ impl Sandbox {
             cache: host.cache.clone(),
             hooks: Vec::new(),
             export_key: None,
+            context,
+            pieces,
             direct: KeyedMap::default(),
             factories: KeyedMap::default(),
             reset_pending: false,
@@ -962,25 +1023,72 @@ impl Sandbox {
         // The call and, when it returns a value rather than a promise (the
         // common case), the conversion of that value, in one scope: the
         // event loop has nothing to drive for it.
-        let hook = self.hook(JSON_KEY);
+        let (call_hook, hook) = if entry == Entry::Function {
+            (self.hook(CALL_KEY), None)
+        } else {
+            (None, self.hook(JSON_KEY))
+        };
         // A warm call's runtime is settled by the same hook.
         let settle = warm && !self.frozen;
-        let op_state = self.runtime.op_state();
-        let take_pieces = || {
-            // Left in place (emptied) for the next call's pieces.
-            op_state
-                .borrow_mut()
-                .try_borrow_mut::<ResultText>()
-                .map(|t| std::mem::take(&mut t.0))
-                .unwrap_or_default()
-        };
+        let pieces = self.pieces.clone();
         let export_key = &mut self.export_key;
         let promise = {
-            deno_core::scope!(scope, &mut self.runtime);
+            main_scope!(scope, self);
             v8::tc_scope!(let tc, scope);
             let ns = v8::Local::new(tc, &*namespace);
-            let (function, arguments): (_, [v8::Local<v8::Value>; 2]) = if entry != Entry::Function
-            {
+            if entry == Entry::Function {
+                // The export's look-up, the call and the conversion of a
+                // value it returns: one entry into JS, by the glue's hook.
+                let Some(call_hook) = call_hook.as_deref().map(|hook| v8::Local::new(tc, hook))
+                else {
+                    return Err(Failure::Internal("the glue gave no call hook".into()));
+                };
+                let key = match &*export_key {
+                    Some((name, key)) if **name == *fn_name => Some(v8::Local::new(tc, key)),
+                    _ => {
+                        let key = v8::String::new_from_utf8(
+                            tc,
+                            fn_name.as_bytes(),
+                            v8::NewStringType::Internalized,
+                        );
+                        *export_key = key.map(|key| (fn_name.into(), v8::Global::new(tc, key)));
+                        key
+                    }
+                };
+                let Some(argument) = payload_value(tc, payload_json) else {
+                    return Err(if tc.has_terminated() {
+                        Failure::Terminated
+                    } else {
+                        Failure::Internal("the payload could not be passed to V8".into())
+                    });
+                };
+                let called = match key {
+                    Some(key) => convert::call_by_hook(
+                        tc,
+                        call_hook,
+                        (ns, key),
+                        argument,
+                        limits,
+                        settle,
+                        &pieces,
+                    ),
+                    None => Ok(Called::NotAFunction),
+                };
+                match called {
+                    Ok(Called::Json(text, quiet)) => return Ok((text, quiet)),
+                    Ok(Called::Promise(promise)) => v8::Global::new(tc, promise),
+                    Ok(Called::NotAFunction) => {
+                        if tc.has_terminated() {
+                            return Err(Failure::Terminated);
+                        }
+                        return Err(Failure::FnNotFound(exported_functions(tc, ns)));
+                    }
+                    // The function or the result's own code threw, or the
+                    // call was ended.
+                    Err(ConvertError::Thrown { synthetic: None }) => return Err(thrown(tc)),
+                    Err(e) => return Err(conversion_failure(tc, e)),
+                }
+            } else {
                 // The glue's serve hook enters the module: its fetch
                 // handler, or a description of its exports.
                 let Some(serve) = private_function(tc, SERVE_KEY) else {
@@ -1005,67 +1113,14 @@ impl Sandbox {
                 } else {
                     v8::null(tc).into()
                 };
-                (serve, [ns.into(), request])
-            } else {
-                let key = match &*export_key {
-                    Some((name, key)) if **name == *fn_name => Some(v8::Local::new(tc, key)),
-                    _ => {
-                        let key = v8::String::new_from_utf8(
-                            tc,
-                            fn_name.as_bytes(),
-                            v8::NewStringType::Internalized,
-                        );
-                        *export_key = key.map(|key| (fn_name.into(), v8::Global::new(tc, key)));
-                        key
+                let this = v8::undefined(tc).into();
+                match serve.call(tc, this, &[ns.into(), request]) {
+                    Some(value) if !value.is_promise() => {
+                        let hook = hook.as_deref().map(|hook| v8::Local::new(tc, hook));
+                        return converted(tc, hook, value, limits, settle, &pieces).map_err(|e| *e);
                     }
-                };
-                let export = key
-                    .and_then(|key| ns.get(tc, key.into()))
-                    .and_then(|v| v8::Local::<v8::Function>::try_from(v).ok());
-                let Some(function) = export else {
-                    if tc.has_terminated() {
-                        return Err(Failure::Terminated);
-                    }
-                    let mut exports = Vec::new();
-                    if let Some(keys) = ns.get_own_property_names(tc, Default::default()) {
-                        for i in 0..keys.length() {
-                            let Some(key) = keys.get_index(tc, i) else {
-                                continue;
-                            };
-                            let is_fn = ns.get(tc, key).is_some_and(|v| v.is_function());
-                            if is_fn {
-                                exports.push(key.to_rust_string_lossy(tc));
-                            }
-                        }
-                    }
-                    return Err(Failure::FnNotFound(exports));
-                };
-                let Some(argument) = payload_value(tc, payload_json) else {
-                    return Err(if tc.has_terminated() {
-                        Failure::Terminated
-                    } else {
-                        Failure::Internal("the payload could not be passed to V8".into())
-                    });
-                };
-                (function, [argument, v8::undefined(tc).into()])
-            };
-            let count = if entry == Entry::Function { 1 } else { 2 };
-            let this = v8::undefined(tc).into();
-            match function.call(tc, this, &arguments[..count]) {
-                Some(value) if !value.is_promise() => {
-                    let hook = hook.as_deref().map(|hook| v8::Local::new(tc, hook));
-                    return converted(tc, hook, value, limits, settle, &take_pieces)
-                        .map_err(|e| *e);
-                }
-                Some(promise) => v8::Global::new(tc, promise),
-                None => {
-                    // As deno_core words a call that threw or was ended.
-                    let exception = match tc.exception() {
-                        Some(exception) if !tc.is_execution_terminating() => exception,
-                        _ => v8::undefined(tc).into(),
-                    };
-                    let error = deno_core::error::exception_to_err(tc, exception, false, true);
-                    return Err(Failure::Core(error.into()));
+                    Some(promise) => v8::Global::new(tc, promise),
+                    None => return Err(thrown(tc)),
                 }
             }
         };
@@ -1077,11 +1132,12 @@ impl Sandbox {
             .with_event_loop_promise(Box::pin(settled), PollEventLoopOptions::default())
             .await
             .map_err(Failure::Core)?;
-        deno_core::scope!(scope, &mut self.runtime);
+        let hook = hook.or_else(|| self.hook(JSON_KEY));
+        main_scope!(scope, self);
         v8::tc_scope!(let tc, scope);
         let local = v8::Local::new(tc, &value);
         let hook = hook.as_deref().map(|hook| v8::Local::new(tc, hook));
-        converted(tc, hook, local, limits, settle, &take_pieces).map_err(|e| *e)
+        converted(tc, hook, local, limits, settle, &pieces).map_err(|e| *e)
     }
 
     /// A new instance of `module` for a frozen call, made through V8 itself

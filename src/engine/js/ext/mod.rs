@@ -11,7 +11,9 @@ mod memory;
 mod python;
 mod web;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -177,6 +179,11 @@ pub(crate) const SERVE_KEY: &str = "isoexec.serve";
 /// which writes a call's result as JSON text (see `convert::to_json_by_hook`).
 pub(crate) const JSON_KEY: &str = "isoexec.resultJson";
 
+/// Name of the private symbol holding the glue's `callHook` function, which
+/// calls a module's exported function and writes what it returns as JSON
+/// text, in one entry into JS (see `convert::call_by_hook`).
+pub(crate) const CALL_KEY: &str = "isoexec.call";
+
 #[op2(fast)]
 fn op_isoexec_set_hooks(
     scope: &mut v8::PinScope,
@@ -186,6 +193,7 @@ fn op_isoexec_set_hooks(
     reset: v8::Local<v8::Function>,
     serve: v8::Local<v8::Function>,
     json: v8::Local<v8::Function>,
+    call: v8::Local<v8::Function>,
 ) {
     let global = scope.get_current_context().global(scope);
     let hooks = [
@@ -195,6 +203,7 @@ fn op_isoexec_set_hooks(
         (RESET_KEY, reset),
         (SERVE_KEY, serve),
         (JSON_KEY, json),
+        (CALL_KEY, call),
     ];
     for (name, f) in hooks {
         if let Some(name) = v8::String::new(scope, name) {
@@ -205,17 +214,23 @@ fn op_isoexec_set_hooks(
 }
 
 /// The text of a call's result handed over so far by the glue's
-/// `resultJson` (see `convert::to_json_by_hook`).
-#[derive(Default)]
-pub(crate) struct ResultText(pub Vec<u8>);
+/// `resultJson` (see `convert::to_json_by_hook`). The sandbox keeps a
+/// handle to it beside the one in the op state.
+#[derive(Clone, Default)]
+pub(crate) struct ResultText(Rc<RefCell<Vec<u8>>>);
+
+impl ResultText {
+    /// The pieces handed over so far, leaving none.
+    pub(crate) fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.borrow_mut())
+    }
+}
 
 /// A piece of a call's result text.
 #[op2(fast)]
 fn op_isoexec_result_chunk(state: &mut OpState, #[string] text: &str) {
-    if let Some(out) = state.try_borrow_mut::<ResultText>() {
-        out.0.extend_from_slice(text.as_bytes());
-    } else {
-        state.put(ResultText(text.as_bytes().to_vec()));
+    if let Some(out) = state.try_borrow::<ResultText>() {
+        out.0.borrow_mut().extend_from_slice(text.as_bytes());
     }
 }
 
@@ -231,7 +246,7 @@ fn op_isoexec_data_uri(#[anybuffer] bytes: &[u8], room: f64) -> Option<String> {
 /// What the glue's `resultJson` must know of an object before it reads
 /// anything of it, in one call: `1` a buffer or a view of one, `2` a shared
 /// buffer, `3` to `6` a boxed number, string, boolean or BigInt, `7` a proxy,
-/// `8` an array (not a proxy of one), `0` anything else. Asking V8 is no
+/// `8` an array (not a proxy of one), `9` a promise, `0` anything else. Asking V8 is no
 /// property read, so nothing of user code runs.
 #[op2(fast, no_side_effects)]
 fn op_isoexec_value_kind(value: &v8::Value) -> u32 {
@@ -251,6 +266,8 @@ fn op_isoexec_value_kind(value: &v8::Value) -> u32 {
         7
     } else if value.is_array() {
         8
+    } else if value.is_promise() {
+        9
     } else {
         0
     }
