@@ -234,7 +234,10 @@ function resultJson(value, maxBytes, maxDepth) {
 }
 
 function state(maxBytes, maxDepth) {
-  return { out: "", size: 0, max: maxBytes, maxDepth, path: [], kind: 0 };
+  // Room on the path for four levels from the start: most results are no
+  // deeper, and an empty array would grow at the first.
+  const path = [null, null, null, null];
+  return { out: "", size: 0, max: maxBytes, maxDepth, path, kind: 0 };
 }
 
 // The text of a prepared result.

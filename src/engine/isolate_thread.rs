@@ -406,9 +406,9 @@ impl IsolateThread<'_> {
             slot,
             hangup: None,
         };
-        let (mut report, memory_used) = sandbox
+        let (mut report, memory_used, _) = sandbox
             .with_entered(|sandbox| rt.block_on(call_in(shared, clock, sandbox, input, gone)));
-        report.queue_wait = queued.queued_at.elapsed().saturating_sub(started.elapsed());
+        report.queue_wait = started.saturating_duration_since(queued.queued_at);
         let keep = slot.policy().keeps(
             sandbox.reusable(),
             sandbox.module_count(),
@@ -513,15 +513,15 @@ pub(super) struct CallInput<'a> {
 /// Runs a call in `sandbox`, whose isolate the caller has entered, under
 /// the watchdog until it settles, its deadline passes or `gone` resolves
 /// (its caller went away). Returns the report (its queue wait not yet
-/// filled in) and the memory the isolate holds afterwards (0 for a fresh
-/// one, which is not kept anyway).
+/// filled in), the memory the isolate holds afterwards (0 for a fresh
+/// one, which is not kept anyway) and when the call ended.
 pub(super) async fn call_in(
     shared: &Shared,
     cpu_clock: Option<ThreadCpuClock>,
     sandbox: &mut Sandbox,
     input: CallInput<'_>,
     gone: impl Future<Output = ()>,
-) -> (Report, usize) {
+) -> (Report, usize, Instant) {
     let CallInput {
         execution,
         cancel,
@@ -630,6 +630,7 @@ pub(super) async fn call_in(
         }
     };
     drop(armed);
+    let ended = Instant::now();
     let cpu = cpu_clock
         .zip(cpu_before)
         .map_or(Duration::ZERO, |(c, before)| c.now().saturating_sub(before));
@@ -640,7 +641,7 @@ pub(super) async fn call_in(
     } else if slot.policy().kept {
         // Only for the keep decision: a bound within an eighth of it.
         let bound = limits.memory_limit_bytes / slot.policy().max_heap_share.max(1);
-        sandbox.memory_at_most(started.elapsed(), bound / 8)
+        sandbox.memory_at_most(ended - started, bound / 8)
     } else {
         0
     };
@@ -663,7 +664,7 @@ pub(super) async fn call_in(
         cpu,
         memory: memory as u64,
     };
-    (report, memory)
+    (report, memory, ended)
 }
 
 /// Keeps a call's watch armed until dropped.

@@ -376,11 +376,11 @@ async fn call(claim: Claim, execution: Arc<Execution>, cancel: Arc<CancelFlag>) 
     let code = match prepare(&shared, &execution, &stop, deadline) {
         Ok(code) => code,
         Err(e) => {
-            keep(slot, sandbox, 0);
+            keep(slot, sandbox, 0, Instant::now());
             return Report::failed(e);
         }
     };
-    let (report, memory) = {
+    let (report, memory, ended) = {
         let mut entered = sandbox.entered();
         let input = CallInput {
             execution: &execution,
@@ -406,7 +406,7 @@ async fn call(claim: Claim, execution: Arc<Execution>, cancel: Arc<CancelFlag>) 
         .keeps(sandbox.reusable(), sandbox.module_count(), memory, limit);
     if kept {
         let reset = sandbox.reset_pending();
-        keep(slot, sandbox, memory);
+        keep(slot, sandbox, memory, ended);
         if reset {
             finish_reset_after_answer();
         }
@@ -419,7 +419,7 @@ async fn call(claim: Claim, execution: Arc<Execution>, cancel: Arc<CancelFlag>) 
         });
         replace_after_answer(slot);
     }
-    collect_when_idle();
+    collect_when_idle(ended);
     report
 }
 
@@ -445,7 +445,7 @@ fn replace_after_answer(slot: Slot) {
                 .of(slot)
                 .is_some_and(|kept| kept.iter_mut().any(|s| s.owner.is_none()));
             if !unowned && let Ok(sandbox) = made_isolate(&lane.shared, slot) {
-                lane.keep(slot, sandbox, 0);
+                lane.keep(slot, sandbox, 0, Instant::now());
             }
             lane.seat.release();
         });
@@ -473,11 +473,11 @@ fn finish_reset_after_answer() {
 /// thread has had no call for [`IDLE_COLLECT_AFTER`] (an idle isolate never
 /// collects by itself), as an isolate thread does. One task waits for that
 /// at a time; it touches nothing while a call runs.
-fn collect_when_idle() {
+fn collect_when_idle(now: Instant) {
     let start = LANE.with(|l| {
         let mut lane = l.borrow_mut();
         let lane = lane.as_mut()?;
-        lane.last_call = Instant::now();
+        lane.last_call = now;
         if lane.collector {
             return None;
         }
@@ -489,8 +489,8 @@ fn collect_when_idle() {
     }
     // Polled on this thread only (its runtime is single-threaded): the task
     // reaches the lane through the thread's own state.
-    tokio::spawn(async {
-        let mut due = Instant::now() + IDLE_COLLECT_AFTER;
+    tokio::spawn(async move {
+        let mut due = now + IDLE_COLLECT_AFTER;
         loop {
             tokio::time::sleep_until(due.into()).await;
             let next = LANE.with(|l| {
@@ -506,7 +506,7 @@ fn collect_when_idle() {
                 lane.retired.clear();
                 collect_garbage(lane.kept.iter_mut());
                 lane.heap_read = None;
-                lane.record_heap();
+                lane.record_heap(Instant::now());
                 lane.collector = false;
                 None
             });
@@ -520,10 +520,10 @@ fn collect_when_idle() {
 
 /// Keeps `sandbox` among the lane's isolates of `slot`, and publishes the
 /// heap figures of those it keeps.
-fn keep(slot: Slot, sandbox: Box<Sandbox>, memory: usize) {
+fn keep(slot: Slot, sandbox: Box<Sandbox>, memory: usize, now: Instant) {
     LANE.with(|l| {
         if let Some(lane) = l.borrow_mut().as_mut() {
-            lane.keep(slot, sandbox, memory);
+            lane.keep(slot, sandbox, memory, now);
         }
     });
 }
@@ -537,7 +537,7 @@ fn made_isolate(shared: &Shared, slot: Slot) -> Result<Box<Sandbox>, super::js::
 
 impl Lane {
     /// See [`keep`].
-    fn keep(&mut self, slot: Slot, sandbox: Box<Sandbox>, memory: usize) {
+    fn keep(&mut self, slot: Slot, sandbox: Box<Sandbox>, memory: usize, now: Instant) {
         let bound = self.shared.limits.memory_limit_bytes / LANE_KEPT_SHARE;
         match self.kept.of(slot) {
             Some(kept) => {
@@ -546,19 +546,19 @@ impl Lane {
             }
             None => self.retired.push(sandbox),
         }
-        self.record_heap();
+        self.record_heap(now);
     }
 
     /// Publishes the heap figures of the isolates kept here, unless they
-    /// were read less than [`HEAP_READ_EVERY`] ago.
-    fn record_heap(&mut self) {
+    /// were read less than [`HEAP_READ_EVERY`] before `now`.
+    fn record_heap(&mut self, now: Instant) {
         if self
             .heap_read
-            .is_some_and(|t| t.elapsed() < HEAP_READ_EVERY)
+            .is_some_and(|t| now.saturating_duration_since(t) < HEAP_READ_EVERY)
         {
             return;
         }
-        self.heap_read = Some(Instant::now());
+        self.heap_read = Some(now);
         let sum = heap_figures(self.kept.iter_mut());
         for (a, v) in self.heap.iter().zip(sum) {
             a.store(v, Ordering::Relaxed);

@@ -318,6 +318,54 @@ async fn a_results_own_code_runs_once_each_and_throws_with_its_own_stack() {
     assert!(!stack.contains("ext:"), "{body}");
 }
 
+/// `performance.timeOrigin` is when the call started, on the wall clock:
+/// within the time the request took, the same however often it is read,
+/// and `timeOrigin + now()` is the time of day; each call has its own.
+#[tokio::test]
+async fn performance_time_origin_is_when_the_call_started() {
+    let s = Server::start();
+    let script = r#"
+        export async function f() {
+            // Read first after a wait: the origin is the call's start,
+            // not the time it is first asked for.
+            await new Promise((r) => setTimeout(r, 30));
+            const origin = performance.timeOrigin;
+            const skew = Math.abs(performance.timeOrigin + performance.now() - Date.now());
+            return { origin, again: performance.timeOrigin, skew, json: performance.toJSON().timeOrigin };
+        }
+    "#;
+    let mut origins = Vec::new();
+    for isolation in ["none", "none", "frozen", "isolate"] {
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            * 1000.0;
+        let r = s.call(script, "f", json!({"isolation": isolation})).await;
+        let after = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            * 1000.0;
+        let body = r.json();
+        let result = &body["result"];
+        let origin = result["origin"].as_f64().unwrap_or(0.0);
+        assert!(
+            before - 1.0 <= origin && origin <= after - 29.0,
+            "{isolation}: {before} {body} {after}"
+        );
+        assert_eq!(result["again"], result["origin"], "{isolation}: {body}");
+        assert_eq!(result["json"], result["origin"], "{isolation}: {body}");
+        assert!(
+            result["skew"].as_f64().is_some_and(|d| d < 5.0),
+            "{isolation}: {body}"
+        );
+        origins.push(origin);
+    }
+    // Calls one after another on a warm isolate have origins of their own.
+    assert!(origins[1] > origins[0] + 29.0, "{origins:?}");
+}
+
 /// The stacks user code makes itself, while it runs and while its result
 /// is written, hold its own frames only, as if the host called it
 /// directly: in `error.stack`, in a `prepareStackTrace` of its own and in

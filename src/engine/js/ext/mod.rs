@@ -76,8 +76,10 @@ pub(crate) struct CallState {
     pub stdin_read: usize,
     /// Origin of `performance.now()`.
     pub started: Instant,
-    /// The same instant as milliseconds since the Unix epoch.
-    pub started_epoch_ms: f64,
+    /// The same instant as milliseconds since the Unix epoch, worked out
+    /// when first asked for (`performance.timeOrigin`): most calls never
+    /// ask, and reading the wall clock for each would cost them all.
+    started_epoch_ms: Option<f64>,
 }
 
 /// Where the running call's [`CallState`] is kept in the `OpState`: the
@@ -136,10 +138,21 @@ impl CallState {
             exit_code: None,
             write_budget,
             started,
-            started_epoch_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+            started_epoch_ms: None,
         }
+    }
+
+    /// `started` as milliseconds since the Unix epoch: the wall clock now,
+    /// less the time since.
+    pub(crate) fn time_origin(&mut self) -> f64 {
+        let started = self.started;
+        *self.started_epoch_ms.get_or_insert_with(|| {
+            let now = std::time::SystemTime::now();
+            now.checked_sub(started.elapsed())
+                .unwrap_or(now)
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        })
     }
 }
 

@@ -127,7 +127,7 @@ fn fill_random(buf: &mut [u8]) {
 
 #[op2(fast)]
 pub(super) fn op_isoexec_time_origin(state: &mut OpState) -> f64 {
-    CallState::of(state).map_or(0.0, |c| c.started_epoch_ms)
+    CallState::of_mut(state).map_or(0.0, CallState::time_origin)
 }
 
 #[cfg(test)]
