@@ -366,11 +366,12 @@ async fn performance_time_origin_is_when_the_call_started() {
     assert!(origins[1] > origins[0] + 29.0, "{origins:?}");
 }
 
-/// The stacks user code makes itself, while it runs and while its result
-/// is written, hold its own frames only, as if the host called it
-/// directly: in `error.stack`, in a `prepareStackTrace` of its own and in
-/// a thrown error, in every isolation mode (`prepareStackTrace` where
-/// built-ins take one), before an `await` and after.
+/// The stacks user code makes itself, while it runs, in a timer and while
+/// its result is written, end with its own outermost frame, as if nothing
+/// but itself ran: in `error.stack`, in a `prepareStackTrace` of its own
+/// and in a thrown error, in every isolation mode (`prepareStackTrace`
+/// where built-ins take one), before an `await` and after. A built-in that
+/// calls back keeps its frames between the user's.
 #[tokio::test]
 async fn stacks_user_code_makes_show_only_its_own_frames() {
     let s = Server::start();
@@ -385,6 +386,17 @@ async fn stacks_user_code_makes_show_only_its_own_frames() {
             try { return (new Error("p") as any).stack; } finally { Error.prepareStackTrace = saved; }
         }
         export function thrower() { throw new Error("t"); }
+        export async function timer() {
+            return await new Promise((r) => setTimeout(function tick() { r(new Error("s").stack); }, 1));
+        }
+        export function listener() {
+            // A built-in that calls back: its frames are between the user's.
+            const target = new EventTarget();
+            let stack = "";
+            target.addEventListener("x", function heard() { stack = new Error("l").stack!; });
+            target.dispatchEvent(new Event("x"));
+            return stack;
+        }
     "#;
     for isolation in ["none", "frozen", "isolate"] {
         for (name, frame) in [
@@ -394,6 +406,8 @@ async fn stacks_user_code_makes_show_only_its_own_frames() {
             ("getter", "get v ("),
             ("sites", "sites ("),
             ("thrower", "at thrower ("),
+            ("timer", "at tick ("),
+            ("listener", "at listener ("),
         ] {
             if isolation == "frozen" && name == "sites" {
                 // Built-ins are frozen there: `Error` takes no new property.
@@ -409,8 +423,18 @@ async fn stacks_user_code_makes_show_only_its_own_frames() {
             };
             assert!(stack.contains(frame), "{isolation} {name}: {body}");
             assert!(stack.contains(".ts:"), "{isolation} {name}: {body}");
-            assert!(!stack.contains("ext:"), "{isolation} {name}: {body}");
-            assert!(!stack.contains("isoexec/11"), "{isolation} {name}: {body}");
+            // Nothing of the host's under the user's outermost frame.
+            let last = stack.trim_end_matches(['"', ']']).rsplit("\\n").next();
+            assert!(
+                last.is_some_and(|l| l.contains(".ts:") && !l.contains("ext:")),
+                "{isolation} {name}: {body}"
+            );
+            if name == "listener" {
+                assert!(stack.contains(".heard ("), "{isolation}: {body}");
+                assert!(stack.contains("dispatchEvent (ext:"), "{isolation}: {body}");
+            } else {
+                assert!(!stack.contains("ext:"), "{isolation} {name}: {body}");
+            }
         }
     }
 }

@@ -63,17 +63,19 @@ pub(super) fn exception_from_js(js: &JsError) -> ExecError {
     }
 }
 
-/// Where the host's call hook and its conversion of a result to JSON run:
-/// the hook calls the user's function, and the conversion the result's
-/// getters and toJSON methods, so their frames sit under those of the
-/// user's code in the stacks it makes, and they are not the user's.
-const RESULT_GLUE: &str = "ext:isoexec/11_result.js";
+/// What the host's own scripts are named by: the glue that calls user code
+/// (the call hook, the result's conversion, timers, the event loop) runs
+/// from them, so their frames sit under the user's in the stacks user code
+/// makes, and they are not the user's.
+const HOST_SCRIPT: &str = "ext:";
 
 /// V8's callback for an error's stack: deno_core's, given the call sites
-/// without the result glue's (the outermost ones, when there are any). The
-/// user sees the stack their code would have if the host called it
-/// directly, in `error.stack`, in a `prepareStackTrace` of their own and in
-/// the error a call answers.
+/// without the host's outermost ones — the frames of the code that called
+/// into the user's. The user sees the stack their code would have if
+/// nothing but itself ran, in `error.stack`, in a `prepareStackTrace` of
+/// their own and in the error a call answers. Host frames between user
+/// frames (a built-in that calls back) stay, and so does a stack of host
+/// frames alone.
 pub(super) fn prepare_stack_trace<'s, 'i>(
     scope: &mut v8::PinScope<'s, 'i>,
     error: v8::Local<'s, v8::Value>,
@@ -81,10 +83,10 @@ pub(super) fn prepare_stack_trace<'s, 'i>(
 ) -> v8::Local<'s, v8::Value> {
     let length = sites.length();
     let mut kept = length;
-    while kept > 0 && in_result_glue(scope, sites, kept - 1) {
+    while kept > 0 && in_host_script(scope, sites, kept - 1) {
         kept -= 1;
     }
-    let sites = if kept == length {
+    let sites = if kept == length || kept == 0 {
         sites
     } else {
         let frames: Vec<_> = (0..kept)
@@ -95,9 +97,10 @@ pub(super) fn prepare_stack_trace<'s, 'i>(
     deno_core::error::prepare_stack_trace_callback(scope, error, sites)
 }
 
-/// Whether call site `i` is a frame of the result glue. Nothing is assumed
-/// of a site that cannot be read (say, while terminating): it is kept.
-fn in_result_glue(scope: &mut v8::PinScope, sites: v8::Local<v8::Array>, i: u32) -> bool {
+/// Whether call site `i` is a frame of the host's scripts. Nothing is
+/// assumed of a site that cannot be read (say, while terminating): it is
+/// kept.
+fn in_host_script(scope: &mut v8::PinScope, sites: v8::Local<v8::Array>, i: u32) -> bool {
     let Some(site) = sites
         .get_index(scope, i)
         .and_then(|site| v8::Local::<v8::Object>::try_from(site).ok())
@@ -113,7 +116,7 @@ fn in_result_glue(scope: &mut v8::PinScope, sites: v8::Local<v8::Array>, i: u32)
     method
         .call(scope, site.into(), &[])
         .and_then(|name| v8::Local::<v8::String>::try_from(name).ok())
-        .is_some_and(|name| name.to_rust_string_lossy(scope) == RESULT_GLUE)
+        .is_some_and(|name| name.to_rust_string_lossy(scope).starts_with(HOST_SCRIPT))
 }
 
 pub(super) fn core_error(e: CoreError) -> ExecError {
