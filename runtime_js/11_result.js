@@ -32,6 +32,9 @@ const {
 const TOO_LARGE = 1;
 const TOO_DEEP = 2;
 const CYCLE = 3;
+// What `callHook`'s function answers when the module has no function of
+// that name.
+const NOT_A_FUNCTION = 4;
 // What op_isoexec_value_kind says of an object.
 const BYTES = 1;
 const SHARED_BYTES = 2;
@@ -42,9 +45,6 @@ const BOXED_BIGINT = 6;
 const PROXY = 7;
 const ARRAY = 8;
 const PROMISE = 9;
-// What `callHook`'s function answers when the module has no function of
-// that name.
-const NOT_A_FUNCTION = 4;
 // Strings up to this long are looked at here before JSON.stringify is
 // asked to quote them: most need no escape, and a call into the built-in
 // costs more than the look.
@@ -247,17 +247,21 @@ function writeTop(st, top) {
   return why === 0 ? st.out : why;
 }
 
-
 // The hook the host calls with a call's result: `resultJson`, and after a
 // warm call that keeps its runtime (`settleAfter`), `settle` in the same
 // entry into JS; the text then comes back wrapped in an array if the
 // runtime was not quiet.
 export function resultHook(settle) {
   return function resultHookOf(value, maxBytes, maxDepth, settleAfter) {
-    const text = resultJson(value, maxBytes, maxDepth);
-    if (settleAfter && typeof text === "string" && !settle()) return [text];
-    return text;
+    return settled(resultJson(value, maxBytes, maxDepth), settleAfter, settle);
   };
+}
+
+// A hook's answer for `text`: after `settle` when asked to settle, wrapped
+// in an array if the runtime was not quiet.
+function settled(text, settleAfter, settle) {
+  if (settleAfter && typeof text === "string" && !settle()) return [text];
+  return text;
 }
 
 // The hook the host calls for a call of a module's exported function, in
@@ -279,8 +283,6 @@ export function callHook(settle) {
       if (kind === PROMISE) return value;
       top = prepareObject(st, value, "", kind);
     }
-    const text = writeTop(st, top);
-    if (settleAfter && typeof text === "string" && !settle()) return [text];
-    return text;
+    return settled(writeTop(st, top), settleAfter, settle);
   };
 }

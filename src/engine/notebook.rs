@@ -433,7 +433,9 @@ impl NotebookThread {
         };
         let cell_record = Arc::new(KillRecord::default());
         Some(sandbox.with_entered(|sb| {
-            sb.begin_call(cell_setup(parts, cell, deadline, flag, Some(scope.clone())));
+            let started = Instant::now();
+            let setup = cell_setup(parts, cell, started, deadline, flag, Some(scope.clone()));
+            sb.begin_call(setup);
             let ticket = parts.watchdog.arm(
                 Watch {
                     isolate: sb.isolate_handle(),
@@ -443,7 +445,7 @@ impl NotebookThread {
                     cancel: Some(flag.clone()),
                     hangup: None,
                 },
-                Instant::now(),
+                started,
             );
             let outcome =
                 rt.block_on(session.evaluate(sb, script, deadline + REPLY_GRACE, limits, flag));
@@ -475,18 +477,19 @@ impl NotebookThread {
 }
 
 /// What a cell runs with: its output as a program's streams, its
-/// variables, deadline and interrupt flag, and what it may write (at most
-/// `MAX_WRITE_BYTES`).
+/// variables, start (`performance.now()`'s origin), deadline and interrupt
+/// flag, and what it may write (at most `MAX_WRITE_BYTES`).
 fn cell_setup(
     parts: &NotebookParts,
     cell: CellRequest,
+    started: Instant,
     deadline: Instant,
     flag: &Arc<CancelFlag>,
     scope: Option<Scope>,
 ) -> CallSetup {
     CallSetup {
         logs: LogSink::streams(PROGRAM_STREAM_BYTES),
-        started: Instant::now(),
+        started,
         env: cell.env,
         deadline,
         cancel: Some(flag.clone()),
@@ -518,7 +521,14 @@ fn python_cell(
 ) -> Evaluated {
     let cell_record = Arc::new(KillRecord::default());
     sandbox.with_entered(|sb| {
-        sb.begin_call(cell_setup(parts, cell, deadline, flag, None));
+        sb.begin_call(cell_setup(
+            parts,
+            cell,
+            Instant::now(),
+            deadline,
+            flag,
+            None,
+        ));
         let guard = PythonGuard::start(
             sb.python_interrupt(),
             sb.isolate_handle(),

@@ -81,15 +81,27 @@ pub(crate) fn to_json_by_hook<'s>(
     pieces: &ResultText,
 ) -> Result<(String, Option<bool>)> {
     let receiver = v8::undefined(scope).into();
-    let max_bytes = v8::Number::new(scope, limits.max_bytes as f64).into();
-    let max_depth = v8::Number::new(scope, limits.max_depth as f64).into();
-    let settle_after = v8::Boolean::new(scope, settle).into();
+    let [max_bytes, max_depth, settle_after] = limit_arguments(scope, limits, settle);
     let answer = hook.call(
         scope,
         receiver,
         &[value, max_bytes, max_depth, settle_after],
     );
     hook_text(scope, answer, limits, settle, pieces)
+}
+
+/// The arguments both hooks end with: the most bytes and levels of nesting
+/// the text may have, and whether to settle the runtime afterwards.
+fn limit_arguments<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    limits: ConvertLimits,
+    settle: bool,
+) -> [v8::Local<'s, v8::Value>; 3] {
+    [
+        v8::Number::new(scope, limits.max_bytes as f64).into(),
+        v8::Number::new(scope, limits.max_depth as f64).into(),
+        v8::Boolean::new(scope, settle).into(),
+    ]
 }
 
 /// What the glue's call hook answered (see [`call_by_hook`]).
@@ -120,9 +132,7 @@ pub(crate) fn call_by_hook<'s>(
     pieces: &ResultText,
 ) -> Result<Called<'s>> {
     let receiver = v8::undefined(scope).into();
-    let max_bytes = v8::Number::new(scope, limits.max_bytes as f64).into();
-    let max_depth = v8::Number::new(scope, limits.max_depth as f64).into();
-    let settle_after = v8::Boolean::new(scope, settle).into();
+    let [max_bytes, max_depth, settle_after] = limit_arguments(scope, limits, settle);
     let answer = hook.call(
         scope,
         receiver,

@@ -83,8 +83,10 @@ pub(super) fn prepare_stack_trace<'s, 'i>(
 ) -> v8::Local<'s, v8::Value> {
     let length = sites.length();
     let mut kept = length;
-    while kept > 0 && in_host_script(scope, sites, kept - 1) {
-        kept -= 1;
+    if let Some(method) = v8::String::new(scope, "getScriptNameOrSourceURL") {
+        while kept > 0 && in_host_script(scope, sites, kept - 1, method) {
+            kept -= 1;
+        }
     }
     let sites = if kept == length || kept == 0 {
         sites
@@ -97,18 +99,23 @@ pub(super) fn prepare_stack_trace<'s, 'i>(
     deno_core::error::prepare_stack_trace_callback(scope, error, sites)
 }
 
-/// Whether call site `i` is a frame of the host's scripts. Nothing is
-/// assumed of a site that cannot be read (say, while terminating): it is
-/// kept.
-fn in_host_script(scope: &mut v8::PinScope, sites: v8::Local<v8::Array>, i: u32) -> bool {
+/// Whether call site `i` is a frame of the host's scripts, by its
+/// `method` that names its script. Nothing is assumed of a site that
+/// cannot be read (say, while terminating): it is kept.
+fn in_host_script(
+    scope: &mut v8::PinScope,
+    sites: v8::Local<v8::Array>,
+    i: u32,
+    method: v8::Local<v8::String>,
+) -> bool {
     let Some(site) = sites
         .get_index(scope, i)
         .and_then(|site| v8::Local::<v8::Object>::try_from(site).ok())
     else {
         return false;
     };
-    let Some(method) = v8::String::new(scope, "getScriptNameOrSourceURL")
-        .and_then(|key| site.get(scope, key.into()))
+    let Some(method) = site
+        .get(scope, method.into())
         .and_then(|method| v8::Local::<v8::Function>::try_from(method).ok())
     else {
         return false;

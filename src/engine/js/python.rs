@@ -18,7 +18,7 @@ use deno_core::v8;
 
 use super::super::ext::{self, PY_BOOT_KEY, PY_CELL_KEY, PY_RUN_KEY, PythonFiles};
 use super::super::failure::Failure;
-use super::Sandbox;
+use super::{Sandbox, main_scope};
 use crate::engine::types::ExecError;
 
 const WASM: &[u8] = include_bytes!(concat!(
@@ -178,7 +178,7 @@ impl Sandbox {
             .execute_script("ext:isoexec/pyodide.js", scripts.loader.clone())
             .map_err(|e| Failure::Js(*e))?;
         let (boot, args) = {
-            deno_core::scope!(scope, &mut self.runtime);
+            main_scope!(scope, self);
             let boot = hook(scope, PY_BOOT_KEY).ok_or_else(|| internal("no Python hooks"))?;
             let lock = v8::String::new(scope, LOCK).ok_or_else(|| internal("lock file"))?;
             let driver = v8::String::new(scope, DRIVER).ok_or_else(|| internal("driver"))?;
@@ -228,7 +228,7 @@ impl Sandbox {
         root: Option<&str>,
     ) -> Result<(), Failure> {
         let (run, args) = {
-            deno_core::scope!(scope, &mut self.runtime);
+            main_scope!(scope, self);
             let run = hook(scope, PY_RUN_KEY).ok_or_else(|| internal("no Python hooks"))?;
             let code = v8::String::new(scope, code).ok_or_else(|| internal("the program"))?;
             let name = v8::String::new(scope, filename).ok_or_else(|| internal("file name"))?;
@@ -275,7 +275,7 @@ impl Sandbox {
 
     async fn python_cell_inner(&mut self, code: &str) -> Result<(i32, Option<String>), Failure> {
         let (cell, args) = {
-            deno_core::scope!(scope, &mut self.runtime);
+            main_scope!(scope, self);
             let cell = hook(scope, PY_CELL_KEY).ok_or_else(|| internal("no Python hooks"))?;
             let code = v8::String::new(scope, code).ok_or_else(|| internal("the cell"))?;
             (
@@ -284,7 +284,7 @@ impl Sandbox {
             )
         };
         let value = self.call_settled(&cell, &args).await?;
-        deno_core::scope!(scope, &mut self.runtime);
+        main_scope!(scope, self);
         let value = v8::Local::new(scope, value);
         let parts = v8::Local::<v8::Array>::try_from(value)
             .map_err(|_| internal("a cell answered no pair"))?;

@@ -280,6 +280,7 @@ fn exported_functions(
 /// A scope of `$sandbox`'s runtime in its main context: deno_core's
 /// `scope!` but from the context handle the sandbox keeps, where
 /// `JsRuntime::main_context` would make and drop a new handle each time.
+/// The sandbox's own methods make their scopes with it.
 macro_rules! main_scope {
     ($scope:ident, $sandbox:expr) => {
         let isolate = &mut *$sandbox.runtime.v8_isolate();
@@ -288,6 +289,8 @@ macro_rules! main_scope {
         let $scope = &mut v8::ContextScope::new($scope, context);
     };
 }
+// By path too: `python`, a child module, is declared above it.
+use main_scope;
 
 /// The glue function hanging on the global object under the private
 /// symbol `key`, if the glue set one.
@@ -864,7 +867,7 @@ impl Sandbox {
             .map_err(|e| Failure::Js(*e))?;
         // The prelude is a function of the host's `require` lookup.
         let (prelude, lookup) = {
-            deno_core::scope!(scope, &mut self.runtime);
+            main_scope!(scope, self);
             let prelude = v8::Local::new(scope, prelude);
             let prelude = v8::Local::<v8::Function>::try_from(prelude)
                 .map_err(|_| Failure::Internal("the Node prelude is not a function".into()))?;
@@ -896,7 +899,7 @@ impl Sandbox {
 
     /// `text` as a JS string; `None` past V8's string length.
     fn text_value(&mut self, text: &str) -> Option<v8::Global<v8::Value>> {
-        deno_core::scope!(scope, &mut self.runtime);
+        main_scope!(scope, self);
         let value = v8::String::new(scope, text)?;
         Some(v8::Global::new(scope, v8::Local::<v8::Value>::from(value)))
     }
@@ -909,7 +912,7 @@ impl Sandbox {
         args: Vec<v8::Global<v8::Value>>,
     ) -> Result<(), Failure> {
         let function = {
-            deno_core::scope!(scope, &mut self.runtime);
+            main_scope!(scope, self);
             let hooks = v8::Local::new(scope, node);
             let hooks = v8::Local::<v8::Object>::try_from(hooks)
                 .map_err(|_| Failure::Internal("the Node prelude gave no hooks".into()))?;
@@ -1197,7 +1200,7 @@ impl Sandbox {
             _ => None,
         };
         let made = {
-            deno_core::scope!(scope, &mut self.runtime);
+            main_scope!(scope, self);
             v8::tc_scope!(let tc, scope);
             let factory = factory_script.and_then(|script| {
                 self.factories
@@ -1228,7 +1231,7 @@ impl Sandbox {
     /// compile (the call's own load reports why).
     fn make_code_cache(&mut self, module: &Module) {
         let cache = {
-            deno_core::scope!(scope, &mut self.runtime);
+            main_scope!(scope, self);
             v8::tc_scope!(let tc, scope);
             let compiled = (|| {
                 let (text, origin) = module_source(tc, module)?;
@@ -1256,7 +1259,7 @@ impl Sandbox {
     /// now, before the global object is put back, or the runtime is retired.
     fn settle_frozen(&mut self) {
         {
-            deno_core::scope!(scope, &mut self.runtime);
+            main_scope!(scope, self);
             scope.perform_microtask_checkpoint();
         }
         // Timers go first, and nothing V8 runs outside the event loop may
@@ -1306,17 +1309,16 @@ impl Sandbox {
 
     /// The glue's hook under `key`, looked up once per runtime.
     fn hook(&mut self, key: &'static str) -> Option<Rc<v8::Global<v8::Function>>> {
-        let Sandbox { runtime, hooks, .. } = self;
         // A handful of keys, all constants: a look along a list.
-        if let Some((_, hook)) = hooks.iter().find(|(k, _)| *k == key) {
+        if let Some((_, hook)) = self.hooks.iter().find(|(k, _)| *k == key) {
             return Some(hook.clone());
         }
         let found = {
-            deno_core::scope!(scope, runtime);
+            main_scope!(scope, self);
             private_function(scope, key).map(|f| Rc::new(v8::Global::new(scope, f)))
         };
         let found = found?;
-        hooks.push((key, found.clone()));
+        self.hooks.push((key, found.clone()));
         Some(found)
     }
 
@@ -1325,8 +1327,7 @@ impl Sandbox {
         let Some(hook) = self.hook(key) else {
             return false;
         };
-        let Sandbox { runtime, .. } = self;
-        deno_core::scope!(scope, runtime);
+        main_scope!(scope, self);
         v8::tc_scope!(let tc, scope);
         let hook = v8::Local::new(tc, &*hook);
         let recv = v8::undefined(tc).into();
