@@ -34,6 +34,7 @@ const {
   ObjectPrototypeHasOwnProperty,
   ObjectPrototypeIsPrototypeOf,
   ObjectSetPrototypeOf,
+  ReflectApply,
   ReflectDeleteProperty,
   ReflectGetPrototypeOf,
   ReflectOwnKeys,
@@ -196,6 +197,35 @@ function hiddenIntrinsics() {
   return seeds;
 }
 
+/**
+ * `Error.captureStackTrace` that refuses the global object. On any other
+ * object it records the stack as V8's does (the frames from its caller
+ * on). On the global object V8 would keep the stack in a slot of its own,
+ * which no reset can see or clear and which every error's `stack` getter
+ * and setter read and write for any receiver: a later call could read
+ * this one's stack, or any value written there. The global object is the
+ * one object a frozen call can reach that lives on and is extensible, and
+ * V8 refuses objects that are not.
+ */
+function captureStackTrace(G) {
+  const capture = primordials.ErrorCaptureStackTrace;
+  const { captureStackTrace } = {
+    captureStackTrace(object, constructorOpt) {
+      if (object === G) {
+        throw new TypeError(
+          "Error.captureStackTrace cannot record a stack on the global object " +
+            "in \"frozen\" isolation: it outlives the call",
+        );
+      }
+      return ReflectApply(capture, undefined, [
+        object,
+        constructorOpt === undefined ? captureStackTrace : constructorOpt,
+      ]);
+    },
+  };
+  return captureStackTrace;
+}
+
 /** FinalizationRegistry whose callbacks run only in the call that made it. */
 class FinalizationRegistry {
   #inner;
@@ -234,6 +264,13 @@ export function lockdown() {
   ObjectDefineProperty(G, "FinalizationRegistry", {
     __proto__: null,
     value: FinalizationRegistry,
+    writable: true,
+    enumerable: false,
+    configurable: true,
+  });
+  ObjectDefineProperty(primordials.Error, "captureStackTrace", {
+    __proto__: null,
+    value: captureStackTrace(G),
     writable: true,
     enumerable: false,
     configurable: true,
@@ -349,6 +386,31 @@ export function resetRealm() {
     if (now !== undefined && same(now, want)) continue;
     try {
       ObjectDefineProperty(G, key, want);
+    } catch {
+      return false;
+    }
+  }
+  return unchanged || reorder(G);
+}
+
+/**
+ * Puts the global object's keys back in lockdown's order. A global deleted
+ * and defined again comes last, and the order alone would tell a later
+ * call what this one did. The keys from the first one out of place on are
+ * deleted and defined again in order; false when one of them cannot be
+ * deleted (`undefined`, `NaN` and `Infinity` cannot).
+ */
+function reorder(G) {
+  const keys = ReflectOwnKeys(G);
+  let first = 0;
+  while (first < baselineKeys.length && keys[first] === baselineKeys[first]) first++;
+  if (first === baselineKeys.length) return true;
+  for (let i = first; i < baselineKeys.length; i++) {
+    if (!ReflectDeleteProperty(G, baselineKeys[i])) return false;
+  }
+  for (let i = first; i < baselineKeys.length; i++) {
+    try {
+      ObjectDefineProperty(G, baselineKeys[i], baselineDescs[i]);
     } catch {
       return false;
     }

@@ -397,6 +397,14 @@ async fn stacks_user_code_makes_show_only_its_own_frames() {
             target.dispatchEvent(new Event("x"));
             return stack;
         }
+        export function captured() {
+            // From the caller on, or from above the function named.
+            const own: any = {};
+            Error.captureStackTrace(own);
+            const above: any = {};
+            (function inner() { Error.captureStackTrace(above, inner); })();
+            return own.stack + "\n--\n" + above.stack;
+        }
     "#;
     for isolation in ["none", "frozen", "isolate"] {
         for (name, frame) in [
@@ -408,6 +416,7 @@ async fn stacks_user_code_makes_show_only_its_own_frames() {
             ("thrower", "at thrower ("),
             ("timer", "at tick ("),
             ("listener", "at listener ("),
+            ("captured", "at captured ("),
         ] {
             if isolation == "frozen" && name == "sites" {
                 // Built-ins are frozen there: `Error` takes no new property.
@@ -429,6 +438,15 @@ async fn stacks_user_code_makes_show_only_its_own_frames() {
                 last.is_some_and(|l| l.contains(".ts:") && !l.contains("ext:")),
                 "{isolation} {name}: {body}"
             );
+            if name == "captured" {
+                // Each stack starts at the user's frame (its first line is
+                // the object's name, "Error" for a plain object).
+                for part in stack.trim_matches('"').split("\\n--\\n") {
+                    let mut lines = part.split("\\n").skip(1);
+                    let top = lines.next().unwrap_or_default();
+                    assert!(top.contains("at captured ("), "{isolation}: {body}");
+                }
+            }
             if name == "listener" {
                 assert!(stack.contains(".heard ("), "{isolation}: {body}");
                 assert!(stack.contains("dispatchEvent (ext:"), "{isolation}: {body}");

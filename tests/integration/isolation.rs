@@ -180,6 +180,17 @@ const PLANTER: &str = r#"
         g[Symbol.for("isoexec.trace")] = "registry";
         g.URL = "patched";
         delete g.TextEncoder;
+        // Deleted and defined again as it was: only its place among the
+        // global's keys tells.
+        const decoder = Object.getOwnPropertyDescriptor(g, "TextDecoder")!;
+        delete g.TextDecoder;
+        Object.defineProperty(g, "TextDecoder", decoder);
+        // A stack kept in the global object's hidden slot, and then any
+        // value written there through the `stack` accessor's setter.
+        attempt(() => {
+            Error.captureStackTrace(g);
+            Object.getOwnPropertyDescriptor(g, "stack")!.set!.call(g, "hidden " + mode);
+        });
         attempt(() => Object.setPrototypeOf(g, { fromProto: "proto of global" }));
         /secret-(\w+)/.exec("secret-abc");
         console.count("k");
@@ -222,6 +233,8 @@ const PLANTER: &str = r#"
             console: (console as any).leakedConsole ?? null,
             url: typeof URL,
             encoder: typeof TextEncoder,
+            keyOrder: Reflect.ownKeys(g).indexOf("TextDecoder") - Reflect.ownKeys(g).indexOf("TextEncoder"),
+            hiddenStack: Object.getOwnPropertyDescriptor(new Error(), "stack")?.get?.call(g) ?? null,
             fromProto: g.fromProto ?? null,
             lastMatch,
             timer,
@@ -248,7 +261,7 @@ async fn nothing_of_one_call_reaches_the_next_however_it_ended() {
     let clean = json!({
         "count": 0, "leaked": null, "arrayMethod": "undefined", "hidden": null,
         "generator": null, "registry": null, "random": false, "console": null,
-        "url": "function", "encoder": "function", "fromProto": null, "lastMatch": "",
+        "url": "function", "encoder": "function", "keyOrder": 1, "hiddenStack": null, "fromProto": null, "lastMatch": "",
         "timer": 1, "fromMicrotask": null, "settledLate": null, "ref": "undefined",
         "finalizers": "undefined",
     });
@@ -286,9 +299,10 @@ async fn nothing_of_one_call_reaches_the_next_however_it_ended() {
         match kind {
             None => {
                 assert_eq!(body["result"]["planted"], true, "{body}");
-                // "frozen" refuses the five changes to built-ins; the
-                // others take them and must still not show them later.
-                let refused = if isolation == "frozen" { 5 } else { 0 };
+                // "frozen" refuses the five changes to built-ins and a
+                // stack recorded on the global object; the others take
+                // them and must still not show them later.
+                let refused = if isolation == "frozen" { 6 } else { 0 };
                 assert_eq!(body["result"]["refused"], refused, "{isolation}: {body}");
             }
             Some(kind) => assert_eq!(body["kind"], kind, "{isolation} {mode}: {body}"),
