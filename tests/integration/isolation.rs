@@ -401,6 +401,135 @@ async fn frozen_mode_refuses_changes_to_built_ins_but_not_to_user_objects() {
     }
 }
 
+/// Each way a call can change the global object, one per call, and what
+/// the next call on the same isolate sees of it: the global's own keys in
+/// order, each with its kind, type and attributes, and its prototype. The
+/// reset after a call that changed no global skips reading the properties
+/// back (the host notes every set, definition and deletion, and checks the
+/// enumerable keys for what V8 adds without telling it): here every change
+/// is the only one its call makes, and none may be missed.
+const GLOBAL_CHANGES: &str = r#"
+    const g = globalThis as any;
+    class Returns { constructor(o: any) { return o; } }
+    class FieldOnGlobal extends Returns { Deno = "field"; }
+    const changes: Record<string, () => void> = {
+        assign: () => { g.URL = 1; },
+        assignByName: () => { (0, eval)("URL = 2"); },
+        sloppyThis: () => { Function("this.atob = 3")(); },
+        sloppyImplicit: () => { Function("implicitGlobal = 4")(); },
+        reflectSet: () => { Reflect.set(g, "fetch", 5); },
+        objectAssign: () => { Object.assign(g, { crypto: 6 }); },
+        attributesOnly: () => { Object.defineProperty(g, "btoa", { enumerable: true }); },
+        readOnly: () => { Object.defineProperty(g, "Headers", { writable: false }); },
+        accessor: () => { Object.defineProperty(g, "Request", { get: () => 7 }); },
+        defineProperties: () => { Object.defineProperties(g, { Response: { value: 8 } }); },
+        hiddenAddition: () => { Object.defineProperty(g, "hiddenNew", { value: 9, configurable: true }); },
+        symbolAddition: () => { g[Symbol.for("isoexec.leak")] = 10; },
+        hiddenSymbol: () => { Object.defineProperty(g, Symbol.iterator, { value: 11, configurable: true }); },
+        deletion: () => { delete g.structuredClone; },
+        reflectDelete: () => { Reflect.deleteProperty(g, "performance"); },
+        reorder: () => {
+            const d = Object.getOwnPropertyDescriptor(g, "TextDecoder")!;
+            delete g.TextDecoder;
+            Object.defineProperty(g, "TextDecoder", d);
+        },
+        // Before a key the reset cannot delete and define again: the
+        // isolate is replaced instead.
+        reorderEarly: () => {
+            const d = Object.getOwnPropertyDescriptor(g, "Math")!;
+            delete g.Math;
+            Object.defineProperty(g, "Math", d);
+        },
+        evalVar: () => { (0, eval)("var evalVar;"); },
+        evalFunction: () => { (0, eval)("function setTimeout() {}"); },
+        classField: () => { new FieldOnGlobal(g); },
+        element: () => { g[0] = 12; },
+        hiddenElement: () => { Object.defineProperty(g, 1, { value: 13, configurable: true }); },
+        arrayPush: () => { Array.prototype.push.call(g, 14); },
+        prototype: () => { Object.setPrototypeOf(g, { fromProto: 15 }); },
+        protoSetter: () => { g.__proto__ = { fromProto: 16 }; },
+    };
+    export function change(name: string) {
+        changes[name]();
+        return name;
+    }
+    export function look() {
+        const keys = Reflect.ownKeys(g).map((k) => {
+            const d = Object.getOwnPropertyDescriptor(g, k)!;
+            const kind = "value" in d ? typeof d.value : "accessor";
+            return `${String(k)}:${kind}${d.writable ? "w" : ""}${d.enumerable ? "e" : ""}${d.configurable ? "c" : ""}`;
+        });
+        const proto = Object.getPrototypeOf(g);
+        return { keys: keys.join(" "), proto: Reflect.ownKeys(proto).map(String).join(" ") };
+    }
+"#;
+
+#[tokio::test]
+async fn frozen_reset_undoes_each_kind_of_change_to_the_global_object() {
+    let s = Server::start_with(&[("POOL_SIZE", "1")]);
+    let frozen = json!({"isolation": "frozen"});
+    // One keep-alive connection: every call on the same frozen isolate.
+    let mut c = s.connect().await;
+    let clean = c.call(GLOBAL_CHANGES, "look", frozen.clone()).await.json();
+    assert!(
+        clean["result"]["keys"]
+            .as_str()
+            .is_some_and(|k| k.contains("URL:functionwc")),
+        "{clean}"
+    );
+    let before = isolates_created(&s).await;
+    let names = [
+        "assign",
+        "assignByName",
+        "sloppyThis",
+        "sloppyImplicit",
+        "reflectSet",
+        "objectAssign",
+        "attributesOnly",
+        "readOnly",
+        "accessor",
+        "defineProperties",
+        "hiddenAddition",
+        "symbolAddition",
+        "hiddenSymbol",
+        "deletion",
+        "reflectDelete",
+        "reorder",
+        "evalVar",
+        "evalFunction",
+        "classField",
+        "element",
+        "hiddenElement",
+        "arrayPush",
+        "prototype",
+        "protoSetter",
+    ];
+    for name in names {
+        let r = c
+            .call(
+                GLOBAL_CHANGES,
+                "change",
+                json!({"isolation": "frozen", "payload": name}),
+            )
+            .await;
+        assert_eq!(r.json()["result"], name, "{name}: {}", r.text());
+        let after = c.call(GLOBAL_CHANGES, "look", frozen.clone()).await.json();
+        assert_eq!(after["result"], clean["result"], "after {name}");
+    }
+    // Each was undone in place: the isolate was kept throughout.
+    assert_eq!(isolates_created(&s).await, before);
+    let r = c
+        .call(
+            GLOBAL_CHANGES,
+            "change",
+            json!({"isolation": "frozen", "payload": "reorderEarly"}),
+        )
+        .await;
+    assert_eq!(r.json()["result"], "reorderEarly", "{}", r.text());
+    let after = c.call(GLOBAL_CHANGES, "look", frozen.clone()).await.json();
+    assert_eq!(after["result"], clean["result"], "after reorderEarly");
+}
+
 #[tokio::test]
 async fn frozen_calls_get_new_instances_of_imported_modules() {
     let tools = TempDir::new("frozen-tools");

@@ -35,8 +35,9 @@ use deno_core::{JsRuntime, ModuleId, ModuleSpecifier, PollEventLoopOptions, Runt
 use super::alloc::{self, Budget};
 use super::convert::{self, Called, ConvertError, ConvertLimits};
 use super::ext::{
-    self, CALL_KEY, CallState, JSON_KEY, LOCKDOWN_KEY, LogSink, REQUIRE_KEY, RESET_KEY,
-    RequireHook, ResultText, SEAL_KEY, SERVE_KEY, SETTLE_KEY, SelfKill, WRITE_KEY, isoexec,
+    self, CALL_KEY, CallState, GlobalWrites, JSON_KEY, LOCKDOWN_KEY, LogSink, REQUIRE_KEY,
+    RESET_KEY, RequireHook, ResultText, SEAL_KEY, SERVE_KEY, SETTLE_KEY, SelfKill, WRITE_KEY,
+    isoexec,
 };
 use super::failure::{Failure, core_error, exception_from_js, load_error};
 use super::loader::{LoadNotes, Loader, Notes};
@@ -382,6 +383,12 @@ impl Sandbox {
     /// and every call gets fresh module instances and a clean global.
     pub(crate) fn frozen(host: &SandboxHost) -> Result<Sandbox, InitError> {
         let mut sandbox = Sandbox::create(host, false)?;
+        // From here on its global object's changes are noted, for the
+        // reset after each call (lockdown's own among them).
+        sandbox
+            .runtime
+            .v8_isolate()
+            .set_slot(GlobalWrites::default());
         let locked = sandbox.with_entered(|sb| sb.check(LOCKDOWN_KEY));
         if !locked {
             sandbox.poisoned = true;
@@ -1298,9 +1305,12 @@ impl Sandbox {
             return;
         }
         let started = Instant::now();
-        if !self.check(RESET_KEY) {
+        let written = GlobalWrites::take(self.runtime.v8_isolate());
+        if !self.check_with(RESET_KEY, written) {
             self.poisoned = true;
         }
+        // The reset's own changes are not a call's.
+        GlobalWrites::take(self.runtime.v8_isolate());
         // What it allocated counts in the heap's bound as a call's would.
         self.heap_slack = self
             .heap_slack
@@ -1324,6 +1334,12 @@ impl Sandbox {
 
     /// Whether the glue's hook under `key` ran and returned `true`.
     fn check(&mut self, key: &'static str) -> bool {
+        self.check_with(key, false)
+    }
+
+    /// Whether the glue's hook under `key`, given `flag`, ran and returned
+    /// `true`.
+    fn check_with(&mut self, key: &'static str, flag: bool) -> bool {
         let Some(hook) = self.hook(key) else {
             return false;
         };
@@ -1331,7 +1347,8 @@ impl Sandbox {
         v8::tc_scope!(let tc, scope);
         let hook = v8::Local::new(tc, &*hook);
         let recv = v8::undefined(tc).into();
-        hook.call(tc, recv, &[]).is_some_and(|v| v.is_true())
+        let flag = v8::Boolean::new(tc, flag).into();
+        hook.call(tc, recv, &[flag]).is_some_and(|v| v.is_true())
     }
 
     /// Cancels timers a warm call left behind, so they cannot fire during a

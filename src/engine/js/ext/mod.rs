@@ -7,6 +7,7 @@ mod deno;
 mod fetch;
 pub(crate) mod fetch_client;
 mod fs;
+mod global_writes;
 mod memory;
 mod python;
 mod web;
@@ -29,6 +30,7 @@ use deno::{
 };
 use fetch::op_isoexec_fetch;
 use fs::{op_isoexec_read_file, op_isoexec_read_text_file, op_isoexec_write_file};
+pub(crate) use global_writes::GlobalWrites;
 use memory::{op_isoexec_charge, op_isoexec_release};
 pub(crate) use python::{
     PY_BOOT_KEY, PY_CELL_KEY, PY_RUN_KEY, PythonFiles, REQUIRE_KEY, RequireHook, WRITE_KEY,
@@ -332,6 +334,8 @@ deno_core::extension!(
     ],
     middleware = restrict_builtin_ops,
     customizer = |ext: &mut deno_core::Extension| {
+        ext.global_template_middleware = Some(global_writes::global_template);
+        ext.external_references = global_writes::external_references().into();
         ext.esm_files = std::borrow::Cow::Borrowed(&RUNTIME_JS);
         ext.esm_entry_point = Some("ext:isoexec/99_main.js");
     },
