@@ -2,14 +2,15 @@
 //! frozen isolate's reset can tell a call that changed no global from one
 //! that did without reading each of them back.
 //!
-//! The global object's template (in the startup snapshot, so every isolate
-//! has it) carries interceptors for setting, defining and deleting named
-//! and indexed properties. None of them takes the request: each notes it
-//! in the isolate's [`GlobalWrites`] slot and lets V8 go on as if it were
-//! not there. They have no getter and no query, so V8 skips them on every
+//! A frozen runtime's global object template (see `ext::extension`)
+//! carries interceptors for setting, defining and deleting named and
+//! indexed properties. None of them takes the request: each notes it in
+//! the isolate's [`GlobalWrites`] slot and lets V8 go on as if it were not
+//! there. They have no getter and no query, so V8 skips them on every
 //! read: a load of `Math` or `JSON` keeps its fast path (and optimized
 //! code its constants). Only a write to the global object goes through the
-//! interceptor, which is what is to be noted.
+//! interceptor, which is what is to be noted; it takes some 60 ns instead
+//! of well under one.
 //!
 //! V8 writes a global without asking interceptors in one case reachable
 //! from user code: a `var` an indirect `eval` declares anew. Such a
@@ -126,8 +127,7 @@ pub(super) fn global_template<'s>(
     template
 }
 
-/// The interceptors, for the snapshot's external references (the same
-/// list, in the same order, when it is made and when it is read).
+/// The interceptors, for the runtime's external references.
 pub(super) fn external_references() -> Vec<v8::ExternalReference> {
     vec![
         v8::ExternalReference {
