@@ -39,7 +39,7 @@ use super::ext::{
     RESET_KEY, RequireHook, ResultText, SEAL_KEY, SERVE_KEY, SETTLE_KEY, SelfKill, WRITE_KEY,
 };
 use super::failure::{Failure, core_error, exception_from_js, load_error};
-use super::loader::{LoadNotes, Loader, Notes};
+use super::loader::{GlueCodeCache, LoadNotes, Loader, Notes};
 use crate::engine::keyed::KeyedMap;
 use crate::engine::permissions::Permissions;
 use crate::engine::resolve::Resolver;
@@ -416,6 +416,10 @@ impl Sandbox {
             // heap with the first). It takes a few milliseconds more to
             // make, off the calls' path.
             startup_snapshot: if frozen { None } else { Some(SNAPSHOT) },
+            // And compiles the glue from V8's code cache once a first
+            // such runtime has made it.
+            extension_code_cache: frozen
+                .then(|| Rc::new(GlueCodeCache) as Rc<dyn deno_core::ExtCodeCache>),
             module_loader: Some(Rc::new(Loader {
                 notes: notes.clone(),
                 resolver: host.resolver.clone(),
