@@ -346,14 +346,16 @@ export function lockdown() {
   return true;
 }
 
-/** Whether the global object's enumerable own keys are lockdown's. */
-function sameEnumerable(G) {
-  const keys = ObjectKeys(G);
-  if (keys.length !== baselineEnumerable.length) return false;
-  for (let i = 0; i < keys.length; i++) {
-    if (keys[i] !== baselineEnumerable[i]) return false;
-  }
-  return true;
+/** How many of `keys`' first entries are `baseline`'s, in the same order. */
+function commonStart(keys, baseline) {
+  let n = 0;
+  while (n < keys.length && n < baseline.length && keys[n] === baseline[n]) n++;
+  return n;
+}
+
+/** Whether `keys` are `baseline`'s, in the same order. */
+function sameKeys(keys, baseline) {
+  return keys.length === baseline.length && commonStart(keys, baseline) === keys.length;
 }
 
 /** Whether two descriptors are the same; values compare as `Object.is`
@@ -390,14 +392,11 @@ export function resetRealm(written) {
   // (engine/js/ext/global_writes.rs) but a `var` an indirect `eval`
   // declares anew, which is enumerable: with none noted and the enumerable
   // keys as they were, every property is as lockdown left it.
-  if (written !== true && sameEnumerable(G)) return true;
+  if (written !== true && sameKeys(ObjectKeys(G), baselineEnumerable)) return true;
   const keys = ReflectOwnKeys(G);
   // Most calls add and delete no global: the same keys in the same order
   // need no look-up each.
-  let unchanged = keys.length === baselineKeys.length;
-  for (let i = 0; unchanged && i < keys.length; i++) {
-    unchanged = keys[i] === baselineKeys[i];
-  }
+  const unchanged = sameKeys(keys, baselineKeys);
   for (let i = 0; !unchanged && i < keys.length; i++) {
     const key = keys[i];
     if (MapPrototypeGet(baseline, key) === undefined && !ReflectDeleteProperty(G, key)) {
@@ -428,9 +427,7 @@ export function resetRealm(written) {
  * can make again).
  */
 function reorder(G) {
-  const keys = ReflectOwnKeys(G);
-  let first = 0;
-  while (first < baselineKeys.length && keys[first] === baselineKeys[first]) first++;
+  const first = commonStart(ReflectOwnKeys(G), baselineKeys);
   if (first === baselineKeys.length) return true;
   for (let i = first; i < baselineKeys.length; i++) {
     const key = baselineKeys[i];
