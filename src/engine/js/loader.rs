@@ -495,66 +495,6 @@ fn commonjs_export_names(text: &str) -> Vec<String> {
     names
 }
 
-/// V8's code cache of the glue's modules (`runtime_js/`) for runtimes made
-/// without the startup snapshot (frozen ones): the first such runtime of
-/// the process makes it, the next ones compile from it (a frozen runtime is
-/// made in 6.7 ms instead of 8.5). It holds only the glue's modules, one
-/// entry each, whatever the calls.
-pub(crate) struct GlueCodeCache;
-
-/// One glue module's code cache.
-struct CachedGlue {
-    specifier: String,
-    /// Its text's hash (see `glue_hash`).
-    hash: u64,
-    data: Box<[u8]>,
-}
-
-static GLUE_CODE_CACHE: std::sync::Mutex<Vec<CachedGlue>> = std::sync::Mutex::new(Vec::new());
-
-/// The hash the cache of `code` is kept under (V8 checks the source
-/// again when it reads a cache).
-fn glue_hash(code: &deno_core::ModuleSourceCode) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    code.as_bytes().hash(&mut h);
-    h.finish()
-}
-
-impl deno_core::ExtCodeCache for GlueCodeCache {
-    fn get_code_cache_info(
-        &self,
-        specifier: &deno_core::ModuleSpecifier,
-        code: &deno_core::ModuleSourceCode,
-        _esm: bool,
-    ) -> deno_core::SourceCodeCacheInfo {
-        let hash = glue_hash(code);
-        let data = GLUE_CODE_CACHE.lock().ok().and_then(|c| {
-            c.iter()
-                .find(|g| g.specifier == specifier.as_str() && g.hash == hash)
-                .map(|g| std::borrow::Cow::Owned(g.data.to_vec()))
-        });
-        deno_core::SourceCodeCacheInfo { hash, data }
-    }
-
-    fn code_cache_ready(
-        &self,
-        specifier: deno_core::ModuleSpecifier,
-        hash: u64,
-        code_cache: &[u8],
-        _esm: bool,
-    ) {
-        if let Ok(mut c) = GLUE_CODE_CACHE.lock() {
-            c.retain(|g| g.specifier != specifier.as_str());
-            c.push(CachedGlue {
-                specifier: specifier.to_string(),
-                hash,
-                data: code_cache.into(),
-            });
-        }
-    }
-}
-
 #[cfg(test)]
 mod commonjs_tests {
     use super::commonjs_export_names;

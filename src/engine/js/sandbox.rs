@@ -37,9 +37,10 @@ use super::convert::{self, Called, ConvertError, ConvertLimits};
 use super::ext::{
     self, CALL_KEY, CallState, GlobalWrites, JSON_KEY, LOCKDOWN_KEY, LogSink, REQUIRE_KEY,
     RESET_KEY, RequireHook, ResultText, SEAL_KEY, SERVE_KEY, SETTLE_KEY, SelfKill, WRITE_KEY,
+    isoexec,
 };
 use super::failure::{Failure, core_error, exception_from_js, load_error};
-use super::loader::{GlueCodeCache, LoadNotes, Loader, Notes};
+use super::loader::{LoadNotes, Loader, Notes};
 use crate::engine::keyed::KeyedMap;
 use crate::engine::permissions::Permissions;
 use crate::engine::resolve::Resolver;
@@ -369,19 +370,19 @@ impl Sandbox {
     /// Creates a runtime as `host` says. Must run inside a tokio runtime
     /// context.
     pub(crate) fn new(host: &SandboxHost) -> Result<Sandbox, InitError> {
-        Sandbox::create(host, false, false)
+        Sandbox::create(host, false)
     }
 
     /// A runtime with V8's inspector, for a notebook (its cells are
     /// evaluated through an inspector session in REPL mode).
     pub(crate) fn with_inspector(host: &SandboxHost) -> Result<Sandbox, InitError> {
-        Sandbox::create(host, true, false)
+        Sandbox::create(host, true)
     }
 
     /// A runtime for `"frozen"` calls: its built-ins are frozen once, here,
     /// and every call gets fresh module instances and a clean global.
     pub(crate) fn frozen(host: &SandboxHost) -> Result<Sandbox, InitError> {
-        let mut sandbox = Sandbox::create(host, false, true)?;
+        let mut sandbox = Sandbox::create(host, false)?;
         // From here on its global object's changes are noted, for the
         // reset after each call (lockdown's own among them).
         sandbox
@@ -397,7 +398,7 @@ impl Sandbox {
         Ok(sandbox)
     }
 
-    fn create(host: &SandboxHost, inspector: bool, frozen: bool) -> Result<Sandbox, InitError> {
+    fn create(host: &SandboxHost, inspector: bool) -> Result<Sandbox, InitError> {
         let record = Arc::new(KillRecord::default());
         let notes = Notes::default();
         let loaded = Rc::new(std::cell::Cell::new(0));
@@ -408,18 +409,8 @@ impl Sandbox {
             .heap_limits(0, host.heap_limit)
             .array_buffer_allocator(alloc::allocator(&budget));
         let mut runtime = JsRuntime::try_new(RuntimeOptions {
-            extensions: vec![ext::extension(frozen)],
-            // A frozen runtime's global object notes its own changes (see
-            // `ext::extension`): its template is made here, with no
-            // snapshot (the snapshot's global has no interceptors, and a
-            // second snapshot could not share the process's read-only
-            // heap with the first). It takes a few milliseconds more to
-            // make, off the calls' path.
-            startup_snapshot: if frozen { None } else { Some(SNAPSHOT) },
-            // And compiles the glue from V8's code cache once a first
-            // such runtime has made it.
-            extension_code_cache: frozen
-                .then(|| Rc::new(GlueCodeCache) as Rc<dyn deno_core::ExtCodeCache>),
+            extensions: vec![isoexec::init()],
+            startup_snapshot: Some(SNAPSHOT),
             module_loader: Some(Rc::new(Loader {
                 notes: notes.clone(),
                 resolver: host.resolver.clone(),

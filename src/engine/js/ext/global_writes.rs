@@ -2,15 +2,19 @@
 //! frozen isolate's reset can tell a call that changed no global from one
 //! that did without reading each of them back.
 //!
-//! A frozen runtime's global object template (see `ext::extension`)
-//! carries interceptors for setting, defining and deleting named and
-//! indexed properties. None of them takes the request: each notes it in
-//! the isolate's [`GlobalWrites`] slot and lets V8 go on as if it were not
-//! there. They have no getter and no query, so V8 skips them on every
+//! The global object's template (in the startup snapshot, so every isolate
+//! has it) carries interceptors for setting, defining and deleting named
+//! and indexed properties. None of them takes the request: each notes it
+//! in the isolate's [`GlobalWrites`] slot and lets V8 go on as if it were
+//! not there. They have no getter and no query, so V8 skips them on every
 //! read: a load of `Math` or `JSON` keeps its fast path (and optimized
 //! code its constants). Only a write to the global object goes through the
 //! interceptor, which is what is to be noted; it takes some 60 ns instead
-//! of well under one.
+//! of well under one, in every isolate (only frozen ones carry the slot).
+//! A frozen runtime cannot have a template of its own: it would have to be
+//! made without the startup snapshot, and V8 shares one read-only heap
+//! among a process's isolates — the next isolate made from the snapshot
+//! then failed to read it and the process aborted.
 //!
 //! V8 writes a global without asking interceptors in one case reachable
 //! from user code: a `var` an indirect `eval` declares anew. Such a
@@ -127,7 +131,8 @@ pub(super) fn global_template<'s>(
     template
 }
 
-/// The interceptors, for the runtime's external references.
+/// The interceptors, for the snapshot's external references (the same
+/// list, in the same order, when it is made and when it is read).
 pub(super) fn external_references() -> Vec<v8::ExternalReference> {
     vec![
         v8::ExternalReference {

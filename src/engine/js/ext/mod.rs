@@ -334,24 +334,12 @@ deno_core::extension!(
     ],
     middleware = restrict_builtin_ops,
     customizer = |ext: &mut deno_core::Extension| {
+        ext.global_template_middleware = Some(global_writes::global_template);
+        ext.external_references = global_writes::external_references().into();
         ext.esm_files = std::borrow::Cow::Borrowed(&RUNTIME_JS);
         ext.esm_entry_point = Some("ext:isoexec/99_main.js");
     },
 );
-
-/// The extension of a runtime. With `noting_global_writes`, its global
-/// object's template carries the interceptors of [`global_writes`], which
-/// takes a runtime made without the startup snapshot (whose global has
-/// none): only frozen runtimes pay for them (a store to a global through
-/// an interceptor takes some 60 ns, a plain one well under 1).
-pub(crate) fn extension(noting_global_writes: bool) -> deno_core::Extension {
-    let mut ext = isoexec::init();
-    if noting_global_writes {
-        ext.global_template_middleware = Some(global_writes::global_template);
-        ext.external_references = global_writes::external_references().into();
-    }
-    ext
-}
 
 macro_rules! runtime_js {
     ($($file:literal),* $(,)?) => {
